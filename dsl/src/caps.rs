@@ -1,0 +1,217 @@
+//! Targets (an instruction-set generation) and device capabilities (what one GPU offers).
+//!
+//! A [`Target`] is what code is generated and compiled for; [`DeviceCaps`] is what a real or
+//! simulated device reports, and what `Template::validate` checks a config against.
+
+use crate::dtype::DType;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// GPU vendor: selects the code generator's dialect and the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vendor {
+    Nvidia,
+    Amd,
+}
+
+/// A compilation target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Target {
+    /// NVIDIA Ampere (A100): `mma.sync`, `ldmatrix`, `cp.async`.
+    #[serde(rename = "sm_80")]
+    Sm80,
+    /// NVIDIA Hopper (H100/H200) with arch-specific features; runs the sm_80 path today.
+    #[serde(rename = "sm_90a")]
+    Sm90a,
+    /// AMD CDNA2 (MI250): MFMA, LDS, wavefront 64.
+    #[serde(rename = "gfx90a")]
+    Gfx90a,
+    /// AMD CDNA3 (MI300): MFMA, LDS, wavefront 64.
+    #[serde(rename = "gfx942")]
+    Gfx942,
+}
+
+impl Target {
+    pub const ALL: [Target; 4] = [Target::Sm80, Target::Sm90a, Target::Gfx90a, Target::Gfx942];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Sm80 => "sm_80",
+            Target::Sm90a => "sm_90a",
+            Target::Gfx90a => "gfx90a",
+            Target::Gfx942 => "gfx942",
+        }
+    }
+
+    pub fn vendor(self) -> Vendor {
+        match self {
+            Target::Sm80 | Target::Sm90a => Vendor::Nvidia,
+            Target::Gfx90a | Target::Gfx942 => Vendor::Amd,
+        }
+    }
+
+    /// Capabilities of the flagship part of this target, for compile-only work where no
+    /// device of the target is present.
+    pub fn nominal_caps(self) -> DeviceCaps {
+        let nvidia_atoms = vec![
+            MmaAtom::new(16, 8, 16, DType::F16),
+            MmaAtom::new(16, 8, 16, DType::BF16),
+        ];
+        let amd_atoms = vec![
+            MmaAtom::new(16, 16, 16, DType::F16),
+            MmaAtom::new(16, 16, 16, DType::BF16),
+        ];
+        match self {
+            Target::Sm80 => DeviceCaps {
+                name: "NVIDIA A100 (nominal)".into(),
+                target: self,
+                sm_count: 108,
+                smem_per_block: 166_912,
+                regs_per_thread: 255,
+                regs_per_sm: 65_536,
+                max_threads_per_block: 1024,
+                warp_size: 32,
+                mma_atoms: nvidia_atoms,
+                peak_tflops_f16: 312.0,
+                mem_bandwidth_gbs: 2039.0,
+                l2_bytes: 40 << 20,
+            },
+            Target::Sm90a => DeviceCaps {
+                name: "NVIDIA H100 SXM (nominal)".into(),
+                target: self,
+                sm_count: 132,
+                smem_per_block: 232_448,
+                regs_per_thread: 255,
+                regs_per_sm: 65_536,
+                max_threads_per_block: 1024,
+                warp_size: 32,
+                mma_atoms: nvidia_atoms,
+                peak_tflops_f16: 989.0,
+                mem_bandwidth_gbs: 3350.0,
+                l2_bytes: 50 << 20,
+            },
+            Target::Gfx90a => DeviceCaps {
+                name: "AMD Instinct MI250 (nominal, one GCD)".into(),
+                target: self,
+                sm_count: 104,
+                smem_per_block: 65_536,
+                regs_per_thread: 512,
+                regs_per_sm: 131_072,
+                max_threads_per_block: 1024,
+                warp_size: 64,
+                mma_atoms: amd_atoms,
+                peak_tflops_f16: 181.0,
+                mem_bandwidth_gbs: 1638.0,
+                l2_bytes: 8 << 20,
+            },
+            Target::Gfx942 => DeviceCaps {
+                name: "AMD Instinct MI300X (nominal)".into(),
+                target: self,
+                sm_count: 304,
+                smem_per_block: 65_536,
+                regs_per_thread: 512,
+                regs_per_sm: 131_072,
+                max_threads_per_block: 1024,
+                warp_size: 64,
+                mma_atoms: amd_atoms,
+                peak_tflops_f16: 1307.0,
+                mem_bandwidth_gbs: 5300.0,
+                l2_bytes: 4 << 20,
+            },
+        }
+    }
+
+    /// The largest shared memory (LDS) per block of any supported target, in bytes.
+    pub fn max_smem_any_target() -> u32 {
+        Target::ALL
+            .iter()
+            .map(|t| t.nominal_caps().smem_per_block)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A target name that Tessera cannot generate code for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown target `{0}`; use sm_80, sm_90a, gfx90a or gfx942")]
+pub struct UnknownTarget(pub String);
+
+impl FromStr for Target {
+    type Err = UnknownTarget;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UnknownTarget(s.to_string()))
+    }
+}
+
+/// One matrix-multiply-accumulate instruction shape: `m×n×k` with the given input dtype, f32
+/// accumulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MmaAtom {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub input: DType,
+}
+
+impl MmaAtom {
+    pub const fn new(m: u32, n: u32, k: u32, input: DType) -> Self {
+        MmaAtom { m, n, k, input }
+    }
+}
+
+/// What one device offers a kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCaps {
+    pub name: String,
+    pub target: Target,
+    pub sm_count: u32,
+    /// Largest shared memory (LDS) one block may use, bytes (opt-in maximum).
+    pub smem_per_block: u32,
+    pub regs_per_thread: u32,
+    pub regs_per_sm: u32,
+    pub max_threads_per_block: u32,
+    /// 32 on NVIDIA, 64 on AMD CDNA.
+    pub warp_size: u32,
+    pub mma_atoms: Vec<MmaAtom>,
+    /// Dense fp16 tensor throughput, TFLOP/s (for rooflines and the simulated device).
+    pub peak_tflops_f16: f64,
+    /// DRAM bandwidth, GB/s.
+    pub mem_bandwidth_gbs: f64,
+    pub l2_bytes: u64,
+}
+
+impl DeviceCaps {
+    /// The MMA atom for an input dtype, if the device has one.
+    pub fn atom_for(&self, input: DType) -> Option<MmaAtom> {
+        self.mma_atoms.iter().copied().find(|a| a.input == input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_name() {
+        for t in Target::ALL {
+            assert_eq!(t.name().parse::<Target>().unwrap(), t);
+            let caps = t.nominal_caps();
+            assert_eq!(caps.target, t);
+            assert!(caps.atom_for(DType::F16).is_some());
+        }
+        let e = "sm_75".parse::<Target>().unwrap_err().to_string();
+        assert!(e.contains("sm_80, sm_90a, gfx90a or gfx942"), "{e}");
+        assert_eq!(Target::max_smem_any_target(), 232_448);
+    }
+}

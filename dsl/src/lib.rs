@@ -1,0 +1,36 @@
+//! tessera-dsl: the vocabulary every other Tessera crate speaks.
+//!
+//! It owns the tile-level kernel IR ([`ir`]), element types ([`dtype`]) and memory layouts
+//! ([`layout`]), parameter spaces and configs ([`space`]), problems ([`problem`]), epilogue
+//! operations ([`epilogue`]), device capabilities and targets ([`caps`]) and the [`Template`]
+//! trait with its self-registering registry ([`template`]). It re-exports the
+//! `#[gpu_template]` macro.
+//!
+//! It must not depend on a GPU, on I/O, or on any other Tessera crate but `tessera-macros`.
+
+pub mod builder;
+pub mod caps;
+pub mod dtype;
+pub mod epilogue;
+pub mod ir;
+pub mod layout;
+pub mod problem;
+pub mod space;
+pub mod template;
+
+pub use builder::KernelBuilder;
+pub use caps::{DeviceCaps, MmaAtom, Target, Vendor};
+pub use dtype::DType;
+pub use epilogue::EpilogueOp;
+pub use ir::KernelIr;
+pub use layout::Layout;
+pub use problem::{GemmProblem, OpKind, Problem};
+pub use space::{Config, ParamSpace, Variant};
+pub use template::{find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry};
+pub use tessera_macros::gpu_template;
+
+/// Items the `#[gpu_template]` expansion refers to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}

@@ -1,0 +1,267 @@
+//! Problems: one concrete operation a kernel must compute (shape, dtypes, layouts, epilogue).
+//!
+//! A problem is what the tuner tunes for and what the cache keys winners by; a config is valid
+//! for a problem when the template's `validate` accepts the pair.
+
+use crate::dtype::DType;
+use crate::epilogue::EpilogueOp;
+use crate::layout::{max_alignment, Layout};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The kind of operation a template implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Gemm,
+    Layernorm,
+    Softmax,
+    Attention,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Gemm => "gemm",
+            OpKind::Layernorm => "layernorm",
+            OpKind::Softmax => "softmax",
+            OpKind::Attention => "attention",
+        }
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `D[b] = epilogue(alpha · A[b] · B[b])`, A is M×K row-major, B is K×N (row- or column-major),
+/// C / residual / D are M×N row-major, `batch` independent products with packed strides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GemmProblem {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    #[serde(default = "one")]
+    pub batch: u64,
+    /// dtype of A and B.
+    pub input: DType,
+    /// dtype of D (and of C, bias and residual).
+    pub output: DType,
+    /// layout of B; A and D are row-major.
+    pub layout_b: Layout,
+    #[serde(default)]
+    pub epilogue: Vec<EpilogueOp>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A problem that cannot be computed at all (before any template is asked).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProblemError {
+    #[error("{op}: dimension `{dim}` must be positive (got {value})")]
+    NonPositive {
+        op: OpKind,
+        dim: &'static str,
+        value: i64,
+    },
+    #[error("{op}: dimension `{dim}` = {value} is too large (limit {limit})")]
+    TooLarge {
+        op: OpKind,
+        dim: &'static str,
+        value: u64,
+        limit: u64,
+    },
+    #[error("{op}: input dtype must be f16 or bf16 (got {got})")]
+    InputDType { op: OpKind, got: DType },
+    #[error("{op}: epilogue op `{epi}` appears twice")]
+    RepeatedEpilogue { op: OpKind, epi: EpilogueOp },
+}
+
+impl GemmProblem {
+    /// A plain problem: f16 in and out, B column-major (`rcr`), no epilogue.
+    pub fn new(m: u64, n: u64, k: u64) -> Self {
+        GemmProblem {
+            m,
+            n,
+            k,
+            batch: 1,
+            input: DType::F16,
+            output: DType::F16,
+            layout_b: Layout::Col,
+            epilogue: Vec::new(),
+        }
+    }
+
+    /// Check the problem is computable at all.
+    pub fn check(&self) -> Result<(), ProblemError> {
+        const LIMIT: u64 = i32::MAX as u64;
+        for (dim, value) in [("m", self.m), ("n", self.n), ("k", self.k), ("batch", self.batch)] {
+            if value == 0 {
+                return Err(ProblemError::NonPositive {
+                    op: OpKind::Gemm,
+                    dim,
+                    value: 0,
+                });
+            }
+            if value > LIMIT {
+                return Err(ProblemError::TooLarge {
+                    op: OpKind::Gemm,
+                    dim,
+                    value,
+                    limit: LIMIT,
+                });
+            }
+        }
+        if !self.input.is_mma_input() {
+            return Err(ProblemError::InputDType {
+                op: OpKind::Gemm,
+                got: self.input,
+            });
+        }
+        for (i, e) in self.epilogue.iter().enumerate() {
+            if self.epilogue[..i].contains(e) {
+                return Err(ProblemError::RepeatedEpilogue {
+                    op: OpKind::Gemm,
+                    epi: *e,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The layout code `rcr` / `rrr` (A, B, D).
+    pub fn layout_code(&self) -> String {
+        format!("r{}r", self.layout_b.letter())
+    }
+
+    /// Widest vector (elements) every global access of this problem can use.
+    pub fn alignment(&self) -> u32 {
+        let b_contiguous = match self.layout_b {
+            Layout::Row => self.n,
+            Layout::Col => self.k,
+        };
+        max_alignment(&[self.k, b_contiguous, self.n])
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+
+    /// Compulsory DRAM traffic: read A, B (and C / bias / residual), write D once.
+    pub fn bytes(&self) -> f64 {
+        let (m, n, k, b) = (
+            self.m as f64,
+            self.n as f64,
+            self.k as f64,
+            self.batch as f64,
+        );
+        let inp = self.input.size_bytes() as f64;
+        let out = self.output.size_bytes() as f64;
+        let mut bytes = b * (m * k + k * n) * inp + b * m * n * out;
+        for e in &self.epilogue {
+            bytes += match e {
+                EpilogueOp::BetaC | EpilogueOp::Residual => b * m * n * out,
+                EpilogueOp::Bias => n * out,
+                _ => 0.0,
+            };
+        }
+        bytes
+    }
+}
+
+/// Any problem Tessera can tune.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Problem {
+    Gemm(GemmProblem),
+}
+
+impl Problem {
+    pub fn op(&self) -> OpKind {
+        match self {
+            Problem::Gemm(_) => OpKind::Gemm,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ProblemError> {
+        match self {
+            Problem::Gemm(g) => g.check(),
+        }
+    }
+
+    pub fn flops(&self) -> f64 {
+        match self {
+            Problem::Gemm(g) => g.flops(),
+        }
+    }
+
+    pub fn bytes(&self) -> f64 {
+        match self {
+            Problem::Gemm(g) => g.bytes(),
+        }
+    }
+
+    /// A stable, human-readable key (used in logs, the cache and the CLI).
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Gemm(g) => {
+                write!(f, "gemm m={} n={} k={}", g.m, g.n, g.k)?;
+                if g.batch != 1 {
+                    write!(f, " batch={}", g.batch)?;
+                }
+                write!(f, " {}->{} {}", g.input, g.output, g.layout_code())?;
+                if !g.epilogue.is_empty() {
+                    let names: Vec<_> = g.epilogue.iter().map(|e| e.name()).collect();
+                    write!(f, " epilogue={}", names.join(","))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_sizes_name_the_op_and_dim() {
+        let mut p = GemmProblem::new(0, 768, 768);
+        let e = p.check().unwrap_err().to_string();
+        assert_eq!(e, "gemm: dimension `m` must be positive (got 0)");
+        p.m = 1;
+        p.k = 0;
+        assert!(p.check().unwrap_err().to_string().contains("`k`"));
+    }
+
+    #[test]
+    fn key_is_stable_and_readable() {
+        let mut g = GemmProblem::new(384, 768, 3072);
+        g.epilogue = vec![EpilogueOp::Bias, EpilogueOp::Gelu];
+        assert_eq!(
+            Problem::Gemm(g).key(),
+            "gemm m=384 n=768 k=3072 f16->f16 rcr epilogue=bias,gelu"
+        );
+    }
+
+    #[test]
+    fn alignment_follows_contiguous_dims() {
+        let mut g = GemmProblem::new(1000, 1000, 1000);
+        assert_eq!(g.alignment(), 8);
+        g.k = 1001;
+        assert_eq!(g.alignment(), 1);
+        g.k = 1002;
+        g.n = 1004;
+        assert_eq!(g.alignment(), 2);
+    }
+}

@@ -1,0 +1,348 @@
+//! Parameter spaces and configs.
+//!
+//! A [`ParamSpace`] is the cartesian product of each parameter's candidate values, filtered by
+//! the template's constraints. A [`Config`] is one point of it plus the problem-derived
+//! [`Variant`] (dtypes, layouts, epilogue, alignment); together they name exactly one kernel.
+
+use crate::dtype::DType;
+use crate::epilogue::EpilogueOp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One tunable parameter and its candidate values, in the order the author wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamDef {
+    pub name: String,
+    pub values: Vec<i64>,
+}
+
+/// A constraint between parameters: `check` receives the values in parameter order.
+#[derive(Clone)]
+pub struct Constraint {
+    /// The constraint as the author wrote it, for messages.
+    pub text: &'static str,
+    pub check: fn(&[i64]) -> bool,
+}
+
+impl fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Constraint").field("text", &self.text).finish()
+    }
+}
+
+/// A bad `--config` string or a point outside the space.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpaceError {
+    #[error("malformed config `{0}`: expected `name=value,name=value,...` with integer values")]
+    Malformed(String),
+    #[error("unknown parameter `{name}`; parameters are: {valid}")]
+    UnknownParam { name: String, valid: String },
+    #[error("parameter `{0}` is given twice")]
+    Duplicate(String),
+    #[error("parameter `{name}` is missing; give one of {values}")]
+    Missing { name: String, values: String },
+    #[error("{name} = {value} is not in the space; choose one of {values}")]
+    OutOfRange {
+        name: String,
+        value: i64,
+        values: String,
+    },
+    #[error("config violates the constraint `{0}`")]
+    Constraint(&'static str),
+}
+
+/// The cartesian product of parameter values, filtered by constraints.
+#[derive(Debug, Clone)]
+pub struct ParamSpace {
+    pub params: Vec<ParamDef>,
+    pub constraints: Vec<Constraint>,
+}
+
+impl ParamSpace {
+    /// Number of points before constraints.
+    pub fn raw_len(&self) -> u64 {
+        self.params.iter().map(|p| p.values.len() as u64).product()
+    }
+
+    /// The first constraint a point violates, if any.
+    pub fn violated(&self, values: &[i64]) -> Option<&'static str> {
+        self.constraints
+            .iter()
+            .find(|c| !(c.check)(values))
+            .map(|c| c.text)
+    }
+
+    /// Every point that satisfies all constraints, in lexicographic order of the value lists.
+    pub fn enumerate(&self) -> Vec<Vec<i64>> {
+        let mut out = Vec::new();
+        let mut idx = vec![0usize; self.params.len()];
+        if self.params.iter().any(|p| p.values.is_empty()) {
+            return out;
+        }
+        loop {
+            let point: Vec<i64> = idx
+                .iter()
+                .zip(&self.params)
+                .map(|(&i, p)| p.values[i])
+                .collect();
+            if self.violated(&point).is_none() {
+                out.push(point);
+            }
+            // odometer increment, last parameter fastest
+            let mut d = self.params.len();
+            loop {
+                if d == 0 {
+                    return out;
+                }
+                d -= 1;
+                idx[d] += 1;
+                if idx[d] < self.params[d].values.len() {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// Number of valid points.
+    pub fn len(&self) -> usize {
+        self.enumerate().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A deterministic sample of at most `n` valid points, spread evenly over the enumeration.
+    pub fn sample(&self, n: usize) -> Vec<Vec<i64>> {
+        let all = self.enumerate();
+        if all.len() <= n {
+            return all;
+        }
+        (0..n).map(|i| all[i * all.len() / n].clone()).collect()
+    }
+
+    /// Parse `tile_m=128,tile_n=64,...` into a point of this space (every parameter given once,
+    /// each value one of its candidates, all constraints met).
+    pub fn parse_point(&self, text: &str) -> Result<Vec<i64>, SpaceError> {
+        let mut given: Vec<Option<i64>> = vec![None; self.params.len()];
+        for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| SpaceError::Malformed(text.to_string()))?;
+            let (name, value) = (name.trim(), value.trim());
+            let value: i64 = value
+                .parse()
+                .map_err(|_| SpaceError::Malformed(text.to_string()))?;
+            let i = self
+                .params
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| SpaceError::UnknownParam {
+                    name: name.to_string(),
+                    valid: self.param_names().join(", "),
+                })?;
+            if given[i].replace(value).is_some() {
+                return Err(SpaceError::Duplicate(name.to_string()));
+            }
+        }
+        let mut point = Vec::with_capacity(self.params.len());
+        for (p, v) in self.params.iter().zip(given) {
+            let v = v.ok_or_else(|| SpaceError::Missing {
+                name: p.name.clone(),
+                values: list(&p.values),
+            })?;
+            if !p.values.contains(&v) {
+                return Err(SpaceError::OutOfRange {
+                    name: p.name.clone(),
+                    value: v,
+                    values: list(&p.values),
+                });
+            }
+            point.push(v);
+        }
+        if let Some(c) = self.violated(&point) {
+            return Err(SpaceError::Constraint(c));
+        }
+        Ok(point)
+    }
+
+    pub fn param_names(&self) -> Vec<String> {
+        self.params.iter().map(|p| p.name.clone()).collect()
+    }
+}
+
+fn list(values: &[i64]) -> String {
+    values
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a problem fixes about a kernel beyond its tunable parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Variant {
+    pub input: DType,
+    pub acc: DType,
+    pub output: DType,
+    /// Layout code, e.g. `rcr` for a GEMM (A, B, D); empty where it does not apply.
+    pub layout: String,
+    pub epilogue: Vec<EpilogueOp>,
+    /// Elements per aligned global vector access (8, 4, 2 or 1).
+    pub align: u32,
+}
+
+/// One kernel: a point of a template's space plus the problem-derived variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Config {
+    pub template: String,
+    /// Parameter values in the space's order.
+    pub params: Vec<(String, i64)>,
+    /// The parameters formatted by the template's label (e.g. `128x128x32_w2x2_s4`).
+    pub label: String,
+    pub variant: Variant,
+}
+
+impl Config {
+    /// The value of a parameter, if the config has it.
+    pub fn get(&self, name: &str) -> Option<i64> {
+        self.params.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
+
+    /// Parameter values in space order.
+    pub fn values(&self) -> Vec<i64> {
+        self.params.iter().map(|&(_, v)| v).collect()
+    }
+
+    /// The one name of this kernel: its symbol, snapshot file, log line, cache row and CLI
+    /// filter, e.g. `gemm_f16_f32acc_128x128x32_w2x2_s4_rcr_bias_gelu_a8`.
+    pub fn kernel_name(&self) -> String {
+        let v = &self.variant;
+        let mut name = format!(
+            "{}_{}_{}acc_{}",
+            self.template,
+            v.input.name(),
+            v.acc.name(),
+            self.label
+        );
+        if !v.layout.is_empty() {
+            name.push('_');
+            name.push_str(&v.layout);
+        }
+        for e in &v.epilogue {
+            name.push('_');
+            name.push_str(e.name());
+        }
+        if v.output != v.input {
+            name.push_str("_o");
+            name.push_str(v.output.name());
+        }
+        name.push_str(&format!("_a{}", v.align));
+        name
+    }
+
+    /// `name=value,...`, the form `--config` takes.
+    pub fn assignment(&self) -> String {
+        self.params
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.kernel_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn space() -> ParamSpace {
+        ParamSpace {
+            params: vec![
+                ParamDef {
+                    name: "tile_m".into(),
+                    values: vec![64, 128, 256],
+                },
+                ParamDef {
+                    name: "warps_m".into(),
+                    values: vec![1, 2, 4],
+                },
+                ParamDef {
+                    name: "stages".into(),
+                    values: vec![2, 3],
+                },
+            ],
+            constraints: vec![Constraint {
+                text: "tile_m / warps_m >= 64",
+                check: |v| v[0] / v[1] >= 64,
+            }],
+        }
+    }
+
+    #[test]
+    fn enumerate_filters_by_constraints() {
+        let s = space();
+        assert_eq!(s.raw_len(), 18);
+        // (64,1) (128,1) (128,2) (256,1) (256,2) (256,4) = 6 pairs × 2 stages
+        assert_eq!(s.len(), 12);
+        assert!(s.enumerate().iter().all(|p| p[0] / p[1] >= 64));
+    }
+
+    #[test]
+    fn parse_point_errors_name_choices() {
+        let s = space();
+        assert_eq!(
+            s.parse_point("tile_m=128, warps_m=2,stages=3").unwrap(),
+            vec![128, 2, 3]
+        );
+        let e = s
+            .parse_point("tile_m=96,warps_m=2,stages=3")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "tile_m = 96 is not in the space; choose one of 64, 128, 256");
+        let e = s.parse_point("tile_q=1").unwrap_err().to_string();
+        assert!(e.contains("parameters are: tile_m, warps_m, stages"), "{e}");
+        assert!(matches!(
+            s.parse_point("tile_m=64,warps_m=2,stages=2"),
+            Err(SpaceError::Constraint(_))
+        ));
+        assert!(matches!(
+            s.parse_point("tile_m:64"),
+            Err(SpaceError::Malformed(_))
+        ));
+        assert!(matches!(
+            s.parse_point("tile_m=64,warps_m=1"),
+            Err(SpaceError::Missing { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn sample_is_a_deterministic_subset(n in 1usize..20) {
+            let s = space();
+            let a = s.sample(n);
+            let b = s.sample(n);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a.len(), n.min(s.len()));
+            let all = s.enumerate();
+            for p in &a {
+                prop_assert!(all.contains(p));
+            }
+        }
+
+        #[test]
+        fn every_enumerated_point_parses_back(i in 0usize..12) {
+            let s = space();
+            let p = &s.enumerate()[i];
+            let text: Vec<String> = s.params.iter().zip(p).map(|(d, v)| format!("{}={}", d.name, v)).collect();
+            prop_assert_eq!(&s.parse_point(&text.join(",")).unwrap(), p);
+        }
+    }
+}
