@@ -1,0 +1,112 @@
+//! The `Dialect` trait: every difference between vendors, and nothing else.
+//!
+//! The kernel emitter ([`crate::kernel`]) writes the vendor-neutral structure of a kernel
+//! (indexing, pipeline skeleton, copy loops, epilogue math) and asks the dialect for each
+//! vendor-specific piece: element conversions, asynchronous copies, barriers, the MMA atom and
+//! its operand/accumulator layouts. Templates never see a dialect.
+
+use crate::source::Source;
+use crate::CodegenError;
+use tessera_dsl::{DType, Layout, MmaAtom, Target};
+
+/// A shared-memory operand of the MMA: a pointer expression to the current stage and its
+/// storage geometry.
+#[derive(Debug, Clone)]
+pub struct SmemOperand {
+    /// C expression of the stage's base pointer (element type = storage type).
+    pub ptr: String,
+    /// Elements between consecutive lines (contiguous extent + padding).
+    pub stride: u32,
+    /// Which logical dimension is contiguous: for A (m×k) `Row` means k-contiguous; for B
+    /// (k×n) `Row` means n-contiguous, `Col` means k-contiguous.
+    pub layout: Layout,
+}
+
+/// Everything a dialect needs to emit the MMA work of one warp on one shared stage.
+#[derive(Debug, Clone)]
+pub struct MmaPlan {
+    pub input: DType,
+    pub atom: MmaAtom,
+    /// Warp tile.
+    pub wm: u32,
+    pub wn: u32,
+    pub tile_k: u32,
+    /// Expressions of the warp tile's first row / column inside the block tile.
+    pub warp_row: String,
+    pub warp_col: String,
+    pub a: SmemOperand,
+    pub b: SmemOperand,
+    /// Accumulator array name.
+    pub acc: String,
+}
+
+/// A group of accumulator values of one thread that sit in consecutive output columns.
+#[derive(Debug, Clone)]
+pub struct AccGroup {
+    /// C lvalues of the values, in column order.
+    pub regs: Vec<String>,
+    /// Row and first column inside the block tile (C expressions).
+    pub row: String,
+    pub col: String,
+}
+
+/// Math functions the epilogue may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MathFn {
+    Erf,
+    Tanh,
+    Exp,
+}
+
+pub trait Dialect {
+    fn target(&self) -> Target;
+
+    /// Threads per warp (wavefront).
+    fn warp_size(&self) -> u32;
+
+    /// The MMA atom this dialect uses for an input dtype.
+    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError>;
+
+    /// Includes, typedefs and helper functions the kernel relies on.
+    fn prelude(&self, w: &mut Source);
+
+    /// Everything before the kernel's name: `extern "C" __global__ ...`.
+    fn kernel_head(&self, threads: u32) -> String;
+
+    /// The type that stores one element of `d` in memory.
+    fn storage_type(&self, d: DType) -> &'static str;
+
+    /// A C expression converting a stored element to `float`.
+    fn to_float(&self, d: DType, expr: &str) -> String;
+
+    /// A C expression converting a `float` to the storage type of `d`.
+    fn from_float(&self, d: DType, expr: &str) -> String;
+
+    /// Declaration of the dynamic shared-memory byte array named `smem`.
+    fn smem_decl(&self) -> &'static str;
+
+    /// Copy `bytes` (4, 8 or 16) from global `src` to shared `dst` when `pred`, else write zeros.
+    /// May be asynchronous; completion is awaited with [`Dialect::copy_wait`].
+    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str);
+
+    /// Close the group of copies issued since the last commit.
+    fn copy_commit(&self, w: &mut Source);
+
+    /// Wait until at most `pending` committed groups are still in flight.
+    fn copy_wait(&self, w: &mut Source, pending: u32);
+
+    /// Block-wide barrier.
+    fn barrier(&self, w: &mut Source);
+
+    /// Declare and zero the accumulators of one warp tile.
+    fn declare_acc(&self, w: &mut Source, plan: &MmaPlan);
+
+    /// All MMA work of one warp on one shared stage (`tile_k / atom.k` atoms deep).
+    fn mma_stage(&self, w: &mut Source, plan: &MmaPlan);
+
+    /// Emit loops over this thread's accumulators; `body` writes the code for one group.
+    fn for_each_acc(&self, w: &mut Source, plan: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup));
+
+    /// The name of a single-precision math function.
+    fn math(&self, f: MathFn) -> &'static str;
+}

@@ -1,0 +1,31 @@
+//! Lowering of epilogue ops to per-element C expressions (vendor-neutral except for math
+//! function names, which come from the dialect).
+
+use crate::dialect::{Dialect, MathFn};
+use tessera_dsl::{DType, EpilogueOp};
+
+/// Operand loads an epilogue needs at element (`row`, `col`): C expressions of the stored values.
+pub struct EpilogueOperands<'a> {
+    pub c: &'a str,
+    pub bias: &'a str,
+    pub residual: &'a str,
+}
+
+/// The statement that applies `op` to the float variable `v`.
+pub fn apply(d: &dyn Dialect, op: EpilogueOp, v: &str, out: DType, at: &EpilogueOperands) -> String {
+    match op {
+        EpilogueOp::BetaC => format!("{v} += beta * {};", d.to_float(out, at.c)),
+        EpilogueOp::Bias => format!("{v} += {};", d.to_float(out, at.bias)),
+        EpilogueOp::Relu => format!("{v} = {v} > 0.f ? {v} : 0.f;"),
+        EpilogueOp::Gelu => format!(
+            "{v} = 0.5f * {v} * (1.f + {}({v} * 0.70710678118654752f));",
+            d.math(MathFn::Erf)
+        ),
+        EpilogueOp::GeluTanh => format!(
+            "{v} = 0.5f * {v} * (1.f + {}(0.79788456080286536f * ({v} + 0.044715f * {v} * {v} * {v})));",
+            d.math(MathFn::Tanh)
+        ),
+        EpilogueOp::Silu => format!("{v} = {v} / (1.f + {}(-{v}));", d.math(MathFn::Exp)),
+        EpilogueOp::Residual => format!("{v} += {};", d.to_float(out, at.residual)),
+    }
+}

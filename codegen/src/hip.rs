@@ -1,0 +1,201 @@
+//! The HIP dialect: AMD CDNA (gfx90a, gfx942) with MFMA `16x16x16` atoms, LDS tiles and
+//! wavefronts of 64.
+//!
+//! Global → LDS copies are plain vector loads and stores (CDNA2 has no asynchronous copy into
+//! LDS), so commit/wait are no-ops and the pipeline skeleton's barriers order the stages.
+
+use crate::dialect::{AccGroup, Dialect, MathFn, MmaPlan};
+use crate::source::Source;
+use crate::CodegenError;
+use tessera_dsl::{DType, Layout, MmaAtom, Target};
+
+pub struct Hip {
+    pub target: Target,
+}
+
+const PRELUDE: &str = r#"// Tessera generated HIP
+#include <hip/hip_runtime.h>
+typedef _Float16 tsr_half4 __attribute__((ext_vector_type(4)));
+typedef short tsr_short4 __attribute__((ext_vector_type(4)));
+typedef float tsr_float4 __attribute__((ext_vector_type(4)));
+typedef unsigned tsr_u32x4 __attribute__((ext_vector_type(4)));
+typedef unsigned tsr_u32x2 __attribute__((ext_vector_type(2)));
+static __device__ inline float tsr_f16_to_f32(unsigned short h) { return (float)__builtin_bit_cast(_Float16, h); }
+static __device__ inline unsigned short tsr_f32_to_f16(float f) { return __builtin_bit_cast(unsigned short, (_Float16)f); }
+static __device__ inline float tsr_bf16_to_f32(unsigned short h) { return __builtin_bit_cast(float, ((unsigned)h) << 16); }
+static __device__ inline unsigned short tsr_f32_to_bf16(float f) {
+  unsigned u = __builtin_bit_cast(unsigned, f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+static __device__ inline void tsr_copy16(void* dst, const void* src, bool pred) {
+  tsr_u32x4 v = {0u, 0u, 0u, 0u};
+  if (pred) v = *(const tsr_u32x4*)src;
+  *(tsr_u32x4*)dst = v;
+}
+static __device__ inline void tsr_copy8(void* dst, const void* src, bool pred) {
+  tsr_u32x2 v = {0u, 0u};
+  if (pred) v = *(const tsr_u32x2*)src;
+  *(tsr_u32x2*)dst = v;
+}
+static __device__ inline void tsr_copy4(void* dst, const void* src, bool pred) {
+  *(unsigned*)dst = pred ? *(const unsigned*)src : 0u;
+}"#;
+
+impl Dialect for Hip {
+    fn target(&self) -> Target {
+        self.target
+    }
+
+    fn warp_size(&self) -> u32 {
+        64
+    }
+
+    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError> {
+        match input {
+            DType::F16 | DType::BF16 => Ok(MmaAtom::new(16, 16, 16, input)),
+            DType::F32 => Err(CodegenError::Unsupported(format!(
+                "{}: no MFMA atom for f32 inputs in Tessera",
+                self.target
+            ))),
+        }
+    }
+
+    fn prelude(&self, w: &mut Source) {
+        w.lines(PRELUDE);
+    }
+
+    fn kernel_head(&self, threads: u32) -> String {
+        format!("extern \"C\" __global__ void __launch_bounds__({threads})")
+    }
+
+    fn storage_type(&self, d: DType) -> &'static str {
+        match d {
+            DType::F16 | DType::BF16 => "unsigned short",
+            DType::F32 => "float",
+        }
+    }
+
+    fn to_float(&self, d: DType, expr: &str) -> String {
+        match d {
+            DType::F16 => format!("tsr_f16_to_f32({expr})"),
+            DType::BF16 => format!("tsr_bf16_to_f32({expr})"),
+            DType::F32 => format!("({expr})"),
+        }
+    }
+
+    fn from_float(&self, d: DType, expr: &str) -> String {
+        match d {
+            DType::F16 => format!("tsr_f32_to_f16({expr})"),
+            DType::BF16 => format!("tsr_f32_to_bf16({expr})"),
+            DType::F32 => format!("({expr})"),
+        }
+    }
+
+    fn smem_decl(&self) -> &'static str {
+        "extern __shared__ __attribute__((aligned(128))) unsigned char smem[];"
+    }
+
+    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str) {
+        w.line(format!("tsr_copy{bytes}({dst}, {src}, {pred});"));
+    }
+
+    fn copy_commit(&self, _w: &mut Source) {}
+
+    fn copy_wait(&self, _w: &mut Source, _pending: u32) {}
+
+    fn barrier(&self, w: &mut Source) {
+        w.line("__syncthreads();");
+    }
+
+    fn declare_acc(&self, w: &mut Source, p: &MmaPlan) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        w.line(format!("tsr_float4 {}[{mi}][{ni}];", p.acc));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line(format!("{}[i][j] = tsr_float4{{0.f, 0.f, 0.f, 0.f}};", p.acc));
+        w.close("");
+        w.close("");
+    }
+
+    fn mma_stage(&self, w: &mut Source, p: &MmaPlan) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        let ksteps = p.tile_k / p.atom.k;
+        let (frag, mfma) = match p.input {
+            DType::BF16 => ("tsr_short4", "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k"),
+            _ => ("tsr_half4", "__builtin_amdgcn_mfma_f32_16x16x16f16"),
+        };
+        // 16x16x16 MFMA operands: lane l holds A[l%16][4(l/16)..+4] and B[4(l/16)..+4][l%16].
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
+        w.line(format!("{frag} af[{mi}];"));
+        w.line(format!("{frag} bf[{ni}];"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "af[i] = *(const {frag}*)({} + ({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+            p.a.ptr, p.warp_row, p.a.stride
+        ));
+        w.close("");
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        match p.b.layout {
+            Layout::Col => w.line(format!(
+                "bf[j] = *(const {frag}*)({} + ({} + j * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+                p.b.ptr, p.warp_col, p.b.stride
+            )),
+            Layout::Row => {
+                w.line(format!(
+                    "const unsigned short* bp = {} + (kk * 16 + (lane >> 4) * 4) * {} + {} + j * 16 + (lane & 15);",
+                    p.b.ptr, p.b.stride, p.warp_col
+                ));
+                w.line(format!(
+                    "bf[j] = __builtin_bit_cast({frag}, (unsigned long long)bp[0] | ((unsigned long long)bp[{s}] << 16) | ((unsigned long long)bp[2 * {s}] << 32) | ((unsigned long long)bp[3 * {s}] << 48));",
+                    s = p.b.stride
+                ));
+            }
+        }
+        w.close("");
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line(format!("{0}[i][j] = {mfma}(af[i], bf[j], {0}[i][j], 0, 0, 0);", p.acc));
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn for_each_acc(&self, w: &mut Source, p: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup)) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        // 16x16 accumulator: lane l, element r holds D[4(l/16) + r][l%16].
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line("#pragma unroll");
+        w.open("for (int e = 0; e < 4; ++e)");
+        body(
+            w,
+            &AccGroup {
+                regs: vec![format!("{}[i][j][e]", p.acc)],
+                row: format!("{} + i * 16 + (lane >> 4) * 4 + e", p.warp_row),
+                col: format!("{} + j * 16 + (lane & 15)", p.warp_col),
+            },
+        );
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn math(&self, f: MathFn) -> &'static str {
+        match f {
+            MathFn::Erf => "erff",
+            MathFn::Tanh => "tanhf",
+            MathFn::Exp => "__expf",
+        }
+    }
+}

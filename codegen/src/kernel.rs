@@ -1,0 +1,413 @@
+//! The vendor-neutral kernel emitter: walks a `KernelIr` and writes the kernel's structure
+//! (launch ABI, tile rasterisation, shared-memory carve-up, copy loops, the multi-stage
+//! mainloop skeleton and the predicated epilogue), asking the [`Dialect`] for every
+//! vendor-specific piece.
+
+use crate::dialect::{Dialect, MmaPlan, SmemOperand};
+use crate::epilogue::{self, EpilogueOperands};
+use crate::source::Source;
+use crate::CodegenError;
+use tessera_dsl::ir::{gemm_abi, Arg, Operand, SharedTile, Stmt, TileCopy};
+use tessera_dsl::{KernelIr, Layout, OpKind, Problem, Target};
+
+/// Generated source of one kernel and what its launch needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelSource {
+    pub name: String,
+    pub target: Target,
+    pub source: String,
+    pub threads: u32,
+    /// Dynamic shared memory, bytes.
+    pub smem_bytes: u32,
+    pub tile_m: u32,
+    pub tile_n: u32,
+}
+
+impl KernelSource {
+    /// Grid for a problem: tiles are rasterised along x (grouped along M for L2 reuse),
+    /// batches along z.
+    pub fn grid(&self, problem: &Problem) -> [u32; 3] {
+        match problem {
+            Problem::Gemm(g) => {
+                let tm = g.m.div_ceil(u64::from(self.tile_m));
+                let tn = g.n.div_ceil(u64::from(self.tile_n));
+                [
+                    u32::try_from(tm * tn).unwrap_or(u32::MAX),
+                    1,
+                    u32::try_from(g.batch).unwrap_or(u32::MAX),
+                ]
+            }
+        }
+    }
+}
+
+/// M-tiles per rasterisation group.
+const GROUP_M: u32 = 8;
+/// Byte alignment of each shared tile inside the dynamic shared-memory block.
+const SMEM_ALIGN: u32 = 128;
+
+pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
+    if ir.op != OpKind::Gemm {
+        return Err(CodegenError::Unsupported(format!("op {} has no lowering yet", ir.op)));
+    }
+    check(ir, d)?;
+    let threads = ir.threads(d.warp_size());
+    let mut w = Source::new();
+    d.prelude(&mut w);
+    w.line("");
+    w.line(format!("// {} for {}: tile {}x{}x{}, {}x{} warps", ir.name, d.target(), ir.tile_m, ir.tile_n, ir.tile_k, ir.warps_m, ir.warps_n));
+    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    let abi = gemm_abi(&ir.variant);
+    let params: Vec<String> = abi
+        .iter()
+        .map(|a| match a {
+            Arg::Ptr { name, dtype, written } => {
+                let ty = d.storage_type(*dtype);
+                if *written {
+                    format!("    {ty}* __restrict__ {name}")
+                } else {
+                    format!("    const {ty}* __restrict__ {name}")
+                }
+            }
+            Arg::I32(n) => format!("    int {n}"),
+            Arg::I64(n) => format!("    long long {n}"),
+            Arg::F32(n) => format!("    float {n}"),
+        })
+        .collect();
+    w.lines(&params.join(",\n"));
+    w.open(")");
+    emit_body(&mut w, ir, d, threads)?;
+    w.close("");
+    Ok(KernelSource {
+        name: ir.name.clone(),
+        target: d.target(),
+        source: w.finish(),
+        threads,
+        smem_bytes: smem_layout(ir).1,
+        tile_m: ir.tile_m,
+        tile_n: ir.tile_n,
+    })
+}
+
+/// Structural checks the emitter relies on.
+fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
+    let bad = |m: String| Err(CodegenError::Malformed(m));
+    if ir.global(Operand::A).map(|g| g.layout) != Some(Layout::Row) {
+        return bad("GEMM A must be row-major".into());
+    }
+    for s in &ir.shared {
+        if s.dtype.size_bytes() != 2 {
+            return bad(format!("shared tile {} must hold 16-bit elements", s.name));
+        }
+        let (_, line) = s.storage();
+        let contiguous = line - s.pad;
+        if contiguous % ir.variant.align != 0 {
+            return bad(format!("shared tile {} lines are not a multiple of the alignment", s.name));
+        }
+    }
+    let atom = d.atom(ir.variant.input)?;
+    for f in ir.fragments() {
+        let (wm, wn) = f.warp_tile();
+        if wm % atom.m != 0 || wn % (atom.n * 2).max(16) != 0 {
+            return Err(CodegenError::Unsupported(format!(
+                "warp tile {wm}x{wn} is not a multiple of {}x{} on {}",
+                atom.m,
+                (atom.n * 2).max(16),
+                d.target()
+            )));
+        }
+    }
+    if ir.tile_k % atom.k != 0 {
+        return Err(CodegenError::Unsupported(format!("tile_k {} is not a multiple of the atom K {}", ir.tile_k, atom.k)));
+    }
+    if !matches!(ir.variant.align, 2 | 4 | 8) {
+        return Err(CodegenError::Unsupported(format!("alignment {} (needs 2, 4 or 8 elements)", ir.variant.align)));
+    }
+    Ok(())
+}
+
+/// Offsets (bytes) of each shared tile and the total.
+fn smem_layout(ir: &KernelIr) -> (Vec<u32>, u32) {
+    let mut offsets = Vec::new();
+    let mut at = 0u32;
+    for s in &ir.shared {
+        offsets.push(at);
+        at += s.bytes().div_ceil(SMEM_ALIGN) * SMEM_ALIGN;
+    }
+    (offsets, at)
+}
+
+/// (line index base, line limit, contiguous base, contiguous limit, leading dimension) of the
+/// global tensor a shared tile stages.
+fn copy_geometry(s: &SharedTile) -> Result<(&'static str, &'static str, &'static str, &'static str, &'static str), CodegenError> {
+    Ok(match (s.source, s.layout) {
+        (Operand::A, Layout::Row) => ("row0", "M", "k0", "K", "lda"),
+        (Operand::B, Layout::Col) => ("col0", "N", "k0", "K", "ldb"),
+        (Operand::B, Layout::Row) => ("k0", "K", "col0", "N", "ldb"),
+        (src, layout) => {
+            return Err(CodegenError::Unsupported(format!(
+                "staging {} ({layout}-major) into shared memory",
+                src.name()
+            )))
+        }
+    })
+}
+
+fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threads: u32) -> Result<(), CodegenError> {
+    let s = ir
+        .shared_tile(&c.dst)
+        .ok_or_else(|| CodegenError::Malformed(format!("unknown shared tile {}", c.dst)))?;
+    let (line0, line_lim, c0, c_lim, ld) = copy_geometry(s)?;
+    let (lines, stride) = s.storage();
+    let contiguous = stride - s.pad;
+    let align = ir.variant.align;
+    let per_line = contiguous / align;
+    let total = lines * per_line;
+    let iters = total.div_ceil(threads);
+    let src = s.source.name();
+    w.line(format!("// {src} -> {}: {lines} lines x {contiguous} elements, {} bytes per copy", s.name, align * 2));
+    w.line("#pragma unroll");
+    w.open(format!("for (int it = 0; it < {iters}; ++it)"));
+    w.line(format!("const int idx = tid + it * {threads};"));
+    if total % threads != 0 {
+        w.line(format!("if (idx >= {total}) break;"));
+    }
+    w.line(format!("const int r = idx / {per_line};"));
+    w.line(format!("const int c = (idx % {per_line}) * {align};"));
+    w.line(format!("const int gl = {line0} + r;"));
+    w.line(format!("const int gc = {c0} + c;"));
+    w.line(format!("const bool p = gl < {line_lim} && gc < {c_lim};"));
+    d.copy_chunk(
+        w,
+        &format!("s_{}_w + r * {stride} + c", s.name),
+        &format!("p ? {src} + (long long)gl * {ld} + gc : {src}"),
+        align * 2,
+        "p",
+    );
+    w.close("");
+    Ok(())
+}
+
+fn plan_for(ir: &KernelIr, d: &dyn Dialect, acc: &str, a: &str, b: &str) -> Result<MmaPlan, CodegenError> {
+    let frag = ir
+        .fragments()
+        .into_iter()
+        .find(|f| f.name == acc)
+        .ok_or_else(|| CodegenError::Malformed(format!("unknown fragment {acc}")))?;
+    let operand = |name: &str| -> Result<SmemOperand, CodegenError> {
+        let s = ir
+            .shared_tile(name)
+            .ok_or_else(|| CodegenError::Malformed(format!("unknown shared tile {name}")))?;
+        Ok(SmemOperand {
+            ptr: format!("s_{}_r", s.name),
+            stride: s.storage().1,
+            layout: s.layout,
+        })
+    };
+    let (wm, wn) = frag.warp_tile();
+    Ok(MmaPlan {
+        input: ir.variant.input,
+        atom: d.atom(ir.variant.input)?,
+        wm,
+        wn,
+        tile_k: ir.tile_k,
+        warp_row: "wr0".into(),
+        warp_col: "wc0".into(),
+        a: operand(a)?,
+        b: operand(b)?,
+        acc: frag.name.clone(),
+    })
+}
+
+/// The MMA statement that feeds each fragment (its plan is needed where it is declared).
+fn find_mma(stmts: &[Stmt], acc: &str) -> Option<(String, String)> {
+    stmts.iter().find_map(|s| match s {
+        Stmt::Mma { acc: x, a, b } if x == acc => Some((a.clone(), b.clone())),
+        Stmt::Mainloop { body, .. } => find_mma(body, acc),
+        _ => None,
+    })
+}
+
+fn emit_body(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, threads: u32) -> Result<(), CodegenError> {
+    let ws = d.warp_size();
+    let (tm, tn) = (ir.tile_m, ir.tile_n);
+    w.line(d.smem_decl());
+    w.line("const int tid = threadIdx.x;");
+    w.line(format!("const int lane = tid % {ws};"));
+    w.line(format!("const int warp = tid / {ws};"));
+    w.line(format!("const int wr0 = (warp % {}) * {};", ir.warps_m, tm / ir.warps_m));
+    w.line(format!("const int wc0 = (warp / {}) * {};", ir.warps_m, tn / ir.warps_n));
+    w.line(format!("// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"));
+    w.line(format!("const int tiles_m = (M + {tm} - 1) / {tm};"));
+    w.line(format!("const int tiles_n = (N + {tn} - 1) / {tn};"));
+    w.line("const int pid = blockIdx.x;");
+    w.line(format!("const int group = {GROUP_M} * tiles_n;"));
+    w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
+    w.line(format!("const int group_m = min(tiles_m - first_m, {GROUP_M});"));
+    w.line(format!("const int row0 = (first_m + (pid % group) % group_m) * {tm};"));
+    w.line(format!("const int col0 = ((pid % group) / group_m) * {tn};"));
+    w.line("if (row0 >= M || col0 >= N) return;");
+    w.line("const long long bz = blockIdx.z;");
+    w.line("a += bz * stride_a;");
+    w.line("b += bz * stride_b;");
+    w.line("d += bz * stride_d;");
+    w.line("if (c) c += bz * stride_c;");
+    w.line("if (residual) residual += bz * stride_d;");
+    let (offsets, _) = smem_layout(ir);
+    for (s, off) in ir.shared.iter().zip(&offsets) {
+        let ty = d.storage_type(s.dtype);
+        w.line(format!("{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes", s.name, s.stages, s.stage_bytes()));
+    }
+    for stmt in &ir.body {
+        emit_stmt(w, ir, d, stmt, threads)?;
+    }
+    Ok(())
+}
+
+fn emit_stmt(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, stmt: &Stmt, threads: u32) -> Result<(), CodegenError> {
+    match stmt {
+        Stmt::Fragment(f) => {
+            let (a, b) = find_mma(&ir.body, &f.name).ok_or_else(|| {
+                CodegenError::Unsupported(format!("fragment {} is not fed by an mma", f.name))
+            })?;
+            let plan = plan_for(ir, d, &f.name, &a, &b)?;
+            d.declare_acc(w, &plan);
+        }
+        Stmt::Mainloop { step, stages, copies, body } => emit_mainloop(w, ir, d, *step, *stages, copies, body, threads)?,
+        Stmt::Mma { .. } => {
+            return Err(CodegenError::Malformed("mma outside a mainloop".into()));
+        }
+        Stmt::Epilogue { acc, dst, ops } => emit_epilogue(w, ir, d, acc, *dst, ops)?,
+        Stmt::RowReduce { .. } | Stmt::Elementwise { .. } => {
+            return Err(CodegenError::Unsupported(
+                "row reductions and elementwise fragment ops have no lowering yet".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_mainloop(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    step: u32,
+    stages: u32,
+    copies: &[TileCopy],
+    body: &[Stmt],
+    threads: u32,
+) -> Result<(), CodegenError> {
+    if stages < 2 {
+        return Err(CodegenError::Unsupported("the mainloop needs at least 2 stages".into()));
+    }
+    w.line(format!("const int k_tiles = (K + {step} - 1) / {step};"));
+    w.line("// copy K-tile kt into shared stage `stage`");
+    w.open("auto load_stage = [&](int stage, int kt)");
+    w.line(format!("const int k0 = kt * {step};"));
+    for c in copies {
+        let s = ir
+            .shared_tile(&c.dst)
+            .ok_or_else(|| CodegenError::Malformed(format!("unknown shared tile {}", c.dst)))?;
+        let ty = d.storage_type(s.dtype);
+        let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
+        w.line(format!("{ty}* const s_{}_w = s_{} + stage * {stage_elems};", s.name, s.name));
+    }
+    for c in copies {
+        emit_copy(w, d, ir, c, threads)?;
+    }
+    w.close(";");
+    w.line(format!("// prologue: {} stages in flight", stages - 1));
+    w.line("#pragma unroll");
+    w.open(format!("for (int s = 0; s < {}; ++s)", stages - 1));
+    w.line("if (s < k_tiles) load_stage(s, s);");
+    d.copy_commit(w);
+    w.close("");
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    d.copy_wait(w, stages - 2);
+    d.barrier(w);
+    w.line(format!("const int next = kt + {};", stages - 1));
+    w.line(format!("if (next < k_tiles) load_stage(next % {stages}, next);"));
+    d.copy_commit(w);
+    w.line(format!("const int stage = kt % {stages};"));
+    for s in &ir.shared {
+        let ty = d.storage_type(s.dtype);
+        let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
+        w.line(format!("const {ty}* const s_{}_r = s_{} + stage * {stage_elems};", s.name, s.name));
+    }
+    for stmt in body {
+        match stmt {
+            Stmt::Mma { acc, a, b } => {
+                let plan = plan_for(ir, d, acc, a, b)?;
+                d.mma_stage(w, &plan);
+            }
+            other => {
+                return Err(CodegenError::Unsupported(format!("{other:?} inside a mainloop")));
+            }
+        }
+    }
+    w.close("");
+    Ok(())
+}
+
+fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst: Operand, ops: &[tessera_dsl::EpilogueOp]) -> Result<(), CodegenError> {
+    if dst != Operand::D {
+        return Err(CodegenError::Unsupported(format!("epilogue store to {}", dst.name())));
+    }
+    let (a, b) = find_mma(&ir.body, acc)
+        .ok_or_else(|| CodegenError::Unsupported(format!("fragment {acc} is not fed by an mma")))?;
+    let plan = plan_for(ir, d, acc, &a, &b)?;
+    let out = ir.variant.output;
+    let pair_store = out.size_bytes() == 2 && ir.variant.align >= 2;
+    let mut failure = None;
+    w.line(format!("// epilogue: alpha{} -> {}", ops.iter().map(|o| format!(", {o}")).collect::<String>(), out));
+    d.for_each_acc(w, &plan, &mut |w, g| {
+        w.line(format!("const int r = row0 + {};", g.row));
+        w.line(format!("const int cc = col0 + {};", g.col));
+        w.open("if (r < M)");
+        for (k, reg) in g.regs.iter().enumerate() {
+            w.line(format!("float v{k} = alpha * {reg};"));
+            if !ops.is_empty() {
+                // loads are clamped to a valid column; values past N are never stored
+                w.line(format!("const long long ec{k} = min(cc + {k}, N - 1);"));
+            }
+            let c_at = format!("c[(long long)r * ldc + ec{k}]");
+            let bias_at = format!("bias[ec{k}]");
+            let res_at = format!("residual[(long long)r * ldd + ec{k}]");
+            let at = EpilogueOperands { c: &c_at, bias: &bias_at, residual: &res_at };
+            for op in ops {
+                w.line(epilogue::apply(d, *op, &format!("v{k}"), out, &at));
+            }
+        }
+        let store = |w: &mut Source, k: usize| {
+            w.line(format!("d[(long long)r * ldd + cc + {k}] = {};", d.from_float(out, &format!("v{k}"))));
+        };
+        match (g.regs.len(), pair_store) {
+            (2, true) => {
+                w.open("if (cc + 1 < N)");
+                w.line(format!(
+                    "*(unsigned*)(d + (long long)r * ldd + cc) = (unsigned){} | ((unsigned){} << 16);",
+                    d.from_float(out, "v0"),
+                    d.from_float(out, "v1")
+                ));
+                w.close("");
+                w.open("else if (cc < N)");
+                store(w, 0);
+                w.close("");
+            }
+            (n, _) if n >= 1 => {
+                for k in 0..n {
+                    w.open(format!("if (cc + {k} < N)"));
+                    store(w, k);
+                    w.close("");
+                }
+            }
+            _ => failure = Some(CodegenError::Malformed("empty accumulator group".into())),
+        }
+        w.close("");
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
