@@ -40,3 +40,15 @@ pub fn dialect_for(target: Target) -> Box<dyn Dialect> {
 pub fn emit(ir: &KernelIr, target: Target) -> Result<KernelSource, CodegenError> {
     kernel::emit(ir, dialect_for(target).as_ref())
 }
+
+/// Build `config` with its template and generate its source for `target`.
+pub fn generate(
+    template: &dyn tessera_dsl::Template,
+    config: &tessera_dsl::Config,
+    target: Target,
+) -> Result<KernelSource, CodegenError> {
+    let ir = template
+        .build(config)
+        .map_err(|e| CodegenError::Malformed(format!("template `{}`: {e}", template.name())))?;
+    emit(&ir, target)
+}

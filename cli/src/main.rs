@@ -1,0 +1,46 @@
+//! `tessera`: the command line over every Tessera crate.
+//!
+//! Each subcommand lives in its own module; this file only parses arguments and maps errors to
+//! exit codes: 2 for bad input (with a message naming the valid choices), 1 for failures.
+
+mod emit;
+mod problem_args;
+mod templates;
+mod usage;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Write, tune and ship fast GPU kernels for transformer inference")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List templates with their parameters and space sizes.
+    Templates(templates::Args),
+    /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
+    Emit(emit::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Templates(a) => templates::run(a),
+        Command::Emit(a) => emit::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<usage::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Command-line flags that describe one problem (shape, dtypes, layout, epilogue).
+
+use crate::usage::usage;
+use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, Problem};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProblemArgs {
+    /// Problem shape as MxNxK (GEMM).
+    #[arg(long, default_value = "4096x4096x4096")]
+    pub shape: String,
+    /// Independent products in one launch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    /// Input dtype: f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    pub dtype: String,
+    /// Output dtype (default: the input dtype): f16, bf16 or f32.
+    #[arg(long)]
+    pub out_dtype: Option<String>,
+    /// Layouts of A, B, D: rcr (B column-major, as in `x @ W.T`) or rrr.
+    #[arg(long, default_value = "rcr")]
+    pub layout: String,
+    /// Epilogue ops in order, comma separated: beta_c, bias, relu, gelu, gelu_tanh, silu, residual.
+    #[arg(long, default_value = "")]
+    pub epilogue: String,
+}
+
+impl ProblemArgs {
+    pub fn problem(&self) -> anyhow::Result<Problem> {
+        let dims: Vec<&str> = self.shape.split('x').collect();
+        let parsed: Result<Vec<u64>, _> = dims.iter().map(|d| d.trim().parse::<u64>()).collect();
+        let [m, n, k] = match parsed.as_deref() {
+            Ok([m, n, k]) => [*m, *n, *k],
+            _ => return Err(usage(format!("malformed --shape `{}`: expected MxNxK, e.g. 384x768x3072", self.shape))),
+        };
+        let input: DType = self.dtype.parse().map_err(usage)?;
+        let output: DType = match &self.out_dtype {
+            Some(s) => s.parse().map_err(usage)?,
+            None => input,
+        };
+        let layout_b = match self.layout.as_str() {
+            "rcr" => Layout::Col,
+            "rrr" => Layout::Row,
+            other => return Err(usage(format!("unknown --layout `{other}`; use rcr or rrr"))),
+        };
+        let epilogue = self
+            .epilogue
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<EpilogueOp>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(usage)?;
+        let g = GemmProblem { m, n, k, batch: self.batch, input, output, layout_b, epilogue };
+        g.check().map_err(usage)?;
+        Ok(Problem::Gemm(g))
+    }
+}

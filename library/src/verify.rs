@@ -1,0 +1,166 @@
+//! The correctness gate: a kernel's output against the reference, before anything is timed.
+//!
+//! The output buffer is poisoned (all bytes 0xFF, a NaN in every dtype) before the kernel
+//! runs, so an element the kernel forgot to write fails as non-finite. Large problems are
+//! checked on a deterministic sample that always includes the tile edges (last row/column).
+
+use crate::host::{HostTensor, Rng};
+use crate::reference::{gemm_element, GemmInputs};
+use tessera_dsl::{DType, GemmProblem};
+
+/// Outcome of comparing one output with its reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// max |out − ref| / max |ref| over the checked elements.
+    pub rel_err: f64,
+    pub max_abs_err: f64,
+    /// Elements compared.
+    pub checked: usize,
+    /// Checked elements that were NaN or infinite (unwritten or overflowed).
+    pub nonfinite: usize,
+    /// (batch, row, col) of the worst element.
+    pub worst: (u64, u64, u64),
+    pub tolerance: f64,
+    pub pass: bool,
+}
+
+/// Bytes that poison an output buffer before a kernel runs.
+pub const POISON_BYTE: u8 = 0xFF;
+
+/// Problems up to this many multiply-adds are checked in full.
+pub const FULL_CHECK_MACS: u64 = 1 << 27;
+
+/// Elements checked on a large problem (plus its edges).
+pub const SAMPLE: usize = 6144;
+
+/// The relative-error bound for an output dtype: f16 2e-3, bf16 1e-2, f32 1e-3.
+pub fn tolerance(output: DType) -> f64 {
+    match output {
+        DType::F16 => 2e-3,
+        DType::BF16 => 1e-2,
+        DType::F32 => 1e-3,
+    }
+}
+
+/// Seed of the sampled positions: fixed, so the simulated device can compute exactly the
+/// elements that are checked (inputs are fresh every run; positions need not be).
+pub const POSITION_SEED: u64 = 0x7E55_E7A0;
+
+/// Which elements to check for `p`: every element of a small problem; otherwise the last row,
+/// the last column, the corners and a seeded random sample.
+pub fn gemm_positions(p: &GemmProblem) -> Vec<(u64, u64, u64)> {
+    if p.m * p.n * p.k * p.batch <= FULL_CHECK_MACS {
+        let mut all = Vec::new();
+        for b in 0..p.batch {
+            for i in 0..p.m {
+                for j in 0..p.n {
+                    all.push((b, i, j));
+                }
+            }
+        }
+        return all;
+    }
+    let mut rng = Rng::new(POSITION_SEED);
+    let mut pos = Vec::with_capacity(SAMPLE + 1024);
+    let lb = p.batch - 1;
+    for j in (0..p.n).step_by((p.n as usize / 256).max(1)) {
+        pos.push((lb, p.m - 1, j));
+    }
+    for i in (0..p.m).step_by((p.m as usize / 256).max(1)) {
+        pos.push((lb, i, p.n - 1));
+    }
+    pos.extend([(0, 0, 0), (0, 0, p.n - 1), (lb, p.m - 1, 0), (lb, p.m - 1, p.n - 1)]);
+    for _ in 0..SAMPLE {
+        pos.push((rng.below(p.batch), rng.below(p.m), rng.below(p.n)));
+    }
+    pos
+}
+
+/// Compare a GEMM output (`batch×M×N` packed, as read back) with the reference.
+pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict {
+    let mut max_ref = 0.0f64;
+    let mut max_err = 0.0f64;
+    let mut worst = (0, 0, 0);
+    let mut nonfinite = 0usize;
+    let positions = gemm_positions(p);
+    for &(b, i, j) in &positions {
+        let want = gemm_element(p, x, b, i, j);
+        let got = f64::from(out.values[((b * p.m + i) * p.n + j) as usize]);
+        max_ref = max_ref.max(want.abs());
+        if !got.is_finite() {
+            nonfinite += 1;
+            worst = (b, i, j);
+            max_err = f64::INFINITY;
+            continue;
+        }
+        let err = (got - want).abs();
+        if err > max_err {
+            max_err = err;
+            worst = (b, i, j);
+        }
+    }
+    let rel_err = if max_err.is_finite() { max_err / max_ref.max(1e-30) } else { f64::INFINITY };
+    let tol = tolerance(p.output);
+    Verdict {
+        rel_err,
+        max_abs_err: max_err,
+        checked: positions.len(),
+        nonfinite,
+        worst,
+        tolerance: tol,
+        pass: nonfinite == 0 && rel_err <= tol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::gemm;
+    use tessera_dsl::EpilogueOp;
+
+    fn rounded(p: &GemmProblem, x: &GemmInputs) -> HostTensor {
+        let exact = gemm(p, x);
+        HostTensor {
+            dtype: p.output,
+            values: exact.iter().map(|&v| crate::host::round_to(p.output, v as f32)).collect(),
+        }
+    }
+
+    #[test]
+    fn correct_output_passes_and_wrong_output_fails() {
+        let mut p = GemmProblem::new(33, 40, 48);
+        p.epilogue = vec![EpilogueOp::Bias, EpilogueOp::Gelu];
+        let x = GemmInputs::random(&p, 3);
+        let good = rounded(&p, &x);
+        let v = check_gemm(&p, &x, &good);
+        assert!(v.pass, "{v:?}");
+        assert_eq!(v.checked, 33 * 40);
+
+        let mut bad = good.clone();
+        bad.values[40 * 32 + 39] += 0.5; // the last element, a tile edge
+        let v = check_gemm(&p, &x, &bad);
+        assert!(!v.pass);
+        assert_eq!(v.worst, (0, 32, 39));
+    }
+
+    #[test]
+    fn unwritten_elements_fail_as_nonfinite() {
+        let p = GemmProblem::new(16, 16, 16);
+        let x = GemmInputs::random(&p, 5);
+        let mut out = rounded(&p, &x);
+        let poison = HostTensor::from_bytes(p.output, &[POISON_BYTE; 2]).unwrap();
+        out.values[7] = poison.values[0];
+        let v = check_gemm(&p, &x, &out);
+        assert_eq!(v.nonfinite, 1);
+        assert!(!v.pass);
+    }
+
+    #[test]
+    fn large_problems_sample_edges() {
+        let p = GemmProblem::new(4096, 4096, 4096);
+        let pos = gemm_positions(&p);
+        assert!(pos.len() > SAMPLE);
+        assert!(pos.contains(&(0, 4095, 4095)));
+        assert!(pos.iter().filter(|&&(_, i, _)| i == 4095).count() >= 256);
+    }
+}
