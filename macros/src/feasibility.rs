@@ -1,0 +1,417 @@
+//! Feasibility: whether every config that satisfies the constraints yields a kernel the
+//! targets can run. Checked at compile time over the whole space:
+//!
+//! - every size is a positive 32-bit integer (and evaluating it cannot divide by zero);
+//! - the mainloop step (the MMA's K) and each warp tile are multiples of the MMA atom;
+//! - `mma` operands have matching shapes, and loaded tiles hold the loop's stages;
+//! - the smallest config's shared memory fits the largest target;
+//! - no two configs get the same label (the label is part of the one kernel name).
+
+use crate::expr::{text, Node};
+use crate::kernel::TileOp;
+use crate::target::{ATOM_K, ATOM_M, ATOM_N, MAX_SMEM, MAX_SMEM_TARGET};
+use crate::template::{point_text, Template};
+use proc_macro2::TokenStream;
+use std::collections::{HashMap, HashSet};
+use syn::Ident;
+
+struct Shared<'a> {
+    name: &'a Ident,
+    elem: i64,
+    rows: &'a Node,
+    cols: &'a Node,
+    stages: Option<&'a Node>,
+    at: &'a TokenStream,
+}
+
+struct Fragment<'a> {
+    name: &'a Ident,
+    rows: &'a Node,
+    cols: &'a Node,
+    warps_m: &'a Node,
+    warps_n: &'a Node,
+    at: &'a TokenStream,
+}
+
+/// An `mma` inside a loop, by index into the shared tiles and fragments.
+struct Mma<'a> {
+    at: &'a TokenStream,
+    names: (&'a Ident, &'a Ident, &'a Ident),
+    acc: usize,
+    a: usize,
+    b: usize,
+}
+
+/// A `load` inside a loop, by index into the shared tiles.
+struct Load<'a> {
+    at: &'a TokenStream,
+    name: &'a Ident,
+    tile: usize,
+}
+
+struct Loop<'a> {
+    step: &'a Node,
+    stages: &'a Node,
+    mmas: Vec<Mma<'a>>,
+    loads: Vec<Load<'a>>,
+}
+
+/// Errors found so far, one per key (the first failing config is representative).
+struct Report {
+    seen: HashSet<String>,
+    errors: Vec<syn::Error>,
+}
+
+impl Report {
+    fn once(&mut self, key: String, at: impl quote::ToTokens, message: impl FnOnce() -> String) {
+        if self.seen.insert(key) {
+            self.errors.push(syn::Error::new_spanned(at, message()));
+        }
+    }
+}
+
+fn position(names: &[String], ident: &Ident) -> usize {
+    let name = ident.to_string();
+    names
+        .iter()
+        .position(|n| *n == name)
+        .expect("validated: declared before use")
+}
+
+/// Check the whole space; `head` (`mod NAME`) is where space-wide errors point.
+pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
+    let points = crate::space::satisfying(&t.params, &t.constraints, head)?;
+
+    let mut shared = Vec::new();
+    let mut fragments = Vec::new();
+    let mut loop_stmts = Vec::new();
+    for s in &t.kernel {
+        match &s.op {
+            TileOp::Shared {
+                name,
+                operand,
+                rows,
+                cols,
+                stages,
+            } => {
+                let role = t.op.operand(&operand.to_string()).expect("validated").role;
+                shared.push(Shared {
+                    name,
+                    elem: t.dtypes.min_size(role),
+                    rows,
+                    cols,
+                    stages: stages.as_ref(),
+                    at: &s.at,
+                });
+            }
+            TileOp::Fragment {
+                name,
+                rows,
+                cols,
+                warps_m,
+                warps_n,
+            } => {
+                fragments.push(Fragment {
+                    name,
+                    rows,
+                    cols,
+                    warps_m,
+                    warps_n,
+                    at: &s.at,
+                });
+            }
+            TileOp::Mainloop { step, stages, body } => loop_stmts.push((step, stages, body)),
+            _ => {}
+        }
+    }
+    let shared_names: Vec<String> = shared.iter().map(|s| s.name.to_string()).collect();
+    let fragment_names: Vec<String> = fragments.iter().map(|f| f.name.to_string()).collect();
+    let loops: Vec<Loop> = loop_stmts
+        .into_iter()
+        .map(|(step, stages, body)| {
+            let mut l = Loop {
+                step,
+                stages,
+                mmas: Vec::new(),
+                loads: Vec::new(),
+            };
+            for s in body {
+                match &s.op {
+                    TileOp::Mma { acc, a, b } => l.mmas.push(Mma {
+                        at: &s.at,
+                        names: (acc, a, b),
+                        acc: position(&fragment_names, acc),
+                        a: position(&shared_names, a),
+                        b: position(&shared_names, b),
+                    }),
+                    TileOp::Load { shared: name, .. } => l.loads.push(Load {
+                        at: &s.at,
+                        name,
+                        tile: position(&shared_names, name),
+                    }),
+                    _ => {}
+                }
+            }
+            l
+        })
+        .collect();
+
+    let mut report = Report {
+        seen: HashSet::new(),
+        errors: Vec::new(),
+    };
+    let mut smallest: Option<(i128, &Vec<i64>)> = None;
+    let mut tiles: Vec<Option<(i64, i64, i64)>> = vec![None; shared.len()];
+    let mut frags: Vec<Option<(i64, i64)>> = vec![None; fragments.len()];
+    for point in &points {
+        let here = || point_text(&t.params, point);
+        // A size at this point, if it is a positive 32-bit integer; else report it (once).
+        let size = |node: &Node, what: &dyn Fn() -> String, report: &mut Report| -> Option<i64> {
+            match node.eval(point) {
+                Err(f) => {
+                    report.once(format!("size {}", node.source), &f.source, || {
+                        let fix = match &f.guard {
+                            Some(g) => {
+                                format!("exclude such configs with a constraint, e.g. `{g}`")
+                            }
+                            None => "constrain the parameters so it stays in range".to_string(),
+                        };
+                        format!("{} at {}; {fix}", f.message, here())
+                    });
+                    None
+                }
+                Ok(v) if v <= 0 || v > i64::from(u32::MAX) => {
+                    // One report per expression: the same size often appears in several places.
+                    report.once(format!("size {}", node.source), &node.source, || {
+                        let fix = if v <= 0 {
+                            format!("constrain it, e.g. `{} > 0`", text(&node.source))
+                        } else {
+                            "shrink it".to_string()
+                        };
+                        format!(
+                            "{} is `{}` = {v} at {}, but sizes must be positive 32-bit integers; {fix}",
+                            what(),
+                            node.source,
+                            here(),
+                        )
+                    });
+                    None
+                }
+                Ok(v) => Some(v),
+            }
+        };
+
+        // Shared tiles: sizes, and the shared-memory lower bound.
+        let mut bytes: Option<i128> = Some(0);
+        for (s, slot) in shared.iter().zip(tiles.iter_mut()) {
+            let rows = size(s.rows, &|| format!("rows of `{}`", s.name), &mut report);
+            let cols = size(s.cols, &|| format!("cols of `{}`", s.name), &mut report);
+            let stages = match s.stages {
+                Some(n) => size(n, &|| format!("stages of `{}`", s.name), &mut report),
+                None => Some(1),
+            };
+            *slot = match (rows, cols, stages) {
+                (Some(r), Some(c), Some(st)) => {
+                    bytes = bytes.map(|b| {
+                        b + i128::from(r) * i128::from(c) * i128::from(s.elem) * i128::from(st)
+                    });
+                    Some((r, c, st))
+                }
+                _ => {
+                    bytes = None;
+                    None
+                }
+            };
+        }
+        if let Some(b) = bytes {
+            if !matches!(smallest, Some((min, _)) if min <= b) {
+                smallest = Some((b, point));
+            }
+        }
+
+        // Fragments: sizes and warp tiles.
+        for (f, slot) in fragments.iter().zip(frags.iter_mut()) {
+            let rows = size(f.rows, &|| format!("rows of `{}`", f.name), &mut report);
+            let cols = size(f.cols, &|| format!("cols of `{}`", f.name), &mut report);
+            let wm = size(
+                f.warps_m,
+                &|| format!("warps of `{}` along rows", f.name),
+                &mut report,
+            );
+            let wn = size(
+                f.warps_n,
+                &|| format!("warps of `{}` along cols", f.name),
+                &mut report,
+            );
+            *slot = None;
+            let (Some(rows), Some(cols), Some(wm), Some(wn)) = (rows, cols, wm, wn) else {
+                continue;
+            };
+            *slot = Some((rows, cols));
+            for (dim, total, warps, tn, wnode, atom_name, atom) in [
+                ("rows", rows, wm, f.rows, f.warps_m, "M", ATOM_M),
+                ("cols", cols, wn, f.cols, f.warps_n, "N", ATOM_N),
+            ] {
+                if total % warps == 0 && (total / warps) % atom == 0 {
+                    continue;
+                }
+                let (tt, wt) = (text(&tn.source), text(&wnode.source));
+                let fix = format!("constrain it, e.g. `{tt} % ({wt} * {atom}) == 0`");
+                report.once(format!("warp {} {dim}", f.name), f.at, || {
+                    if total % warps != 0 {
+                        format!(
+                            "warp tile {dim} {tt} / {wt} = {total} / {warps} does not divide evenly \
+                             (at {}); {fix}",
+                            here()
+                        )
+                    } else {
+                        format!(
+                            "warp tile {dim} {tt} / {wt} = {total} / {warps} = {} is not a multiple of \
+                             the MMA atom {atom_name} ({atom}); {fix}",
+                            total / warps
+                        )
+                    }
+                });
+            }
+        }
+
+        // Mainloops: step against the atom's K, mma shapes, stages of loaded tiles.
+        for l in &loops {
+            let step = size(l.step, &|| "mainloop step".to_string(), &mut report);
+            let stages = size(l.stages, &|| "mainloop stages".to_string(), &mut report);
+            if let (Some(step), false) = (step, l.mmas.is_empty()) {
+                if step % ATOM_K != 0 {
+                    match l.step.param() {
+                        Some(i) => {
+                            let p = &t.params[i];
+                            let j = p
+                                .values
+                                .iter()
+                                .position(|&v| v == step)
+                                .expect("a value of the param");
+                            report.once(format!("step value {step}"), &p.literals[j], || {
+                                format!(
+                                    "{} = {step} is not a multiple of the MMA atom K ({ATOM_K}); use 16, 32 or 64",
+                                    p.ident
+                                )
+                            });
+                        }
+                        None => {
+                            let st = text(&l.step.source);
+                            report.once(format!("step {}", l.step.source), &l.step.source, || {
+                                format!(
+                                    "mainloop step {} = {step} at {} is not a multiple of the MMA atom K \
+                                     ({ATOM_K}); constrain it, e.g. `{st} % {ATOM_K} == 0`",
+                                    l.step.source,
+                                    here()
+                                )
+                            });
+                        }
+                    }
+                }
+            }
+            for mma in &l.mmas {
+                let (Some(step), Some((m, n)), Some(ta), Some(tb)) =
+                    (step, frags[mma.acc], tiles[mma.a], tiles[mma.b])
+                else {
+                    continue;
+                };
+                if (ta.0, ta.1, tb.0, tb.1) != (m, step, step, n) {
+                    let (acc, a, b) = mma.names;
+                    report.once(format!("mma {}", mma.at), mma.at, || {
+                        format!(
+                            "shapes of `mma {acc} += {a} * {b}` disagree at {}: {acc} is {m}×{n}, \
+                             {a} is {}×{}, {b} is {}×{} and the mainloop step is {step}; \
+                             it needs {a} = {m}×{step} (rows of {acc} × step) and {b} = {step}×{n} \
+                             (step × cols of {acc})",
+                            here(),
+                            ta.0,
+                            ta.1,
+                            tb.0,
+                            tb.1
+                        )
+                    });
+                }
+            }
+            for load in &l.loads {
+                let (Some(stages), Some((_, _, held))) = (stages, tiles[load.tile]) else {
+                    continue;
+                };
+                if held < stages {
+                    let name = load.name;
+                    report.once(format!("stages {}", load.at), load.at, || {
+                        format!(
+                            "`{name}` holds {held} stage(s) but this mainloop keeps {stages} in flight \
+                             (at {}); declare it with `x {}`",
+                            here(),
+                            l.stages.source
+                        )
+                    });
+                }
+            }
+        }
+    }
+
+    if let (Some((min, point)), Some(first)) = (smallest, shared.first()) {
+        if min > i128::from(MAX_SMEM) {
+            report.once("smem".to_string(), first.at, || {
+                format!(
+                    "shared memory needs at least {min} bytes (smallest config: {}) but no supported \
+                     target offers more than {MAX_SMEM} bytes per block ({MAX_SMEM_TARGET}); shrink the \
+                     tiles or the stages",
+                    point_text(&t.params, point)
+                )
+            });
+        }
+    }
+
+    if report.errors.is_empty() {
+        labels(t, &points, head, &mut report);
+    }
+
+    let mut errors = report.errors.into_iter();
+    match errors.next() {
+        None => Ok(()),
+        Some(mut first) => {
+            for e in errors {
+                first.combine(e);
+            }
+            Err(first)
+        }
+    }
+}
+
+/// No two configs may share a label: it is part of the one kernel name.
+fn labels(t: &Template, points: &[Vec<i64>], head: &TokenStream, report: &mut Report) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, point) in points.iter().enumerate() {
+        let label = t.label.render(point);
+        if let Some(&j) = seen.get(&label) {
+            let at = match &t.label.format {
+                Some(f) => quote::quote!(#f),
+                None => head.clone(),
+            };
+            let missing: Vec<String> = t
+                .label
+                .missing(t.params.len())
+                .into_iter()
+                .filter(|&k| points[i][k] != points[j][k])
+                .map(|k| format!("{{{}}}", t.params[k].ident))
+                .collect();
+            let fix = if missing.is_empty() {
+                "make it unambiguous, e.g. separate the placeholders with `x` or `_`".to_string()
+            } else {
+                format!("add {} to the label", missing.join(", "))
+            };
+            report.once("label".to_string(), &at, || {
+                format!(
+                    "the label gives two configs the same kernel name `{label}` ({} and {}); {fix}",
+                    point_text(&t.params, &points[j]),
+                    point_text(&t.params, point)
+                )
+            });
+            return;
+        }
+        seen.insert(label, i);
+    }
+}

@@ -1,0 +1,15 @@
+//! What the supported targets offer, as far as compile-time checks need it.
+//!
+//! These mirror `tessera_dsl::caps::Target::nominal_caps` (sm_80, sm_90a, gfx90a, gfx942); the
+//! macro cannot call tessera-dsl, which depends on it. Keep them in sync.
+
+/// The MMA atom M shared by NVIDIA `m16n8k16` and AMD `16x16x16`.
+pub const ATOM_M: i64 = 16;
+/// lcm of the atoms' N (8 on NVIDIA, 16 on AMD): a warp tile must work on both.
+pub const ATOM_N: i64 = 16;
+/// The atoms' K.
+pub const ATOM_K: i64 = 16;
+/// `Target::max_smem_any_target()`: sm_90a's opt-in maximum per block, bytes.
+pub const MAX_SMEM: i64 = 232_448;
+/// The target that offers [`MAX_SMEM`].
+pub const MAX_SMEM_TARGET: &str = "sm_90a";

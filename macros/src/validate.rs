@@ -1,0 +1,767 @@
+//! Validation: resolve the parsed template against its parameters, op and dtypes, then check
+//! the whole parameter space (see `space` and `feasibility`). Every error is spanned at the
+//! offending tokens and says how to fix it.
+
+use crate::diagnostics::{did_you_mean, list, Diagnostics};
+use crate::dtype::{DType, DTypes};
+use crate::expr::{self, Context, Kind, Node};
+use crate::kernel::{Statement, TileOp};
+use crate::label::Label;
+use crate::op::{self, Op, Operand};
+use crate::parse::{Attr, DTypeEntry, ParamSyntax, Source};
+use crate::template::{camel_case, Constraint, Param, Template};
+use proc_macro2::Span;
+use quote::{format_ident, ToTokens};
+use syn::{Expr, Ident, Item, Lit, UnOp};
+
+const ATTR_EXAMPLE: &str = "#[gpu_template(name = \"gemm\", op = gemm)]";
+
+/// Whether `name` can start kernel symbols: lowercase ASCII, digits and `_`, letter first.
+pub fn is_valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The generated struct's name: CamelCase of the template name, or of the module's name
+/// when the template name is missing or invalid (the fallback stub needs one).
+pub fn struct_ident(attr: &Attr, module: &Ident) -> Ident {
+    match &attr.name {
+        Some(n) if is_valid_name(&n.value()) => format_ident!("{}", camel_case(&n.value())),
+        _ => format_ident!(
+            "{}",
+            camel_case(module.to_string().trim_start_matches("r#"))
+        ),
+    }
+}
+
+/// An error about the attribute as a whole: at its arguments, or at the whole attribute
+/// when it has none.
+fn attr_error(attr: &Attr, message: String) -> syn::Error {
+    if attr.tokens.is_empty() {
+        syn::Error::new(Span::call_site(), message)
+    } else {
+        syn::Error::new_spanned(&attr.tokens, message)
+    }
+}
+
+/// The first non-empty line of the module's doc comments.
+fn about(source: &Source) -> String {
+    for attr in &source.shell.attrs {
+        if !attr.path().is_ident("doc") {
+            continue;
+        }
+        if let syn::Meta::NameValue(nv) = &attr.meta {
+            if let Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            }) = &nv.value
+            {
+                if let Some(line) = s.value().lines().map(str::trim).find(|l| !l.is_empty()) {
+                    return line.to_string();
+                }
+            }
+        }
+    }
+    String::new()
+}
+
+/// Resolve and check everything; `Err` carries every error found.
+pub fn template(attr: &Attr, source: &Source) -> syn::Result<Template> {
+    let mut diags = Diagnostics::default();
+    let head = source.shell.head();
+
+    let name = match &attr.name {
+        None => {
+            diags.push(attr_error(
+                attr,
+                format!(
+                    "missing `name`: give the template a unique name, the first word of its kernel names, \
+                     e.g. `{ATTR_EXAMPLE}`"
+                ),
+            ));
+            None
+        }
+        Some(n) if !is_valid_name(&n.value()) => {
+            diags.error(
+                n,
+                format!(
+                    "template name `{}` must be lowercase ASCII letters, digits and `_`, starting with a \
+                     letter: it begins every kernel symbol; e.g. `name = \"gemm_bias\"`",
+                    n.value()
+                ),
+            );
+            None
+        }
+        Some(n) => Some(n.value()),
+    };
+    let op = match &attr.op {
+        None => {
+            diags.push(attr_error(
+                attr,
+                format!(
+                    "missing `op`: say which operation the template implements, e.g. `{ATTR_EXAMPLE}`; \
+                     ops are: {}",
+                    op::names().join(", ")
+                ),
+            ));
+            None
+        }
+        Some(ident) => {
+            let found = op::find(&ident.to_string());
+            if found.is_none() {
+                diags.error(
+                    ident,
+                    format!(
+                        "unknown op `{ident}`; {}ops are: {}",
+                        did_you_mean(&ident.to_string(), op::names()),
+                        op::names().join(", ")
+                    ),
+                );
+            }
+            found
+        }
+    };
+
+    let params = match &source.params {
+        Some(block) => params(&block.body, &mut diags),
+        None => Vec::new(),
+    };
+    let idents: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
+
+    let mut constraints = Vec::new();
+    for e in source.constraints.iter().flat_map(|b| &b.body) {
+        if let Some(node) = diags.take(expr::resolve(e, &idents, Kind::Bool, Context::Constraint)) {
+            constraints.push(Constraint {
+                node,
+                text: e.to_token_stream().to_string(),
+            });
+        }
+    }
+
+    let dtypes = match &source.dtypes {
+        Some(block) => dtypes(&block.path, &block.body, &mut diags),
+        None => {
+            diags.error(
+                &head,
+                "missing `dtypes!` block: say which dtypes the template takes, e.g. \
+                 `dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16, f32] }`",
+            );
+            None
+        }
+    };
+
+    let label = match &attr.label {
+        Some(format) => diags.take(Label::parse(format, &idents)),
+        None => Some(Label::default_for(&idents)),
+    };
+
+    let kernel = match (&source.kernel, op) {
+        (None, _) => {
+            diags.error(
+                &head,
+                "missing `kernel!` block: describe the kernel's tiles, e.g. `kernel! { shared sa: \
+                 a[tile_m, tile_k] x stages; ... mainloop k step tile_k stages stages { ... } \
+                 epilogue acc -> d; }`",
+            );
+            None
+        }
+        (Some(block), Some(op)) => {
+            let mut scope = Scope {
+                op,
+                params: &idents,
+                shared: Vec::new(),
+                fragments: Vec::new(),
+                diags: &mut diags,
+            };
+            let body = scope.statements(&block.body, None);
+            if !any_statement(&block.body, &|op| matches!(op, TileOp::Fragment { .. })) {
+                diags.error(
+                    &block.path,
+                    "`kernel!` declares no fragment; add the accumulator, e.g. \
+                     `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
+                );
+            }
+            Some(body)
+        }
+        (Some(_), None) => None,
+    };
+    if let (Some(op), Some(block)) = (op, &source.kernel) {
+        if !any_statement(&block.body, &|op| matches!(op, TileOp::Epilogue { .. })) {
+            let outputs = op.operand_names(|o| o.written);
+            diags.error(
+                &block.path,
+                format!(
+                    "`kernel!` never stores its result; end it with e.g. `epilogue acc -> {}`",
+                    outputs[0]
+                ),
+            );
+        }
+    }
+
+    if let Some(check) = &source.check {
+        if check.sig.inputs.len() != 3 {
+            diags.error(
+                &check.sig,
+                "`fn check` is called as `Template::check`; give it the signature \
+                 `fn check(config: &Config, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject>`",
+            );
+        }
+    }
+
+    let struct_ident = struct_ident(attr, &source.shell.ident);
+    for item in &source.shell.items {
+        let ident = match item {
+            Item::Struct(i) => Some(&i.ident),
+            Item::Enum(i) => Some(&i.ident),
+            Item::Static(i) => Some(&i.ident),
+            Item::Const(i) => Some(&i.ident),
+            Item::Type(i) => Some(&i.ident),
+            Item::Fn(i) => Some(&i.sig.ident),
+            Item::Union(i) => Some(&i.ident),
+            Item::Trait(i) => Some(&i.ident),
+            _ => None,
+        };
+        if let Some(ident) = ident {
+            if *ident == struct_ident || *ident == "TEMPLATE" {
+                diags.error(
+                    ident,
+                    format!("`{ident}` is generated by #[gpu_template] in this module; rename this item"),
+                );
+            }
+        }
+    }
+
+    diags.finish()?;
+    let (Some(name), Some(op), Some(dtypes), Some(label), Some(kernel)) =
+        (name, op, dtypes, label, kernel)
+    else {
+        unreachable!("every missing piece recorded an error");
+    };
+    let template = Template {
+        name,
+        struct_ident,
+        op,
+        about: about(source),
+        params,
+        constraints,
+        dtypes,
+        label,
+        kernel,
+        check: source.check.clone(),
+    };
+    crate::feasibility::check(&template, &head)?;
+    Ok(template)
+}
+
+/// Whether any statement, at any depth, is of the kind `pick` accepts (as written, so a
+/// statement with errors of its own still counts).
+fn any_statement(stmts: &[Statement<Expr>], pick: &dyn Fn(&TileOp<Expr>) -> bool) -> bool {
+    stmts.iter().any(|s| {
+        pick(&s.op) || matches!(&s.op, TileOp::Mainloop { body, .. } if any_statement(body, pick))
+    })
+}
+
+/// An integer literal, possibly negated.
+fn int_literal(e: &Expr) -> Option<syn::Result<i64>> {
+    match e {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) => Some(i.base10_parse::<i64>()),
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => int_literal(&u.expr).map(|r| {
+            r.and_then(|v| {
+                v.checked_neg()
+                    .ok_or_else(|| syn::Error::new_spanned(e, "value overflows i64"))
+            })
+        }),
+        Expr::Group(g) => int_literal(&g.expr),
+        _ => None,
+    }
+}
+
+fn params(syntax: &[ParamSyntax], diags: &mut Diagnostics) -> Vec<Param> {
+    let mut out: Vec<Param> = Vec::new();
+    for p in syntax {
+        let name = p.name.to_string();
+        if out.iter().any(|q| q.ident == p.name) {
+            diags.error(
+                &p.name,
+                format!(
+                    "parameter `{name}` is declared twice; remove one declaration or rename it"
+                ),
+            );
+            continue;
+        }
+        // A parameter with errors stays declared, so references to it report nothing more.
+        if !is_valid_name(&name) {
+            diags.error(
+                &p.name,
+                format!(
+                    "parameter `{name}` must be lowercase snake_case starting with a letter (it names \
+                     a local and appears in kernel labels), e.g. `{}`",
+                    name.trim_start_matches('_').to_lowercase()
+                ),
+            );
+        }
+        if p.values.is_empty() {
+            diags.push(syn::Error::new(
+                p.bracket.span.join(),
+                format!("parameter `{name}` has no candidate values; give at least one, e.g. `{name} in [64, 128]`"),
+            ));
+        }
+        let mut values = Vec::new();
+        for v in &p.values {
+            match int_literal(v) {
+                Some(Ok(x)) if values.contains(&x) => {
+                    diags.error(v, format!("value {x} appears twice in `{name}`; remove one"))
+                }
+                Some(Ok(x)) => values.push(x),
+                Some(Err(e)) => diags.push(e),
+                None => diags.error(
+                    v,
+                    format!(
+                        "parameter values must be integer literals, but `{}` is not one; e.g. `{name} in [64, 128]`",
+                        v.to_token_stream()
+                    ),
+                ),
+            }
+        }
+        out.push(Param {
+            ident: p.name.clone(),
+            values,
+            literals: p.values.clone(),
+        });
+    }
+    out
+}
+
+fn dtypes(path: &Ident, entries: &[DTypeEntry], diags: &mut Diagnostics) -> Option<DTypes> {
+    const KEYS: [&str; 3] = ["input", "acc", "output"];
+    let mut input = None;
+    let mut acc = None;
+    let mut output = None;
+    let mut ok = true;
+    for entry in entries {
+        let key = entry.key.to_string();
+        let mut list = Vec::new();
+        for n in &entry.names {
+            match DType::parse(&n.to_string()) {
+                Some(d) if list.iter().any(|(x, _)| *x == d) => {
+                    diags.error(n, format!("dtype {n} is listed twice; remove one"));
+                    ok = false;
+                }
+                Some(d) => list.push((d, n)),
+                None => {
+                    diags.error(n, format!("unknown dtype `{n}`; use f16, bf16 or f32"));
+                    ok = false;
+                }
+            }
+        }
+        if entry.names.is_empty() {
+            diags.push(syn::Error::new(
+                entry.bracket.map_or(entry.key.span(), |b| b.span.join()),
+                format!("`{key}` lists no dtype; give at least one, e.g. `{key}: [f16]`"),
+            ));
+            ok = false;
+        }
+        let slot = match key.as_str() {
+            "input" => {
+                for (d, n) in &list {
+                    if !d.is_mma_input() {
+                        diags.error(
+                            n,
+                            format!(
+                                "input dtype {} cannot feed an MMA atom; use f16 or bf16",
+                                d.name()
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                &mut input
+            }
+            "acc" => {
+                if entry.bracket.is_some() || entry.names.len() > 1 {
+                    diags.error(
+                        &entry.key,
+                        "`acc` takes one dtype, not a list: write `acc: f32`",
+                    );
+                    ok = false;
+                }
+                if let Some((d, n)) = list.first() {
+                    if *d != DType::F32 {
+                        diags.error(
+                            n,
+                            format!("acc: {} is not supported: MMA atoms accumulate in f32; use `acc: f32`", d.name()),
+                        );
+                        ok = false;
+                    }
+                }
+                &mut acc
+            }
+            "output" => &mut output,
+            _ => {
+                diags.error(
+                    &entry.key,
+                    format!(
+                        "unknown dtypes key `{key}`; {}keys are: {}",
+                        did_you_mean(&key, KEYS),
+                        KEYS.join(", ")
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        if slot
+            .replace(list.iter().map(|(d, _)| *d).collect::<Vec<_>>())
+            .is_some()
+        {
+            diags.error(
+                &entry.key,
+                format!("`{key}` is given twice in `dtypes!`; keep one"),
+            );
+            ok = false;
+        }
+    }
+    let example = |key: &str| match key {
+        "input" => "input: [f16, bf16]",
+        "acc" => "acc: f32",
+        _ => "output: [f16, bf16, f32]",
+    };
+    for (key, slot) in [("input", &input), ("acc", &acc), ("output", &output)] {
+        if slot.is_none() {
+            diags.error(
+                path,
+                format!("`dtypes!` is missing `{key}`; add e.g. `{}`", example(key)),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(DTypes {
+        input: input?,
+        acc: *acc?.first()?,
+        output: output?,
+    })
+}
+
+/// Names declared so far while resolving a kernel body.
+struct Scope<'a> {
+    op: &'static Op,
+    params: &'a [Ident],
+    /// Declared shared tiles and the operand each stages (`None` where that was an error).
+    shared: Vec<(Ident, Option<&'static Operand>)>,
+    fragments: Vec<Ident>,
+    diags: &'a mut Diagnostics,
+}
+
+/// What a mainloop body has loaded so far.
+#[derive(Default)]
+struct LoopScope {
+    loaded: Vec<Ident>,
+}
+
+impl Scope<'_> {
+    fn size(&mut self, e: &Expr) -> Option<Node> {
+        self.diags
+            .take(expr::resolve(e, self.params, Kind::Int, Context::Size))
+    }
+
+    fn operand(&mut self, ident: &Ident) -> Option<&'static Operand> {
+        let found = self.op.operand(&ident.to_string());
+        if found.is_none() {
+            let names = self.op.operand_names(|_| true);
+            self.diags.error(
+                ident,
+                format!(
+                    "unknown operand `{ident}` for op {}; {}operands are: {}",
+                    self.op.name,
+                    did_you_mean(&ident.to_string(), names.iter().copied()),
+                    list(&names)
+                ),
+            );
+        }
+        found
+    }
+
+    fn declare(&mut self, name: &Ident) -> bool {
+        if self.shared.iter().any(|(n, _)| n == name) || self.fragments.contains(name) {
+            self.diags.error(
+                name,
+                format!("`{name}` is already declared; give each tile its own name"),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn shared_names(&self) -> Vec<String> {
+        self.shared.iter().map(|(n, _)| n.to_string()).collect()
+    }
+
+    fn fragment_names(&self) -> Vec<String> {
+        self.fragments.iter().map(Ident::to_string).collect()
+    }
+
+    /// The operand a declared shared tile stages: `Err` (recorded) if it is not declared,
+    /// `Ok(None)` if its declaration had errors.
+    fn shared_tile(&mut self, ident: &Ident, role: &str) -> Result<Option<&'static Operand>, ()> {
+        if let Some((_, o)) = self.shared.iter().find(|(n, _)| n == ident) {
+            return Ok(*o);
+        }
+        let hint = if self.fragments.contains(ident) {
+            format!("`{ident}` is a fragment, but {role} reads a shared tile; declared shared tiles: {}", list(&self.shared_names()))
+        } else {
+            format!(
+                "`{ident}` is not a declared shared tile; declared: {}",
+                list(&self.shared_names())
+            )
+        };
+        self.diags.error(ident, hint);
+        Err(())
+    }
+
+    fn fragment(&mut self, ident: &Ident, role: &str) -> bool {
+        if self.fragments.contains(ident) {
+            return true;
+        }
+        let hint = if self.shared.iter().any(|(n, _)| n == ident) {
+            format!(
+                "`{ident}` is a shared tile, but {role} needs a fragment; declared fragments: {}",
+                list(&self.fragment_names())
+            )
+        } else {
+            format!(
+                "`{ident}` is not a declared fragment; declared: {}",
+                list(&self.fragment_names())
+            )
+        };
+        self.diags.error(ident, hint);
+        false
+    }
+
+    fn statements(
+        &mut self,
+        stmts: &[Statement<Expr>],
+        mut in_loop: Option<&mut LoopScope>,
+    ) -> Vec<Statement<Node>> {
+        let mut out = Vec::new();
+        for s in stmts {
+            let word = s.word.to_string();
+            let misplaced = match (&s.op, in_loop.is_some()) {
+                (TileOp::Shared { .. }, true) => {
+                    Some("declare shared tiles before the mainloop, at the top level of `kernel!`")
+                }
+                (TileOp::Fragment { .. }, true) => {
+                    Some("declare fragments before the mainloop, at the top level of `kernel!`")
+                }
+                (TileOp::Mainloop { .. }, true) => {
+                    Some("mainloops do not nest; close the first one before opening another")
+                }
+                (TileOp::Epilogue { .. }, true) => {
+                    Some("`epilogue` runs once after the mainloop; move it after the loop's `}`")
+                }
+                (TileOp::Load { .. }, false) => Some(
+                    "`load` copies one K slice per iteration; move it into a `mainloop k ... { }`",
+                ),
+                (TileOp::Mma { .. }, false) => {
+                    Some("`mma` reads the current K slice; move it into a `mainloop k ... { }`")
+                }
+                _ => None,
+            };
+            if let Some(hint) = misplaced {
+                self.diags
+                    .error(&s.at, format!("`{word}` is not allowed here: {hint}"));
+                continue;
+            }
+            let op = match &s.op {
+                TileOp::Shared {
+                    name,
+                    operand,
+                    rows,
+                    cols,
+                    stages,
+                } => {
+                    let operand_def = self.operand(operand);
+                    let fresh = self.declare(name);
+                    let (rows, cols) = (self.size(rows), self.size(cols));
+                    let stages = match stages {
+                        Some(e) => self.size(e).map(Some),
+                        None => Some(None),
+                    };
+                    if fresh {
+                        self.shared.push((name.clone(), operand_def));
+                    }
+                    let (Some(_), true, Some(rows), Some(cols), Some(stages)) =
+                        (operand_def, fresh, rows, cols, stages)
+                    else {
+                        continue;
+                    };
+                    TileOp::Shared {
+                        name: name.clone(),
+                        operand: operand.clone(),
+                        rows,
+                        cols,
+                        stages,
+                    }
+                }
+                TileOp::Fragment {
+                    name,
+                    rows,
+                    cols,
+                    warps_m,
+                    warps_n,
+                } => {
+                    let fresh = self.declare(name);
+                    let dims = (
+                        self.size(rows),
+                        self.size(cols),
+                        self.size(warps_m),
+                        self.size(warps_n),
+                    );
+                    if fresh {
+                        self.fragments.push(name.clone());
+                    }
+                    let (true, (Some(rows), Some(cols), Some(warps_m), Some(warps_n))) =
+                        (fresh, dims)
+                    else {
+                        continue;
+                    };
+                    TileOp::Fragment {
+                        name: name.clone(),
+                        rows,
+                        cols,
+                        warps_m,
+                        warps_n,
+                    }
+                }
+                TileOp::Mainloop { step, stages, body } => {
+                    let (step, stages) = (self.size(step), self.size(stages));
+                    let mut scope = LoopScope::default();
+                    let body = self.statements(body, Some(&mut scope));
+                    let (Some(step), Some(stages)) = (step, stages) else {
+                        continue;
+                    };
+                    TileOp::Mainloop { step, stages, body }
+                }
+                TileOp::Load { operand, shared } => {
+                    let Some(o) = self.operand(operand) else {
+                        continue;
+                    };
+                    if o.written {
+                        let inputs = self.op.operand_names(|o| !o.written);
+                        self.diags.error(
+                            operand,
+                            format!(
+                                "`{operand}` is an output of {}; `load` reads an input: {}",
+                                self.op.name,
+                                list(&inputs)
+                            ),
+                        );
+                        continue;
+                    }
+                    let Ok(Some(staged)) = self.shared_tile(shared, "`load`") else {
+                        continue;
+                    };
+                    if staged.name != o.name {
+                        let intended = self
+                            .shared
+                            .iter()
+                            .find(|(_, x)| x.is_some_and(|x| x.name == o.name))
+                            .map(|(n, _)| n.clone());
+                        let fix = match &intended {
+                            Some(t) => format!("did you mean `load {operand} -> {t};`?"),
+                            None => format!("write `load {} -> {shared};`", staged.name),
+                        };
+                        self.diags.error(
+                            &s.at,
+                            format!(
+                                "`{shared}` stages operand `{}`, not `{operand}`; {fix}",
+                                staged.name
+                            ),
+                        );
+                        // Count the intended tile as loaded: this error is the one to fix.
+                        if let (Some(l), Some(t)) = (in_loop.as_deref_mut(), intended) {
+                            l.loaded.push(t);
+                        }
+                        continue;
+                    }
+                    if let Some(l) = in_loop.as_deref_mut() {
+                        l.loaded.push(shared.clone());
+                    }
+                    TileOp::Load {
+                        operand: operand.clone(),
+                        shared: shared.clone(),
+                    }
+                }
+                TileOp::Mma { acc, a, b } => {
+                    let acc_ok = self.fragment(acc, "`mma` accumulating into it");
+                    let a_def = self.shared_tile(a, "`mma`");
+                    let b_def = self.shared_tile(b, "`mma`");
+                    let (true, Ok(Some(a_def)), Ok(Some(b_def))) = (acc_ok, a_def, b_def) else {
+                        continue;
+                    };
+                    let loaded = in_loop
+                        .as_deref()
+                        .map(|l| l.loaded.clone())
+                        .unwrap_or_default();
+                    let mut ok = true;
+                    for (tile, def) in [(a, a_def), (b, b_def)] {
+                        if !loaded.contains(tile) {
+                            self.diags.error(
+                                tile,
+                                format!(
+                                    "`{tile}` is read by `mma` but not loaded in this mainloop; add `load {} -> {tile};` before the `mma`",
+                                    def.name
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
+                    if !ok {
+                        continue;
+                    }
+                    TileOp::Mma {
+                        acc: acc.clone(),
+                        a: a.clone(),
+                        b: b.clone(),
+                    }
+                }
+                TileOp::Epilogue { acc, operand } => {
+                    let acc_ok = self.fragment(acc, "`epilogue`");
+                    let Some(o) = self.operand(operand) else {
+                        continue;
+                    };
+                    if !o.written {
+                        let outputs = self.op.operand_names(|o| o.written);
+                        self.diags.error(
+                            operand,
+                            format!(
+                                "`{operand}` is an input of {}; `epilogue` stores to an output: {}",
+                                self.op.name,
+                                list(&outputs)
+                            ),
+                        );
+                        continue;
+                    }
+                    if !acc_ok {
+                        continue;
+                    }
+                    TileOp::Epilogue {
+                        acc: acc.clone(),
+                        operand: operand.clone(),
+                    }
+                }
+            };
+            out.push(Statement {
+                word: s.word.clone(),
+                at: s.at.clone(),
+                op,
+            });
+        }
+        out
+    }
+}
