@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; this file only parses arguments and maps errors to
 //! exit codes: 2 for bad input (with a message naming the valid choices), 1 for failures.
 
+mod devices;
 mod emit;
 mod problem_args;
 mod templates;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// List templates with their parameters and space sizes.
     Templates(templates::Args),
+    /// List GPUs with name, arch, SM count, memory, driver and NVRTC version.
+    Devices(devices::Args),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
     Emit(emit::Args),
 }
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Templates(a) => templates::run(a),
         Command::Emit(a) => emit::run(a),
+        Command::Devices(a) => devices::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

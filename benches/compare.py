@@ -1,0 +1,26 @@
+"""Merge a Tessera benchmark JSON with the vendor JSON of the same run: prints a table of
+TFLOP/s and ratios, writes the combined JSON with device, commit, command and date.
+Usage: python3 compare.py TESSERA.json VENDOR.json OUT.json COMMIT COMMAND"""
+import datetime, json, statistics, sys
+
+ours, vendor = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+key = lambda r: (r["dtype"], r["m"], r["n"], r["k"])
+vmap = {key(r): r for r in vendor["results"]}
+rows = []
+print(f"{'dtype':5} {'shape':>18} {'tessera TF/s':>13} {'vendor TF/s':>12} {'ratio':>6}  best kernel")
+for r in ours["results"]:
+    v = vmap.get(key(r))
+    if v is None:
+        continue
+    ratio = v["median_ms"] / r["median_ms"]
+    rows.append({**{k: r[k] for k in ("dtype", "m", "n", "k", "best_kernel", "median_ms", "tflops", "rel_err", "registers")},
+                 "vendor_median_ms": v["median_ms"], "vendor_tflops": v["tflops"], "ratio": ratio,
+                 "candidates": r.get("candidates", [])})
+    shape = f"{r['m']}x{r['n']}x{r['k']}"
+    print(f"{r['dtype']:5} {shape:>18} {r['tflops']:13.1f} {v['tflops']:12.1f} {ratio:6.2f}  {r['best_kernel']}")
+ratios = [r["ratio"] for r in rows]
+summary = {"median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios), "shapes": len(rows)}
+print(f"median ratio {summary['median_ratio']:.3f} (min {summary['min_ratio']:.3f}, max {summary['max_ratio']:.3f}) over {len(rows)} shapes")
+json.dump({"benchmark": ours["benchmark"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "commit": sys.argv[4], "command": sys.argv[5], "device": ours["device"], "vendor": {k: vendor[k] for k in vendor if k != "results"},
+           "timing": ours.get("timing"), "summary": summary, "results": rows}, open(sys.argv[3], "w"), indent=1)

@@ -1,0 +1,31 @@
+"""GEMM benchmark, vendor side: cuBLAS through PyTorch (F.linear, i.e. the rcr layout) for the
+same shapes, with the same method as the Tessera side: warm-up, CUDA events around each run,
+L2 flushed before each timed run (a 256 MiB buffer is zeroed), median of 30.
+Usage: python3 gemm_vendor.py OUT.json"""
+import json, statistics, sys
+import torch
+import torch.nn.functional as F
+
+WARMUP, ITERS = 5, 30
+shapes = [(m, n, k) for m in (384, 12288) for (n, k) in ((2304, 768), (768, 768), (3072, 768), (768, 3072))]
+shapes += [(4096, 4096, 4096), (8192, 8192, 8192)]
+flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+rows = []
+for dtype, name in ((torch.float16, "f16"), (torch.bfloat16, "bf16")):
+    for m, n, k in shapes:
+        a = torch.rand(m, k, device="cuda", dtype=dtype) * 2 - 1
+        w = torch.rand(n, k, device="cuda", dtype=dtype) * 2 - 1
+        for _ in range(WARMUP):
+            F.linear(a, w)
+        times = []
+        for _ in range(ITERS):
+            flush.zero_()
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record(); F.linear(a, w); e.record()
+            torch.cuda.synchronize()
+            times.append(s.elapsed_time(e))
+        med = statistics.median(times)
+        rows.append({"dtype": name, "m": m, "n": n, "k": k, "median_ms": med, "tflops": 2 * m * n * k / (med * 1e-3) / 1e12})
+        print(f"cublas {name} {m}x{n}x{k}: {med:.3f} ms {rows[-1]['tflops']:.1f} TFLOP/s", file=sys.stderr)
+json.dump({"benchmark": "gemm", "side": "cublas (torch.nn.functional.linear)", "torch": torch.__version__,
+           "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0), "results": rows}, open(sys.argv[1], "w"), indent=1)

@@ -1,0 +1,41 @@
+//! `tessera devices`: the GPUs present, or one sentence saying why there are none (exit 0).
+
+use tessera_device::cuda;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let list = match cuda::list() {
+        Ok(list) => list,
+        Err(e) => {
+            println!("no GPU available: {e}");
+            return Ok(());
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no GPU available: the NVIDIA driver reports no device");
+    }
+    for d in list {
+        println!(
+            "{}: {}  arch {}  target {}  {} SMs  {:.1} GiB  driver {}  {}",
+            d.ordinal,
+            d.name,
+            d.arch,
+            d.target.map_or("unsupported", |t| t.name()),
+            d.sm_count,
+            d.memory_bytes as f64 / (1u64 << 30) as f64,
+            d.driver_version,
+            d.toolchain
+        );
+    }
+    Ok(())
+}

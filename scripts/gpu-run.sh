@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run on the GPU machine, from the repo root, after scripts/gpu-pack.sh here (carry .gpu).
+# `tests`: every gpu_* test; `bench`: the GEMM benchmark beside cuBLAS; `all`: both.
+# Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+commit=$(cat .gpu/COMMIT)
+status=0
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
+.gpu/bin/tessera devices | tee -a "$out/device.txt"
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  for t in .gpu/bin/test-*; do
+    echo "== $t"
+    "$t" gpu_ --test-threads=1 --nocapture 2>&1 | tee -a "$out/gpu-tests.log" | grep -E "^test |test result|runs over|panicked|failed" 
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  done
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  day=$(date -u +%Y-%m-%d)
+  .gpu/bin/gemm "$out/gemm-tessera.json" 2> "$out/gemm-bench.log" || status=1
+  python3 benches/gemm_vendor.py "$out/gemm-vendor.json" 2>> "$out/gemm-bench.log" || status=1
+  python3 benches/compare.py "$out/gemm-tessera.json" "$out/gemm-vendor.json" "$out/gemm-$day.json" \
+    "$commit" "scripts/gpu-run.sh bench" | tee "$out/gemm-table.txt" || status=1
+fi
+exit $status

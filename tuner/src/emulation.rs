@@ -1,0 +1,93 @@
+//! What the simulated device runs in place of a GEMM kernel: the CPU reference over the
+//! simulated buffers named by the launch arguments.
+//!
+//! Small problems are computed in full. Large ones are computed at exactly the positions the
+//! correctness gate checks (`verify::gemm_positions`); every other element keeps whatever the
+//! buffer held (the poison), which is never read. A [`Fault`] plants a defect for tests of the
+//! gate itself.
+
+use std::sync::Arc;
+use tessera_device::{ArgValue, Emulation, SimMemory};
+use tessera_dsl::GemmProblem;
+use tessera_library::host::HostTensor;
+use tessera_library::reference::{gemm_element, GemmInputs, GemmStrides};
+use tessera_library::verify::gemm_positions;
+
+/// A defect to plant in an emulated kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// One checked element is off by a large amount.
+    WrongValue,
+    /// The kernel "crashes": the launch fails.
+    LaunchFailure,
+}
+
+fn read(mem: &SimMemory, arg: &ArgValue, dtype: tessera_dsl::DType) -> Result<Option<HostTensor>, String> {
+    match arg.buffer() {
+        None => Ok(None),
+        Some(b) => {
+            let bytes = mem.bytes(&b).map_err(|e| e.to_string())?;
+            HostTensor::from_bytes(dtype, bytes).map(Some).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The emulation of any GEMM kernel for problems of `template`'s shape class (dtypes, layout,
+/// epilogue); M, N, K, strides, alpha and beta are read from the launch arguments.
+pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
+    let template = template.clone();
+    Arc::new(move |mem: &mut SimMemory, args: &[ArgValue]| {
+        if fault == Some(Fault::LaunchFailure) {
+            return Err("planted fault: illegal memory access".into());
+        }
+        let int = |i: usize| match args.get(i) {
+            Some(ArgValue::I32(v)) => Ok(i64::from(*v)),
+            Some(ArgValue::I64(v)) => Ok(*v),
+            other => Err(format!("argument {i}: expected an integer, got {other:?}")),
+        };
+        let float = |i: usize| match args.get(i) {
+            Some(ArgValue::F32(v)) => Ok(*v),
+            other => Err(format!("argument {i}: expected f32, got {other:?}")),
+        };
+        let (m, n, k) = (int(6)?, int(7)?, int(8)?);
+        if m <= 0 || n <= 0 || k <= 0 {
+            return Err(format!("non-positive sizes {m}x{n}x{k}"));
+        }
+        let mut p = template.clone();
+        p.m = m as u64;
+        p.n = n as u64;
+        p.k = k as u64;
+        let s = GemmStrides::packed(&p);
+        let given = [int(9)?, int(10)?, int(11)?, int(12)?, int(13)?, int(14)?, int(15)?, int(16)?];
+        let packed = [s.lda, s.ldb, s.ldc, s.ldd, s.stride_a, s.stride_b, s.stride_c, s.stride_d];
+        for (g, want) in given.iter().zip(packed) {
+            // ldc/stride_c are free when C is absent
+            if *g != want && args.get(2).and_then(ArgValue::buffer).is_some() {
+                return Err("the simulated device emulates packed operands only".into());
+            }
+        }
+        let get = |i: usize, dt| read(mem, &args[i], dt);
+        let x = GemmInputs {
+            a: get(0, p.input)?.ok_or("A is null")?,
+            b: get(1, p.input)?.ok_or("B is null")?,
+            c: get(2, p.output)?,
+            bias: get(4, p.output)?,
+            residual: get(5, p.output)?,
+            alpha: float(17)?,
+            beta: float(18)?,
+        };
+        let d = args.get(3).and_then(ArgValue::buffer).ok_or("D is null")?;
+        let positions = gemm_positions(&p);
+        let mut out = read(mem, &ArgValue::Ptr(Some(d)), p.output)?.ok_or("D is null")?;
+        for (idx, &(b, i, j)) in positions.iter().enumerate() {
+            let mut v = gemm_element(&p, &x, b, i, j);
+            if fault == Some(Fault::WrongValue) && idx == positions.len() / 2 {
+                v += 1.0;
+            }
+            out.values[((b * p.m + i) * p.n + j) as usize] = tessera_library::host::round_to(p.output, v as f32);
+        }
+        let bytes = out.to_bytes();
+        mem.bytes_mut(&d).map_err(|e| e.to_string())?.copy_from_slice(&bytes);
+        Ok(())
+    })
+}

@@ -1,0 +1,22 @@
+//! tessera-tuner: from a template and a problem to a verified, timed kernel.
+//!
+//! It owns the measurement path every consumer shares: [`candidate`] (config → source),
+//! [`workload`] (a problem's buffers and launch arguments on a device), [`emulation`] (the CPU
+//! stand-in the simulated device runs), and [`measure`] (compile, poison, launch, verify against
+//! the reference, then time). Sweeps, the cache and reports build on these.
+//!
+//! It depends on dsl, codegen, device and library; nothing depends on it but the CLI, the
+//! compiler, benches and tests.
+
+pub mod candidate;
+pub mod emulation;
+pub mod error;
+pub mod measure;
+pub mod pool;
+pub mod shortlist;
+pub mod workload;
+
+pub use candidate::Candidate;
+pub use error::TunerError;
+pub use measure::{Measured, Outcome};
+pub use workload::GemmWorkload;

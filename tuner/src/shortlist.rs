@@ -1,0 +1,39 @@
+//! The built-in shortlist: GEMM configs that are usually near the best on sm_80-style paths,
+//! for quick benchmarks before (or instead of) a full sweep. Every point is checked against the
+//! template's space, so a changed space cannot smuggle in a config it no longer allows.
+
+use tessera_dsl::{Problem, Template};
+
+/// (tile_m, tile_n, tile_k, warps_m, warps_n, stages)
+const GEMM_POINTS: &[[i64; 6]] = &[
+    [128, 128, 32, 2, 2, 4],
+    [128, 128, 32, 2, 2, 3],
+    [128, 128, 64, 2, 2, 3],
+    [128, 128, 32, 2, 4, 4],
+    [128, 128, 64, 2, 4, 3],
+    [128, 256, 32, 2, 4, 3],
+    [128, 256, 32, 2, 4, 4],
+    [128, 256, 64, 2, 4, 3],
+    [256, 128, 32, 4, 2, 3],
+    [256, 128, 32, 4, 2, 4],
+    [256, 128, 64, 4, 2, 3],
+    [64, 128, 32, 2, 2, 4],
+    [128, 64, 32, 2, 2, 4],
+    [64, 128, 64, 2, 2, 3],
+    [128, 64, 64, 2, 2, 3],
+    [64, 64, 64, 2, 2, 4],
+    [64, 256, 32, 1, 4, 4],
+    [256, 64, 32, 4, 1, 4],
+];
+
+/// The shortlisted points of `template`'s space (in space order), for a problem.
+pub fn points(template: &dyn Template, _problem: &Problem) -> Vec<Vec<i64>> {
+    let space = template.space();
+    let names = space.param_names();
+    let order = ["tile_m", "tile_n", "tile_k", "warps_m", "warps_n", "stages"];
+    if names != order {
+        return Vec::new();
+    }
+    let all = space.enumerate();
+    GEMM_POINTS.iter().map(|p| p.to_vec()).filter(|p| all.contains(p)).collect()
+}

@@ -1,0 +1,75 @@
+//! `gpu_*`: the GEMM template on a real GPU (run on the GPU machine with `--features gpu`).
+//! Every config × shape × dtype × layout is verified against the CPU reference on fresh random
+//! inputs with the output poisoned first.
+#![cfg(feature = "gpu")]
+
+use tessera_device::cuda::CudaDevice;
+use tessera_device::{Device, DeviceConfig};
+use tessera_dsl::{DType, GemmProblem, Layout, Problem, Template};
+use tessera_tuner::measure::{compile, verify};
+use tessera_tuner::pool::{default_jobs, parallel_map};
+use tessera_tuner::{Candidate, GemmWorkload};
+
+/// Configs under test: at least 20 points of the space, spread evenly, that fit the device.
+fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
+    t.space()
+        .sample(48)
+        .into_iter()
+        .filter(|v| t.config(v, p).map(|c| t.validate(&c, p, device.caps()).is_ok()).unwrap_or(false))
+        .take(24)
+        .collect()
+}
+
+#[test]
+fn gpu_gemm_matches_reference() {
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    tessera_library::templates();
+    let t = tessera_dsl::find("gemm").unwrap();
+    let shapes: [(u64, u64, u64); 6] = [
+        (1000, 1000, 1000),
+        (1, 768, 768),
+        (384, 3072, 768),
+        (12288, 768, 3072),
+        (4096, 4096, 4096),
+        (257, 382, 520), // K not a multiple of tile_k, N only 2-aligned, ragged M and N
+    ];
+    let probe = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+    let points = configs(t, &device, &probe);
+    assert!(points.len() >= 20, "only {} configs fit", points.len());
+    let (mut runs, mut failures) = (0usize, Vec::new());
+    for input in [DType::F16, DType::BF16] {
+        for layout_b in [Layout::Col, Layout::Row] {
+            for &(m, n, k) in &shapes {
+                let g = GemmProblem { m, n, k, batch: 1, input, output: input, layout_b, epilogue: vec![] };
+                let p = Problem::Gemm(g.clone());
+                let cands: Vec<Candidate> = points
+                    .iter()
+                    .filter_map(|v| t.config(v, &p).ok())
+                    .filter(|c| t.validate(c, &p, device.caps()).is_ok())
+                    .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
+                    .collect();
+                let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
+                let w = GemmWorkload::new(&device, &g, runs as u64 + 1).expect("workload");
+                for (c, module) in cands.iter().zip(modules) {
+                    runs += 1;
+                    let module = match module {
+                        Ok(m) => m,
+                        Err(e) => {
+                            failures.push(format!("{} on {p}: compile: {e}", c.name()));
+                            continue;
+                        }
+                    };
+                    match verify(&device, &module, c, &w) {
+                        Ok(v) if v.pass => {}
+                        Ok(v) => failures.push(format!("{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}", c.name(), v.rel_err, v.tolerance, v.nonfinite, v.worst)),
+                        Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
+                    }
+                    let _ = device.unload(&module);
+                }
+                w.free(&device).unwrap();
+            }
+        }
+    }
+    println!("gpu_gemm_matches_reference: {runs} runs over {} configs, {} failures", points.len(), failures.len());
+    assert!(failures.is_empty(), "{} of {runs} failed:\n{}", failures.len(), failures.join("\n"));
+}
