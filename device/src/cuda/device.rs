@@ -1,0 +1,573 @@
+//! [`CudaDevice`]: one NVIDIA GPU through the driver API.
+//!
+//! It compiles with NVRTC for the GPU's own architecture (through the on-disk module cache),
+//! loads CUBINs, allocates and copies memory, launches on the legacy default stream and times
+//! with CUDA events. Every launch waits for the kernel, so a fault (an illegal address, say) is
+//! reported as a `Launch` error naming the kernel that caused it. A fault poisons the CUDA
+//! context for the rest of the process: later calls fail with `Driver` errors, which is why the
+//! tuner measures in worker processes it can restart.
+//!
+//! This module depends on cudarc's driver bindings, the NVRTC front end and the module cache.
+
+use super::driver::{self, call_err, describe};
+use super::nvrtc;
+use crate::compile::{
+    CompileReport, CompileRequest, ImageFormat, Module, ModuleReport, ResourceUsage,
+};
+use crate::config::DeviceConfig;
+use crate::error::DeviceError;
+use crate::info::DeviceInfo;
+use crate::launch::{check_args, ArgValue, Launch};
+use crate::memory::Buffer;
+use crate::module_cache::ModuleCache;
+use crate::timing::Timing;
+use crate::Device;
+use cudarc::driver::result::{self as cu, DriverError};
+use cudarc::driver::safe::CudaContext;
+use cudarc::driver::sys;
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Mutex, MutexGuard};
+use sys::CUfunction_attribute_enum as FuncAttr;
+use tessera_dsl::DeviceCaps;
+
+/// Dynamic shared memory a kernel may use without opting in, bytes.
+const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
+
+/// A module loaded in the context.
+struct Loaded {
+    module: sys::CUmodule,
+    function: sys::CUfunction,
+    static_smem: u32,
+    /// The largest dynamic shared memory opted in so far (`MAX_DYNAMIC_SHARED_SIZE_BYTES`).
+    dynamic_smem_limit: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Allocation {
+    ptr: sys::CUdeviceptr,
+    len: u64,
+}
+
+#[derive(Default)]
+struct State {
+    buffers: HashMap<u64, Allocation>,
+    modules: HashMap<u64, Loaded>,
+    flush: Option<Allocation>,
+}
+
+// SAFETY: the raw module and function handles are plain identifiers valid in the one context
+// this device owns, from any thread that binds it (every method binds it under the lock).
+unsafe impl Send for State {}
+
+/// An NVIDIA GPU.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    caps: DeviceCaps,
+    info: DeviceInfo,
+    arch: &'static str,
+    cache: Option<ModuleCache>,
+    flush_bytes: u64,
+    state: Mutex<State>,
+}
+
+/// The legacy default stream: every operation of the device is ordered on it.
+fn stream() -> sys::CUstream {
+    std::ptr::null_mut()
+}
+
+/// Destroys events on every exit path.
+struct Events(Vec<sys::CUevent>);
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        for e in self.0.drain(..) {
+            // SAFETY: created by cuEventCreate, destroyed once here.
+            let _ = unsafe { cu::event::destroy(e) };
+        }
+    }
+}
+
+impl CudaDevice {
+    /// Open GPU `config.ordinal`. Errors: `NoDriver` without libcuda, `NoDevice` without a GPU
+    /// (or one whose architecture is not sm_80-class or sm_90), `DriverTooOld`.
+    pub fn open(config: &DeviceConfig) -> Result<CudaDevice, DeviceError> {
+        driver::init()?;
+        let count = driver::device_count()?;
+        if count == 0 {
+            return Err(DeviceError::NoDevice {
+                message: "the NVIDIA driver reports no GPU".into(),
+            });
+        }
+        if config.ordinal >= count {
+            return Err(DeviceError::NoDevice {
+                message: format!(
+                    "GPU {} was asked for but only {count} present",
+                    config.ordinal
+                ),
+            });
+        }
+        let props = driver::props(config.ordinal)?;
+        let target = driver::target_for(props.cc).ok_or_else(|| DeviceError::NoDevice {
+            message: format!(
+                "GPU {} ({}) is sm_{}{}; Tessera targets sm_80-class (8.x) and sm_90 GPUs",
+                config.ordinal, props.name, props.cc.0, props.cc.1
+            ),
+        })?;
+        let arch = nvrtc::arch_for(target)?;
+        let ctx = CudaContext::new(config.ordinal as usize)
+            .map_err(call_err("cuDevicePrimaryCtxRetain"))?;
+        let toolchain = nvrtc::toolchain().unwrap_or_else(|_| "none (NVRTC not found)".into());
+        let info = driver::info(&props, config.ordinal, driver::driver_version()?, toolchain);
+        let caps = driver::caps(&props, target);
+        let flush_bytes = config
+            .l2_flush_bytes
+            .unwrap_or(2 * caps.l2_bytes)
+            .max(1 << 20);
+        Ok(CudaDevice {
+            ctx,
+            caps,
+            info,
+            arch,
+            cache: config.module_cache_dir.as_ref().map(ModuleCache::new),
+            flush_bytes,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The architecture NVRTC compiles for on this device (`sm_90a`).
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+
+    /// Lock the state and make the context current on this thread.
+    fn enter(&self) -> Result<MutexGuard<'_, State>, DeviceError> {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.ctx
+            .bind_to_thread()
+            .map_err(call_err("cuCtxSetCurrent"))?;
+        Ok(guard)
+    }
+
+    /// Load an image and find its kernel; driver attributes fill the usage the compiler didn't give.
+    fn load(&self, report: &CompileReport) -> Result<(Loaded, ResourceUsage), DeviceError> {
+        let kernel = &report.kernel;
+        let rejected = |e: DriverError| DeviceError::Compile {
+            kernel: kernel.clone(),
+            log: format!(
+                "the driver rejected the compiled {:?} image: {}",
+                report.format,
+                describe(e)
+            ),
+        };
+        let mut image = report.image.clone();
+        if report.format == ImageFormat::Ptx && image.last() != Some(&0) {
+            image.push(0);
+        }
+        // SAFETY: `image` is a complete CUBIN (or NUL-terminated PTX) and outlives the call.
+        let module =
+            unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }.map_err(rejected)?;
+        let name = CString::new(kernel.as_str()).map_err(|_| DeviceError::Compile {
+            kernel: kernel.clone(),
+            log: "kernel name contains a NUL byte".into(),
+        })?;
+        // SAFETY: `module` was just loaded.
+        let function = match unsafe { cu::module::get_function(module, name) } {
+            Ok(f) => f,
+            Err(e) => {
+                // SAFETY: loaded above, unloaded once.
+                let _ = unsafe { cu::module::unload(module) };
+                return Err(DeviceError::Compile {
+                    kernel: kernel.clone(),
+                    log: format!("no kernel `{kernel}` in the compiled module ({}); declare it `extern \"C\" __global__`", describe(e)),
+                });
+            }
+        };
+        // SAFETY: `function` belongs to the loaded module.
+        let attr = |a: FuncAttr| {
+            unsafe { cu::function::get_function_attribute(function, a) }
+                .ok()
+                .map(|v| v.max(0) as u32)
+        };
+        let from_driver = ResourceUsage {
+            registers: attr(FuncAttr::CU_FUNC_ATTRIBUTE_NUM_REGS),
+            static_smem_bytes: attr(FuncAttr::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES),
+            stack_frame_bytes: attr(FuncAttr::CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES),
+            ..ResourceUsage::default()
+        };
+        let loaded = Loaded {
+            module,
+            function,
+            static_smem: from_driver.static_smem_bytes.unwrap_or(0),
+            dynamic_smem_limit: 0,
+        };
+        Ok((loaded, from_driver))
+    }
+
+    fn allocation(state: &State, buffer: &Buffer) -> Result<Allocation, DeviceError> {
+        state
+            .buffers
+            .get(&buffer.id())
+            .copied()
+            .ok_or(DeviceError::InvalidBuffer { id: buffer.id() })
+    }
+
+    /// Each argument as 8 bytes of storage (the driver reads as many as the parameter's size).
+    fn params(state: &State, args: &[ArgValue]) -> Result<Vec<[u8; 8]>, DeviceError> {
+        args.iter()
+            .map(|a| {
+                let mut slot = [0u8; 8];
+                match a {
+                    ArgValue::Ptr(None) => {}
+                    ArgValue::Ptr(Some(b)) => slot = Self::allocation(state, b)?.ptr.to_ne_bytes(),
+                    ArgValue::I32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
+                    ArgValue::I64(v) => slot = v.to_ne_bytes(),
+                    ArgValue::F32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
+                }
+                Ok(slot)
+            })
+            .collect()
+    }
+
+    /// Checks shared by `launch` and `time`; opts in to large dynamic shared memory.
+    fn prepare(
+        &self,
+        state: &mut State,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(sys::CUfunction, Vec<[u8; 8]>), DeviceError> {
+        let kernel = module.kernel_name();
+        launch.check_shape(kernel)?;
+        check_args(kernel, module.abi(), args)?;
+        launch.check_limits(kernel, &self.caps)?;
+        let params = Self::params(state, args)?;
+        let loaded =
+            state
+                .modules
+                .get_mut(&module.id())
+                .ok_or_else(|| DeviceError::UnknownModule {
+                    kernel: kernel.to_string(),
+                })?;
+        let total = u64::from(launch.dynamic_smem) + u64::from(loaded.static_smem);
+        if total > u64::from(self.caps.smem_per_block) {
+            return Err(DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "needs {total} bytes of shared memory ({} static + {} dynamic); the device allows {} per block",
+                    loaded.static_smem, launch.dynamic_smem, self.caps.smem_per_block
+                ),
+            });
+        }
+        if total > u64::from(DEFAULT_SMEM_LIMIT) && launch.dynamic_smem > loaded.dynamic_smem_limit
+        {
+            let bytes =
+                i32::try_from(launch.dynamic_smem).map_err(|_| DeviceError::InvalidRequest {
+                    message: format!("dynamic shared memory {} is too large", launch.dynamic_smem),
+                })?;
+            // SAFETY: `function` belongs to a loaded module.
+            unsafe {
+                cu::function::set_function_attribute(
+                    loaded.function,
+                    FuncAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes,
+                )
+            }
+            .map_err(|e| DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "cannot opt in to {bytes} bytes of dynamic shared memory: {}",
+                    describe(e)
+                ),
+            })?;
+            loaded.dynamic_smem_limit = launch.dynamic_smem;
+        }
+        Ok((loaded.function, params))
+    }
+
+    /// Enqueue one launch on the default stream.
+    fn enqueue(
+        function: sys::CUfunction,
+        launch: &Launch,
+        params: &mut [[u8; 8]],
+    ) -> Result<(), DriverError> {
+        let mut ptrs: Vec<*mut c_void> = params
+            .iter_mut()
+            .map(|p| p.as_mut_ptr() as *mut c_void)
+            .collect();
+        let [gx, gy, gz] = launch.grid;
+        let [bx, by, bz] = launch.block;
+        // SAFETY: the arguments were checked against the kernel's ABI (count and kinds), every
+        // pointer names a live allocation of this context, and `params` outlives the call (the
+        // driver copies parameter values at launch).
+        unsafe {
+            cu::launch_kernel(
+                function,
+                (gx, gy, gz),
+                (bx, by, bz),
+                launch.dynamic_smem,
+                stream(),
+                &mut ptrs,
+            )
+        }
+    }
+
+    fn flush_buffer(&self, state: &mut State) -> Result<Allocation, DeviceError> {
+        if let Some(f) = state.flush {
+            return Ok(f);
+        }
+        let len = usize::try_from(self.flush_bytes).map_err(|_| DeviceError::OutOfMemory {
+            bytes: self.flush_bytes,
+        })?;
+        // SAFETY: plain allocation in the bound context.
+        let ptr = unsafe { cu::malloc_sync(len) }
+            .map_err(|e| oom_or(e, self.flush_bytes, "cuMemAlloc"))?;
+        let f = Allocation {
+            ptr,
+            len: self.flush_bytes,
+        };
+        state.flush = Some(f);
+        Ok(f)
+    }
+}
+
+fn oom_or(e: DriverError, bytes: u64, call: &'static str) -> DeviceError {
+    if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        DeviceError::OutOfMemory { bytes }
+    } else {
+        call_err(call)(e)
+    }
+}
+
+fn launch_err(kernel: &str) -> impl Fn(DriverError) -> DeviceError + '_ {
+    move |e| DeviceError::Launch {
+        kernel: kernel.to_string(),
+        message: describe(e),
+    }
+}
+
+impl Device for CudaDevice {
+    fn caps(&self) -> &DeviceCaps {
+        &self.caps
+    }
+
+    fn info(&self) -> DeviceInfo {
+        self.info.clone()
+    }
+
+    fn compile(&self, req: &CompileRequest) -> Result<Module, DeviceError> {
+        if req.target != self.caps.target {
+            return Err(DeviceError::Unsupported {
+                message: format!(
+                    "this GPU runs {}; cannot load `{}` compiled for {} (use nvrtc_compile for compile-only checks)",
+                    self.caps.target, req.kernel_name, req.target
+                ),
+            });
+        }
+        // NVRTC runs without the lock, so several threads can compile at once.
+        let (report, cache) = nvrtc::compile_cached(
+            self.cache.as_ref(),
+            &req.source,
+            &req.kernel_name,
+            req.target,
+            self.arch,
+            &req.options,
+        )?;
+        let mut state = self.enter()?;
+        let (loaded, from_driver) = self.load(&report)?;
+        let module = Module::new(
+            req,
+            ModuleReport {
+                usage: report.usage.or(from_driver),
+                compile_seconds: report.seconds,
+                cache,
+                toolchain: report.toolchain.clone(),
+                log: report.log.clone(),
+            },
+        );
+        state.modules.insert(module.id(), loaded);
+        Ok(module)
+    }
+
+    fn unload(&self, module: &Module) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let loaded =
+            state
+                .modules
+                .remove(&module.id())
+                .ok_or_else(|| DeviceError::UnknownModule {
+                    kernel: module.kernel_name().to_string(),
+                })?;
+        // SAFETY: loaded by this device, removed from the table, unloaded once.
+        unsafe { cu::module::unload(loaded.module) }.map_err(call_err("cuModuleUnload"))
+    }
+
+    fn alloc(&self, bytes: u64) -> Result<Buffer, DeviceError> {
+        if bytes > self.info.memory_bytes {
+            return Err(DeviceError::OutOfMemory { bytes });
+        }
+        let len = usize::try_from(bytes.max(1)).map_err(|_| DeviceError::OutOfMemory { bytes })?;
+        let mut state = self.enter()?;
+        // SAFETY: plain allocation in the bound context.
+        let ptr = unsafe { cu::malloc_sync(len) }.map_err(|e| oom_or(e, bytes, "cuMemAlloc"))?;
+        let buffer = Buffer::fresh(bytes);
+        state
+            .buffers
+            .insert(buffer.id(), Allocation { ptr, len: bytes });
+        Ok(buffer)
+    }
+
+    fn free(&self, buffer: Buffer) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let a = state
+            .buffers
+            .remove(&buffer.id())
+            .ok_or(DeviceError::InvalidBuffer { id: buffer.id() })?;
+        // SAFETY: allocated by this device, removed from the table, freed once.
+        unsafe { cu::free_sync(a.ptr) }.map_err(call_err("cuMemFree"))
+    }
+
+    fn upload(&self, buffer: &Buffer, data: &[u8]) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let a = Self::allocation(&state, buffer)?;
+        if a.len != data.len() as u64 {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: a.len,
+                host_bytes: data.len() as u64,
+            });
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the allocation holds exactly `data.len()` bytes.
+        unsafe { cu::memcpy_htod_sync(a.ptr, data) }.map_err(call_err("cuMemcpyHtoD"))
+    }
+
+    fn download(&self, buffer: &Buffer, out: &mut [u8]) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let a = Self::allocation(&state, buffer)?;
+        if a.len != out.len() as u64 {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: a.len,
+                host_bytes: out.len() as u64,
+            });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the allocation holds exactly `out.len()` bytes.
+        unsafe { cu::memcpy_dtoh_sync(out, a.ptr) }.map_err(call_err("cuMemcpyDtoH"))
+    }
+
+    fn fill(&self, buffer: &Buffer, byte: u8) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let a = Self::allocation(&state, buffer)?;
+        let len =
+            usize::try_from(a.len).map_err(|_| DeviceError::InvalidBuffer { id: buffer.id() })?;
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the allocation holds `len` bytes.
+        unsafe { cu::memset_d8_sync(a.ptr, byte, len) }.map_err(call_err("cuMemsetD8"))
+    }
+
+    fn launch(
+        &self,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(), DeviceError> {
+        let kernel = module.kernel_name();
+        let mut state = self.enter()?;
+        let (function, mut params) = self.prepare(&mut state, module, launch, args)?;
+        Self::enqueue(function, launch, &mut params).map_err(launch_err(kernel))?;
+        cu::ctx::synchronize().map_err(launch_err(kernel))
+    }
+
+    fn time(
+        &self,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+        warmup: u32,
+        iters: u32,
+        l2_flush: bool,
+    ) -> Result<Timing, DeviceError> {
+        let kernel = module.kernel_name();
+        if iters == 0 {
+            return Err(DeviceError::InvalidRequest {
+                message: format!("timing `{kernel}` needs at least one iteration"),
+            });
+        }
+        let mut state = self.enter()?;
+        let (function, mut params) = self.prepare(&mut state, module, launch, args)?;
+        let flush = if l2_flush {
+            Some(self.flush_buffer(&mut state)?)
+        } else {
+            None
+        };
+        for _ in 0..warmup {
+            Self::enqueue(function, launch, &mut params).map_err(launch_err(kernel))?;
+        }
+        cu::ctx::synchronize().map_err(launch_err(kernel))?;
+
+        let mut events = Events(Vec::with_capacity(2 * iters as usize));
+        for _ in 0..2 * iters {
+            events.0.push(
+                cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
+                    .map_err(call_err("cuEventCreate"))?,
+            );
+        }
+        for (i, pair) in events.0.chunks_exact(2).enumerate() {
+            if let Some(f) = flush {
+                // A different byte each time, so no layer can skip the write.
+                // SAFETY: the flush allocation holds `f.len` bytes.
+                unsafe { cu::memset_d8_async(f.ptr, i as u8, f.len as usize, stream()) }
+                    .map_err(call_err("cuMemsetD8Async"))?;
+            }
+            // SAFETY: events created above, recorded on the default stream.
+            unsafe { cu::event::record(pair[0], stream()) }.map_err(call_err("cuEventRecord"))?;
+            Self::enqueue(function, launch, &mut params).map_err(launch_err(kernel))?;
+            // SAFETY: as above.
+            unsafe { cu::event::record(pair[1], stream()) }.map_err(call_err("cuEventRecord"))?;
+        }
+        cu::ctx::synchronize().map_err(launch_err(kernel))?;
+        let mut samples = Vec::with_capacity(iters as usize);
+        for pair in events.0.chunks_exact(2) {
+            // SAFETY: both events were recorded and have completed (synchronized above).
+            let ms = unsafe { cu::event::elapsed(pair[0], pair[1]) }
+                .map_err(call_err("cuEventElapsedTime"))?;
+            samples.push(f64::from(ms));
+        }
+        Timing::new(samples, false, l2_flush)
+    }
+
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        let _state = self.enter()?;
+        cu::ctx::synchronize().map_err(call_err("cuCtxSynchronize"))
+    }
+}
+
+impl Drop for CudaDevice {
+    /// Release every buffer and module still held. Errors are ignored: after a kernel fault the
+    /// context is unusable and the driver reclaims everything with it.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if self.ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let _ = cu::ctx::synchronize();
+        for (_, a) in state.buffers.drain() {
+            // SAFETY: allocated by this device, freed once.
+            let _ = unsafe { cu::free_sync(a.ptr) };
+        }
+        if let Some(f) = state.flush.take() {
+            // SAFETY: as above.
+            let _ = unsafe { cu::free_sync(f.ptr) };
+        }
+        for (_, m) in state.modules.drain() {
+            // SAFETY: loaded by this device, unloaded once.
+            let _ = unsafe { cu::module::unload(m.module) };
+        }
+    }
+}

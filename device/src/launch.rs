@@ -1,0 +1,309 @@
+//! What a launch needs: the launch shape ([`Launch`]), argument values ([`ArgValue`]), an
+//! optional analytic [`Cost`], and the check of argument values against the kernel's ABI
+//! (`tessera_dsl::ir::Arg`).
+//!
+//! This module depends on `tessera-dsl` (for the ABI) and nothing else; it knows no driver.
+
+use crate::error::DeviceError;
+use crate::memory::Buffer;
+use tessera_dsl::ir::Arg;
+use tessera_dsl::DeviceCaps;
+
+/// Grid and block shape of one launch, plus dynamic shared memory in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Launch {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub dynamic_smem: u32,
+    /// Work of this launch for the simulated device's roofline (overrides the module's).
+    pub cost: Option<Cost>,
+}
+
+impl Launch {
+    pub fn new(grid: [u32; 3], block: [u32; 3]) -> Launch {
+        Launch {
+            grid,
+            block,
+            dynamic_smem: 0,
+            cost: None,
+        }
+    }
+
+    pub fn with_dynamic_smem(mut self, bytes: u32) -> Launch {
+        self.dynamic_smem = bytes;
+        self
+    }
+
+    pub fn with_cost(mut self, cost: Cost) -> Launch {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// Threads in one block.
+    pub fn threads_per_block(&self) -> u64 {
+        self.block.iter().map(|&d| u64::from(d)).product()
+    }
+
+    /// Blocks in the grid.
+    pub fn blocks(&self) -> u64 {
+        self.grid.iter().map(|&d| u64::from(d)).product()
+    }
+
+    /// A zero grid or block dimension is a caller bug, not a kernel failure.
+    pub(crate) fn check_shape(&self, kernel: &str) -> Result<(), DeviceError> {
+        if self.grid.contains(&0) || self.block.contains(&0) {
+            return Err(DeviceError::InvalidRequest {
+                message: format!(
+                    "launch of `{kernel}` has a zero dimension: grid {:?}, block {:?}",
+                    self.grid, self.block
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Check the launch against a device's per-block limits: a candidate that asks for more
+    /// threads or shared memory than the device has fails like a launch on real hardware does
+    /// (a `Launch` error naming the kernel, which the tuner records as a rejection).
+    pub(crate) fn check_limits(&self, kernel: &str, caps: &DeviceCaps) -> Result<(), DeviceError> {
+        let threads = self.threads_per_block();
+        if threads > u64::from(caps.max_threads_per_block) {
+            return Err(DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "block of {threads} threads exceeds the device limit of {} threads per block",
+                    caps.max_threads_per_block
+                ),
+            });
+        }
+        if self.dynamic_smem > caps.smem_per_block {
+            return Err(DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "requests {} bytes of dynamic shared memory; the device allows {} per block",
+                    self.dynamic_smem, caps.smem_per_block
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The work a launch does, for the simulated device's analytic timing:
+/// `time = max(flops / (peak · efficiency), bytes / bandwidth) + launch overhead`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Floating-point operations.
+    pub flops: f64,
+    /// DRAM bytes moved.
+    pub bytes: f64,
+    /// Fraction of peak compute the kernel reaches, in (0, 1].
+    pub efficiency: f64,
+}
+
+impl Cost {
+    pub fn new(flops: f64, bytes: f64, efficiency: f64) -> Cost {
+        Cost {
+            flops,
+            bytes,
+            efficiency,
+        }
+    }
+
+    /// Reject costs that would make a time meaningless (negative, NaN, zero efficiency).
+    pub(crate) fn check(&self, kernel: &str) -> Result<(), DeviceError> {
+        let ok = self.flops.is_finite()
+            && self.flops >= 0.0
+            && self.bytes.is_finite()
+            && self.bytes >= 0.0
+            && self.efficiency.is_finite()
+            && self.efficiency > 0.0
+            && self.efficiency <= 1.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(DeviceError::InvalidRequest {
+                message: format!(
+                    "cost of `{kernel}` is invalid: flops {}, bytes {}, efficiency {} (need finite, non-negative values and efficiency in (0, 1])",
+                    self.flops, self.bytes, self.efficiency
+                ),
+            })
+        }
+    }
+}
+
+/// One argument value of a launch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ArgValue {
+    /// A device pointer to the start of a buffer, or null.
+    Ptr(Option<Buffer>),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
+
+impl ArgValue {
+    pub fn ptr(buffer: &Buffer) -> ArgValue {
+        ArgValue::Ptr(Some(*buffer))
+    }
+
+    pub fn null() -> ArgValue {
+        ArgValue::Ptr(None)
+    }
+
+    /// The buffer behind a pointer argument.
+    pub fn buffer(&self) -> Option<Buffer> {
+        match self {
+            ArgValue::Ptr(b) => *b,
+            _ => None,
+        }
+    }
+
+    /// The kind, as the ABI check names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ArgValue::Ptr(_) => "pointer",
+            ArgValue::I32(_) => "i32",
+            ArgValue::I64(_) => "i64",
+            ArgValue::F32(_) => "f32",
+        }
+    }
+}
+
+impl From<&Buffer> for ArgValue {
+    fn from(b: &Buffer) -> Self {
+        ArgValue::ptr(b)
+    }
+}
+
+impl From<i32> for ArgValue {
+    fn from(v: i32) -> Self {
+        ArgValue::I32(v)
+    }
+}
+
+impl From<i64> for ArgValue {
+    fn from(v: i64) -> Self {
+        ArgValue::I64(v)
+    }
+}
+
+impl From<f32> for ArgValue {
+    fn from(v: f32) -> Self {
+        ArgValue::F32(v)
+    }
+}
+
+fn abi_kind(arg: &Arg) -> &'static str {
+    match arg {
+        Arg::Ptr { .. } => "pointer",
+        Arg::I32(_) => "i32",
+        Arg::I64(_) => "i64",
+        Arg::F32(_) => "f32",
+    }
+}
+
+/// Check argument values against a kernel's ABI: same count, same kind at every position.
+pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), DeviceError> {
+    if abi.len() != args.len() {
+        return Err(DeviceError::ArgMismatch {
+            kernel: kernel.to_string(),
+            message: format!(
+                "takes {} arguments ({}), got {}",
+                abi.len(),
+                abi.iter().map(Arg::name).collect::<Vec<_>>().join(", "),
+                args.len()
+            ),
+        });
+    }
+    for (i, (want, got)) in abi.iter().zip(args).enumerate() {
+        let matches = matches!(
+            (want, got),
+            (Arg::Ptr { .. }, ArgValue::Ptr(_))
+                | (Arg::I32(_), ArgValue::I32(_))
+                | (Arg::I64(_), ArgValue::I64(_))
+                | (Arg::F32(_), ArgValue::F32(_))
+        );
+        if !matches {
+            return Err(DeviceError::ArgMismatch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "argument {i} (`{}`) must be {}, got {}",
+                    want.name(),
+                    abi_kind(want),
+                    got.kind()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_dsl::DType;
+
+    fn abi() -> Vec<Arg> {
+        vec![
+            Arg::Ptr {
+                name: "x",
+                dtype: DType::F32,
+                written: false,
+            },
+            Arg::I32("n"),
+            Arg::F32("alpha"),
+        ]
+    }
+
+    #[test]
+    fn matching_args_pass() {
+        let b = Buffer::fresh(16);
+        check_args("k", &abi(), &[ArgValue::ptr(&b), 4.into(), 1.5f32.into()]).unwrap();
+        check_args("k", &abi(), &[ArgValue::null(), 4.into(), 1.5f32.into()]).unwrap();
+    }
+
+    #[test]
+    fn wrong_count_and_kind_name_kernel_and_arg() {
+        let e = check_args("axpy", &abi(), &[ArgValue::null()]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("axpy") && msg.contains("takes 3 arguments (x, n, alpha), got 1"),
+            "{msg}"
+        );
+        let e = check_args(
+            "axpy",
+            &abi(),
+            &[ArgValue::null(), 4i64.into(), 1.0f32.into()],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "kernel `axpy`: argument 1 (`n`) must be i32, got i64"
+        );
+        assert!(matches!(e, DeviceError::ArgMismatch { .. }));
+    }
+
+    #[test]
+    fn launch_shape_and_cost_checks() {
+        let l = Launch::new([2, 3, 1], [128, 1, 1]);
+        assert_eq!(l.threads_per_block(), 128);
+        assert_eq!(l.blocks(), 6);
+        l.check_shape("k").unwrap();
+        assert!(Launch::new([0, 1, 1], [1, 1, 1]).check_shape("k").is_err());
+        let caps = tessera_dsl::Target::Sm80.nominal_caps();
+        l.check_limits("k", &caps).unwrap();
+        let e = Launch::new([1, 1, 1], [1024, 2, 1])
+            .check_limits("k", &caps)
+            .unwrap_err();
+        assert!(e.to_string().contains("2048 threads"), "{e}");
+        let e = l
+            .with_dynamic_smem(300_000)
+            .check_limits("k", &caps)
+            .unwrap_err();
+        assert!(matches!(e, DeviceError::Launch { .. }), "{e}");
+        Cost::new(1.0, 1.0, 0.5).check("k").unwrap();
+        assert!(Cost::new(1.0, 1.0, 0.0).check("k").is_err());
+        assert!(Cost::new(f64::NAN, 1.0, 1.0).check("k").is_err());
+    }
+}
