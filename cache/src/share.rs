@@ -1,0 +1,619 @@
+//! Sharing caches between machines and people: export, import, merge, diff.
+//!
+//! Owns [`Cache::export`], [`Cache::import`], [`merge`], [`diff`] and their summaries.
+//!
+//! * A shared file is a cache file like any other (same schema, rollback journal so it is one
+//!   self-contained file) holding parameters and measurements only — there is no code column
+//!   anywhere, so importing a cache cannot make Tessera run anything new.
+//! * Every file read by import, merge or diff is **untrusted**: it is opened read-only with
+//!   SQLite's defensive mode on and schema-defined functions distrusted, checked (SQLite
+//!   header, `quick_check`, application id, schema version no newer than ours, the expected
+//!   tables), read through parameterized SQL with every text value bounded, and each row is
+//!   validated field by field ([`crate::ResultRow::validate`]) and then by the caller's
+//!   optional [`CandidateCheck`] (e.g. "is this config in the template's space"). Rows that
+//!   fail are skipped and reported with reasons; they do not fail the import.
+//! * Conflicts follow [`crate::policy`]: the better-supported measurement of a candidate is
+//!   kept, and the winner of every key touched is recomputed as the fastest `ok` result
+//!   (near-ties to the smallest kernel name). Rows keep their own provenance (origin host,
+//!   measured-at, tool version). Merging is commutative and idempotent.
+//! * Output files are written to a temporary name and linked into place only when complete;
+//!   an existing file is never overwritten.
+//!
+//! Depends on [`crate::store`], `table`, [`crate::policy`], [`crate::schema`],
+//! [`crate::record`], [`crate::key`], [`crate::error`] and rusqlite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{CacheError, FieldError};
+use crate::key::{DeviceFingerprint, WinnerKey};
+use crate::policy;
+use crate::record::{CandidateCheck, ResultRow, WinnerRow};
+use crate::schema::{self, APPLICATION_ID, SCHEMA_VERSION, TABLES};
+use crate::store::{self, Cache, OpenOptions};
+use crate::table::{self, ProblemConflict};
+
+/// How many skipped rows are described individually (all are counted).
+pub const MAX_SKIP_REPORTS: usize = 200;
+
+/// A row of an untrusted file that was not taken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `results` or `winners`.
+    pub table: &'static str,
+    /// The row's rowid in the source file.
+    pub rowid: i64,
+    pub reason: String,
+}
+
+/// Rows skipped while reading an untrusted file: a count, and the first few described.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkipLog {
+    pub count: usize,
+    pub first: Vec<Skipped>,
+}
+
+impl SkipLog {
+    fn push(&mut self, table: &'static str, rowid: i64, reason: String) {
+        self.count += 1;
+        if self.first.len() < MAX_SKIP_REPORTS {
+            self.first.push(Skipped {
+                table,
+                rowid,
+                reason,
+            });
+        }
+    }
+}
+
+/// What [`Cache::import`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub source: PathBuf,
+    /// The source file's schema version.
+    pub schema_version: i64,
+    /// Results new to this cache.
+    pub results_added: usize,
+    /// Results that replaced a less well supported local row.
+    pub results_replaced: usize,
+    /// Results not taken because the local row is as well or better supported.
+    pub results_kept_local: usize,
+    /// Winner rows the source file offered (valid ones).
+    pub winners_offered: usize,
+    /// Keys whose stored winner changed (recomputed from the merged results).
+    pub winners_changed: usize,
+    pub skipped: SkipLog,
+}
+
+/// What [`Cache::export`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    pub devices: usize,
+    pub results: usize,
+    pub winners: usize,
+}
+
+/// What [`merge`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSummary {
+    pub out: PathBuf,
+    pub from_a: ImportSummary,
+    pub from_b: ImportSummary,
+    pub results: u64,
+    pub winners: u64,
+}
+
+/// How a key's winner differs between two caches.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a handful per diff; boxing buys nothing
+pub enum WinnerChange {
+    /// Both have a winner and the kernel, config or median differs.
+    Changed {
+        old: WinnerRow,
+        new: WinnerRow,
+    },
+    OnlyInOld(WinnerRow),
+    OnlyInNew(WinnerRow),
+}
+
+/// One key whose winner differs between two caches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinnerDiff {
+    pub key: WinnerKey,
+    pub change: WinnerChange,
+}
+
+impl WinnerDiff {
+    /// `old median / new median` (above 1: the new winner is faster), when both exist.
+    pub fn speedup(&self) -> Option<f64> {
+        match &self.change {
+            WinnerChange::Changed { old, new } => Some(old.median_ms / new.median_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether a different kernel won.
+    pub fn kernel_changed(&self) -> bool {
+        match &self.change {
+            WinnerChange::Changed { old, new } => old.kernel_name != new.kernel_name,
+            _ => true,
+        }
+    }
+}
+
+/// What [`diff`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffReport {
+    /// Keys whose winner differs, ordered by key.
+    pub changes: Vec<WinnerDiff>,
+    /// Keys with the same winner in both.
+    pub unchanged: usize,
+    /// Invalid winner rows skipped in the old and the new file.
+    pub skipped_old: SkipLog,
+    pub skipped_new: SkipLog,
+}
+
+/// An untrusted cache file, open read-only and checked.
+struct Untrusted {
+    conn: Connection,
+    path: PathBuf,
+    version: i64,
+}
+
+impl Untrusted {
+    fn open(path: &Path) -> Result<Untrusted, CacheError> {
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CacheError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => CacheError::io("reading metadata of", path, e),
+        })?;
+        if !meta.is_file() || meta.len() == 0 {
+            return Err(CacheError::Incompatible {
+                path: path.to_path_buf(),
+                detail: "not a non-empty regular file".into(),
+            });
+        }
+        // Header, version, application id and quick_check, on its own read-only connection.
+        store::inspect_existing(path, &OpenOptions::default())?;
+        let sql = |ctx: &'static str| move |e| CacheError::sqlite(path, ctx, e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(sql("opening"))?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+            .map_err(sql("configuring"))?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
+            .map_err(sql("configuring"))?;
+        conn.busy_timeout(OpenOptions::default().busy_timeout)
+            .map_err(sql("configuring"))?;
+        let version = schema::user_version(&conn).map_err(sql("reading the schema version"))?;
+        let app_id = schema::application_id(&conn).map_err(sql("reading the application id"))?;
+        if version == 0 || app_id != APPLICATION_ID {
+            return Err(CacheError::Foreign {
+                path: path.to_path_buf(),
+                detail: format!("application id {app_id:#x}, schema version {version}"),
+            });
+        }
+        if version > SCHEMA_VERSION {
+            return Err(CacheError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for t in TABLES {
+            let kind: Option<String> = conn
+                .query_row("SELECT type FROM sqlite_schema WHERE name = ?1", [t], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .map_err(sql("reading the schema"))?;
+            if kind.as_deref() != Some("table") {
+                return Err(CacheError::Incompatible {
+                    path: path.to_path_buf(),
+                    detail: format!("`{t}` is not a table"),
+                });
+            }
+        }
+        Ok(Untrusted {
+            conn,
+            path: path.to_path_buf(),
+            version,
+        })
+    }
+
+    fn incompatible(&self, e: rusqlite::Error) -> CacheError {
+        match CacheError::sqlite(&self.path, "reading", e) {
+            CacheError::Sqlite { source, .. } => CacheError::Incompatible {
+                path: self.path.clone(),
+                detail: format!(
+                    "its tables cannot be read as schema version {}: {source}",
+                    self.version
+                ),
+            },
+            other => other,
+        }
+    }
+
+    /// Every result row that passes validation and `check`; the others are logged.
+    fn results(
+        &self,
+        check: Option<CandidateCheck<'_>>,
+        skipped: &mut SkipLog,
+    ) -> Result<Vec<ResultRow>, CacheError> {
+        let sql = format!("{} ORDER BY r.rowid", table::result_select());
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
+        let rows = stmt
+            .query_map([], table::decode_result)
+            .map_err(|e| self.incompatible(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
+            match accept(decoded, ResultRow::validate, |r| r.candidate(), check) {
+                Ok(r) => out.push(r),
+                Err(reason) => skipped.push("results", rowid, reason),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every winner row that passes validation and `check`; the others are logged.
+    fn winners(
+        &self,
+        check: Option<CandidateCheck<'_>>,
+        skipped: &mut SkipLog,
+    ) -> Result<Vec<WinnerRow>, CacheError> {
+        let sql = format!("{} ORDER BY w.rowid", table::winner_select());
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
+        let rows = stmt
+            .query_map([], table::decode_winner)
+            .map_err(|e| self.incompatible(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
+            match accept(decoded, WinnerRow::validate, |w| w.candidate(), check) {
+                Ok(w) => out.push(w),
+                Err(reason) => skipped.push("winners", rowid, reason),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn accept<T>(
+    decoded: Result<T, FieldError>,
+    validate: impl Fn(&T) -> Result<(), FieldError>,
+    candidate: impl for<'a> Fn(&'a T) -> crate::record::Candidate<'a>,
+    check: Option<CandidateCheck<'_>>,
+) -> Result<T, String> {
+    let v = decoded.map_err(|e| e.to_string())?;
+    validate(&v).map_err(|e| e.to_string())?;
+    if let Some(check) = check {
+        check(&candidate(&v)).map_err(|why| format!("refused by the caller's check: {why}"))?;
+    }
+    Ok(v)
+}
+
+/// Counters of one absorb pass (recomputed on each retry of the transaction).
+#[derive(Default)]
+struct Absorbed {
+    added: usize,
+    replaced: usize,
+    kept: usize,
+    winners_changed: usize,
+}
+
+impl Cache {
+    /// Takes the rows of another cache file into this one (see the module docs for the trust
+    /// model and the conflict policy). `check` is run on every row that passes the cache's own
+    /// validation; `Err(reason)` skips the row.
+    pub fn import(
+        &self,
+        other: &Path,
+        check: Option<CandidateCheck<'_>>,
+    ) -> Result<ImportSummary, CacheError> {
+        let mut skipped = SkipLog::default();
+        let (version, results, winners) = {
+            let src = Untrusted::open(other)?;
+            let results = src.results(check, &mut skipped)?;
+            let winners = src.winners(check, &mut skipped)?;
+            (src.version, results, winners)
+        };
+        let a = self.absorb(&results, &winners)?;
+        Ok(ImportSummary {
+            source: other.to_path_buf(),
+            schema_version: version,
+            results_added: a.added,
+            results_replaced: a.replaced,
+            results_kept_local: a.kept,
+            winners_offered: winners.len(),
+            winners_changed: a.winners_changed,
+            skipped,
+        })
+    }
+
+    /// Writes validated foreign rows in one transaction and recomputes the touched winners.
+    fn absorb(&self, results: &[ResultRow], winners: &[WinnerRow]) -> Result<Absorbed, CacheError> {
+        self.write(|tx| {
+            let err = self.sql("importing");
+            let mut a = Absorbed::default();
+            let mut touched: BTreeSet<WinnerKey> = BTreeSet::new();
+            for r in results {
+                let key = r.winner_key();
+                table::put_parents(
+                    tx,
+                    &r.device,
+                    &r.template,
+                    &r.problem,
+                    ProblemConflict::KeepSmaller,
+                )
+                .map_err(&err)?;
+                let existing = table::result_by_key(tx, &key, &r.kernel_name).map_err(&err)?;
+                let local = existing.and_then(|(_, d)| d.ok().filter(|l| l.validate().is_ok()));
+                match local {
+                    None => {
+                        table::put_result(tx, r).map_err(&err)?;
+                        a.added += 1;
+                    }
+                    Some(l) if policy::support_order(r, &l).is_gt() => {
+                        table::put_result(tx, r).map_err(&err)?;
+                        a.replaced += 1;
+                    }
+                    Some(_) => a.kept += 1,
+                }
+                touched.insert(key);
+            }
+            let mut offered: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
+            for w in winners {
+                table::put_parents(
+                    tx,
+                    &w.device,
+                    &w.template,
+                    &w.problem,
+                    ProblemConflict::KeepSmaller,
+                )
+                .map_err(&err)?;
+                touched.insert(w.key());
+                offered.entry(w.key()).or_default().push(w.clone());
+            }
+            for key in &touched {
+                let rows: Vec<ResultRow> = table::results_of_key(tx, key)
+                    .map_err(&err)?
+                    .into_iter()
+                    .filter_map(|(_, d)| d.ok().filter(|r| r.validate().is_ok()))
+                    .collect();
+                let current = table::winner_by_key(tx, key)
+                    .map_err(&err)?
+                    .and_then(|(_, d)| d.ok().filter(|w| w.validate().is_ok()));
+                let chosen = match policy::choose_winner(&rows) {
+                    Some(best) => WinnerRow::from_result(best),
+                    None => {
+                        let mut candidates: Vec<WinnerRow> = current.iter().cloned().collect();
+                        candidates.extend(offered.remove(key).unwrap_or_default());
+                        policy::choose_winner_row(&candidates).cloned()
+                    }
+                };
+                if chosen != current {
+                    match &chosen {
+                        Some(w) => table::put_winner(tx, w).map_err(&err)?,
+                        None => table::delete_winner(tx, key).map_err(&err)?,
+                    }
+                    a.winners_changed += 1;
+                }
+            }
+            Ok(a)
+        })
+    }
+
+    /// Writes a new shareable cache file at `out` holding this cache's devices, template
+    /// versions, problems, results and winners — optionally only those of devices `device`
+    /// accepts. `out` must not exist.
+    pub fn export(
+        &self,
+        out: &Path,
+        device: Option<&dyn Fn(&DeviceFingerprint) -> bool>,
+    ) -> Result<ExportSummary, CacheError> {
+        let keep = |d: &DeviceFingerprint| device.is_none_or(|f| f(d));
+        let (results, winners) = self.read(|c| {
+            let err = self.sql("reading rows to export");
+            let mut results = Vec::new();
+            let mut stmt = c
+                .prepare(&format!("{} ORDER BY r.rowid", table::result_select()))
+                .map_err(&err)?;
+            for row in stmt.query_map([], table::decode_result).map_err(&err)? {
+                let r = self.own("results", row.map_err(&err)?, ResultRow::validate)?;
+                if keep(&r.device) {
+                    results.push(r);
+                }
+            }
+            let mut winners = Vec::new();
+            let mut stmt = c
+                .prepare(&format!("{} ORDER BY w.rowid", table::winner_select()))
+                .map_err(&err)?;
+            for row in stmt.query_map([], table::decode_winner).map_err(&err)? {
+                let w = self.own("winners", row.map_err(&err)?, WinnerRow::validate)?;
+                if keep(&w.device) {
+                    winners.push(w);
+                }
+            }
+            Ok((results, winners))
+        })?;
+        let devices: BTreeSet<_> = results
+            .iter()
+            .map(|r| r.device.id())
+            .chain(winners.iter().map(|w| w.device.id()))
+            .collect();
+        write_new_file(out, |c| {
+            c.write(|tx| {
+                let err = c.sql("exporting");
+                for r in &results {
+                    table::put_parents(
+                        tx,
+                        &r.device,
+                        &r.template,
+                        &r.problem,
+                        ProblemConflict::Replace,
+                    )
+                    .map_err(&err)?;
+                    table::put_result(tx, r).map_err(&err)?;
+                }
+                for w in &winners {
+                    table::put_parents(
+                        tx,
+                        &w.device,
+                        &w.template,
+                        &w.problem,
+                        ProblemConflict::Replace,
+                    )
+                    .map_err(&err)?;
+                    table::put_winner(tx, w).map_err(&err)?;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(ExportSummary {
+            path: out.to_path_buf(),
+            devices: devices.len(),
+            results: results.len(),
+            winners: winners.len(),
+        })
+    }
+}
+
+/// Merges two cache files into a new file `out` (which must not exist): every row of both,
+/// the better-supported measurement where both have one, winners recomputed. Both inputs
+/// are untrusted and opened read-only. `merge(a, b)` and `merge(b, a)` hold the same rows.
+pub fn merge(
+    a: &Path,
+    b: &Path,
+    out: &Path,
+    check: Option<CandidateCheck<'_>>,
+) -> Result<MergeSummary, CacheError> {
+    write_new_file(out, |c| {
+        let from_a = c.import(a, check)?;
+        let from_b = c.import(b, check)?;
+        let s = c.summary()?;
+        Ok(MergeSummary {
+            out: out.to_path_buf(),
+            from_a,
+            from_b,
+            results: s.results,
+            winners: s.winners,
+        })
+    })
+}
+
+/// The winners that differ between an old and a new cache file (both untrusted, read-only):
+/// per key, a changed kernel/config/median with the speedup, or a key only one side has.
+pub fn diff(old: &Path, new: &Path) -> Result<DiffReport, CacheError> {
+    let read = |p: &Path| -> Result<(BTreeMap<WinnerKey, WinnerRow>, SkipLog), CacheError> {
+        let mut skipped = SkipLog::default();
+        let rows = Untrusted::open(p)?.winners(None, &mut skipped)?;
+        let mut by_key: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
+        for w in rows {
+            by_key.entry(w.key()).or_default().push(w);
+        }
+        let chosen = by_key
+            .into_iter()
+            .filter_map(|(k, v)| policy::choose_winner_row(&v).cloned().map(|w| (k, w)))
+            .collect();
+        Ok((chosen, skipped))
+    };
+    let (mut old_w, skipped_old) = read(old)?;
+    let (new_w, skipped_new) = read(new)?;
+    let mut changes = Vec::new();
+    let mut unchanged = 0;
+    for (key, n) in new_w {
+        match old_w.remove(&key) {
+            None => changes.push(WinnerDiff {
+                key,
+                change: WinnerChange::OnlyInNew(n),
+            }),
+            Some(o)
+                if o.kernel_name == n.kernel_name
+                    && o.config == n.config
+                    && o.median_ms == n.median_ms =>
+            {
+                unchanged += 1
+            }
+            Some(o) => changes.push(WinnerDiff {
+                key,
+                change: WinnerChange::Changed { old: o, new: n },
+            }),
+        }
+    }
+    changes.extend(old_w.into_iter().map(|(key, o)| WinnerDiff {
+        key,
+        change: WinnerChange::OnlyInOld(o),
+    }));
+    changes.sort_by(|x, y| x.key.cmp(&y.key));
+    Ok(DiffReport {
+        changes,
+        unchanged,
+        skipped_old,
+        skipped_new,
+    })
+}
+
+/// Builds a new cache file at a temporary name beside `out`, then links it into place; `out`
+/// is never overwritten and never seen half-written.
+fn write_new_file<T>(
+    out: &Path,
+    fill: impl FnOnce(&Cache) -> Result<T, CacheError>,
+) -> Result<T, CacheError> {
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(CacheError::OutputExists {
+            path: out.to_path_buf(),
+        });
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = out.with_file_name(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let cleanup = |tmp: &Path| {
+        let _ = fs::remove_file(tmp);
+        let mut j = tmp.as_os_str().to_owned();
+        j.push("-journal");
+        let _ = fs::remove_file(PathBuf::from(j));
+    };
+    let result = (|| {
+        let cache = Cache::create_standalone(&tmp)?;
+        let v = fill(&cache)?;
+        drop(cache);
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| CacheError::io("syncing", &tmp, e))?;
+        match fs::hard_link(&tmp, out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(CacheError::OutputExists {
+                    path: out.to_path_buf(),
+                });
+            }
+            // File systems without hard links: check, then rename (a small race).
+            Err(_) if fs::symlink_metadata(out).is_err() => {
+                fs::rename(&tmp, out).map_err(|e| CacheError::io("moving into place", out, e))?;
+            }
+            Err(_) => {
+                return Err(CacheError::OutputExists {
+                    path: out.to_path_buf(),
+                })
+            }
+        }
+        Ok(v)
+    })();
+    cleanup(&tmp);
+    result
+}
