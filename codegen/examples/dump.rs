@@ -1,5 +1,5 @@
 //! Print one generated GEMM kernel (development aid): `cargo run -p tessera-codegen --example dump -- sm_80 rcr`.
-#[path = "../tests/fixture.rs"]
+#[path = "fixture.rs"]
 mod fixture;
 use tessera_dsl::{DType, EpilogueOp, Target};
 

@@ -40,13 +40,13 @@ static __device__ __forceinline__ void tsr_cp_async8(void* dst, const void* src,
 static __device__ __forceinline__ void tsr_cp_async4(void* dst, const void* src, bool pred) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" :: "r"(tsr_smem_addr(dst)), "l"(src), "r"(pred ? 4 : 0) : "memory");
 }
-static __device__ __forceinline__ void tsr_ldmatrix_x4(unsigned (&r)[4], const void* p) {
+static __device__ __forceinline__ void tsr_ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(tsr_smem_addr(p)) : "memory");
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
 }
-static __device__ __forceinline__ void tsr_ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
+static __device__ __forceinline__ void tsr_ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(tsr_smem_addr(p)) : "memory");
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr) : "memory");
 }
 static __device__ __forceinline__ void tsr_mma_f16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -83,7 +83,7 @@ impl Dialect for Cuda {
     }
 
     fn kernel_head(&self, threads: u32) -> String {
-        format!("extern \"C\" __global__ void __launch_bounds__({threads})")
+        format!("extern \"C\" __global__ void __launch_bounds__({threads}, 1)")
     }
 
     fn storage_type(&self, d: DType) -> &'static str {
@@ -141,56 +141,55 @@ impl Dialect for Cuda {
         w.close("");
     }
 
-    fn mma_stage(&self, w: &mut Source, p: &MmaPlan) {
+    fn declare_fragments(&self, w: &mut Source, p: &MmaPlan) {
         let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
-        let ksteps = p.tile_k / p.atom.k;
+        w.line(format!("unsigned af[2][{mi}][4];"));
+        w.line(format!("unsigned bf[2][{}][4];", ni / 2));
+    }
+
+    fn load_fragments(&self, w: &mut Source, p: &MmaPlan, buf: &str, kk: &str) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        // Shared addresses are converted once per stage base; offsets are in bytes.
+        w.line(format!("const unsigned a_base = tsr_smem_addr({});", p.a.ptr));
+        w.line(format!("const unsigned b_base = tsr_smem_addr({});", p.b.ptr));
+        // A (row-major, k-contiguous): ldmatrix.x4 of a 16×16 piece; lane → row lane%16, k (lane/16)·8.
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "tsr_ldmatrix_x4(af[{buf}][i], a_base + 2 * (({} + i * 16 + (lane & 15)) * {} + ({kk}) * 16 + (lane >> 4) * 8));",
+            p.warp_row, p.a.stride
+        ));
+        w.close("");
+        // B: one ldmatrix.x4 covers two n8 atoms × k16.
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {}; ++j)", ni / 2));
+        match p.b.layout {
+            Layout::Col => w.line(format!(
+                "tsr_ldmatrix_x4(bf[{buf}][j], b_base + 2 * (({} + j * 16 + (lane & 7) + (lane >> 4) * 8) * {} + ({kk}) * 16 + ((lane >> 3) & 1) * 8));",
+                p.warp_col, p.b.stride
+            )),
+            Layout::Row => w.line(format!(
+                "tsr_ldmatrix_x4_trans(bf[{buf}][j], b_base + 2 * ((({kk}) * 16 + (lane & 15)) * {} + {} + j * 16 + (lane >> 4) * 8));",
+                p.b.stride, p.warp_col
+            )),
+        }
+        w.close("");
+    }
+
+    fn mma_step(&self, w: &mut Source, p: &MmaPlan, buf: &str) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
         let mma = match p.input {
             DType::BF16 => "tsr_mma_bf16",
             _ => "tsr_mma_f16",
         };
-        // Fragments are double-buffered in registers: atom kk+1 is loaded while kk computes.
-        w.line(format!("unsigned af[2][{mi}][4];"));
-        w.line(format!("unsigned bf[2][{}][4];", ni / 2));
-        let load = |w: &mut Source, buf: &str, kk: &str| {
-            // A: ldmatrix.x4 of a 16×16 (m×k) piece; lane → row lane%16, k (lane/16)*8.
-            w.line("#pragma unroll");
-            w.open(format!("for (int i = 0; i < {mi}; ++i)"));
-            // A is row-major (k-contiguous) in shared memory; the emitter guarantees it.
-            w.line(format!(
-                "tsr_ldmatrix_x4(af[{buf}][i], {} + ({} + i * 16 + (lane & 15)) * {} + ({kk}) * 16 + (lane >> 4) * 8);",
-                p.a.ptr, p.warp_row, p.a.stride
-            ));
-            w.close("");
-            // B: ldmatrix.x4 covers two n8 atoms × k16.
-            w.line("#pragma unroll");
-            w.open(format!("for (int j = 0; j < {}; ++j)", ni / 2));
-            match p.b.layout {
-                Layout::Col => w.line(format!(
-                    "tsr_ldmatrix_x4(bf[{buf}][j], {} + ({} + j * 16 + (lane & 7) + (lane >> 4) * 8) * {} + ({kk}) * 16 + ((lane >> 3) & 1) * 8);",
-                    p.b.ptr, p.warp_col, p.b.stride
-                )),
-                Layout::Row => w.line(format!(
-                    "tsr_ldmatrix_x4_trans(bf[{buf}][j], {} + (({kk}) * 16 + (lane & 15)) * {} + {} + j * 16 + (lane >> 4) * 8);",
-                    p.b.ptr, p.b.stride, p.warp_col
-                )),
-            }
-            w.close("");
-        };
-        load(w, "0", "0");
-        w.line("#pragma unroll");
-        w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
-        w.open(format!("if (kk + 1 < {ksteps})"));
-        load(w, "(kk + 1) & 1", "kk + 1");
-        w.close("");
         w.line("#pragma unroll");
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line("#pragma unroll");
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
         w.line(format!(
-            "{mma}({}[i][j], af[kk & 1][i], bf[kk & 1][j >> 1][(j & 1) * 2], bf[kk & 1][j >> 1][(j & 1) * 2 + 1]);",
+            "{mma}({}[i][j], af[{buf}][i], bf[{buf}][j >> 1][(j & 1) * 2], bf[{buf}][j >> 1][(j & 1) * 2 + 1]);",
             p.acc
         ));
-        w.close("");
         w.close("");
         w.close("");
     }
@@ -210,6 +209,7 @@ impl Dialect for Cuda {
                 regs: vec![format!("{}[i][j][h * 2]", p.acc), format!("{}[i][j][h * 2 + 1]", p.acc)],
                 row: format!("{} + i * 16 + (lane >> 2) + h * 8", p.warp_row),
                 col: format!("{} + j * 8 + (lane & 3) * 2", p.warp_col),
+                block_end: format!("j == {} && h == 1", ni - 1),
             },
         );
         w.close("");

@@ -48,6 +48,9 @@ pub struct AccGroup {
     /// Row and first column inside the block tile (C expressions).
     pub row: String,
     pub col: String,
+    /// C condition, constant after unrolling, true for the last group of one block of rows:
+    /// the epilogue fences memory there so fused-operand loads are not all hoisted at once.
+    pub block_end: String,
 }
 
 /// Math functions the epilogue may call.
@@ -101,8 +104,15 @@ pub trait Dialect {
     /// Declare and zero the accumulators of one warp tile.
     fn declare_acc(&self, w: &mut Source, plan: &MmaPlan);
 
-    /// All MMA work of one warp on one shared stage (`tile_k / atom.k` atoms deep).
-    fn mma_stage(&self, w: &mut Source, plan: &MmaPlan);
+    /// Declare the double-buffered operand fragments (`buffer` 0 and 1) of one warp.
+    fn declare_fragments(&self, w: &mut Source, plan: &MmaPlan);
+
+    /// Load the operand fragments of atom-step `kk` (a C expression in `0..tile_k/atom.k`) of the
+    /// shared stage that `plan.a.ptr` / `plan.b.ptr` point at, into fragment buffer `buffer`.
+    fn load_fragments(&self, w: &mut Source, plan: &MmaPlan, buffer: &str, kk: &str);
+
+    /// Issue the MMAs of one atom-step from fragment buffer `buffer` into the accumulators.
+    fn mma_step(&self, w: &mut Source, plan: &MmaPlan, buffer: &str);
 
     /// Emit loops over this thread's accumulators; `body` writes the code for one group.
     fn for_each_acc(&self, w: &mut Source, plan: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup));

@@ -13,6 +13,14 @@ pub struct Hip {
     pub target: Target,
 }
 
+/// The MFMA operand vector type for an input dtype.
+fn fragment_type(input: DType) -> &'static str {
+    match input {
+        DType::BF16 => "tsr_short4",
+        _ => "tsr_half4",
+    }
+}
+
 const PRELUDE: &str = r#"// Tessera generated HIP
 #include <hip/hip_runtime.h>
 typedef _Float16 tsr_half4 __attribute__((ext_vector_type(4)));
@@ -121,22 +129,21 @@ impl Dialect for Hip {
         w.close("");
     }
 
-    fn mma_stage(&self, w: &mut Source, p: &MmaPlan) {
+    fn declare_fragments(&self, w: &mut Source, p: &MmaPlan) {
         let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
-        let ksteps = p.tile_k / p.atom.k;
-        let (frag, mfma) = match p.input {
-            DType::BF16 => ("tsr_short4", "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k"),
-            _ => ("tsr_half4", "__builtin_amdgcn_mfma_f32_16x16x16f16"),
-        };
+        let frag = fragment_type(p.input);
+        w.line(format!("{frag} af[2][{mi}];"));
+        w.line(format!("{frag} bf[2][{ni}];"));
+    }
+
+    fn load_fragments(&self, w: &mut Source, p: &MmaPlan, buf: &str, kk: &str) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        let frag = fragment_type(p.input);
         // 16x16x16 MFMA operands: lane l holds A[l%16][4(l/16)..+4] and B[4(l/16)..+4][l%16].
-        w.line("#pragma unroll");
-        w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
-        w.line(format!("{frag} af[{mi}];"));
-        w.line(format!("{frag} bf[{ni}];"));
         w.line("#pragma unroll");
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line(format!(
-            "af[i] = *(const {frag}*)({} + ({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+            "af[{buf}][i] = *(const {frag}*)({} + ({} + i * 16 + (lane & 15)) * {} + ({kk}) * 16 + (lane >> 4) * 4);",
             p.a.ptr, p.warp_row, p.a.stride
         ));
         w.close("");
@@ -144,27 +151,34 @@ impl Dialect for Hip {
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
         match p.b.layout {
             Layout::Col => w.line(format!(
-                "bf[j] = *(const {frag}*)({} + ({} + j * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+                "bf[{buf}][j] = *(const {frag}*)({} + ({} + j * 16 + (lane & 15)) * {} + ({kk}) * 16 + (lane >> 4) * 4);",
                 p.b.ptr, p.warp_col, p.b.stride
             )),
             Layout::Row => {
                 w.line(format!(
-                    "const unsigned short* bp = {} + (kk * 16 + (lane >> 4) * 4) * {} + {} + j * 16 + (lane & 15);",
+                    "const unsigned short* bp = {} + (({kk}) * 16 + (lane >> 4) * 4) * {} + {} + j * 16 + (lane & 15);",
                     p.b.ptr, p.b.stride, p.warp_col
                 ));
                 w.line(format!(
-                    "bf[j] = __builtin_bit_cast({frag}, (unsigned long long)bp[0] | ((unsigned long long)bp[{s}] << 16) | ((unsigned long long)bp[2 * {s}] << 32) | ((unsigned long long)bp[3 * {s}] << 48));",
+                    "bf[{buf}][j] = __builtin_bit_cast({frag}, (unsigned long long)bp[0] | ((unsigned long long)bp[{s}] << 16) | ((unsigned long long)bp[2 * {s}] << 32) | ((unsigned long long)bp[3 * {s}] << 48));",
                     s = p.b.stride
                 ));
             }
         }
         w.close("");
+    }
+
+    fn mma_step(&self, w: &mut Source, p: &MmaPlan, buf: &str) {
+        let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
+        let mfma = match p.input {
+            DType::BF16 => "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k",
+            _ => "__builtin_amdgcn_mfma_f32_16x16x16f16",
+        };
         w.line("#pragma unroll");
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line("#pragma unroll");
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
-        w.line(format!("{0}[i][j] = {mfma}(af[i], bf[j], {0}[i][j], 0, 0, 0);", p.acc));
-        w.close("");
+        w.line(format!("{0}[i][j] = {mfma}(af[{buf}][i], bf[{buf}][j], {0}[i][j], 0, 0, 0);", p.acc));
         w.close("");
         w.close("");
     }
@@ -184,6 +198,7 @@ impl Dialect for Hip {
                 regs: vec![format!("{}[i][j][e]", p.acc)],
                 row: format!("{} + i * 16 + (lane >> 4) * 4 + e", p.warp_row),
                 col: format!("{} + j * 16 + (lane & 15)", p.warp_col),
+                block_end: format!("j == {} && e == 3", ni - 1),
             },
         );
         w.close("");

@@ -8,7 +8,7 @@ use crate::epilogue::{self, EpilogueOperands};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{gemm_abi, Arg, Operand, SharedTile, Stmt, TileCopy};
-use tessera_dsl::{KernelIr, Layout, OpKind, Problem, Target};
+use tessera_dsl::{EpilogueOp, KernelIr, Layout, OpKind, Problem, Target};
 
 /// Generated source of one kernel and what its launch needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +166,34 @@ fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threa
     let iters = total.div_ceil(threads);
     let src = s.source.name();
     w.line(format!("// {src} -> {}: {lines} lines x {contiguous} elements, {} bytes per copy", s.name, align * 2));
+    if threads % per_line == 0 {
+        // Every pass covers whole lines: one column and one base pointer per thread; pass `it`
+        // moves `rows_per_pass` lines down (few live registers: no per-pass 64-bit pointers).
+        let rows_per_pass = threads / per_line;
+        w.open("");
+        w.line(format!("const int r0 = tid / {per_line};"));
+        w.line(format!("const int c = (tid % {per_line}) * {align};"));
+        w.line(format!("const int gc = {c0} + c;"));
+        w.line(format!("const bool pc = gc < {c_lim};"));
+        w.line(format!("const {}* src0 = {src} + (long long)({line0} + r0) * {ld} + gc;", d.storage_type(s.dtype)));
+        w.line("#pragma unroll");
+        w.open(format!("for (int it = 0; it < {iters}; ++it)"));
+        w.line(format!("const int r = r0 + it * {rows_per_pass};"));
+        if total % threads != 0 {
+            w.line(format!("if (r >= {lines}) break;"));
+        }
+        w.line(format!("const bool p = pc && {line0} + r < {line_lim};"));
+        d.copy_chunk(
+            w,
+            &format!("s_{}_w + r * {stride} + c", s.name),
+            &format!("p ? src0 + (long long)(it * {rows_per_pass}) * {ld} : {src}"),
+            align * 2,
+            "p",
+        );
+        w.close("");
+        w.close("");
+        return Ok(());
+    }
     w.line("#pragma unroll");
     w.open(format!("for (int it = 0; it < {iters}; ++it)"));
     w.line(format!("const int idx = tid + it * {threads};"));
@@ -317,40 +345,73 @@ fn emit_mainloop(
         emit_copy(w, d, ir, c, threads)?;
     }
     w.close(";");
+    let plans = body
+        .iter()
+        .map(|stmt| match stmt {
+            Stmt::Mma { acc, a, b } => plan_for(ir, d, acc, a, b),
+            other => Err(CodegenError::Unsupported(format!("{other:?} inside a mainloop"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ksteps = plans.first().map_or(1, |p| step / p.atom.k);
+    let advance = |w: &mut Source, var: &str| w.line(format!("{var} = {var} + 1 == {stages} ? 0 : {var} + 1;"));
     w.line(format!("// prologue: {} stages in flight", stages - 1));
     w.line("#pragma unroll");
     w.open(format!("for (int s = 0; s < {}; ++s)", stages - 1));
     w.line("if (s < k_tiles) load_stage(s, s);");
     d.copy_commit(w);
     w.close("");
-    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     d.copy_wait(w, stages - 2);
     d.barrier(w);
-    w.line(format!("const int next = kt + {};", stages - 1));
-    w.line(format!("if (next < k_tiles) load_stage(next % {stages}, next);"));
-    d.copy_commit(w);
-    w.line(format!("const int stage = kt % {stages};"));
+    w.line("int read = 0;");
+    w.line(format!("int write = {};", stages - 1));
     for s in &ir.shared {
         let ty = d.storage_type(s.dtype);
-        let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
-        w.line(format!("const {ty}* const s_{}_r = s_{} + stage * {stage_elems};", s.name, s.name));
+        w.line(format!("const {ty}* s_{}_r = s_{};", s.name, s.name));
     }
-    for stmt in body {
-        match stmt {
-            Stmt::Mma { acc, a, b } => {
-                let plan = plan_for(ir, d, acc, a, b)?;
-                d.mma_stage(w, &plan);
-            }
-            other => {
-                return Err(CodegenError::Unsupported(format!("{other:?} inside a mainloop")));
-            }
+    let restage = |w: &mut Source| {
+        for s in &ir.shared {
+            let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
+            w.line(format!("s_{}_r = s_{} + read * {stage_elems};", s.name, s.name));
         }
+    };
+    for p in &plans {
+        d.declare_fragments(w, p);
+        w.open("");
+        d.load_fragments(w, p, "0", "0");
+        w.close("");
     }
+    w.line(format!(
+        "// mainloop: fragments of atom-step kk+1 load while kk computes; the stage switches at kk = {}",
+        ksteps - 1
+    ));
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
+    w.open(format!("if (kk == {})", ksteps - 1));
+    d.copy_wait(w, stages - 2);
+    d.barrier(w);
+    advance(w, "read");
+    restage(w);
+    w.close("");
+    for p in &plans {
+        w.open("");
+        d.load_fragments(w, p, "(kk + 1) & 1", &format!("(kk + 1) % {ksteps}"));
+        w.close("");
+    }
+    w.open("if (kk == 0)");
+    w.line(format!("if (kt + {0} < k_tiles) load_stage(write, kt + {0});", stages - 1));
+    d.copy_commit(w);
+    advance(w, "write");
+    w.close("");
+    for p in &plans {
+        d.mma_step(w, p, "kk & 1");
+    }
+    w.close("");
     w.close("");
     Ok(())
 }
 
-fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst: Operand, ops: &[tessera_dsl::EpilogueOp]) -> Result<(), CodegenError> {
+fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst: Operand, ops: &[EpilogueOp]) -> Result<(), CodegenError> {
     if dst != Operand::D {
         return Err(CodegenError::Unsupported(format!("epilogue store to {}", dst.name())));
     }
@@ -359,6 +420,7 @@ fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst:
     let plan = plan_for(ir, d, acc, &a, &b)?;
     let out = ir.variant.output;
     let pair_store = out.size_bytes() == 2 && ir.variant.align >= 2;
+    let loads_operands = ops.iter().any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual));
     let mut failure = None;
     w.line(format!("// epilogue: alpha{} -> {}", ops.iter().map(|o| format!(", {o}")).collect::<String>(), out));
     d.for_each_acc(w, &plan, &mut |w, g| {
@@ -382,6 +444,9 @@ fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst:
         let store = |w: &mut Source, k: usize| {
             w.line(format!("d[(long long)r * ldd + cc + {k}] = {};", d.from_float(out, &format!("v{k}"))));
         };
+        if loads_operands {
+            w.line(format!("if ({}) asm volatile(\"\" ::: \"memory\");", g.block_end));
+        }
         match (g.regs.len(), pair_store) {
             (2, true) => {
                 w.open("if (cc + 1 < N)");

@@ -18,6 +18,7 @@ pub mod compile;
 pub mod config;
 pub mod cuda;
 pub mod error;
+pub mod hipcc;
 pub mod info;
 pub mod launch;
 pub mod memory;

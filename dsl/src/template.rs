@@ -256,8 +256,10 @@ pub fn validate_generic<T: Template + ?Sized>(
             ),
         ));
     }
+    // Accumulators plus double-buffered operand fragments and addresses must fit the register
+    // file; past 5/8 of it for accumulators alone, generated kernels spill.
     let acc = ir.acc_per_thread(caps.warp_size);
-    if acc * 2 > caps.regs_per_thread {
+    if acc * 8 > caps.regs_per_thread * 5 {
         return Err(Reject::new(
             Resources,
             format!(

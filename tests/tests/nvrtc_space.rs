@@ -1,0 +1,73 @@
+//! Every config of the GEMM space compiled by NVRTC for sm_80 and sm_90a (all of them when the
+//! space has at most 500 points, else a deterministic sample of 500), plus every representative
+//! config × problem class. No kernel may fail, spill registers or exceed its target's shared
+//! memory. Needs libnvrtc (the PyPI wheel); CI sets TESSERA_REQUIRE_NVRTC.
+
+use tessera_device::cuda::{nvrtc_available, nvrtc_compile};
+use tessera_dsl::{GemmProblem, Problem, Target};
+use tessera_tests::{config_for, gemm, required, variants, REPRESENTATIVE};
+use tessera_tuner::pool::{default_jobs, parallel_map};
+
+#[test]
+fn gemm_space_compiles_with_nvrtc_without_spills() {
+    if !nvrtc_available() {
+        assert!(!required("NVRTC"), "TESSERA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded");
+        eprintln!("skipped: libnvrtc not found (run scripts/test.sh to install it)");
+        return;
+    }
+    let t = gemm();
+    let space = t.space();
+    let points = space.sample(500);
+    let mut jobs = Vec::new();
+    for target in [Target::Sm80, Target::Sm90a] {
+        let plain = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+        for v in &points {
+            if let Some(c) = config_for(v, &plain, target) {
+                jobs.push((c, target));
+            }
+        }
+        for (_, problem) in variants() {
+            for v in REPRESENTATIVE {
+                if let Some(c) = config_for(&v, &problem, target) {
+                    jobs.push((c, target));
+                }
+            }
+        }
+    }
+    let results = parallel_map(&jobs, default_jobs(), |(c, target)| {
+        let src = tessera_codegen::generate(t, c, *target).expect("codegen");
+        nvrtc_compile(&src.source, &src.name, *target, &[]).map(|r| (r, src.smem_bytes))
+    });
+    let mut failures = Vec::new();
+    let mut seconds = Vec::new();
+    for ((c, target), r) in jobs.iter().zip(&results) {
+        let name = format!("{} ({target})", c.kernel_name());
+        match r {
+            Err(e) => failures.push(format!("{name}: {e}")),
+            Ok((report, smem)) => {
+                seconds.push(report.seconds);
+                let spills = report.usage.spill_bytes();
+                if spills != Some(0) {
+                    failures.push(format!("{name}: spills {spills:?} bytes"));
+                }
+                let total = smem + report.usage.static_smem_bytes.unwrap_or(0);
+                if total > target.nominal_caps().smem_per_block {
+                    failures.push(format!("{name}: {total} bytes of shared memory"));
+                }
+                if report.usage.registers.unwrap_or(0) == 0 {
+                    failures.push(format!("{name}: no register count reported"));
+                }
+            }
+        }
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds.get(seconds.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "nvrtc: space {} configs; compiled {} kernels (sm_80 + sm_90a), median {:.3} s per kernel",
+        space.len(),
+        jobs.len(),
+        median
+    );
+    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), jobs.len(), failures.join("\n"));
+    assert!(jobs.len() >= space.len().min(500), "too few kernels compiled: {}", jobs.len());
+}
