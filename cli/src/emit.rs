@@ -2,7 +2,9 @@
 
 use crate::problem_args::ProblemArgs;
 use crate::usage::usage;
-use tessera_dsl::{Target, Template};
+use tessera_device::cuda;
+use tessera_device::hipcc::HipToolchain;
+use tessera_dsl::{Target, Template, Vendor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,6 +18,10 @@ pub struct Args {
     target: String,
     #[command(flatten)]
     problem: ProblemArgs,
+    /// Compile the kernel (NVRTC for sm_*, hipcc for gfx*) and print its resource report
+    /// (registers, shared memory, spills) instead of the source.
+    #[arg(long)]
+    compile: bool,
 }
 
 /// Resolve template, config and target from user input (every failure is a usage error).
@@ -39,6 +45,50 @@ pub fn resolve(
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (t, config, target, _) = resolve(&args.template, &args.config, &args.target, &args.problem)?;
     let src = tessera_codegen::generate(t, &config, target)?;
-    print!("{}", src.source);
+    if !args.compile {
+        print!("{}", src.source);
+        return Ok(());
+    }
+    let report = match target.vendor() {
+        Vendor::Nvidia => {
+            let r = cuda::nvrtc_compile(&src.source, &src.name, target, &[])?;
+            let u = &r.usage;
+            format!(
+                "{} registers, {} bytes spilled (stores {} / loads {}), {} bytes shared memory ({} dynamic + {} static), {} in {:.2} s",
+                opt(u.registers),
+                opt(u.spill_bytes()),
+                opt(u.spill_store_bytes),
+                opt(u.spill_load_bytes),
+                src.smem_bytes + u.static_smem_bytes.unwrap_or(0),
+                src.smem_bytes,
+                opt(u.static_smem_bytes),
+                r.toolchain,
+                r.seconds
+            )
+        }
+        Vendor::Amd => {
+            let tools = HipToolchain::discover()?;
+            let r = tools.compile(&src.source, &src.name, target)?;
+            format!(
+                "{} VGPRs, {} AGPRs, {} SGPRs, spills {} VGPR / {} SGPR, scratch {} bytes/lane, {} bytes LDS ({} dynamic + {} static), occupancy {} waves/SIMD, hipcc in {:.2} s",
+                opt(r.vgprs),
+                opt(r.agprs),
+                opt(r.sgprs),
+                opt(r.vgpr_spills),
+                opt(r.sgpr_spills),
+                opt(r.scratch_bytes),
+                src.smem_bytes + r.lds_bytes.unwrap_or(0),
+                src.smem_bytes,
+                opt(r.lds_bytes),
+                opt(r.occupancy_waves),
+                r.seconds
+            )
+        }
+    };
+    println!("{} ({target}, {} threads): {report}", src.name, src.threads);
     Ok(())
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map_or_else(|| "?".to_string(), |v| v.to_string())
 }

@@ -1,0 +1,83 @@
+//! `tessera emit` prints exactly what the snapshot holds; bad input is exit code 2 with a
+//! message naming the valid choices, never a panic.
+
+use std::process::Command;
+
+fn tessera(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(args).output().expect("run tessera");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The body of an insta snapshot file (after its `---` header).
+fn snapshot_body(name: &str) -> String {
+    let path = format!("{}/../tests/tests/snapshots/snapshots__{name}.snap", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let body = text.splitn(3, "---\n").nth(2).expect("snapshot header");
+    body.to_string()
+}
+
+#[test]
+fn emit_prints_the_snapshot() {
+    let cases = [
+        ("sm_80", "gemm_f16_f32acc_128x128x32_w2x2_s3_rcr_a8__sm_80__f16_rcr", vec![]),
+        ("sm_90a", "gemm_f16_f32acc_128x256x32_w2x4_s3_rcr_a8__sm_90a__f16_rcr", vec![]),
+        (
+            "gfx90a",
+            "gemm_bf16_f32acc_64x64x32_w2x2_s2_rrr_bias_gelu_a8__gfx90a__bf16_rrr_bias_gelu",
+            vec!["--shape", "4096x3072x768", "--dtype", "bf16", "--layout", "rrr", "--epilogue", "bias,gelu"],
+        ),
+    ];
+    for (target, snap, extra) in cases {
+        let config = if snap.contains("128x128x32") {
+            "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3"
+        } else if snap.contains("128x256x32") {
+            "tile_m=128,tile_n=256,tile_k=32,warps_m=2,warps_n=4,stages=3"
+        } else {
+            "tile_m=64,tile_n=64,tile_k=32,warps_m=2,warps_n=2,stages=2"
+        };
+        let mut args = vec!["emit", "gemm", "--config", config, "--target", target];
+        args.extend(extra);
+        let (code, out, err) = tessera(&args);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim_end(), snapshot_body(snap).trim_end(), "emit differs from snapshot {snap}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_naming_choices() {
+    let cfg = "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3";
+    let cases: [(&[&str], &str); 8] = [
+        (&["emit", "gemx", "--config", cfg], "templates are: gemm"),
+        (&["emit", "gemm", "--config", cfg, "--target", "sm_75"], "use sm_80, sm_90a, gfx90a or gfx942"),
+        (&["emit", "gemm", "--config", "tile_m=96,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3"], "choose one of 64, 128, 256"),
+        (&["emit", "gemm", "--config", "tile_m:128"], "expected `name=value,name=value,...`"),
+        (&["emit", "gemm", "--config", cfg, "--dtype", "f64"], "use f16, bf16 or f32"),
+        (&["emit", "gemm", "--config", cfg, "--shape", "0x768x768"], "`m` must be positive"),
+        (&["emit", "gemm", "--config", cfg, "--epilogue", "gleu"], "use beta_c, bias, relu"),
+        (&["emit", "gemm", "--config", cfg, "--shape", "384x768"], "expected MxNxK"),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = tessera(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn templates_lists_the_gemm_space() {
+    let (code, out, _) = tessera(&["templates"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gemm") && out.contains("space:") && out.contains("tile_m"), "{out}");
+}
+
+#[test]
+fn devices_without_a_gpu_says_so_and_exits_0() {
+    let (code, out, _) = tessera(&["devices"]);
+    assert_eq!(code, 0);
+    assert!(!out.trim().is_empty());
+}
