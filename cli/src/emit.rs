@@ -30,7 +30,12 @@ pub fn resolve(
     config: &str,
     target: &str,
     problem: &ProblemArgs,
-) -> anyhow::Result<(&'static dyn Template, tessera_dsl::Config, Target, tessera_dsl::Problem)> {
+) -> anyhow::Result<(
+    &'static dyn Template,
+    tessera_dsl::Config,
+    Target,
+    tessera_dsl::Problem,
+)> {
     tessera_library::templates();
     let t = tessera_dsl::find(template).map_err(usage)?;
     let target: Target = target.parse().map_err(usage)?;
@@ -38,12 +43,18 @@ pub fn resolve(
     let values = t.space().parse_point(config).map_err(usage)?;
     let config = t.config(&values, &problem).map_err(usage)?;
     t.validate(&config, &problem, &target.nominal_caps())
-        .map_err(|r| usage(format!("{} cannot run on {target}: {r}", config.kernel_name())))?;
+        .map_err(|r| {
+            usage(format!(
+                "{} cannot run on {target}: {r}",
+                config.kernel_name()
+            ))
+        })?;
     Ok((t, config, target, problem))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (t, config, target, _) = resolve(&args.template, &args.config, &args.target, &args.problem)?;
+    let (t, config, target, _) =
+        resolve(&args.template, &args.config, &args.target, &args.problem)?;
     let src = tessera_codegen::generate(t, &config, target)?;
     if !args.compile {
         print!("{}", src.source);

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "Write, tune and ship fast GPU kernels for transformer inference")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Write, tune and ship fast GPU kernels for transformer inference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,14 +30,14 @@ enum Command {
     /// List GPUs with name, arch, SM count, memory, driver and NVRTC version.
     Devices(devices::Args),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
-    Emit(emit::Args),
+    Emit(Box<emit::Args>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Templates(a) => templates::run(a),
-        Command::Emit(a) => emit::run(a),
+        Command::Emit(a) => emit::run(*a),
         Command::Devices(a) => devices::run(a),
     };
     match result {

@@ -31,7 +31,12 @@ impl ProblemArgs {
         let parsed: Result<Vec<u64>, _> = dims.iter().map(|d| d.trim().parse::<u64>()).collect();
         let [m, n, k] = match parsed.as_deref() {
             Ok([m, n, k]) => [*m, *n, *k],
-            _ => return Err(usage(format!("malformed --shape `{}`: expected MxNxK, e.g. 384x768x3072", self.shape))),
+            _ => {
+                return Err(usage(format!(
+                    "malformed --shape `{}`: expected MxNxK, e.g. 384x768x3072",
+                    self.shape
+                )))
+            }
         };
         let input: DType = self.dtype.parse().map_err(usage)?;
         let output: DType = match &self.out_dtype {
@@ -51,7 +56,16 @@ impl ProblemArgs {
             .map(|s| s.parse::<EpilogueOp>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(usage)?;
-        let g = GemmProblem { m, n, k, batch: self.batch, input, output, layout_b, epilogue };
+        let g = GemmProblem {
+            m,
+            n,
+            k,
+            batch: self.batch,
+            input,
+            output,
+            layout_b,
+            epilogue,
+        };
         g.check().map_err(usage)?;
         Ok(Problem::Gemm(g))
     }

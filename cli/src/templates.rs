@@ -37,7 +37,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !t.about().is_empty() {
             println!("  {}", t.about());
         }
-        println!("  space: {} configs ({} before constraints)", s.len(), s.raw_len());
+        println!(
+            "  space: {} configs ({} before constraints)",
+            s.len(),
+            s.raw_len()
+        );
         for p in &s.params {
             let values: Vec<String> = p.values.iter().map(i64::to_string).collect();
             println!("  {:<10} {}", p.name, values.join(", "));
@@ -46,8 +50,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("  where {}", c.text);
         }
         let d = t.dtypes();
-        let names = |ds: &[tessera_dsl::DType]| ds.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ");
-        println!("  dtypes: input {}; acc {}; output {}", names(d.inputs), d.acc, names(d.outputs));
+        let names =
+            |ds: &[tessera_dsl::DType]| ds.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ");
+        println!(
+            "  dtypes: input {}; acc {}; output {}",
+            names(d.inputs),
+            d.acc,
+            names(d.outputs)
+        );
     }
     Ok(())
 }

@@ -4,7 +4,10 @@
 use std::process::Command;
 
 fn tessera(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera")).args(args).output().expect("run tessera");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run tessera");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -14,7 +17,10 @@ fn tessera(args: &[&str]) -> (i32, String, String) {
 
 /// The body of an insta snapshot file (after its `---` header).
 fn snapshot_body(name: &str) -> String {
-    let path = format!("{}/../tests/tests/snapshots/snapshots__{name}.snap", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/tests/snapshots/snapshots__{name}.snap",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let body = text.splitn(3, "---\n").nth(2).expect("snapshot header");
     body.to_string()
@@ -23,12 +29,29 @@ fn snapshot_body(name: &str) -> String {
 #[test]
 fn emit_prints_the_snapshot() {
     let cases = [
-        ("sm_80", "gemm_f16_f32acc_128x128x32_w2x2_s3_rcr_a8__sm_80__f16_rcr", vec![]),
-        ("sm_90a", "gemm_f16_f32acc_128x256x32_w2x4_s3_rcr_a8__sm_90a__f16_rcr", vec![]),
+        (
+            "sm_80",
+            "gemm_f16_f32acc_128x128x32_w2x2_s3_rcr_a8__sm_80__f16_rcr",
+            vec![],
+        ),
+        (
+            "sm_90a",
+            "gemm_f16_f32acc_128x256x32_w2x4_s3_rcr_a8__sm_90a__f16_rcr",
+            vec![],
+        ),
         (
             "gfx90a",
             "gemm_bf16_f32acc_64x64x32_w2x2_s2_rrr_bias_gelu_a8__gfx90a__bf16_rrr_bias_gelu",
-            vec!["--shape", "4096x3072x768", "--dtype", "bf16", "--layout", "rrr", "--epilogue", "bias,gelu"],
+            vec![
+                "--shape",
+                "4096x3072x768",
+                "--dtype",
+                "bf16",
+                "--layout",
+                "rrr",
+                "--epilogue",
+                "bias,gelu",
+            ],
         ),
     ];
     for (target, snap, extra) in cases {
@@ -43,7 +66,11 @@ fn emit_prints_the_snapshot() {
         args.extend(extra);
         let (code, out, err) = tessera(&args);
         assert_eq!(code, 0, "{err}");
-        assert_eq!(out.trim_end(), snapshot_body(snap).trim_end(), "emit differs from snapshot {snap}");
+        assert_eq!(
+            out.trim_end(),
+            snapshot_body(snap).trim_end(),
+            "emit differs from snapshot {snap}"
+        );
     }
 }
 
@@ -52,13 +79,39 @@ fn bad_input_exits_2_naming_choices() {
     let cfg = "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3";
     let cases: [(&[&str], &str); 8] = [
         (&["emit", "gemx", "--config", cfg], "templates are: gemm"),
-        (&["emit", "gemm", "--config", cfg, "--target", "sm_75"], "use sm_80, sm_90a, gfx90a or gfx942"),
-        (&["emit", "gemm", "--config", "tile_m=96,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3"], "choose one of 64, 128, 256"),
-        (&["emit", "gemm", "--config", "tile_m:128"], "expected `name=value,name=value,...`"),
-        (&["emit", "gemm", "--config", cfg, "--dtype", "f64"], "use f16, bf16 or f32"),
-        (&["emit", "gemm", "--config", cfg, "--shape", "0x768x768"], "`m` must be positive"),
-        (&["emit", "gemm", "--config", cfg, "--epilogue", "gleu"], "use beta_c, bias, relu"),
-        (&["emit", "gemm", "--config", cfg, "--shape", "384x768"], "expected MxNxK"),
+        (
+            &["emit", "gemm", "--config", cfg, "--target", "sm_75"],
+            "use sm_80, sm_90a, gfx90a or gfx942",
+        ),
+        (
+            &[
+                "emit",
+                "gemm",
+                "--config",
+                "tile_m=96,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3",
+            ],
+            "choose one of 64, 128, 256",
+        ),
+        (
+            &["emit", "gemm", "--config", "tile_m:128"],
+            "expected `name=value,name=value,...`",
+        ),
+        (
+            &["emit", "gemm", "--config", cfg, "--dtype", "f64"],
+            "use f16, bf16 or f32",
+        ),
+        (
+            &["emit", "gemm", "--config", cfg, "--shape", "0x768x768"],
+            "`m` must be positive",
+        ),
+        (
+            &["emit", "gemm", "--config", cfg, "--epilogue", "gleu"],
+            "use beta_c, bias, relu",
+        ),
+        (
+            &["emit", "gemm", "--config", cfg, "--shape", "384x768"],
+            "expected MxNxK",
+        ),
     ];
     for (args, want) in cases {
         let (code, _, err) = tessera(args);
@@ -72,7 +125,10 @@ fn bad_input_exits_2_naming_choices() {
 fn templates_lists_the_gemm_space() {
     let (code, out, _) = tessera(&["templates"]);
     assert_eq!(code, 0);
-    assert!(out.contains("gemm") && out.contains("space:") && out.contains("tile_m"), "{out}");
+    assert!(
+        out.contains("gemm") && out.contains("space:") && out.contains("tile_m"),
+        "{out}"
+    );
 }
 
 #[test]

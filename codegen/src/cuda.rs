@@ -101,7 +101,7 @@ impl Dialect for Cuda {
         }
     }
 
-    fn from_float(&self, d: DType, expr: &str) -> String {
+    fn to_storage(&self, d: DType, expr: &str) -> String {
         match d {
             DType::F16 => format!("tsr_f32_to_f16({expr})"),
             DType::BF16 => format!("tsr_f32_to_bf16({expr})"),
@@ -122,7 +122,9 @@ impl Dialect for Cuda {
     }
 
     fn copy_wait(&self, w: &mut Source, pending: u32) {
-        w.line(format!("asm volatile(\"cp.async.wait_group {pending};\" ::: \"memory\");"));
+        w.line(format!(
+            "asm volatile(\"cp.async.wait_group {pending};\" ::: \"memory\");"
+        ));
     }
 
     fn barrier(&self, w: &mut Source) {
@@ -136,7 +138,10 @@ impl Dialect for Cuda {
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line("#pragma unroll");
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
-        w.line(format!("{0}[i][j][0] = 0.f; {0}[i][j][1] = 0.f; {0}[i][j][2] = 0.f; {0}[i][j][3] = 0.f;", p.acc));
+        w.line(format!(
+            "{0}[i][j][0] = 0.f; {0}[i][j][1] = 0.f; {0}[i][j][2] = 0.f; {0}[i][j][3] = 0.f;",
+            p.acc
+        ));
         w.close("");
         w.close("");
     }
@@ -150,8 +155,14 @@ impl Dialect for Cuda {
     fn load_fragments(&self, w: &mut Source, p: &MmaPlan, buf: &str, kk: &str) {
         let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
         // Shared addresses are converted once per stage base; offsets are in bytes.
-        w.line(format!("const unsigned a_base = tsr_smem_addr({});", p.a.ptr));
-        w.line(format!("const unsigned b_base = tsr_smem_addr({});", p.b.ptr));
+        w.line(format!(
+            "const unsigned a_base = tsr_smem_addr({});",
+            p.a.ptr
+        ));
+        w.line(format!(
+            "const unsigned b_base = tsr_smem_addr({});",
+            p.b.ptr
+        ));
         // A (row-major, k-contiguous): ldmatrix.x4 of a 16×16 piece; lane → row lane%16, k (lane/16)·8.
         w.line("#pragma unroll");
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
@@ -194,7 +205,12 @@ impl Dialect for Cuda {
         w.close("");
     }
 
-    fn for_each_acc(&self, w: &mut Source, p: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup)) {
+    fn for_each_acc(
+        &self,
+        w: &mut Source,
+        p: &MmaPlan,
+        body: &mut dyn FnMut(&mut Source, &AccGroup),
+    ) {
         let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
         // m16n8 accumulator: c0,c1 at (g, 2t..2t+1), c2,c3 at (g+8, 2t..2t+1); g = lane/4, t = lane%4.
         w.line("#pragma unroll");
@@ -206,7 +222,10 @@ impl Dialect for Cuda {
         body(
             w,
             &AccGroup {
-                regs: vec![format!("{}[i][j][h * 2]", p.acc), format!("{}[i][j][h * 2 + 1]", p.acc)],
+                regs: vec![
+                    format!("{}[i][j][h * 2]", p.acc),
+                    format!("{}[i][j][h * 2 + 1]", p.acc),
+                ],
                 row: format!("{} + i * 16 + (lane >> 2) + h * 8", p.warp_row),
                 col: format!("{} + j * 8 + (lane & 3) * 2", p.warp_col),
                 block_end: format!("j == {} && h == 1", ni - 1),

@@ -83,7 +83,7 @@ pub trait Dialect {
     fn to_float(&self, d: DType, expr: &str) -> String;
 
     /// A C expression converting a `float` to the storage type of `d`.
-    fn from_float(&self, d: DType, expr: &str) -> String;
+    fn to_storage(&self, d: DType, expr: &str) -> String;
 
     /// Declaration of the dynamic shared-memory byte array named `smem`.
     fn smem_decl(&self) -> &'static str;
@@ -115,7 +115,12 @@ pub trait Dialect {
     fn mma_step(&self, w: &mut Source, plan: &MmaPlan, buffer: &str);
 
     /// Emit loops over this thread's accumulators; `body` writes the code for one group.
-    fn for_each_acc(&self, w: &mut Source, plan: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup));
+    fn for_each_acc(
+        &self,
+        w: &mut Source,
+        plan: &MmaPlan,
+        body: &mut dyn FnMut(&mut Source, &AccGroup),
+    );
 
     /// The name of a single-precision math function.
     fn math(&self, f: MathFn) -> &'static str;

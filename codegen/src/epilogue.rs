@@ -12,7 +12,13 @@ pub struct EpilogueOperands<'a> {
 }
 
 /// The statement that applies `op` to the float variable `v`.
-pub fn apply(d: &dyn Dialect, op: EpilogueOp, v: &str, out: DType, at: &EpilogueOperands) -> String {
+pub fn apply(
+    d: &dyn Dialect,
+    op: EpilogueOp,
+    v: &str,
+    out: DType,
+    at: &EpilogueOperands,
+) -> String {
     match op {
         EpilogueOp::BetaC => format!("{v} += beta * {};", d.to_float(out, at.c)),
         EpilogueOp::Bias => format!("{v} += {};", d.to_float(out, at.bias)),

@@ -93,7 +93,7 @@ impl Dialect for Hip {
         }
     }
 
-    fn from_float(&self, d: DType, expr: &str) -> String {
+    fn to_storage(&self, d: DType, expr: &str) -> String {
         match d {
             DType::F16 => format!("tsr_f32_to_f16({expr})"),
             DType::BF16 => format!("tsr_f32_to_bf16({expr})"),
@@ -124,7 +124,10 @@ impl Dialect for Hip {
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line("#pragma unroll");
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
-        w.line(format!("{}[i][j] = tsr_float4{{0.f, 0.f, 0.f, 0.f}};", p.acc));
+        w.line(format!(
+            "{}[i][j] = tsr_float4{{0.f, 0.f, 0.f, 0.f}};",
+            p.acc
+        ));
         w.close("");
         w.close("");
     }
@@ -178,12 +181,20 @@ impl Dialect for Hip {
         w.open(format!("for (int i = 0; i < {mi}; ++i)"));
         w.line("#pragma unroll");
         w.open(format!("for (int j = 0; j < {ni}; ++j)"));
-        w.line(format!("{0}[i][j] = {mfma}(af[{buf}][i], bf[{buf}][j], {0}[i][j], 0, 0, 0);", p.acc));
+        w.line(format!(
+            "{0}[i][j] = {mfma}(af[{buf}][i], bf[{buf}][j], {0}[i][j], 0, 0, 0);",
+            p.acc
+        ));
         w.close("");
         w.close("");
     }
 
-    fn for_each_acc(&self, w: &mut Source, p: &MmaPlan, body: &mut dyn FnMut(&mut Source, &AccGroup)) {
+    fn for_each_acc(
+        &self,
+        w: &mut Source,
+        p: &MmaPlan,
+        body: &mut dyn FnMut(&mut Source, &AccGroup),
+    ) {
         let (mi, ni) = (p.wm / p.atom.m, p.wn / p.atom.n);
         // 16x16 accumulator: lane l, element r holds D[4(l/16) + r][l%16].
         w.line("#pragma unroll");

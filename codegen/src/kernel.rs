@@ -48,20 +48,36 @@ const SMEM_ALIGN: u32 = 128;
 
 pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     if ir.op != OpKind::Gemm {
-        return Err(CodegenError::Unsupported(format!("op {} has no lowering yet", ir.op)));
+        return Err(CodegenError::Unsupported(format!(
+            "op {} has no lowering yet",
+            ir.op
+        )));
     }
     check(ir, d)?;
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
     d.prelude(&mut w);
     w.line("");
-    w.line(format!("// {} for {}: tile {}x{}x{}, {}x{} warps", ir.name, d.target(), ir.tile_m, ir.tile_n, ir.tile_k, ir.warps_m, ir.warps_n));
+    w.line(format!(
+        "// {} for {}: tile {}x{}x{}, {}x{} warps",
+        ir.name,
+        d.target(),
+        ir.tile_m,
+        ir.tile_n,
+        ir.tile_k,
+        ir.warps_m,
+        ir.warps_n
+    ));
     w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
     let abi = gemm_abi(&ir.variant);
     let params: Vec<String> = abi
         .iter()
         .map(|a| match a {
-            Arg::Ptr { name, dtype, written } => {
+            Arg::Ptr {
+                name,
+                dtype,
+                written,
+            } => {
                 let ty = d.storage_type(*dtype);
                 if *written {
                     format!("    {ty}* __restrict__ {name}")
@@ -102,7 +118,10 @@ fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
         let (_, line) = s.storage();
         let contiguous = line - s.pad;
         if contiguous % ir.variant.align != 0 {
-            return bad(format!("shared tile {} lines are not a multiple of the alignment", s.name));
+            return bad(format!(
+                "shared tile {} lines are not a multiple of the alignment",
+                s.name
+            ));
         }
     }
     let atom = d.atom(ir.variant.input)?;
@@ -117,11 +136,17 @@ fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
             )));
         }
     }
-    if ir.tile_k % atom.k != 0 {
-        return Err(CodegenError::Unsupported(format!("tile_k {} is not a multiple of the atom K {}", ir.tile_k, atom.k)));
+    if !ir.tile_k.is_multiple_of(atom.k) {
+        return Err(CodegenError::Unsupported(format!(
+            "tile_k {} is not a multiple of the atom K {}",
+            ir.tile_k, atom.k
+        )));
     }
     if !matches!(ir.variant.align, 2 | 4 | 8) {
-        return Err(CodegenError::Unsupported(format!("alignment {} (needs 2, 4 or 8 elements)", ir.variant.align)));
+        return Err(CodegenError::Unsupported(format!(
+            "alignment {} (needs 2, 4 or 8 elements)",
+            ir.variant.align
+        )));
     }
     Ok(())
 }
@@ -139,7 +164,18 @@ fn smem_layout(ir: &KernelIr) -> (Vec<u32>, u32) {
 
 /// (line index base, line limit, contiguous base, contiguous limit, leading dimension) of the
 /// global tensor a shared tile stages.
-fn copy_geometry(s: &SharedTile) -> Result<(&'static str, &'static str, &'static str, &'static str, &'static str), CodegenError> {
+fn copy_geometry(
+    s: &SharedTile,
+) -> Result<
+    (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ),
+    CodegenError,
+> {
     Ok(match (s.source, s.layout) {
         (Operand::A, Layout::Row) => ("row0", "M", "k0", "K", "lda"),
         (Operand::B, Layout::Col) => ("col0", "N", "k0", "K", "ldb"),
@@ -153,7 +189,13 @@ fn copy_geometry(s: &SharedTile) -> Result<(&'static str, &'static str, &'static
     })
 }
 
-fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threads: u32) -> Result<(), CodegenError> {
+fn emit_copy(
+    w: &mut Source,
+    d: &dyn Dialect,
+    ir: &KernelIr,
+    c: &TileCopy,
+    threads: u32,
+) -> Result<(), CodegenError> {
     let s = ir
         .shared_tile(&c.dst)
         .ok_or_else(|| CodegenError::Malformed(format!("unknown shared tile {}", c.dst)))?;
@@ -165,8 +207,12 @@ fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threa
     let total = lines * per_line;
     let iters = total.div_ceil(threads);
     let src = s.source.name();
-    w.line(format!("// {src} -> {}: {lines} lines x {contiguous} elements, {} bytes per copy", s.name, align * 2));
-    if threads % per_line == 0 {
+    w.line(format!(
+        "// {src} -> {}: {lines} lines x {contiguous} elements, {} bytes per copy",
+        s.name,
+        align * 2
+    ));
+    if threads.is_multiple_of(per_line) {
         // Every pass covers whole lines: one column and one base pointer per thread; pass `it`
         // moves `rows_per_pass` lines down (few live registers: no per-pass 64-bit pointers).
         let rows_per_pass = threads / per_line;
@@ -175,11 +221,14 @@ fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threa
         w.line(format!("const int c = (tid % {per_line}) * {align};"));
         w.line(format!("const int gc = {c0} + c;"));
         w.line(format!("const bool pc = gc < {c_lim};"));
-        w.line(format!("const {}* src0 = {src} + (long long)({line0} + r0) * {ld} + gc;", d.storage_type(s.dtype)));
+        w.line(format!(
+            "const {}* src0 = {src} + (long long)({line0} + r0) * {ld} + gc;",
+            d.storage_type(s.dtype)
+        ));
         w.line("#pragma unroll");
         w.open(format!("for (int it = 0; it < {iters}; ++it)"));
         w.line(format!("const int r = r0 + it * {rows_per_pass};"));
-        if total % threads != 0 {
+        if !total.is_multiple_of(threads) {
             w.line(format!("if (r >= {lines}) break;"));
         }
         w.line(format!("const bool p = pc && {line0} + r < {line_lim};"));
@@ -197,7 +246,7 @@ fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threa
     w.line("#pragma unroll");
     w.open(format!("for (int it = 0; it < {iters}; ++it)"));
     w.line(format!("const int idx = tid + it * {threads};"));
-    if total % threads != 0 {
+    if !total.is_multiple_of(threads) {
         w.line(format!("if (idx >= {total}) break;"));
     }
     w.line(format!("const int r = idx / {per_line};"));
@@ -216,7 +265,13 @@ fn emit_copy(w: &mut Source, d: &dyn Dialect, ir: &KernelIr, c: &TileCopy, threa
     Ok(())
 }
 
-fn plan_for(ir: &KernelIr, d: &dyn Dialect, acc: &str, a: &str, b: &str) -> Result<MmaPlan, CodegenError> {
+fn plan_for(
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    acc: &str,
+    a: &str,
+    b: &str,
+) -> Result<MmaPlan, CodegenError> {
     let frag = ir
         .fragments()
         .into_iter()
@@ -256,24 +311,45 @@ fn find_mma(stmts: &[Stmt], acc: &str) -> Option<(String, String)> {
     })
 }
 
-fn emit_body(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, threads: u32) -> Result<(), CodegenError> {
+fn emit_body(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    threads: u32,
+) -> Result<(), CodegenError> {
     let ws = d.warp_size();
     let (tm, tn) = (ir.tile_m, ir.tile_n);
     w.line(d.smem_decl());
     w.line("const int tid = threadIdx.x;");
     w.line(format!("const int lane = tid % {ws};"));
     w.line(format!("const int warp = tid / {ws};"));
-    w.line(format!("const int wr0 = (warp % {}) * {};", ir.warps_m, tm / ir.warps_m));
-    w.line(format!("const int wc0 = (warp / {}) * {};", ir.warps_m, tn / ir.warps_n));
-    w.line(format!("// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"));
+    w.line(format!(
+        "const int wr0 = (warp % {}) * {};",
+        ir.warps_m,
+        tm / ir.warps_m
+    ));
+    w.line(format!(
+        "const int wc0 = (warp / {}) * {};",
+        ir.warps_m,
+        tn / ir.warps_n
+    ));
+    w.line(format!(
+        "// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"
+    ));
     w.line(format!("const int tiles_m = (M + {tm} - 1) / {tm};"));
     w.line(format!("const int tiles_n = (N + {tn} - 1) / {tn};"));
     w.line("const int pid = blockIdx.x;");
     w.line(format!("const int group = {GROUP_M} * tiles_n;"));
     w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
-    w.line(format!("const int group_m = min(tiles_m - first_m, {GROUP_M});"));
-    w.line(format!("const int row0 = (first_m + (pid % group) % group_m) * {tm};"));
-    w.line(format!("const int col0 = ((pid % group) / group_m) * {tn};"));
+    w.line(format!(
+        "const int group_m = min(tiles_m - first_m, {GROUP_M});"
+    ));
+    w.line(format!(
+        "const int row0 = (first_m + (pid % group) % group_m) * {tm};"
+    ));
+    w.line(format!(
+        "const int col0 = ((pid % group) / group_m) * {tn};"
+    ));
     w.line("if (row0 >= M || col0 >= N) return;");
     w.line("const long long bz = blockIdx.z;");
     w.line("a += bz * stride_a;");
@@ -284,7 +360,12 @@ fn emit_body(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, threads: u32) -> Re
     let (offsets, _) = smem_layout(ir);
     for (s, off) in ir.shared.iter().zip(&offsets) {
         let ty = d.storage_type(s.dtype);
-        w.line(format!("{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes", s.name, s.stages, s.stage_bytes()));
+        w.line(format!(
+            "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
+            s.name,
+            s.stages,
+            s.stage_bytes()
+        ));
     }
     for stmt in &ir.body {
         emit_stmt(w, ir, d, stmt, threads)?;
@@ -292,7 +373,13 @@ fn emit_body(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, threads: u32) -> Re
     Ok(())
 }
 
-fn emit_stmt(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, stmt: &Stmt, threads: u32) -> Result<(), CodegenError> {
+fn emit_stmt(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    stmt: &Stmt,
+    threads: u32,
+) -> Result<(), CodegenError> {
     match stmt {
         Stmt::Fragment(f) => {
             let (a, b) = find_mma(&ir.body, &f.name).ok_or_else(|| {
@@ -301,7 +388,12 @@ fn emit_stmt(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, stmt: &Stmt, thread
             let plan = plan_for(ir, d, &f.name, &a, &b)?;
             d.declare_acc(w, &plan);
         }
-        Stmt::Mainloop { step, stages, copies, body } => emit_mainloop(w, ir, d, *step, *stages, copies, body, threads)?,
+        Stmt::Mainloop {
+            step,
+            stages,
+            copies,
+            body,
+        } => emit_mainloop(w, ir, d, *step, *stages, copies, body, threads)?,
         Stmt::Mma { .. } => {
             return Err(CodegenError::Malformed("mma outside a mainloop".into()));
         }
@@ -327,7 +419,9 @@ fn emit_mainloop(
     threads: u32,
 ) -> Result<(), CodegenError> {
     if stages < 2 {
-        return Err(CodegenError::Unsupported("the mainloop needs at least 2 stages".into()));
+        return Err(CodegenError::Unsupported(
+            "the mainloop needs at least 2 stages".into(),
+        ));
     }
     w.line(format!("const int k_tiles = (K + {step} - 1) / {step};"));
     w.line("// copy K-tile kt into shared stage `stage`");
@@ -339,7 +433,10 @@ fn emit_mainloop(
             .ok_or_else(|| CodegenError::Malformed(format!("unknown shared tile {}", c.dst)))?;
         let ty = d.storage_type(s.dtype);
         let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
-        w.line(format!("{ty}* const s_{}_w = s_{} + stage * {stage_elems};", s.name, s.name));
+        w.line(format!(
+            "{ty}* const s_{}_w = s_{} + stage * {stage_elems};",
+            s.name, s.name
+        ));
     }
     for c in copies {
         emit_copy(w, d, ir, c, threads)?;
@@ -349,11 +446,15 @@ fn emit_mainloop(
         .iter()
         .map(|stmt| match stmt {
             Stmt::Mma { acc, a, b } => plan_for(ir, d, acc, a, b),
-            other => Err(CodegenError::Unsupported(format!("{other:?} inside a mainloop"))),
+            other => Err(CodegenError::Unsupported(format!(
+                "{other:?} inside a mainloop"
+            ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ksteps = plans.first().map_or(1, |p| step / p.atom.k);
-    let advance = |w: &mut Source, var: &str| w.line(format!("{var} = {var} + 1 == {stages} ? 0 : {var} + 1;"));
+    let advance = |w: &mut Source, var: &str| {
+        w.line(format!("{var} = {var} + 1 == {stages} ? 0 : {var} + 1;"))
+    };
     w.line(format!("// prologue: {} stages in flight", stages - 1));
     w.line("#pragma unroll");
     w.open(format!("for (int s = 0; s < {}; ++s)", stages - 1));
@@ -371,7 +472,10 @@ fn emit_mainloop(
     let restage = |w: &mut Source| {
         for s in &ir.shared {
             let stage_elems = s.stage_bytes() / s.dtype.size_bytes();
-            w.line(format!("s_{}_r = s_{} + read * {stage_elems};", s.name, s.name));
+            w.line(format!(
+                "s_{}_r = s_{} + read * {stage_elems};",
+                s.name, s.name
+            ));
         }
     };
     for p in &plans {
@@ -399,7 +503,10 @@ fn emit_mainloop(
         w.close("");
     }
     w.open("if (kk == 0)");
-    w.line(format!("if (kt + {0} < k_tiles) load_stage(write, kt + {0});", stages - 1));
+    w.line(format!(
+        "if (kt + {0} < k_tiles) load_stage(write, kt + {0});",
+        stages - 1
+    ));
     d.copy_commit(w);
     advance(w, "write");
     w.close("");
@@ -411,18 +518,34 @@ fn emit_mainloop(
     Ok(())
 }
 
-fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst: Operand, ops: &[EpilogueOp]) -> Result<(), CodegenError> {
+fn emit_epilogue(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    acc: &str,
+    dst: Operand,
+    ops: &[EpilogueOp],
+) -> Result<(), CodegenError> {
     if dst != Operand::D {
-        return Err(CodegenError::Unsupported(format!("epilogue store to {}", dst.name())));
+        return Err(CodegenError::Unsupported(format!(
+            "epilogue store to {}",
+            dst.name()
+        )));
     }
     let (a, b) = find_mma(&ir.body, acc)
         .ok_or_else(|| CodegenError::Unsupported(format!("fragment {acc} is not fed by an mma")))?;
     let plan = plan_for(ir, d, acc, &a, &b)?;
     let out = ir.variant.output;
     let pair_store = out.size_bytes() == 2 && ir.variant.align >= 2;
-    let loads_operands = ops.iter().any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual));
+    let loads_operands = ops
+        .iter()
+        .any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual));
     let mut failure = None;
-    w.line(format!("// epilogue: alpha{} -> {}", ops.iter().map(|o| format!(", {o}")).collect::<String>(), out));
+    w.line(format!(
+        "// epilogue: alpha{} -> {}",
+        ops.iter().map(|o| format!(", {o}")).collect::<String>(),
+        out
+    ));
     d.for_each_acc(w, &plan, &mut |w, g| {
         w.line(format!("const int r = row0 + {};", g.row));
         w.line(format!("const int cc = col0 + {};", g.col));
@@ -442,7 +565,7 @@ fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst:
             }
         }
         let store = |w: &mut Source, k: usize| {
-            w.line(format!("d[(long long)r * ldd + cc + {k}] = {};", d.from_float(out, &format!("v{k}"))));
+            w.line(format!("d[(long long)r * ldd + cc + {k}] = {};", d.to_storage(out, &format!("v{k}"))));
         };
         if loads_operands {
             w.line(format!("if ({}) asm volatile(\"\" ::: \"memory\");", g.block_end));
@@ -452,8 +575,8 @@ fn emit_epilogue(w: &mut Source, ir: &KernelIr, d: &dyn Dialect, acc: &str, dst:
                 w.open("if (cc + 1 < N)");
                 w.line(format!(
                     "*(unsigned*)(d + (long long)r * ldd + cc) = (unsigned){} | ((unsigned){} << 16);",
-                    d.from_float(out, "v0"),
-                    d.from_float(out, "v1")
+                    d.to_storage(out, "v0"),
+                    d.to_storage(out, "v1")
                 ));
                 w.close("");
                 w.open("else if (cc < N)");

@@ -23,10 +23,9 @@ pub struct KernelBuilder {
 }
 
 fn dim(name: &str, v: i64) -> Result<u32, BuildError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|&x| x > 0)
-        .ok_or_else(|| BuildError::Malformed(format!("{name} = {v} must be a positive 32-bit size")))
+    u32::try_from(v).ok().filter(|&x| x > 0).ok_or_else(|| {
+        BuildError::Malformed(format!("{name} = {v} must be a positive 32-bit size"))
+    })
 }
 
 impl KernelBuilder {
@@ -38,12 +37,42 @@ impl KernelBuilder {
         }
         let globals = match op {
             OpKind::Gemm => vec![
-                GlobalTensor { operand: Operand::A, dtype: v.input, layout: Layout::Row, written: false },
-                GlobalTensor { operand: Operand::B, dtype: v.input, layout: layout_b, written: false },
-                GlobalTensor { operand: Operand::C, dtype: v.output, layout: Layout::Row, written: false },
-                GlobalTensor { operand: Operand::D, dtype: v.output, layout: Layout::Row, written: true },
-                GlobalTensor { operand: Operand::Bias, dtype: v.output, layout: Layout::Row, written: false },
-                GlobalTensor { operand: Operand::Residual, dtype: v.output, layout: Layout::Row, written: false },
+                GlobalTensor {
+                    operand: Operand::A,
+                    dtype: v.input,
+                    layout: Layout::Row,
+                    written: false,
+                },
+                GlobalTensor {
+                    operand: Operand::B,
+                    dtype: v.input,
+                    layout: layout_b,
+                    written: false,
+                },
+                GlobalTensor {
+                    operand: Operand::C,
+                    dtype: v.output,
+                    layout: Layout::Row,
+                    written: false,
+                },
+                GlobalTensor {
+                    operand: Operand::D,
+                    dtype: v.output,
+                    layout: Layout::Row,
+                    written: true,
+                },
+                GlobalTensor {
+                    operand: Operand::Bias,
+                    dtype: v.output,
+                    layout: Layout::Row,
+                    written: false,
+                },
+                GlobalTensor {
+                    operand: Operand::Residual,
+                    dtype: v.output,
+                    layout: Layout::Row,
+                    written: false,
+                },
             ],
             _ => Vec::new(),
         };
@@ -71,7 +100,10 @@ impl KernelBuilder {
             .globals
             .iter()
             .find(|g| g.operand.name() == name)
-            .ok_or_else(|| BuildError::Unknown { what: "global tensor", name: name.to_string() })
+            .ok_or_else(|| BuildError::Unknown {
+                what: "global tensor",
+                name: name.to_string(),
+            })
     }
 
     fn push(&mut self, s: Stmt) {
@@ -81,7 +113,14 @@ impl KernelBuilder {
     }
 
     /// `shared NAME: SOURCE[rows, cols] x stages;`
-    pub fn shared(&mut self, name: &str, source: &str, rows: i64, cols: i64, stages: i64) -> Result<(), BuildError> {
+    pub fn shared(
+        &mut self,
+        name: &str,
+        source: &str,
+        rows: i64,
+        cols: i64,
+        stages: i64,
+    ) -> Result<(), BuildError> {
         let g = self.operand(source)?.clone();
         let tile = SharedTile {
             name: name.to_string(),
@@ -90,7 +129,11 @@ impl KernelBuilder {
             rows: dim("rows", rows)?,
             cols: dim("cols", cols)?,
             layout: g.layout,
-            pad: if g.dtype.size_bytes() == 2 { SHARED_PAD } else { 4 },
+            pad: if g.dtype.size_bytes() == 2 {
+                SHARED_PAD
+            } else {
+                4
+            },
             stages: dim("stages", stages)?,
         };
         self.ir.shared.push(tile);
@@ -98,7 +141,15 @@ impl KernelBuilder {
     }
 
     /// `fragment NAME: acc[rows, cols] warps [wm, wn];`
-    pub fn fragment(&mut self, name: &str, dtype: DType, rows: i64, cols: i64, warps_m: i64, warps_n: i64) -> Result<(), BuildError> {
+    pub fn fragment(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        rows: i64,
+        cols: i64,
+        warps_m: i64,
+        warps_n: i64,
+    ) -> Result<(), BuildError> {
         let f = Fragment {
             name: name.to_string(),
             dtype,
@@ -107,7 +158,7 @@ impl KernelBuilder {
             warps_m: dim("warps_m", warps_m)?,
             warps_n: dim("warps_n", warps_n)?,
         };
-        if f.rows % f.warps_m != 0 || f.cols % f.warps_n != 0 {
+        if !f.rows.is_multiple_of(f.warps_m) || !f.cols.is_multiple_of(f.warps_n) {
             return Err(BuildError::Malformed(format!(
                 "fragment {}×{} does not split over {}×{} warps",
                 f.rows, f.cols, f.warps_m, f.warps_n
@@ -139,32 +190,53 @@ impl KernelBuilder {
     pub fn load(&mut self, src: &str, dst: &str) -> Result<(), BuildError> {
         let g = self.operand(src)?.operand;
         if self.ir.shared_tile(dst).is_none() {
-            return Err(BuildError::Unknown { what: "shared tile", name: dst.to_string() });
+            return Err(BuildError::Unknown {
+                what: "shared tile",
+                name: dst.to_string(),
+            });
         }
         match self.loop_header.as_mut() {
             Some((_, _, copies)) => {
-                copies.push(TileCopy { src: g, dst: dst.to_string() });
+                copies.push(TileCopy {
+                    src: g,
+                    dst: dst.to_string(),
+                });
                 Ok(())
             }
-            None => Err(BuildError::Malformed("`load` is only allowed inside a mainloop".into())),
+            None => Err(BuildError::Malformed(
+                "`load` is only allowed inside a mainloop".into(),
+            )),
         }
     }
 
     fn has_fragment(&self, name: &str) -> bool {
-        self.open.iter().flatten().any(|s| matches!(s, Stmt::Fragment(f) if f.name == name))
+        self.open
+            .iter()
+            .flatten()
+            .any(|s| matches!(s, Stmt::Fragment(f) if f.name == name))
     }
 
     /// `mma ACC += A * B;`
     pub fn mma(&mut self, acc: &str, a: &str, b: &str) -> Result<(), BuildError> {
         if !self.has_fragment(acc) {
-            return Err(BuildError::Unknown { what: "fragment", name: acc.to_string() });
+            return Err(BuildError::Unknown {
+                what: "fragment",
+                name: acc.to_string(),
+            });
         }
         for s in [a, b] {
             if self.ir.shared_tile(s).is_none() {
-                return Err(BuildError::Unknown { what: "shared tile", name: s.to_string() });
+                return Err(BuildError::Unknown {
+                    what: "shared tile",
+                    name: s.to_string(),
+                });
             }
         }
-        self.push(Stmt::Mma { acc: acc.into(), a: a.into(), b: b.into() });
+        self.push(Stmt::Mma {
+            acc: acc.into(),
+            a: a.into(),
+            b: b.into(),
+        });
         Ok(())
     }
 
@@ -175,22 +247,36 @@ impl KernelBuilder {
             .take()
             .ok_or_else(|| BuildError::Malformed("no open mainloop".into()))?;
         let body = self.open.pop().unwrap_or_default();
-        self.push(Stmt::Mainloop { step, stages, copies, body });
+        self.push(Stmt::Mainloop {
+            step,
+            stages,
+            copies,
+            body,
+        });
         Ok(())
     }
 
     /// `epilogue ACC -> DST;`: the problem's epilogue chain, then a predicated store.
     pub fn epilogue(&mut self, acc: &str, dst: &str) -> Result<(), BuildError> {
         if !self.has_fragment(acc) {
-            return Err(BuildError::Unknown { what: "fragment", name: acc.to_string() });
+            return Err(BuildError::Unknown {
+                what: "fragment",
+                name: acc.to_string(),
+            });
         }
         let g = self.operand(dst)?;
         if !g.written {
-            return Err(BuildError::Malformed(format!("`{dst}` is an input; the epilogue stores to an output")));
+            return Err(BuildError::Malformed(format!(
+                "`{dst}` is an input; the epilogue stores to an output"
+            )));
         }
         let dst = g.operand;
         let ops = self.ir.variant.epilogue.clone();
-        self.push(Stmt::Epilogue { acc: acc.into(), dst, ops });
+        self.push(Stmt::Epilogue {
+            acc: acc.into(),
+            dst,
+            ops,
+        });
         Ok(())
     }
 
@@ -200,7 +286,9 @@ impl KernelBuilder {
         }
         self.ir.body = self.open.pop().unwrap_or_default();
         if self.ir.warps_m == 0 {
-            return Err(BuildError::Malformed("the kernel declares no fragment".into()));
+            return Err(BuildError::Malformed(
+                "the kernel declares no fragment".into(),
+            ));
         }
         Ok(self.ir)
     }

@@ -135,7 +135,11 @@ mod tests {
             (-1.0, -0.842_700_792_949_714_9),
         ];
         for (x, want) in cases {
-            assert!((erf(x) - want).abs() < 1e-12, "erf({x}) = {} want {want}", erf(x));
+            assert!(
+                (erf(x) - want).abs() < 1e-12,
+                "erf({x}) = {} want {want}",
+                erf(x)
+            );
         }
     }
 

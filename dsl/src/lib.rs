@@ -26,7 +26,9 @@ pub use ir::KernelIr;
 pub use layout::Layout;
 pub use problem::{GemmProblem, OpKind, Problem};
 pub use space::{Config, ParamSpace, Variant};
-pub use template::{find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry};
+pub use template::{
+    find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry,
+};
 pub use tessera_macros::gpu_template;
 
 /// Items the `#[gpu_template]` expansion refers to. Not part of the public API.

@@ -99,7 +99,12 @@ impl GemmProblem {
     /// Check the problem is computable at all.
     pub fn check(&self) -> Result<(), ProblemError> {
         const LIMIT: u64 = i32::MAX as u64;
-        for (dim, value) in [("m", self.m), ("n", self.n), ("k", self.k), ("batch", self.batch)] {
+        for (dim, value) in [
+            ("m", self.m),
+            ("n", self.n),
+            ("k", self.k),
+            ("batch", self.batch),
+        ] {
             if value == 0 {
                 return Err(ProblemError::NonPositive {
                     op: OpKind::Gemm,

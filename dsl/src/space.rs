@@ -26,7 +26,9 @@ pub struct Constraint {
 
 impl fmt::Debug for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Constraint").field("text", &self.text).finish()
+        f.debug_struct("Constraint")
+            .field("text", &self.text)
+            .finish()
     }
 }
 
@@ -306,7 +308,10 @@ mod tests {
             .parse_point("tile_m=96,warps_m=2,stages=3")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "tile_m = 96 is not in the space; choose one of 64, 128, 256");
+        assert_eq!(
+            e,
+            "tile_m = 96 is not in the space; choose one of 64, 128, 256"
+        );
         let e = s.parse_point("tile_q=1").unwrap_err().to_string();
         assert!(e.contains("parameters are: tile_m, warps_m, stages"), "{e}");
         assert!(matches!(

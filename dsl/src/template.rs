@@ -97,7 +97,12 @@ pub trait Template: Sync + Send {
     /// Lower one config to IR.
     fn build(&self, config: &Config) -> Result<KernelIr, BuildError>;
     /// Template-specific checks beyond the generic ones (default: none).
-    fn check(&self, _config: &Config, _problem: &Problem, _caps: &DeviceCaps) -> Result<(), Reject> {
+    fn check(
+        &self,
+        _config: &Config,
+        _problem: &Problem,
+        _caps: &DeviceCaps,
+    ) -> Result<(), Reject> {
         Ok(())
     }
 
@@ -129,7 +134,12 @@ pub trait Template: Sync + Send {
     }
 
     /// Whether `config` can compute `problem` on a device with `caps`; the reason if not.
-    fn validate(&self, config: &Config, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+    fn validate(
+        &self,
+        config: &Config,
+        problem: &Problem,
+        caps: &DeviceCaps,
+    ) -> Result<(), Reject> {
         validate_generic(self, config, problem, caps)?;
         self.check(config, problem, caps)
     }
@@ -161,7 +171,12 @@ pub fn validate_generic<T: Template + ?Sized>(
     if problem.op() != t.op() {
         return Err(Reject::new(
             Unsupported,
-            format!("template `{}` implements {}, not {}", t.name(), t.op(), problem.op()),
+            format!(
+                "template `{}` implements {}, not {}",
+                t.name(),
+                t.op(),
+                problem.op()
+            ),
         ));
     }
     if let Err(e) = problem.check() {
@@ -199,13 +214,19 @@ pub fn validate_generic<T: Template + ?Sized>(
     if !rules.inputs.contains(&wanted.input) {
         return Err(Reject::new(
             Unsupported,
-            format!("input dtype {} not supported (supported: {:?})", wanted.input, rules.inputs),
+            format!(
+                "input dtype {} not supported (supported: {:?})",
+                wanted.input, rules.inputs
+            ),
         ));
     }
     if !rules.outputs.contains(&wanted.output) {
         return Err(Reject::new(
             Unsupported,
-            format!("output dtype {} not supported (supported: {:?})", wanted.output, rules.outputs),
+            format!(
+                "output dtype {} not supported (supported: {:?})",
+                wanted.output, rules.outputs
+            ),
         ));
     }
     let v = &config.variant;
@@ -220,7 +241,7 @@ pub fn validate_generic<T: Template + ?Sized>(
             "config was specialised for a different dtype, layout or epilogue",
         ));
     }
-    if v.align > wanted.align || wanted.align % v.align != 0 {
+    if v.align > wanted.align || !wanted.align.is_multiple_of(v.align) {
         return Err(Reject::new(
             Shape,
             format!(
@@ -243,7 +264,10 @@ pub fn validate_generic<T: Template + ?Sized>(
     if threads > caps.max_threads_per_block {
         return Err(Reject::new(
             Resources,
-            format!("{threads} threads per block exceed {}", caps.max_threads_per_block),
+            format!(
+                "{threads} threads per block exceed {}",
+                caps.max_threads_per_block
+            ),
         ));
     }
     let smem = ir.smem_bytes();
@@ -272,7 +296,10 @@ pub fn validate_generic<T: Template + ?Sized>(
         if ir.tile_k % atom.k != 0 {
             return Err(Reject::new(
                 Unsupported,
-                format!("tile_k = {} is not a multiple of the MMA atom K ({})", ir.tile_k, atom.k),
+                format!(
+                    "tile_k = {} is not a multiple of the MMA atom K ({})",
+                    ir.tile_k, atom.k
+                ),
             ));
         }
         for f in ir.fragments() {
@@ -324,8 +351,11 @@ pub struct UnknownTemplate {
 /// Look a template up by name.
 pub fn find(name: &str) -> Result<&'static dyn Template, UnknownTemplate> {
     let all = registry();
-    all.iter().copied().find(|t| t.name() == name).ok_or_else(|| UnknownTemplate {
-        name: name.to_string(),
-        valid: all.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
-    })
+    all.iter()
+        .copied()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| UnknownTemplate {
+            name: name.to_string(),
+            valid: all.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+        })
 }

@@ -47,7 +47,10 @@ pub mod gemm {
         let v = |n: &str| config.get(n).unwrap_or(1);
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
         let epi = &config.variant.epilogue;
-        if warp_tile > 2048 && epi.contains(&EpilogueOp::BetaC) && epi.contains(&EpilogueOp::Residual) {
+        if warp_tile > 2048
+            && epi.contains(&EpilogueOp::BetaC)
+            && epi.contains(&EpilogueOp::Residual)
+        {
             return Err(Reject::new(
                 RejectKind::Resources,
                 "an epilogue reading C and a residual needs a warp tile of at most 2048 elements (64x64 spills)",

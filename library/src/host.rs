@@ -98,8 +98,11 @@ impl HostTensor {
     /// Read the device representation back.
     pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Result<Self, BadLength> {
         let size = dtype.size_bytes() as usize;
-        if bytes.len() % size != 0 {
-            return Err(BadLength { len: bytes.len(), dtype });
+        if !bytes.len().is_multiple_of(size) {
+            return Err(BadLength {
+                len: bytes.len(),
+                dtype,
+            });
         }
         let values = bytes
             .chunks_exact(size)
@@ -123,7 +126,10 @@ mod tests {
         let a = HostTensor::random(DType::F16, 10_000, &mut Rng::new(7));
         let b = HostTensor::random(DType::F16, 10_000, &mut Rng::new(7));
         assert_eq!(a, b);
-        assert!(a.values.iter().all(|&v| v != 0.0 && (-1.0..=1.0).contains(&v)));
+        assert!(a
+            .values
+            .iter()
+            .all(|&v| v != 0.0 && (-1.0..=1.0).contains(&v)));
         let c = HostTensor::random(DType::F16, 10_000, &mut Rng::new(8));
         assert_ne!(a, c);
     }

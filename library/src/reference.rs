@@ -61,10 +61,19 @@ impl GemmInputs {
         let has = |e: EpilogueOp| p.epilogue.contains(&e);
         let c = has(EpilogueOp::BetaC).then(|| HostTensor::random(p.output, b * m * n, &mut rng));
         let bias = has(EpilogueOp::Bias).then(|| HostTensor::random(p.output, n, &mut rng));
-        let residual = has(EpilogueOp::Residual).then(|| HostTensor::random(p.output, b * m * n, &mut rng));
+        let residual =
+            has(EpilogueOp::Residual).then(|| HostTensor::random(p.output, b * m * n, &mut rng));
         let alpha = 0.5 + (rng.unit() + 1.0) / 2.0;
         let beta = 0.5 + (rng.unit() + 1.0) / 2.0;
-        GemmInputs { a, b: bm, c, bias, residual, alpha, beta }
+        GemmInputs {
+            a,
+            b: bm,
+            c,
+            bias,
+            residual,
+            alpha,
+            beta,
+        }
     }
 }
 
@@ -82,7 +91,8 @@ pub fn gemm_element(p: &GemmProblem, x: &GemmInputs, batch: u64, row: u64, col: 
         acc += f64::from(x.a.values[a0 + kk]) * f64::from(bv);
     }
     let at = (batch as i64 * s.stride_d + row as i64 * s.ldd + col as i64) as usize;
-    let pick = |t: &Option<HostTensor>, i: usize| t.as_ref().map_or(0.0, |t| f64::from(t.values[i]));
+    let pick =
+        |t: &Option<HostTensor>, i: usize| t.as_ref().map_or(0.0, |t| f64::from(t.values[i]));
     let c = pick(&x.c, at);
     let bias = pick(&x.bias, col as usize);
     let residual = pick(&x.residual, at);
@@ -112,7 +122,10 @@ mod tests {
     use tessera_dsl::DType;
 
     fn tensor(dtype: DType, values: &[f32]) -> HostTensor {
-        HostTensor { dtype, values: values.to_vec() }
+        HostTensor {
+            dtype,
+            values: values.to_vec(),
+        }
     }
 
     #[test]
@@ -133,7 +146,10 @@ mod tests {
         assert_eq!(gemm(&p, &x), vec![0.0, 23.0, 13.0, 51.0]);
         // the same B stored column-major gives the same product
         p.layout_b = Layout::Col;
-        let xc = GemmInputs { b: tensor(DType::F16, &[5., 7., 6., 8.]), ..x };
+        let xc = GemmInputs {
+            b: tensor(DType::F16, &[5., 7., 6., 8.]),
+            ..x
+        };
         assert_eq!(gemm(&p, &xc), vec![0.0, 23.0, 13.0, 51.0]);
     }
 
@@ -147,7 +163,10 @@ mod tests {
         assert_eq!(full.len(), 30);
         for (idx, v) in full.iter().enumerate() {
             let (b, rem) = (idx / 15, idx % 15);
-            assert_eq!(*v, gemm_element(&p, &x, b as u64, (rem / 5) as u64, (rem % 5) as u64));
+            assert_eq!(
+                *v,
+                gemm_element(&p, &x, b as u64, (rem / 5) as u64, (rem % 5) as u64)
+            );
         }
     }
 }

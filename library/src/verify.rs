@@ -69,7 +69,12 @@ pub fn gemm_positions(p: &GemmProblem) -> Vec<(u64, u64, u64)> {
     for i in (0..p.m).step_by((p.m as usize / 256).max(1)) {
         pos.push((lb, i, p.n - 1));
     }
-    pos.extend([(0, 0, 0), (0, 0, p.n - 1), (lb, p.m - 1, 0), (lb, p.m - 1, p.n - 1)]);
+    pos.extend([
+        (0, 0, 0),
+        (0, 0, p.n - 1),
+        (lb, p.m - 1, 0),
+        (lb, p.m - 1, p.n - 1),
+    ]);
     for _ in 0..SAMPLE {
         pos.push((rng.below(p.batch), rng.below(p.m), rng.below(p.n)));
     }
@@ -99,7 +104,11 @@ pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict 
             worst = (b, i, j);
         }
     }
-    let rel_err = if max_err.is_finite() { max_err / max_ref.max(1e-30) } else { f64::INFINITY };
+    let rel_err = if max_err.is_finite() {
+        max_err / max_ref.max(1e-30)
+    } else {
+        f64::INFINITY
+    };
     let tol = tolerance(p.output);
     Verdict {
         rel_err,
@@ -122,7 +131,10 @@ mod tests {
         let exact = gemm(p, x);
         HostTensor {
             dtype: p.output,
-            values: exact.iter().map(|&v| crate::host::round_to(p.output, v as f32)).collect(),
+            values: exact
+                .iter()
+                .map(|&v| crate::host::round_to(p.output, v as f32))
+                .collect(),
         }
     }
 

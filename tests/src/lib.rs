@@ -9,7 +9,11 @@ pub fn gemm() -> &'static dyn Template {
 }
 
 /// Representative points of the GEMM space (tile_m, tile_n, tile_k, warps_m, warps_n, stages).
-pub const REPRESENTATIVE: [[i64; 6]; 3] = [[64, 64, 32, 2, 2, 2], [128, 128, 32, 2, 2, 3], [128, 256, 32, 2, 4, 3]];
+pub const REPRESENTATIVE: [[i64; 6]; 3] = [
+    [64, 64, 32, 2, 2, 2],
+    [128, 128, 32, 2, 2, 3],
+    [128, 256, 32, 2, 4, 3],
+];
 
 /// Representative problem classes: (label, problem).
 pub fn variants() -> Vec<(&'static str, Problem)> {
@@ -22,14 +26,20 @@ pub fn variants() -> Vec<(&'static str, Problem)> {
     let mut ragged = GemmProblem::new(257, 382, 520);
     ragged.output = DType::F32;
     ragged.epilogue = vec![EpilogueOp::BetaC, EpilogueOp::Residual, EpilogueOp::Silu];
-    vec![("f16_rcr", Problem::Gemm(plain)), ("bf16_rrr_bias_gelu", Problem::Gemm(fused)), ("f16_f32out_a2", Problem::Gemm(ragged))]
+    vec![
+        ("f16_rcr", Problem::Gemm(plain)),
+        ("bf16_rrr_bias_gelu", Problem::Gemm(fused)),
+        ("f16_f32out_a2", Problem::Gemm(ragged)),
+    ]
 }
 
 /// The config for `values` specialised to `problem`, if it is valid on `target`.
 pub fn config_for(values: &[i64], problem: &Problem, target: Target) -> Option<Config> {
     let t = gemm();
     let c = t.config(values, problem).ok()?;
-    t.validate(&c, problem, &target.nominal_caps()).ok().map(|_| c)
+    t.validate(&c, problem, &target.nominal_caps())
+        .ok()
+        .map(|_| c)
 }
 
 /// Whether a toolchain check must run (CI sets `TESSERA_REQUIRE_<NAME>`) or may be skipped here.

@@ -30,15 +30,34 @@ fn gemm_compiles_for_amd_with_mfma_and_no_spills() {
     assert!(jobs.len() >= 4, "too few AMD configs: {}", jobs.len());
     let results = parallel_map(&jobs, 2, |(c, target)| {
         let src = tessera_codegen::generate(gemm(), c, *target).expect("codegen");
-        tools.compile(&src.source, &src.name, *target).map(|r| (r, src.smem_bytes))
+        tools
+            .compile(&src.source, &src.name, *target)
+            .map(|r| (r, src.smem_bytes))
     });
     for ((c, target), r) in jobs.iter().zip(results) {
         let (report, smem) = r.unwrap_or_else(|e| panic!("{} ({target}): {e}", c.kernel_name()));
-        assert!(!report.spills(), "{} ({target}) spills: {report:?}", c.kernel_name());
-        assert!(smem + report.lds_bytes.unwrap_or(0) <= 65536, "{}: LDS {smem}", c.kernel_name());
+        assert!(
+            !report.spills(),
+            "{} ({target}) spills: {report:?}",
+            c.kernel_name()
+        );
+        assert!(
+            smem + report.lds_bytes.unwrap_or(0) <= 65536,
+            "{}: LDS {smem}",
+            c.kernel_name()
+        );
         let asm = tools.disassemble(&report).expect("disassemble");
         let mfma = asm.lines().filter(|l| l.contains("v_mfma")).count();
-        assert!(mfma > 0, "{} ({target}): no v_mfma instruction", c.kernel_name());
-        println!("{} ({target}): {} VGPRs, {} AGPRs, {mfma} v_mfma", c.kernel_name(), report.vgprs.unwrap_or(0), report.agprs.unwrap_or(0));
+        assert!(
+            mfma > 0,
+            "{} ({target}): no v_mfma instruction",
+            c.kernel_name()
+        );
+        println!(
+            "{} ({target}): {} VGPRs, {} AGPRs, {mfma} v_mfma",
+            c.kernel_name(),
+            report.vgprs.unwrap_or(0),
+            report.agprs.unwrap_or(0)
+        );
     }
 }

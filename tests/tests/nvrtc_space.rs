@@ -11,7 +11,10 @@ use tessera_tuner::pool::{default_jobs, parallel_map};
 #[test]
 fn gemm_space_compiles_with_nvrtc_without_spills() {
     if !nvrtc_available() {
-        assert!(!required("NVRTC"), "TESSERA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded");
+        assert!(
+            !required("NVRTC"),
+            "TESSERA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+        );
         eprintln!("skipped: libnvrtc not found (run scripts/test.sh to install it)");
         return;
     }
@@ -68,6 +71,16 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
         jobs.len(),
         median
     );
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), jobs.len(), failures.join("\n"));
-    assert!(jobs.len() >= space.len().min(500), "too few kernels compiled: {}", jobs.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
+    assert!(
+        jobs.len() >= space.len().min(500),
+        "too few kernels compiled: {}",
+        jobs.len()
+    );
 }

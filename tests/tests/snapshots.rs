@@ -10,11 +10,16 @@ fn gemm_sources_match_snapshots() {
     for target in [Target::Sm80, Target::Sm90a, Target::Gfx90a] {
         for (label, problem) in variants() {
             for values in REPRESENTATIVE {
-                let Some(config) = config_for(&values, &problem, target) else { continue };
+                let Some(config) = config_for(&values, &problem, target) else {
+                    continue;
+                };
                 let src = tessera_codegen::generate(gemm(), &config, target).expect("codegen");
                 let again = tessera_codegen::generate(gemm(), &config, target).expect("codegen");
                 assert_eq!(src.source, again.source, "generation is not deterministic");
-                insta::assert_snapshot!(format!("{}__{}__{}", config.kernel_name(), target, label), src.source);
+                insta::assert_snapshot!(
+                    format!("{}__{}__{}", config.kernel_name(), target, label),
+                    src.source
+                );
                 taken += 1;
             }
         }

@@ -1,9 +1,9 @@
 //! A candidate: one config of one template, with its generated source for a target.
 
 use tessera_codegen::{CodegenError, KernelSource};
+use tessera_device::{CompileRequest, Cost};
 use tessera_dsl::ir::gemm_abi;
 use tessera_dsl::{Config, Problem, Target, Template};
-use tessera_device::{CompileRequest, Cost};
 
 #[derive(Clone)]
 pub struct Candidate {
@@ -14,14 +14,25 @@ pub struct Candidate {
 
 impl std::fmt::Debug for Candidate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Candidate").field("kernel", &self.name()).field("target", &self.source.target).finish()
+        f.debug_struct("Candidate")
+            .field("kernel", &self.name())
+            .field("target", &self.source.target)
+            .finish()
     }
 }
 
 impl Candidate {
-    pub fn new(template: &'static dyn Template, config: Config, target: Target) -> Result<Candidate, CodegenError> {
+    pub fn new(
+        template: &'static dyn Template,
+        config: Config,
+        target: Target,
+    ) -> Result<Candidate, CodegenError> {
         let source = tessera_codegen::generate(template, &config, target)?;
-        Ok(Candidate { template, config, source })
+        Ok(Candidate {
+            template,
+            config,
+            source,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -31,8 +42,13 @@ impl Candidate {
     /// The compile request for this candidate (ABI from the op; sim cost from the problem).
     pub fn compile_request(&self, problem: &Problem) -> CompileRequest {
         let abi = gemm_abi(&self.config.variant);
-        CompileRequest::new(self.name(), self.source.source.clone(), self.source.target, abi)
-            .with_cost(sim_cost(self, problem))
+        CompileRequest::new(
+            self.name(),
+            self.source.source.clone(),
+            self.source.target,
+            abi,
+        )
+        .with_cost(sim_cost(self, problem))
     }
 }
 

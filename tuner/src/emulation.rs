@@ -22,12 +22,18 @@ pub enum Fault {
     LaunchFailure,
 }
 
-fn read(mem: &SimMemory, arg: &ArgValue, dtype: tessera_dsl::DType) -> Result<Option<HostTensor>, String> {
+fn read(
+    mem: &SimMemory,
+    arg: &ArgValue,
+    dtype: tessera_dsl::DType,
+) -> Result<Option<HostTensor>, String> {
     match arg.buffer() {
         None => Ok(None),
         Some(b) => {
             let bytes = mem.bytes(&b).map_err(|e| e.to_string())?;
-            HostTensor::from_bytes(dtype, bytes).map(Some).map_err(|e| e.to_string())
+            HostTensor::from_bytes(dtype, bytes)
+                .map(Some)
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -58,8 +64,19 @@ pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
         p.n = n as u64;
         p.k = k as u64;
         let s = GemmStrides::packed(&p);
-        let given = [int(9)?, int(10)?, int(11)?, int(12)?, int(13)?, int(14)?, int(15)?, int(16)?];
-        let packed = [s.lda, s.ldb, s.ldc, s.ldd, s.stride_a, s.stride_b, s.stride_c, s.stride_d];
+        let given = [
+            int(9)?,
+            int(10)?,
+            int(11)?,
+            int(12)?,
+            int(13)?,
+            int(14)?,
+            int(15)?,
+            int(16)?,
+        ];
+        let packed = [
+            s.lda, s.ldb, s.ldc, s.ldd, s.stride_a, s.stride_b, s.stride_c, s.stride_d,
+        ];
         for (g, want) in given.iter().zip(packed) {
             // ldc/stride_c are free when C is absent
             if *g != want && args.get(2).and_then(ArgValue::buffer).is_some() {
@@ -84,10 +101,13 @@ pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
             if fault == Some(Fault::WrongValue) && idx == positions.len() / 2 {
                 v += 1.0;
             }
-            out.values[((b * p.m + i) * p.n + j) as usize] = tessera_library::host::round_to(p.output, v as f32);
+            out.values[((b * p.m + i) * p.n + j) as usize] =
+                tessera_library::host::round_to(p.output, v as f32);
         }
         let bytes = out.to_bytes();
-        mem.bytes_mut(&d).map_err(|e| e.to_string())?.copy_from_slice(&bytes);
+        mem.bytes_mut(&d)
+            .map_err(|e| e.to_string())?
+            .copy_from_slice(&bytes);
         Ok(())
     })
 }

@@ -63,12 +63,21 @@ pub struct TimingPlan {
 
 impl Default for TimingPlan {
     fn default() -> Self {
-        TimingPlan { warmup: 3, iters: 20, l2_flush: true }
+        TimingPlan {
+            warmup: 3,
+            iters: 20,
+            l2_flush: true,
+        }
     }
 }
 
 /// Compile a candidate on a device (the simulated device gets the GEMM emulation).
-pub fn compile(device: &dyn Device, c: &Candidate, problem: &Problem, fault: Option<Fault>) -> Result<Module, DeviceError> {
+pub fn compile(
+    device: &dyn Device,
+    c: &Candidate,
+    problem: &Problem,
+    fault: Option<Fault>,
+) -> Result<Module, DeviceError> {
     let mut req = c.compile_request(problem);
     if device.info().simulated {
         let Problem::Gemm(g) = problem;
@@ -78,7 +87,12 @@ pub fn compile(device: &dyn Device, c: &Candidate, problem: &Problem, fault: Opt
 }
 
 /// Poison the output, launch once, read back and compare with the reference.
-pub fn verify(device: &dyn Device, module: &Module, c: &Candidate, w: &GemmWorkload) -> Result<Verdict, DeviceError> {
+pub fn verify(
+    device: &dyn Device,
+    module: &Module,
+    c: &Candidate,
+    w: &GemmWorkload,
+) -> Result<Verdict, DeviceError> {
     w.poison(device)?;
     device.launch(module, &w.launch(c), &w.args())?;
     let out = w.read_output(device)?;
@@ -120,7 +134,14 @@ pub fn measure(
         if !verdict.pass {
             return Ok((verdict, None));
         }
-        let t = device.time(&module, &w.launch(c), &w.args(), plan.warmup, plan.iters, plan.l2_flush)?;
+        let t = device.time(
+            &module,
+            &w.launch(c),
+            &w.args(),
+            plan.warmup,
+            plan.iters,
+            plan.l2_flush,
+        )?;
         Ok((verdict, Some(t)))
     });
     let _ = device.unload(&module);
@@ -129,7 +150,11 @@ pub fn measure(
             if !verdict.pass {
                 m.outcome = Outcome::WrongResult(format!(
                     "relative error {:.3e} > {:.0e} ({} non-finite of {} checked, worst at {:?})",
-                    verdict.rel_err, verdict.tolerance, verdict.nonfinite, verdict.checked, verdict.worst
+                    verdict.rel_err,
+                    verdict.tolerance,
+                    verdict.nonfinite,
+                    verdict.checked,
+                    verdict.worst
                 ));
             }
             m.verdict = Some(verdict);

@@ -34,5 +34,9 @@ pub fn points(template: &dyn Template, _problem: &Problem) -> Vec<Vec<i64>> {
         return Vec::new();
     }
     let all = space.enumerate();
-    GEMM_POINTS.iter().map(|p| p.to_vec()).filter(|p| all.contains(p)).collect()
+    GEMM_POINTS
+        .iter()
+        .map(|p| p.to_vec())
+        .filter(|p| all.contains(p))
+        .collect()
 }

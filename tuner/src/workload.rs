@@ -29,7 +29,11 @@ fn upload(device: &dyn Device, t: &HostTensor) -> Result<Buffer, DeviceError> {
 
 impl GemmWorkload {
     /// Allocate and upload fresh random operands (reproducible from `seed`).
-    pub fn new(device: &dyn Device, p: &GemmProblem, seed: u64) -> Result<GemmWorkload, DeviceError> {
+    pub fn new(
+        device: &dyn Device,
+        p: &GemmProblem,
+        seed: u64,
+    ) -> Result<GemmWorkload, DeviceError> {
         let inputs = GemmInputs::random(p, seed);
         let a = upload(device, &inputs.a)?;
         let b = upload(device, &inputs.b)?;
@@ -38,7 +42,17 @@ impl GemmWorkload {
         let bias = opt(&inputs.bias)?;
         let residual = opt(&inputs.residual)?;
         let d = device.alloc(p.batch * p.m * p.n * u64::from(p.output.size_bytes()))?;
-        Ok(GemmWorkload { problem: p.clone(), strides: GemmStrides::packed(p), inputs, a, b, c, d, bias, residual })
+        Ok(GemmWorkload {
+            problem: p.clone(),
+            strides: GemmStrides::packed(p),
+            inputs,
+            a,
+            b,
+            c,
+            d,
+            bias,
+            residual,
+        })
     }
 
     /// Launch arguments in `gemm_abi` order.
@@ -77,8 +91,11 @@ impl GemmWorkload {
     pub fn read_output(&self, device: &dyn Device) -> Result<HostTensor, DeviceError> {
         let mut bytes = vec![0u8; self.d.len() as usize];
         device.download(&self.d, &mut bytes)?;
-        HostTensor::from_bytes(self.problem.output, &bytes)
-            .map_err(|e| DeviceError::InvalidRequest { message: e.to_string() })
+        HostTensor::from_bytes(self.problem.output, &bytes).map_err(|e| {
+            DeviceError::InvalidRequest {
+                message: e.to_string(),
+            }
+        })
     }
 
     /// The launch geometry of a candidate for this problem.
@@ -89,7 +106,17 @@ impl GemmWorkload {
 
     /// Release every buffer.
     pub fn free(self, device: &dyn Device) -> Result<(), DeviceError> {
-        for b in [Some(self.a), Some(self.b), self.c, Some(self.d), self.bias, self.residual].into_iter().flatten() {
+        for b in [
+            Some(self.a),
+            Some(self.b),
+            self.c,
+            Some(self.d),
+            self.bias,
+            self.residual,
+        ]
+        .into_iter()
+        .flatten()
+        {
             device.free(b)?;
         }
         Ok(())

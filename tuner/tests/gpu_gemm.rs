@@ -15,7 +15,11 @@ fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> 
     t.space()
         .sample(48)
         .into_iter()
-        .filter(|v| t.config(v, p).map(|c| t.validate(&c, p, device.caps()).is_ok()).unwrap_or(false))
+        .filter(|v| {
+            t.config(v, p)
+                .map(|c| t.validate(&c, p, device.caps()).is_ok())
+                .unwrap_or(false)
+        })
         .take(24)
         .collect()
 }
@@ -40,7 +44,16 @@ fn gpu_gemm_matches_reference() {
     for input in [DType::F16, DType::BF16] {
         for layout_b in [Layout::Col, Layout::Row] {
             for &(m, n, k) in &shapes {
-                let g = GemmProblem { m, n, k, batch: 1, input, output: input, layout_b, epilogue: vec![] };
+                let g = GemmProblem {
+                    m,
+                    n,
+                    k,
+                    batch: 1,
+                    input,
+                    output: input,
+                    layout_b,
+                    epilogue: vec![],
+                };
                 let p = Problem::Gemm(g.clone());
                 let cands: Vec<Candidate> = points
                     .iter()
@@ -48,7 +61,8 @@ fn gpu_gemm_matches_reference() {
                     .filter(|c| t.validate(c, &p, device.caps()).is_ok())
                     .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
                     .collect();
-                let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
+                let modules =
+                    parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
                 let w = GemmWorkload::new(&device, &g, runs as u64 + 1).expect("workload");
                 for (c, module) in cands.iter().zip(modules) {
                     runs += 1;
@@ -61,7 +75,14 @@ fn gpu_gemm_matches_reference() {
                     };
                     match verify(&device, &module, c, &w) {
                         Ok(v) if v.pass => {}
-                        Ok(v) => failures.push(format!("{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}", c.name(), v.rel_err, v.tolerance, v.nonfinite, v.worst)),
+                        Ok(v) => failures.push(format!(
+                            "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
+                            c.name(),
+                            v.rel_err,
+                            v.tolerance,
+                            v.nonfinite,
+                            v.worst
+                        )),
                         Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
                     }
                     let _ = device.unload(&module);
@@ -70,6 +91,15 @@ fn gpu_gemm_matches_reference() {
             }
         }
     }
-    println!("gpu_gemm_matches_reference: {runs} runs over {} configs, {} failures", points.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {runs} failed:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "gpu_gemm_matches_reference: {runs} runs over {} configs, {} failures",
+        points.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -27,7 +27,11 @@ fn candidates(p: &Problem, device: &dyn Device, n: usize) -> Vec<Candidate> {
 #[test]
 fn sim_gemm_candidates_verify_and_time() {
     let device = SimDevice::new(Target::Sm90a);
-    let mut problems = vec![GemmProblem::new(384, 768, 768), GemmProblem::new(1, 768, 768), GemmProblem::new(257, 382, 520)];
+    let mut problems = vec![
+        GemmProblem::new(384, 768, 768),
+        GemmProblem::new(1, 768, 768),
+        GemmProblem::new(257, 382, 520),
+    ];
     let mut bf = GemmProblem::new(96, 200, 64);
     bf.input = DType::BF16;
     bf.output = DType::F32;
@@ -41,7 +45,13 @@ fn sim_gemm_candidates_verify_and_time() {
         assert!(!cands.is_empty(), "{p}");
         for c in &cands {
             let m = measure(&device, c, &w, TimingPlan::default(), None).unwrap();
-            assert_eq!(m.outcome, Outcome::Ok, "{} on {p}: {:?}", c.name(), m.outcome);
+            assert_eq!(
+                m.outcome,
+                Outcome::Ok,
+                "{} on {p}: {:?}",
+                c.name(),
+                m.outcome
+            );
             let v = m.verdict.unwrap();
             assert!(v.pass && v.checked > 0);
             let t = m.timing.unwrap();
@@ -58,9 +68,31 @@ fn sim_planted_wrong_result_is_rejected_before_timing() {
     let p = Problem::Gemm(g.clone());
     let w = GemmWorkload::new(&device, &g, 7).unwrap();
     let c = &candidates(&p, &device, 1)[0];
-    let m = measure(&device, c, &w, TimingPlan::default(), Some(Fault::WrongValue)).unwrap();
-    assert!(matches!(m.outcome, Outcome::WrongResult(_)), "{:?}", m.outcome);
+    let m = measure(
+        &device,
+        c,
+        &w,
+        TimingPlan::default(),
+        Some(Fault::WrongValue),
+    )
+    .unwrap();
+    assert!(
+        matches!(m.outcome, Outcome::WrongResult(_)),
+        "{:?}",
+        m.outcome
+    );
     assert!(m.timing.is_none(), "a wrong kernel must never be timed");
-    let m = measure(&device, c, &w, TimingPlan::default(), Some(Fault::LaunchFailure)).unwrap();
-    assert!(matches!(m.outcome, Outcome::LaunchError(ref r) if r.contains(&c.name())), "{:?}", m.outcome);
+    let m = measure(
+        &device,
+        c,
+        &w,
+        TimingPlan::default(),
+        Some(Fault::LaunchFailure),
+    )
+    .unwrap();
+    assert!(
+        matches!(m.outcome, Outcome::LaunchError(ref r) if r.contains(&c.name())),
+        "{:?}",
+        m.outcome
+    );
 }

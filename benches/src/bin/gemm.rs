@@ -32,11 +32,24 @@ fn main() -> anyhow::Result<()> {
     eprintln!("device: {} ({}), {}", info.name, info.arch, info.toolchain);
     tessera_library::templates();
     let t = tessera_dsl::find("gemm")?;
-    let plan = TimingPlan { warmup: 5, iters: 30, l2_flush: true };
+    let plan = TimingPlan {
+        warmup: 5,
+        iters: 30,
+        l2_flush: true,
+    };
     let mut rows = Vec::new();
     for dtype in [DType::F16, DType::BF16] {
         for (m, n, k) in shapes() {
-            let g = GemmProblem { m, n, k, batch: 1, input: dtype, output: dtype, layout_b: Layout::Col, epilogue: vec![] };
+            let g = GemmProblem {
+                m,
+                n,
+                k,
+                batch: 1,
+                input: dtype,
+                output: dtype,
+                layout_b: Layout::Col,
+                epilogue: vec![],
+            };
             let p = Problem::Gemm(g.clone());
             let cands: Vec<Candidate> = shortlist::points(t, &p)
                 .into_iter()
@@ -57,18 +70,44 @@ fn main() -> anyhow::Result<()> {
                 };
                 let verdict = verify(&device, &module, c, &w)?;
                 if !verdict.pass {
-                    bail!("{} is wrong on {p}: rel err {:.2e}", c.name(), verdict.rel_err);
+                    bail!(
+                        "{} is wrong on {p}: rel err {:.2e}",
+                        c.name(),
+                        verdict.rel_err
+                    );
                 }
-                let timing = device.time(&module, &w.launch(c), &w.args(), plan.warmup, plan.iters, plan.l2_flush)?;
+                let timing = device.time(
+                    &module,
+                    &w.launch(c),
+                    &w.args(),
+                    plan.warmup,
+                    plan.iters,
+                    plan.l2_flush,
+                )?;
                 let regs = module.report().usage.registers;
                 device.unload(&module)?;
-                measured.push((c.name(), timing.median(), timing.p10(), timing.p90(), verdict.rel_err, regs));
+                measured.push((
+                    c.name(),
+                    timing.median(),
+                    timing.p10(),
+                    timing.p90(),
+                    verdict.rel_err,
+                    regs,
+                ));
             }
             w.free(&device)?;
             measured.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            let Some(best) = measured.first().cloned() else { bail!("no candidate ran for {p}") };
+            let Some(best) = measured.first().cloned() else {
+                bail!("no candidate ran for {p}")
+            };
             let tflops = p.flops() / (best.1 * 1e-3) / 1e12;
-            eprintln!("{dtype} {m}x{n}x{k}: {} {:.3} ms {:.1} TFLOP/s ({} candidates)", best.0, best.1, tflops, measured.len());
+            eprintln!(
+                "{dtype} {m}x{n}x{k}: {} {:.3} ms {:.1} TFLOP/s ({} candidates)",
+                best.0,
+                best.1,
+                tflops,
+                measured.len()
+            );
             rows.push(json!({
                 "dtype": dtype.name(), "m": m, "n": n, "k": k, "layout": "rcr",
                 "best_kernel": best.0, "median_ms": best.1, "p10_ms": best.2, "p90_ms": best.3,

@@ -36,6 +36,18 @@ pub fn gemm_ir(tile: [u32; 3], warps: [u32; 2], stages: u32, variant: Variant) -
 }
 
 #[allow(dead_code)]
-pub fn variant(input: DType, output: DType, layout: &str, epilogue: Vec<tessera_dsl::EpilogueOp>) -> Variant {
-    Variant { input, acc: DType::F32, output, layout: layout.into(), epilogue, align: 8 }
+pub fn variant(
+    input: DType,
+    output: DType,
+    layout: &str,
+    epilogue: Vec<tessera_dsl::EpilogueOp>,
+) -> Variant {
+    Variant {
+        input,
+        acc: DType::F32,
+        output,
+        layout: layout.into(),
+        epilogue,
+        align: 8,
+    }
 }
