@@ -86,29 +86,6 @@ impl Dialect for Cuda {
         format!("extern \"C\" __global__ void __launch_bounds__({threads}, 1)")
     }
 
-    fn storage_type(&self, d: DType) -> &'static str {
-        match d {
-            DType::F16 | DType::BF16 => "unsigned short",
-            DType::F32 => "float",
-        }
-    }
-
-    fn to_float(&self, d: DType, expr: &str) -> String {
-        match d {
-            DType::F16 => format!("tsr_f16_to_f32({expr})"),
-            DType::BF16 => format!("tsr_bf16_to_f32({expr})"),
-            DType::F32 => format!("({expr})"),
-        }
-    }
-
-    fn to_storage(&self, d: DType, expr: &str) -> String {
-        match d {
-            DType::F16 => format!("tsr_f32_to_f16({expr})"),
-            DType::BF16 => format!("tsr_f32_to_bf16({expr})"),
-            DType::F32 => format!("({expr})"),
-        }
-    }
-
     fn smem_decl(&self) -> &'static str {
         "extern __shared__ __align__(128) unsigned char smem[];"
     }

@@ -76,14 +76,32 @@ pub trait Dialect {
     /// Everything before the kernel's name: `extern "C" __global__ ...`.
     fn kernel_head(&self, threads: u32) -> String;
 
-    /// The type that stores one element of `d` in memory.
-    fn storage_type(&self, d: DType) -> &'static str;
+    /// The type that stores one element of `d` in memory. Both dialects store f16/bf16 as
+    /// 16-bit integers and convert through the prelude's `tsr_*` helpers (same names in each).
+    fn storage_type(&self, d: DType) -> &'static str {
+        match d {
+            DType::F16 | DType::BF16 => "unsigned short",
+            DType::F32 => "float",
+        }
+    }
 
     /// A C expression converting a stored element to `float`.
-    fn to_float(&self, d: DType, expr: &str) -> String;
+    fn to_float(&self, d: DType, expr: &str) -> String {
+        match d {
+            DType::F16 => format!("tsr_f16_to_f32({expr})"),
+            DType::BF16 => format!("tsr_bf16_to_f32({expr})"),
+            DType::F32 => format!("({expr})"),
+        }
+    }
 
     /// A C expression converting a `float` to the storage type of `d`.
-    fn to_storage(&self, d: DType, expr: &str) -> String;
+    fn to_storage(&self, d: DType, expr: &str) -> String {
+        match d {
+            DType::F16 => format!("tsr_f32_to_f16({expr})"),
+            DType::BF16 => format!("tsr_f32_to_bf16({expr})"),
+            DType::F32 => format!("({expr})"),
+        }
+    }
 
     /// Declaration of the dynamic shared-memory byte array named `smem`.
     fn smem_decl(&self) -> &'static str;
