@@ -103,3 +103,55 @@ fn gpu_gemm_matches_reference() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn gpu_gemm_epilogues_match_reference() {
+    use tessera_dsl::EpilogueOp::*;
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    tessera_library::templates();
+    let t = tessera_dsl::find("gemm").unwrap();
+    let chains: [(DType, DType, Vec<tessera_dsl::EpilogueOp>); 6] = [
+        (DType::F16, DType::F16, vec![Bias, Gelu]),
+        (DType::F16, DType::F16, vec![Bias, GeluTanh]),
+        (DType::BF16, DType::BF16, vec![Bias, Relu, Residual]),
+        (DType::F16, DType::F32, vec![BetaC, Residual, Silu]),
+        (DType::BF16, DType::F32, vec![BetaC, Bias]),
+        (DType::F16, DType::BF16, vec![Silu]),
+    ];
+    let shapes: [(u64, u64, u64); 3] = [(384, 3072, 768), (257, 382, 520), (1, 768, 768)];
+    let probe = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+    let points: Vec<Vec<i64>> = configs(t, &device, &probe).into_iter().step_by(3).collect();
+    let (mut runs, mut failures) = (0usize, Vec::new());
+    for (input, output, epilogue) in &chains {
+        for layout_b in [Layout::Col, Layout::Row] {
+            for &(m, n, k) in &shapes {
+                let g = GemmProblem { m, n, k, batch: 2, input: *input, output: *output, layout_b, epilogue: epilogue.clone() };
+                let p = Problem::Gemm(g.clone());
+                let cands: Vec<Candidate> = points
+                    .iter()
+                    .filter_map(|v| t.config(v, &p).ok())
+                    .filter(|c| t.validate(c, &p, device.caps()).is_ok())
+                    .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
+                    .collect();
+                let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
+                let w = GemmWorkload::new(&device, &g, runs as u64 + 99).expect("workload");
+                for (c, module) in cands.iter().zip(modules) {
+                    runs += 1;
+                    match module.map_err(|e| e.to_string()).and_then(|module| {
+                        let v = verify(&device, &module, c, &w).map_err(|e| e.to_string());
+                        let _ = device.unload(&module);
+                        v
+                    }) {
+                        Ok(v) if v.pass => {}
+                        Ok(v) => failures.push(format!("{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}", c.name(), v.rel_err, v.tolerance, v.nonfinite, v.worst)),
+                        Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
+                    }
+                }
+                w.free(&device).unwrap();
+            }
+        }
+    }
+    println!("gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures", points.len(), failures.len());
+    assert!(runs >= 200, "only {runs} runs");
+    assert!(failures.is_empty(), "{} of {runs} failed:\n{}", failures.len(), failures.join("\n"));
+}
