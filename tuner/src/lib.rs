@@ -13,6 +13,7 @@ pub mod emulation;
 pub mod error;
 pub mod measure;
 pub mod pool;
+pub mod shapes;
 pub mod shortlist;
 pub mod workload;
 

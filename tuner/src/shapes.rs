@@ -1,0 +1,688 @@
+//! Shapes files: the problems `tessera tune --shapes FILE.yaml` tunes, written as YAML.
+//!
+//! # Format
+//!
+//! ```yaml
+//! # BERT-base GEMMs
+//! defaults: { dtype: f16, out_dtype: f16, layout: rcr }
+//! problems:
+//!   - name: qkv              # optional
+//!     op: gemm
+//!     m: [128, 384, 1024]    # a size, or a list of sizes
+//!     n: 2304
+//!     k: 768
+//!     batch: 1               # optional, default 1
+//!     epilogue: [bias]       # optional, default none
+//! ```
+//!
+//! The top level is a mapping with two keys:
+//!
+//! - `problems` (required): a non-empty list of problem entries.
+//! - `defaults` (optional): values for any of `op`, `batch`, `dtype`, `out_dtype`, `layout` and
+//!   `epilogue` that an entry leaves out. An entry's own value replaces the default (an entry's
+//!   `epilogue: []` means no epilogue, whatever the default).
+//!
+//! A problem entry has these keys:
+//!
+//! | key | value | when absent |
+//! |---|---|---|
+//! | `name` | any string | the problem's key, e.g. `gemm m=384 n=2304 k=768 f16->f16 rcr` |
+//! | `op` | `gemm` (the only op with a shape-file form so far) | from `defaults`, else an error |
+//! | `m`, `n`, `k` | a positive integer, or a list of them | an error |
+//! | `batch` | a positive integer, or a list of them | from `defaults`, else 1 |
+//! | `dtype` | dtype of A and B: `f16` or `bf16` (`f32` is known but not an MMA input) | from `defaults`, else `f16` |
+//! | `out_dtype` | dtype of D (and of C, bias, residual): `f16`, `bf16` or `f32` | from `defaults`, else `dtype` |
+//! | `layout` | `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major | from `defaults`, else `rcr` |
+//! | `epilogue` | a list of epilogue ops in order, named as in [`EpilogueOp::name`]: `beta_c`, `bias`, `relu`, `gelu`, `gelu_tanh`, `silu`, `residual` (a single name is accepted too) | from `defaults`, else none |
+//!
+//! A size given as a list expands to one problem per value; several lists expand to their
+//! cartesian product, `m` varying slowest, then `n`, `k`, `batch`. An expanded problem of a
+//! named entry is named `NAME[m=128]` (only the listed dimensions appear, `NAME[m=128,k=64]`).
+//!
+//! # Errors
+//!
+//! Nothing panics on bad input; every failure is a [`ShapesError`]:
+//!
+//! - malformed YAML: `FILE:LINE:COLUMN: message`;
+//! - anything else names the file and the entry (`problems[INDEX]`, counting from 0, and its
+//!   name), then the issue ([`ShapeIssue`]): an unknown key, op, dtype, layout or epilogue op
+//!   (with the valid choices), a size that is not a positive integer (through
+//!   [`GemmProblem::check`], naming the op and the dimension), a repeated epilogue op, or a
+//!   problem or name that an earlier entry already has.
+
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use tessera_dsl::dtype::UnknownDType;
+use tessera_dsl::epilogue::UnknownEpilogueOp;
+use tessera_dsl::problem::ProblemError;
+use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, OpKind, Problem};
+
+/// One problem of a shapes file with the name it is reported under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedProblem {
+    pub name: String,
+    pub problem: Problem,
+}
+
+/// Why a shapes file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapesError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid YAML (`line` and `column` count from 1).
+    #[error("{file}:{line}:{column}: {message}")]
+    Yaml {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// The text is not valid YAML, and the parser gave no position.
+    #[error("{file}: {message}")]
+    YamlUnlocated { file: String, message: String },
+    /// Valid YAML that does not describe problems; `at` is `problems[INDEX] (NAME)`,
+    /// `defaults` or `top level`.
+    #[error("{file}: {at}: {issue}")]
+    Invalid {
+        file: String,
+        at: String,
+        #[source]
+        issue: ShapeIssue,
+    },
+}
+
+/// What is wrong with one part of a shapes file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeIssue {
+    #[error("missing key `{key}`")]
+    MissingKey { key: &'static str },
+    #[error("unknown key `{key}`; valid keys: {}", .valid.join(", "))]
+    UnknownKey {
+        key: String,
+        valid: &'static [&'static str],
+    },
+    #[error("`{key}` must be {expected} (got {got})")]
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("`{key}` is an empty list")]
+    EmptyList { key: &'static str },
+    #[error("`problems` is empty")]
+    NoProblems,
+    #[error("unknown op `{got}`; valid ops: {}", names(SHAPE_OPS))]
+    UnknownOp { got: String },
+    #[error(
+        "op `{op}` has no shape-file form yet; valid ops: {}",
+        names(SHAPE_OPS)
+    )]
+    UnsupportedOp { op: OpKind },
+    #[error(transparent)]
+    UnknownDType(#[from] UnknownDType),
+    #[error("unknown layout `{got}`; use rcr (B column-major [N, K]) or rrr (B row-major [K, N])")]
+    UnknownLayout { got: String },
+    #[error(transparent)]
+    UnknownEpilogue(#[from] UnknownEpilogueOp),
+    #[error(transparent)]
+    Problem(#[from] ProblemError),
+    #[error("duplicate problem: {key} (already {first})")]
+    Duplicate { key: String, first: String },
+    #[error("duplicate name `{name}` (already used by {first})")]
+    DuplicateName { name: String, first: String },
+}
+
+const TOP_KEYS: &[&str] = &["defaults", "problems"];
+const DEFAULT_KEYS: &[&str] = &["op", "batch", "dtype", "out_dtype", "layout", "epilogue"];
+const PROBLEM_KEYS: &[&str] = &[
+    "name",
+    "op",
+    "m",
+    "n",
+    "k",
+    "batch",
+    "dtype",
+    "out_dtype",
+    "layout",
+    "epilogue",
+];
+/// Ops a shapes file can describe (those with a [`Problem`] variant).
+const SHAPE_OPS: &[OpKind] = &[OpKind::Gemm];
+const ALL_OPS: [OpKind; 4] = [
+    OpKind::Gemm,
+    OpKind::Layernorm,
+    OpKind::Softmax,
+    OpKind::Attention,
+];
+
+fn names(ops: &[OpKind]) -> String {
+    ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Read and parse the shapes file at `path`; errors name it as given.
+pub fn parse_file(path: impl AsRef<Path>) -> Result<Vec<NamedProblem>, ShapesError> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ShapesError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse_str(&text, &file)
+}
+
+/// Parse shapes-file text; `origin` names it in errors (a path, or e.g. `<test>`).
+pub fn parse_str(text: &str, origin: &str) -> Result<Vec<NamedProblem>, ShapesError> {
+    let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, origin))?;
+    let invalid = |at: &str, issue: ShapeIssue| ShapesError::Invalid {
+        file: origin.to_string(),
+        at: at.to_string(),
+        issue,
+    };
+
+    let top = match &doc {
+        Value::Mapping(map) => map,
+        Value::Null => {
+            return Err(invalid(
+                "top level",
+                ShapeIssue::MissingKey { key: "problems" },
+            ))
+        }
+        other => {
+            return Err(invalid(
+                "top level",
+                wrong("(top level)", "a mapping with `problems`", other),
+            ))
+        }
+    };
+    let top = fields(top, TOP_KEYS).map_err(|i| invalid("top level", i))?;
+
+    let defaults = match top.get("defaults") {
+        None | Some(Value::Null) => Settings::default(),
+        Some(Value::Mapping(map)) => Settings::parse(map, DEFAULT_KEYS)
+            .map(|(s, _)| s)
+            .map_err(|i| invalid("defaults", i))?,
+        Some(other) => return Err(invalid("defaults", wrong("defaults", "a mapping", other))),
+    };
+
+    let entries = match top.get("problems") {
+        None => {
+            return Err(invalid(
+                "top level",
+                ShapeIssue::MissingKey { key: "problems" },
+            ))
+        }
+        Some(Value::Sequence(seq)) if seq.is_empty() => {
+            return Err(invalid("top level", ShapeIssue::NoProblems))
+        }
+        Some(Value::Sequence(seq)) => seq,
+        Some(other) => {
+            return Err(invalid(
+                "top level",
+                wrong("problems", "a list of problems", other),
+            ))
+        }
+    };
+
+    let mut out = Vec::new();
+    let mut seen: HashMap<Problem, String> = HashMap::new();
+    let mut seen_names: HashMap<String, String> = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let plain_at = format!("problems[{index}]");
+        let map = match entry {
+            Value::Mapping(map) => map,
+            other => return Err(invalid(&plain_at, wrong("problem", "a mapping", other))),
+        };
+        // The name first, so every later error can carry it.
+        let name = match map.get("name") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(invalid(&plain_at, wrong("name", "a string", other))),
+        };
+        let entry_at = match &name {
+            Some(n) => format!("{plain_at} ({n})"),
+            None => plain_at.clone(),
+        };
+        let (own, sizes) = Settings::parse(map, PROBLEM_KEYS).map_err(|i| invalid(&entry_at, i))?;
+        let settings = own.over(&defaults);
+        for (suffix, problem) in expand(&settings, &sizes).map_err(|i| invalid(&entry_at, i))? {
+            let at = match &name {
+                Some(n) => format!("{plain_at} ({n}{suffix})"),
+                None if suffix.is_empty() => plain_at.clone(),
+                None => format!("{plain_at} {suffix}"),
+            };
+            let problem = problem.map_err(|i| invalid(&at, i))?;
+            problem
+                .check()
+                .map_err(|e| invalid(&at, ShapeIssue::Problem(e)))?;
+            let full_name = match &name {
+                Some(n) => format!("{n}{suffix}"),
+                None => problem.key(),
+            };
+            if let Some(first) = seen.get(&problem) {
+                return Err(invalid(
+                    &at,
+                    ShapeIssue::Duplicate {
+                        key: problem.key(),
+                        first: first.clone(),
+                    },
+                ));
+            }
+            if let Some(first) = seen_names.get(&full_name) {
+                return Err(invalid(
+                    &at,
+                    ShapeIssue::DuplicateName {
+                        name: full_name,
+                        first: first.clone(),
+                    },
+                ));
+            }
+            let label = match &name {
+                Some(_) => at.clone(),
+                None => format!("{at} ({full_name})"),
+            };
+            seen.insert(problem.clone(), label.clone());
+            seen_names.insert(full_name.clone(), label);
+            out.push(NamedProblem {
+                name: full_name,
+                problem,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `FILE:LINE:COLUMN: message`, without the parser's own ` at line L column C`.
+fn yaml_error(e: &serde_yaml_ng::Error, origin: &str) -> ShapesError {
+    let text = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            let mark = format!(" at line {} column {}", loc.line(), loc.column());
+            ShapesError::Yaml {
+                file: origin.to_string(),
+                line: loc.line(),
+                column: loc.column(),
+                message: text.replacen(&mark, "", 1),
+            }
+        }
+        None => ShapesError::YamlUnlocated {
+            file: origin.to_string(),
+            message: text,
+        },
+    }
+}
+
+/// A short description of a YAML value for error messages.
+struct Got<'a>(&'a Value);
+
+impl fmt::Display for Got<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Value::Null => f.write_str("nothing"),
+            Value::Bool(b) => write!(f, "`{b}`"),
+            Value::Number(n) => write!(f, "`{n}`"),
+            Value::String(s) => write!(f, "`{s}`"),
+            Value::Sequence(_) => f.write_str("a list"),
+            Value::Mapping(_) => f.write_str("a mapping"),
+            Value::Tagged(t) => write!(f, "a value tagged `{}`", t.tag),
+        }
+    }
+}
+
+fn wrong(key: &'static str, expected: &'static str, got: &Value) -> ShapeIssue {
+    ShapeIssue::WrongType {
+        key,
+        expected,
+        got: Got(got).to_string(),
+    }
+}
+
+/// The entries of `map`, every key checked against `valid` (returned as the `'static` name).
+fn fields<'a>(
+    map: &'a Mapping,
+    valid: &'static [&'static str],
+) -> Result<HashMap<&'static str, &'a Value>, ShapeIssue> {
+    let mut out = HashMap::new();
+    for (k, v) in map {
+        let key = match k {
+            Value::String(s) => valid.iter().find(|&&name| name == s.as_str()).copied(),
+            _ => None,
+        };
+        match key {
+            Some(key) => {
+                out.insert(key, v);
+            }
+            None => {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => Got(other).to_string().trim_matches('`').to_string(),
+                };
+                return Err(ShapeIssue::UnknownKey { key, valid });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Settings an entry may take from `defaults`.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    op: Option<OpKind>,
+    batch: Option<Vec<i128>>,
+    dtype: Option<DType>,
+    out_dtype: Option<DType>,
+    layout: Option<Layout>,
+    epilogue: Option<Vec<EpilogueOp>>,
+}
+
+/// An entry's own sizes (`batch` lives in [`Settings`]).
+#[derive(Debug, Clone, Default)]
+struct Sizes {
+    m: Option<Vec<i128>>,
+    n: Option<Vec<i128>>,
+    k: Option<Vec<i128>>,
+}
+
+impl Settings {
+    fn parse(
+        map: &Mapping,
+        valid: &'static [&'static str],
+    ) -> Result<(Settings, Sizes), ShapeIssue> {
+        let f = fields(map, valid)?;
+        let mut s = Settings::default();
+        let mut sizes = Sizes::default();
+        if let Some(v) = f.get("op") {
+            s.op = Some(parse_op(v)?);
+        }
+        if let Some(v) = f.get("batch") {
+            s.batch = Some(parse_sizes("batch", v)?);
+        }
+        if let Some(v) = f.get("dtype") {
+            s.dtype = Some(string("dtype", "a dtype name", v)?.parse()?);
+        }
+        if let Some(v) = f.get("out_dtype") {
+            s.out_dtype = Some(string("out_dtype", "a dtype name", v)?.parse()?);
+        }
+        if let Some(v) = f.get("layout") {
+            s.layout = Some(parse_layout(v)?);
+        }
+        if let Some(v) = f.get("epilogue") {
+            s.epilogue = Some(parse_epilogue(v)?);
+        }
+        if let Some(v) = f.get("m") {
+            sizes.m = Some(parse_sizes("m", v)?);
+        }
+        if let Some(v) = f.get("n") {
+            sizes.n = Some(parse_sizes("n", v)?);
+        }
+        if let Some(v) = f.get("k") {
+            sizes.k = Some(parse_sizes("k", v)?);
+        }
+        Ok((s, sizes))
+    }
+
+    /// These settings, with `defaults` filling the gaps.
+    fn over(self, defaults: &Settings) -> Settings {
+        Settings {
+            op: self.op.or(defaults.op),
+            batch: self.batch.or_else(|| defaults.batch.clone()),
+            dtype: self.dtype.or(defaults.dtype),
+            out_dtype: self.out_dtype.or(defaults.out_dtype),
+            layout: self.layout.or(defaults.layout),
+            epilogue: self.epilogue.or_else(|| defaults.epilogue.clone()),
+        }
+    }
+}
+
+fn string<'a>(
+    key: &'static str,
+    expected: &'static str,
+    v: &'a Value,
+) -> Result<&'a str, ShapeIssue> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(wrong(key, expected, other)),
+    }
+}
+
+fn parse_op(v: &Value) -> Result<OpKind, ShapeIssue> {
+    let got = string("op", "an op name", v)?;
+    match ALL_OPS.into_iter().find(|op| op.name() == got) {
+        Some(op) if SHAPE_OPS.contains(&op) => Ok(op),
+        Some(op) => Err(ShapeIssue::UnsupportedOp { op }),
+        None => Err(ShapeIssue::UnknownOp {
+            got: got.to_string(),
+        }),
+    }
+}
+
+fn parse_layout(v: &Value) -> Result<Layout, ShapeIssue> {
+    let got = string("layout", "a layout code", v)?;
+    let letters: Vec<char> = got.chars().collect();
+    match letters.as_slice() {
+        ['r', b, 'r'] => Layout::from_letter(*b),
+        _ => None,
+    }
+    .ok_or_else(|| ShapeIssue::UnknownLayout {
+        got: got.to_string(),
+    })
+}
+
+fn parse_epilogue(v: &Value) -> Result<Vec<EpilogueOp>, ShapeIssue> {
+    const EXPECTED: &str = "a list of epilogue op names";
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s.parse()?]),
+        Value::Sequence(seq) => seq
+            .iter()
+            .map(|item| Ok(string("epilogue", EXPECTED, item)?.parse()?))
+            .collect(),
+        other => Err(wrong("epilogue", EXPECTED, other)),
+    }
+}
+
+/// One integer or a non-empty list of them; the sign is checked later, against the op.
+fn parse_sizes(key: &'static str, v: &Value) -> Result<Vec<i128>, ShapeIssue> {
+    const EXPECTED: &str = "a positive integer or a list of them";
+    let one = |v: &Value| match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(i128::from)
+            .or_else(|| n.as_i64().map(i128::from))
+            .ok_or_else(|| wrong(key, EXPECTED, v)),
+        other => Err(wrong(key, EXPECTED, other)),
+    };
+    match v {
+        Value::Sequence(seq) if seq.is_empty() => Err(ShapeIssue::EmptyList { key }),
+        Value::Sequence(seq) => seq.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// A problem per combination of listed sizes, with its name suffix (`[m=128]`, or empty).
+type Expanded = Vec<(String, Result<Problem, ShapeIssue>)>;
+
+fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
+    let op = s.op.ok_or(ShapeIssue::MissingKey { key: "op" })?;
+    let m = sizes
+        .m
+        .as_ref()
+        .ok_or(ShapeIssue::MissingKey { key: "m" })?;
+    let n = sizes
+        .n
+        .as_ref()
+        .ok_or(ShapeIssue::MissingKey { key: "n" })?;
+    let k = sizes
+        .k
+        .as_ref()
+        .ok_or(ShapeIssue::MissingKey { key: "k" })?;
+    let one = vec![1];
+    let batch = s.batch.as_ref().unwrap_or(&one);
+    let input = s.dtype.unwrap_or(DType::F16);
+    let output = s.out_dtype.unwrap_or(input);
+    let layout_b = s.layout.unwrap_or(Layout::Col);
+    let epilogue = s.epilogue.clone().unwrap_or_default();
+
+    let dims: [(&'static str, &Vec<i128>); 4] = [("m", m), ("n", n), ("k", k), ("batch", batch)];
+    let mut out = Vec::new();
+    for &vm in m {
+        for &vn in n {
+            for &vk in k {
+                for &vb in batch {
+                    let values = [vm, vn, vk, vb];
+                    let listed: Vec<String> = dims
+                        .iter()
+                        .zip(values)
+                        .filter(|((_, list), _)| list.len() > 1)
+                        .map(|((dim, _), v)| format!("{dim}={v}"))
+                        .collect();
+                    let suffix = if listed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("[{}]", listed.join(","))
+                    };
+                    let problem = (|| {
+                        let mut u = [0u64; 4];
+                        for ((slot, (dim, _)), v) in u.iter_mut().zip(dims).zip(values) {
+                            *slot = size(op, dim, v)?;
+                        }
+                        let [m, n, k, batch] = u;
+                        let problem = match op {
+                            OpKind::Gemm => Problem::Gemm(GemmProblem {
+                                m,
+                                n,
+                                k,
+                                batch,
+                                input,
+                                output,
+                                layout_b,
+                                epilogue: epilogue.clone(),
+                            }),
+                            other => return Err(ShapeIssue::UnsupportedOp { op: other }),
+                        };
+                        Ok(problem)
+                    })();
+                    out.push((suffix, problem));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A size as `u64`: negatives are rejected here (zero and huge values by the problem's check).
+fn size(op: OpKind, dim: &'static str, v: i128) -> Result<u64, ShapeIssue> {
+    if v < 0 {
+        let value = i64::try_from(v).unwrap_or(i64::MIN);
+        return Err(ProblemError::NonPositive { op, dim, value }.into());
+    }
+    Ok(u64::try_from(v).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match parse_str(text, "t.yaml") {
+            Ok(p) => panic!("expected an error, parsed {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_problem_takes_builtin_defaults() {
+        let p = parse_str("problems: [{op: gemm, m: 16, n: 32, k: 64}]", "t").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].problem, Problem::Gemm(GemmProblem::new(16, 32, 64)));
+        assert_eq!(p[0].name, "gemm m=16 n=32 k=64 f16->f16 rcr");
+    }
+
+    #[test]
+    fn entry_overrides_defaults_and_out_dtype_follows_dtype() {
+        let text = "defaults: {op: gemm, dtype: bf16, epilogue: [bias], batch: 2}\n\
+                    problems:\n  - {m: 8, n: 8, k: 8, epilogue: [], layout: rrr}\n";
+        let p = parse_str(text, "t").unwrap();
+        let Problem::Gemm(g) = &p[0].problem;
+        assert_eq!((g.input, g.output), (DType::BF16, DType::BF16));
+        assert_eq!(g.layout_b, Layout::Row);
+        assert!(g.epilogue.is_empty());
+        assert_eq!(g.batch, 2);
+    }
+
+    #[test]
+    fn product_expansion_order_and_names() {
+        let p = parse_str(
+            "problems: [{name: x, op: gemm, m: [1, 2], n: 8, k: [3, 4]}]",
+            "t",
+        )
+        .unwrap();
+        let names: Vec<_> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["x[m=1,k=3]", "x[m=1,k=4]", "x[m=2,k=3]", "x[m=2,k=4]"]
+        );
+    }
+
+    #[test]
+    fn missing_and_unknown_keys() {
+        assert_eq!(
+            err("problems: [{op: gemm, m: 1, n: 2}]"),
+            "t.yaml: problems[0]: missing key `k`"
+        );
+        assert!(err("problems: [{m: 1, n: 2, k: 3}]").contains("missing key `op`"));
+        assert_eq!(
+            err("defaults: {m: 1}\nproblems: [{op: gemm, m: 1, n: 2, k: 3}]"),
+            "t.yaml: defaults: unknown key `m`; valid keys: op, batch, dtype, out_dtype, layout, epilogue"
+        );
+        assert!(
+            err("problem: []").contains("unknown key `problem`; valid keys: defaults, problems")
+        );
+        assert!(err("").contains("missing key `problems`"));
+        assert!(err("problems: []").contains("`problems` is empty"));
+    }
+
+    #[test]
+    fn wrong_types() {
+        assert_eq!(
+            err("problems: [{op: gemm, m: 1.5, n: 2, k: 3}]"),
+            "t.yaml: problems[0]: `m` must be a positive integer or a list of them (got `1.5`)"
+        );
+        assert!(err("problems: [{op: gemm, m: [], n: 2, k: 3}]").contains("`m` is an empty list"));
+        assert!(err("problems: 3").contains("`problems` must be a list of problems (got `3`)"));
+    }
+
+    #[test]
+    fn unsupported_and_unknown_layout() {
+        assert_eq!(
+            err("problems: [{op: attention, m: 1, n: 2, k: 3}]"),
+            "t.yaml: problems[0]: op `attention` has no shape-file form yet; valid ops: gemm"
+        );
+        assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: crr}]")
+            .contains("unknown layout `crr`; use rcr"));
+    }
+
+    #[test]
+    fn repeated_epilogue_and_duplicate_names() {
+        assert!(
+            err("problems: [{op: gemm, m: 1, n: 2, k: 3, epilogue: [bias, bias]}]")
+                .contains("epilogue op `bias` appears twice")
+        );
+        assert_eq!(
+            err("problems: [{name: a, op: gemm, m: 1, n: 2, k: 3}, {name: a, op: gemm, m: 2, n: 2, k: 3}]"),
+            "t.yaml: problems[1] (a): duplicate name `a` (already used by problems[0] (a))"
+        );
+    }
+
+    #[test]
+    fn f32_input_is_rejected_by_the_problem_check() {
+        assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, dtype: f32}]")
+            .contains("gemm: input dtype must be f16 or bf16 (got f32)"));
+    }
+}
