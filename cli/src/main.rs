@@ -3,10 +3,14 @@
 //! Each subcommand lives in its own module; this file only parses arguments and maps errors to
 //! exit codes: 2 for bad input (with a message naming the valid choices), 1 for failures.
 
+mod cache;
 mod devices;
 mod emit;
+mod plot;
 mod problem_args;
+mod settings;
 mod templates;
+mod tune;
 mod usage;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +31,12 @@ struct Cli {
 enum Command {
     /// List templates with their parameters and space sizes.
     Templates(templates::Args),
+    /// Tune templates for the problems of a shapes file on a GPU; results go to the cache.
+    Tune(Box<tune::Args>),
+    /// Inspect and share tuning caches: ls, why, export, import, merge, diff, gc.
+    Cache(cache::Args),
+    /// Draw tuning results: sweep, roofline, compare.
+    Plot(plot::Args),
     /// List GPUs with name, arch, SM count, memory, driver and NVRTC version.
     Devices(devices::Args),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
@@ -39,6 +49,9 @@ fn main() -> ExitCode {
         Command::Templates(a) => templates::run(a),
         Command::Emit(a) => emit::run(*a),
         Command::Devices(a) => devices::run(a),
+        Command::Tune(a) => tune::run(*a),
+        Command::Cache(a) => cache::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,7 +125,16 @@ fn gpu_gemm_epilogues_match_reference() {
     for (input, output, epilogue) in &chains {
         for layout_b in [Layout::Col, Layout::Row] {
             for &(m, n, k) in &shapes {
-                let g = GemmProblem { m, n, k, batch: 2, input: *input, output: *output, layout_b, epilogue: epilogue.clone() };
+                let g = GemmProblem {
+                    m,
+                    n,
+                    k,
+                    batch: 2,
+                    input: *input,
+                    output: *output,
+                    layout_b,
+                    epilogue: epilogue.clone(),
+                };
                 let p = Problem::Gemm(g.clone());
                 let cands: Vec<Candidate> = points
                     .iter()
@@ -133,7 +142,8 @@ fn gpu_gemm_epilogues_match_reference() {
                     .filter(|c| t.validate(c, &p, device.caps()).is_ok())
                     .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
                     .collect();
-                let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
+                let modules =
+                    parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
                 let w = GemmWorkload::new(&device, &g, runs as u64 + 99).expect("workload");
                 for (c, module) in cands.iter().zip(modules) {
                     runs += 1;
@@ -143,7 +153,14 @@ fn gpu_gemm_epilogues_match_reference() {
                         v
                     }) {
                         Ok(v) if v.pass => {}
-                        Ok(v) => failures.push(format!("{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}", c.name(), v.rel_err, v.tolerance, v.nonfinite, v.worst)),
+                        Ok(v) => failures.push(format!(
+                            "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
+                            c.name(),
+                            v.rel_err,
+                            v.tolerance,
+                            v.nonfinite,
+                            v.worst
+                        )),
                         Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
                     }
                 }
@@ -151,7 +168,16 @@ fn gpu_gemm_epilogues_match_reference() {
             }
         }
     }
-    println!("gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures", points.len(), failures.len());
+    println!(
+        "gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures",
+        points.len(),
+        failures.len()
+    );
     assert!(runs >= 200, "only {runs} runs");
-    assert!(failures.is_empty(), "{} of {runs} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

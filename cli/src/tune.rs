@@ -1,0 +1,8 @@
+//! `tessera tune` (being written).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`tessera tune` is not available yet")
+}
