@@ -1,8 +1,0 @@
-//! `tessera cache` (being written).
-
-#[derive(clap::Args)]
-pub struct Args {}
-
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`tessera cache` is not available yet")
-}

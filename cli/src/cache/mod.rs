@@ -1,0 +1,248 @@
+//! `tessera cache`: inspect and share tuning caches.
+//!
+//! * `ls`, `why` ([`show`]): what a cache holds, and why each winner won.
+//! * `export`, `import`, `merge`, `diff` ([`share`]): moving results between people and
+//!   machines. Every file read by import, merge and diff is untrusted: the cache crate
+//!   validates each row field by field, and [`check_candidate`] then checks it against this
+//!   build's templates (known template, current source hash, config inside the template's
+//!   space, kernel name of that template); rows that fail are skipped and reported.
+//! * `gc`: drop rows of template versions that are no longer current.
+//!
+//! Every subcommand takes `--cache PATH` (default: `TESSERA_CACHE`, else
+//! `~/.cache/tessera/tune.db`). Bad input — a missing, damaged, foreign or too-new file, an
+//! output file that already exists, a filter that matches nothing — is a usage error (exit
+//! code 2) whose message says what to do; a damaged file is always left untouched.
+
+mod share;
+mod show;
+mod table;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use tessera_cache::{Cache, CacheError, Candidate, OpenOptions, TemplateKey, UnknownTemplates};
+use tessera_dsl::ParamSpace;
+
+use crate::settings;
+use crate::usage::usage;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The cache file (default: $TESSERA_CACHE, else ~/.cache/tessera/tune.db).
+    #[arg(long, global = true, value_name = "PATH")]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// List every winner (device, template version, problem, kernel, time, provenance).
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every candidate behind a choice, fastest first, rejected ones with their reasons.
+    Why {
+        /// A substring of a problem key (e.g. `m=384 n=768`) or an exact kernel name.
+        filter: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the cache (or one device's rows) to a new shareable file.
+    Export {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Only devices whose description contains this text (case-insensitive), e.g. `H100`.
+        #[arg(long, value_name = "SUBSTRING")]
+        device: Option<String>,
+    },
+    /// Take the rows of a shared cache file into this cache (every row validated first).
+    Import {
+        /// A cache file written by `tessera cache export` (or any Tessera cache).
+        file: PathBuf,
+    },
+    /// Merge two cache files into a new one (every row validated first).
+    Merge {
+        a: PathBuf,
+        b: PathBuf,
+        /// The file to write; it must not exist.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Compare the winners of two cache files: changed kernels and times, keys on one side only.
+    Diff {
+        /// The old cache file.
+        a: PathBuf,
+        /// The new cache file.
+        b: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop rows of template versions that are not this build's, then compact the file.
+    Gc {
+        /// Also drop rows of templates this build does not know (kept by default: they may
+        /// come from another build).
+        #[arg(long)]
+        drop_unknown: bool,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    // Link and register every template: import checks and gc look them up by name.
+    tessera_library::templates();
+    let path = settings::cache_path(args.cache)?;
+    match args.command {
+        Sub::Ls { json } => show::ls(&open_existing(&path)?, json),
+        Sub::Why { filter, json } => show::why(&open_existing(&path)?, &filter, json),
+        Sub::Export { out, device } => share::export(&open_existing(&path)?, &out, device),
+        Sub::Import { file } => share::import(&path, &file),
+        Sub::Merge { a, b, out } => share::merge(&a, &b, &out),
+        Sub::Diff { a, b, json } => share::diff(&a, &b, json),
+        Sub::Gc { drop_unknown } => gc(&open_existing(&path)?, drop_unknown),
+    }
+}
+
+/// A cache error as the CLI reports it: problems with the files the user named (missing,
+/// damaged, foreign, too new, an output that exists, a path that can't be used) are usage
+/// errors; SQLite failing, lock timeouts and internal refusals are failures.
+pub(crate) fn cache_error(e: CacheError) -> anyhow::Error {
+    match e {
+        CacheError::Busy { .. } | CacheError::Sqlite { .. } | CacheError::Invalid { .. } => {
+            anyhow::Error::new(e)
+        }
+        _ => usage(e),
+    }
+}
+
+/// Opens the selected cache, which must exist (listing or exporting a cache that was never
+/// written would only create an empty file).
+fn open_existing(path: &Path) -> anyhow::Result<Cache> {
+    let options = OpenOptions {
+        create: false,
+        ..OpenOptions::default()
+    };
+    Cache::open_with(path, &options).map_err(|e| match e {
+        CacheError::NotFound { .. } => usage(format!(
+            "{e}: nothing has been tuned into it yet. Run `tessera tune`, or choose another \
+             cache with --cache PATH or TESSERA_CACHE"
+        )),
+        e => cache_error(e),
+    })
+}
+
+/// Whether `a` and `b` name the same existing file.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Whether a template version is this build's: `current`, `stale` (known template, other
+/// source hash) or `unknown`.
+pub(crate) fn template_status(t: &TemplateKey) -> &'static str {
+    match tessera_dsl::find(&t.name) {
+        Ok(cur) if cur.source_hash() == t.source_hash => "current",
+        Ok(_) => "stale",
+        Err(_) => "unknown",
+    }
+}
+
+/// The check every imported row passes (after the cache crate's own field validation): the
+/// template is one of this build's, at its current source hash; the config parses as a point
+/// of the template's space (every parameter once, each value one of its candidates, every
+/// constraint met); the kernel name is one of that template's. Spaces are built once per
+/// template.
+#[derive(Default)]
+pub(crate) struct CandidateChecker {
+    spaces: RefCell<HashMap<&'static str, ParamSpace>>,
+}
+
+impl CandidateChecker {
+    pub(crate) fn check(&self, c: &Candidate<'_>) -> Result<(), String> {
+        let name = &c.template.name;
+        let t = tessera_dsl::find(name)
+            .map_err(|_| format!("unknown template `{name}` (this build cannot validate it)"))?;
+        if t.source_hash() != c.template.source_hash {
+            return Err(format!(
+                "stale template version: {name}@{} but this build's {name} is @{}",
+                c.template.source_hash,
+                t.source_hash()
+            ));
+        }
+        let mut spaces = self.spaces.borrow_mut();
+        let space = spaces.entry(t.name()).or_insert_with(|| t.space());
+        space
+            .parse_point(c.config)
+            .map_err(|e| format!("config `{}` is not in the space of {name}: {e}", c.config))?;
+        let named = c
+            .kernel_name
+            .strip_prefix(t.name())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'));
+        if !named {
+            return Err(format!(
+                "kernel name `{}` is not a kernel of template {name}",
+                c.kernel_name
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn gc(cache: &Cache, drop_unknown: bool) -> anyhow::Result<()> {
+    let current: BTreeMap<String, String> = tessera_library::templates()
+        .iter()
+        .map(|t| (t.name().to_string(), t.source_hash().to_string()))
+        .collect();
+    // The template versions present before, to say what was dropped and what was kept.
+    let versions: std::collections::BTreeSet<TemplateKey> = cache
+        .why("")
+        .map_err(cache_error)?
+        .into_iter()
+        .map(|e| e.key.template)
+        .collect();
+    let unknown = if drop_unknown {
+        UnknownTemplates::Drop
+    } else {
+        UnknownTemplates::Keep
+    };
+    let s = cache.gc(&current, unknown).map_err(cache_error)?;
+    let mut stale = Vec::new();
+    let mut unknown_kept = Vec::new();
+    for v in &versions {
+        match template_status(v) {
+            "stale" => stale.push(v.to_string()),
+            "unknown" if drop_unknown => stale.push(v.to_string()),
+            "unknown" => unknown_kept.push(v.to_string()),
+            _ => {}
+        }
+    }
+    println!(
+        "gc {}: deleted {}, {}, {}, {}, {}; {} -> {} bytes",
+        cache.path().display(),
+        table::count(s.results_deleted as u64, "result"),
+        table::count(s.winners_deleted as u64, "winner"),
+        table::count(s.templates_deleted as u64, "template version"),
+        table::count(s.problems_deleted as u64, "problem"),
+        table::count(s.devices_deleted as u64, "device"),
+        s.bytes_before,
+        s.bytes_after
+    );
+    if !stale.is_empty() {
+        println!("dropped template versions: {}", stale.join(", "));
+    }
+    if !unknown_kept.is_empty() {
+        println!(
+            "kept templates this build does not know (--drop-unknown drops them): {}",
+            unknown_kept.join(", ")
+        );
+    }
+    Ok(())
+}
