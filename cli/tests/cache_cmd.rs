@@ -209,7 +209,8 @@ fn ls_on_an_empty_cache() {
     assert_eq!(rc, 0, "{err}");
     assert!(out.contains("no winners yet"), "{out}");
     assert!(out.contains("0 results, 0 winners, 0 devices"), "{out}");
-    let (rc, out, _) = cache_cmd(&path, &["ls", "--json"]);
+    // --cache also goes before the subcommand.
+    let (rc, out, _) = tessera(&["cache", "--cache", s(&path), "ls", "--json"]);
     assert_eq!(rc, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["winners"].as_array().unwrap().len(), 0);
@@ -603,6 +604,14 @@ fn a_corrupt_file_is_a_usage_error_and_left_untouched() {
         .filter(|n| !n.to_string_lossy().starts_with("tune.db-"))
         .collect();
     assert_eq!(after, before);
+
+    // A refused import into a cache that did not exist leaves no empty cache behind.
+    let fresh = dir.path().join("fresh.db");
+    let (rc, _, err) = cache_cmd(&fresh, &["import", s(&bad)]);
+    assert_eq!(rc, 2);
+    assert!(err.contains("left untouched"), "{err}");
+    assert!(!fresh.exists());
+    assert_eq!(std::fs::read(&bad).unwrap(), bytes);
 
     // Not a Tessera cache at all: a plain text file.
     let text = dir.path().join("notes.txt");

@@ -1,6 +1,6 @@
 //! `tessera cache export | import | merge | diff`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use tessera_cache::{
@@ -117,22 +117,34 @@ pub fn import(cache_path: &Path, file: &Path) -> anyhow::Result<()> {
             file.display()
         )));
     }
-    // The source is checked before the target is opened (or created).
     if !file.exists() {
         return Err(usage(format!(
             "cannot import {}: no such file",
             file.display()
         )));
     }
+    let created = std::fs::symlink_metadata(cache_path).is_err();
     let cache = Cache::open(cache_path).map_err(doing(format!(
         "cannot open the cache {}",
         cache_path.display()
     )))?;
     let checker = CandidateChecker::default();
     let check = |c: &Candidate<'_>| checker.check(c);
-    let s = cache
-        .import(file, Some(&check))
-        .map_err(doing(format!("cannot import {}", file.display())))?;
+    let s = match cache.import(file, Some(&check)) {
+        Ok(s) => s,
+        Err(e) => {
+            // A refused import leaves no new, empty cache behind.
+            drop(cache);
+            if created {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = cache_path.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(p));
+                }
+            }
+            return Err(doing(format!("cannot import {}", file.display()))(e));
+        }
+    };
     print!(
         "imported into {}\n{}",
         cache.path().display(),
