@@ -225,8 +225,10 @@ impl Figure for CompareFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let (top, body) = root.split_vertically(header_height(self.lines.len()));
+        let (top, rest) = root.split_vertically(header_height(self.lines.len()));
         header(&top, &self.title, &self.lines)?;
+        // The legend goes in a strip under the chart, where it can cover no bar or label.
+        let (body, legend) = rest.split_vertically(rest.dim_in_pixel().1 - 34);
         let n = self.rows.len() as u32;
         let tick_style = text(TICKS, &DARK);
         let label_px = self
@@ -310,11 +312,7 @@ impl Figure for CompareFigure {
                 vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Last)],
                 BLACK.stroke_width(2),
             )))
-            .map_err(drawing)?
-            .label("1.0× (same speed)")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x + 8, y - 8), (x + 8, y + 8)], BLACK.stroke_width(2))
-            });
+            .map_err(drawing)?;
         // Value labels at the end of each bar.
         chart
             .draw_series(self.rows.iter().enumerate().map(|(i, r)| {
@@ -333,14 +331,33 @@ impl Figure for CompareFigure {
                     )
             }))
             .map_err(drawing)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(text(TICKS, &BLACK))
-            .margin(12)
-            .draw()
+        // The legend: one row of entries under the x axis label, aligned with the bars.
+        let mut x = label_px as i32 + 10;
+        let y = 8;
+        let style = text(TICKS, &BLACK);
+        for change in [Change::Faster, Change::Same, Change::Slower] {
+            if !self.rows.iter().any(|r| Change::of(r.speedup) == change) {
+                continue;
+            }
+            legend
+                .draw(&Rectangle::new(
+                    [(x, y + 2), (x + 16, y + 14)],
+                    change.color().filled(),
+                ))
+                .map_err(drawing)?;
+            legend
+                .draw(&Text::new(change.label(), (x + 22, y), style.clone()))
+                .map_err(drawing)?;
+            x += 22 + width_of(&legend, change.label(), &style) as i32 + 28;
+        }
+        legend
+            .draw(&PathElement::new(
+                vec![(x + 8, y - 1), (x + 8, y + 17)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(drawing)?;
+        legend
+            .draw(&Text::new("1.0× (same speed)", (x + 22, y), style.clone()))
             .map_err(drawing)?;
         Ok(())
     }

@@ -16,8 +16,8 @@ use tessera_dsl::Target;
 
 use super::{
     bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing, save,
-    text, tflops, work_of, Figure, OutArgs, AXIS, DARK, GREY, LIGHT_GREY, NOTE, PALETTE, RED,
-    TICKS,
+    text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY, LIGHT_GREY, NOTE, PALETTE,
+    RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;
@@ -254,6 +254,8 @@ impl Figure for RooflineFigure {
             .draw()
             .map_err(drawing)?;
 
+        // Pixel boxes (left, top, right, bottom) that point numbers must not cover.
+        let mut fixed: Vec<(i32, i32, i32, i32)> = Vec::new();
         if let Some(r) = &self.roof {
             let ridge = r.ridge();
             let slope: Vec<(f64, f64)> = (0..=64)
@@ -333,7 +335,17 @@ impl Figure for RooflineFigure {
                     NOTE,
                 ),
             ];
+            let (cx0, cy) = chart.backend_coord(&(ridge, r.peak_tflops));
+            let (cx1, _) = chart.backend_coord(&(x1, r.peak_tflops));
+            fixed.push((cx0, cy - 3, cx1, cy + 3));
             for (at, label, offset, vpos, color, size) in labels {
+                let (px, py) = chart.backend_coord(&at);
+                let w = width_of(root, &label, &text(size, &color)) as i32;
+                let (x, y) = (px + offset.0, py + offset.1);
+                fixed.push(match vpos {
+                    VPos::Bottom => (x, y - size as i32, x + w, y),
+                    _ => (x, y, x + w, y + size as i32),
+                });
                 chart
                     .draw_series(std::iter::once(
                         EmptyElement::at(at)
@@ -370,6 +382,7 @@ impl Figure for RooflineFigure {
         let mut boxes: Vec<(i32, i32, i32, i32)> = centers
             .iter()
             .map(|&(x, y)| (x - 6, y - 6, x + 6, y + 6))
+            .chain(fixed)
             .collect();
         let overlaps = |a: (i32, i32, i32, i32), b: &(i32, i32, i32, i32)| {
             a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3

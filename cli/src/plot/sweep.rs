@@ -334,7 +334,10 @@ impl super::Figure for SweepFigure {
             .draw()
             .map_err(drawing)?;
 
-        let half = if n > 150 { 0.5 } else { 0.4 };
+        let half: f64 = if n > 150 { 0.5 } else { 0.4 };
+        // The winner's bar is at least 6 pixels wide however many candidates there are.
+        let px_per_rank = chart.plotting_area().dim_in_pixel().0 as f64 / n.max(1) as f64;
+        let winner_half = half.max(3.0 / px_per_rank);
         let bar = |i: usize, v: f64| {
             Rectangle::new(
                 [(i as f64 + 1.0 - half, 0.0), (i as f64 + 1.0 + half, v)],
@@ -358,7 +361,7 @@ impl super::Figure for SweepFigure {
             let x = w as f64 + 1.0;
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(x - half.max(0.4), 0.0), (x + half.max(0.4), b.value)],
+                    [(x - winner_half, 0.0), (x + winner_half, b.value)],
                     ORANGE.filled(),
                 )))
                 .map_err(drawing)?
@@ -380,7 +383,7 @@ impl super::Figure for SweepFigure {
                     EmptyElement::at((x, label_y))
                         + Text::new(
                             label,
-                            (-4, 0),
+                            (4, -2),
                             text(TICKS, &BLACK).pos(Pos::new(HPos::Left, VPos::Bottom)),
                         ),
                 ))
@@ -397,7 +400,7 @@ impl super::Figure for SweepFigure {
                     ))
                 }))
                 .map_err(drawing)?
-                .label("p10–p90 time range")
+                .label("p10–p90 spread")
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x + 8, y - 7), (x + 8, y + 7)], BLACK.stroke_width(1))
                 });
@@ -494,16 +497,32 @@ impl SweepFigure {
             y += line;
         }
         y += 12;
+        // Candidates that failed the same way are one entry: status, count, an example, the
+        // reason.
+        let mut groups: Vec<(Status, &str, Vec<&str>)> = Vec::new();
+        for b in &self.not_ok {
+            match groups
+                .iter_mut()
+                .find(|(s, r, _)| *s == b.status && *r == b.reason)
+            {
+                Some(g) => g.2.push(&b.label),
+                None => groups.push((b.status, &b.reason, vec![&b.label])),
+            }
+        }
         let reason_style = text(NOTE - 1, &GREY);
         let bottom = h as i32 - 30;
         let mut shown = 0;
-        for b in &self.not_ok {
-            let reasons = wrap(panel, &b.reason, &reason_style, width - 14, 2);
+        for (status, reason, labels) in &groups {
+            let reasons = wrap(panel, reason, &reason_style, width - 14, 2);
             let need = line + 17 * reasons.len() as i32 + 6;
             if y + need > bottom {
                 break;
             }
-            put(&format!("{}  ({})", b.label, b.status), y, NOTE, &BLACK, 4)?;
+            let head = match labels.len() {
+                1 => format!("{}  ({status})", labels[0]),
+                k => format!("{k}× {status}, e.g. {}", labels[0]),
+            };
+            put(&head, y, NOTE, &BLACK, 4)?;
             y += line;
             for r in reasons {
                 panel
@@ -512,7 +531,7 @@ impl SweepFigure {
                 y += 17;
             }
             y += 6;
-            shown += 1;
+            shown += labels.len();
         }
         if shown < self.not_ok.len() {
             put(
