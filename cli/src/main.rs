@@ -12,6 +12,7 @@ mod settings;
 mod templates;
 mod tune;
 mod usage;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     Cache(cache::Args),
     /// Draw tuning results: sweep, roofline, compare.
     Plot(plot::Args),
+    /// Internal: the worker process `tessera tune` starts.
+    #[command(hide = true)]
+    Worker(worker::Args),
     /// List GPUs with name, arch, SM count, memory, driver and NVRTC version.
     Devices(devices::Args),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Emit(a) => emit::run(*a),
         Command::Devices(a) => devices::run(a),
         Command::Tune(a) => tune::run(*a),
+        Command::Worker(a) => worker::run(a),
         Command::Cache(a) => cache::run(a),
         Command::Plot(a) => plot::run(a),
     };

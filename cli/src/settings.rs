@@ -15,5 +15,5 @@ pub fn cache_path(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// file untouched.
 pub fn open_cache(explicit: Option<PathBuf>) -> anyhow::Result<Cache> {
     let path = cache_path(explicit)?;
-    Ok(Cache::open(&path)?)
+    Cache::open(&path).map_err(crate::cache::cache_error)
 }

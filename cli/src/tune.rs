@@ -1,8 +1,486 @@
-//! `tessera tune` (being written).
+//! `tessera tune --gpu NAME --shapes FILE`: tune every template for every problem of a shapes
+//! file on the named GPU (or `--sim` it, or `--compile-only` for it), store every result and
+//! the winners in the cache, show progress and a summary.
+
+use crate::settings::open_cache;
+use crate::usage::usage;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tessera_cache::DeviceFingerprint;
+use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
+use tessera_dsl::{Target, Template};
+use tessera_tuner::measure::TimingPlan;
+use tessera_tuner::shapes::{self, NamedProblem};
+use tessera_tuner::supervisor::{Worker, WorkerSpec};
+use tessera_tuner::sweep::{tune_problem, Observer, ProblemSummary, Session, TuneSettings};
+use tessera_tuner::worker::{PlantedFault, Request};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// GPU to tune for: h100, h200, a100, mi250 or mi300 (checked against the GPUs present).
+    #[arg(long)]
+    gpu: String,
+    /// YAML file listing the problems (see examples/shapes/bert.yaml).
+    #[arg(long)]
+    shapes: PathBuf,
+    /// Only these templates (comma separated); default: every template for each problem's op.
+    #[arg(long, value_delimiter = ',')]
+    templates: Vec<String>,
+    /// Stop starting new candidates after this many seconds (unfinished problems keep their
+    /// measured rows; finish them later with --resume).
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Cache file (default: $TESSERA_CACHE, else ~/.cache/tessera/tune.db).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Parallel compile processes (default: the CPU count).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Compile every candidate for the GPU's target and report; needs no GPU, writes no cache.
+    #[arg(long)]
+    compile_only: bool,
+    /// Keep the finished candidates of problems a previous run did not finish.
+    #[arg(long)]
+    resume: bool,
+    /// Run on a simulated GPU of that kind (CPU reference outputs, modelled timings; every row
+    /// is labelled simulated).
+    #[arg(long)]
+    sim: bool,
+    /// Timed runs per candidate (median of these).
+    #[arg(long, default_value_t = 20)]
+    iters: u32,
+    /// Seconds a candidate may take before its worker is killed.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Test hook: plant a fault in kernels whose name contains SUBSTR (wrong_value,
+    /// launch_failure, crash, hang). Simulated devices only.
+    #[arg(long, hide = true, value_name = "SUBSTR=KIND")]
+    plant_fault: Vec<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`tessera tune` is not available yet")
+/// The GPU names `--gpu` accepts: (name, target, marketing-name fragment).
+const GPUS: [(&str, Target, &str); 5] = [
+    ("h100", Target::Sm90a, "H100"),
+    ("h200", Target::Sm90a, "H200"),
+    ("a100", Target::Sm80, "A100"),
+    ("mi250", Target::Gfx90a, "MI250"),
+    ("mi300", Target::Gfx942, "MI300"),
+];
+
+fn gpu_kind(name: &str) -> anyhow::Result<(Target, &'static str)> {
+    GPUS.iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, t, frag)| (t, frag))
+        .ok_or_else(|| {
+            let names: Vec<&str> = GPUS.iter().map(|g| g.0).collect();
+            usage(format!(
+                "unknown GPU `{name}`; use one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
+fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprint {
+    DeviceFingerprint {
+        name: info.name.clone(),
+        arch: target.name().to_string(),
+        sm_count: info.sm_count,
+        driver: info.driver_version.clone(),
+        toolchain: info.toolchain.clone(),
+        simulated: info.simulated,
+    }
+}
+
+/// The GPU present that matches `--gpu`, or a usage error listing what is present.
+fn find_gpu(name: &str, target: Target, fragment: &str) -> anyhow::Result<DeviceInfo> {
+    if target.vendor() == tessera_dsl::Vendor::Amd {
+        return Err(usage(format!(
+            "--gpu {name}: Tessera has no HIP runtime yet; use --compile-only to build and check every candidate for {target}, or --sim"
+        )));
+    }
+    let present = cuda::list().map_err(|e| {
+        usage(format!(
+            "--gpu {name}: no GPU can be used here ({e}); use --compile-only or --sim"
+        ))
+    })?;
+    present
+        .iter()
+        .find(|d| d.target == Some(target) && d.name.to_uppercase().contains(fragment))
+        .cloned()
+        .ok_or_else(|| {
+            let list: Vec<String> = present
+                .iter()
+                .map(|d| format!("{}: {} ({})", d.ordinal, d.name, d.arch))
+                .collect();
+            usage(format!(
+                "--gpu {name}: no {fragment} here; GPUs present: {}",
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    list.join("; ")
+                }
+            ))
+        })
+}
+
+fn templates_for(
+    args: &Args,
+    problems: &[NamedProblem],
+) -> anyhow::Result<Vec<&'static dyn Template>> {
+    let all = tessera_library::templates();
+    if args.templates.is_empty() {
+        let ops: Vec<_> = problems.iter().map(|p| p.problem.op()).collect();
+        return Ok(all.into_iter().filter(|t| ops.contains(&t.op())).collect());
+    }
+    args.templates
+        .iter()
+        .map(|n| tessera_dsl::find(n).map_err(usage))
+        .collect()
+}
+
+fn faults(args: &Args) -> anyhow::Result<Vec<(String, PlantedFault)>> {
+    args.plant_fault
+        .iter()
+        .map(|f| {
+            let (sub, kind) = f.split_once('=').ok_or_else(|| usage(format!("--plant-fault `{f}`: expected SUBSTR=KIND")))?;
+            let kind: PlantedFault = serde_json::from_value(serde_json::Value::String(kind.into()))
+                .map_err(|_| usage(format!("--plant-fault kind `{kind}`: use wrong_value, launch_failure, crash or hang")))?;
+            Ok((sub.to_string(), kind))
+        })
+        .collect()
+}
+
+fn worker_spec(device: &str) -> anyhow::Result<WorkerSpec> {
+    Ok(WorkerSpec {
+        program: std::env::current_exe()?,
+        args: vec!["worker".into(), "--device".into(), device.into()],
+    })
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    current: Option<ProgressBar>,
+}
+
+impl Observer for Bars {
+    fn problem_started(&mut self, name: &str, _key: &str, candidates: usize) {
+        let bar = self.multi.add(ProgressBar::new(candidates as u64));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "  {prefix:.bold} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        self.current = Some(bar);
+    }
+    fn phase(&mut self, what: &str) {
+        if let Some(b) = &self.current {
+            b.set_message(what.to_string());
+        }
+    }
+    fn candidate_done(&mut self, kernel: &str, status: &str, _ms: Option<f64>) {
+        if let Some(b) = &self.current {
+            b.set_message(format!("{status}: {kernel}"));
+            b.inc(1);
+        }
+    }
+    fn problem_done(&mut self, s: &ProblemSummary) {
+        if let Some(b) = self.current.take() {
+            b.finish_and_clear();
+        }
+        let what = match (&s.winner, s.tflops) {
+            (Some(w), Some(tf)) => format!(
+                "{w} {:.1} TFLOP/s{}",
+                tf,
+                if s.cached { " (cached)" } else { "" }
+            ),
+            _ => "no winner".into(),
+        };
+        self.overall.println(format!("{}: {what}", s.name));
+        self.overall.inc(1);
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (target, fragment) = gpu_kind(&args.gpu)?;
+    let problems = shapes::parse_file(&args.shapes).map_err(usage)?;
+    let templates = templates_for(&args, &problems)?;
+    let faults = faults(&args)?;
+    if !faults.is_empty() && !args.sim {
+        return Err(usage(
+            "--plant-fault works on simulated devices only (add --sim)",
+        ));
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(tessera_tuner::pool::default_jobs)
+        .max(1);
+    if args.compile_only {
+        return compile_only(&args, target, &problems, &templates, jobs, started);
+    }
+    let (info, measure_device, compile) = if args.sim {
+        let info = SimDevice::new(target).info();
+        (info, format!("sim:{}", target.name()), None)
+    } else {
+        let info = find_gpu(&args.gpu, target, fragment)?;
+        (
+            info.clone(),
+            format!("cuda:{}", info.ordinal),
+            Some(worker_spec("none")?),
+        )
+    };
+    let cache = open_cache(args.cache.clone())?;
+    let settings = TuneSettings {
+        jobs,
+        plan: TimingPlan {
+            warmup: 3,
+            iters: args.iters.max(1),
+            l2_flush: true,
+        },
+        slow_factor: 3.0,
+        timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
+        resume: args.resume,
+        budget: args.budget.map(|b| Duration::from_secs_f64(b.max(0.0))),
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        faults,
+    };
+    let mut session = Session {
+        cache: &cache,
+        fingerprint: fingerprint(&info, target),
+        caps: if args.sim {
+            SimDevice::new(target).caps().clone()
+        } else {
+            target.nominal_caps()
+        },
+        measure: Worker::new(worker_spec(&measure_device)?),
+        compile,
+        settings,
+        origin_host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into()),
+        tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
+        started,
+    };
+    let total = (problems.len() * templates.len()) as u64;
+    let multi = MultiProgress::with_draw_target(if args.quiet || args.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let overall = multi.add(ProgressBar::new(total));
+    overall.set_style(
+        ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:40}] {pos}/{len} problems, {elapsed} elapsed, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    overall.set_prefix(format!("tune {} ({})", args.gpu, info.name));
+    let mut bars = Bars {
+        multi,
+        overall,
+        current: None,
+    };
+    let mut summaries = Vec::new();
+    for named in &problems {
+        for &t in &templates {
+            if t.op() != named.problem.op() {
+                continue;
+            }
+            summaries.push(tune_problem(&mut session, named, t, &mut bars)?);
+        }
+    }
+    bars.overall.finish_and_clear();
+    report(
+        &args,
+        &info,
+        &summaries,
+        started.elapsed().as_secs_f64(),
+        cache.path().display().to_string(),
+    )
+}
+
+fn report(
+    args: &Args,
+    info: &DeviceInfo,
+    summaries: &[ProblemSummary],
+    wall: f64,
+    cache: String,
+) -> anyhow::Result<()> {
+    let sum = |f: fn(&ProblemSummary) -> f64| summaries.iter().map(f).sum::<f64>();
+    let measured = summaries.iter().filter(|s| !s.cached).count();
+    let candidates: usize = summaries.iter().flat_map(|s| s.counts.values()).sum();
+    if args.json {
+        let doc = serde_json::json!({
+            "device": info, "cache": cache, "wall_s": wall, "problems": summaries.len(), "measured_problems": measured,
+            "candidates": candidates, "compile_s": sum(|s| s.compile_s), "verify_s": sum(|s| s.verify_s), "time_s": sum(|s| s.time_s),
+            "results": summaries,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    if !args.quiet {
+        println!(
+            "{:<24} {:<58} {:>9} {:>8}  {}",
+            "problem", "winner", "ms", "TFLOP/s", "candidates"
+        );
+        for s in summaries {
+            let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!(
+                "{:<24} {:<58} {:>9} {:>8}  {}",
+                s.name,
+                s.winner.as_deref().unwrap_or("-"),
+                s.median_ms.map_or("-".into(), |m| format!("{m:.4}")),
+                s.tflops.map_or("-".into(), |t| format!("{t:.1}")),
+                if s.cached {
+                    "cached".to_string()
+                } else {
+                    counts.join(", ")
+                }
+            );
+        }
+    }
+    let simulated = if info.simulated {
+        " (SIMULATED device: modelled timings)"
+    } else {
+        ""
+    };
+    println!(
+        "tuned {} problems ({} measured, {} cached, {} candidates) on {}{} in {:.1} s: compile {:.1} s, verify {:.1} s, time {:.1} s; cache {}",
+        summaries.len(),
+        measured,
+        summaries.len() - measured,
+        candidates,
+        info.name,
+        simulated,
+        wall,
+        sum(|s| s.compile_s),
+        sum(|s| s.verify_s),
+        sum(|s| s.time_s),
+        cache
+    );
+    if summaries.iter().any(|s| s.budget_exhausted) {
+        println!(
+            "the --budget ran out: unfinished problems have no winner yet; run again with --resume"
+        );
+    }
+    Ok(())
+}
+
+/// `--compile-only`: every valid candidate of every problem, compiled for the target in
+/// parallel worker processes; nothing is measured or cached.
+fn compile_only(
+    args: &Args,
+    target: Target,
+    problems: &[NamedProblem],
+    templates: &[&'static dyn Template],
+    jobs: usize,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let caps = target.nominal_caps();
+    let mut reqs = Vec::new();
+    let mut rejected = 0usize;
+    let mut seen = std::collections::BTreeSet::new();
+    for named in problems {
+        for &t in templates.iter().filter(|t| t.op() == named.problem.op()) {
+            for values in t.space().enumerate() {
+                let Ok(config) = t.config(&values, &named.problem) else {
+                    continue;
+                };
+                if t.validate(&config, &named.problem, &caps).is_err() {
+                    rejected += 1;
+                    continue;
+                }
+                // problems sharing a variant share kernels: compile each kernel once
+                if seen.insert(config.kernel_name()) {
+                    reqs.push(Request::Compile {
+                        template: t.name().into(),
+                        values,
+                        problem: named.problem.clone(),
+                        target,
+                    });
+                }
+            }
+        }
+    }
+    let bar = if args.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(reqs.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("compile for {prefix} [{bar:40}] {pos}/{len} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(target.name());
+    let spec = worker_spec("none")?;
+    let slots: Vec<std::sync::Mutex<Worker>> = (0..jobs)
+        .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let timeout = Duration::from_secs_f64(args.timeout.max(1.0));
+    let replies = tessera_tuner::pool::parallel_map(&reqs, jobs, |req| {
+        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
+        let r = slots[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .call(req, timeout);
+        bar.inc(1);
+        r
+    });
+    bar.finish_and_clear();
+    let (mut ok, mut spilled, mut failed) = (0usize, 0usize, Vec::new());
+    let mut seconds: Vec<f64> = Vec::new();
+    for r in &replies {
+        match r {
+            Ok(reply) if reply.status == "ok" => {
+                ok += 1;
+                seconds.push(reply.compile_s);
+                if reply.spill_bytes.unwrap_or(0) > 0 {
+                    spilled += 1;
+                }
+            }
+            Ok(reply) => failed.push(format!("{}: {}", reply.kernel, reply.reason)),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds.get(seconds.len() / 2).copied().unwrap_or(0.0);
+    let doc = serde_json::json!({"target": target.name(), "kernels": reqs.len(), "compiled": ok, "spilled": spilled, "failed": failed.len(), "rejected_configs": rejected, "median_compile_s": median, "wall_s": started.elapsed().as_secs_f64()});
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for f in failed.iter().take(20) {
+            println!("failed: {f}");
+        }
+        println!(
+            "compile-only for {} ({}): {} kernels, {ok} compiled, {spilled} with spills, {} failed, {rejected} configs rejected before compiling; median {median:.2} s per kernel, {:.1} s wall",
+            args.gpu, target, reqs.len(), failed.len(), started.elapsed().as_secs_f64()
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} kernels failed to compile",
+            failed.len(),
+            reqs.len()
+        )
+    }
 }

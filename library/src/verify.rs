@@ -81,16 +81,40 @@ pub fn gemm_positions(p: &GemmProblem) -> Vec<(u64, u64, u64)> {
     pos
 }
 
+/// The reference values at the checked positions of one problem and its inputs: computed
+/// once, then every candidate of the problem is compared with them.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub positions: Vec<(u64, u64, u64)>,
+    pub values: Vec<f64>,
+}
+
+/// Reference values for `p` on inputs `x` at [`gemm_positions`].
+pub fn expected_gemm(p: &GemmProblem, x: &GemmInputs) -> Expected {
+    let positions = gemm_positions(p);
+    let values = positions
+        .iter()
+        .map(|&(b, i, j)| gemm_element(p, x, b, i, j))
+        .collect();
+    Expected { positions, values }
+}
+
 /// Compare a GEMM output (`batch×M×N` packed, as read back) with the reference.
 pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict {
+    check_gemm_expected(p, &expected_gemm(p, x), out)
+}
+
+/// Compare a GEMM output with precomputed reference values.
+pub fn check_gemm_expected(p: &GemmProblem, e: &Expected, out: &HostTensor) -> Verdict {
     let mut max_ref = 0.0f64;
     let mut max_err = 0.0f64;
     let mut worst = (0, 0, 0);
     let mut nonfinite = 0usize;
-    let positions = gemm_positions(p);
-    for &(b, i, j) in &positions {
-        let want = gemm_element(p, x, b, i, j);
-        let got = f64::from(out.values[((b * p.m + i) * p.n + j) as usize]);
+    for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
+        let got = out
+            .values
+            .get(((b * p.m + i) * p.n + j) as usize)
+            .map_or(f64::NAN, |v| f64::from(*v));
         max_ref = max_ref.max(want.abs());
         if !got.is_finite() {
             nonfinite += 1;
@@ -113,7 +137,7 @@ pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict 
     Verdict {
         rel_err,
         max_abs_err: max_err,
-        checked: positions.len(),
+        checked: e.positions.len(),
         nonfinite,
         worst,
         tolerance: tol,

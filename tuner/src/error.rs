@@ -10,6 +10,8 @@ pub enum TunerError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    #[error(transparent)]
+    Cache(#[from] tessera_cache::CacheError),
     #[error("{0}")]
     Invalid(String),
 }

@@ -15,6 +15,9 @@ pub mod measure;
 pub mod pool;
 pub mod shapes;
 pub mod shortlist;
+pub mod supervisor;
+pub mod sweep;
+pub mod worker;
 pub mod workload;
 
 pub use candidate::Candidate;

@@ -54,7 +54,7 @@ pub struct Measured {
 }
 
 /// How to time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TimingPlan {
     pub warmup: u32,
     pub iters: u32,

@@ -1,0 +1,39 @@
+//! `tessera worker` (internal): the process `tessera tune` starts to compile or measure
+//! candidates; it reads JSON requests on stdin and answers on stdout (see `tessera_tuner::worker`).
+
+use tessera_device::cuda::CudaDevice;
+use tessera_device::module_cache::ModuleCache;
+use tessera_device::{Device, DeviceConfig, SimDevice};
+use tessera_dsl::Target;
+use tessera_tuner::worker::{serve, WorkerContext};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `cuda:ORDINAL`, `sim:TARGET` or `none` (compile only).
+    #[arg(long)]
+    device: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = DeviceConfig::default();
+    let module_cache = config.module_cache_dir.clone().map(ModuleCache::new);
+    let device: Option<Box<dyn Device>> = match args.device.split_once(':') {
+        Some(("cuda", ordinal)) => {
+            let ordinal: u32 = ordinal.parse()?;
+            Some(Box::new(CudaDevice::open(&DeviceConfig {
+                ordinal,
+                ..config
+            })?))
+        }
+        Some(("sim", target)) => Some(Box::new(SimDevice::new(target.parse::<Target>()?))),
+        None if args.device == "none" => None,
+        _ => anyhow::bail!("worker: unknown --device `{}`", args.device),
+    };
+    let ctx = WorkerContext {
+        device: device.as_deref(),
+        module_cache,
+    };
+    let stdin = std::io::stdin();
+    serve(&ctx, stdin.lock(), std::io::stdout())?;
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! `tessera tune` on the simulated device (CI): the whole flow through real worker processes,
+//! and the failure paths a shared tuning service must survive.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tessera_cache::{Cache, Status};
+
+const SMALL: &str = "defaults: { op: gemm }\nproblems:\n  - { name: tiny, m: 64, n: 128, k: 64 }\n  - { name: fused, m: 96, n: 256, k: 128, epilogue: [bias, gelu] }\n  - { name: ragged, m: 57, n: 130, k: 72, dtype: bf16, out_dtype: f32, layout: rrr, epilogue: [beta_c, residual] }\n";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tessera")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tune(args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("tune")
+        .args(args)
+        .env_remove("TESSERA_CACHE")
+        .output()
+        .expect("run tessera tune")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rows(cache: &Path) -> Vec<tessera_cache::ResultRow> {
+    let c = Cache::open(cache).unwrap();
+    let mut all = Vec::new();
+    for e in c.why("").unwrap() {
+        all.extend(e.candidates);
+    }
+    all
+}
+
+#[test]
+fn sim_tune_stores_results_and_a_warm_rerun_measures_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "small.yaml", SMALL);
+    let cache = dir.path().join("tune.db");
+    let c = cache.to_str().unwrap();
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        c,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("3 measured, 0 cached") && out.contains("SIMULATED"),
+        "{out}"
+    );
+    let winners = Cache::open(&cache).unwrap().list_winners().unwrap();
+    assert_eq!(winners.len(), 3);
+    assert!(winners.iter().all(|w| w.device.simulated));
+    let all = rows(&cache);
+    assert!(all
+        .iter()
+        .any(|r| r.status == Status::Rejected && !r.reason.is_empty()));
+    assert!(all
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .all(|r| r.timing.is_some() && r.max_rel_error.is_some()));
+    // warm: nothing measured
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        c,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["measured_problems"], 0, "{doc}");
+    assert_eq!(doc["problems"], 3);
+    assert_eq!(rows(&cache).len(), all.len(), "a warm run wrote rows");
+}
+
+#[test]
+fn sim_kill_9_mid_sweep_then_resume_loses_no_finished_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "big.yaml",
+        "defaults: { op: gemm }\nproblems:\n  - { name: a, m: 1024, n: 1024, k: 512 }\n  - { name: b, m: 1024, n: 768, k: 512 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let mut child = Command::new(bin())
+        .args([
+            "tune",
+            "--gpu",
+            "h100",
+            "--sim",
+            "--quiet",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let ok = if cache.exists() {
+            rows(&cache)
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .count()
+        } else {
+            0
+        };
+        if ok >= 3 || Instant::now() > deadline {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = rows(&cache);
+    let finished: Vec<_> = before.iter().filter(|r| r.status == Status::Ok).collect();
+    assert!(
+        finished.len() >= 3,
+        "the sweep finished only {} candidates before the kill",
+        finished.len()
+    );
+    assert!(
+        Cache::open(&cache).unwrap().list_winners().unwrap().len() < 2,
+        "the kill came too late to test resume"
+    );
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--resume",
+        "--quiet",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = rows(&cache);
+    for r in finished {
+        let same = after
+            .iter()
+            .find(|a| a.kernel_name == r.kernel_name && a.problem.key == r.problem.key)
+            .expect("a finished row was lost");
+        assert_eq!(
+            same.provenance.measured_at, r.provenance.measured_at,
+            "{} was measured again",
+            r.kernel_name
+        );
+    }
+    assert_eq!(
+        Cache::open(&cache).unwrap().list_winners().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn sim_two_tuners_share_one_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.yaml", "problems:\n  - { op: gemm, m: 64, n: 128, k: 64 }\n  - { op: gemm, m: 128, n: 128, k: 64 }\n");
+    let b = write(dir.path(), "b.yaml", "problems:\n  - { op: gemm, m: 64, n: 256, k: 64 }\n  - { op: gemm, m: 256, n: 128, k: 64 }\n");
+    let cache = dir.path().join("shared.db");
+    let spawn = |s: &Path| {
+        Command::new(bin())
+            .args([
+                "tune",
+                "--gpu",
+                "h100",
+                "--sim",
+                "--quiet",
+                "--shapes",
+                s.to_str().unwrap(),
+                "--cache",
+                cache.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    for c in [ca, cb] {
+        let o = c.wait_with_output().unwrap();
+        let t = text(&o);
+        assert!(o.status.success() && !t.contains("locked"), "{t}");
+    }
+    assert_eq!(
+        Cache::open(&cache).unwrap().list_winners().unwrap().len(),
+        4
+    );
+}
+
+#[test]
+fn sim_planted_faults_become_rows_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 128, n: 128, k: 64 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--quiet",
+        "--timeout",
+        "3",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--plant-fault",
+        "128x128x32_w2x2_s3=wrong_value",
+        "--plant-fault",
+        "64x64x32_w2x2_s2=crash",
+        "--plant-fault",
+        "64x64x32_w2x2_s3=hang",
+        "--plant-fault",
+        "64x128x32_w2x2_s2=launch_failure",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = rows(&cache);
+    let find = |s: &str| {
+        all.iter()
+            .find(|r| r.kernel_name.contains(s))
+            .unwrap_or_else(|| panic!("no row for {s}"))
+    };
+    let wrong = find("128x128x32_w2x2_s3");
+    assert_eq!(wrong.status, Status::WrongResult, "{wrong:?}");
+    assert!(wrong.timing.is_none(), "a wrong kernel was timed");
+    assert_eq!(find("64x64x32_w2x2_s2").status, Status::LaunchError);
+    assert!(find("64x64x32_w2x2_s2").reason.contains("crashed"));
+    assert_eq!(find("64x64x32_w2x2_s3").status, Status::Timeout);
+    assert_eq!(find("64x128x32_w2x2_s2").status, Status::LaunchError);
+    let winners = Cache::open(&cache).unwrap().list_winners().unwrap();
+    assert_eq!(winners.len(), 1);
+    assert!(!winners[0].kernel_name.contains("128x128x32_w2x2_s3"));
+}
+
+#[test]
+fn bad_input_is_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.yaml", SMALL);
+    let bad_yaml = write(
+        dir.path(),
+        "bad.yaml",
+        "problems:\n  - { op: gemm, m: [1, 2\n",
+    );
+    let zero = write(
+        dir.path(),
+        "zero.yaml",
+        "problems:\n  - { op: gemm, m: 0, n: 8, k: 8 }\n",
+    );
+    let garbage = write(
+        dir.path(),
+        "garbage.db",
+        "this is not a database, but it is somebody's file\n",
+    );
+    let g = good.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--gpu",
+                "h100",
+                "--sim",
+                "--shapes",
+                bad_yaml.to_str().unwrap(),
+            ],
+            "bad.yaml:",
+        ),
+        (
+            vec!["--gpu", "h100", "--sim", "--shapes", zero.to_str().unwrap()],
+            "gemm: dimension `m` must be positive",
+        ),
+        (
+            vec!["--gpu", "h800", "--shapes", g],
+            "use one of h100, h200, a100, mi250, mi300",
+        ),
+        (vec!["--gpu", "mi250", "--shapes", g], "--compile-only"),
+        (
+            vec![
+                "--gpu",
+                "h100",
+                "--sim",
+                "--shapes",
+                g,
+                "--templates",
+                "gemx",
+            ],
+            "templates are: gemm",
+        ),
+        (
+            vec![
+                "--gpu",
+                "h100",
+                "--sim",
+                "--shapes",
+                g,
+                "--cache",
+                garbage.to_str().unwrap(),
+            ],
+            "untouched",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = tune(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+        assert!(t.contains(want), "{args:?}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&garbage).unwrap(),
+        "this is not a database, but it is somebody's file\n"
+    );
+    // A GPU that is not here: clear error naming what is (none here).
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--shapes",
+        g,
+        "--cache",
+        dir.path().join("x.db").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--gpu h100"), "{}", text(&o));
+}
+
+#[test]
+fn compile_only_builds_every_candidate_for_the_named_gpu() {
+    let nvrtc = tessera_device::cuda::nvrtc_available();
+    if !nvrtc {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_NVRTC").is_none(),
+            "TESSERA_REQUIRE_NVRTC is set but NVRTC is missing"
+        );
+        eprintln!("skipped: no NVRTC");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 384, n: 768, k: 768, epilogue: [bias] }\n",
+    );
+    let o = tune(&[
+        "--gpu",
+        "a100",
+        "--compile-only",
+        "--json",
+        "--jobs",
+        "2",
+        "--shapes",
+        shapes.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["target"], "sm_80");
+    assert!(doc["compiled"].as_u64().unwrap() >= 30, "{doc}");
+    assert_eq!(doc["failed"], 0);
+    assert_eq!(doc["spilled"], 0);
+}

@@ -1,0 +1,370 @@
+//! One tuning run over problems: enumerate → validate → prune → compile (parallel worker
+//! processes) → verify → time (one measuring worker, early stop for candidates over 3× the
+//! best so far) → select → store. Every finished candidate is written to the cache at once, so
+//! a run that is killed loses nothing it finished, and `resume` picks up where it stopped.
+
+use crate::candidate::{sim_cost, Candidate};
+use crate::error::TunerError;
+use crate::measure::TimingPlan;
+use crate::pool::parallel_map;
+use crate::shapes::NamedProblem;
+use crate::supervisor::{Worker, WorkerFailure, WorkerSpec};
+use crate::worker::{PlantedFault, Reply, Request};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use tessera_cache::{
+    policy, Cache, DeviceFingerprint, ProblemRecord, Provenance, ResultRow, Status, TemplateKey,
+    Throughput, ThroughputUnit, Timestamp, Timing, WinnerRow,
+};
+use tessera_dsl::{Config, DeviceCaps, Problem, Template};
+
+/// How to tune.
+#[derive(Debug, Clone)]
+pub struct TuneSettings {
+    /// Parallel compile workers.
+    pub jobs: usize,
+    pub plan: TimingPlan,
+    /// Candidates whose quick probe is over this multiple of the best so far are not timed.
+    pub slow_factor: f64,
+    /// Per-candidate limit for one worker request.
+    pub timeout: Duration,
+    /// Keep finished candidates of unfinished problems instead of measuring them again.
+    pub resume: bool,
+    /// Stop starting new candidates after this long.
+    pub budget: Option<Duration>,
+    /// Seed of this run's random inputs (fresh per run).
+    pub seed: u64,
+    /// Planted faults, for tests of the failure paths: (kernel-name substring, fault).
+    pub faults: Vec<(String, PlantedFault)>,
+}
+
+/// The device a session measures on, and who it is.
+pub struct Session<'a> {
+    pub cache: &'a Cache,
+    pub fingerprint: DeviceFingerprint,
+    pub caps: DeviceCaps,
+    pub measure: Worker,
+    /// Compile workers run ahead of measurement (NVRTC / hipcc); `None` lets the measuring
+    /// worker compile (the simulated device, whose compile is free).
+    pub compile: Option<WorkerSpec>,
+    pub settings: TuneSettings,
+    pub origin_host: String,
+    pub tool_version: String,
+    pub started: Instant,
+}
+
+/// Progress callbacks (the CLI draws bars; tests count).
+pub trait Observer {
+    fn problem_started(&mut self, _name: &str, _key: &str, _candidates: usize) {}
+    fn phase(&mut self, _what: &str) {}
+    fn candidate_done(&mut self, _kernel: &str, _status: &str, _median_ms: Option<f64>) {}
+    fn problem_done(&mut self, _summary: &ProblemSummary) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// What happened to one problem.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProblemSummary {
+    pub name: String,
+    pub key: String,
+    pub template: String,
+    /// A winner was already cached: nothing was measured.
+    pub cached: bool,
+    pub winner: Option<String>,
+    pub median_ms: Option<f64>,
+    pub tflops: Option<f64>,
+    /// Candidates by status (this run's rows only).
+    pub counts: BTreeMap<String, usize>,
+    pub compile_s: f64,
+    pub verify_s: f64,
+    pub time_s: f64,
+    pub wall_s: f64,
+    pub budget_exhausted: bool,
+    pub worker_restarts: u32,
+}
+
+fn status_of(word: &str) -> Status {
+    match word {
+        "ok" => Status::Ok,
+        "compile_error" => Status::CompileError,
+        "wrong_result" => Status::WrongResult,
+        "skipped_slow" => Status::SkippedSlow,
+        "timeout" => Status::Timeout,
+        "rejected" => Status::Rejected,
+        _ => Status::LaunchError,
+    }
+}
+
+impl Session<'_> {
+    fn row(
+        &self,
+        t: &dyn Template,
+        problem: &Problem,
+        config: &Config,
+        status: Status,
+        reason: String,
+    ) -> ResultRow {
+        let params: serde_json::Map<String, serde_json::Value> = config
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), serde_json::Value::from(*v)))
+            .collect();
+        let v = &config.variant;
+        let guards = serde_json::json!({
+            "align": v.align, "input": v.input.name(), "output": v.output.name(), "layout": v.layout,
+            "epilogue": v.epilogue.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        });
+        ResultRow {
+            device: self.fingerprint.clone(),
+            template: TemplateKey::new(t.name(), t.source_hash()),
+            problem: ProblemRecord::new(
+                problem.key(),
+                problem.op().name(),
+                serde_json::to_string(problem).unwrap_or_default(),
+            ),
+            kernel_name: config.kernel_name(),
+            config: config.assignment(),
+            config_json: serde_json::Value::Object(params).to_string(),
+            guards_json: guards.to_string(),
+            status,
+            reason: if status != Status::Ok && reason.is_empty() {
+                status.as_str().to_string()
+            } else {
+                reason
+            },
+            timing: None,
+            throughput: None,
+            max_rel_error: None,
+            compile_s: None,
+            provenance: Provenance {
+                origin_host: self.origin_host.clone(),
+                tool_version: self.tool_version.clone(),
+                measured_at: Timestamp::now(),
+            },
+        }
+    }
+
+    fn fault_for(&self, kernel: &str) -> Option<PlantedFault> {
+        self.settings
+            .faults
+            .iter()
+            .find(|(s, _)| kernel.contains(s.as_str()))
+            .map(|&(_, f)| f)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.settings
+            .budget
+            .is_some_and(|b| self.started.elapsed() >= b)
+    }
+}
+
+fn apply_reply(row: &mut ResultRow, reply: &Reply, flops: f64) {
+    row.status = status_of(&reply.status);
+    row.reason = if row.status != Status::Ok && reply.reason.is_empty() {
+        reply.status.clone()
+    } else {
+        reply.reason.clone()
+    };
+    row.max_rel_error = reply.rel_err.filter(|e| e.is_finite());
+    row.compile_s = Some(reply.compile_s);
+    if let (Some(median_ms), Some(p10_ms), Some(p90_ms)) =
+        (reply.median_ms, reply.p10_ms, reply.p90_ms)
+    {
+        if reply.samples > 0 && median_ms > 0.0 {
+            row.timing = Some(Timing {
+                median_ms,
+                p10_ms,
+                p90_ms,
+                samples: reply.samples,
+            });
+            row.throughput = Some(Throughput {
+                value: flops / (median_ms * 1e-3) / 1e12,
+                unit: ThroughputUnit::Tflops,
+            });
+        }
+    }
+}
+
+/// Tune `template` for one problem and store the results and the winner.
+pub fn tune_problem(
+    s: &mut Session,
+    named: &NamedProblem,
+    t: &'static dyn Template,
+    obs: &mut dyn Observer,
+) -> Result<ProblemSummary, TunerError> {
+    let started = Instant::now();
+    let problem = &named.problem;
+    let key = problem.key();
+    let tk = TemplateKey::new(t.name(), t.source_hash());
+    let mut summary = ProblemSummary {
+        name: named.name.clone(),
+        key: key.clone(),
+        template: t.name().into(),
+        ..Default::default()
+    };
+    if let Some(w) = s.cache.winner(&s.fingerprint, &tk, &key)? {
+        summary.cached = true;
+        summary.winner = Some(w.kernel_name);
+        summary.median_ms = Some(w.median_ms);
+        summary.tflops = Some(problem.flops() / (w.median_ms * 1e-3) / 1e12);
+        obs.problem_done(&summary);
+        return Ok(summary);
+    }
+    let done: BTreeSet<String> = if s.settings.resume {
+        s.cache.done_kernels(&s.fingerprint, &tk, &key)?
+    } else {
+        BTreeSet::new()
+    };
+    // enumerate → validate
+    let mut candidates = Vec::new();
+    let mut rejected = Vec::new();
+    for values in t.space().enumerate() {
+        let config = match t.config(&values, problem) {
+            Ok(c) => c,
+            Err(r) => return Err(TunerError::Invalid(format!("{}: {r}", t.name()))),
+        };
+        if done.contains(&config.kernel_name()) {
+            continue;
+        }
+        match t.validate(&config, problem, &s.caps) {
+            Ok(()) => candidates.push((values, config)),
+            Err(r) => rejected.push(s.row(t, problem, &config, Status::Rejected, r.to_string())),
+        }
+    }
+    s.cache.record_results(&rejected)?;
+    *summary.counts.entry("rejected".into()).or_default() += rejected.len();
+    // prune: order by the cost model so the best-so-far (and the early stop) comes early
+    let mut ordered: Vec<(f64, Vec<i64>, Config)> = candidates
+        .into_iter()
+        .filter_map(|(v, c)| {
+            let cand = Candidate::new(t, c.clone(), s.caps.target).ok()?;
+            let cost = sim_cost(&cand, problem);
+            Some((problem.flops() / cost.efficiency, v, c))
+        })
+        .collect();
+    ordered.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| a.2.kernel_name().cmp(&b.2.kernel_name()))
+    });
+    obs.problem_started(&named.name, &key, ordered.len());
+    // compile in parallel worker processes (a compiler crash costs one worker)
+    let mut compile_failed: BTreeMap<String, ResultRow> = BTreeMap::new();
+    if let Some(spec) = s.compile.clone() {
+        obs.phase("compile");
+        let t0 = Instant::now();
+        let jobs = s.settings.jobs.max(1);
+        let slots: Vec<std::sync::Mutex<Worker>> = (0..jobs)
+            .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let timeout = s.settings.timeout;
+        let target = s.caps.target;
+        let replies = parallel_map(&ordered, jobs, |(_, values, c)| {
+            let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
+            let req = Request::Compile {
+                template: t.name().into(),
+                values: values.clone(),
+                problem: problem.clone(),
+                target,
+            };
+            let mut w = slots[slot].lock().unwrap_or_else(|p| p.into_inner());
+            (c.kernel_name(), w.call(&req, timeout))
+        });
+        for ((_, _, c), (name, r)) in ordered.iter().zip(replies) {
+            let failure = match r {
+                Ok(reply) if reply.status == "ok" => None,
+                Ok(reply) => Some(reply.reason),
+                Err(e) => Some(format!("compiler process failed: {e}")),
+            };
+            if let Some(reason) = failure {
+                compile_failed.insert(name, s.row(t, problem, c, Status::CompileError, reason));
+            }
+        }
+        summary.compile_s = t0.elapsed().as_secs_f64();
+    }
+    // verify → time, one candidate at a time on the measuring worker
+    obs.phase("measure");
+    let mut best: Option<f64> = s
+        .cache
+        .results_for(&key, &s.fingerprint, Some(&tk))?
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| r.timing.map(|t| t.median_ms))
+        .min_by(f64::total_cmp);
+    for (_, values, config) in &ordered {
+        let name = config.kernel_name();
+        let mut row = s.row(t, problem, config, Status::LaunchError, String::new());
+        if let Some(failed) = compile_failed.remove(&name) {
+            s.cache.record_result(&failed)?;
+            *summary.counts.entry("compile_error".into()).or_default() += 1;
+            obs.candidate_done(&name, "compile_error", None);
+            continue;
+        }
+        if s.over_budget() {
+            summary.budget_exhausted = true;
+            break;
+        }
+        let req = Request::Measure {
+            template: t.name().into(),
+            values: values.clone(),
+            problem: problem.clone(),
+            seed: s.settings.seed,
+            plan: s.settings.plan,
+            stop_above_ms: best.map(|b| b * s.settings.slow_factor),
+            fault: s.fault_for(&name),
+        };
+        match s.measure.call(&req, s.settings.timeout) {
+            Ok(reply) if reply.status == "protocol_error" => {
+                return Err(TunerError::Invalid(format!("worker: {}", reply.reason)))
+            }
+            Ok(reply) => {
+                apply_reply(&mut row, &reply, problem.flops());
+                summary.verify_s += reply.verify_s;
+                summary.time_s += reply.time_s;
+            }
+            Err(WorkerFailure::Timeout(d)) => {
+                row.status = Status::Timeout;
+                row.reason = format!("no answer within {d:?}; worker killed and restarted");
+            }
+            Err(WorkerFailure::Spawn(e)) => {
+                return Err(TunerError::Invalid(format!("cannot start a worker: {e}")))
+            }
+            Err(e) => {
+                row.status = Status::LaunchError;
+                row.reason = format!("{e}; worker restarted");
+            }
+        }
+        if row.status == Status::Ok {
+            let m = row.timing.map(|t| t.median_ms);
+            best = match (best, m) {
+                (Some(b), Some(m)) => Some(b.min(m)),
+                (None, m) => m,
+                (b, None) => b,
+            };
+        }
+        s.cache.record_result(&row)?;
+        *summary
+            .counts
+            .entry(row.status.as_str().into())
+            .or_default() += 1;
+        obs.candidate_done(&name, row.status.as_str(), row.timing.map(|t| t.median_ms));
+    }
+    summary.worker_restarts = s.measure.starts.saturating_sub(1);
+    // select → store the winner (near-ties broken by kernel name, as the cache's policy does)
+    let rows = s.cache.results_for(&key, &s.fingerprint, Some(&tk))?;
+    if let Some(w) = policy::choose_winner(&rows).and_then(WinnerRow::from_result) {
+        summary.winner = Some(w.kernel_name.clone());
+        summary.median_ms = Some(w.median_ms);
+        summary.tflops = Some(problem.flops() / (w.median_ms * 1e-3) / 1e12);
+        if !summary.budget_exhausted {
+            s.cache.record_winner(&w)?;
+        }
+    }
+    summary.wall_s = started.elapsed().as_secs_f64();
+    obs.problem_done(&summary);
+    Ok(summary)
+}
