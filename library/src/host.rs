@@ -116,6 +116,17 @@ impl HostTensor {
     }
 }
 
+/// Element `index` of a device-representation buffer, decoded; `None` past the end.
+pub fn decode_at(dtype: DType, bytes: &[u8], index: usize) -> Option<f32> {
+    let size = dtype.size_bytes() as usize;
+    let c = bytes.get(index.checked_mul(size)?..index.checked_mul(size)? + size)?;
+    Some(match dtype {
+        DType::F16 => f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32(),
+        DType::BF16 => bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32(),
+        DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +153,18 @@ mod tests {
                 let back = HostTensor::from_bytes(d, &t.to_bytes()).unwrap();
                 prop_assert_eq!(&back, &t);
             }
+        }
+    }
+
+    #[test]
+    fn decode_at_matches_from_bytes() {
+        for d in DType::ALL {
+            let t = HostTensor::random(d, 17, &mut Rng::new(3));
+            let bytes = t.to_bytes();
+            for (i, v) in t.values.iter().enumerate() {
+                assert_eq!(decode_at(d, &bytes, i), Some(*v));
+            }
+            assert_eq!(decode_at(d, &bytes, 17), None);
         }
     }
 

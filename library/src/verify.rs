@@ -106,15 +106,26 @@ pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict 
 
 /// Compare a GEMM output with precomputed reference values.
 pub fn check_gemm_expected(p: &GemmProblem, e: &Expected, out: &HostTensor) -> Verdict {
+    check_positions(p, e, |i| out.values.get(i).copied())
+}
+
+/// Compare a GEMM output still in its device representation (as downloaded) with precomputed
+/// reference values, decoding only the checked elements.
+pub fn check_gemm_expected_bytes(p: &GemmProblem, e: &Expected, out: &[u8]) -> Verdict {
+    check_positions(p, e, |i| crate::host::decode_at(p.output, out, i))
+}
+
+fn check_positions(
+    p: &GemmProblem,
+    e: &Expected,
+    value_at: impl Fn(usize) -> Option<f32>,
+) -> Verdict {
     let mut max_ref = 0.0f64;
     let mut max_err = 0.0f64;
     let mut worst = (0, 0, 0);
     let mut nonfinite = 0usize;
     for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
-        let got = out
-            .values
-            .get(((b * p.m + i) * p.n + j) as usize)
-            .map_or(f64::NAN, |v| f64::from(*v));
+        let got = value_at(((b * p.m + i) * p.n + j) as usize).map_or(f64::NAN, f64::from);
         max_ref = max_ref.max(want.abs());
         if !got.is_finite() {
             nonfinite += 1;

@@ -18,7 +18,7 @@ use tessera_device::hipcc::HipToolchain;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceError};
 use tessera_dsl::{Problem, Target, Vendor};
-use tessera_library::verify::{check_gemm_expected, expected_gemm, Expected};
+use tessera_library::verify::{check_gemm_expected_bytes, expected_gemm, Expected};
 
 /// A defect planted in one candidate, for tests of the tuner's failure handling (simulated
 /// device only, except `Crash` and `Hang`, which act on the worker process itself).
@@ -300,8 +300,8 @@ fn measure_job(
     let outcome = (|| -> Result<(), DeviceError> {
         w.poison(device)?;
         device.launch(&module, &launch, &args)?;
-        let out = w.read_output(device)?;
-        let v = check_gemm_expected(g, &cur.expected, &out);
+        let out = w.read_output_bytes(device)?;
+        let v = check_gemm_expected_bytes(g, &cur.expected, &out);
         reply.rel_err = Some(v.rel_err);
         reply.verify_s = verify_start.elapsed().as_secs_f64();
         if !v.pass {

@@ -89,13 +89,18 @@ impl GemmWorkload {
     }
 
     pub fn read_output(&self, device: &dyn Device) -> Result<HostTensor, DeviceError> {
-        let mut bytes = vec![0u8; self.d.len() as usize];
-        device.download(&self.d, &mut bytes)?;
-        HostTensor::from_bytes(self.problem.output, &bytes).map_err(|e| {
+        HostTensor::from_bytes(self.problem.output, &self.read_output_bytes(device)?).map_err(|e| {
             DeviceError::InvalidRequest {
                 message: e.to_string(),
             }
         })
+    }
+
+    /// The output in its device representation (decode only what you check).
+    pub fn read_output_bytes(&self, device: &dyn Device) -> Result<Vec<u8>, DeviceError> {
+        let mut bytes = vec![0u8; self.d.len() as usize];
+        device.download(&self.d, &mut bytes)?;
+        Ok(bytes)
     }
 
     /// The launch geometry of a candidate for this problem.
