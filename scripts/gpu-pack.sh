@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu && mkdir -p .gpu/bin
 cargo build --release --locked -p tessera -p tessera-benches
-cp target/release/tessera target/release/gemm .gpu/bin/
+cp target/release/tessera target/release/gemm target/release/gemm_epilogue .gpu/bin/
 cargo test --release --locked --no-run --features gpu -p tessera-tuner -p tessera-device \
   --message-format=json 2>/dev/null \
   | python3 -c '

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run on the GPU machine, from the repo root, after scripts/gpu-pack.sh here (carry .gpu).
-# `tests`: every gpu_* test; `bench`: the GEMM benchmark beside cuBLAS; `all`: both.
+# `tests`: every gpu_* test; `bench`: the GEMM benchmark beside cuBLAS; `epilogue`: the
+# fused GEMM+bias+GELU benchmark beside PyTorch and cuBLASLt; `all`: everything.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,11 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   python3 benches/gemm_vendor.py "$out/gemm-vendor.json" 2>> "$out/gemm-bench.log" || status=1
   python3 benches/compare.py "$out/gemm-tessera.json" "$out/gemm-vendor.json" "$out/gemm-$day.json" \
     "$commit" "scripts/gpu-run.sh bench" | tee "$out/gemm-table.txt" || status=1
+fi
+if [ "$what" = epilogue ] || [ "$what" = all ]; then
+  day=$(date -u +%Y-%m-%d)
+  .gpu/bin/gemm_epilogue "$out/gemm-epilogue-tessera.json" 2> "$out/gemm-epilogue.log" || status=1
+  python3 benches/gemm_epilogue_vendor.py "$out/gemm-epilogue-tessera.json" "$out/gemm-epilogue-$day.json" \
+    "$commit" "scripts/gpu-run.sh epilogue" | tee "$out/gemm-epilogue-table.txt" || status=1
 fi
 exit $status

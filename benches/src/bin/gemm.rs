@@ -2,16 +2,15 @@
 //! in parallel, every candidate verified against the reference, then timed (warm-up, device
 //! events, median, L2 flushed before each run); the fastest verified candidate is reported.
 //!
-//! Usage: `gemm OUT.json` (on the GPU machine). `benches/gemm.sh` runs it beside cuBLAS.
+//! Usage: `gemm OUT.json` (on the GPU machine). `scripts/gpu-run.sh bench` runs it beside cuBLAS.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::json;
+use tessera_benches::{time_candidates, Search};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{DType, GemmProblem, Layout, Problem};
-use tessera_tuner::measure::{compile, verify, TimingPlan};
-use tessera_tuner::pool::{default_jobs, parallel_map};
-use tessera_tuner::{shortlist, Candidate, GemmWorkload};
+use tessera_tuner::measure::TimingPlan;
 
 fn shapes() -> Vec<(u64, u64, u64)> {
     let mut v = Vec::new();
@@ -50,69 +49,22 @@ fn main() -> anyhow::Result<()> {
                 layout_b: Layout::Col,
                 epilogue: vec![],
             };
-            let p = Problem::Gemm(g.clone());
-            let cands: Vec<Candidate> = shortlist::points(t, &p)
-                .into_iter()
-                .filter_map(|v| t.config(&v, &p).ok())
-                .filter(|c| t.validate(c, &p, device.caps()).is_ok())
-                .map(|c| Candidate::new(t, c, device.caps().target))
-                .collect::<Result<_, _>>()?;
-            let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
-            let w = GemmWorkload::new(&device, &g, m ^ n ^ k)?;
-            let mut measured = Vec::new();
-            for (c, module) in cands.iter().zip(modules) {
-                let module = match module {
-                    Ok(module) => module,
-                    Err(e) => {
-                        eprintln!("  {}: compile failed: {e}", c.name());
-                        continue;
-                    }
-                };
-                let verdict = verify(&device, &module, c, &w)?;
-                if !verdict.pass {
-                    bail!(
-                        "{} is wrong on {p}: rel err {:.2e}",
-                        c.name(),
-                        verdict.rel_err
-                    );
-                }
-                let timing = device.time(
-                    &module,
-                    &w.launch(c),
-                    &w.args(),
-                    plan.warmup,
-                    plan.iters,
-                    plan.l2_flush,
-                )?;
-                let regs = module.report().usage.registers;
-                device.unload(&module)?;
-                measured.push((
-                    c.name(),
-                    timing.median(),
-                    timing.p10(),
-                    timing.p90(),
-                    verdict.rel_err,
-                    regs,
-                ));
-            }
-            w.free(&device)?;
-            measured.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            let Some(best) = measured.first().cloned() else {
-                bail!("no candidate ran for {p}")
-            };
-            let tflops = p.flops() / (best.1 * 1e-3) / 1e12;
+            let p = Problem::Gemm(g);
+            let measured = time_candidates(&device, t, &p, plan, Search::Shortlist)?;
+            let best = &measured[0];
+            let tflops = p.flops() / (best.median_ms * 1e-3) / 1e12;
             eprintln!(
                 "{dtype} {m}x{n}x{k}: {} {:.3} ms {:.1} TFLOP/s ({} candidates)",
-                best.0,
-                best.1,
+                best.kernel,
+                best.median_ms,
                 tflops,
                 measured.len()
             );
             rows.push(json!({
                 "dtype": dtype.name(), "m": m, "n": n, "k": k, "layout": "rcr",
-                "best_kernel": best.0, "median_ms": best.1, "p10_ms": best.2, "p90_ms": best.3,
-                "tflops": tflops, "rel_err": best.4, "registers": best.5,
-                "candidates": measured.iter().map(|c| json!({"kernel": c.0, "median_ms": c.1, "p10_ms": c.2, "p90_ms": c.3, "registers": c.5})).collect::<Vec<_>>(),
+                "best_kernel": best.kernel, "median_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
+                "tflops": tflops, "rel_err": best.rel_err, "registers": best.registers,
+                "candidates": measured.iter().map(|c| c.json()).collect::<Vec<_>>(),
             }));
         }
     }
