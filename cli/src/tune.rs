@@ -12,7 +12,7 @@ use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{Target, Template};
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::shapes::{self, NamedProblem};
-use tessera_tuner::supervisor::{Worker, WorkerSpec};
+use tessera_tuner::supervisor::{call_all, Worker, WorkerSpec};
 use tessera_tuner::sweep::{tune_problem, Observer, ProblemSummary, Session, TuneSettings};
 use tessera_tuner::worker::{PlantedFault, Request};
 
@@ -336,8 +336,8 @@ fn report(
     }
     if !args.quiet {
         println!(
-            "{:<24} {:<58} {:>9} {:>8}  {}",
-            "problem", "winner", "ms", "TFLOP/s", "candidates"
+            "{:<24} {:<58} {:>9} {:>8}  candidates",
+            "problem", "winner", "ms", "TFLOP/s"
         );
         for s in summaries {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -429,21 +429,8 @@ fn compile_only(
             .progress_chars("=> "),
     );
     bar.set_prefix(target.name());
-    let spec = worker_spec("none")?;
-    let slots: Vec<std::sync::Mutex<Worker>> = (0..jobs)
-        .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
-        .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let timeout = Duration::from_secs_f64(args.timeout.max(1.0));
-    let replies = tessera_tuner::pool::parallel_map(&reqs, jobs, |req| {
-        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
-        let r = slots[slot]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .call(req, timeout);
-        bar.inc(1);
-        r
-    });
+    let replies = call_all(&worker_spec("none")?, jobs, &reqs, timeout, || bar.inc(1));
     bar.finish_and_clear();
     let (mut ok, mut spilled, mut failed) = (0usize, 0usize, Vec::new());
     let mut seconds: Vec<f64> = Vec::new();

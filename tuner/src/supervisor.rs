@@ -152,3 +152,28 @@ impl Drop for Worker {
         }
     }
 }
+
+/// Run `requests` on up to `jobs` worker processes at once (one request per worker at a time,
+/// workers reused and restarted as needed); replies in request order. `done` is called after
+/// each request, from the worker threads (progress bars).
+pub fn call_all(
+    spec: &WorkerSpec,
+    jobs: usize,
+    requests: &[Request],
+    timeout: Duration,
+    done: impl Fn() + Sync,
+) -> Vec<Result<Reply, WorkerFailure>> {
+    let slots: Vec<std::sync::Mutex<Worker>> = (0..jobs.max(1))
+        .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    crate::pool::parallel_map(requests, slots.len(), |req| {
+        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
+        let reply = slots[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .call(req, timeout);
+        done();
+        reply
+    })
+}

@@ -6,9 +6,8 @@
 use crate::candidate::{sim_cost, Candidate};
 use crate::error::TunerError;
 use crate::measure::TimingPlan;
-use crate::pool::parallel_map;
 use crate::shapes::NamedProblem;
-use crate::supervisor::{Worker, WorkerFailure, WorkerSpec};
+use crate::supervisor::{call_all, Worker, WorkerFailure, WorkerSpec};
 use crate::worker::{PlantedFault, Reply, Request};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -256,25 +255,18 @@ pub fn tune_problem(
     if let Some(spec) = s.compile.clone() {
         obs.phase("compile");
         let t0 = Instant::now();
-        let jobs = s.settings.jobs.max(1);
-        let slots: Vec<std::sync::Mutex<Worker>> = (0..jobs)
-            .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
-            .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let timeout = s.settings.timeout;
-        let target = s.caps.target;
-        let replies = parallel_map(&ordered, jobs, |(_, values, c)| {
-            let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
-            let req = Request::Compile {
+        let requests: Vec<Request> = ordered
+            .iter()
+            .map(|(_, values, _)| Request::Compile {
                 template: t.name().into(),
                 values: values.clone(),
                 problem: problem.clone(),
-                target,
-            };
-            let mut w = slots[slot].lock().unwrap_or_else(|p| p.into_inner());
-            (c.kernel_name(), w.call(&req, timeout))
-        });
-        for ((_, _, c), (name, r)) in ordered.iter().zip(replies) {
+                target: s.caps.target,
+            })
+            .collect();
+        let replies = call_all(&spec, s.settings.jobs, &requests, s.settings.timeout, || {});
+        for ((_, _, c), r) in ordered.iter().zip(replies) {
+            let name = c.kernel_name();
             let failure = match r {
                 Ok(reply) if reply.status == "ok" => None,
                 Ok(reply) => Some(reply.reason),

@@ -171,6 +171,7 @@ pub fn serve(
     Ok(())
 }
 
+#[allow(clippy::result_large_err)] // the reply is the error report itself
 fn candidate(
     template: &str,
     values: &[i64],

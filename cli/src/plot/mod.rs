@@ -301,7 +301,7 @@ fn fit<DB: DrawingBackend>(
     let chars: Vec<char> = s.chars().collect();
     let (mut lo, mut hi) = (0, chars.len());
     while lo < hi {
-        let mid = (lo + hi + 1) / 2;
+        let mid = (lo + hi).div_ceil(2);
         let cand: String = chars[..mid].iter().chain(['…'].iter()).collect();
         if width_of(area, &cand, style) <= max_px {
             lo = mid;

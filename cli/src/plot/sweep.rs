@@ -164,6 +164,7 @@ impl SweepFigure {
         let work = work_of(&e.candidates[0].problem);
         let stored = |r: &ResultRow, unit| r.throughput.filter(|t| t.unit == unit).map(|t| t.value);
         let ok_rows: Vec<&ResultRow> = e.candidates.iter().filter(|r| r.is_eligible()).collect();
+        #[allow(clippy::type_complexity)]
         let (unit, value): (&'static str, Box<dyn Fn(&ResultRow) -> Option<f64>>) =
             if let Some(w) = work {
                 (
