@@ -385,3 +385,41 @@ fn compile_only_builds_every_candidate_for_the_named_gpu() {
     assert_eq!(doc["failed"], 0);
     assert_eq!(doc["spilled"], 0);
 }
+
+#[test]
+fn compile_only_for_mi250_uses_hipcc() {
+    if tessera_device::hipcc::HipToolchain::discover().is_err() {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_HIPCC").is_none(),
+            "TESSERA_REQUIRE_HIPCC is set but hipcc is missing"
+        );
+        eprintln!("skipped: no hipcc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 384, n: 768, k: 768, epilogue: [bias] }\n",
+    );
+    let o = tune(&[
+        "--gpu",
+        "mi250",
+        "--compile-only",
+        "--json",
+        "--jobs",
+        "2",
+        "--shapes",
+        shapes.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["target"], "gfx90a");
+    assert!(doc["compiled"].as_u64().unwrap() >= 20, "{doc}");
+    assert!(
+        doc["rejected_configs"].as_u64().unwrap() > 0,
+        "LDS limits should reject some configs: {doc}"
+    );
+    assert_eq!(doc["failed"], 0);
+    assert_eq!(doc["spilled"], 0);
+}
