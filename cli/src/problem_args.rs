@@ -1,7 +1,7 @@
 //! Command-line flags that describe one problem (shape, dtypes, layout, epilogue).
 
 use crate::usage::usage;
-use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, Problem};
+use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, Problem, Store};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProblemArgs {
@@ -23,6 +23,39 @@ pub struct ProblemArgs {
     /// Epilogue ops in order, comma separated: beta_c, bias, relu, gelu, gelu_tanh, silu, residual.
     #[arg(long, default_value = "")]
     pub epilogue: String,
+    /// Output store: `rows`, or `heads=H,head_dim=D,seq=S` to write D as [part][batch][head][seq][d]
+    /// (a QKV projection writing Q, K and V per head).
+    #[arg(long, default_value = "rows")]
+    pub store: String,
+}
+
+fn parse_store(text: &str) -> anyhow::Result<Store> {
+    if text == "rows" {
+        return Ok(Store::Rows);
+    }
+    let bad = || {
+        usage(format!(
+            "malformed --store `{text}`: use rows or heads=H,head_dim=D,seq=S"
+        ))
+    };
+    let mut v = [None::<u64>; 3];
+    for part in text.split(',') {
+        let (k, x) = part.split_once('=').ok_or_else(bad)?;
+        let x: u64 = x.trim().parse().map_err(|_| bad())?;
+        let slot = ["heads", "head_dim", "seq"]
+            .iter()
+            .position(|n| *n == k.trim())
+            .ok_or_else(bad)?;
+        v[slot] = Some(x);
+    }
+    match v {
+        [Some(heads), Some(head_dim), Some(seq)] => Ok(Store::Heads {
+            heads,
+            head_dim,
+            seq,
+        }),
+        _ => Err(bad()),
+    }
 }
 
 impl ProblemArgs {
@@ -56,6 +89,7 @@ impl ProblemArgs {
             .map(|s| s.parse::<EpilogueOp>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(usage)?;
+        let store = parse_store(&self.store)?;
         let g = GemmProblem {
             m,
             n,
@@ -65,6 +99,7 @@ impl ProblemArgs {
             output,
             layout_b,
             epilogue,
+            store,
         };
         g.check().map_err(usage)?;
         Ok(Problem::Gemm(g))

@@ -76,6 +76,7 @@ fn problem(m: u64, n: u64, k: u64) -> Problem {
         output: DType::F16,
         layout_b: Layout::Col,
         epilogue: vec![],
+        store: Default::default(),
     })
 }
 

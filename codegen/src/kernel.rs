@@ -8,7 +8,7 @@ use crate::epilogue::{self, EpilogueOperands};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{gemm_abi, Arg, Operand, SharedTile, Stmt, TileCopy};
-use tessera_dsl::{EpilogueOp, KernelIr, Layout, OpKind, Problem, Target};
+use tessera_dsl::{EpilogueOp, KernelIr, Layout, OpKind, Problem, Store, Target};
 
 /// Generated source of one kernel and what its launch needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +141,13 @@ fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
             "tile_k {} is not a multiple of the atom K {}",
             ir.tile_k, atom.k
         )));
+    }
+    if let Store::Heads { head_dim, .. } = ir.variant.store {
+        if head_dim % 2 != 0 {
+            return Err(CodegenError::Unsupported(format!(
+                "head store with odd head_dim {head_dim}"
+            )));
+        }
     }
     if !matches!(ir.variant.align, 2 | 4 | 8) {
         return Err(CodegenError::Unsupported(format!(
@@ -564,8 +571,20 @@ fn emit_epilogue(
                 w.line(epilogue::apply(d, *op, &format!("v{k}"), out, &at));
             }
         }
+        // destination of element (r, cc): row-major, or permuted into heads
+        match ir.variant.store {
+            Store::Rows => w.line("const long long di = (long long)r * ldd + cc;"),
+            Store::Heads { heads, head_dim, seq } => {
+                let width = heads * head_dim;
+                w.line(format!("const int hb = r / {seq}, hs = r % {seq};"));
+                w.line(format!("const int hpart = cc / {width}, hrem = cc % {width};"));
+                w.line(format!(
+                    "const long long di = (long long)hpart * ((long long)M * {width}) + (((long long)hb * {heads} + hrem / {head_dim}) * {seq} + hs) * {head_dim} + hrem % {head_dim};"
+                ));
+            }
+        }
         let store = |w: &mut Source, k: usize| {
-            w.line(format!("d[(long long)r * ldd + cc + {k}] = {};", d.to_storage(out, &format!("v{k}"))));
+            w.line(format!("d[di + {k}] = {};", d.to_storage(out, &format!("v{k}"))));
         };
         if loads_operands {
             w.line(format!("if ({}) asm volatile(\"\" ::: \"memory\");", g.block_end));
@@ -574,7 +593,7 @@ fn emit_epilogue(
             (2, true) => {
                 w.open("if (cc + 1 < N)");
                 w.line(format!(
-                    "*(unsigned*)(d + (long long)r * ldd + cc) = (unsigned){} | ((unsigned){} << 16);",
+                    "*(unsigned*)(d + di) = (unsigned){} | ((unsigned){} << 16);",
                     d.to_storage(out, "v0"),
                     d.to_storage(out, "v1")
                 ));

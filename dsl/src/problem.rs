@@ -53,10 +53,46 @@ pub struct GemmProblem {
     pub layout_b: Layout,
     #[serde(default)]
     pub epilogue: Vec<EpilogueOp>,
+    /// Where D's elements go (row-major, or permuted into attention heads).
+    #[serde(default, skip_serializing_if = "Store::is_rows")]
+    pub store: Store,
 }
 
 fn one() -> u64 {
     1
+}
+
+/// The memory order of a GEMM's output D.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Store {
+    /// D is M×N row-major.
+    #[default]
+    Rows,
+    /// Multi-head layout: with row = b·seq + s and col = part·heads·head_dim + h·head_dim + d,
+    /// D[row, col] is stored at `[part][b][h][s][d]`. A QKV projection (N = 3·heads·head_dim)
+    /// writes Q, K and V as `[batch, heads, seq, head_dim]` each, with no transpose kernel.
+    Heads { heads: u64, head_dim: u64, seq: u64 },
+}
+
+impl Store {
+    pub fn is_rows(&self) -> bool {
+        *self == Store::Rows
+    }
+
+    /// The token in kernel names and problem keys (`heads12x64_seq384`); empty for rows.
+    pub fn label(&self) -> String {
+        match self {
+            Store::Rows => String::new(),
+            Store::Heads {
+                heads,
+                head_dim,
+                seq,
+            } => format!("heads{heads}x{head_dim}_seq{seq}"),
+        }
+    }
 }
 
 /// A problem that cannot be computed at all (before any template is asked).
@@ -79,6 +115,8 @@ pub enum ProblemError {
     InputDType { op: OpKind, got: DType },
     #[error("{op}: epilogue op `{epi}` appears twice")]
     RepeatedEpilogue { op: OpKind, epi: EpilogueOp },
+    #[error("{op}: head store {what}")]
+    HeadStore { op: OpKind, what: String },
 }
 
 impl GemmProblem {
@@ -93,6 +131,7 @@ impl GemmProblem {
             output: DType::F16,
             layout_b: Layout::Col,
             epilogue: Vec::new(),
+            store: Store::Rows,
         }
     }
 
@@ -127,6 +166,40 @@ impl GemmProblem {
                 got: self.input,
             });
         }
+        if let Store::Heads {
+            heads,
+            head_dim,
+            seq,
+        } = self.store
+        {
+            let bad = |what: String| {
+                Err(ProblemError::HeadStore {
+                    op: OpKind::Gemm,
+                    what,
+                })
+            };
+            if heads == 0 || head_dim == 0 || seq == 0 {
+                return bad(format!(
+                    "sizes must be positive (heads {heads}, head_dim {head_dim}, seq {seq})"
+                ));
+            }
+            if self.m % seq != 0 {
+                return bad(format!(
+                    "needs m = {} to be a multiple of seq = {seq} (m = batch·seq)",
+                    self.m
+                ));
+            }
+            if self.n % (heads * head_dim) != 0 {
+                return bad(format!(
+                    "needs n = {} to be a multiple of heads·head_dim = {}",
+                    self.n,
+                    heads * head_dim
+                ));
+            }
+            if head_dim % 2 != 0 {
+                return bad(format!("needs an even head_dim (got {head_dim})"));
+            }
+        }
         for (i, e) in self.epilogue.iter().enumerate() {
             if self.epilogue[..i].contains(e) {
                 return Err(ProblemError::RepeatedEpilogue {
@@ -150,6 +223,25 @@ impl GemmProblem {
             Layout::Col => self.k,
         };
         max_alignment(&[self.k, b_contiguous, self.n])
+    }
+
+    /// Element index in the output buffer of logical element D[batch][row][col].
+    pub fn output_index(&self, batch: u64, row: u64, col: u64) -> u64 {
+        let base = batch * self.m * self.n;
+        match self.store {
+            Store::Rows => base + row * self.n + col,
+            Store::Heads {
+                heads,
+                head_dim,
+                seq,
+            } => {
+                let (b, s) = (row / seq, row % seq);
+                let width = heads * head_dim;
+                let (part, rem) = (col / width, col % width);
+                let (h, d) = (rem / head_dim, rem % head_dim);
+                base + part * self.m * width + ((b * heads + h) * seq + s) * head_dim + d
+            }
+        }
     }
 
     pub fn flops(&self) -> f64 {
@@ -229,6 +321,9 @@ impl fmt::Display for Problem {
                     let names: Vec<_> = g.epilogue.iter().map(|e| e.name()).collect();
                     write!(f, " epilogue={}", names.join(","))?;
                 }
+                if !g.store.is_rows() {
+                    write!(f, " store={}", g.store.label())?;
+                }
                 Ok(())
             }
         }
@@ -257,6 +352,39 @@ mod tests {
             Problem::Gemm(g).key(),
             "gemm m=384 n=768 k=3072 f16->f16 rcr epilogue=bias,gelu"
         );
+    }
+
+    #[test]
+    fn head_store_permutes_into_qkv_heads() {
+        let mut g = GemmProblem::new(2 * 3, 3 * 2 * 4, 8); // batch 2 × seq 3; Q,K,V × 2 heads × 4
+        g.store = Store::Heads {
+            heads: 2,
+            head_dim: 4,
+            seq: 3,
+        };
+        g.check().unwrap();
+        // row 4 = batch 1, s 1; col 13 = part 1 (K), head 1, d 1
+        // K block starts at 1·m·8 = 48; [b=1][h=1][s=1][d=1] = ((1·2+1)·3+1)·4+1 = 41
+        assert_eq!(g.output_index(0, 4, 13), 48 + 41);
+        let mut seen: Vec<u64> = (0..6)
+            .flat_map(|i| (0..24).map(move |j| (i, j)))
+            .map(|(i, j)| g.output_index(0, i, j))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..144).collect::<Vec<_>>(),
+            "a permutation of the buffer"
+        );
+        assert!(Problem::Gemm(g.clone())
+            .key()
+            .ends_with("store=heads2x4_seq3"));
+        g.m = 7;
+        assert!(g
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of seq"));
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub struct Variant {
     pub epilogue: Vec<EpilogueOp>,
     /// Elements per aligned global vector access (8, 4, 2 or 1).
     pub align: u32,
+    /// The output store (`Store` of the problem); rows when absent.
+    #[serde(default)]
+    pub store: crate::problem::Store,
 }
 
 /// One kernel: a point of a template's space plus the problem-derived variant.
@@ -239,6 +242,10 @@ impl Config {
         if v.output != v.input {
             name.push_str("_o");
             name.push_str(v.output.name());
+        }
+        if !v.store.is_rows() {
+            name.push('_');
+            name.push_str(&v.store.label());
         }
         name.push_str(&format!("_a{}", v.align));
         name

@@ -155,6 +155,7 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
             layout: g.layout_code(),
             epilogue: g.epilogue.clone(),
             align: g.alignment(),
+            store: g.store,
         },
     }
 }
@@ -235,6 +236,7 @@ pub fn validate_generic<T: Template + ?Sized>(
         || v.acc != wanted.acc
         || v.layout != wanted.layout
         || v.epilogue != wanted.epilogue
+        || v.store != wanted.store
     {
         return Err(Reject::new(
             Shape,

@@ -125,7 +125,7 @@ fn check_positions(
     let mut worst = (0, 0, 0);
     let mut nonfinite = 0usize;
     for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
-        let got = value_at(((b * p.m + i) * p.n + j) as usize).map_or(f64::NAN, f64::from);
+        let got = value_at(p.output_index(b, i, j) as usize).map_or(f64::NAN, f64::from);
         max_ref = max_ref.max(want.abs());
         if !got.is_finite() {
             nonfinite += 1;

@@ -26,10 +26,18 @@ pub fn variants() -> Vec<(&'static str, Problem)> {
     let mut ragged = GemmProblem::new(257, 382, 520);
     ragged.output = DType::F32;
     ragged.epilogue = vec![EpilogueOp::BetaC, EpilogueOp::Residual, EpilogueOp::Silu];
+    let mut qkv = GemmProblem::new(768, 2304, 768);
+    qkv.epilogue = vec![EpilogueOp::Bias];
+    qkv.store = tessera_dsl::Store::Heads {
+        heads: 12,
+        head_dim: 64,
+        seq: 384,
+    };
     vec![
         ("f16_rcr", Problem::Gemm(plain)),
         ("bf16_rrr_bias_gelu", Problem::Gemm(fused)),
         ("f16_f32out_a2", Problem::Gemm(ragged)),
+        ("f16_qkv_heads", Problem::Gemm(qkv)),
     ]
 }
 

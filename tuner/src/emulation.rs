@@ -101,7 +101,7 @@ pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
             if fault == Some(Fault::WrongValue) && idx == positions.len() / 2 {
                 v += 1.0;
             }
-            out.values[((b * p.m + i) * p.n + j) as usize] =
+            out.values[p.output_index(b, i, j) as usize] =
                 tessera_library::host::round_to(p.output, v as f32);
         }
         let bytes = out.to_bytes();

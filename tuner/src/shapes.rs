@@ -57,7 +57,7 @@ use std::path::Path;
 use tessera_dsl::dtype::UnknownDType;
 use tessera_dsl::epilogue::UnknownEpilogueOp;
 use tessera_dsl::problem::ProblemError;
-use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, OpKind, Problem};
+use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, OpKind, Problem, Store};
 
 /// One problem of a shapes file with the name it is reported under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +152,7 @@ const PROBLEM_KEYS: &[&str] = &[
     "out_dtype",
     "layout",
     "epilogue",
+    "store",
 ];
 /// Ops a shapes file can describe (those with a [`Problem`] variant).
 const SHAPE_OPS: &[OpKind] = &[OpKind::Gemm];
@@ -379,6 +380,7 @@ struct Settings {
     out_dtype: Option<DType>,
     layout: Option<Layout>,
     epilogue: Option<Vec<EpilogueOp>>,
+    store: Option<Store>,
 }
 
 /// An entry's own sizes (`batch` lives in [`Settings`]).
@@ -415,6 +417,9 @@ impl Settings {
         if let Some(v) = f.get("epilogue") {
             s.epilogue = Some(parse_epilogue(v)?);
         }
+        if let Some(v) = f.get("store") {
+            s.store = Some(parse_store(v)?);
+        }
         if let Some(v) = f.get("m") {
             sizes.m = Some(parse_sizes("m", v)?);
         }
@@ -436,6 +441,7 @@ impl Settings {
             out_dtype: self.out_dtype.or(defaults.out_dtype),
             layout: self.layout.or(defaults.layout),
             epilogue: self.epilogue.or_else(|| defaults.epilogue.clone()),
+            store: self.store.or(defaults.store),
         }
     }
 }
@@ -472,6 +478,29 @@ fn parse_layout(v: &Value) -> Result<Layout, ShapeIssue> {
     .ok_or_else(|| ShapeIssue::UnknownLayout {
         got: got.to_string(),
     })
+}
+
+/// `store: rows` or `store: { heads: H, head_dim: D, seq: S }`.
+fn parse_store(v: &Value) -> Result<Store, ShapeIssue> {
+    const EXPECTED: &str = "`rows` or a map {heads, head_dim, seq}";
+    match v {
+        Value::String(s) if s == "rows" => Ok(Store::Rows),
+        Value::Mapping(map) => {
+            let f = fields(map, &["heads", "head_dim", "seq"])?;
+            let get = |key: &'static str| -> Result<u64, ShapeIssue> {
+                let v = f.get(key).ok_or(ShapeIssue::MissingKey { key })?;
+                v.as_u64()
+                    .filter(|&x| x > 0)
+                    .ok_or_else(|| wrong(key, "a positive integer", v))
+            };
+            Ok(Store::Heads {
+                heads: get("heads")?,
+                head_dim: get("head_dim")?,
+                seq: get("seq")?,
+            })
+        }
+        other => Err(wrong("store", EXPECTED, other)),
+    }
 }
 
 fn parse_epilogue(v: &Value) -> Result<Vec<EpilogueOp>, ShapeIssue> {
@@ -528,6 +557,7 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
     let output = s.out_dtype.unwrap_or(input);
     let layout_b = s.layout.unwrap_or(Layout::Col);
     let epilogue = s.epilogue.clone().unwrap_or_default();
+    let store = s.store.unwrap_or_default();
 
     let dims: [(&'static str, &Vec<i128>); 4] = [("m", m), ("n", n), ("k", k), ("batch", batch)];
     let mut out = Vec::new();
@@ -563,6 +593,7 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
                                 output,
                                 layout_b,
                                 epilogue: epilogue.clone(),
+                                store,
                             }),
                             other => return Err(ShapeIssue::UnsupportedOp { op: other }),
                         };

@@ -53,6 +53,7 @@ fn gpu_gemm_matches_reference() {
                     output: input,
                     layout_b,
                     epilogue: vec![],
+                    store: Default::default(),
                 };
                 let p = Problem::Gemm(g.clone());
                 let cands: Vec<Candidate> = points
@@ -134,6 +135,7 @@ fn gpu_gemm_epilogues_match_reference() {
                     output: *output,
                     layout_b,
                     epilogue: epilogue.clone(),
+                    store: Default::default(),
                 };
                 let p = Problem::Gemm(g.clone());
                 let cands: Vec<Candidate> = points
@@ -167,6 +169,51 @@ fn gpu_gemm_epilogues_match_reference() {
                 w.free(&device).unwrap();
             }
         }
+    }
+    // QKV projections that write Q, K and V as [batch, heads, seq, head_dim] (BERT-base: 12 × 64)
+    for (m, seq) in [(2 * 384u64, 384u64), (3 * 128, 128), (77, 77)] {
+        let g = GemmProblem {
+            m,
+            n: 3 * 768,
+            k: 768,
+            batch: 1,
+            input: DType::F16,
+            output: DType::F16,
+            layout_b: Layout::Col,
+            epilogue: vec![Bias],
+            store: tessera_dsl::Store::Heads {
+                heads: 12,
+                head_dim: 64,
+                seq,
+            },
+        };
+        let p = Problem::Gemm(g.clone());
+        let cands: Vec<Candidate> = points
+            .iter()
+            .filter_map(|v| t.config(v, &p).ok())
+            .filter(|c| t.validate(c, &p, device.caps()).is_ok())
+            .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
+            .collect();
+        let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
+        let w = GemmWorkload::new(&device, &g, runs as u64 + 7).expect("workload");
+        for (c, module) in cands.iter().zip(modules) {
+            runs += 1;
+            match module.map_err(|e| e.to_string()).and_then(|module| {
+                let v = verify(&device, &module, c, &w).map_err(|e| e.to_string());
+                let _ = device.unload(&module);
+                v
+            }) {
+                Ok(v) if v.pass => {}
+                Ok(v) => failures.push(format!(
+                    "{} on {p}: rel err {:.2e}, {} non-finite",
+                    c.name(),
+                    v.rel_err,
+                    v.nonfinite
+                )),
+                Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
+            }
+        }
+        w.free(&device).unwrap();
     }
     println!(
         "gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures",

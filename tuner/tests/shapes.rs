@@ -53,6 +53,7 @@ fn bert_yaml_has_every_bert_base_gemm() {
                     output: DType::F16,
                     layout_b: Layout::Col,
                     epilogue: epi.to_vec(),
+                    store: Default::default(),
                 }),
             });
         }
@@ -165,7 +166,7 @@ fn unknown_choices_are_listed() {
     assert_eq!(
         e.to_string(),
         "bad.yaml: problems[0]: unknown key `bias`; valid keys: \
-         name, op, m, n, k, batch, dtype, out_dtype, layout, epilogue"
+         name, op, m, n, k, batch, dtype, out_dtype, layout, epilogue, store"
     );
 }
 

@@ -38,6 +38,15 @@ fn sim_gemm_candidates_verify_and_time() {
     bf.layout_b = Layout::Row;
     bf.epilogue = vec![EpilogueOp::Bias, EpilogueOp::Gelu, EpilogueOp::Residual];
     problems.push(bf);
+    // QKV projection writing Q, K, V per head: batch 2 × seq 48, 2 heads × 64, N = 3·2·64
+    let mut qkv = GemmProblem::new(96, 384, 128);
+    qkv.epilogue = vec![EpilogueOp::Bias];
+    qkv.store = tessera_dsl::Store::Heads {
+        heads: 2,
+        head_dim: 64,
+        seq: 48,
+    };
+    problems.push(qkv);
     for g in problems {
         let p = Problem::Gemm(g.clone());
         let w = GemmWorkload::new(&device, &g, 42).unwrap();

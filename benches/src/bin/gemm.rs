@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
                 output: dtype,
                 layout_b: Layout::Col,
                 epilogue: vec![],
+                store: Default::default(),
             };
             let p = Problem::Gemm(g);
             let measured = time_candidates(&device, t, &p, plan, Search::Shortlist)?;

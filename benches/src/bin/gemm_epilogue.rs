@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             output: DType::F16,
             layout_b: Layout::Col,
             epilogue: vec![EpilogueOp::Bias, gelu],
+            store: Default::default(),
         };
         let p = Problem::Gemm(g);
         let measured = time_candidates(&device, t, &p, plan, Search::WholeSpace)?;

@@ -49,5 +49,6 @@ pub fn variant(
         layout: layout.into(),
         epilogue,
         align: 8,
+        store: Default::default(),
     }
 }
