@@ -579,10 +579,17 @@ fn inspect(path: &Path, options: &OpenOptions) -> Result<(), CacheError> {
         .map_err(|e| CacheError::sqlite(path, "opening", e))?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| CacheError::sqlite(path, "configuring", e))?;
-    let version = schema::user_version(&conn)
+    // One statement, one snapshot: another process may commit the schema of a new cache
+    // between two separate reads, which would look like "version 0 with tables present".
+    let (version, app_id, objects): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), \
+                    (SELECT application_id FROM pragma_application_id), \
+                    (SELECT count(*) FROM sqlite_schema)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .map_err(|e| CacheError::sqlite(path, "reading the schema version", e))?;
-    let app_id = schema::application_id(&conn)
-        .map_err(|e| CacheError::sqlite(path, "reading the application id", e))?;
     if version > 0 && app_id != APPLICATION_ID {
         return Err(CacheError::Foreign {
             path: path.to_path_buf(),
@@ -596,18 +603,13 @@ fn inspect(path: &Path, options: &OpenOptions) -> Result<(), CacheError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version == 0 {
-        let objects: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(|e| CacheError::sqlite(path, "reading the schema", e))?;
-        if objects > 0 {
-            return Err(CacheError::Foreign {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "schema version 0 but {objects} tables, indexes or views already present"
-                ),
-            });
-        }
+    if version == 0 && objects > 0 {
+        return Err(CacheError::Foreign {
+            path: path.to_path_buf(),
+            detail: format!(
+                "schema version 0 but {objects} tables, indexes or views already present"
+            ),
+        });
     }
     let mut stmt = conn
         .prepare("PRAGMA quick_check(5)")
