@@ -183,13 +183,13 @@ impl GemmProblem {
                     "sizes must be positive (heads {heads}, head_dim {head_dim}, seq {seq})"
                 ));
             }
-            if self.m % seq != 0 {
+            if !self.m.is_multiple_of(seq) {
                 return bad(format!(
                     "needs m = {} to be a multiple of seq = {seq} (m = batch·seq)",
                     self.m
                 ));
             }
-            if self.n % (heads * head_dim) != 0 {
+            if !self.n.is_multiple_of(heads * head_dim) {
                 return bad(format!(
                     "needs n = {} to be a multiple of heads·head_dim = {}",
                     self.n,

@@ -8,9 +8,10 @@ use crate::candidate::Candidate;
 use crate::emulation::{self, Fault};
 use crate::error::TunerError;
 use crate::workload::GemmWorkload;
+use std::time::Instant;
 use tessera_device::{Device, DeviceError, Module, Timing};
 use tessera_dsl::Problem;
-use tessera_library::verify::{check_gemm, Verdict};
+use tessera_library::verify::{check_gemm_expected_bytes, expected_gemm, Expected, Verdict};
 
 /// What happened to a candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub enum Outcome {
     CompileError(String),
     LaunchError(String),
     WrongResult(String),
+    /// Verified, but its quick probe was over the early-stop limit: not timed in full.
+    SkippedSlow(String),
 }
 
 impl Outcome {
@@ -30,13 +33,17 @@ impl Outcome {
             Outcome::CompileError(_) => "compile_error",
             Outcome::LaunchError(_) => "launch_error",
             Outcome::WrongResult(_) => "wrong_result",
+            Outcome::SkippedSlow(_) => "skipped_slow",
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
             Outcome::Ok => "",
-            Outcome::CompileError(r) | Outcome::LaunchError(r) | Outcome::WrongResult(r) => r,
+            Outcome::CompileError(r)
+            | Outcome::LaunchError(r)
+            | Outcome::WrongResult(r)
+            | Outcome::SkippedSlow(r) => r,
         }
     }
 }
@@ -50,7 +57,12 @@ pub struct Measured {
     pub timing: Option<Timing>,
     pub registers: Option<u32>,
     pub spill_bytes: Option<u32>,
+    /// Wall time of the compile call (NVRTC, or a module-cache hit and load).
     pub compile_s: f64,
+    /// Wall time of poison + launch + read back + compare.
+    pub verify_s: f64,
+    /// Wall time of the probe and the timed runs.
+    pub time_s: f64,
 }
 
 /// How to time.
@@ -93,10 +105,22 @@ pub fn verify(
     c: &Candidate,
     w: &GemmWorkload,
 ) -> Result<Verdict, DeviceError> {
+    verify_against(device, module, c, w, &expected_gemm(&w.problem, &w.inputs))
+}
+
+/// [`verify`] against reference values computed once for the workload's inputs; only the
+/// checked elements of the output are decoded.
+pub fn verify_against(
+    device: &dyn Device,
+    module: &Module,
+    c: &Candidate,
+    w: &GemmWorkload,
+    expected: &Expected,
+) -> Result<Verdict, DeviceError> {
     w.poison(device)?;
     device.launch(module, &w.launch(c), &w.args())?;
-    let out = w.read_output(device)?;
-    Ok(check_gemm(&w.problem, &w.inputs, &out))
+    let out = w.read_output_bytes(device)?;
+    Ok(check_gemm_expected_bytes(&w.problem, expected, &out))
 }
 
 /// Compile, verify on `w`, and time a candidate. Infrastructure failures are errors; the
@@ -108,6 +132,29 @@ pub fn measure(
     plan: TimingPlan,
     fault: Option<Fault>,
 ) -> Result<Measured, TunerError> {
+    measure_with(
+        device,
+        c,
+        w,
+        &expected_gemm(&w.problem, &w.inputs),
+        plan,
+        None,
+        fault,
+    )
+}
+
+/// [`measure`] against precomputed reference values; with `stop_above_ms`, a candidate whose
+/// 3-run probe is slower than that is not timed in full ([`Outcome::SkippedSlow`], carrying the
+/// probe's timing).
+pub fn measure_with(
+    device: &dyn Device,
+    c: &Candidate,
+    w: &GemmWorkload,
+    expected: &Expected,
+    plan: TimingPlan,
+    stop_above_ms: Option<f64>,
+    fault: Option<Fault>,
+) -> Result<Measured, TunerError> {
     let problem = Problem::Gemm(w.problem.clone());
     let mut m = Measured {
         kernel: c.name(),
@@ -117,7 +164,10 @@ pub fn measure(
         registers: None,
         spill_bytes: None,
         compile_s: 0.0,
+        verify_s: 0.0,
+        time_s: 0.0,
     };
+    let started = Instant::now();
     let module = match compile(device, c, &problem, fault) {
         Ok(module) => module,
         Err(e) if e.is_infrastructure() => return Err(e.into()),
@@ -126,41 +176,58 @@ pub fn measure(
             return Ok(m);
         }
     };
+    m.compile_s = started.elapsed().as_secs_f64();
     let report = module.report();
-    m.compile_s = report.compile_seconds;
     m.registers = report.usage.registers;
     m.spill_bytes = report.usage.spill_bytes();
-    let result = verify(device, &module, c, w).and_then(|verdict| {
-        if !verdict.pass {
-            return Ok((verdict, None));
+    let result = (|| -> Result<(), DeviceError> {
+        let started = Instant::now();
+        let verdict = verify_against(device, &module, c, w, expected)?;
+        m.verify_s = started.elapsed().as_secs_f64();
+        let pass = verdict.pass;
+        if !pass {
+            m.outcome = Outcome::WrongResult(format!(
+                "relative error {:.3e} > {:.0e} ({} non-finite of {} checked, worst at {:?})",
+                verdict.rel_err,
+                verdict.tolerance,
+                verdict.nonfinite,
+                verdict.checked,
+                verdict.worst
+            ));
         }
-        let t = device.time(
+        m.verdict = Some(verdict);
+        if !pass {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (launch, args) = (w.launch(c), w.args());
+        if let Some(limit) = stop_above_ms {
+            let probe = device.time(&module, &launch, &args, 1, 3, plan.l2_flush)?;
+            if probe.median() > limit {
+                m.outcome = Outcome::SkippedSlow(format!(
+                    "probe {:.4} ms is over {:.4} ms (3x the best so far)",
+                    probe.median(),
+                    limit
+                ));
+                m.timing = Some(probe);
+                m.time_s = started.elapsed().as_secs_f64();
+                return Ok(());
+            }
+        }
+        m.timing = Some(device.time(
             &module,
-            &w.launch(c),
-            &w.args(),
+            &launch,
+            &args,
             plan.warmup,
             plan.iters,
             plan.l2_flush,
-        )?;
-        Ok((verdict, Some(t)))
-    });
+        )?);
+        m.time_s = started.elapsed().as_secs_f64();
+        Ok(())
+    })();
     let _ = device.unload(&module);
     match result {
-        Ok((verdict, timing)) => {
-            if !verdict.pass {
-                m.outcome = Outcome::WrongResult(format!(
-                    "relative error {:.3e} > {:.0e} ({} non-finite of {} checked, worst at {:?})",
-                    verdict.rel_err,
-                    verdict.tolerance,
-                    verdict.nonfinite,
-                    verdict.checked,
-                    verdict.worst
-                ));
-            }
-            m.verdict = Some(verdict);
-            m.timing = timing;
-            Ok(m)
-        }
+        Ok(()) => Ok(m),
         Err(e) if e.is_infrastructure() => Err(e.into()),
         Err(e) => {
             m.outcome = Outcome::LaunchError(e.to_string());

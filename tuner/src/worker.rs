@@ -8,17 +8,17 @@
 
 use crate::candidate::Candidate;
 use crate::emulation::Fault;
-use crate::measure::{self, TimingPlan};
+use crate::error::TunerError;
+use crate::measure::{measure_with, Outcome, TimingPlan};
 use crate::workload::GemmWorkload;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
-use std::time::Instant;
 use tessera_device::cuda::nvrtc_compile_cached;
 use tessera_device::hipcc::HipToolchain;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceError};
 use tessera_dsl::{Problem, Target, Vendor};
-use tessera_library::verify::{check_gemm_expected_bytes, expected_gemm, Expected};
+use tessera_library::verify::{expected_gemm, Expected};
 
 /// A defect planted in one candidate, for tests of the tuner's failure handling (simulated
 /// device only, except `Crash` and `Hang`, which act on the worker process itself).
@@ -278,85 +278,36 @@ fn measure_job(
         Some(PlantedFault::LaunchFailure) => Some(Fault::LaunchFailure),
         _ => None,
     };
-    let started = Instant::now();
-    let module = match measure::compile(device, &c, problem, emulated_fault) {
+    let m = match measure_with(
+        device,
+        &c,
+        &cur.workload,
+        &cur.expected,
+        plan,
+        stop_above_ms,
+        emulated_fault,
+    ) {
         Ok(m) => m,
-        Err(e) if e.is_infrastructure() => return Err(e),
-        Err(e) => return Ok(Reply::failed(name, "compile_error", e.to_string())),
+        Err(TunerError::Device(e)) => return Err(e),
+        Err(e) => return Ok(Reply::failed(name, "protocol_error", e.to_string())),
     };
-    let compile_s = started.elapsed().as_secs_f64();
-    let report = module.report().clone();
-    let mut reply = Reply {
-        kernel: name.clone(),
-        registers: report.usage.registers,
-        spill_bytes: report.usage.spill_bytes(),
-        compile_s,
+    let launch_failed = matches!(m.outcome, Outcome::LaunchError(_));
+    Ok(Reply {
+        kernel: m.kernel,
+        status: m.outcome.status().into(),
+        reason: m.outcome.reason().into(),
+        registers: m.registers,
+        spill_bytes: m.spill_bytes,
+        compile_s: m.compile_s,
+        verify_s: m.verify_s,
+        time_s: m.time_s,
+        rel_err: m.verdict.map(|v| v.rel_err),
+        median_ms: m.timing.as_ref().map(|t| t.median()),
+        p10_ms: m.timing.as_ref().map(|t| t.p10()),
+        p90_ms: m.timing.as_ref().map(|t| t.p90()),
+        samples: m.timing.as_ref().map_or(0, |t| t.samples_ms().len() as u32),
         simulated,
-        ..Reply::default()
-    };
-    let w = &cur.workload;
-    let launch = w.launch(&c);
-    let args = w.args();
-    let verify_start = Instant::now();
-    let outcome = (|| -> Result<(), DeviceError> {
-        w.poison(device)?;
-        device.launch(&module, &launch, &args)?;
-        let out = w.read_output_bytes(device)?;
-        let v = check_gemm_expected_bytes(g, &cur.expected, &out);
-        reply.rel_err = Some(v.rel_err);
-        reply.verify_s = verify_start.elapsed().as_secs_f64();
-        if !v.pass {
-            reply.status = "wrong_result".into();
-            reply.reason = format!(
-                "relative error {:.3e} > {:.0e} ({} non-finite of {} checked, worst at {:?})",
-                v.rel_err, v.tolerance, v.nonfinite, v.checked, v.worst
-            );
-            return Ok(());
-        }
-        let time_start = Instant::now();
-        if let Some(limit) = stop_above_ms {
-            let probe = device.time(&module, &launch, &args, 1, 3, plan.l2_flush)?;
-            if probe.median() > limit {
-                reply.status = "skipped_slow".into();
-                reply.reason = format!(
-                    "probe {:.4} ms is over {:.4} ms (3x the best so far)",
-                    probe.median(),
-                    limit
-                );
-                reply.median_ms = Some(probe.median());
-                reply.p10_ms = Some(probe.p10());
-                reply.p90_ms = Some(probe.p90());
-                reply.samples = probe.samples_ms().len() as u32;
-                reply.time_s = time_start.elapsed().as_secs_f64();
-                return Ok(());
-            }
-        }
-        let t = device.time(
-            &module,
-            &launch,
-            &args,
-            plan.warmup,
-            plan.iters,
-            plan.l2_flush,
-        )?;
-        reply.status = "ok".into();
-        reply.median_ms = Some(t.median());
-        reply.p10_ms = Some(t.p10());
-        reply.p90_ms = Some(t.p90());
-        reply.samples = t.samples_ms().len() as u32;
-        reply.time_s = time_start.elapsed().as_secs_f64();
-        Ok(())
-    })();
-    let _ = device.unload(&module);
-    match outcome {
-        Ok(()) => Ok(reply),
-        Err(e) if e.is_infrastructure() => Err(e),
-        Err(e) => {
-            reply.status = "launch_error".into();
-            reply.reason = e.to_string();
-            // A faulted CUDA context poisons every later call: end this worker.
-            reply.fatal = !simulated;
-            Ok(reply)
-        }
-    }
+        // A faulted CUDA context poisons every later call: end this worker.
+        fatal: launch_failed && !simulated,
+    })
 }

@@ -24,6 +24,49 @@ fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> 
         .collect()
 }
 
+/// Verify every point that fits `g` on fresh inputs (seed `seed`); returns (runs, failures).
+fn verify_points(
+    device: &CudaDevice,
+    t: &'static dyn Template,
+    points: &[Vec<i64>],
+    g: &GemmProblem,
+    seed: u64,
+) -> (usize, Vec<String>) {
+    let p = Problem::Gemm(g.clone());
+    let cands: Vec<Candidate> = points
+        .iter()
+        .filter_map(|v| t.config(v, &p).ok())
+        .filter(|c| t.validate(c, &p, device.caps()).is_ok())
+        .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
+        .collect();
+    let modules = parallel_map(&cands, default_jobs(), |c| compile(device, c, &p, None));
+    let w = GemmWorkload::new(device, g, seed).expect("workload");
+    let mut failures = Vec::new();
+    for (c, module) in cands.iter().zip(modules) {
+        let verdict = module
+            .map_err(|e| format!("compile: {e}"))
+            .and_then(|module| {
+                let v = verify(device, &module, c, &w).map_err(|e| e.to_string());
+                let _ = device.unload(&module);
+                v
+            });
+        match verdict {
+            Ok(v) if v.pass => {}
+            Ok(v) => failures.push(format!(
+                "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
+                c.name(),
+                v.rel_err,
+                v.tolerance,
+                v.nonfinite,
+                v.worst
+            )),
+            Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
+        }
+    }
+    w.free(device).unwrap();
+    (cands.len(), failures)
+}
+
 #[test]
 fn gpu_gemm_matches_reference() {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
@@ -55,40 +98,9 @@ fn gpu_gemm_matches_reference() {
                     epilogue: vec![],
                     store: Default::default(),
                 };
-                let p = Problem::Gemm(g.clone());
-                let cands: Vec<Candidate> = points
-                    .iter()
-                    .filter_map(|v| t.config(v, &p).ok())
-                    .filter(|c| t.validate(c, &p, device.caps()).is_ok())
-                    .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
-                    .collect();
-                let modules =
-                    parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
-                let w = GemmWorkload::new(&device, &g, runs as u64 + 1).expect("workload");
-                for (c, module) in cands.iter().zip(modules) {
-                    runs += 1;
-                    let module = match module {
-                        Ok(m) => m,
-                        Err(e) => {
-                            failures.push(format!("{} on {p}: compile: {e}", c.name()));
-                            continue;
-                        }
-                    };
-                    match verify(&device, &module, c, &w) {
-                        Ok(v) if v.pass => {}
-                        Ok(v) => failures.push(format!(
-                            "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
-                            c.name(),
-                            v.rel_err,
-                            v.tolerance,
-                            v.nonfinite,
-                            v.worst
-                        )),
-                        Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
-                    }
-                    let _ = device.unload(&module);
-                }
-                w.free(&device).unwrap();
+                let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 1);
+                runs += n;
+                failures.extend(f);
             }
         }
     }
@@ -137,36 +149,9 @@ fn gpu_gemm_epilogues_match_reference() {
                     epilogue: epilogue.clone(),
                     store: Default::default(),
                 };
-                let p = Problem::Gemm(g.clone());
-                let cands: Vec<Candidate> = points
-                    .iter()
-                    .filter_map(|v| t.config(v, &p).ok())
-                    .filter(|c| t.validate(c, &p, device.caps()).is_ok())
-                    .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
-                    .collect();
-                let modules =
-                    parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
-                let w = GemmWorkload::new(&device, &g, runs as u64 + 99).expect("workload");
-                for (c, module) in cands.iter().zip(modules) {
-                    runs += 1;
-                    match module.map_err(|e| e.to_string()).and_then(|module| {
-                        let v = verify(&device, &module, c, &w).map_err(|e| e.to_string());
-                        let _ = device.unload(&module);
-                        v
-                    }) {
-                        Ok(v) if v.pass => {}
-                        Ok(v) => failures.push(format!(
-                            "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
-                            c.name(),
-                            v.rel_err,
-                            v.tolerance,
-                            v.nonfinite,
-                            v.worst
-                        )),
-                        Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
-                    }
-                }
-                w.free(&device).unwrap();
+                let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 99);
+                runs += n;
+                failures.extend(f);
             }
         }
     }
@@ -187,33 +172,9 @@ fn gpu_gemm_epilogues_match_reference() {
                 seq,
             },
         };
-        let p = Problem::Gemm(g.clone());
-        let cands: Vec<Candidate> = points
-            .iter()
-            .filter_map(|v| t.config(v, &p).ok())
-            .filter(|c| t.validate(c, &p, device.caps()).is_ok())
-            .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
-            .collect();
-        let modules = parallel_map(&cands, default_jobs(), |c| compile(&device, c, &p, None));
-        let w = GemmWorkload::new(&device, &g, runs as u64 + 7).expect("workload");
-        for (c, module) in cands.iter().zip(modules) {
-            runs += 1;
-            match module.map_err(|e| e.to_string()).and_then(|module| {
-                let v = verify(&device, &module, c, &w).map_err(|e| e.to_string());
-                let _ = device.unload(&module);
-                v
-            }) {
-                Ok(v) if v.pass => {}
-                Ok(v) => failures.push(format!(
-                    "{} on {p}: rel err {:.2e}, {} non-finite",
-                    c.name(),
-                    v.rel_err,
-                    v.nonfinite
-                )),
-                Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
-            }
-        }
-        w.free(&device).unwrap();
+        let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 7);
+        runs += n;
+        failures.extend(f);
     }
     println!(
         "gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures",
