@@ -45,7 +45,9 @@ pub fn time_candidates(
     plan: TimingPlan,
     search: Search,
 ) -> anyhow::Result<Vec<Timed>> {
-    let Problem::Gemm(g) = problem;
+    let Some(g) = problem.as_gemm() else {
+        bail!("{problem}: not a GEMM");
+    };
     let points = match search {
         Search::Shortlist => shortlist::points(t, problem),
         Search::WholeSpace => t.space().enumerate(),

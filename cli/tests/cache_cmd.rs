@@ -81,7 +81,7 @@ fn problem(m: u64, n: u64, k: u64) -> Problem {
 }
 
 fn record(p: &Problem) -> ProblemRecord {
-    let Problem::Gemm(g) = p;
+    let g = p.as_gemm().expect("a GEMM problem");
     ProblemRecord::new(
         p.key(),
         "gemm",

@@ -129,9 +129,8 @@ fn rows(problem: &Problem, pi: u64, scale: f64) -> Vec<ResultRow> {
                     };
                     let flops = problem.flops();
                     // Efficiency: larger tiles are better until the grid underfills 132 SMs.
-                    let (m, n) = match problem {
-                        Problem::Gemm(g) => (g.m as f64, g.n as f64),
-                    };
+                    let g = problem.as_gemm().expect("GEMM fixtures");
+                    let (m, n) = (g.m as f64, g.n as f64);
                     let tiles = (m / tm as f64).ceil() * (n / tn as f64).ceil();
                     let fill = (tiles / 132.0).min(1.0);
                     let size = ((tm * tn) as f64 / (256.0 * 256.0)).powf(0.3);

@@ -7,7 +7,7 @@ use crate::dialect::{Dialect, MmaPlan, SmemOperand};
 use crate::epilogue::{self, EpilogueOperands};
 use crate::source::Source;
 use crate::CodegenError;
-use tessera_dsl::ir::{gemm_abi, Arg, Operand, SharedTile, Stmt, TileCopy};
+use tessera_dsl::ir::{abi, Arg, Operand, SharedTile, Stmt, TileCopy};
 use tessera_dsl::{EpilogueOp, KernelIr, Layout, OpKind, Problem, Store, Target};
 
 /// Generated source of one kernel and what its launch needs.
@@ -27,16 +27,21 @@ impl KernelSource {
     /// Grid for a problem: tiles are rasterised along x (grouped along M for L2 reuse),
     /// batches along z.
     pub fn grid(&self, problem: &Problem) -> [u32; 3] {
+        let blocks = |n: u64, tile: u32| {
+            u32::try_from(n.div_ceil(u64::from(tile.max(1)))).unwrap_or(u32::MAX)
+        };
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         match problem {
             Problem::Gemm(g) => {
                 let tm = g.m.div_ceil(u64::from(self.tile_m));
                 let tn = g.n.div_ceil(u64::from(self.tile_n));
-                [
-                    u32::try_from(tm * tn).unwrap_or(u32::MAX),
-                    1,
-                    u32::try_from(g.batch).unwrap_or(u32::MAX),
-                ]
+                [clamp(tm * tn), 1, clamp(g.batch)]
             }
+            // row-wise kernels: `tile_m` rows per block
+            Problem::Layernorm(l) => [blocks(l.rows, self.tile_m), 1, 1],
+            Problem::Softmax(s) => [blocks(s.rows, self.tile_m), 1, 1],
+            // attention: `tile_m` queries of one head per block
+            Problem::Attention(a) => [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)],
         }
     }
 }
@@ -46,13 +51,42 @@ const GROUP_M: u32 = 8;
 /// Byte alignment of each shared tile inside the dynamic shared-memory block.
 const SMEM_ALIGN: u32 = 128;
 
+/// Generate the source of any kernel: each op has its own lowering.
 pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
-    if ir.op != OpKind::Gemm {
-        return Err(CodegenError::Unsupported(format!(
-            "op {} has no lowering yet",
-            ir.op
-        )));
+    match ir.op {
+        OpKind::Gemm => emit_gemm(ir, d),
+        OpKind::Layernorm | OpKind::Softmax => crate::rows::emit(ir, d),
+        OpKind::Attention => crate::attention::emit(ir, d),
     }
+}
+
+/// The kernel's parameter list, one per line, from its launch ABI.
+pub(crate) fn abi_params(d: &dyn Dialect, abi: &[Arg]) -> String {
+    let params: Vec<String> = abi
+        .iter()
+        .map(|a| match a {
+            Arg::Ptr {
+                name,
+                dtype,
+                written,
+            } => {
+                let ty = d.storage_type(*dtype);
+                if *written {
+                    format!("    {ty}* __restrict__ {name}")
+                } else {
+                    format!("    const {ty}* __restrict__ {name}")
+                }
+            }
+            Arg::I32Ptr(n) => format!("    const int* __restrict__ {n}"),
+            Arg::I32(n) => format!("    int {n}"),
+            Arg::I64(n) => format!("    long long {n}"),
+            Arg::F32(n) => format!("    float {n}"),
+        })
+        .collect();
+    params.join(",\n")
+}
+
+fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     check(ir, d)?;
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
@@ -69,28 +103,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         ir.warps_n
     ));
     w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
-    let abi = gemm_abi(&ir.variant);
-    let params: Vec<String> = abi
-        .iter()
-        .map(|a| match a {
-            Arg::Ptr {
-                name,
-                dtype,
-                written,
-            } => {
-                let ty = d.storage_type(*dtype);
-                if *written {
-                    format!("    {ty}* __restrict__ {name}")
-                } else {
-                    format!("    const {ty}* __restrict__ {name}")
-                }
-            }
-            Arg::I32(n) => format!("    int {n}"),
-            Arg::I64(n) => format!("    long long {n}"),
-            Arg::F32(n) => format!("    float {n}"),
-        })
-        .collect();
-    w.lines(&params.join(",\n"));
+    w.lines(&abi_params(d, &abi(ir.op, &ir.variant)));
     w.open(")");
     emit_body(&mut w, ir, d, threads)?;
     w.close("");
@@ -312,7 +325,7 @@ fn plan_for(
 /// The MMA statement that feeds each fragment (its plan is needed where it is declared).
 fn find_mma(stmts: &[Stmt], acc: &str) -> Option<(String, String)> {
     stmts.iter().find_map(|s| match s {
-        Stmt::Mma { acc: x, a, b } if x == acc => Some((a.clone(), b.clone())),
+        Stmt::Mma { acc: x, a, b, .. } if x == acc => Some((a.clone(), b.clone())),
         Stmt::Mainloop { body, .. } => find_mma(body, acc),
         _ => None,
     })
@@ -405,10 +418,10 @@ fn emit_stmt(
             return Err(CodegenError::Malformed("mma outside a mainloop".into()));
         }
         Stmt::Epilogue { acc, dst, ops } => emit_epilogue(w, ir, d, acc, *dst, ops)?,
-        Stmt::RowReduce { .. } | Stmt::Elementwise { .. } => {
-            return Err(CodegenError::Unsupported(
-                "row reductions and elementwise fragment ops have no lowering yet".into(),
-            ))
+        other => {
+            return Err(CodegenError::Unsupported(format!(
+                "a GEMM kernel cannot lower {other:?}"
+            )))
         }
     }
     Ok(())
@@ -452,7 +465,7 @@ fn emit_mainloop(
     let plans = body
         .iter()
         .map(|stmt| match stmt {
-            Stmt::Mma { acc, a, b } => plan_for(ir, d, acc, a, b),
+            Stmt::Mma { acc, a, b, .. } => plan_for(ir, d, acc, a, b),
             other => Err(CodegenError::Unsupported(format!(
                 "{other:?} inside a mainloop"
             ))),

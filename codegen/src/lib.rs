@@ -7,11 +7,13 @@
 //!
 //! It depends on `tessera-dsl` only: no GPU, no compiler, no I/O.
 
+pub mod attention;
 pub mod cuda;
 pub mod dialect;
 pub mod epilogue;
 pub mod hip;
 pub mod kernel;
+pub mod rows;
 pub mod source;
 
 pub use dialect::Dialect;

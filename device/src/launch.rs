@@ -196,7 +196,7 @@ impl From<f32> for ArgValue {
 
 fn abi_kind(arg: &Arg) -> &'static str {
     match arg {
-        Arg::Ptr { .. } => "pointer",
+        Arg::Ptr { .. } | Arg::I32Ptr(_) => "pointer",
         Arg::I32(_) => "i32",
         Arg::I64(_) => "i64",
         Arg::F32(_) => "f32",
@@ -219,7 +219,7 @@ pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), De
     for (i, (want, got)) in abi.iter().zip(args).enumerate() {
         let matches = matches!(
             (want, got),
-            (Arg::Ptr { .. }, ArgValue::Ptr(_))
+            (Arg::Ptr { .. } | Arg::I32Ptr(_), ArgValue::Ptr(_))
                 | (Arg::I32(_), ArgValue::I32(_))
                 | (Arg::I64(_), ArgValue::I64(_))
                 | (Arg::F32(_), ArgValue::F32(_))

@@ -5,8 +5,12 @@
 //! the body were declared.
 
 use crate::dtype::DType;
-use crate::ir::{Fragment, GlobalTensor, KernelIr, Operand, SharedTile, Stmt, TileCopy};
+use crate::ir::{
+    Fragment, GlobalTensor, KernelIr, Operand, ReduceOp, RowExpr, RowTile, SharedTile, Stmt,
+    TileCopy,
+};
 use crate::layout::Layout;
+use crate::problem::Mask;
 use crate::problem::OpKind;
 use crate::space::Config;
 use crate::template::BuildError;
@@ -20,6 +24,9 @@ pub struct KernelBuilder {
     /// Open statement lists: the kernel body, then one per open mainloop.
     open: Vec<Vec<Stmt>>,
     loop_header: Option<(u32, u32, Vec<TileCopy>)>,
+    /// Row tiles and row scalars declared so far (row-wise kernels).
+    row_names: Vec<String>,
+    row_scalars: Vec<String>,
 }
 
 fn dim(name: &str, v: i64) -> Result<u32, BuildError> {
@@ -35,46 +42,42 @@ impl KernelBuilder {
         if let Some(c) = v.layout.chars().nth(1) {
             layout_b = Layout::from_letter(c).unwrap_or(Layout::Col);
         }
+        let tensor = |operand, dtype, layout, written| GlobalTensor {
+            operand,
+            dtype,
+            layout,
+            written,
+        };
+        let (i, o, row) = (v.input, v.output, Layout::Row);
         let globals = match op {
             OpKind::Gemm => vec![
-                GlobalTensor {
-                    operand: Operand::A,
-                    dtype: v.input,
-                    layout: Layout::Row,
-                    written: false,
-                },
-                GlobalTensor {
-                    operand: Operand::B,
-                    dtype: v.input,
-                    layout: layout_b,
-                    written: false,
-                },
-                GlobalTensor {
-                    operand: Operand::C,
-                    dtype: v.output,
-                    layout: Layout::Row,
-                    written: false,
-                },
-                GlobalTensor {
-                    operand: Operand::D,
-                    dtype: v.output,
-                    layout: Layout::Row,
-                    written: true,
-                },
-                GlobalTensor {
-                    operand: Operand::Bias,
-                    dtype: v.output,
-                    layout: Layout::Row,
-                    written: false,
-                },
-                GlobalTensor {
-                    operand: Operand::Residual,
-                    dtype: v.output,
-                    layout: Layout::Row,
-                    written: false,
-                },
+                tensor(Operand::A, i, row, false),
+                tensor(Operand::B, i, layout_b, false),
+                tensor(Operand::C, o, row, false),
+                tensor(Operand::D, o, row, true),
+                tensor(Operand::Bias, o, row, false),
+                tensor(Operand::Residual, o, row, false),
             ],
-            _ => Vec::new(),
+            OpKind::Layernorm => vec![
+                tensor(Operand::X, i, row, false),
+                tensor(Operand::Residual, i, row, false),
+                tensor(Operand::Bias, i, row, false),
+                tensor(Operand::Gamma, i, row, false),
+                tensor(Operand::Beta, i, row, false),
+                tensor(Operand::Y, o, row, true),
+            ],
+            OpKind::Softmax => vec![
+                tensor(Operand::X, i, row, false),
+                tensor(Operand::Mask, i, row, false),
+                tensor(Operand::Y, o, row, true),
+            ],
+            // every tensor is [batch, heads, seq, head_dim]: a seq × head_dim tile per head
+            OpKind::Attention => vec![
+                tensor(Operand::Q, i, row, false),
+                tensor(Operand::K, i, row, false),
+                tensor(Operand::V, i, row, false),
+                tensor(Operand::O, o, row, true),
+            ],
         };
         KernelBuilder {
             ir: KernelIr {
@@ -92,6 +95,8 @@ impl KernelBuilder {
             },
             open: vec![Vec::new()],
             loop_header: None,
+            row_names: Vec::new(),
+            row_scalars: Vec::new(),
         }
     }
 
@@ -186,7 +191,8 @@ impl KernelBuilder {
         Ok(())
     }
 
-    /// `load SRC -> SHARED;` inside a mainloop.
+    /// `load SRC -> SHARED;`: one slice per mainloop iteration, or (outside a mainloop) the
+    /// whole tile once.
     pub fn load(&mut self, src: &str, dst: &str) -> Result<(), BuildError> {
         let g = self.operand(src)?.operand;
         if self.ir.shared_tile(dst).is_none() {
@@ -203,9 +209,7 @@ impl KernelBuilder {
                 });
                 Ok(())
             }
-            None => Err(BuildError::Malformed(
-                "`load` is only allowed inside a mainloop".into(),
-            )),
+            None => self.load_once(src, dst),
         }
     }
 
@@ -218,24 +222,245 @@ impl KernelBuilder {
 
     /// `mma ACC += A * B;`
     pub fn mma(&mut self, acc: &str, a: &str, b: &str) -> Result<(), BuildError> {
-        if !self.has_fragment(acc) {
+        self.mma_with(acc, a, b, false, false)
+    }
+
+    /// `mma ACC (= or +=) A * B (or B^T);` where A may be a fragment (attention's P).
+    pub fn mma_with(
+        &mut self,
+        acc: &str,
+        a: &str,
+        b: &str,
+        b_transposed: bool,
+        fresh: bool,
+    ) -> Result<(), BuildError> {
+        self.need_fragment(acc)?;
+        if self.ir.shared_tile(a).is_none() && !self.has_fragment(a) {
             return Err(BuildError::Unknown {
-                what: "fragment",
-                name: acc.to_string(),
+                what: "shared tile or fragment",
+                name: a.to_string(),
             });
         }
-        for s in [a, b] {
-            if self.ir.shared_tile(s).is_none() {
-                return Err(BuildError::Unknown {
-                    what: "shared tile",
-                    name: s.to_string(),
-                });
-            }
+        if self.ir.shared_tile(b).is_none() {
+            return Err(BuildError::Unknown {
+                what: "shared tile",
+                name: b.to_string(),
+            });
         }
         self.push(Stmt::Mma {
             acc: acc.into(),
             a: a.into(),
             b: b.into(),
+            b_transposed,
+            fresh,
+        });
+        Ok(())
+    }
+
+    fn need_fragment(&self, name: &str) -> Result<(), BuildError> {
+        if self.has_fragment(name) {
+            Ok(())
+        } else {
+            Err(BuildError::Unknown {
+                what: "fragment",
+                name: name.to_string(),
+            })
+        }
+    }
+
+    /// `load SRC -> SHARED;` outside a mainloop: the whole tile, once.
+    pub fn load_once(&mut self, src: &str, dst: &str) -> Result<(), BuildError> {
+        let g = self.operand(src)?.operand;
+        if self.ir.shared_tile(dst).is_none() {
+            return Err(BuildError::Unknown {
+                what: "shared tile",
+                name: dst.to_string(),
+            });
+        }
+        self.push(Stmt::LoadOnce {
+            src: g,
+            dst: dst.into(),
+        });
+        Ok(())
+    }
+
+    /// `mask S;`
+    pub fn mask(&mut self, frag: &str) -> Result<(), BuildError> {
+        self.need_fragment(frag)?;
+        self.push(Stmt::Mask { frag: frag.into() });
+        Ok(())
+    }
+
+    /// `softmax S online ACC;`
+    pub fn online_softmax(&mut self, scores: &str, acc: &str) -> Result<(), BuildError> {
+        self.need_fragment(scores)?;
+        self.need_fragment(acc)?;
+        self.push(Stmt::OnlineSoftmax {
+            scores: scores.into(),
+            acc: acc.into(),
+        });
+        Ok(())
+    }
+
+    /// `normalize ACC;`
+    pub fn normalize(&mut self, acc: &str) -> Result<(), BuildError> {
+        self.need_fragment(acc)?;
+        self.push(Stmt::Normalize { acc: acc.into() });
+        Ok(())
+    }
+
+    /// Whether the problem supplies an optional operand (`when OPERAND { ... }`): a fused
+    /// residual or bias, or a mask.
+    pub fn present(&self, operand: &str) -> bool {
+        let v = &self.ir.variant;
+        match operand {
+            "residual" => v.epilogue.contains(&crate::EpilogueOp::Residual),
+            "bias" => v.epilogue.contains(&crate::EpilogueOp::Bias),
+            "mask" => v.mask != Mask::None,
+            _ => self.operand(operand).is_ok(),
+        }
+    }
+
+    /// `rows NAME: SRC[ROWS] threads T vector V;`: declare the row tile and load it.
+    pub fn rows(
+        &mut self,
+        name: &str,
+        src: &str,
+        rows: i64,
+        threads: i64,
+        vector: i64,
+    ) -> Result<(), BuildError> {
+        if self.ir.row_tile().is_some()
+            || self
+                .open
+                .iter()
+                .flatten()
+                .any(|s| matches!(s, Stmt::Rows(_)))
+        {
+            return Err(BuildError::Malformed(
+                "a kernel declares one row tile".into(),
+            ));
+        }
+        let g = self.operand(src)?.operand;
+        self.push(Stmt::Rows(RowTile {
+            name: name.into(),
+            rows: dim("rows", rows)?,
+            threads: dim("threads", threads)?,
+            vector: dim("vector", vector)?,
+        }));
+        self.row_names.push(name.to_string());
+        self.push(Stmt::RowLoad {
+            dst: name.into(),
+            src: g,
+        });
+        Ok(())
+    }
+
+    /// Resolve a name in a row expression: a row tile, a row scalar, an operand (per-column
+    /// vectors `bias`, `gamma`, `beta`; full-size `residual`, `mask`), a runtime argument of
+    /// the op's ABI (`eps`, `scale`) or `cols` (the row length).
+    pub fn name_expr(&self, name: &str) -> Result<RowExpr, BuildError> {
+        if self.row_names.iter().any(|n| n == name) {
+            return Ok(RowExpr::Tile(name.into()));
+        }
+        if self.row_scalars.iter().any(|n| n == name) {
+            return Ok(RowExpr::Row(name.into()));
+        }
+        if name == "cols" {
+            return Ok(RowExpr::Extent);
+        }
+        let abi = crate::ir::abi(self.ir.op, &self.ir.variant);
+        if abi
+            .iter()
+            .any(|a| matches!(a, crate::ir::Arg::F32(n) if *n == name))
+        {
+            return Ok(RowExpr::Arg(name.into()));
+        }
+        let g = self.operand(name)?;
+        if g.written {
+            return Err(BuildError::Malformed(format!(
+                "`{name}` is the output; expressions read inputs"
+            )));
+        }
+        Ok(match g.operand {
+            Operand::Bias | Operand::Gamma | Operand::Beta => RowExpr::Col(g.operand),
+            o => RowExpr::At(o),
+        })
+    }
+
+    fn need_row_tile(&self, name: &str) -> Result<(), BuildError> {
+        if self.row_names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(BuildError::Unknown {
+                what: "row tile",
+                name: name.to_string(),
+            })
+        }
+    }
+
+    /// `NAME = EXPR;` on a row tile.
+    pub fn map(&mut self, dst: &str, expr: RowExpr) -> Result<(), BuildError> {
+        self.need_row_tile(dst)?;
+        self.push(Stmt::Map {
+            dst: dst.into(),
+            expr,
+        });
+        Ok(())
+    }
+
+    /// `reduce NAME = sum(EXPR);` / `max(EXPR)`: a new row scalar.
+    pub fn row_reduce(&mut self, dst: &str, op: ReduceOp, expr: RowExpr) -> Result<(), BuildError> {
+        self.new_scalar(dst)?;
+        self.push(Stmt::RowReduce {
+            dst: dst.into(),
+            op,
+            expr,
+        });
+        Ok(())
+    }
+
+    /// `let NAME = EXPR;`: a new row scalar from row scalars.
+    pub fn row_let(&mut self, dst: &str, expr: RowExpr) -> Result<(), BuildError> {
+        if expr.per_element() {
+            return Err(BuildError::Malformed(format!(
+                "`let {dst}` reads row elements; use `reduce` to turn a row into a scalar"
+            )));
+        }
+        self.new_scalar(dst)?;
+        self.push(Stmt::RowLet {
+            dst: dst.into(),
+            expr,
+        });
+        Ok(())
+    }
+
+    fn new_scalar(&mut self, name: &str) -> Result<(), BuildError> {
+        if self
+            .row_scalars
+            .iter()
+            .chain(&self.row_names)
+            .any(|n| n == name)
+        {
+            return Err(BuildError::Malformed(format!("`{name}` is declared twice")));
+        }
+        self.row_scalars.push(name.to_string());
+        Ok(())
+    }
+
+    /// `store NAME -> DST;`
+    pub fn row_store(&mut self, src: &str, dst: &str) -> Result<(), BuildError> {
+        self.need_row_tile(src)?;
+        let g = self.operand(dst)?;
+        if !g.written {
+            return Err(BuildError::Malformed(format!(
+                "`{dst}` is an input; `store` writes an output"
+            )));
+        }
+        let dst = g.operand;
+        self.push(Stmt::RowStore {
+            src: src.into(),
+            dst,
         });
         Ok(())
     }
@@ -285,9 +510,9 @@ impl KernelBuilder {
             return Err(BuildError::Malformed("mainloop not closed".into()));
         }
         self.ir.body = self.open.pop().unwrap_or_default();
-        if self.ir.warps_m == 0 {
+        if self.ir.warps_m == 0 && self.ir.row_tile().is_none() {
             return Err(BuildError::Malformed(
-                "the kernel declares no fragment".into(),
+                "the kernel declares no fragment and no row tile".into(),
             ));
         }
         Ok(self.ir)

@@ -23,6 +23,17 @@ pub enum Operand {
     D,
     Bias,
     Residual,
+    /// Row-wise ops: the input matrix, the output, the affine vectors and the additive mask.
+    X,
+    Y,
+    Gamma,
+    Beta,
+    Mask,
+    /// Attention: queries, keys, values and the output, each `[batch, heads, seq, head_dim]`.
+    Q,
+    K,
+    V,
+    O,
 }
 
 impl Operand {
@@ -34,6 +45,15 @@ impl Operand {
             Operand::D => "d",
             Operand::Bias => "bias",
             Operand::Residual => "residual",
+            Operand::X => "x",
+            Operand::Y => "y",
+            Operand::Gamma => "gamma",
+            Operand::Beta => "beta",
+            Operand::Mask => "mask",
+            Operand::Q => "q",
+            Operand::K => "k",
+            Operand::V => "v",
+            Operand::O => "o",
         }
     }
 }
@@ -109,16 +129,91 @@ pub enum ReduceOp {
     Max,
 }
 
-/// Elementwise operators on a fragment (softmax and layernorm building blocks).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub enum UnaryOp {
-    Scale(f32),
+/// The rows of a row-wise kernel: a block handles `rows` rows; each row is spread over
+/// `threads` threads that access `vector` contiguous elements at a time. The row length is the
+/// variant's `extent`, so every thread holds `ceil(extent / (threads·vector))` vectors of the
+/// row in registers (as f32).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowTile {
+    pub name: String,
+    pub rows: u32,
+    pub threads: u32,
+    pub vector: u32,
+}
+
+impl RowTile {
+    /// Vectors of the row each thread holds for a row of `extent` elements.
+    pub fn chunks(&self, extent: u32) -> u32 {
+        extent.div_ceil(self.threads * self.vector).max(1)
+    }
+}
+
+/// Binary operators of row expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+}
+
+/// Functions of row expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowFn {
     Exp,
-    /// Subtract the row value held in a named row vector.
-    SubRow,
-    /// Multiply by the row value held in a named row vector.
-    MulRow,
     Rsqrt,
+    Sqrt,
+}
+
+/// An f32 expression evaluated per element of a row tile (or per row, for row scalars).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RowExpr {
+    /// The current element of a row tile.
+    Tile(String),
+    /// A row scalar (the result of a reduction or a `let`).
+    Row(String),
+    /// The element at the same (row, col) of a full-size global tensor (`residual`), or of a
+    /// broadcast one (`mask`: row `r` reads mask row `r / mask_period`).
+    At(Operand),
+    /// The element at this column of a per-column vector (`bias`, `gamma`, `beta`).
+    Col(Operand),
+    /// A runtime f32 argument of the launch ABI (`eps`, `scale`).
+    Arg(String),
+    /// The row length, as f32.
+    Extent,
+    Lit(f32),
+    Bin(BinOp, Box<RowExpr>, Box<RowExpr>),
+    Call(RowFn, Box<RowExpr>),
+}
+
+impl RowExpr {
+    pub fn bin(op: BinOp, a: RowExpr, b: RowExpr) -> RowExpr {
+        RowExpr::Bin(op, Box::new(a), Box::new(b))
+    }
+
+    /// Every global operand the expression reads.
+    pub fn operands(&self, out: &mut Vec<Operand>) {
+        match self {
+            RowExpr::At(o) | RowExpr::Col(o) => out.push(*o),
+            RowExpr::Bin(_, a, b) => {
+                a.operands(out);
+                b.operands(out);
+            }
+            RowExpr::Call(_, a) => a.operands(out),
+            _ => {}
+        }
+    }
+
+    /// Whether the expression depends on the element (not only on the row).
+    pub fn per_element(&self) -> bool {
+        match self {
+            RowExpr::Tile(_) | RowExpr::At(_) | RowExpr::Col(_) => true,
+            RowExpr::Bin(_, a, b) => a.per_element() || b.per_element(),
+            RowExpr::Call(_, a) => a.per_element(),
+            _ => false,
+        }
+    }
 }
 
 /// One statement of a kernel body.
@@ -126,28 +221,37 @@ pub enum UnaryOp {
 pub enum Stmt {
     /// Declare a zero-initialised register fragment.
     Fragment(Fragment),
-    /// The pipelined loop over K: every iteration copies one `step`-wide slice of each source
-    /// into its shared tile (`stages` slices in flight), then runs `body`.
+    /// The pipelined loop over K (or over key blocks): every iteration copies one `step`-wide
+    /// slice of each source into its shared tile (`stages` slices in flight), then runs `body`.
     Mainloop {
         step: u32,
         stages: u32,
         copies: Vec<TileCopy>,
         body: Vec<Stmt>,
     },
-    /// `acc += a · b` over the current shared stage, in MMA atoms.
-    Mma { acc: String, a: String, b: String },
-    /// Reduce each row of a fragment into a row vector.
-    RowReduce {
-        src: String,
-        dst: String,
-        op: ReduceOp,
+    /// `acc += a · b` (or `a · bᵀ` when `b_transposed`) over the current shared stage, in MMA
+    /// atoms. `a` names a shared tile or a fragment (attention's P, converted to the input
+    /// dtype); with `fresh` the accumulator is zeroed first (`=` instead of `+=`).
+    Mma {
+        acc: String,
+        a: String,
+        b: String,
+        #[serde(default)]
+        b_transposed: bool,
+        #[serde(default)]
+        fresh: bool,
     },
-    /// Apply an elementwise op to a fragment (with an optional row-vector operand).
-    Elementwise {
-        dst: String,
-        op: UnaryOp,
-        row: Option<String>,
-    },
+    /// Copy a whole tile from global memory into a one-stage shared tile, outside any mainloop
+    /// (attention's Q block).
+    LoadOnce { src: Operand, dst: String },
+    /// Apply the variant's mask to a score fragment: keys past the sequence end, and causal or
+    /// padding positions, become −∞.
+    Mask { frag: String },
+    /// The online-softmax step on a score fragment: scale, track the running row max and sum,
+    /// rescale `acc` by `exp(max_old − max_new)` and turn the scores into probabilities.
+    OnlineSoftmax { scores: String, acc: String },
+    /// Divide each row of `acc` by the running sum of the online softmax that fed it.
+    Normalize { acc: String },
     /// Apply the epilogue chain to a fragment and store it to a global tensor, predicated on
     /// the problem bounds.
     Epilogue {
@@ -155,6 +259,22 @@ pub enum Stmt {
         dst: Operand,
         ops: Vec<EpilogueOp>,
     },
+    /// Declare the rows of a row-wise kernel.
+    Rows(RowTile),
+    /// Load this block's rows of a global matrix into a row tile (as f32).
+    RowLoad { dst: String, src: Operand },
+    /// `dst[i] = expr` for every element of the row tile `dst`.
+    Map { dst: String, expr: RowExpr },
+    /// `dst = reduce(expr)` over each row: a new row scalar.
+    RowReduce {
+        dst: String,
+        op: ReduceOp,
+        expr: RowExpr,
+    },
+    /// `dst = expr` per row: a new row scalar from other row scalars.
+    RowLet { dst: String, expr: RowExpr },
+    /// Store a row tile to a global matrix (converted to its dtype), predicated on the bounds.
+    RowStore { src: String, dst: Operand },
 }
 
 /// An asynchronous global → shared copy of one K slice.
@@ -187,9 +307,21 @@ impl KernelIr {
         self.warps_m * self.warps_n
     }
 
-    /// Threads per block on a device with this warp size.
+    /// Threads per block on a device with this warp size (a row-wise kernel's come from its
+    /// row tile, whatever the warp size).
     pub fn threads(&self, warp_size: u32) -> u32 {
-        self.warps() * warp_size
+        match self.row_tile() {
+            Some(r) => r.rows * r.threads,
+            None => self.warps() * warp_size,
+        }
+    }
+
+    /// The row tile of a row-wise kernel.
+    pub fn row_tile(&self) -> Option<&RowTile> {
+        self.body.iter().find_map(|s| match s {
+            Stmt::Rows(r) => Some(r),
+            _ => None,
+        })
     }
 
     /// Shared memory the kernel needs, bytes.
@@ -239,6 +371,8 @@ pub enum Arg {
         dtype: DType,
         written: bool,
     },
+    /// A device pointer to i32 values (attention's per-batch key lengths; may be null).
+    I32Ptr(&'static str),
     I32(&'static str),
     I64(&'static str),
     F32(&'static str),
@@ -247,7 +381,11 @@ pub enum Arg {
 impl Arg {
     pub fn name(&self) -> &'static str {
         match self {
-            Arg::Ptr { name, .. } | Arg::I32(name) | Arg::I64(name) | Arg::F32(name) => name,
+            Arg::Ptr { name, .. }
+            | Arg::I32Ptr(name)
+            | Arg::I32(name)
+            | Arg::I64(name)
+            | Arg::F32(name) => name,
         }
     }
 }
@@ -302,4 +440,53 @@ pub fn gemm_abi(variant: &Variant) -> Vec<Arg> {
         Arg::F32("alpha"),
         Arg::F32("beta"),
     ]
+}
+
+/// The launch ABI of any op. Row-wise kernels launch `ceil(rows / tile rows)` blocks; attention
+/// launches `(ceil(seq_q / block_q), heads, batch)`.
+///
+/// - layernorm: `x, residual, bias, gamma, beta, y, rows, cols, eps`
+/// - softmax: `x, mask, y, rows, cols, mask_period, scale`
+/// - attention: `q, k, v, o, kv_lens, batch, heads, seq_q, seq_kv, scale`
+pub fn abi(op: OpKind, variant: &Variant) -> Vec<Arg> {
+    let ptr = |name: &'static str, written: bool| Arg::Ptr {
+        name,
+        dtype: variant.input,
+        written,
+    };
+    match op {
+        OpKind::Gemm => gemm_abi(variant),
+        OpKind::Layernorm => vec![
+            ptr("x", false),
+            ptr("residual", false),
+            ptr("bias", false),
+            ptr("gamma", false),
+            ptr("beta", false),
+            ptr("y", true),
+            Arg::I32("rows"),
+            Arg::I32("cols"),
+            Arg::F32("eps"),
+        ],
+        OpKind::Softmax => vec![
+            ptr("x", false),
+            ptr("mask", false),
+            ptr("y", true),
+            Arg::I32("rows"),
+            Arg::I32("cols"),
+            Arg::I32("mask_period"),
+            Arg::F32("scale"),
+        ],
+        OpKind::Attention => vec![
+            ptr("q", false),
+            ptr("k", false),
+            ptr("v", false),
+            ptr("o", true),
+            Arg::I32Ptr("kv_lens"),
+            Arg::I32("batch"),
+            Arg::I32("heads"),
+            Arg::I32("seq_q"),
+            Arg::I32("seq_kv"),
+            Arg::F32("scale"),
+        ],
+    }
 }

@@ -24,7 +24,9 @@ pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;
 pub use layout::Layout;
-pub use problem::{GemmProblem, OpKind, Problem, Store};
+pub use problem::{
+    AttentionProblem, GemmProblem, LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store,
+};
 pub use space::{Config, ParamSpace, Variant};
 pub use template::{
     find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry,

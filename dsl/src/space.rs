@@ -196,6 +196,17 @@ pub struct Variant {
     /// The output store (`Store` of the problem); rows when absent.
     #[serde(default)]
     pub store: crate::problem::Store,
+    /// The row length a kernel keeps in registers, fixed at compile time: the hidden size of a
+    /// row-wise op, the head size of attention; 0 for a GEMM.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub extent: u32,
+    /// The mask an attention or softmax kernel applies.
+    #[serde(default, skip_serializing_if = "crate::problem::Mask::is_none")]
+    pub mask: crate::problem::Mask,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// One kernel: a point of a template's space plus the problem-derived variant.
@@ -246,6 +257,16 @@ impl Config {
         if !v.store.is_rows() {
             name.push('_');
             name.push_str(&v.store.label());
+        }
+        if v.extent != 0 {
+            // attention kernels (layout `bhsd`) are specialised per head size, row-wise
+            // kernels per hidden size
+            let tag = if v.layout == "bhsd" { 'd' } else { 'h' };
+            name.push_str(&format!("_{tag}{}", v.extent));
+        }
+        if !v.mask.is_none() {
+            name.push('_');
+            name.push_str(v.mask.name());
         }
         name.push_str(&format!("_a{}", v.align));
         name

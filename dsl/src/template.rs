@@ -147,6 +147,18 @@ pub trait Template: Sync + Send {
 
 /// The variant a problem asks for, given the template's accumulator dtype.
 pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
+    use crate::problem::{fused_ops, Mask, Store};
+    let rows = |dtype: DType, cols: u64, align: u32, mask: Mask| Variant {
+        input: dtype,
+        acc,
+        output: dtype,
+        layout: String::new(),
+        epilogue: fused_ops(problem),
+        align,
+        store: Store::Rows,
+        extent: u32::try_from(cols).unwrap_or(u32::MAX),
+        mask,
+    };
     match problem {
         Problem::Gemm(g) => Variant {
             input: g.input,
@@ -156,6 +168,23 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
             epilogue: g.epilogue.clone(),
             align: g.alignment(),
             store: g.store,
+            extent: 0,
+            mask: Mask::None,
+        },
+        Problem::Layernorm(l) => rows(l.dtype, l.cols, l.alignment(), Mask::None),
+        Problem::Softmax(s) => {
+            let mask = if s.mask_period.is_some() {
+                Mask::Additive
+            } else {
+                Mask::None
+            };
+            rows(s.dtype, s.cols, s.alignment(), mask)
+        }
+        Problem::Attention(a) => Variant {
+            layout: "bhsd".into(),
+            // head_dim is 64 or 128: rows are 8-element aligned
+            align: 8,
+            ..rows(a.dtype, a.head_dim, 8, a.mask)
         },
     }
 }
@@ -237,10 +266,12 @@ pub fn validate_generic<T: Template + ?Sized>(
         || v.layout != wanted.layout
         || v.epilogue != wanted.epilogue
         || v.store != wanted.store
+        || v.extent != wanted.extent
+        || v.mask != wanted.mask
     {
         return Err(Reject::new(
             Shape,
-            "config was specialised for a different dtype, layout or epilogue",
+            "config was specialised for a different dtype, layout, epilogue, size or mask",
         ));
     }
     if v.align > wanted.align || !wanted.align.is_multiple_of(v.align) {
@@ -255,8 +286,8 @@ pub fn validate_generic<T: Template + ?Sized>(
     if v.align < 2 {
         return Err(Reject::new(
             Shape,
-            "contiguous dimensions must be even (K, and N for row-major B or any output); \
-             pad the problem to a multiple of 2 (8 is fastest)",
+            "contiguous dimensions must be even (a GEMM's K, and N for row-major B or any output; \
+             a row-wise op's cols); pad the problem to a multiple of 2 (8 is fastest)",
         ));
     }
     let ir = t
@@ -293,6 +324,10 @@ pub fn validate_generic<T: Template + ?Sized>(
                 caps.regs_per_thread
             ),
         ));
+    }
+    if ir.fragments().is_empty() {
+        // a row-wise kernel: no MMA atoms to divide
+        return Ok(());
     }
     if let Some(atom) = caps.atom_for(v.input) {
         if ir.tile_k % atom.k != 0 {

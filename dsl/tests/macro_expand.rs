@@ -44,7 +44,9 @@ pub mod test_gemm {
 
     /// Tiles taller than the problem waste a whole block row: reject them.
     pub fn check(config: &Config, problem: &Problem, _caps: &DeviceCaps) -> Result<(), Reject> {
-        let Problem::Gemm(g) = problem;
+        let Some(g) = problem.as_gemm() else {
+            return Err(Reject::new(RejectKind::Unsupported, "GEMM only"));
+        };
         let tile_m = config.get("tile_m").unwrap_or(0) as u64;
         if tile_m > g.m {
             return Err(Reject::new(

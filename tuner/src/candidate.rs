@@ -2,7 +2,7 @@
 
 use tessera_codegen::{CodegenError, KernelSource};
 use tessera_device::{CompileRequest, Cost};
-use tessera_dsl::ir::gemm_abi;
+use tessera_dsl::ir::abi;
 use tessera_dsl::{Config, Problem, Target, Template};
 
 #[derive(Clone)]
@@ -41,7 +41,7 @@ impl Candidate {
 
     /// The compile request for this candidate (ABI from the op; sim cost from the problem).
     pub fn compile_request(&self, problem: &Problem) -> CompileRequest {
-        let abi = gemm_abi(&self.config.variant);
+        let abi = abi(problem.op(), &self.config.variant);
         CompileRequest::new(
             self.name(),
             self.source.source.clone(),
@@ -59,11 +59,15 @@ pub fn sim_cost(c: &Candidate, problem: &Problem) -> Cost {
     let (tm, tn) = (f64::from(c.source.tile_m), f64::from(c.source.tile_n));
     let stages = c.config.get("stages").unwrap_or(2) as f64;
     let mut eff = 0.35 + 0.1 * (tm * tn / (128.0 * 128.0)).min(2.0) + 0.04 * stages;
-    let Problem::Gemm(g) = problem;
     let waste = |dim: u64, t: f64| {
         let tiles = (dim as f64 / t).ceil();
         dim as f64 / (tiles * t)
     };
-    eff *= waste(g.m, tm) * waste(g.n, tn);
+    match problem {
+        Problem::Gemm(g) => eff *= waste(g.m, tm) * waste(g.n, tn),
+        Problem::Attention(a) => eff *= waste(a.seq_q, tm),
+        // row-wise ops are bandwidth-bound: rows per block only matter at the last wave
+        Problem::Layernorm(_) | Problem::Softmax(_) => {}
+    }
     Cost::new(problem.flops(), problem.bytes(), eff.clamp(0.05, 0.95))
 }

@@ -92,8 +92,9 @@ pub fn compile(
 ) -> Result<Module, DeviceError> {
     let mut req = c.compile_request(problem);
     if device.info().simulated {
-        let Problem::Gemm(g) = problem;
-        req = req.with_emulation(emulation::gemm(g, fault));
+        if let Problem::Gemm(g) = problem {
+            req = req.with_emulation(emulation::gemm(g, fault));
+        }
     }
     device.compile(&req)
 }

@@ -640,7 +640,7 @@ mod tests {
         let text = "defaults: {op: gemm, dtype: bf16, epilogue: [bias], batch: 2}\n\
                     problems:\n  - {m: 8, n: 8, k: 8, epilogue: [], layout: rrr}\n";
         let p = parse_str(text, "t").unwrap();
-        let Problem::Gemm(g) = &p[0].problem;
+        let g = p[0].problem.as_gemm().expect("a GEMM");
         assert_eq!((g.input, g.output), (DType::BF16, DType::BF16));
         assert_eq!(g.layout_b, Layout::Row);
         assert!(g.epilogue.is_empty());

@@ -256,7 +256,13 @@ fn measure_job(
         },
         _ => {}
     }
-    let Problem::Gemm(g) = problem;
+    let Problem::Gemm(g) = problem else {
+        return Ok(Reply::failed(
+            name,
+            "protocol_error",
+            format!("{} is not measured yet", problem.op()),
+        ));
+    };
     let key = (problem.key(), seed);
     if current.as_ref().map(|c| &c.key) != Some(&key) {
         if let Some(old) = current.take() {

@@ -17,9 +17,7 @@ fn err(text: &str) -> ShapesError {
 }
 
 fn gemm(p: &NamedProblem) -> &GemmProblem {
-    match &p.problem {
-        Problem::Gemm(g) => g,
-    }
+    p.problem.as_gemm().expect("a GEMM problem")
 }
 
 #[test]

@@ -50,5 +50,7 @@ pub fn variant(
         epilogue,
         align: 8,
         store: Default::default(),
+        extent: 0,
+        mask: Default::default(),
     }
 }

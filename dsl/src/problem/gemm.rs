@@ -1,40 +1,10 @@
-//! Problems: one concrete operation a kernel must compute (shape, dtypes, layouts, epilogue).
-//!
-//! A problem is what the tuner tunes for and what the cache keys winners by; a config is valid
-//! for a problem when the template's `validate` accepts the pair.
+//! The GEMM problem: shape, dtypes, B's layout, the epilogue chain and the output store.
 
+use super::{check_dims, OpKind, ProblemError};
 use crate::dtype::DType;
 use crate::epilogue::EpilogueOp;
 use crate::layout::{max_alignment, Layout};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// The kind of operation a template implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    Gemm,
-    Layernorm,
-    Softmax,
-    Attention,
-}
-
-impl OpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Gemm => "gemm",
-            OpKind::Layernorm => "layernorm",
-            OpKind::Softmax => "softmax",
-            OpKind::Attention => "attention",
-        }
-    }
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// `D[b] = epilogue(alpha · A[b] · B[b])`, A is M×K row-major, B is K×N (row- or column-major),
 /// C / residual / D are M×N row-major, `batch` independent products with packed strides.
@@ -95,30 +65,6 @@ impl Store {
     }
 }
 
-/// A problem that cannot be computed at all (before any template is asked).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProblemError {
-    #[error("{op}: dimension `{dim}` must be positive (got {value})")]
-    NonPositive {
-        op: OpKind,
-        dim: &'static str,
-        value: i64,
-    },
-    #[error("{op}: dimension `{dim}` = {value} is too large (limit {limit})")]
-    TooLarge {
-        op: OpKind,
-        dim: &'static str,
-        value: u64,
-        limit: u64,
-    },
-    #[error("{op}: input dtype must be f16 or bf16 (got {got})")]
-    InputDType { op: OpKind, got: DType },
-    #[error("{op}: epilogue op `{epi}` appears twice")]
-    RepeatedEpilogue { op: OpKind, epi: EpilogueOp },
-    #[error("{op}: head store {what}")]
-    HeadStore { op: OpKind, what: String },
-}
-
 impl GemmProblem {
     /// A plain problem: f16 in and out, B column-major (`rcr`), no epilogue.
     pub fn new(m: u64, n: u64, k: u64) -> Self {
@@ -137,29 +83,15 @@ impl GemmProblem {
 
     /// Check the problem is computable at all.
     pub fn check(&self) -> Result<(), ProblemError> {
-        const LIMIT: u64 = i32::MAX as u64;
-        for (dim, value) in [
-            ("m", self.m),
-            ("n", self.n),
-            ("k", self.k),
-            ("batch", self.batch),
-        ] {
-            if value == 0 {
-                return Err(ProblemError::NonPositive {
-                    op: OpKind::Gemm,
-                    dim,
-                    value: 0,
-                });
-            }
-            if value > LIMIT {
-                return Err(ProblemError::TooLarge {
-                    op: OpKind::Gemm,
-                    dim,
-                    value,
-                    limit: LIMIT,
-                });
-            }
-        }
+        check_dims(
+            OpKind::Gemm,
+            &[
+                ("m", self.m),
+                ("n", self.n),
+                ("k", self.k),
+                ("batch", self.batch),
+            ],
+        )?;
         if !self.input.is_mma_input() {
             return Err(ProblemError::InputDType {
                 op: OpKind::Gemm,
@@ -270,69 +202,10 @@ impl GemmProblem {
     }
 }
 
-/// Any problem Tessera can tune.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub enum Problem {
-    Gemm(GemmProblem),
-}
-
-impl Problem {
-    pub fn op(&self) -> OpKind {
-        match self {
-            Problem::Gemm(_) => OpKind::Gemm,
-        }
-    }
-
-    pub fn check(&self) -> Result<(), ProblemError> {
-        match self {
-            Problem::Gemm(g) => g.check(),
-        }
-    }
-
-    pub fn flops(&self) -> f64 {
-        match self {
-            Problem::Gemm(g) => g.flops(),
-        }
-    }
-
-    pub fn bytes(&self) -> f64 {
-        match self {
-            Problem::Gemm(g) => g.bytes(),
-        }
-    }
-
-    /// A stable, human-readable key (used in logs, the cache and the CLI).
-    pub fn key(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Gemm(g) => {
-                write!(f, "gemm m={} n={} k={}", g.m, g.n, g.k)?;
-                if g.batch != 1 {
-                    write!(f, " batch={}", g.batch)?;
-                }
-                write!(f, " {}->{} {}", g.input, g.output, g.layout_code())?;
-                if !g.epilogue.is_empty() {
-                    let names: Vec<_> = g.epilogue.iter().map(|e| e.name()).collect();
-                    write!(f, " epilogue={}", names.join(","))?;
-                }
-                if !g.store.is_rows() {
-                    write!(f, " store={}", g.store.label())?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::Problem;
 
     #[test]
     fn zero_sizes_name_the_op_and_dim() {
