@@ -10,7 +10,7 @@ use tessera_device::Device;
 use tessera_dsl::{Problem, Template};
 use tessera_tuner::measure::{compile, verify, TimingPlan};
 use tessera_tuner::pool::{default_jobs, parallel_map};
-use tessera_tuner::{shortlist, Candidate, GemmWorkload};
+use tessera_tuner::{shortlist, Candidate, Workload};
 
 /// One timed candidate.
 #[derive(Debug, Clone)]
@@ -45,9 +45,6 @@ pub fn time_candidates(
     plan: TimingPlan,
     search: Search,
 ) -> anyhow::Result<Vec<Timed>> {
-    let Some(g) = problem.as_gemm() else {
-        bail!("{problem}: not a GEMM");
-    };
     let points = match search {
         Search::Shortlist => shortlist::points(t, problem),
         Search::WholeSpace => t.space().enumerate(),
@@ -61,7 +58,11 @@ pub fn time_candidates(
     let modules = parallel_map(&cands, default_jobs(), |c| {
         compile(device, c, problem, None)
     });
-    let w = GemmWorkload::new(device, g, g.m ^ g.n ^ g.k).context("workload")?;
+    let seed = problem
+        .key()
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+    let w = Workload::new(device, problem, seed).context("workload")?;
     let mut measured = Vec::new();
     for (c, module) in cands.iter().zip(modules) {
         let module = match module {

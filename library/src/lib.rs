@@ -1,11 +1,13 @@
 //! tessera-library: the kernel templates and everything needed to check them.
 //!
 //! It owns the templates ([`gemm`]), host-side tensors with f16/bf16 rounding ([`host`]), the
+//! operands of the row-wise and attention problems in launch-ABI order ([`operands`]), the
 //! CPU references in f64 ([`reference`]) and the correctness gate that compares a kernel's
 //! output with a reference ([`verify`]). It depends on `tessera-dsl` only: no GPU, no codegen.
 
 pub mod gemm;
 pub mod host;
+pub mod operands;
 pub mod reference;
 pub mod verify;
 

@@ -5,8 +5,9 @@
 //! checked on a deterministic sample that always includes the tile edges (last row/column).
 
 use crate::host::{HostTensor, Rng};
-use crate::reference::{gemm_element, GemmInputs};
-use tessera_dsl::{DType, GemmProblem};
+use crate::operands::OpInputs;
+use crate::reference::{attention_row, gemm_element, layernorm_row, softmax_row, GemmInputs};
+use tessera_dsl::{DType, GemmProblem, Problem};
 
 /// Outcome of comparing one output with its reference.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,18 +107,99 @@ pub fn check_gemm(p: &GemmProblem, x: &GemmInputs, out: &HostTensor) -> Verdict 
 
 /// Compare a GEMM output with precomputed reference values.
 pub fn check_gemm_expected(p: &GemmProblem, e: &Expected, out: &HostTensor) -> Verdict {
-    check_positions(p, e, |i| out.values.get(i).copied())
+    check_positions(
+        p.output,
+        e,
+        |b, i, j| p.output_index(b, i, j),
+        |i| out.values.get(i).copied(),
+    )
 }
 
 /// Compare a GEMM output still in its device representation (as downloaded) with precomputed
 /// reference values, decoding only the checked elements.
 pub fn check_gemm_expected_bytes(p: &GemmProblem, e: &Expected, out: &[u8]) -> Verdict {
-    check_positions(p, e, |i| crate::host::decode_at(p.output, out, i))
+    check_positions(
+        p.output,
+        e,
+        |b, i, j| p.output_index(b, i, j),
+        |i| crate::host::decode_at(p.output, out, i),
+    )
+}
+
+/// Rows of a row-wise or attention output checked in full: every row of a small problem;
+/// otherwise the first and last rows and a seeded sample. A row is `(0, row)` for row-wise
+/// ops and `(batch·heads + head, query)` for attention.
+pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
+    let (outer, rows, work) = match problem {
+        Problem::Gemm(g) => (g.batch, g.m, g.n * g.k),
+        Problem::Layernorm(l) => (1, l.rows, l.cols),
+        Problem::Softmax(s) => (1, s.rows, s.cols),
+        Problem::Attention(a) => (a.batch * a.heads, a.seq_q, a.seq_kv * a.head_dim),
+    };
+    if outer * rows * work <= FULL_CHECK_MACS {
+        return (0..outer)
+            .flat_map(|o| (0..rows).map(move |r| (o, r)))
+            .collect();
+    }
+    let mut rng = Rng::new(POSITION_SEED);
+    let mut out = vec![(0, 0), (0, rows - 1), (outer - 1, 0), (outer - 1, rows - 1)];
+    let sample = (FULL_CHECK_MACS / work.max(1)).clamp(16, 256);
+    for _ in 0..sample {
+        out.push((rng.below(outer), rng.below(rows)));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The reference output row `(outer, row)` of a row-wise or attention problem.
+pub fn op_row(x: &OpInputs, outer: u64, row: u64) -> Vec<f64> {
+    match &x.problem {
+        Problem::Layernorm(l) => layernorm_row(l, x, row),
+        Problem::Softmax(s) => softmax_row(s, x, row),
+        Problem::Attention(a) => attention_row(a, x, outer / a.heads, outer % a.heads, row),
+        Problem::Gemm(_) => Vec::new(),
+    }
+}
+
+/// Element index in the output buffer of `(outer, row, col)`.
+pub fn op_output_index(problem: &Problem, outer: u64, row: u64, col: u64) -> u64 {
+    match problem {
+        Problem::Gemm(g) => g.output_index(outer, row, col),
+        Problem::Layernorm(l) => row * l.cols + col,
+        Problem::Softmax(s) => row * s.cols + col,
+        Problem::Attention(a) => (outer * a.seq_q + row) * a.head_dim + col,
+    }
+}
+
+/// Reference values of a row-wise or attention problem at every element of [`op_rows`].
+pub fn expected_op(x: &OpInputs) -> Expected {
+    let mut positions = Vec::new();
+    let mut values = Vec::new();
+    for (outer, row) in op_rows(&x.problem) {
+        for (col, v) in op_row(x, outer, row).into_iter().enumerate() {
+            positions.push((outer, row, col as u64));
+            values.push(v);
+        }
+    }
+    Expected { positions, values }
+}
+
+/// Compare a row-wise or attention output (as downloaded) with precomputed reference values.
+pub fn check_op_expected_bytes(x: &OpInputs, e: &Expected, out: &[u8]) -> Verdict {
+    let (dtype, _) = x.output();
+    check_positions(
+        dtype,
+        e,
+        |b, i, j| op_output_index(&x.problem, b, i, j),
+        |i| crate::host::decode_at(dtype, out, i),
+    )
 }
 
 fn check_positions(
-    p: &GemmProblem,
+    output: DType,
     e: &Expected,
+    index: impl Fn(u64, u64, u64) -> u64,
     value_at: impl Fn(usize) -> Option<f32>,
 ) -> Verdict {
     let mut max_ref = 0.0f64;
@@ -125,7 +207,7 @@ fn check_positions(
     let mut worst = (0, 0, 0);
     let mut nonfinite = 0usize;
     for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
-        let got = value_at(p.output_index(b, i, j) as usize).map_or(f64::NAN, f64::from);
+        let got = value_at(index(b, i, j) as usize).map_or(f64::NAN, f64::from);
         max_ref = max_ref.max(want.abs());
         if !got.is_finite() {
             nonfinite += 1;
@@ -144,7 +226,7 @@ fn check_positions(
     } else {
         f64::INFINITY
     };
-    let tol = tolerance(p.output);
+    let tol = tolerance(output);
     Verdict {
         rel_err,
         max_abs_err: max_err,
@@ -200,6 +282,41 @@ mod tests {
         let v = check_gemm(&p, &x, &out);
         assert_eq!(v.nonfinite, 1);
         assert!(!v.pass);
+    }
+
+    #[test]
+    fn op_outputs_are_checked_by_row() {
+        use tessera_dsl::{AttentionProblem, Mask, SoftmaxProblem};
+        let mut a = AttentionProblem::new(2, 3, 37, 64);
+        a.mask = Mask::Causal;
+        let x = OpInputs::random(&Problem::Attention(a.clone()), 5).unwrap();
+        let e = expected_op(&x);
+        assert_eq!(
+            e.positions.len(),
+            2 * 3 * 37 * 64,
+            "small problems are checked in full"
+        );
+        // write the reference rounded to f16 into an output buffer: it passes
+        let (dtype, len) = x.output();
+        let mut out = HostTensor {
+            dtype,
+            values: vec![f32::NAN; len as usize],
+        };
+        for (&(o, r, c), &v) in e.positions.iter().zip(&e.values) {
+            out.values[op_output_index(&x.problem, o, r, c) as usize] =
+                crate::host::round_to(dtype, v as f32);
+        }
+        let v = check_op_expected_bytes(&x, &e, &out.to_bytes());
+        assert!(v.pass, "{v:?}");
+        // a wrong element in the last query row of the last head fails
+        out.values[(len - 1) as usize] += 0.25;
+        let v = check_op_expected_bytes(&x, &e, &out.to_bytes());
+        assert!(!v.pass);
+        assert_eq!(v.worst, (5, 36, 63));
+
+        let big = SoftmaxProblem::new(65536, 4096);
+        let rows = op_rows(&Problem::Softmax(big));
+        assert!(rows.contains(&(0, 65535)) && rows.len() > 16 && rows.len() <= 260);
     }
 
     #[test]

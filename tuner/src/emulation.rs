@@ -1,5 +1,5 @@
-//! What the simulated device runs in place of a GEMM kernel: the CPU reference over the
-//! simulated buffers named by the launch arguments.
+//! What the simulated device runs in place of a kernel: the CPU reference over the simulated
+//! buffers named by the launch arguments.
 //!
 //! Small problems are computed in full. Large ones are computed at exactly the positions the
 //! correctness gate checks (`verify::gemm_positions`); every other element keeps whatever the
@@ -8,10 +8,12 @@
 
 use std::sync::Arc;
 use tessera_device::{ArgValue, Emulation, SimMemory};
-use tessera_dsl::GemmProblem;
+use tessera_dsl::{GemmProblem, Problem};
 use tessera_library::host::HostTensor;
+use tessera_library::operands::{OpInputs, Scalar, Slot};
 use tessera_library::reference::{gemm_element, GemmInputs, GemmStrides};
 use tessera_library::verify::gemm_positions;
+use tessera_library::verify::{expected_op, op_output_index};
 
 /// A defect to plant in an emulated kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,70 @@ pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
                 tessera_library::host::round_to(p.output, v as f32);
         }
         let bytes = out.to_bytes();
+        mem.bytes_mut(&d)
+            .map_err(|e| e.to_string())?
+            .copy_from_slice(&bytes);
+        Ok(())
+    })
+}
+
+/// The emulation of any row-wise or attention kernel for `problem`: the inputs are read back
+/// from the buffers the launch arguments name (in `ir::abi` order), the checked rows are
+/// computed by the reference and written to the output.
+pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
+    let problem = problem.clone();
+    Arc::new(move |mem: &mut SimMemory, args: &[ArgValue]| {
+        if fault == Some(Fault::LaunchFailure) {
+            return Err("planted fault: illegal memory access".into());
+        }
+        // the slot layout of this problem, with the device's buffers in place of the host data
+        let mut x = OpInputs::random(&problem, 0).map_err(|e| e.to_string())?;
+        let mut out = None;
+        let slots = x.slots.len();
+        if args.len() != slots + x.scalars.len() {
+            return Err(format!(
+                "expected {} arguments, got {}",
+                slots + x.scalars.len(),
+                args.len()
+            ));
+        }
+        for ((_, slot), arg) in x.slots.iter_mut().zip(args) {
+            match slot {
+                Slot::Input(t) => *t = read(mem, arg, t.dtype)?.ok_or("an input is null")?,
+                Slot::Lens(lens) => {
+                    let b = arg.buffer().ok_or("kv_lens is null")?;
+                    let bytes = mem.bytes(&b).map_err(|e| e.to_string())?;
+                    *lens = bytes
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                }
+                Slot::Output { dtype, .. } => {
+                    out = Some((arg.buffer().ok_or("the output is null")?, *dtype))
+                }
+                Slot::Absent => {}
+            }
+        }
+        for ((_, s), arg) in x.scalars.iter_mut().zip(&args[slots..]) {
+            *s = match arg {
+                ArgValue::I32(v) => Scalar::I32(*v),
+                ArgValue::F32(v) => Scalar::F32(*v),
+                other => return Err(format!("unexpected scalar {other:?}")),
+            };
+        }
+        let (d, dtype) = out.ok_or("no output argument")?;
+        let mut values = read(mem, &ArgValue::Ptr(Some(d)), dtype)?.ok_or("the output is null")?;
+        let e = expected_op(&x);
+        for (idx, (&(o, r, c), &v)) in e.positions.iter().zip(&e.values).enumerate() {
+            let v = if fault == Some(Fault::WrongValue) && idx == e.positions.len() / 2 {
+                v + 1.0
+            } else {
+                v
+            };
+            values.values[op_output_index(&problem, o, r, c) as usize] =
+                tessera_library::host::round_to(dtype, v as f32);
+        }
+        let bytes = values.to_bytes();
         mem.bytes_mut(&d)
             .map_err(|e| e.to_string())?
             .copy_from_slice(&bytes);

@@ -23,4 +23,4 @@ pub mod workload;
 pub use candidate::Candidate;
 pub use error::TunerError;
 pub use measure::{Measured, Outcome};
-pub use workload::GemmWorkload;
+pub use workload::{GemmWorkload, OpWorkload, Workload};

@@ -7,11 +7,11 @@
 use crate::candidate::Candidate;
 use crate::emulation::{self, Fault};
 use crate::error::TunerError;
-use crate::workload::GemmWorkload;
+use crate::workload::Workload;
 use std::time::Instant;
 use tessera_device::{Device, DeviceError, Module, Timing};
 use tessera_dsl::Problem;
-use tessera_library::verify::{check_gemm_expected_bytes, expected_gemm, Expected, Verdict};
+use tessera_library::verify::{Expected, Verdict};
 
 /// What happened to a candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,9 +92,10 @@ pub fn compile(
 ) -> Result<Module, DeviceError> {
     let mut req = c.compile_request(problem);
     if device.info().simulated {
-        if let Problem::Gemm(g) = problem {
-            req = req.with_emulation(emulation::gemm(g, fault));
-        }
+        req = req.with_emulation(match problem {
+            Problem::Gemm(g) => emulation::gemm(g, fault),
+            other => emulation::op(other, fault),
+        });
     }
     device.compile(&req)
 }
@@ -104,9 +105,9 @@ pub fn verify(
     device: &dyn Device,
     module: &Module,
     c: &Candidate,
-    w: &GemmWorkload,
+    w: &Workload,
 ) -> Result<Verdict, DeviceError> {
-    verify_against(device, module, c, w, &expected_gemm(&w.problem, &w.inputs))
+    verify_against(device, module, c, w, &w.expected())
 }
 
 /// [`verify`] against reference values computed once for the workload's inputs; only the
@@ -115,13 +116,13 @@ pub fn verify_against(
     device: &dyn Device,
     module: &Module,
     c: &Candidate,
-    w: &GemmWorkload,
+    w: &Workload,
     expected: &Expected,
 ) -> Result<Verdict, DeviceError> {
     w.poison(device)?;
     device.launch(module, &w.launch(c), &w.args())?;
     let out = w.read_output_bytes(device)?;
-    Ok(check_gemm_expected_bytes(&w.problem, expected, &out))
+    Ok(w.check(expected, &out))
 }
 
 /// Compile, verify on `w`, and time a candidate. Infrastructure failures are errors; the
@@ -129,19 +130,11 @@ pub fn verify_against(
 pub fn measure(
     device: &dyn Device,
     c: &Candidate,
-    w: &GemmWorkload,
+    w: &Workload,
     plan: TimingPlan,
     fault: Option<Fault>,
 ) -> Result<Measured, TunerError> {
-    measure_with(
-        device,
-        c,
-        w,
-        &expected_gemm(&w.problem, &w.inputs),
-        plan,
-        None,
-        fault,
-    )
+    measure_with(device, c, w, &w.expected(), plan, None, fault)
 }
 
 /// [`measure`] against precomputed reference values; with `stop_above_ms`, a candidate whose
@@ -150,13 +143,13 @@ pub fn measure(
 pub fn measure_with(
     device: &dyn Device,
     c: &Candidate,
-    w: &GemmWorkload,
+    w: &Workload,
     expected: &Expected,
     plan: TimingPlan,
     stop_above_ms: Option<f64>,
     fault: Option<Fault>,
 ) -> Result<Measured, TunerError> {
-    let problem = Problem::Gemm(w.problem.clone());
+    let problem = w.problem();
     let mut m = Measured {
         kernel: c.name(),
         outcome: Outcome::Ok,

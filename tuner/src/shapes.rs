@@ -18,8 +18,8 @@
 //! The top level is a mapping with two keys:
 //!
 //! - `problems` (required): a non-empty list of problem entries.
-//! - `defaults` (optional): values for any of `op`, `batch`, `dtype`, `out_dtype`, `layout` and
-//!   `epilogue` that an entry leaves out. An entry's own value replaces the default (an entry's
+//! - `defaults` (optional): values for any of `op`, `batch`, `dtype`, `out_dtype`, `layout`,
+//!   `epilogue`, `fused` and `mask` that an entry leaves out. An entry's own value replaces the default (an entry's
 //!   `epilogue: []` means no epilogue, whatever the default).
 //!
 //! A problem entry has these keys:
@@ -27,16 +27,22 @@
 //! | key | value | when absent |
 //! |---|---|---|
 //! | `name` | any string | the problem's key, e.g. `gemm m=384 n=2304 k=768 f16->f16 rcr` |
-//! | `op` | `gemm` (the only op with a shape-file form so far) | from `defaults`, else an error |
-//! | `m`, `n`, `k` | a positive integer, or a list of them | an error |
-//! | `batch` | a positive integer, or a list of them | from `defaults`, else 1 |
+//! | `op` | `gemm`, `layernorm`, `softmax` or `attention` | from `defaults`, else an error |
+//! | `m`, `n`, `k` | gemm: a positive integer, or a list of them | an error |
+//! | `rows`, `cols` | layernorm and softmax: a positive integer, or a list of them | an error |
+//! | `mask_period` | softmax: rows sharing one row of the additive mask | no mask |
+//! | `heads`, `head_dim`, and `seq` (or `seq_q` and `seq_kv`) | attention sizes | an error |
+//! | `fused` | layernorm: operands added before the norm, `[residual, bias]` | none |
+//! | `mask` | attention: `none`, `causal` or `padding` | `none` |
+//! | `batch` | gemm and attention: a positive integer, or a list of them | from `defaults`, else 1 |
 //! | `dtype` | dtype of A and B: `f16` or `bf16` (`f32` is known but not an MMA input) | from `defaults`, else `f16` |
 //! | `out_dtype` | dtype of D (and of C, bias, residual): `f16`, `bf16` or `f32` | from `defaults`, else `dtype` |
 //! | `layout` | `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major | from `defaults`, else `rcr` |
 //! | `epilogue` | a list of epilogue ops in order, named as in [`EpilogueOp::name`]: `beta_c`, `bias`, `relu`, `gelu`, `gelu_tanh`, `silu`, `residual` (a single name is accepted too) | from `defaults`, else none |
 //!
-//! A size given as a list expands to one problem per value; several lists expand to their
-//! cartesian product, `m` varying slowest, then `n`, `k`, `batch`. An expanded problem of a
+//! A key that does not apply to the entry's op is an error naming the op's keys. A size given
+//! as a list expands to one problem per value; several lists expand to their cartesian
+//! product, in the order of the table (`m` slowest, then `n`, `k`, ..., `batch` last). An expanded problem of a
 //! named entry is named `NAME[m=128]` (only the listed dimensions appear, `NAME[m=128,k=64]`).
 //!
 //! # Errors
@@ -57,7 +63,10 @@ use std::path::Path;
 use tessera_dsl::dtype::UnknownDType;
 use tessera_dsl::epilogue::UnknownEpilogueOp;
 use tessera_dsl::problem::ProblemError;
-use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, OpKind, Problem, Store};
+use tessera_dsl::{
+    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, OpKind,
+    Problem, SoftmaxProblem, Store,
+};
 
 /// One problem of a shapes file with the name it is reported under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,16 +146,59 @@ pub enum ShapeIssue {
     Duplicate { key: String, first: String },
     #[error("duplicate name `{name}` (already used by {first})")]
     DuplicateName { name: String, first: String },
+    #[error("`{key}` does not apply to op {op}; its keys are: {}", .valid.join(", "))]
+    NotForOp {
+        key: &'static str,
+        op: OpKind,
+        valid: Vec<&'static str>,
+    },
+    #[error("unknown fused operand `{got}`; layernorm fuses: residual, bias")]
+    UnknownFused { got: String },
+    #[error("unknown mask `{got}`; attention masks: none, causal, padding")]
+    UnknownMask { got: String },
 }
 
 const TOP_KEYS: &[&str] = &["defaults", "problems"];
-const DEFAULT_KEYS: &[&str] = &["op", "batch", "dtype", "out_dtype", "layout", "epilogue"];
+const DEFAULT_KEYS: &[&str] = &[
+    "op",
+    "batch",
+    "dtype",
+    "out_dtype",
+    "layout",
+    "epilogue",
+    "fused",
+    "mask",
+];
+/// Size keys, in expansion order (slowest first); `batch` comes last.
+const SIZE_KEYS: &[&str] = &[
+    "m",
+    "n",
+    "k",
+    "rows",
+    "cols",
+    "heads",
+    "seq",
+    "seq_q",
+    "seq_kv",
+    "head_dim",
+    "mask_period",
+];
 const PROBLEM_KEYS: &[&str] = &[
     "name",
     "op",
     "m",
     "n",
     "k",
+    "rows",
+    "cols",
+    "heads",
+    "seq",
+    "seq_q",
+    "seq_kv",
+    "head_dim",
+    "mask_period",
+    "fused",
+    "mask",
     "batch",
     "dtype",
     "out_dtype",
@@ -155,7 +207,12 @@ const PROBLEM_KEYS: &[&str] = &[
     "store",
 ];
 /// Ops a shapes file can describe (those with a [`Problem`] variant).
-const SHAPE_OPS: &[OpKind] = &[OpKind::Gemm];
+const SHAPE_OPS: &[OpKind] = &[
+    OpKind::Gemm,
+    OpKind::Layernorm,
+    OpKind::Softmax,
+    OpKind::Attention,
+];
 const ALL_OPS: [OpKind; 4] = [
     OpKind::Gemm,
     OpKind::Layernorm,
@@ -381,15 +438,13 @@ struct Settings {
     layout: Option<Layout>,
     epilogue: Option<Vec<EpilogueOp>>,
     store: Option<Store>,
+    /// Layernorm's fused operands (`residual`, `bias`).
+    fused: Option<Vec<&'static str>>,
+    mask: Option<Mask>,
 }
 
-/// An entry's own sizes (`batch` lives in [`Settings`]).
-#[derive(Debug, Clone, Default)]
-struct Sizes {
-    m: Option<Vec<i128>>,
-    n: Option<Vec<i128>>,
-    k: Option<Vec<i128>>,
-}
+/// An entry's own sizes by key (`batch` lives in [`Settings`]).
+type Sizes = HashMap<&'static str, Vec<i128>>;
 
 impl Settings {
     fn parse(
@@ -398,7 +453,7 @@ impl Settings {
     ) -> Result<(Settings, Sizes), ShapeIssue> {
         let f = fields(map, valid)?;
         let mut s = Settings::default();
-        let mut sizes = Sizes::default();
+        let mut sizes = Sizes::new();
         if let Some(v) = f.get("op") {
             s.op = Some(parse_op(v)?);
         }
@@ -420,14 +475,16 @@ impl Settings {
         if let Some(v) = f.get("store") {
             s.store = Some(parse_store(v)?);
         }
-        if let Some(v) = f.get("m") {
-            sizes.m = Some(parse_sizes("m", v)?);
+        if let Some(v) = f.get("fused") {
+            s.fused = Some(parse_fused(v)?);
         }
-        if let Some(v) = f.get("n") {
-            sizes.n = Some(parse_sizes("n", v)?);
+        if let Some(v) = f.get("mask") {
+            s.mask = Some(parse_mask(v)?);
         }
-        if let Some(v) = f.get("k") {
-            sizes.k = Some(parse_sizes("k", v)?);
+        for key in SIZE_KEYS {
+            if let Some(v) = f.get(key) {
+                sizes.insert(key, parse_sizes(key, v)?);
+            }
         }
         Ok((s, sizes))
     }
@@ -442,6 +499,8 @@ impl Settings {
             layout: self.layout.or(defaults.layout),
             epilogue: self.epilogue.or_else(|| defaults.epilogue.clone()),
             store: self.store.or(defaults.store),
+            fused: self.fused.or_else(|| defaults.fused.clone()),
+            mask: self.mask.or(defaults.mask),
         }
     }
 }
@@ -503,6 +562,36 @@ fn parse_store(v: &Value) -> Result<Store, ShapeIssue> {
     }
 }
 
+/// `fused: [residual, bias]` (layernorm), a list or a single name.
+fn parse_fused(v: &Value) -> Result<Vec<&'static str>, ShapeIssue> {
+    const EXPECTED: &str = "a list of fused operands";
+    let one = |v: &Value| {
+        let got = string("fused", EXPECTED, v)?;
+        ["residual", "bias"]
+            .into_iter()
+            .find(|n| *n == got)
+            .ok_or_else(|| ShapeIssue::UnknownFused {
+                got: got.to_string(),
+            })
+    };
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Sequence(seq) => seq.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+/// `mask: none | causal | padding` (attention).
+fn parse_mask(v: &Value) -> Result<Mask, ShapeIssue> {
+    let got = string("mask", "a mask name", v)?;
+    [Mask::None, Mask::Causal, Mask::Padding]
+        .into_iter()
+        .find(|m| m.name() == got)
+        .ok_or_else(|| ShapeIssue::UnknownMask {
+            got: got.to_string(),
+        })
+}
+
 fn parse_epilogue(v: &Value) -> Result<Vec<EpilogueOp>, ShapeIssue> {
     const EXPECTED: &str = "a list of epilogue op names";
     match v {
@@ -537,74 +626,158 @@ fn parse_sizes(key: &'static str, v: &Value) -> Result<Vec<i128>, ShapeIssue> {
 /// A problem per combination of listed sizes, with its name suffix (`[m=128]`, or empty).
 type Expanded = Vec<(String, Result<Problem, ShapeIssue>)>;
 
+/// The size keys of an op: (required, optional). Attention takes `seq` or `seq_q` + `seq_kv`.
+fn op_sizes(op: OpKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match op {
+        OpKind::Gemm => (&["m", "n", "k"], &[]),
+        OpKind::Layernorm => (&["rows", "cols"], &[]),
+        OpKind::Softmax => (&["rows", "cols"], &["mask_period"]),
+        OpKind::Attention => (&["heads", "head_dim"], &["seq", "seq_q", "seq_kv"]),
+    }
+}
+
 fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
     let op = s.op.ok_or(ShapeIssue::MissingKey { key: "op" })?;
-    let m = sizes
-        .m
-        .as_ref()
-        .ok_or(ShapeIssue::MissingKey { key: "m" })?;
-    let n = sizes
-        .n
-        .as_ref()
-        .ok_or(ShapeIssue::MissingKey { key: "n" })?;
-    let k = sizes
-        .k
-        .as_ref()
-        .ok_or(ShapeIssue::MissingKey { key: "k" })?;
-    let one = vec![1];
-    let batch = s.batch.as_ref().unwrap_or(&one);
-    let input = s.dtype.unwrap_or(DType::F16);
-    let output = s.out_dtype.unwrap_or(input);
-    let layout_b = s.layout.unwrap_or(Layout::Col);
-    let epilogue = s.epilogue.clone().unwrap_or_default();
-    let store = s.store.unwrap_or_default();
-
-    let dims: [(&'static str, &Vec<i128>); 4] = [("m", m), ("n", n), ("k", k), ("batch", batch)];
-    let mut out = Vec::new();
-    for &vm in m {
-        for &vn in n {
-            for &vk in k {
-                for &vb in batch {
-                    let values = [vm, vn, vk, vb];
-                    let listed: Vec<String> = dims
-                        .iter()
-                        .zip(values)
-                        .filter(|((_, list), _)| list.len() > 1)
-                        .map(|((dim, _), v)| format!("{dim}={v}"))
-                        .collect();
-                    let suffix = if listed.is_empty() {
-                        String::new()
-                    } else {
-                        format!("[{}]", listed.join(","))
-                    };
-                    let problem = (|| {
-                        let mut u = [0u64; 4];
-                        for ((slot, (dim, _)), v) in u.iter_mut().zip(dims).zip(values) {
-                            *slot = size(op, dim, v)?;
-                        }
-                        let [m, n, k, batch] = u;
-                        let problem = match op {
-                            OpKind::Gemm => Problem::Gemm(GemmProblem {
-                                m,
-                                n,
-                                k,
-                                batch,
-                                input,
-                                output,
-                                layout_b,
-                                epilogue: epilogue.clone(),
-                                store,
-                            }),
-                            other => return Err(ShapeIssue::UnsupportedOp { op: other }),
-                        };
-                        Ok(problem)
-                    })();
-                    out.push((suffix, problem));
-                }
+    let (required, optional) = op_sizes(op);
+    let valid: Vec<&'static str> = required.iter().chain(optional).copied().collect();
+    for key in SIZE_KEYS {
+        if sizes.contains_key(key) && !valid.contains(key) {
+            return Err(ShapeIssue::NotForOp {
+                key,
+                op,
+                valid: valid.clone(),
+            });
+        }
+    }
+    for key in required {
+        if !sizes.contains_key(key) {
+            return Err(ShapeIssue::MissingKey { key });
+        }
+    }
+    let not_for = |key: &'static str| ShapeIssue::NotForOp {
+        key,
+        op,
+        valid: valid.clone(),
+    };
+    let gemm_only = op == OpKind::Gemm;
+    if !gemm_only && s.epilogue.as_ref().is_some_and(|e| !e.is_empty()) {
+        return Err(not_for("epilogue"));
+    }
+    if s.fused.as_ref().is_some_and(|f| !f.is_empty()) && op != OpKind::Layernorm {
+        return Err(not_for("fused"));
+    }
+    if s.mask.is_some_and(|m| !m.is_none()) && op != OpKind::Attention {
+        return Err(not_for("mask"));
+    }
+    if s.batch.is_some() && !matches!(op, OpKind::Gemm | OpKind::Attention) {
+        return Err(not_for("batch"));
+    }
+    if op == OpKind::Attention {
+        let has = |k| sizes.contains_key(k);
+        match (has("seq"), has("seq_q"), has("seq_kv")) {
+            (true, false, false) | (false, true, true) => {}
+            (false, false, false) => return Err(ShapeIssue::MissingKey { key: "seq" }),
+            _ => {
+                return Err(ShapeIssue::WrongType {
+                    key: "seq",
+                    expected: "given alone, or replaced by both `seq_q` and `seq_kv`",
+                    got: "a mix".into(),
+                })
             }
         }
     }
+    let one = vec![1];
+    let mut dims: Vec<(&'static str, &Vec<i128>)> = SIZE_KEYS
+        .iter()
+        .filter_map(|k| sizes.get(k).map(|v| (*k, v)))
+        .collect();
+    if matches!(op, OpKind::Gemm | OpKind::Attention) {
+        dims.push(("batch", s.batch.as_ref().unwrap_or(&one)));
+    }
+    // the cartesian product, the first dimension varying slowest
+    let mut points: Vec<Vec<i128>> = vec![Vec::new()];
+    for (_, values) in &dims {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |&v| {
+                    let mut p = p.clone();
+                    p.push(v);
+                    p
+                })
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    for values in points {
+        let listed: Vec<String> = dims
+            .iter()
+            .zip(&values)
+            .filter(|((_, list), _)| list.len() > 1)
+            .map(|((dim, _), v)| format!("{dim}={v}"))
+            .collect();
+        let suffix = if listed.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", listed.join(","))
+        };
+        let problem = (|| {
+            let mut got: HashMap<&'static str, u64> = HashMap::new();
+            for ((dim, _), &v) in dims.iter().zip(&values) {
+                got.insert(dim, size(op, dim, v)?);
+            }
+            Ok(build(op, s, &got))
+        })();
+        out.push((suffix, problem));
+    }
     Ok(out)
+}
+
+/// The problem of one expanded point (`dims` holds every size the op needs).
+fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem {
+    let get = |k: &str| dims.get(k).copied().unwrap_or(1);
+    let input = s.dtype.unwrap_or(DType::F16);
+    match op {
+        OpKind::Gemm => Problem::Gemm(GemmProblem {
+            m: get("m"),
+            n: get("n"),
+            k: get("k"),
+            batch: get("batch"),
+            input,
+            output: s.out_dtype.unwrap_or(input),
+            layout_b: s.layout.unwrap_or(Layout::Col),
+            epilogue: s.epilogue.clone().unwrap_or_default(),
+            store: s.store.unwrap_or_default(),
+        }),
+        OpKind::Layernorm => {
+            let fused = s.fused.clone().unwrap_or_default();
+            Problem::Layernorm(LayernormProblem {
+                rows: get("rows"),
+                cols: get("cols"),
+                dtype: input,
+                residual: fused.contains(&"residual"),
+                bias: fused.contains(&"bias"),
+            })
+        }
+        OpKind::Softmax => Problem::Softmax(SoftmaxProblem {
+            rows: get("rows"),
+            cols: get("cols"),
+            dtype: input,
+            mask_period: dims.get("mask_period").copied(),
+        }),
+        OpKind::Attention => {
+            let seq = dims.get("seq").copied();
+            Problem::Attention(AttentionProblem {
+                batch: get("batch"),
+                heads: get("heads"),
+                seq_q: seq.unwrap_or_else(|| get("seq_q")),
+                seq_kv: seq.unwrap_or_else(|| get("seq_kv")),
+                head_dim: get("head_dim"),
+                dtype: input,
+                mask: s.mask.unwrap_or_default(),
+            })
+        }
+    }
 }
 
 /// A size as `u64`: negatives are rejected here (zero and huge values by the problem's check).
@@ -625,6 +798,44 @@ mod tests {
             Ok(p) => panic!("expected an error, parsed {p:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn fused_ops_parse_and_reject_foreign_keys() {
+        let text = "problems:\n\
+                    - {op: layernorm, rows: [128, 384], cols: 768, fused: [residual, bias]}\n\
+                    - {op: attention, batch: 2, heads: 12, seq: 384, head_dim: 64, mask: causal}\n\
+                    - {op: softmax, rows: 4608, cols: 384, mask_period: 4608}\n";
+        let p = parse_str(text, "t").unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!(
+            p[1].problem.key(),
+            "layernorm rows=384 cols=768 f16 fused=residual,bias"
+        );
+        assert_eq!(
+            p[2].problem.key(),
+            "attention batch=2 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal"
+        );
+        assert_eq!(
+            p[3].problem.key(),
+            "softmax rows=4608 cols=384 f16 mask_period=4608"
+        );
+        let e = err("problems: [{op: layernorm, rows: 1, cols: 768, k: 3}]");
+        assert!(
+            e.contains("`k` does not apply to op layernorm; its keys are: rows, cols"),
+            "{e}"
+        );
+        let e = err("problems: [{op: layernorm, rows: 1, cols: 768, fused: [gelu]}]");
+        assert!(e.contains("unknown fused operand `gelu`"), "{e}");
+        let e = err("problems: [{op: attention, heads: 1, seq: 8, head_dim: 96}]");
+        assert!(
+            e.contains("head_dim 96 is not supported; use 64 or 128"),
+            "{e}"
+        );
+        let e = err("problems: [{op: attention, heads: 1, seq_q: 8, head_dim: 64}]");
+        assert!(e.contains("`seq`"), "{e}");
+        let e = err("problems: [{op: softmax, rows: 1, cols: 8, mask: causal}]");
+        assert!(e.contains("`mask` does not apply to op softmax"), "{e}");
     }
 
     #[test]
@@ -670,7 +881,7 @@ mod tests {
         assert!(err("problems: [{m: 1, n: 2, k: 3}]").contains("missing key `op`"));
         assert_eq!(
             err("defaults: {m: 1}\nproblems: [{op: gemm, m: 1, n: 2, k: 3}]"),
-            "t.yaml: defaults: unknown key `m`; valid keys: op, batch, dtype, out_dtype, layout, epilogue"
+            "t.yaml: defaults: unknown key `m`; valid keys: op, batch, dtype, out_dtype, layout, epilogue, fused, mask"
         );
         assert!(
             err("problem: []").contains("unknown key `problem`; valid keys: defaults, problems")
@@ -690,10 +901,10 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_and_unknown_layout() {
+    fn foreign_sizes_and_unknown_layout() {
         assert_eq!(
             err("problems: [{op: attention, m: 1, n: 2, k: 3}]"),
-            "t.yaml: problems[0]: op `attention` has no shape-file form yet; valid ops: gemm"
+            "t.yaml: problems[0]: `m` does not apply to op attention; its keys are: heads, head_dim, seq, seq_q, seq_kv"
         );
         assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: crr}]")
             .contains("unknown layout `crr`; use rcr"));

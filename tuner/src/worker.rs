@@ -10,7 +10,7 @@ use crate::candidate::Candidate;
 use crate::emulation::Fault;
 use crate::error::TunerError;
 use crate::measure::{measure_with, Outcome, TimingPlan};
-use crate::workload::GemmWorkload;
+use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use tessera_device::cuda::nvrtc_compile_cached;
@@ -18,7 +18,7 @@ use tessera_device::hipcc::HipToolchain;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceError};
 use tessera_dsl::{Problem, Target, Vendor};
-use tessera_library::verify::{expected_gemm, Expected};
+use tessera_library::verify::Expected;
 
 /// A defect planted in one candidate, for tests of the tuner's failure handling (simulated
 /// device only, except `Crash` and `Hang`, which act on the worker process itself).
@@ -100,7 +100,7 @@ pub struct WorkerContext<'a> {
 
 struct Current {
     key: (String, u64),
-    workload: GemmWorkload,
+    workload: Workload,
     expected: Expected,
 }
 
@@ -256,20 +256,13 @@ fn measure_job(
         },
         _ => {}
     }
-    let Problem::Gemm(g) = problem else {
-        return Ok(Reply::failed(
-            name,
-            "protocol_error",
-            format!("{} is not measured yet", problem.op()),
-        ));
-    };
     let key = (problem.key(), seed);
     if current.as_ref().map(|c| &c.key) != Some(&key) {
         if let Some(old) = current.take() {
             old.workload.free(device)?;
         }
-        let workload = GemmWorkload::new(device, g, seed)?;
-        let expected = expected_gemm(g, &workload.inputs);
+        let workload = Workload::new(device, problem, seed)?;
+        let expected = workload.expected();
         *current = Some(Current {
             key,
             workload,

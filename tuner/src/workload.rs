@@ -1,12 +1,160 @@
-//! A GEMM problem's operands on a device: fresh random inputs uploaded, the output buffer,
-//! and the launch arguments in the kernel ABI's order.
+//! A problem's operands on a device: fresh random inputs uploaded, the output buffer, and the
+//! launch arguments in the kernel ABI's order. [`Workload`] is any problem; [`GemmWorkload`]
+//! and [`OpWorkload`] hold GEMM and non-GEMM operands.
 
 use crate::candidate::Candidate;
 use tessera_device::{ArgValue, Buffer, Device, DeviceError, Launch};
 use tessera_dsl::{GemmProblem, Problem};
 use tessera_library::host::HostTensor;
+use tessera_library::operands::{OpInputs, Scalar, Slot};
 use tessera_library::reference::{GemmInputs, GemmStrides};
-use tessera_library::verify::POISON_BYTE;
+use tessera_library::verify::{
+    check_gemm_expected_bytes, check_op_expected_bytes, expected_gemm, expected_op, Expected,
+    Verdict, POISON_BYTE,
+};
+
+/// Any problem's operands on a device.
+pub enum Workload {
+    Gemm(GemmWorkload),
+    Op(OpWorkload),
+}
+
+impl Workload {
+    /// Allocate and upload fresh random operands (reproducible from `seed`).
+    pub fn new(device: &dyn Device, problem: &Problem, seed: u64) -> Result<Workload, DeviceError> {
+        Ok(match problem {
+            Problem::Gemm(g) => Workload::Gemm(GemmWorkload::new(device, g, seed)?),
+            other => Workload::Op(OpWorkload::new(device, other, seed)?),
+        })
+    }
+
+    pub fn problem(&self) -> Problem {
+        match self {
+            Workload::Gemm(w) => Problem::Gemm(w.problem.clone()),
+            Workload::Op(w) => w.inputs.problem.clone(),
+        }
+    }
+
+    /// The reference values at the checked positions (computed on the host).
+    pub fn expected(&self) -> Expected {
+        match self {
+            Workload::Gemm(w) => expected_gemm(&w.problem, &w.inputs),
+            Workload::Op(w) => expected_op(&w.inputs),
+        }
+    }
+
+    /// Compare a downloaded output with the reference values.
+    pub fn check(&self, expected: &Expected, out: &[u8]) -> Verdict {
+        match self {
+            Workload::Gemm(w) => check_gemm_expected_bytes(&w.problem, expected, out),
+            Workload::Op(w) => check_op_expected_bytes(&w.inputs, expected, out),
+        }
+    }
+
+    pub fn args(&self) -> Vec<ArgValue> {
+        match self {
+            Workload::Gemm(w) => w.args(),
+            Workload::Op(w) => w.args(),
+        }
+    }
+
+    pub fn poison(&self, device: &dyn Device) -> Result<(), DeviceError> {
+        match self {
+            Workload::Gemm(w) => w.poison(device),
+            Workload::Op(w) => device.fill(&w.output, POISON_BYTE),
+        }
+    }
+
+    pub fn read_output_bytes(&self, device: &dyn Device) -> Result<Vec<u8>, DeviceError> {
+        let out = match self {
+            Workload::Gemm(w) => return w.read_output_bytes(device),
+            Workload::Op(w) => &w.output,
+        };
+        let mut bytes = vec![0u8; out.len() as usize];
+        device.download(out, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    pub fn launch(&self, c: &Candidate) -> Launch {
+        let grid = c.source.grid(&self.problem());
+        Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes)
+    }
+
+    pub fn free(self, device: &dyn Device) -> Result<(), DeviceError> {
+        match self {
+            Workload::Gemm(w) => w.free(device),
+            Workload::Op(w) => w.free(device),
+        }
+    }
+}
+
+/// A row-wise or attention problem's operands on a device, one buffer per ABI pointer.
+pub struct OpWorkload {
+    pub inputs: OpInputs,
+    buffers: Vec<Option<Buffer>>,
+    output: Buffer,
+}
+
+impl OpWorkload {
+    pub fn new(
+        device: &dyn Device,
+        problem: &Problem,
+        seed: u64,
+    ) -> Result<OpWorkload, DeviceError> {
+        let inputs = OpInputs::random(problem, seed).map_err(|e| DeviceError::InvalidRequest {
+            message: e.to_string(),
+        })?;
+        let mut buffers = Vec::new();
+        let mut output = None;
+        for (_, slot) in &inputs.slots {
+            let buffer = match slot {
+                Slot::Input(t) => Some(upload(device, t)?),
+                Slot::Absent => None,
+                Slot::Output { dtype, len } => {
+                    let b = device.alloc(len * u64::from(dtype.size_bytes()))?;
+                    output = Some(b);
+                    Some(b)
+                }
+                Slot::Lens(lens) => {
+                    let bytes: Vec<u8> = lens.iter().flat_map(|l| l.to_le_bytes()).collect();
+                    let b = device.alloc(bytes.len() as u64)?;
+                    device.upload(&b, &bytes)?;
+                    Some(b)
+                }
+            };
+            buffers.push(buffer);
+        }
+        let output = output.ok_or_else(|| DeviceError::InvalidRequest {
+            message: format!("{problem}: the launch ABI has no output"),
+        })?;
+        Ok(OpWorkload {
+            inputs,
+            buffers,
+            output,
+        })
+    }
+
+    /// Launch arguments in `ir::abi` order: pointers (null for absent operands), then scalars.
+    pub fn args(&self) -> Vec<ArgValue> {
+        let mut args: Vec<ArgValue> = self
+            .buffers
+            .iter()
+            .map(|b| b.as_ref().map_or(ArgValue::null(), ArgValue::ptr))
+            .collect();
+        args.extend(self.inputs.scalars.iter().map(|(_, s)| match s {
+            Scalar::I32(v) => ArgValue::I32(*v),
+            Scalar::F32(v) => ArgValue::F32(*v),
+        }));
+        args
+    }
+
+    pub fn free(self, device: &dyn Device) -> Result<(), DeviceError> {
+        for b in self.buffers.into_iter().flatten() {
+            device.free(b)?;
+        }
+        Ok(())
+    }
+}
 
 pub struct GemmWorkload {
     pub problem: GemmProblem,

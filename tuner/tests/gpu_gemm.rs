@@ -8,7 +8,7 @@ use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{DType, GemmProblem, Layout, Problem, Template};
 use tessera_tuner::measure::{compile, verify};
 use tessera_tuner::pool::{default_jobs, parallel_map};
-use tessera_tuner::{Candidate, GemmWorkload};
+use tessera_tuner::{Candidate, Workload};
 
 /// Configs under test: at least 20 points of the space, spread evenly, that fit the device.
 fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
@@ -40,7 +40,7 @@ fn verify_points(
         .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
         .collect();
     let modules = parallel_map(&cands, default_jobs(), |c| compile(device, c, &p, None));
-    let w = GemmWorkload::new(device, g, seed).expect("workload");
+    let w = Workload::new(device, &p, seed).expect("workload");
     let mut failures = Vec::new();
     for (c, module) in cands.iter().zip(modules) {
         let verdict = module

@@ -6,7 +6,7 @@ use tessera_device::{Device, SimDevice};
 use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, Problem, Target, Template};
 use tessera_tuner::emulation::Fault;
 use tessera_tuner::measure::{measure, TimingPlan};
-use tessera_tuner::{shortlist, Candidate, GemmWorkload, Outcome};
+use tessera_tuner::{shortlist, Candidate, Outcome, Workload};
 
 fn gemm() -> &'static dyn Template {
     tessera_library::templates();
@@ -49,7 +49,7 @@ fn sim_gemm_candidates_verify_and_time() {
     problems.push(qkv);
     for g in problems {
         let p = Problem::Gemm(g.clone());
-        let w = GemmWorkload::new(&device, &g, 42).unwrap();
+        let w = Workload::new(&device, &p, 42).unwrap();
         let cands = candidates(&p, &device, 4);
         assert!(!cands.is_empty(), "{p}");
         for c in &cands {
@@ -75,7 +75,7 @@ fn sim_planted_wrong_result_is_rejected_before_timing() {
     let device = SimDevice::new(Target::Sm90a);
     let g = GemmProblem::new(128, 256, 64);
     let p = Problem::Gemm(g.clone());
-    let w = GemmWorkload::new(&device, &g, 7).unwrap();
+    let w = Workload::new(&device, &p, 7).unwrap();
     let c = &candidates(&p, &device, 1)[0];
     let m = measure(
         &device,

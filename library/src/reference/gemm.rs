@@ -1,7 +1,4 @@
-//! CPU references in f64: the semantics every kernel is checked against.
-//!
-//! Inputs are the exact values the device sees (already rounded to their dtypes); the
-//! reference accumulates in f64 and applies the epilogue chain in order, unrounded.
+//! The GEMM reference: f64 accumulation, then the epilogue chain in order, unrounded.
 
 use crate::host::{HostTensor, Rng};
 use tessera_dsl::{EpilogueOp, GemmProblem, Layout};

@@ -1,0 +1,253 @@
+//! The operands of a row-wise or attention problem on the host, in the order of the op's
+//! launch ABI (`tessera_dsl::ir::abi`): fresh random inputs (never zeros), absent optional
+//! operands, the output's size, and the scalar arguments.
+//!
+//! One generic description serves the tuner (upload and launch), the simulated device
+//! (emulation) and the references, so nothing lists an op's operands twice.
+
+use crate::host::{HostTensor, Rng};
+use tessera_dsl::ir::{abi, Arg};
+use tessera_dsl::problem::LAYERNORM_EPS;
+use tessera_dsl::template::variant_for;
+use tessera_dsl::{DType, Mask, Problem};
+
+/// One pointer argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot {
+    Input(HostTensor),
+    /// An optional operand the problem does not use: a null pointer.
+    Absent,
+    /// The output: `len` elements of `dtype`.
+    Output {
+        dtype: DType,
+        len: u64,
+    },
+    /// Attention's per-batch key lengths.
+    Lens(Vec<i32>),
+}
+
+/// One scalar argument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    I32(i32),
+    F32(f32),
+}
+
+/// Host operands of one non-GEMM problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpInputs {
+    pub problem: Problem,
+    pub slots: Vec<(&'static str, Slot)>,
+    pub scalars: Vec<(&'static str, Scalar)>,
+}
+
+/// A problem OpInputs does not describe (GEMMs have `GemmInputs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}: use GemmInputs for GEMM problems")]
+pub struct NotAnOp(pub String);
+
+fn i32_of(v: u64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl OpInputs {
+    /// Fresh random operands for `problem`, reproducible from `seed`.
+    pub fn random(problem: &Problem, seed: u64) -> Result<OpInputs, NotAnOp> {
+        if matches!(problem, Problem::Gemm(_)) {
+            return Err(NotAnOp(problem.key()));
+        }
+        let mut rng = Rng::new(seed);
+        let variant = variant_for(DType::F32, problem);
+        let mut slots = Vec::new();
+        let mut scalars = Vec::new();
+        for arg in abi(problem.op(), &variant) {
+            match arg {
+                Arg::Ptr {
+                    name,
+                    dtype,
+                    written,
+                } => {
+                    let slot = if written {
+                        Slot::Output {
+                            dtype,
+                            len: output_len(problem),
+                        }
+                    } else {
+                        match input_len(problem, name) {
+                            Some(len) => Slot::Input(random_input(name, dtype, len, &mut rng)),
+                            None => Slot::Absent,
+                        }
+                    };
+                    slots.push((name, slot));
+                }
+                Arg::I32Ptr(name) => {
+                    let slot = match problem {
+                        Problem::Attention(a) if a.mask == Mask::Padding => Slot::Lens(
+                            (0..a.batch)
+                                .map(|b| {
+                                    // the last batch attends every key; others a random prefix
+                                    let len = if b + 1 == a.batch {
+                                        a.seq_kv
+                                    } else {
+                                        1 + rng.below(a.seq_kv)
+                                    };
+                                    i32_of(len)
+                                })
+                                .collect(),
+                        ),
+                        _ => Slot::Absent,
+                    };
+                    slots.push((name, slot));
+                }
+                Arg::I32(name) | Arg::I64(name) => {
+                    scalars.push((name, Scalar::I32(int_arg(problem, name))))
+                }
+                Arg::F32(name) => scalars.push((name, Scalar::F32(float_arg(problem, name)))),
+            }
+        }
+        Ok(OpInputs {
+            problem: problem.clone(),
+            slots,
+            scalars,
+        })
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&HostTensor> {
+        self.slots.iter().find_map(|(n, s)| match s {
+            Slot::Input(t) if *n == name => Some(t),
+            _ => None,
+        })
+    }
+
+    pub fn tensor_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
+        self.slots.iter_mut().find_map(|(n, s)| match s {
+            Slot::Input(t) if *n == name => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The values of an input (empty when absent).
+    pub fn values(&self, name: &str) -> &[f32] {
+        self.tensor(name).map_or(&[], |t| &t.values)
+    }
+
+    pub fn f32_arg(&self, name: &str) -> f32 {
+        self.scalars
+            .iter()
+            .find_map(|(n, s)| match s {
+                Scalar::F32(v) if *n == name => Some(*v),
+                _ => None,
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn kv_lens(&self) -> Option<&[i32]> {
+        self.slots.iter().find_map(|(_, s)| match s {
+            Slot::Lens(l) => Some(l.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The output's dtype and element count.
+    pub fn output(&self) -> (DType, u64) {
+        self.slots
+            .iter()
+            .find_map(|(_, s)| match s {
+                Slot::Output { dtype, len } => Some((*dtype, *len)),
+                _ => None,
+            })
+            .unwrap_or((DType::F16, 0))
+    }
+}
+
+/// Elements of the output.
+pub fn output_len(problem: &Problem) -> u64 {
+    match problem {
+        Problem::Gemm(g) => g.batch * g.m * g.n,
+        Problem::Layernorm(l) => l.rows * l.cols,
+        Problem::Softmax(s) => s.rows * s.cols,
+        Problem::Attention(a) => a.batch * a.heads * a.seq_q * a.head_dim,
+    }
+}
+
+/// Elements of an input operand, or `None` when the problem does not use it.
+fn input_len(problem: &Problem, name: &str) -> Option<u64> {
+    match (problem, name) {
+        (Problem::Layernorm(l), "x") => Some(l.rows * l.cols),
+        (Problem::Layernorm(l), "residual") => l.residual.then_some(l.rows * l.cols),
+        (Problem::Layernorm(l), "bias") => l.bias.then_some(l.cols),
+        (Problem::Layernorm(l), "gamma" | "beta") => Some(l.cols),
+        (Problem::Softmax(s), "x") => Some(s.rows * s.cols),
+        (Problem::Softmax(s), "mask") => s.mask_period.map(|p| s.rows / p.max(1) * s.cols),
+        (Problem::Attention(a), "q") => Some(a.batch * a.heads * a.seq_q * a.head_dim),
+        (Problem::Attention(a), "k" | "v") => Some(a.batch * a.heads * a.seq_kv * a.head_dim),
+        _ => None,
+    }
+}
+
+fn random_input(name: &str, dtype: DType, len: u64, rng: &mut Rng) -> HostTensor {
+    let mut t = HostTensor::random(dtype, len as usize, rng);
+    if name == "mask" {
+        // an additive key mask: about one key in four masked out, BERT-style
+        for v in &mut t.values {
+            *v = if rng.below(4) == 0 { -10000.0 } else { 0.0 };
+        }
+    }
+    t
+}
+
+fn int_arg(problem: &Problem, name: &str) -> i32 {
+    let v = match (problem, name) {
+        (Problem::Layernorm(l), "rows") => l.rows,
+        (Problem::Layernorm(l), "cols") => l.cols,
+        (Problem::Softmax(s), "rows") => s.rows,
+        (Problem::Softmax(s), "cols") => s.cols,
+        (Problem::Softmax(s), "mask_period") => s.mask_period.unwrap_or(1),
+        (Problem::Attention(a), "batch") => a.batch,
+        (Problem::Attention(a), "heads") => a.heads,
+        (Problem::Attention(a), "seq_q") => a.seq_q,
+        (Problem::Attention(a), "seq_kv") => a.seq_kv,
+        _ => 0,
+    };
+    i32_of(v)
+}
+
+fn float_arg(problem: &Problem, name: &str) -> f32 {
+    match (problem, name) {
+        (Problem::Layernorm(_), "eps") => LAYERNORM_EPS,
+        // spreads inputs in [-1, 1] over a few units so the softmax is far from uniform
+        (Problem::Softmax(_), "scale") => 3.0,
+        (Problem::Attention(a), "scale") => 1.0 / (a.head_dim as f32).sqrt(),
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_dsl::{AttentionProblem, LayernormProblem};
+
+    #[test]
+    fn slots_follow_the_abi_and_the_problem() {
+        let mut l = LayernormProblem::new(4, 64);
+        l.bias = true;
+        let x = OpInputs::random(&Problem::Layernorm(l), 1).unwrap();
+        let names: Vec<&str> = x.slots.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["x", "residual", "bias", "gamma", "beta", "y"]);
+        assert!(x.tensor("residual").is_none());
+        assert_eq!(x.values("bias").len(), 64);
+        assert_eq!(x.output(), (DType::F16, 256));
+        assert_eq!(x.f32_arg("eps"), LAYERNORM_EPS);
+
+        let mut a = AttentionProblem::new(3, 2, 5, 64);
+        a.mask = Mask::Padding;
+        let x = OpInputs::random(&Problem::Attention(a), 2).unwrap();
+        let lens = x.kv_lens().unwrap();
+        assert_eq!(lens.len(), 3);
+        assert_eq!(lens[2], 5);
+        assert!(lens.iter().all(|&l| (1..=5).contains(&l)));
+        assert!(
+            OpInputs::random(&Problem::Gemm(tessera_dsl::GemmProblem::new(1, 1, 2)), 0).is_err()
+        );
+    }
+}
