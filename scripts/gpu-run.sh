@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run on the GPU machine, from the repo root, after scripts/gpu-pack.sh here (carry .gpu).
 # `tests`: every gpu_* test; `bench`: the GEMM benchmark beside cuBLAS; `epilogue`: the
-# fused GEMM+bias+GELU benchmark beside PyTorch and cuBLASLt; `all`: everything.
+# fused GEMM+bias+GELU benchmark beside PyTorch and cuBLASLt; `layernorm`: layernorm beside
+# F.layer_norm and a device copy; `attention`: fused attention beside SDPA; `all`: everything.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,17 @@ if [ "$what" = epilogue ] || [ "$what" = all ]; then
   .gpu/bin/gemm_epilogue "$out/gemm-epilogue-tessera.json" 2> "$out/gemm-epilogue.log" || status=1
   python3 benches/gemm_epilogue_vendor.py "$out/gemm-epilogue-tessera.json" "$out/gemm-epilogue-$day.json" \
     "$commit" "scripts/gpu-run.sh epilogue" | tee "$out/gemm-epilogue-table.txt" || status=1
+fi
+if [ "$what" = layernorm ] || [ "$what" = all ]; then
+  day=$(date -u +%Y-%m-%d)
+  .gpu/bin/layernorm "$out/layernorm-tessera.json" 2> "$out/layernorm.log" || status=1
+  python3 benches/layernorm_vendor.py "$out/layernorm-tessera.json" "$out/layernorm-$day.json" \
+    "$commit" "scripts/gpu-run.sh layernorm" | tee "$out/layernorm-table.txt" || status=1
+fi
+if [ "$what" = attention ] || [ "$what" = all ]; then
+  day=$(date -u +%Y-%m-%d)
+  .gpu/bin/attention "$out/attention-tessera.json" 2> "$out/attention.log" || status=1
+  python3 benches/attention_vendor.py "$out/attention-tessera.json" "$out/attention-$day.json" \
+    "$commit" "scripts/gpu-run.sh attention" | tee "$out/attention-table.txt" || status=1
 fi
 exit $status

@@ -1,10 +1,17 @@
-//! Command-line flags that describe one problem (shape, dtypes, layout, epilogue).
+//! Command-line flags that describe one problem: GEMM flags (shape, dtypes, layout, epilogue,
+//! store), or `--problem` with one shapes-file entry for any op.
 
 use crate::usage::usage;
 use tessera_dsl::{DType, EpilogueOp, GemmProblem, Layout, Problem, Store};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProblemArgs {
+    /// Any op's problem as one shapes-file entry (YAML), e.g.
+    /// `{op: layernorm, rows: 12288, cols: 768, fused: [residual]}` or
+    /// `{op: attention, batch: 8, heads: 16, seq: 2048, head_dim: 64, mask: causal}`;
+    /// replaces the GEMM flags.
+    #[arg(long)]
+    pub problem: Option<String>,
     /// Problem shape as MxNxK (GEMM).
     #[arg(long, default_value = "4096x4096x4096")]
     pub shape: String,
@@ -60,6 +67,16 @@ fn parse_store(text: &str) -> anyhow::Result<Store> {
 
 impl ProblemArgs {
     pub fn problem(&self) -> anyhow::Result<Problem> {
+        if let Some(entry) = &self.problem {
+            let text = format!("problems:\n  - {entry}\n");
+            let mut parsed = tessera_tuner::shapes::parse_str(&text, "--problem").map_err(usage)?;
+            return match (parsed.pop(), parsed.is_empty()) {
+                (Some(p), true) => Ok(p.problem),
+                _ => Err(usage(format!(
+                    "--problem `{entry}` describes several problems; give one value per size"
+                ))),
+            };
+        }
         let dims: Vec<&str> = self.shape.split('x').collect();
         let parsed: Result<Vec<u64>, _> = dims.iter().map(|d| d.trim().parse::<u64>()).collect();
         let [m, n, k] = match parsed.as_deref() {

@@ -3,69 +3,12 @@
 //! inputs with the output poisoned first.
 #![cfg(feature = "gpu")]
 
+mod gpu_common;
+
+use gpu_common::{configs, report, verify_points};
 use tessera_device::cuda::CudaDevice;
-use tessera_device::{Device, DeviceConfig};
-use tessera_dsl::{DType, GemmProblem, Layout, Problem, Template};
-use tessera_tuner::measure::{compile, verify};
-use tessera_tuner::pool::{default_jobs, parallel_map};
-use tessera_tuner::{Candidate, Workload};
-
-/// Configs under test: at least 20 points of the space, spread evenly, that fit the device.
-fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
-    t.space()
-        .sample(48)
-        .into_iter()
-        .filter(|v| {
-            t.config(v, p)
-                .map(|c| t.validate(&c, p, device.caps()).is_ok())
-                .unwrap_or(false)
-        })
-        .take(24)
-        .collect()
-}
-
-/// Verify every point that fits `g` on fresh inputs (seed `seed`); returns (runs, failures).
-fn verify_points(
-    device: &CudaDevice,
-    t: &'static dyn Template,
-    points: &[Vec<i64>],
-    g: &GemmProblem,
-    seed: u64,
-) -> (usize, Vec<String>) {
-    let p = Problem::Gemm(g.clone());
-    let cands: Vec<Candidate> = points
-        .iter()
-        .filter_map(|v| t.config(v, &p).ok())
-        .filter(|c| t.validate(c, &p, device.caps()).is_ok())
-        .map(|c| Candidate::new(t, c, device.caps().target).expect("codegen"))
-        .collect();
-    let modules = parallel_map(&cands, default_jobs(), |c| compile(device, c, &p, None));
-    let w = Workload::new(device, &p, seed).expect("workload");
-    let mut failures = Vec::new();
-    for (c, module) in cands.iter().zip(modules) {
-        let verdict = module
-            .map_err(|e| format!("compile: {e}"))
-            .and_then(|module| {
-                let v = verify(device, &module, c, &w).map_err(|e| e.to_string());
-                let _ = device.unload(&module);
-                v
-            });
-        match verdict {
-            Ok(v) if v.pass => {}
-            Ok(v) => failures.push(format!(
-                "{} on {p}: rel err {:.2e} (tol {:.0e}), {} non-finite, worst {:?}",
-                c.name(),
-                v.rel_err,
-                v.tolerance,
-                v.nonfinite,
-                v.worst
-            )),
-            Err(e) => failures.push(format!("{} on {p}: {e}", c.name())),
-        }
-    }
-    w.free(device).unwrap();
-    (cands.len(), failures)
-}
+use tessera_device::DeviceConfig;
+use tessera_dsl::{DType, GemmProblem, Layout, Problem};
 
 #[test]
 fn gpu_gemm_matches_reference() {
@@ -98,23 +41,13 @@ fn gpu_gemm_matches_reference() {
                     epilogue: vec![],
                     store: Default::default(),
                 };
-                let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 1);
+                let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 1);
                 runs += n;
                 failures.extend(f);
             }
         }
     }
-    println!(
-        "gpu_gemm_matches_reference: {runs} runs over {} configs, {} failures",
-        points.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {runs} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    report("gpu_gemm_matches_reference", runs, points.len(), &failures);
 }
 
 #[test]
@@ -149,7 +82,8 @@ fn gpu_gemm_epilogues_match_reference() {
                     epilogue: epilogue.clone(),
                     store: Default::default(),
                 };
-                let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 99);
+                let (n, f) =
+                    verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 99);
                 runs += n;
                 failures.extend(f);
             }
@@ -172,20 +106,15 @@ fn gpu_gemm_epilogues_match_reference() {
                 seq,
             },
         };
-        let (n, f) = verify_points(&device, t, &points, &g, runs as u64 + 7);
+        let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 7);
         runs += n;
         failures.extend(f);
     }
-    println!(
-        "gpu_gemm_epilogues_match_reference: {runs} runs over {} configs, {} failures",
-        points.len(),
-        failures.len()
-    );
     assert!(runs >= 200, "only {runs} runs");
-    assert!(
-        failures.is_empty(),
-        "{} of {runs} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+    report(
+        "gpu_gemm_epilogues_match_reference",
+        runs,
+        points.len(),
+        &failures,
     );
 }

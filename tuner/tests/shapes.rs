@@ -22,8 +22,16 @@ fn gemm(p: &NamedProblem) -> &GemmProblem {
 
 #[test]
 fn bert_yaml_has_every_bert_base_gemm() {
-    let problems = parse_file(bert_path()).expect("bert.yaml parses");
-    assert_eq!(problems.len(), 24);
+    let mut problems = parse_file(bert_path()).expect("bert.yaml parses");
+    assert_eq!(problems.len(), 36);
+    let fused = problems.split_off(24);
+    let keys: Vec<String> = fused.iter().map(|p| p.problem.key()).collect();
+    assert_eq!(
+        keys[0],
+        "attention batch=1 heads=12 seq_q=128 seq_kv=128 head_dim=64 f16 mask=padding"
+    );
+    assert_eq!(fused[5].name, "attention[seq=384,batch=32]");
+    assert_eq!(keys[11], "layernorm rows=12288 cols=768 f16 fused=residual");
 
     let ms = [128u64, 384, 1024, 3072, 4096, 12288];
     let layers: [(&str, u64, u64, &[EpilogueOp]); 4] = [

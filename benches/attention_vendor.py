@@ -1,0 +1,41 @@
+"""Fused attention benchmark, PyTorch side, and the comparison with the Tessera side of the same
+run. F.scaled_dot_product_attention on [B, H, S, D] f16 tensors (on the H100 PyTorch picks cuDNN
+or FlashAttention; the backend it chose is not forced), causal and not. Same method as Tessera:
+warm-up, CUDA events, L2 flushed, median of 30. FLOPs: 4·B·H·S²·D, halved when causal.
+Usage: python3 attention_vendor.py TESSERA.json OUT.json COMMIT COMMAND"""
+import datetime, json, statistics, sys
+import torch
+import torch.nn.functional as F
+
+WARMUP, ITERS = 5, 30
+flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+
+def timed(fn):
+    for _ in range(WARMUP):
+        fn()
+    times = []
+    for _ in range(ITERS):
+        flush.zero_()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); fn(); e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+ours = json.load(open(sys.argv[1]))
+rows, summary = [], {}
+print(f"{'problem':28} {'impl':54} {'ms':>8} {'TFLOP/s':>8}")
+for r in ours["results"]:
+    b, h, s, d, causal = r["batch"], r["heads"], r["seq"], r["head_dim"], r["causal"]
+    q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(3))
+    sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+    flops = r["flops"]
+    key = f"B{b} H{h} S{s} D{d}{' causal' if causal else ''}"
+    for name, ms in [("F.scaled_dot_product_attention", sdpa_ms), (f"tessera {r['best_kernel']}", r["median_ms"])]:
+        rows.append({"problem": key, "impl": name, "median_ms": ms, "tflops": flops / (ms * 1e-3) / 1e12})
+        print(f"{key:28} {name[:54]:54} {ms:8.4f} {flops / (ms * 1e-3) / 1e12:8.1f}")
+    summary[key] = sdpa_ms / r["median_ms"]
+print("ratios (SDPA time / tessera time, >1 means Tessera is faster):", {k: round(v, 3) for k, v in summary.items()})
+json.dump({"benchmark": "attention", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "commit": sys.argv[3],
+           "command": sys.argv[4], "device": ours["device"], "torch": torch.__version__, "timing": ours["timing"],
+           "summary_sdpa_over_tessera": summary, "results": rows, "tessera": ours["results"]}, open(sys.argv[2], "w"), indent=1)

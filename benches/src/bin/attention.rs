@@ -1,0 +1,61 @@
+//! Fused attention benchmark, Tessera side: `softmax(Q·Kᵀ/√d)·V` in f16 at B32 H12 S384 D64,
+//! B8 H16 S2048 D64 and B4 H16 S4096 D128, causal and not; best of the whole space, each
+//! candidate verified (against the f64 reference on sampled query rows) before it is timed.
+//!
+//! Usage: `attention OUT.json`; `scripts/gpu-run.sh attention` runs it beside
+//! `F.scaled_dot_product_attention`.
+
+use anyhow::Context;
+use serde_json::json;
+use tessera_benches::{time_candidates, Search};
+use tessera_device::cuda::CudaDevice;
+use tessera_device::{Device, DeviceConfig};
+use tessera_dsl::{AttentionProblem, Mask, Problem};
+use tessera_tuner::measure::TimingPlan;
+
+fn main() -> anyhow::Result<()> {
+    let out = std::env::args()
+        .nth(1)
+        .context("usage: attention OUT.json")?;
+    let device = CudaDevice::open(&DeviceConfig::default())?;
+    let info = device.info();
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention")?;
+    let plan = TimingPlan {
+        warmup: 5,
+        iters: 30,
+        l2_flush: true,
+    };
+    let mut rows = Vec::new();
+    for (b, h, s, d) in [
+        (32u64, 12u64, 384u64, 64u64),
+        (8, 16, 2048, 64),
+        (4, 16, 4096, 128),
+    ] {
+        for mask in [Mask::None, Mask::Causal] {
+            let mut a = AttentionProblem::new(b, h, s, d);
+            a.mask = mask;
+            let p = Problem::Attention(a);
+            let measured = time_candidates(&device, t, &p, plan, Search::WholeSpace)?;
+            let best = &measured[0];
+            let tflops = p.flops() / (best.median_ms * 1e-3) / 1e12;
+            eprintln!(
+                "{p}: {} {:.4} ms {:.1} TFLOP/s ({} candidates)",
+                best.kernel,
+                best.median_ms,
+                tflops,
+                measured.len()
+            );
+            rows.push(json!({"batch": b, "heads": h, "seq": s, "head_dim": d, "causal": mask == Mask::Causal,
+                             "dtype": "f16", "flops": p.flops(), "best_kernel": best.kernel,
+                             "median_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
+                             "tflops": tflops, "rel_err": best.rel_err, "registers": best.registers,
+                             "candidates": measured.len(),
+                             "all": measured.iter().map(|m| m.json()).collect::<Vec<_>>()}));
+        }
+    }
+    let doc = json!({"benchmark": "attention", "side": "tessera", "device": info,
+                     "timing": {"warmup": plan.warmup, "iters": plan.iters, "l2_flush": plan.l2_flush}, "results": rows});
+    std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
+    Ok(())
+}

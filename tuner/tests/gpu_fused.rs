@@ -1,0 +1,126 @@
+//! `gpu_*`: the layernorm, softmax and attention templates on a real GPU (run on the GPU
+//! machine with `--features gpu`). Every config that fits each problem is verified against the
+//! f64 CPU reference on fresh random inputs with the output poisoned first; sizes include
+//! rows, sequence lengths and hidden sizes that are not multiples of any block size.
+#![cfg(feature = "gpu")]
+
+mod gpu_common;
+
+use gpu_common::{report, verify_points};
+use tessera_device::cuda::CudaDevice;
+use tessera_device::{Device, DeviceConfig};
+use tessera_dsl::{
+    AttentionProblem, DType, LayernormProblem, Mask, Problem, SoftmaxProblem, Template,
+};
+
+/// Every point of the template's space that fits `p` on this device (at most 24, spread evenly).
+fn points_for(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
+    let valid: Vec<Vec<i64>> = t
+        .space()
+        .enumerate()
+        .into_iter()
+        .filter(|v| {
+            t.config(v, p)
+                .map(|c| t.validate(&c, p, device.caps()).is_ok())
+                .unwrap_or(false)
+        })
+        .collect();
+    let n = valid.len();
+    if n <= 24 {
+        return valid;
+    }
+    (0..24).map(|i| valid[i * n / 24].clone()).collect()
+}
+
+fn run_all(test: &str, template: &str, problems: &[Problem]) {
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    tessera_library::templates();
+    let t = tessera_dsl::find(template).unwrap();
+    let (mut runs, mut configs, mut failures) = (0usize, 0usize, Vec::new());
+    for (i, p) in problems.iter().enumerate() {
+        let points = points_for(t, &device, p);
+        assert!(!points.is_empty(), "no config of {template} fits {p}");
+        configs = configs.max(points.len());
+        let (n, f) = verify_points(&device, t, &points, p, 1000 + i as u64);
+        runs += n;
+        failures.extend(f);
+    }
+    report(test, runs, configs, &failures);
+}
+
+#[test]
+fn gpu_layernorm_matches_reference() {
+    let mut problems = Vec::new();
+    for dtype in [DType::F16, DType::BF16] {
+        for (rows, cols) in [
+            (1, 768),
+            (333, 768),
+            (1000, 1024),
+            (129, 1000),
+            (77, 4096),
+            (5, 8192),
+        ] {
+            for (residual, bias) in [(false, false), (true, false), (true, true)] {
+                problems.push(Problem::Layernorm(LayernormProblem {
+                    rows,
+                    cols,
+                    dtype,
+                    residual,
+                    bias,
+                }));
+            }
+        }
+    }
+    run_all("gpu_layernorm_matches_reference", "layernorm", &problems);
+}
+
+#[test]
+fn gpu_softmax_matches_reference() {
+    let mut problems = Vec::new();
+    for dtype in [DType::F16, DType::BF16] {
+        for (rows, cols, mask_period) in [
+            (2 * 12 * 384, 384, Some(12 * 384)),
+            (1000, 128, None),
+            (37, 1000, Some(37)),
+            (8, 4096, None),
+            (3, 2050, Some(1)),
+        ] {
+            problems.push(Problem::Softmax(SoftmaxProblem {
+                rows,
+                cols,
+                dtype,
+                mask_period,
+            }));
+        }
+    }
+    run_all("gpu_softmax_matches_reference", "softmax", &problems);
+}
+
+#[test]
+fn gpu_attention_matches_reference() {
+    let mut problems = Vec::new();
+    let shapes: [(u64, u64, u64, u64, u64, Mask); 8] = [
+        (2, 3, 384, 384, 64, Mask::None),
+        (2, 3, 100, 100, 64, Mask::Causal),
+        (3, 2, 77, 77, 64, Mask::Padding),
+        (1, 2, 200, 333, 128, Mask::None),
+        (2, 2, 130, 130, 128, Mask::Causal),
+        (2, 2, 257, 257, 128, Mask::Padding),
+        (1, 1, 1, 1, 64, Mask::None),
+        (1, 4, 1000, 1000, 64, Mask::Causal),
+    ];
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, heads, seq_q, seq_kv, head_dim, mask) in &shapes {
+            problems.push(Problem::Attention(AttentionProblem {
+                batch,
+                heads,
+                seq_q,
+                seq_kv,
+                head_dim,
+                dtype,
+                mask,
+            }));
+        }
+    }
+    run_all("gpu_attention_matches_reference", "attention", &problems);
+}
