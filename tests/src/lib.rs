@@ -54,3 +54,82 @@ pub fn config_for(values: &[i64], problem: &Problem, target: Target) -> Option<C
 pub fn required(name: &str) -> bool {
     std::env::var_os(format!("TESSERA_REQUIRE_{name}")).is_some()
 }
+
+/// Representative configs and problem classes of one of the fused templates.
+pub struct Fixture {
+    pub template: &'static str,
+    /// Points in the template's parameter order.
+    pub points: Vec<Vec<i64>>,
+    pub problems: Vec<(&'static str, Problem)>,
+}
+
+/// The fused templates' fixtures: layernorm and softmax (rows_per_block, threads_per_row,
+/// vector), attention (block_q, block_kv, warps, stages).
+pub fn fused_fixtures() -> Vec<Fixture> {
+    use tessera_dsl::{AttentionProblem, LayernormProblem, Mask, SoftmaxProblem};
+    let row_points = vec![vec![4, 128, 8], vec![2, 256, 8], vec![1, 1024, 4]];
+    let mut ln = LayernormProblem::new(12288, 768);
+    ln.residual = true;
+    ln.bias = true;
+    let mut ln_wide = LayernormProblem::new(16384, 4096);
+    ln_wide.dtype = DType::BF16;
+    let mut sm = SoftmaxProblem::new(2 * 12 * 384, 384);
+    sm.mask_period = Some(12 * 384);
+    let mut sm_odd = SoftmaxProblem::new(1000, 1000);
+    sm_odd.dtype = DType::BF16;
+    let mut att = AttentionProblem::new(8, 12, 384, 64);
+    att.mask = Mask::Padding;
+    let mut att_wide = AttentionProblem::new(2, 16, 2048, 128);
+    att_wide.dtype = DType::BF16;
+    att_wide.mask = Mask::Causal;
+    vec![
+        Fixture {
+            template: "layernorm",
+            points: row_points.clone(),
+            problems: vec![
+                ("f16_h768_residual_bias", Problem::Layernorm(ln)),
+                ("bf16_h4096", Problem::Layernorm(ln_wide)),
+            ],
+        },
+        Fixture {
+            template: "softmax",
+            points: row_points,
+            problems: vec![
+                ("f16_c384_mask", Problem::Softmax(sm)),
+                ("bf16_c1000", Problem::Softmax(sm_odd)),
+            ],
+        },
+        Fixture {
+            template: "attention",
+            points: vec![
+                vec![64, 64, 4, 2],
+                vec![128, 64, 4, 2],
+                vec![128, 128, 8, 3],
+            ],
+            problems: vec![
+                ("f16_d64_padding", Problem::Attention(att)),
+                ("bf16_d128_causal", Problem::Attention(att_wide)),
+            ],
+        },
+    ]
+}
+
+/// Every (template, config, label) of the fused fixtures that is valid on `target`.
+pub fn fused_configs(target: Target) -> Vec<(&'static dyn Template, Config, &'static str)> {
+    tessera_library::templates();
+    let mut out = Vec::new();
+    for f in fused_fixtures() {
+        let t = tessera_dsl::find(f.template).expect("fused template registered");
+        for (label, problem) in &f.problems {
+            for v in &f.points {
+                let Ok(c) = t.config(v, problem) else {
+                    continue;
+                };
+                if t.validate(&c, problem, &target.nominal_caps()).is_ok() {
+                    out.push((t, c, *label));
+                }
+            }
+        }
+    }
+    out
+}

@@ -7,15 +7,61 @@ use tessera_dsl::Target;
 use tessera_tests::{config_for, gemm, required, variants, REPRESENTATIVE};
 use tessera_tuner::pool::parallel_map;
 
-#[test]
-fn gemm_compiles_for_amd_with_mfma_and_no_spills() {
-    let tools = match HipToolchain::discover() {
-        Ok(t) => t,
+fn hipcc_or_skip() -> Option<HipToolchain> {
+    match HipToolchain::discover() {
+        Ok(t) => Some(t),
         Err(e) => {
             assert!(!required("HIPCC"), "TESSERA_REQUIRE_HIPCC is set but {e}");
             eprintln!("skipped: {e}");
-            return;
+            None
         }
+    }
+}
+
+/// The fused fixtures (layernorm, softmax, attention × representative configs × problem
+/// classes) compile for gfx90a without spills and within 64 KiB of LDS; attention uses MFMA.
+#[test]
+fn fused_templates_compile_for_amd_without_spills() {
+    let Some(tools) = hipcc_or_skip() else {
+        return;
+    };
+    let target = Target::Gfx90a;
+    let jobs = tessera_tests::fused_configs(target);
+    assert!(jobs.len() >= 12, "too few AMD configs: {}", jobs.len());
+    let results = parallel_map(&jobs, 2, |(t, c, _)| {
+        let src = tessera_codegen::generate(*t, c, target).expect("codegen");
+        tools
+            .compile(&src.source, &src.name, target)
+            .map(|r| (r, src.smem_bytes))
+    });
+    for ((t, c, _), r) in jobs.iter().zip(results) {
+        let (report, smem) = r.unwrap_or_else(|e| panic!("{} ({target}): {e}", c.kernel_name()));
+        assert!(!report.spills(), "{} spills: {report:?}", c.kernel_name());
+        assert!(
+            smem + report.lds_bytes.unwrap_or(0) <= 65536,
+            "{}: LDS {smem}",
+            c.kernel_name()
+        );
+        if t.name() == "attention" {
+            let asm = tools.disassemble(&report).expect("disassemble");
+            assert!(
+                asm.lines().any(|l| l.contains("v_mfma")),
+                "{}: no v_mfma instruction",
+                c.kernel_name()
+            );
+        }
+        println!(
+            "{} ({target}): {} VGPRs",
+            c.kernel_name(),
+            report.vgprs.unwrap_or(0)
+        );
+    }
+}
+
+#[test]
+fn gemm_compiles_for_amd_with_mfma_and_no_spills() {
+    let Some(tools) = hipcc_or_skip() else {
+        return;
     };
     let mut jobs = Vec::new();
     for target in [Target::Gfx90a] {

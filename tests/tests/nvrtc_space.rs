@@ -4,18 +4,13 @@
 //! memory. Needs libnvrtc (the PyPI wheel); CI sets TESSERA_REQUIRE_NVRTC.
 
 use tessera_device::cuda::{nvrtc_available, nvrtc_compile};
-use tessera_dsl::{GemmProblem, Problem, Target};
-use tessera_tests::{config_for, gemm, required, variants, REPRESENTATIVE};
+use tessera_dsl::{Config, GemmProblem, Problem, Target, Template};
+use tessera_tests::{config_for, fused_fixtures, gemm, required, variants, REPRESENTATIVE};
 use tessera_tuner::pool::{default_jobs, parallel_map};
 
 #[test]
 fn gemm_space_compiles_with_nvrtc_without_spills() {
-    if !nvrtc_available() {
-        assert!(
-            !required("NVRTC"),
-            "TESSERA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
-        );
-        eprintln!("skipped: libnvrtc not found (run scripts/test.sh to install it)");
+    if !nvrtc_or_skip() {
         return;
     }
     let t = gemm();
@@ -37,13 +32,32 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
             }
         }
     }
-    let results = parallel_map(&jobs, default_jobs(), |(c, target)| {
-        let src = tessera_codegen::generate(t, c, *target).expect("codegen");
+    let jobs: Vec<(&'static dyn Template, Config, Target)> =
+        jobs.into_iter().map(|(c, target)| (t, c, target)).collect();
+    let failures = compile_all(&jobs, &format!("space {} configs", space.len()));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
+    assert!(
+        jobs.len() >= space.len().min(500),
+        "too few kernels compiled: {}",
+        jobs.len()
+    );
+}
+
+/// Compile every job with NVRTC; the failures (errors, spills, shared memory over the limit).
+fn compile_all(jobs: &[(&'static dyn Template, Config, Target)], what: &str) -> Vec<String> {
+    let results = parallel_map(jobs, default_jobs(), |(t, c, target)| {
+        let src = tessera_codegen::generate(*t, c, *target).expect("codegen");
         nvrtc_compile(&src.source, &src.name, *target, &[]).map(|r| (r, src.smem_bytes))
     });
     let mut failures = Vec::new();
     let mut seconds = Vec::new();
-    for ((c, target), r) in jobs.iter().zip(&results) {
+    for ((_, c, target), r) in jobs.iter().zip(&results) {
         let name = format!("{} ({target})", c.kernel_name());
         match r {
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -66,11 +80,50 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
     seconds.sort_by(f64::total_cmp);
     let median = seconds.get(seconds.len() / 2).copied().unwrap_or(0.0);
     println!(
-        "nvrtc: space {} configs; compiled {} kernels (sm_80 + sm_90a), median {:.3} s per kernel",
-        space.len(),
+        "nvrtc: {what}; compiled {} kernels (sm_80 + sm_90a), median {:.3} s per kernel",
         jobs.len(),
         median
     );
+    failures
+}
+
+fn nvrtc_or_skip() -> bool {
+    if nvrtc_available() {
+        return true;
+    }
+    assert!(
+        !required("NVRTC"),
+        "TESSERA_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+    );
+    eprintln!("skipped: libnvrtc not found (run scripts/test.sh to install it)");
+    false
+}
+
+/// Every config of the layernorm, softmax and attention spaces that fits each fixture problem,
+/// for sm_80 and sm_90a.
+#[test]
+fn fused_spaces_compile_with_nvrtc_without_spills() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    tessera_library::templates();
+    let mut jobs = Vec::new();
+    for f in fused_fixtures() {
+        let t = tessera_dsl::find(f.template).expect("registered");
+        for target in [Target::Sm80, Target::Sm90a] {
+            for (_, problem) in &f.problems {
+                for v in t.space().enumerate() {
+                    let Ok(c) = t.config(&v, problem) else {
+                        continue;
+                    };
+                    if t.validate(&c, problem, &target.nominal_caps()).is_ok() {
+                        jobs.push((t, c, target));
+                    }
+                }
+            }
+        }
+    }
+    let failures = compile_all(&jobs, "layernorm, softmax and attention spaces");
     assert!(
         failures.is_empty(),
         "{} of {} failed:\n{}",
@@ -79,7 +132,7 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
         failures.join("\n")
     );
     assert!(
-        jobs.len() >= space.len().min(500),
+        jobs.len() >= 100,
         "too few kernels compiled: {}",
         jobs.len()
     );
