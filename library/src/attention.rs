@@ -57,3 +57,120 @@ pub mod attention {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::attention::{MAX_ACC_PER_THREAD, TEMPLATE};
+    use tessera_dsl::ir::{Operand, Stmt, TileCopy};
+    use tessera_dsl::{AttentionProblem, Mask, Problem, RejectKind, Target, Template};
+
+    fn problem(head_dim: u64) -> Problem {
+        let mut p = AttentionProblem::new(2, 12, 384, head_dim);
+        p.mask = Mask::Causal;
+        Problem::Attention(p)
+    }
+
+    #[test]
+    fn builds_the_fused_loop() {
+        let config = TEMPLATE.config(&[128, 64, 8, 2], &problem(64)).unwrap();
+        let ir = TEMPLATE.build(&config).unwrap();
+        // head_dim comes from the problem.
+        let dims: Vec<_> = ir
+            .shared
+            .iter()
+            .map(|s| (s.name.as_str(), s.source, s.rows, s.cols, s.stages))
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                ("sq", Operand::Q, 128, 64, 1),
+                ("sk", Operand::K, 64, 64, 2),
+                ("sv", Operand::V, 64, 64, 2),
+            ]
+        );
+        // tile_m is block_q: the grid is ceil(seq_q / block_q) × heads × batch.
+        assert_eq!((ir.tile_m, ir.warps_m, ir.warps_n), (128, 8, 1));
+        assert!(matches!(&ir.body[0], Stmt::Fragment(f) if f.name == "s" && f.cols == 64));
+        assert!(matches!(&ir.body[1], Stmt::Fragment(f) if f.name == "acc" && f.cols == 64));
+        assert_eq!(
+            ir.body[2],
+            Stmt::LoadOnce {
+                src: Operand::Q,
+                dst: "sq".into()
+            }
+        );
+        let Stmt::Mainloop {
+            step,
+            stages,
+            copies,
+            body,
+        } = &ir.body[3]
+        else {
+            panic!("{:?}", ir.body[3]);
+        };
+        assert_eq!((*step, *stages), (64, 2));
+        assert_eq!(
+            copies,
+            &[
+                TileCopy {
+                    src: Operand::K,
+                    dst: "sk".into()
+                },
+                TileCopy {
+                    src: Operand::V,
+                    dst: "sv".into()
+                }
+            ]
+        );
+        assert_eq!(
+            body,
+            &[
+                Stmt::Mma {
+                    acc: "s".into(),
+                    a: "sq".into(),
+                    b: "sk".into(),
+                    b_transposed: true,
+                    fresh: true
+                },
+                Stmt::Mask { frag: "s".into() },
+                Stmt::OnlineSoftmax {
+                    scores: "s".into(),
+                    acc: "acc".into()
+                },
+                Stmt::Mma {
+                    acc: "acc".into(),
+                    a: "s".into(),
+                    b: "sv".into(),
+                    b_transposed: false,
+                    fresh: false
+                },
+            ]
+        );
+        assert_eq!(ir.body[4], Stmt::Normalize { acc: "acc".into() });
+        assert!(matches!(
+            &ir.body[5],
+            Stmt::Epilogue { acc, dst: Operand::O, .. } if acc == "acc"
+        ));
+        assert_eq!(ir.body.len(), 6);
+        let wide = TEMPLATE.config(&[128, 64, 8, 2], &problem(128)).unwrap();
+        let wide = TEMPLATE.build(&wide).unwrap();
+        assert_eq!(wide.shared[0].cols, 128);
+    }
+
+    #[test]
+    fn register_hungry_configs_are_rejected() {
+        let caps = Target::Sm90a.nominal_caps();
+        let p = problem(128);
+        // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
+        let config = TEMPLATE.config(&[128, 128, 4, 2], &p).unwrap();
+        let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
+        assert_eq!(reject.kind, RejectKind::Resources);
+        assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
+        // 64 × (64 + 128) / (4 · 32) = 96.
+        let config = TEMPLATE.config(&[64, 64, 4, 2], &p).unwrap();
+        TEMPLATE.check(&config, &p, &caps).unwrap();
+        assert!(96 <= MAX_ACC_PER_THREAD);
+        // The same config passes the generic validation too.
+        TEMPLATE.validate(&config, &p, &caps).unwrap();
+    }
+}
