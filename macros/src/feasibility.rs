@@ -365,11 +365,20 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                 };
                 let eq = if mma.fresh { "=" } else { "+=" };
                 if ta.0 != m || ta.1 != tb.0 || tb.1 != n {
+                    let flip = if ta.0 == m && ta.1 == tb.1 && tb.0 == n {
+                        if mma.b_transposed {
+                            format!("; did you mean `{b}` (without `^T`)?")
+                        } else {
+                            format!("; did you mean `{b}^T`?")
+                        }
+                    } else {
+                        String::new()
+                    };
                     report.once(format!("mma {}", mma.at), mma.at, || {
                         format!(
                             "shapes of `mma {acc} {eq} {a} * {bt}` disagree at {}: {acc} is {m}×{n}, \
                              {a} is {}×{} and {bt} is {}×{}; it needs {a} = {m}×K and {bt} = K×{n} \
-                             for one K",
+                             for one K{flip}",
                             here(),
                             ta.0,
                             ta.1,

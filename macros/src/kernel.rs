@@ -235,7 +235,7 @@ fn maybe_transposed(input: ParseStream) -> syn::Result<bool> {
             Ok(true)
         }
         Some(t) => Err(syn::Error::new_spanned(
-            quote!(#caret #t),
+            &t,
             format!("`^{t}` is not an operation; `^T` (transpose) is the only one: write `B^T`"),
         )),
         None => Err(syn::Error::new_spanned(
