@@ -7,6 +7,7 @@ use crate::expr::Node;
 use crate::kernel::{Statement, TileOp};
 use crate::label::Segment;
 use crate::parse::Shell;
+use crate::row_expr::Reduce;
 use crate::template::Template;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -230,7 +231,9 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 let (rows, cols, wm, wn) = (n(rows), n(cols), n(warps_m), n(warps_n));
                 quote_spanned!(span=> __k.fragment(#name, #acc, #rows, #cols, #wm, #wn)?;)
             }
-            TileOp::Mainloop { step, stages, body } => {
+            TileOp::Mainloop {
+                step, stages, body, ..
+            } => {
                 let (step, stages) = (n(step), n(stages));
                 let body = statements(body, params, acc);
                 quote_spanned! {span=>
@@ -243,9 +246,76 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 let (operand, shared) = (operand.to_string(), shared.to_string());
                 quote_spanned!(span=> __k.load(#operand, #shared)?;)
             }
-            TileOp::Mma { acc: f, a, b } => {
+            TileOp::Mma {
+                acc: f,
+                a,
+                b,
+                b_transposed,
+                fresh,
+            } => {
                 let (f, a, b) = (f.to_string(), a.to_string(), b.to_string());
-                quote_spanned!(span=> __k.mma(#f, #a, #b)?;)
+                quote_spanned!(span=> __k.mma_with(#f, #a, #b, #b_transposed, #fresh)?;)
+            }
+            TileOp::Mask { frag } => {
+                let frag = frag.to_string();
+                quote_spanned!(span=> __k.mask(#frag)?;)
+            }
+            TileOp::Softmax { scores, acc: f } => {
+                let (scores, f) = (scores.to_string(), f.to_string());
+                quote_spanned!(span=> __k.online_softmax(#scores, #f)?;)
+            }
+            TileOp::Normalize { acc: f } => {
+                let f = f.to_string();
+                quote_spanned!(span=> __k.normalize(#f)?;)
+            }
+            TileOp::Rows {
+                name,
+                operand,
+                rows,
+                threads,
+                vector,
+            } => {
+                let (name, operand) = (name.to_string(), operand.to_string());
+                let (rows, threads, vector) = (n(rows), n(threads), n(vector));
+                quote_spanned!(span=> __k.rows(#name, #operand, #rows, #threads, #vector)?;)
+            }
+            TileOp::When { operand, body } => {
+                let operand = operand.to_string();
+                let body = statements(body, params, acc);
+                quote_spanned! {span=>
+                    if __k.present(#operand) {
+                        #body
+                    }
+                }
+            }
+            TileOp::Map { name, expr } => {
+                let (name, expr) = (name.to_string(), expr.tokens());
+                quote_spanned! {span=> {
+                    let __e = #expr;
+                    __k.map(#name, __e)?;
+                }}
+            }
+            TileOp::Reduce { name, op, expr } => {
+                let (name, expr) = (name.to_string(), expr.tokens());
+                let op = match op {
+                    Reduce::Sum => quote!(Sum),
+                    Reduce::Max => quote!(Max),
+                };
+                quote_spanned! {span=> {
+                    let __e = #expr;
+                    __k.row_reduce(#name, ::tessera_dsl::ir::ReduceOp::#op, __e)?;
+                }}
+            }
+            TileOp::Let { name, expr } => {
+                let (name, expr) = (name.to_string(), expr.tokens());
+                quote_spanned! {span=> {
+                    let __e = #expr;
+                    __k.row_let(#name, __e)?;
+                }}
+            }
+            TileOp::Store { name, operand } => {
+                let (name, operand) = (name.to_string(), operand.to_string());
+                quote_spanned!(span=> __k.row_store(#name, #operand)?;)
             }
             TileOp::Epilogue { acc: f, operand } => {
                 let (f, operand) = (f.to_string(), operand.to_string());

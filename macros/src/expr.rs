@@ -90,6 +90,9 @@ pub enum Tree {
     Lit(i64),
     /// Index into the parameter list.
     Param(usize),
+    /// A problem size (`head_dim`): read from the config's variant at run time; its largest
+    /// value at compile time.
+    Extent(&'static crate::op::Extent),
     Neg(Box<Node>),
     Not(Box<Node>),
     Binary(Op, Box<Node>, Box<Node>),
@@ -153,7 +156,18 @@ fn describe(kind: Kind) -> &'static str {
 
 /// Type-check `e` against the parameter names and the `want`ed kind.
 pub fn resolve(e: &Expr, params: &[Ident], want: Kind, context: Context) -> syn::Result<Node> {
-    let node = resolve_any(e, params, context)?;
+    resolve_in(e, params, &[], want, context)
+}
+
+/// [`resolve`], where `e` may also name the op's size `extents` (tile sizes only).
+pub fn resolve_in(
+    e: &Expr,
+    params: &[Ident],
+    extents: &'static [crate::op::Extent],
+    want: Kind,
+    context: Context,
+) -> syn::Result<Node> {
+    let node = resolve_any(e, &Names { params, extents }, context)?;
     if node.kind != want {
         let msg = match (want, context) {
             (Kind::Bool, _) => format!(
@@ -173,7 +187,14 @@ pub fn resolve(e: &Expr, params: &[Ident], want: Kind, context: Context) -> syn:
     Ok(node)
 }
 
-fn resolve_any(e: &Expr, params: &[Ident], context: Context) -> syn::Result<Node> {
+/// The names an expression may use.
+struct Names<'a> {
+    params: &'a [Ident],
+    extents: &'static [crate::op::Extent],
+}
+
+fn resolve_any(e: &Expr, names: &Names, context: Context) -> syn::Result<Node> {
+    let params = names.params;
     let source = e.to_token_stream();
     let node = |tree, kind| Node {
         tree,
@@ -181,8 +202,8 @@ fn resolve_any(e: &Expr, params: &[Ident], context: Context) -> syn::Result<Node
         source: source.clone(),
     };
     match e {
-        Expr::Paren(p) => resolve_any(&p.expr, params, context).map(|n| Node { source, ..n }),
-        Expr::Group(g) => resolve_any(&g.expr, params, context),
+        Expr::Paren(p) => resolve_any(&p.expr, names, context).map(|n| Node { source, ..n }),
+        Expr::Group(g) => resolve_any(&g.expr, names, context),
         Expr::Lit(l) => match &l.lit {
             Lit::Int(i) => {
                 if !i.suffix().is_empty() && i.suffix() != "i64" {
@@ -206,8 +227,23 @@ fn resolve_any(e: &Expr, params: &[Ident], context: Context) -> syn::Result<Node
         },
         Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
             let ident = p.path.get_ident().expect("checked above");
+            if let Some(x) = names.extents.iter().find(|x| *ident == x.name) {
+                return Ok(node(Tree::Extent(x), Kind::Int));
+            }
             match params.iter().position(|q| q == ident) {
                 Some(i) => Ok(node(Tree::Param(i), Kind::Int)),
+                None if !names.extents.is_empty() => {
+                    let mut known: Vec<String> = params.iter().map(Ident::to_string).collect();
+                    known.extend(names.extents.iter().map(|x| x.name.to_string()));
+                    Err(syn::Error::new_spanned(
+                        ident,
+                        format!(
+                            "unknown parameter `{ident}`; sizes may name the parameters and the \
+                             op's problem sizes: {}",
+                            list(&known)
+                        ),
+                    ))
+                }
                 None => Err(syn::Error::new_spanned(
                     ident,
                     if params.is_empty() {
@@ -226,7 +262,7 @@ fn resolve_any(e: &Expr, params: &[Ident], context: Context) -> syn::Result<Node
             }
         }
         Expr::Unary(u) => {
-            let inner = resolve_any(&u.expr, params, context)?;
+            let inner = resolve_any(&u.expr, names, context)?;
             match u.op {
                 UnOp::Neg(_) if inner.kind == Kind::Int => {
                     Ok(node(Tree::Neg(Box::new(inner)), Kind::Int))
@@ -260,8 +296,8 @@ fn resolve_any(e: &Expr, params: &[Ident], context: Context) -> syn::Result<Node
                     ),
                 ));
             };
-            let left = resolve_any(&b.left, params, context)?;
-            let right = resolve_any(&b.right, params, context)?;
+            let left = resolve_any(&b.left, names, context)?;
+            let right = resolve_any(&b.right, names, context)?;
             let (operand, result) = op.signature();
             for side in [&left, &right] {
                 if side.kind != operand {
@@ -309,6 +345,7 @@ impl Node {
         match &self.tree {
             Tree::Lit(v) => Ok(*v),
             Tree::Param(i) => Ok(point[*i]),
+            Tree::Extent(x) => Ok(x.max),
             Tree::Neg(x) => x
                 .eval(point)?
                 .checked_neg()
@@ -363,6 +400,9 @@ impl Node {
                 let mut ident = params[*i].clone();
                 ident.set_span(span);
                 quote!(#ident)
+            }
+            Tree::Extent(_) => {
+                quote_spanned!(span=> ::core::primitive::i64::from(__config.variant.extent))
             }
             Tree::Neg(x) => {
                 let x = x.tokens(params);

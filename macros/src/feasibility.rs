@@ -38,8 +38,11 @@ struct Mma<'a> {
     at: &'a TokenStream,
     names: (&'a Ident, &'a Ident, &'a Ident),
     acc: usize,
-    a: usize,
+    /// A shared tile, or (`Err`) a fragment.
+    a: Result<usize, usize>,
     b: usize,
+    b_transposed: bool,
+    fresh: bool,
 }
 
 /// A `load` inside a loop, by index into the shared tiles.
@@ -120,7 +123,9 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                     at: &s.at,
                 });
             }
-            TileOp::Mainloop { step, stages, body } => loop_stmts.push((step, stages, body)),
+            TileOp::Mainloop {
+                step, stages, body, ..
+            } => loop_stmts.push((step, stages, body)),
             _ => {}
         }
     }
@@ -137,12 +142,24 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
             };
             for s in body {
                 match &s.op {
-                    TileOp::Mma { acc, a, b } => l.mmas.push(Mma {
+                    TileOp::Mma {
+                        acc,
+                        a,
+                        b,
+                        b_transposed,
+                        fresh,
+                    } => l.mmas.push(Mma {
                         at: &s.at,
                         names: (acc, a, b),
                         acc: position(&fragment_names, acc),
-                        a: position(&shared_names, a),
+                        a: if shared_names.contains(&a.to_string()) {
+                            Ok(position(&shared_names, a))
+                        } else {
+                            Err(position(&fragment_names, a))
+                        },
                         b: position(&shared_names, b),
+                        b_transposed: *b_transposed,
+                        fresh: *fresh,
                     }),
                     TileOp::Load { shared: name, .. } => l.loads.push(Load {
                         at: &s.at,
@@ -311,24 +328,71 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                 }
             }
             for mma in &l.mmas {
+                let a = match mma.a {
+                    Ok(i) => tiles[i].map(|(r, c, _)| (r, c)),
+                    Err(i) => frags[i],
+                };
                 let (Some(step), Some((m, n)), Some(ta), Some(tb)) =
-                    (step, frags[mma.acc], tiles[mma.a], tiles[mma.b])
+                    (step, frags[mma.acc], a, tiles[mma.b])
                 else {
                     continue;
                 };
-                if (ta.0, ta.1, tb.0, tb.1) != (m, step, step, n) {
-                    let (acc, a, b) = mma.names;
+                let (acc, a, b) = mma.names;
+                if mma.a.is_ok() && !mma.b_transposed && !mma.fresh {
+                    // A GEMM mainloop: both operands are K slices of the loop's step.
+                    if (ta.0, ta.1, tb.0, tb.1) != (m, step, step, n) {
+                        report.once(format!("mma {}", mma.at), mma.at, || {
+                            format!(
+                                "shapes of `mma {acc} += {a} * {b}` disagree at {}: {acc} is {m}×{n}, \
+                                 {a} is {}×{}, {b} is {}×{} and the mainloop step is {step}; \
+                                 it needs {a} = {m}×{step} (rows of {acc} × step) and {b} = {step}×{n} \
+                                 (step × cols of {acc})",
+                                here(),
+                                ta.0,
+                                ta.1,
+                                tb.0,
+                                tb.1
+                            )
+                        });
+                    }
+                    continue;
+                }
+                // A block-level product (attention): A is M×K, B (or Bᵀ) is K×N.
+                let (tb, bt) = if mma.b_transposed {
+                    ((tb.1, tb.0), format!("{b}^T"))
+                } else {
+                    ((tb.0, tb.1), b.to_string())
+                };
+                let eq = if mma.fresh { "=" } else { "+=" };
+                if ta.0 != m || ta.1 != tb.0 || tb.1 != n {
+                    let flip = if ta.0 == m && ta.1 == tb.1 && tb.0 == n {
+                        if mma.b_transposed {
+                            format!("; did you mean `{b}` (without `^T`)?")
+                        } else {
+                            format!("; did you mean `{b}^T`?")
+                        }
+                    } else {
+                        String::new()
+                    };
                     report.once(format!("mma {}", mma.at), mma.at, || {
                         format!(
-                            "shapes of `mma {acc} += {a} * {b}` disagree at {}: {acc} is {m}×{n}, \
-                             {a} is {}×{}, {b} is {}×{} and the mainloop step is {step}; \
-                             it needs {a} = {m}×{step} (rows of {acc} × step) and {b} = {step}×{n} \
-                             (step × cols of {acc})",
+                            "shapes of `mma {acc} {eq} {a} * {bt}` disagree at {}: {acc} is {m}×{n}, \
+                             {a} is {}×{} and {bt} is {}×{}; it needs {a} = {m}×K and {bt} = K×{n} \
+                             for one K{flip}",
                             here(),
                             ta.0,
                             ta.1,
                             tb.0,
                             tb.1
+                        )
+                    });
+                } else if ta.1 % ATOM_K != 0 {
+                    report.once(format!("mma k {}", mma.at), mma.at, || {
+                        format!(
+                            "`mma {acc} {eq} {a} * {bt}` reduces over K = {} at {}, which is not a \
+                             multiple of the MMA atom K ({ATOM_K}); constrain the sizes so it is",
+                            ta.1,
+                            here()
                         )
                     });
                 }

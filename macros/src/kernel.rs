@@ -1,25 +1,51 @@
 //! The `kernel!` block: tile-op statements and their grammar.
 //!
 //! A [`Statement`] is generic over its size expressions: `syn::Expr` as parsed, and
-//! `crate::expr::Node` once validation has resolved them against the parameters.
+//! `crate::expr::Node` once validation has resolved them against the parameters. Row
+//! expressions are parsed into [`RowTree`]s here; their names are resolved by validation.
 
 use crate::diagnostics::did_you_mean;
+use crate::row_expr::{self, Reduce, RowTree};
 use proc_macro2::{Punct, Spacing, TokenStream};
 use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::ParseStream;
 use syn::{braced, bracketed, token, Expr, Ident, Token};
 
-/// The words a statement may start with.
-pub const TILE_OPS: &[&str] = &["shared", "fragment", "mainloop", "load", "mma", "epilogue"];
+/// The words a statement may start with (besides `NAME = EXPR;`).
+pub const TILE_OPS: &[&str] = &[
+    "shared",
+    "fragment",
+    "mainloop",
+    "load",
+    "mma",
+    "mask",
+    "softmax",
+    "normalize",
+    "epilogue",
+    "rows",
+    "when",
+    "reduce",
+    "let",
+    "store",
+];
 
 fn grammar(word: &str) -> &'static str {
     match word {
         "shared" => "`shared NAME: OPERAND[ROWS, COLS] x STAGES;`, e.g. `shared sa: a[tile_m, tile_k] x stages;`",
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-        "mainloop" => "`mainloop k step STEP stages STAGES { ... }`, e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
+        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
-        "mma" => "`mma ACC += A * B;`, e.g. `mma acc += sa * sb;`",
+        "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, e.g. `mma acc += sa * sb;`",
+        "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
+        "softmax" => "`softmax SCORES online ACC;`, e.g. `softmax s online acc;`",
+        "normalize" => "`normalize ACC;`, e.g. `normalize acc;`",
+        "rows" => "`rows NAME: OPERAND[ROWS] threads THREADS vector VECTOR;`, e.g. `rows h: x[rows_per_block] threads threads_per_row vector vector;`",
+        "when" => "`when OPERAND { ... }`, e.g. `when bias { h = h + bias; }`",
+        "reduce" => "`reduce NAME = sum(EXPR);` or `max(EXPR)`, e.g. `reduce total = sum(h);`",
+        "let" => "`let NAME = EXPR;`, e.g. `let mean = total / cols;`",
+        "store" => "`store NAME -> OPERAND;`, e.g. `store h -> y;`",
+        "=" => "`NAME = EXPR;`, e.g. `h = h * scale;`",
         _ => "`epilogue ACC -> OPERAND;`, e.g. `epilogue acc -> d;`",
     }
 }
@@ -42,6 +68,8 @@ pub enum TileOp<E> {
         warps_n: E,
     },
     Mainloop {
+        /// The loop variable (only named, never read).
+        var: Ident,
         step: E,
         stages: E,
         body: Vec<Statement<E>>,
@@ -54,11 +82,72 @@ pub enum TileOp<E> {
         acc: Ident,
         a: Ident,
         b: Ident,
+        /// `B^T`.
+        b_transposed: bool,
+        /// `=` (zero the accumulator first) rather than `+=`.
+        fresh: bool,
     },
     Epilogue {
         acc: Ident,
         operand: Ident,
     },
+    /// `mask S;`
+    Mask {
+        frag: Ident,
+    },
+    /// `softmax S online ACC;`
+    Softmax {
+        scores: Ident,
+        acc: Ident,
+    },
+    /// `normalize ACC;`
+    Normalize {
+        acc: Ident,
+    },
+    /// `rows NAME: OPERAND[ROWS] threads T vector V;`
+    Rows {
+        name: Ident,
+        operand: Ident,
+        rows: E,
+        threads: E,
+        vector: E,
+    },
+    /// `when OPERAND { ... }`
+    When {
+        operand: Ident,
+        body: Vec<Statement<E>>,
+    },
+    /// `NAME = EXPR;`
+    Map {
+        name: Ident,
+        expr: RowTree,
+    },
+    /// `reduce NAME = sum(EXPR);`
+    Reduce {
+        name: Ident,
+        op: Reduce,
+        expr: RowTree,
+    },
+    /// `let NAME = EXPR;`
+    Let {
+        name: Ident,
+        expr: RowTree,
+    },
+    /// `store NAME -> OPERAND;`
+    Store {
+        name: Ident,
+        operand: Ident,
+    },
+}
+
+impl<E> TileOp<E> {
+    /// The nested statements of a block statement (`mainloop`, `when`).
+    pub fn body(&self) -> Option<&[Statement<E>]> {
+        match self {
+            TileOp::Mainloop { body, .. } | TileOp::When { body, .. } => Some(body),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,9 +171,23 @@ pub fn parse_statements(input: ParseStream) -> syn::Result<Vec<Statement<Expr>>>
 fn parse_statement(input: ParseStream) -> syn::Result<Statement<Expr>> {
     if !input.peek(Ident::peek_any) {
         return Err(input.error(format!(
-            "expected a tile op; tile ops are: {}",
+            "expected a tile op; tile ops are: {}, or `NAME = EXPR;`",
             TILE_OPS.join(", ")
         )));
+    }
+    // `NAME = EXPR;` (not `==`): an update of a row tile.
+    let ahead = input.fork();
+    ahead.call(Ident::parse_any)?;
+    if ahead.peek(Token![=]) && !ahead.peek(Token![==]) && !ahead.peek(Token![=>]) {
+        let name: Ident = input.call(Ident::parse_any)?;
+        let (op, end) = parse_map(name.clone(), input).map_err(|failure| match failure {
+            Failure::Grammar(e) => {
+                syn::Error::new(e.span(), format!("{e}; write {}", grammar("=")))
+            }
+            Failure::Nested(e) => e,
+        })?;
+        let at = quote!(#name #end);
+        return Ok(Statement { word: name, at, op });
     }
     let word = input.call(Ident::parse_any)?;
     let name = word.to_string();
@@ -92,7 +195,7 @@ fn parse_statement(input: ParseStream) -> syn::Result<Statement<Expr>> {
         return Err(syn::Error::new_spanned(
             &word,
             format!(
-                "unknown tile op `{name}`; {}tile ops are: {}",
+                "unknown tile op `{name}`; {}tile ops are: {}, or `NAME = EXPR;`",
                 did_you_mean(&name, TILE_OPS.iter().copied()),
                 TILE_OPS.join(", ")
             ),
@@ -104,6 +207,51 @@ fn parse_statement(input: ParseStream) -> syn::Result<Statement<Expr>> {
     })?;
     let at = quote!(#word #end);
     Ok(Statement { word, at, op })
+}
+
+/// A row expression up to the `;`: its syntax errors carry their own fix.
+fn row_expression(input: ParseStream) -> Result<RowTree, Failure> {
+    let e: Expr = input.parse()?;
+    row_expr::parse(&e).map_err(Failure::Nested)
+}
+
+fn parse_map(name: Ident, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream), Failure> {
+    input.parse::<Token![=]>()?;
+    let expr = row_expression(input)?;
+    let end = input.parse::<Token![;]>()?.to_token_stream();
+    Ok((TileOp::Map { name, expr }, end))
+}
+
+/// `B` or `B^T` (the `^` and `T` tokens, if any).
+fn maybe_transposed(input: ParseStream) -> syn::Result<bool> {
+    if !input.peek(Token![^]) {
+        return Ok(false);
+    }
+    let caret = input.parse::<Token![^]>()?;
+    let t: Option<Ident> = input.fork().call(Ident::parse_any).ok();
+    match t {
+        Some(t) if t == "T" => {
+            input.call(Ident::parse_any)?;
+            Ok(true)
+        }
+        Some(t) => Err(syn::Error::new_spanned(
+            &t,
+            format!("`^{t}` is not an operation; `^T` (transpose) is the only one: write `B^T`"),
+        )),
+        None => Err(syn::Error::new_spanned(
+            caret,
+            "`^` must be followed by `T` (transpose): write `B^T`",
+        )),
+    }
+}
+
+/// `{ ... }` with its closing brace as the statement's end token.
+fn block(input: ParseStream) -> Result<(Vec<Statement<Expr>>, TokenStream), Failure> {
+    let (brace, body) = mainloop_body(input)?;
+    let body = body.map_err(Failure::Nested)?;
+    let mut close = Punct::new(';', Spacing::Alone);
+    close.set_span(brace.span.close());
+    Ok((body, close.into_token_stream()))
 }
 
 /// Parse `word` (an identifier with exactly this text).
@@ -126,6 +274,17 @@ fn pair(input: ParseStream) -> syn::Result<(Expr, Expr)> {
         return Err(content.error("expected `]`: a tile has exactly two dimensions"));
     }
     Ok((first, second))
+}
+
+/// `[E]`
+fn single(input: ParseStream) -> syn::Result<Expr> {
+    let content;
+    bracketed!(content in input);
+    let rows: Expr = content.parse()?;
+    if !content.is_empty() {
+        return Err(content.error("expected `]`: give the rows per block only"));
+    }
+    Ok(rows)
 }
 
 /// `{ ... }`: the braces (a grammar error if missing) and the nested statements.
@@ -207,24 +366,85 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
         }
         "mainloop" => {
             let var = input.call(Ident::parse_any)?;
-            if var != "k" {
-                return Err(Failure::Grammar(syn::Error::new_spanned(
-                    &var,
-                    format!("mainloops run over the reduction dimension `k`, not `{var}`"),
-                )));
-            }
             keyword(input, "step")?;
             let step = Expr::parse_without_eager_brace(input)?;
             keyword(input, "stages")?;
             let stages = Expr::parse_without_eager_brace(input)?;
-            let (brace, body) = mainloop_body(input)?;
-            let body = body.map_err(Failure::Nested)?;
-            let mut close = Punct::new(';', Spacing::Alone);
-            close.set_span(brace.span.close());
+            let (body, end) = block(input)?;
             (
-                TileOp::Mainloop { step, stages, body },
-                close.into_token_stream(),
+                TileOp::Mainloop {
+                    var,
+                    step,
+                    stages,
+                    body,
+                },
+                end,
             )
+        }
+        "when" => {
+            let operand = input.call(Ident::parse_any)?;
+            let (body, end) = block(input)?;
+            (TileOp::When { operand, body }, end)
+        }
+        "rows" => {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![:]>()?;
+            let operand = input.call(Ident::parse_any)?;
+            let rows = single(input)?;
+            keyword(input, "threads")?;
+            let threads = input.parse::<Expr>()?;
+            keyword(input, "vector")?;
+            let vector = input.parse::<Expr>()?;
+            let end = semi(input)?;
+            (
+                TileOp::Rows {
+                    name,
+                    operand,
+                    rows,
+                    threads,
+                    vector,
+                },
+                end,
+            )
+        }
+        "reduce" => {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let e: Expr = input.parse()?;
+            let (op, expr) = row_expr::parse_reduction(&e).map_err(Failure::Nested)?;
+            let end = semi(input)?;
+            (TileOp::Reduce { name, op, expr }, end)
+        }
+        "let" => {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let expr = row_expression(input)?;
+            let end = semi(input)?;
+            (TileOp::Let { name, expr }, end)
+        }
+        "store" => {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![->]>()?;
+            let operand = input.call(Ident::parse_any)?;
+            let end = semi(input)?;
+            (TileOp::Store { name, operand }, end)
+        }
+        "mask" => {
+            let frag: Ident = input.parse()?;
+            let end = semi(input)?;
+            (TileOp::Mask { frag }, end)
+        }
+        "softmax" => {
+            let scores: Ident = input.parse()?;
+            keyword(input, "online")?;
+            let acc: Ident = input.parse()?;
+            let end = semi(input)?;
+            (TileOp::Softmax { scores, acc }, end)
+        }
+        "normalize" => {
+            let acc: Ident = input.parse()?;
+            let end = semi(input)?;
+            (TileOp::Normalize { acc }, end)
         }
         "load" => {
             let operand = input.call(Ident::parse_any)?;
@@ -235,12 +455,36 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
         }
         "mma" => {
             let acc: Ident = input.parse()?;
-            input.parse::<Token![+=]>()?;
+            let fresh = if input.peek(Token![+=]) {
+                input.parse::<Token![+=]>()?;
+                false
+            } else if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                true
+            } else {
+                return Err(Failure::Grammar(input.error("expected `+=` or `=`")));
+            };
             let a: Ident = input.parse()?;
+            if input.peek(Token![^]) {
+                return Err(Failure::Nested(syn::Error::new(
+                    input.span(),
+                    "`mma` transposes only its right operand: write `mma ACC = A * B^T;`",
+                )));
+            }
             input.parse::<Token![*]>()?;
             let b: Ident = input.parse()?;
+            let b_transposed = maybe_transposed(input).map_err(Failure::Nested)?;
             let end = semi(input)?;
-            (TileOp::Mma { acc, a, b }, end)
+            (
+                TileOp::Mma {
+                    acc,
+                    a,
+                    b,
+                    b_transposed,
+                    fresh,
+                },
+                end,
+            )
         }
         _ => {
             let acc: Ident = input.parse()?;
@@ -289,7 +533,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.ends_with("tile ops are: shared, fragment, mainloop, load, mma, epilogue"),
+            e.ends_with("rows, when, reduce, let, store, or `NAME = EXPR;`"),
             "{e}"
         );
         let e = parse("shared sa: a[tile_m] x 2;").unwrap_err().to_string();
@@ -299,5 +543,71 @@ mod tests {
         );
         let e = parse("load a sa;").unwrap_err().to_string();
         assert!(e.contains("expected `->`"), "{e}");
+        let e = parse("mma s = sq * sk^U;").unwrap_err().to_string();
+        assert!(e.contains("`^U` is not an operation"), "{e}");
+        let e = parse("mma s = sq^T * sk;").unwrap_err().to_string();
+        assert!(e.contains("transposes only its right operand"), "{e}");
+        let e = parse("reduce t = mean(h);").unwrap_err().to_string();
+        assert!(e.contains("`reduce` takes sum or max, not `mean`"), "{e}");
+        let e = parse("h = exq(h);").unwrap_err().to_string();
+        assert!(e.contains("did you mean `exp`?"), "{e}");
+    }
+
+    #[test]
+    fn parses_the_row_and_attention_statements() {
+        let body = parse(
+            "rows h: x[rows_per_block] threads threads_per_row vector vector;
+             when residual { h = h + residual; }
+             reduce total = sum(h);
+             let mean = total / cols;
+             h = h - mean;
+             store h -> y;",
+        )
+        .unwrap();
+        assert_eq!(body.len(), 6);
+        assert!(matches!(&body[0].op, TileOp::Rows { name, .. } if name == "h"));
+        assert!(matches!(&body[1].op, TileOp::When { body, .. } if body.len() == 1));
+        assert!(matches!(
+            &body[2].op,
+            TileOp::Reduce {
+                op: Reduce::Sum,
+                ..
+            }
+        ));
+        assert!(matches!(&body[3].op, TileOp::Let { .. }));
+        assert!(matches!(&body[4].op, TileOp::Map { name, .. } if name == "h"));
+        assert!(matches!(&body[5].op, TileOp::Store { .. }));
+        let body = parse(
+            "load q -> sq;
+             mainloop kv step block_kv stages stages {
+                 mma s = sq * sk^T; mask s; softmax s online acc; mma acc += s * sv;
+             }
+             normalize acc;",
+        )
+        .unwrap();
+        let TileOp::Mainloop {
+            var, body: inner, ..
+        } = &body[1].op
+        else {
+            panic!("{:?}", body[1].op)
+        };
+        assert_eq!(var, "kv");
+        assert!(matches!(
+            &inner[0].op,
+            TileOp::Mma {
+                b_transposed: true,
+                fresh: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &inner[3].op,
+            TileOp::Mma {
+                b_transposed: false,
+                fresh: false,
+                ..
+            }
+        ));
+        assert!(matches!(&body[2].op, TileOp::Normalize { .. }));
     }
 }

@@ -47,6 +47,7 @@ mod kernel;
 mod label;
 mod op;
 mod parse;
+mod row_expr;
 mod space;
 mod target;
 mod template;

@@ -7,8 +7,9 @@ use crate::dtype::{DType, DTypes};
 use crate::expr::{self, Context, Kind, Node};
 use crate::kernel::{Statement, TileOp};
 use crate::label::Label;
-use crate::op::{self, Op, Operand};
+use crate::op::{self, Family, Op, Operand};
 use crate::parse::{Attr, DTypeEntry, ParamSyntax, Source};
+use crate::row_expr::RowTree;
 use crate::template::{camel_case, Constraint, Param, Template};
 use proc_macro2::Span;
 use quote::{format_ident, ToTokens};
@@ -172,32 +173,18 @@ pub fn template(attr: &Attr, source: &Source) -> syn::Result<Template> {
                 params: &idents,
                 shared: Vec::new(),
                 fragments: Vec::new(),
+                loaded_once: Vec::new(),
+                row_tile: None,
+                scalars: Vec::new(),
+                present: Vec::new(),
                 diags: &mut diags,
             };
             let body = scope.statements(&block.body, None);
-            if !any_statement(&block.body, &|op| matches!(op, TileOp::Fragment { .. })) {
-                diags.error(
-                    &block.path,
-                    "`kernel!` declares no fragment; add the accumulator, e.g. \
-                     `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-                );
-            }
+            required_statements(op, &block.path, &block.body, &mut diags);
             Some(body)
         }
         (Some(_), None) => None,
     };
-    if let (Some(op), Some(block)) = (op, &source.kernel) {
-        if !any_statement(&block.body, &|op| matches!(op, TileOp::Epilogue { .. })) {
-            let outputs = op.operand_names(|o| o.written);
-            diags.error(
-                &block.path,
-                format!(
-                    "`kernel!` never stores its result; end it with e.g. `epilogue acc -> {}`",
-                    outputs[0]
-                ),
-            );
-        }
-    }
 
     if let Some(check) = &source.check {
         if check.sig.inputs.len() != 3 {
@@ -257,9 +244,79 @@ pub fn template(attr: &Attr, source: &Source) -> syn::Result<Template> {
 /// Whether any statement, at any depth, is of the kind `pick` accepts (as written, so a
 /// statement with errors of its own still counts).
 fn any_statement(stmts: &[Statement<Expr>], pick: &dyn Fn(&TileOp<Expr>) -> bool) -> bool {
-    stmts.iter().any(|s| {
-        pick(&s.op) || matches!(&s.op, TileOp::Mainloop { body, .. } if any_statement(body, pick))
-    })
+    stmts
+        .iter()
+        .any(|s| pick(&s.op) || s.op.body().is_some_and(|b| any_statement(b, pick)))
+}
+
+/// The statements every kernel of `op`'s family needs: GEMM and attention a fragment and an
+/// epilogue; row-wise ops a row tile and a store.
+fn required_statements(op: &Op, path: &Ident, body: &[Statement<Expr>], diags: &mut Diagnostics) {
+    let outputs = op.operand_names(|o| o.written);
+    let has = |pick: &dyn Fn(&TileOp<Expr>) -> bool| any_statement(body, pick);
+    match op.family {
+        Family::Tiles => {
+            if !has(&|op| matches!(op, TileOp::Fragment { .. })) {
+                diags.error(
+                    path,
+                    "`kernel!` declares no fragment; add the accumulator, e.g. \
+                     `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
+                );
+            }
+            if !has(&|op| matches!(op, TileOp::Epilogue { .. })) {
+                diags.error(
+                    path,
+                    format!(
+                        "`kernel!` never stores its result; end it with e.g. `epilogue acc -> {}`",
+                        outputs[0]
+                    ),
+                );
+            }
+        }
+        Family::Rows => {
+            let inputs = op.operand_names(|o| !o.written && !o.optional);
+            if !has(&|op| matches!(op, TileOp::Rows { .. })) {
+                diags.error(
+                    path,
+                    format!(
+                        "`kernel!` declares no row tile; start it with e.g. \
+                         `rows h: {}[rows_per_block] threads threads_per_row vector vector;`",
+                        inputs[0]
+                    ),
+                );
+            }
+            if !has(&|op| matches!(op, TileOp::Store { .. })) {
+                diags.error(
+                    path,
+                    format!(
+                        "`kernel!` never stores its result; end it with e.g. `store h -> {};`",
+                        outputs[0]
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The op-table word of a statement (`=` for `NAME = EXPR;`).
+fn statement_key<E>(op: &TileOp<E>) -> &'static str {
+    match op {
+        TileOp::Shared { .. } => "shared",
+        TileOp::Fragment { .. } => "fragment",
+        TileOp::Mainloop { .. } => "mainloop",
+        TileOp::Load { .. } => "load",
+        TileOp::Mma { .. } => "mma",
+        TileOp::Epilogue { .. } => "epilogue",
+        TileOp::Mask { .. } => "mask",
+        TileOp::Softmax { .. } => "softmax",
+        TileOp::Normalize { .. } => "normalize",
+        TileOp::Rows { .. } => "rows",
+        TileOp::When { .. } => "when",
+        TileOp::Map { .. } => "=",
+        TileOp::Reduce { .. } => "reduce",
+        TileOp::Let { .. } => "let",
+        TileOp::Store { .. } => "store",
+    }
 }
 
 /// An integer literal, possibly negated.
@@ -455,6 +512,13 @@ struct Scope<'a> {
     /// Declared shared tiles and the operand each stages (`None` where that was an error).
     shared: Vec<(Ident, Option<&'static Operand>)>,
     fragments: Vec<Ident>,
+    /// Shared tiles loaded once, outside any mainloop (attention's Q block).
+    loaded_once: Vec<Ident>,
+    /// The row tile of a row-wise kernel, and the row scalars declared so far.
+    row_tile: Option<Ident>,
+    scalars: Vec<Ident>,
+    /// The optional operands of the `when` blocks around the current statement.
+    present: Vec<String>,
     diags: &'a mut Diagnostics,
 }
 
@@ -466,8 +530,13 @@ struct LoopScope {
 
 impl Scope<'_> {
     fn size(&mut self, e: &Expr) -> Option<Node> {
-        self.diags
-            .take(expr::resolve(e, self.params, Kind::Int, Context::Size))
+        self.diags.take(expr::resolve_in(
+            e,
+            self.params,
+            self.op.extents,
+            Kind::Int,
+            Context::Size,
+        ))
     }
 
     fn operand(&mut self, ident: &Ident) -> Option<&'static Operand> {
@@ -488,7 +557,11 @@ impl Scope<'_> {
     }
 
     fn declare(&mut self, name: &Ident) -> bool {
-        if self.shared.iter().any(|(n, _)| n == name) || self.fragments.contains(name) {
+        if self.shared.iter().any(|(n, _)| n == name)
+            || self.fragments.contains(name)
+            || self.row_tile.as_ref() == Some(name)
+            || self.scalars.contains(name)
+        {
             self.diags.error(
                 name,
                 format!("`{name}` is already declared; give each tile its own name"),
@@ -543,6 +616,141 @@ impl Scope<'_> {
         false
     }
 
+    /// A statement whose word `op`'s kernels do not use: say which ops use it.
+    fn foreign_statement(&mut self, s: &Statement<Expr>, key: &str) {
+        let ours: Vec<&str> = self.op.statements.to_vec();
+        let what = if key == "=" {
+            format!("`{} = ...` (an update of a row tile)", s.word)
+        } else {
+            format!("`{key}`")
+        };
+        let owners = op::ops_with(key);
+        self.diags.error(
+            &s.at,
+            format!(
+                "{what} is not a statement of {} kernels (it belongs to {}); {} kernels are written with: {}",
+                self.op.name,
+                list(&owners),
+                self.op.name,
+                list(&ours).replace("=,", "`NAME = EXPR;`,")
+            ),
+        );
+    }
+
+    /// The operand a `rows` statement loads: a required input.
+    fn row_source(&mut self, operand: &Ident) -> bool {
+        let Some(o) = self.operand(operand) else {
+            return false;
+        };
+        if o.written || o.optional {
+            let inputs = self.op.operand_names(|o| !o.written && !o.optional);
+            let why = if o.written { "the output" } else { "optional" };
+            self.diags.error(
+                operand,
+                format!(
+                    "`{operand}` is {why} in {}; `rows` loads a required input: {}",
+                    self.op.name,
+                    list(&inputs)
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// The target of `NAME = EXPR;` or `store NAME -> ...`: the row tile.
+    fn row_target(&mut self, name: &Ident) -> bool {
+        match &self.row_tile {
+            Some(t) if t == name => true,
+            tile => {
+                let tile = tile
+                    .as_ref()
+                    .map_or_else(|| "none yet".to_string(), |t| format!("`{t}`"));
+                let hint = if self.scalars.contains(name) {
+                    format!("`{name}` is a row scalar, set once by `let` or `reduce`; elements are updated through the row tile ({tile})")
+                } else {
+                    format!("`{name}` is not the row tile (declared: {tile}); declare it with `rows {name}: ...;` first")
+                };
+                self.diags.error(name, hint);
+                false
+            }
+        }
+    }
+
+    /// Resolve the names of a row expression: `Some(first per-element name)` when it is
+    /// valid (`Some(None)` when it reads row scalars and constants only), `None` after
+    /// recording an error.
+    fn row_expr(&mut self, expr: &RowTree) -> Option<Option<Ident>> {
+        let mut names = Vec::new();
+        expr.names(&mut names);
+        let mut ok = true;
+        let mut per_element = None;
+        for ident in names {
+            let name = ident.to_string();
+            let element = if self.row_tile.as_ref() == Some(ident) {
+                true
+            } else if self.scalars.contains(ident)
+                || name == "cols"
+                || self.op.args.contains(&name.as_str())
+            {
+                false
+            } else if let Some(o) = self.op.operand(&name) {
+                if o.written {
+                    let inputs = self.op.operand_names(|o| !o.written);
+                    self.diags.error(
+                        ident,
+                        format!(
+                            "`{name}` is the output of {}; row expressions read inputs: {}",
+                            self.op.name,
+                            list(&inputs)
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if o.optional && !self.present.contains(&name) {
+                    self.diags.error(
+                        ident,
+                        format!(
+                            "`{name}` is optional in {} (the problem may leave it out); read it \
+                             inside `when {name} {{ ... }}`",
+                            self.op.name
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                true
+            } else {
+                let mut known: Vec<String> = Vec::new();
+                known.extend(self.row_tile.iter().map(Ident::to_string));
+                known.extend(self.scalars.iter().map(Ident::to_string));
+                known.extend(
+                    self.op
+                        .operand_names(|o| !o.written)
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
+                known.extend(self.op.args.iter().map(|s| s.to_string()));
+                known.push("cols".to_string());
+                self.diags.error(
+                    ident,
+                    format!(
+                        "unknown name `{name}` in a row expression; {}names in scope: {}",
+                        did_you_mean(&name, known.iter().map(String::as_str)),
+                        list(&known)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if element && per_element.is_none() {
+                per_element = Some(ident.clone());
+            }
+        }
+        ok.then_some(per_element)
+    }
+
     fn statements(
         &mut self,
         stmts: &[Statement<Expr>],
@@ -551,6 +759,23 @@ impl Scope<'_> {
         let mut out = Vec::new();
         for s in stmts {
             let word = s.word.to_string();
+            let key = statement_key(&s.op);
+            if !self.op.statements.contains(&key) {
+                self.foreign_statement(s, key);
+                continue;
+            }
+            if !self.present.is_empty() && !matches!(s.op, TileOp::Map { .. }) {
+                let operand = self.present.last().cloned().unwrap_or_default();
+                self.diags.error(
+                    &s.at,
+                    format!(
+                        "`{word}` is not allowed inside `when {operand}`: only `NAME = EXPR;` updates \
+                         may depend on an optional operand (anything declared or stored there would \
+                         be missing when `{operand}` is absent); move it out of the block"
+                    ),
+                );
+                continue;
+            }
             let misplaced = match (&s.op, in_loop.is_some()) {
                 (TileOp::Shared { .. }, true) => {
                     Some("declare shared tiles before the mainloop, at the top level of `kernel!`")
@@ -564,12 +789,18 @@ impl Scope<'_> {
                 (TileOp::Epilogue { .. }, true) => {
                     Some("`epilogue` runs once after the mainloop; move it after the loop's `}`")
                 }
-                (TileOp::Load { .. }, false) => Some(
-                    "`load` copies one K slice per iteration; move it into a `mainloop k ... { }`",
-                ),
+                (TileOp::Normalize { .. }, true) => {
+                    Some("`normalize` runs once after the mainloop; move it after the loop's `}`")
+                }
                 (TileOp::Mma { .. }, false) => {
                     Some("`mma` reads the current K slice; move it into a `mainloop k ... { }`")
                 }
+                (TileOp::Mask { .. }, false) => Some(
+                    "`mask` works on the current key block's scores; move it into the mainloop",
+                ),
+                (TileOp::Softmax { .. }, false) => Some(
+                    "`softmax ... online` updates running statistics per key block; move it into the mainloop",
+                ),
                 _ => None,
             };
             if let Some(hint) = misplaced {
@@ -638,14 +869,24 @@ impl Scope<'_> {
                         warps_n,
                     }
                 }
-                TileOp::Mainloop { step, stages, body } => {
+                TileOp::Mainloop {
+                    var,
+                    step,
+                    stages,
+                    body,
+                } => {
                     let (step, stages) = (self.size(step), self.size(stages));
                     let mut scope = LoopScope::default();
                     let body = self.statements(body, Some(&mut scope));
                     let (Some(step), Some(stages)) = (step, stages) else {
                         continue;
                     };
-                    TileOp::Mainloop { step, stages, body }
+                    TileOp::Mainloop {
+                        var: var.clone(),
+                        step,
+                        stages,
+                        body,
+                    }
                 }
                 TileOp::Load { operand, shared } => {
                     let Some(o) = self.operand(operand) else {
@@ -689,19 +930,42 @@ impl Scope<'_> {
                         }
                         continue;
                     }
-                    if let Some(l) = in_loop.as_deref_mut() {
-                        l.loaded.push(shared.clone());
+                    match in_loop.as_deref_mut() {
+                        Some(l) => l.loaded.push(shared.clone()),
+                        None => self.loaded_once.push(shared.clone()),
                     }
                     TileOp::Load {
                         operand: operand.clone(),
                         shared: shared.clone(),
                     }
                 }
-                TileOp::Mma { acc, a, b } => {
+                TileOp::Mma {
+                    acc,
+                    a,
+                    b,
+                    b_transposed,
+                    fresh,
+                } => {
                     let acc_ok = self.fragment(acc, "`mma` accumulating into it");
-                    let a_def = self.shared_tile(a, "`mma`");
+                    // A may be a fragment (attention's probabilities feeding the second MMA).
+                    let a_def = if self.fragments.contains(a) {
+                        if a == acc {
+                            self.diags.error(
+                                a,
+                                format!("`mma` cannot read `{a}` while accumulating into it; use another fragment"),
+                            );
+                            Err(())
+                        } else {
+                            Ok(None)
+                        }
+                    } else {
+                        match self.shared_tile(a, "`mma`") {
+                            Ok(Some(d)) => Ok(Some(d)),
+                            _ => Err(()),
+                        }
+                    };
                     let b_def = self.shared_tile(b, "`mma`");
-                    let (true, Ok(Some(a_def)), Ok(Some(b_def))) = (acc_ok, a_def, b_def) else {
+                    let (true, Ok(a_def), Ok(Some(b_def))) = (acc_ok, a_def, b_def) else {
                         continue;
                     };
                     let loaded = in_loop
@@ -709,8 +973,9 @@ impl Scope<'_> {
                         .map(|l| l.loaded.clone())
                         .unwrap_or_default();
                     let mut ok = true;
-                    for (tile, def) in [(a, a_def), (b, b_def)] {
-                        if !loaded.contains(tile) {
+                    let tiles = a_def.map(|d| (a, d)).into_iter().chain([(b, b_def)]);
+                    for (tile, def) in tiles {
+                        if !loaded.contains(tile) && !self.loaded_once.contains(tile) {
                             self.diags.error(
                                 tile,
                                 format!(
@@ -728,6 +993,173 @@ impl Scope<'_> {
                         acc: acc.clone(),
                         a: a.clone(),
                         b: b.clone(),
+                        b_transposed: *b_transposed,
+                        fresh: *fresh,
+                    }
+                }
+                TileOp::Mask { frag } => {
+                    if !self.fragment(frag, "`mask`") {
+                        continue;
+                    }
+                    TileOp::Mask { frag: frag.clone() }
+                }
+                TileOp::Softmax { scores, acc } => {
+                    let ok = self.fragment(scores, "`softmax`")
+                        & self.fragment(acc, "`softmax ... online`");
+                    if !ok {
+                        continue;
+                    }
+                    TileOp::Softmax {
+                        scores: scores.clone(),
+                        acc: acc.clone(),
+                    }
+                }
+                TileOp::Normalize { acc } => {
+                    if !self.fragment(acc, "`normalize`") {
+                        continue;
+                    }
+                    TileOp::Normalize { acc: acc.clone() }
+                }
+                TileOp::Rows {
+                    name,
+                    operand,
+                    rows,
+                    threads,
+                    vector,
+                } => {
+                    let sizes = (self.size(rows), self.size(threads), self.size(vector));
+                    let source = self.row_source(operand);
+                    let fresh = if let Some(first) = &self.row_tile {
+                        self.diags.error(
+                            &s.at,
+                            format!("a kernel has one row tile and `{first}` is already declared; update it with `{first} = EXPR;` instead"),
+                        );
+                        false
+                    } else {
+                        self.declare(name)
+                    };
+                    if fresh {
+                        self.row_tile = Some(name.clone());
+                    }
+                    let (true, true, (Some(rows), Some(threads), Some(vector))) =
+                        (source, fresh, sizes)
+                    else {
+                        continue;
+                    };
+                    TileOp::Rows {
+                        name: name.clone(),
+                        operand: operand.clone(),
+                        rows,
+                        threads,
+                        vector,
+                    }
+                }
+                TileOp::When { operand, body } => {
+                    let Some(o) = self.operand(operand) else {
+                        continue;
+                    };
+                    if !o.optional {
+                        let optional = self.op.operand_names(|o| o.optional);
+                        let fix = if optional.is_empty() {
+                            format!(
+                                "{} has no optional operand; remove the `when`",
+                                self.op.name
+                            )
+                        } else {
+                            format!(
+                                "`when` takes an optional operand of {}: {}",
+                                self.op.name,
+                                list(&optional)
+                            )
+                        };
+                        self.diags.error(
+                            operand,
+                            format!("`{operand}` is always present in {}; {fix}", self.op.name),
+                        );
+                        continue;
+                    }
+                    self.present.push(operand.to_string());
+                    let body = self.statements(body, in_loop.as_deref_mut());
+                    self.present.pop();
+                    TileOp::When {
+                        operand: operand.clone(),
+                        body,
+                    }
+                }
+                TileOp::Map { name, expr } => {
+                    let target = self.row_target(name);
+                    let reads = self.row_expr(expr);
+                    let (true, Some(_)) = (target, reads) else {
+                        continue;
+                    };
+                    TileOp::Map {
+                        name: name.clone(),
+                        expr: expr.clone(),
+                    }
+                }
+                TileOp::Reduce { name, op, expr } => {
+                    let reads = self.row_expr(expr);
+                    let fresh = self.declare(name);
+                    if fresh {
+                        self.scalars.push(name.clone());
+                    }
+                    let (true, Some(_)) = (fresh, reads) else {
+                        continue;
+                    };
+                    TileOp::Reduce {
+                        name: name.clone(),
+                        op: *op,
+                        expr: expr.clone(),
+                    }
+                }
+                TileOp::Let { name, expr } => {
+                    let reads = self.row_expr(expr);
+                    let fresh = self.declare(name);
+                    if fresh {
+                        self.scalars.push(name.clone());
+                    }
+                    let (true, Some(per_element)) = (fresh, reads) else {
+                        continue;
+                    };
+                    if let Some(element) = per_element {
+                        self.diags.error(
+                            &element,
+                            format!(
+                                "`let {name}` reads `{element}`, which differs per element; `let` \
+                                 computes one value per row from row scalars: reduce the row first, \
+                                 e.g. `reduce total = sum({element});`"
+                            ),
+                        );
+                        continue;
+                    }
+                    TileOp::Let {
+                        name: name.clone(),
+                        expr: expr.clone(),
+                    }
+                }
+                TileOp::Store { name, operand } => {
+                    let target = self.row_target(name);
+                    let Some(o) = self.operand(operand) else {
+                        continue;
+                    };
+                    if !o.written {
+                        let outputs = self.op.operand_names(|o| o.written);
+                        self.diags.error(
+                            operand,
+                            format!(
+                                "`{operand}` is an input of {}; `store` writes an output: {}",
+                                self.op.name,
+                                list(&outputs)
+                            ),
+                        );
+                        continue;
+                    }
+                    if !target {
+                        continue;
+                    }
+                    TileOp::Store {
+                        name: name.clone(),
+                        operand: operand.clone(),
                     }
                 }
                 TileOp::Epilogue { acc, operand } => {

@@ -1,0 +1,176 @@
+//! The fused attention template: per (batch, head), `O = softmax(scale · Q·Kᵀ) · V` with
+//! fp32 accumulation and fp32 softmax statistics, never writing the scores to memory. A block
+//! owns `block_q` queries: it loads their Q block once, then walks the keys `block_kv` at a
+//! time (`stages` K/V blocks in flight), computing the scores, masking keys past `seq_kv`
+//! (and causal or padding positions), updating the online softmax and accumulating `P·V`;
+//! finally it divides by the running sum and stores O for the queries below `seq_q`.
+
+use tessera_dsl::gpu_template;
+
+/// Fused multi-head attention (online softmax) on tensor cores, with causal or padding masks.
+#[gpu_template(name = "attention", op = attention, label = "q{block_q}_kv{block_kv}_w{warps}_s{stages}")]
+pub mod attention {
+    params! { block_q in [64, 128], block_kv in [32, 64, 128], warps in [4, 8], stages in [2, 3] }
+    constraints! { block_q % (warps * 16) == 0 }
+    dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
+    kernel! {
+        shared sq: q[block_q, head_dim];
+        shared sk: k[block_kv, head_dim] x stages;
+        shared sv: v[block_kv, head_dim] x stages;
+        fragment s: acc[block_q, block_kv] warps [warps, 1];
+        fragment acc: acc[block_q, head_dim] warps [warps, 1];
+        load q -> sq;
+        mainloop kv step block_kv stages stages {
+            load k -> sk;
+            load v -> sv;
+            mma s = sq * sk^T;
+            mask s;
+            softmax s online acc;
+            mma acc += s * sv;
+        }
+        normalize acc;
+        epilogue acc -> o;
+    }
+
+    use tessera_dsl::{Config, DeviceCaps, Problem, Reject, RejectKind, Template};
+
+    /// f32 accumulators (scores and output) one thread may hold: with operands, addresses and
+    /// softmax statistics on top, more than this overflows ~160 registers and spills.
+    pub const MAX_ACC_PER_THREAD: u32 = 128;
+
+    /// Reject configs whose score and output fragments need more than
+    /// [`MAX_ACC_PER_THREAD`] f32 registers per thread on this device's warp size.
+    fn check(config: &Config, _problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+        let ir = TEMPLATE
+            .build(config)
+            .map_err(|e| Reject::new(RejectKind::Unsupported, e.to_string()))?;
+        let acc = ir.acc_per_thread(caps.warp_size.max(1));
+        if acc > MAX_ACC_PER_THREAD {
+            return Err(Reject::new(
+                RejectKind::Resources,
+                format!(
+                    "the score and output fragments need {acc} f32 registers per thread \
+                     (limit {MAX_ACC_PER_THREAD}); use more warps or smaller blocks"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attention::TEMPLATE;
+    use tessera_dsl::ir::{Operand, Stmt, TileCopy};
+    use tessera_dsl::{AttentionProblem, Mask, Problem, RejectKind, Target, Template};
+
+    fn problem(head_dim: u64) -> Problem {
+        let mut p = AttentionProblem::new(2, 12, 384, head_dim);
+        p.mask = Mask::Causal;
+        Problem::Attention(p)
+    }
+
+    #[test]
+    fn builds_the_fused_loop() {
+        let config = TEMPLATE.config(&[128, 64, 8, 2], &problem(64)).unwrap();
+        let ir = TEMPLATE.build(&config).unwrap();
+        // head_dim comes from the problem.
+        let dims: Vec<_> = ir
+            .shared
+            .iter()
+            .map(|s| (s.name.as_str(), s.source, s.rows, s.cols, s.stages))
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                ("sq", Operand::Q, 128, 64, 1),
+                ("sk", Operand::K, 64, 64, 2),
+                ("sv", Operand::V, 64, 64, 2),
+            ]
+        );
+        // tile_m is block_q: the grid is ceil(seq_q / block_q) × heads × batch.
+        assert_eq!((ir.tile_m, ir.warps_m, ir.warps_n), (128, 8, 1));
+        assert!(matches!(&ir.body[0], Stmt::Fragment(f) if f.name == "s" && f.cols == 64));
+        assert!(matches!(&ir.body[1], Stmt::Fragment(f) if f.name == "acc" && f.cols == 64));
+        assert_eq!(
+            ir.body[2],
+            Stmt::LoadOnce {
+                src: Operand::Q,
+                dst: "sq".into()
+            }
+        );
+        let Stmt::Mainloop {
+            step,
+            stages,
+            copies,
+            body,
+        } = &ir.body[3]
+        else {
+            panic!("{:?}", ir.body[3]);
+        };
+        assert_eq!((*step, *stages), (64, 2));
+        assert_eq!(
+            copies,
+            &[
+                TileCopy {
+                    src: Operand::K,
+                    dst: "sk".into()
+                },
+                TileCopy {
+                    src: Operand::V,
+                    dst: "sv".into()
+                }
+            ]
+        );
+        assert_eq!(
+            body,
+            &[
+                Stmt::Mma {
+                    acc: "s".into(),
+                    a: "sq".into(),
+                    b: "sk".into(),
+                    b_transposed: true,
+                    fresh: true
+                },
+                Stmt::Mask { frag: "s".into() },
+                Stmt::OnlineSoftmax {
+                    scores: "s".into(),
+                    acc: "acc".into()
+                },
+                Stmt::Mma {
+                    acc: "acc".into(),
+                    a: "s".into(),
+                    b: "sv".into(),
+                    b_transposed: false,
+                    fresh: false
+                },
+            ]
+        );
+        assert_eq!(ir.body[4], Stmt::Normalize { acc: "acc".into() });
+        assert!(matches!(
+            &ir.body[5],
+            Stmt::Epilogue { acc, dst: Operand::O, .. } if acc == "acc"
+        ));
+        assert_eq!(ir.body.len(), 6);
+        let wide = TEMPLATE.config(&[128, 64, 8, 2], &problem(128)).unwrap();
+        let wide = TEMPLATE.build(&wide).unwrap();
+        assert_eq!(wide.shared[0].cols, 128);
+    }
+
+    #[test]
+    fn register_hungry_configs_are_rejected() {
+        let caps = Target::Sm90a.nominal_caps();
+        let p = problem(128);
+        // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
+        let config = TEMPLATE.config(&[128, 128, 4, 2], &p).unwrap();
+        let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
+        assert_eq!(reject.kind, RejectKind::Resources);
+        assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
+        // 64 × (64 + 128) / (4 · 32) = 96.
+        let config = TEMPLATE.config(&[64, 64, 4, 2], &p).unwrap();
+        TEMPLATE.check(&config, &p, &caps).unwrap();
+        assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
+        // The same config passes the generic validation too.
+        TEMPLATE.validate(&config, &p, &caps).unwrap();
+    }
+}
