@@ -218,6 +218,28 @@ impl Dialect for Cuda {
             MathFn::Erf => "erff",
             MathFn::Tanh => "tanhf",
             MathFn::Exp => "__expf",
+            MathFn::Rsqrt => "rsqrtf",
+            MathFn::Sqrt => "sqrtf",
         }
+    }
+
+    fn word_vector(&self, words: u32) -> &'static str {
+        match words {
+            1 => "unsigned",
+            2 => "uint2",
+            _ => "uint4",
+        }
+    }
+
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
+        format!("__shfl_xor_sync(0xffffffffu, {value}, {lane_mask})")
+    }
+
+    fn infinity(&self) -> &'static str {
+        "__int_as_float(0x7f800000)"
+    }
+
+    fn fast_div(&self, a: &str, b: &str) -> String {
+        format!("__fdividef({a}, {b})")
     }
 }

@@ -59,6 +59,8 @@ pub enum MathFn {
     Erf,
     Tanh,
     Exp,
+    Rsqrt,
+    Sqrt,
 }
 
 pub trait Dialect {
@@ -142,4 +144,20 @@ pub trait Dialect {
 
     /// The name of a single-precision math function.
     fn math(&self, f: MathFn) -> &'static str;
+
+    // ---- row-wise kernels (crate::rows) ----
+
+    /// A type of `words` 32-bit words (1, 2 or 4) for one vector global access: `unsigned`
+    /// for one word, else a vector type with components `.x .y (.z .w)`.
+    fn word_vector(&self, words: u32) -> &'static str;
+
+    /// A C expression: the f32 `value` of the lane whose index is this lane's xor `lane_mask`
+    /// (a butterfly step; every lane of the warp executes it).
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String;
+
+    /// A C expression of f32 positive infinity (the identity of a max reduction is its negation).
+    fn infinity(&self) -> &'static str;
+
+    /// A C expression of `a / b` in f32 with the vendor's fast (approximate) division.
+    fn fast_div(&self, a: &str, b: &str) -> String;
 }

@@ -199,6 +199,28 @@ impl Dialect for Hip {
             MathFn::Erf => "erff",
             MathFn::Tanh => "tanhf",
             MathFn::Exp => "__expf",
+            MathFn::Rsqrt => "rsqrtf",
+            MathFn::Sqrt => "sqrtf",
         }
+    }
+
+    fn word_vector(&self, words: u32) -> &'static str {
+        match words {
+            1 => "unsigned",
+            2 => "tsr_u32x2",
+            _ => "tsr_u32x4",
+        }
+    }
+
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
+        format!("__shfl_xor({value}, {lane_mask})")
+    }
+
+    fn infinity(&self) -> &'static str {
+        "__builtin_inff()"
+    }
+
+    fn fast_div(&self, a: &str, b: &str) -> String {
+        format!("__fdividef({a}, {b})")
     }
 }
