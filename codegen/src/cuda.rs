@@ -57,6 +57,17 @@ static __device__ __forceinline__ void tsr_mma_bf16(float (&c)[4], const unsigne
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ float tsr_neg_inf() { return __int_as_float(0xff800000); }
+static __device__ __forceinline__ float tsr_exp2(float x) {
+  float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y;
+}
+// two floats -> one register of 16-bit values: `lo` in bits 0..15, `hi` in bits 16..31
+static __device__ __forceinline__ unsigned tsr_pack_f16x2(float lo, float hi) {
+  unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+static __device__ __forceinline__ unsigned tsr_pack_bf16x2(float lo, float hi) {
+  unsigned r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }"#;
 
 impl Dialect for Cuda {
@@ -208,6 +219,174 @@ impl Dialect for Cuda {
                 block_end: format!("j == {} && h == 1", ni - 1),
             },
         );
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn acc_row_slots(&self, p: &MmaPlan) -> (u32, String) {
+        // for_each_acc visits (i, j, h): rows i·16 + g + 8h, so slot i·2 + h
+        (p.wm / p.atom.m * 2, "i * 2 + h".into())
+    }
+
+    fn row_allreduce(&self, w: &mut Source, var: &str, max: bool) {
+        // a row of an m16n8 accumulator lives in the 4 lanes 4g..4g+3
+        for o in [1, 2] {
+            let other = format!("__shfl_xor_sync(0xffffffffu, {var}, {o})");
+            if max {
+                w.line(format!("{var} = fmaxf({var}, {other});"));
+            } else {
+                w.line(format!("{var} += {other};"));
+            }
+        }
+    }
+
+    fn attn_p_scratch_bytes(&self, _p: &crate::attention::plan::AttnPlan, _warps: u32) -> u32 {
+        0
+    }
+
+    fn attn_load_q(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let s = &p.s;
+        let (mi, ks) = (s.wm / s.atom.m, s.tile_k / s.atom.k);
+        // A fragment of m16n8k16 (row): a[0] rows g, k 2t..; a[1] rows g+8; a[2], a[3] the
+        // same at k + 8. ldmatrix.x4: lanes 0-15 address rows 0-15 at k 0, lanes 16-31 at k 8,
+        // so matrices 0..3 = (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15).
+        w.line(format!("unsigned qf[{ks}][{mi}][4];"));
+        w.open("");
+        w.line(format!(
+            "const unsigned q_base = tsr_smem_addr({});",
+            s.a.ptr
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "tsr_ldmatrix_x4(qf[kk][i], q_base + 2 * (({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 8));",
+            s.warp_row, s.a.stride
+        ));
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn attn_scores(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let s = &p.s;
+        let (mi, ni, ks) = (s.wm / s.atom.m, s.wn / s.atom.n, s.tile_k / s.atom.k);
+        let mma = match s.input {
+            DType::BF16 => "tsr_mma_bf16",
+            _ => "tsr_mma_f16",
+        };
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line(format!(
+            "{0}[i][j][0] = 0.f; {0}[i][j][1] = 0.f; {0}[i][j][2] = 0.f; {0}[i][j][3] = 0.f;",
+            s.acc
+        ));
+        w.close("");
+        w.close("");
+        w.open("");
+        w.line(format!(
+            "const unsigned k_base = tsr_smem_addr({});",
+            s.b.ptr
+        ));
+        if !p.q_resident {
+            w.line(format!(
+                "const unsigned q_base = tsr_smem_addr({});",
+                s.a.ptr
+            ));
+        }
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        let a = if p.q_resident {
+            "qf[kk][i]"
+        } else {
+            w.line(format!("unsigned qa[{mi}][4];"));
+            w.line("#pragma unroll");
+            w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+            w.line(format!(
+                "tsr_ldmatrix_x4(qa[i], q_base + 2 * (({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 8));",
+                s.warp_row, s.a.stride
+            ));
+            w.close("");
+            "qa[i]"
+        };
+        // B = Kᵀ (k = head_dim, n = key), K rows k-contiguous: ldmatrix.x4 (no .trans) of keys
+        // j·16 + 0-7 at k 0 / 8 (matrices 0, 1 = n-atom 2j) and keys + 8 (matrices 2, 3 = 2j+1).
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {}; ++j)", ni / 2));
+        w.line("unsigned kb[4];");
+        w.line(format!(
+            "tsr_ldmatrix_x4(kb, k_base + 2 * ((j * 16 + (lane & 7) + (lane >> 4) * 8) * {} + kk * 16 + ((lane >> 3) & 1) * 8));",
+            s.b.stride
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!("{mma}({}[i][2 * j], {a}, kb[0], kb[1]);", s.acc));
+        w.line(format!(
+            "{mma}({}[i][2 * j + 1], {a}, kb[2], kb[3]);",
+            s.acc
+        ));
+        w.close("");
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn attn_pv(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let (s, o) = (&p.s, &p.o);
+        let (mi, ks, nj) = (o.wm / o.atom.m, o.tile_k / o.atom.k, o.wn / 16);
+        let (mma, pack) = match o.input {
+            DType::BF16 => ("tsr_mma_bf16", "tsr_pack_bf16x2"),
+            _ => ("tsr_mma_f16", "tsr_pack_f16x2"),
+        };
+        w.open("");
+        w.line(format!(
+            "const unsigned v_base = tsr_smem_addr({});",
+            o.b.ptr
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        // P as the A fragment of keys kk·16..+15, straight from the S accumulators: n8 tiles
+        // 2kk (keys +0..7) and 2kk+1 (keys +8..15) hold (g, 2t..2t+1) in c0,c1 and (g+8, ..) in
+        // c2,c3, which is exactly a[0], a[1] (k 0..7) and a[2], a[3] (k 8..15).
+        w.line(format!("unsigned pa[{mi}][4];"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        let acc = &s.acc;
+        w.line(format!(
+            "pa[i][0] = {pack}({acc}[i][2 * kk][0], {acc}[i][2 * kk][1]);"
+        ));
+        w.line(format!(
+            "pa[i][1] = {pack}({acc}[i][2 * kk][2], {acc}[i][2 * kk][3]);"
+        ));
+        w.line(format!(
+            "pa[i][2] = {pack}({acc}[i][2 * kk + 1][0], {acc}[i][2 * kk + 1][1]);"
+        ));
+        w.line(format!(
+            "pa[i][3] = {pack}({acc}[i][2 * kk + 1][2], {acc}[i][2 * kk + 1][3]);"
+        ));
+        w.close("");
+        // B = V (k = key, n = head_dim), n-contiguous: ldmatrix.x4.trans, lanes 0-15 address
+        // keys kk·16 + 0-15 at column j·16, lanes 16-31 at j·16 + 8; r[0], r[1] = n-atom 2j
+        // (keys 0-7, 8-15), r[2], r[3] = n-atom 2j+1.
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {nj}; ++j)"));
+        w.line("unsigned vb[4];");
+        w.line(format!(
+            "tsr_ldmatrix_x4_trans(vb, v_base + 2 * ((kk * 16 + (lane & 15)) * {} + j * 16 + (lane >> 4) * 8));",
+            o.b.stride
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!("{mma}({}[i][2 * j], pa[i], vb[0], vb[1]);", o.acc));
+        w.line(format!(
+            "{mma}({}[i][2 * j + 1], pa[i], vb[2], vb[3]);",
+            o.acc
+        ));
+        w.close("");
         w.close("");
         w.close("");
         w.close("");

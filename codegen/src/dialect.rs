@@ -142,6 +142,31 @@ pub trait Dialect {
         body: &mut dyn FnMut(&mut Source, &AccGroup),
     );
 
+    /// Attention: how many accumulator rows of a warp tile one thread holds values of, and
+    /// the C expression of the row slot (`0..slots`) of the group [`Dialect::for_each_acc`]
+    /// is visiting (written in that method's loop variables, so valid only inside its body).
+    fn acc_row_slots(&self, p: &MmaPlan) -> (u32, String);
+
+    /// Attention: reduce the f32 lvalue `var` in place (max, else sum) over the threads that
+    /// hold values of the same accumulator row; each of them ends with the result.
+    fn row_allreduce(&self, w: &mut Source, var: &str, max: bool);
+
+    /// Attention: shared-memory bytes the P·V step needs for a block of `warps` warps to
+    /// re-layout P (0 when P goes from the score accumulators straight into A fragments).
+    fn attn_p_scratch_bytes(&self, p: &crate::attention::plan::AttnPlan, warps: u32) -> u32;
+
+    /// Attention: declare Q's A fragments (all `head_dim / atom.k` steps) and load them from
+    /// the Q tile `p.s.a`; they stay in registers for the whole key loop.
+    fn attn_load_q(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan);
+
+    /// Attention: `S = Q·Kᵀ` into `p.s.acc` (zeroed first) from the current K stage `p.s.b`;
+    /// Q comes from the resident fragments or, without them, from the Q tile.
+    fn attn_scores(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan);
+
+    /// Attention: `O += P·V` into `p.o.acc`, P being the score accumulators `p.s.acc`
+    /// (probabilities, converted to the input dtype), V the current stage `p.o.b`.
+    fn attn_pv(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan);
+
     /// The name of a single-precision math function.
     fn math(&self, f: MathFn) -> &'static str;
 

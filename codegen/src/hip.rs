@@ -49,7 +49,9 @@ static __device__ inline void tsr_copy8(void* dst, const void* src, bool pred) {
 }
 static __device__ inline void tsr_copy4(void* dst, const void* src, bool pred) {
   *(unsigned*)dst = pred ? *(const unsigned*)src : 0u;
-}"#;
+}
+static __device__ inline float tsr_neg_inf() { return -__builtin_huge_valf(); }
+static __device__ inline float tsr_exp2(float x) { return exp2f(x); }"#;
 
 impl Dialect for Hip {
     fn target(&self) -> Target {
@@ -189,6 +191,160 @@ impl Dialect for Hip {
                 block_end: format!("j == {} && e == 3", ni - 1),
             },
         );
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn acc_row_slots(&self, p: &MmaPlan) -> (u32, String) {
+        // for_each_acc visits (i, j, e): rows i·16 + 4(lane/16) + e, so slot i·4 + e
+        (p.wm / p.atom.m * 4, "i * 4 + e".into())
+    }
+
+    fn row_allreduce(&self, w: &mut Source, var: &str, max: bool) {
+        // a row of a 16x16 accumulator lives in the 16 lanes that share lane / 16
+        for o in [1, 2, 4, 8] {
+            let other = format!("__shfl_xor({var}, {o})");
+            if max {
+                w.line(format!("{var} = fmaxf({var}, {other});"));
+            } else {
+                w.line(format!("{var} += {other};"));
+            }
+        }
+    }
+
+    fn attn_p_scratch_bytes(&self, p: &crate::attention::plan::AttnPlan, warps: u32) -> u32 {
+        // P goes through LDS: each wavefront writes its wm x block_kv probabilities
+        warps * p.o.wm * p.o.a.stride * p.o.input.size_bytes()
+    }
+
+    fn attn_load_q(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let s = &p.s;
+        let (mi, ks) = (s.wm / s.atom.m, s.tile_k / s.atom.k);
+        let frag = fragment_type(s.input);
+        // MFMA A operand: lane l holds Q[l % 16][4(l / 16)..+4] of each 16x16 piece
+        w.line(format!("{frag} qf[{ks}][{mi}];"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "qf[kk][i] = *(const {frag}*)({} + ({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+            s.a.ptr, s.warp_row, s.a.stride
+        ));
+        w.close("");
+        w.close("");
+    }
+
+    fn attn_scores(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let s = &p.s;
+        let (mi, ni, ks) = (s.wm / s.atom.m, s.wn / s.atom.n, s.tile_k / s.atom.k);
+        let frag = fragment_type(s.input);
+        let mfma = match s.input {
+            DType::BF16 => "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k",
+            _ => "__builtin_amdgcn_mfma_f32_16x16x16f16",
+        };
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line(format!(
+            "{}[i][j] = tsr_float4{{0.f, 0.f, 0.f, 0.f}};",
+            s.acc
+        ));
+        w.close("");
+        w.close("");
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        let a = if p.q_resident {
+            "qf[kk][i]"
+        } else {
+            w.line(format!("{frag} qa[{mi}];"));
+            w.line("#pragma unroll");
+            w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+            w.line(format!(
+                "qa[i] = *(const {frag}*)({} + ({} + i * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+                s.a.ptr, s.warp_row, s.a.stride
+            ));
+            w.close("");
+            "qa[i]"
+        };
+        // B = Kᵀ: lane l holds K[key j·16 + l % 16][4(l / 16)..+4], contiguous in the K tile
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {ni}; ++j)"));
+        w.line(format!(
+            "const {frag} kb = *(const {frag}*)({} + (j * 16 + (lane & 15)) * {} + kk * 16 + (lane >> 4) * 4);",
+            s.b.ptr, s.b.stride
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "{0}[i][j] = {mfma}({a}, kb, {0}[i][j], 0, 0, 0);",
+            s.acc
+        ));
+        w.close("");
+        w.close("");
+        w.close("");
+    }
+
+    fn attn_pv(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan) {
+        let (s, o) = (&p.s, &p.o);
+        let (mi, si, ks, nj) = (
+            o.wm / o.atom.m,
+            s.wn / s.atom.n,
+            o.tile_k / o.atom.k,
+            o.wn / o.atom.n,
+        );
+        let frag = fragment_type(o.input);
+        let mfma = match o.input {
+            DType::BF16 => "__builtin_amdgcn_mfma_f32_16x16x16bf16_1k",
+            _ => "__builtin_amdgcn_mfma_f32_16x16x16f16",
+        };
+        let ps = o.a.stride;
+        // The accumulator layout (lane l, element e = P[4(l/16) + e][l % 16]) is not the A
+        // operand layout (lane l = P[l % 16][4(l/16)..+4]): P goes through this wave's LDS.
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {si}; ++j)"));
+        w.line("#pragma unroll");
+        w.open("for (int e = 0; e < 4; ++e)");
+        w.line(format!(
+            "{}[(i * 16 + (lane >> 4) * 4 + e) * {ps} + j * 16 + (lane & 15)] = {};",
+            o.a.ptr,
+            self.to_storage(o.input, &format!("{}[i][j][e]", s.acc))
+        ));
+        w.close("");
+        w.close("");
+        w.close("");
+        self.barrier(w);
+        w.line("#pragma unroll");
+        w.open(format!("for (int kk = 0; kk < {ks}; ++kk)"));
+        w.line(format!("{frag} pa[{mi}];"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "pa[i] = *(const {frag}*)({} + (i * 16 + (lane & 15)) * {ps} + kk * 16 + (lane >> 4) * 4);",
+            o.a.ptr
+        ));
+        w.close("");
+        // B = V: lane l holds V[key kk·16 + 4(l/16)..+4][j·16 + l % 16], a strided gather
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {nj}; ++j)"));
+        w.line(format!(
+            "const unsigned short* vp = {} + (kk * 16 + (lane >> 4) * 4) * {} + j * 16 + (lane & 15);",
+            o.b.ptr, o.b.stride
+        ));
+        w.line(format!(
+            "const {frag} vb = __builtin_bit_cast({frag}, (unsigned long long)vp[0] | ((unsigned long long)vp[{st}] << 16) | ((unsigned long long)vp[2 * {st}] << 32) | ((unsigned long long)vp[3 * {st}] << 48));",
+            st = o.b.stride
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+        w.line(format!(
+            "{0}[i][j] = {mfma}(pa[i], vb, {0}[i][j], 0, 0, 0);",
+            o.acc
+        ));
         w.close("");
         w.close("");
         w.close("");

@@ -1,0 +1,408 @@
+//! Fused attention (FlashAttention-2 style): `O = softmax(scale · Q·Kᵀ) · V` in one kernel.
+//!
+//! One block owns `block_q` queries of one (batch, head): `blockIdx.x` is the query block,
+//! `y` the head, `z` the batch. Each warp owns `block_q / warps` query rows. The block copies
+//! its Q tile into shared memory once, then walks the key blocks (`block_kv` keys each) with a
+//! `stages`-deep copy pipeline for K and V and one barrier per key block:
+//!
+//! 1. `S = Q·Kᵀ` into register accumulators (the dialect's MMA atom);
+//! 2. scale by `scale · log2(e)`; on edge blocks only, keys `≥ kv_end` (sequence end, padding
+//!    length, causal bound of the block) and causal positions `key > query` become −∞;
+//! 3. online softmax per accumulator row: the running max `m` (reduced over the threads that
+//!    share a row) and a thread-partial running sum `l`; `O` and `l` are rescaled by
+//!    `exp2(m_old − m_new)`, `S` becomes `P = exp2(S − m_new)`;
+//! 4. `O += P·V` with P converted to the input dtype (the dialect decides whether P goes
+//!    straight from the accumulators or through shared memory).
+//!
+//! Key blocks at or past `kv_end` are never visited: with the causal mask the loop stops at
+//! the diagonal of the query block, with padding at `kv_lens[b]`. At the end `l` is reduced
+//! over the row's threads, `O` divided by it and stored for queries `< seq_q`.
+//!
+//! Everything vendor-specific (MMA, fragment layouts, row reductions, P's route) is behind
+//! [`Dialect`]; this file never asks which vendor it writes for.
+
+pub mod plan;
+
+use crate::dialect::{Dialect, MmaPlan};
+use crate::kernel::{abi_params, KernelSource};
+use crate::source::Source;
+use crate::CodegenError;
+use plan::{AttnPlan, AttnShape};
+use tessera_dsl::ir::{abi, SharedTile};
+use tessera_dsl::{KernelIr, Mask};
+
+/// Byte alignment of each region inside the dynamic shared-memory block.
+const SMEM_ALIGN: u32 = 128;
+/// Elements per global → shared copy (16 bytes of 16-bit elements).
+const CHUNK: u32 = 8;
+
+/// Shared-memory layout: (Q offset, K offset, V offset, P scratch offset, total bytes).
+fn smem_layout(sh: &AttnShape, d: &dyn Dialect, p: &AttnPlan) -> (u32, u32, u32, u32, u32) {
+    let round = |b: u32| b.div_ceil(SMEM_ALIGN) * SMEM_ALIGN;
+    let q = 0;
+    let k = q + round(sh.sq.bytes());
+    let v = k + round(sh.sk.bytes());
+    let scratch = v + round(sh.sv.bytes());
+    let total = scratch + round(d.attn_p_scratch_bytes(p, sh.s.warps_m));
+    (q, k, v, scratch, total)
+}
+
+/// Generate a fused-attention kernel.
+pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
+    let sh = plan::shape(ir)?;
+    if !ir.variant.align.is_multiple_of(CHUNK) {
+        return Err(CodegenError::Unsupported(format!(
+            "attention copies 16-byte chunks; alignment {} is too small",
+            ir.variant.align
+        )));
+    }
+    if ir.variant.output != ir.variant.input {
+        return Err(CodegenError::Unsupported(format!(
+            "attention stores O as its input dtype {}, not {}",
+            ir.variant.input, ir.variant.output
+        )));
+    }
+    if matches!(ir.variant.mask, Mask::Additive) {
+        return Err(CodegenError::Unsupported(
+            "attention takes a causal or padding mask, not an additive one".into(),
+        ));
+    }
+    let p = plan::plan(&sh, d)?;
+    let threads = sh.s.warps_m * d.warp_size();
+    let (q_off, k_off, v_off, p_off, smem_bytes) = smem_layout(&sh, d, &p);
+    let mut w = Source::new();
+    d.prelude(&mut w);
+    w.line("");
+    w.line(format!(
+        "// {} for {}: {} queries x {}-key blocks, head_dim {}, {} warps, {} stages, mask {}, Q {}",
+        ir.name,
+        d.target(),
+        sh.block_q,
+        sh.block_kv,
+        sh.head_dim,
+        sh.s.warps_m,
+        sh.stages,
+        ir.variant.mask,
+        if p.q_resident {
+            "in registers"
+        } else {
+            "re-read from shared memory"
+        }
+    ));
+    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    w.lines(&abi_params(d, &abi(ir.op, &ir.variant)));
+    w.open(")");
+    let ty = d.storage_type(sh.sq.dtype);
+    let (bq, bkv, hd) = (sh.block_q, sh.block_kv, sh.head_dim);
+    w.line(d.smem_decl());
+    w.line("const int tid = threadIdx.x;");
+    w.line(format!("const int lane = tid % {};", d.warp_size()));
+    w.line(format!("const int warp = tid / {};", d.warp_size()));
+    w.line(format!("const int wr0 = warp * {};", p.s.wm));
+    w.line(format!("const int q0 = blockIdx.x * {bq};"));
+    w.line("const int b = blockIdx.z;");
+    w.line("const long long bh = (long long)b * heads + blockIdx.y;");
+    w.line(format!("q += bh * seq_q * {hd};"));
+    w.line(format!("o += bh * seq_q * {hd};"));
+    w.line(format!("k += bh * seq_kv * {hd};"));
+    w.line(format!("v += bh * seq_kv * {hd};"));
+    w.line("// keys >= kv_end take no part for any query of this block");
+    w.line("int kv_end = seq_kv;");
+    match ir.variant.mask {
+        Mask::Padding => w.line("kv_end = min(kv_end, kv_lens[b]);"),
+        Mask::Causal => w.line(format!("kv_end = min(kv_end, q0 + {bq});")),
+        _ => {}
+    }
+    w.line(format!(
+        "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
+    ));
+    w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+    for (t, off) in [(sh.sq, q_off), (sh.sk, k_off), (sh.sv, v_off)] {
+        w.line(format!(
+            "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
+            t.name,
+            t.stages,
+            t.stage_bytes()
+        ));
+    }
+    if d.attn_p_scratch_bytes(&p, sh.s.warps_m) > 0 {
+        w.line(format!(
+            "{ty}* const s_p_w = ({ty}*)(smem + {p_off}) + warp * {}; // this warp's P",
+            p.s.wm * plan::p_stride(bkv)
+        ));
+    }
+    let threads_copy = threads;
+    w.line("// Q tile (rows past seq_q are zero)");
+    emit_copy(
+        &mut w,
+        d,
+        sh.sq,
+        &format!("s_{}", sh.sq.name),
+        "q",
+        "q0",
+        "seq_q",
+        threads_copy,
+    )?;
+    d.copy_commit(&mut w);
+    w.line("// copy key block kt into pipeline stage `stage` (keys past kv_end are zero)");
+    w.open("auto load_stage = [&](int stage, int kt)");
+    w.line(format!("const int kv0 = kt * {bkv};"));
+    for (t, src) in [(sh.sk, "k"), (sh.sv, "v")] {
+        let dst = format!("s_{} + stage * {}", t.name, t.stage_bytes() / 2);
+        emit_copy(&mut w, d, t, &dst, src, "kv0", "kv_end", threads_copy)?;
+    }
+    w.close(";");
+    let stages = sh.stages;
+    w.line(format!("// prologue: {} key blocks in flight", stages - 1));
+    w.line("#pragma unroll");
+    w.open(format!("for (int st = 0; st < {}; ++st)", stages - 1));
+    w.line("if (st < kv_blocks) load_stage(st, st);");
+    d.copy_commit(&mut w);
+    w.close("");
+    d.copy_wait(&mut w, stages - 1);
+    d.barrier(&mut w);
+    d.declare_acc(&mut w, &p.s);
+    d.declare_acc(&mut w, &p.o);
+    let (slots, _) = d.acc_row_slots(&p.s);
+    w.line(format!(
+        "// online-softmax state of this thread's {slots} accumulator rows (log2 domain)"
+    ));
+    w.line(format!("float row_m[{slots}], row_l[{slots}];"));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int r = 0; r < {slots}; ++r) {{ row_m[r] = tsr_neg_inf(); row_l[r] = 0.f; }}"
+    ));
+    if p.q_resident {
+        d.attn_load_q(&mut w, &p);
+    }
+    for t in [sh.sk, sh.sv] {
+        w.line(format!("const {ty}* s_{0}_r = s_{0};", t.name));
+    }
+    w.line("int read = 0;");
+    w.line(format!("int write = {};", stages - 1));
+    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
+    d.copy_wait(&mut w, stages - 2);
+    w.line("// key block kt has landed; every warp is done with block kt - 1's stage");
+    d.barrier(&mut w);
+    w.line(format!(
+        "if (kt + {0} < kv_blocks) load_stage(write, kt + {0});",
+        stages - 1
+    ));
+    d.copy_commit(&mut w);
+    let advance = |w: &mut Source, var: &str| {
+        w.line(format!("{var} = {var} + 1 == {stages} ? 0 : {var} + 1;"))
+    };
+    for t in [sh.sk, sh.sv] {
+        w.line(format!(
+            "s_{0}_r = s_{0} + read * {1};",
+            t.name,
+            t.stage_bytes() / 2
+        ));
+    }
+    w.line(format!("const int kv0 = kt * {bkv};"));
+    w.line(format!("// S = Q K^T ({} x {bkv} per warp)", p.s.wm));
+    d.attn_scores(&mut w, &p);
+    emit_mask_and_softmax(&mut w, d, &p, ir.variant.mask, bkv)?;
+    w.line(format!("// O += P V ({} x {hd} per warp)", p.o.wm));
+    d.attn_pv(&mut w, &p);
+    advance(&mut w, "read");
+    advance(&mut w, "write");
+    w.close("");
+    emit_normalize_and_store(&mut w, d, &p, &ir.variant, hd)?;
+    w.close("");
+    Ok(KernelSource {
+        name: ir.name.clone(),
+        target: d.target(),
+        source: w.finish(),
+        threads,
+        smem_bytes,
+        tile_m: bq,
+        tile_n: hd,
+    })
+}
+
+/// Copy `lines` rows of `head_dim` elements from global `src` (rows `row0 + r`) into the shared
+/// tile at `dst`, 16 bytes per copy; rows at or past `limit` are zero-filled, never read.
+#[allow(clippy::too_many_arguments)]
+fn emit_copy(
+    w: &mut Source,
+    d: &dyn Dialect,
+    t: &SharedTile,
+    dst: &str,
+    src: &str,
+    row0: &str,
+    limit: &str,
+    threads: u32,
+) -> Result<(), CodegenError> {
+    let (lines, stride) = t.storage();
+    let width = t.cols;
+    let per_line = width / CHUNK;
+    // head_dim is a multiple of 16 and blocks have 128..1024 threads: whole lines per pass
+    if per_line == 0 || !threads.is_multiple_of(per_line) {
+        return Err(CodegenError::Unsupported(format!(
+            "{threads} threads do not copy whole {width}-element lines"
+        )));
+    }
+    let rows_per_pass = threads / per_line;
+    let iters = lines.div_ceil(rows_per_pass);
+    let total = lines * per_line;
+    w.open("");
+    w.line(format!("const int r0 = tid / {per_line};"));
+    w.line(format!("const int c = (tid % {per_line}) * {CHUNK};"));
+    w.line(format!(
+        "const {}* const src0 = {src} + (long long)({row0} + r0) * {width} + c;",
+        d.storage_type(t.dtype)
+    ));
+    w.line("#pragma unroll");
+    w.open(format!("for (int it = 0; it < {iters}; ++it)"));
+    w.line(format!("const int r = r0 + it * {rows_per_pass};"));
+    if !total.is_multiple_of(threads) {
+        w.line(format!("if (r >= {lines}) break;"));
+    }
+    w.line(format!("const bool p = {row0} + r < {limit};"));
+    d.copy_chunk(
+        w,
+        &format!("{dst} + r * {stride} + c"),
+        &format!("p ? src0 + (long long)(it * {rows_per_pass}) * {width} : {src}"),
+        CHUNK * 2,
+        "p",
+    );
+    w.close("");
+    w.close("");
+    Ok(())
+}
+
+/// Scale, mask (edge blocks only) and the online-softmax update of one key block.
+fn emit_mask_and_softmax(
+    w: &mut Source,
+    d: &dyn Dialect,
+    p: &AttnPlan,
+    mask: Mask,
+    bkv: u32,
+) -> Result<(), CodegenError> {
+    let (slots, slot) = d.acc_row_slots(&p.s);
+    let causal = mask == Mask::Causal;
+    // a block needs masking if it reaches past kv_end, or (causal) past this warp's first query
+    let edge = if causal {
+        format!("kv0 + {bkv} > kv_end || kv0 + {} > q0 + wr0", bkv - 1)
+    } else {
+        format!("kv0 + {bkv} > kv_end")
+    };
+    w.line(format!("const bool edge = {edge};"));
+    w.line("// scale into the log2 domain; on edge blocks masked keys become -inf");
+    let mut bad = None;
+    d.for_each_acc(w, &p.s, &mut |w, g| {
+        if g.regs.is_empty() {
+            bad = Some(CodegenError::Malformed("empty accumulator group".into()));
+        }
+        for reg in &g.regs {
+            w.line(format!("{reg} *= sl2;"));
+        }
+        w.open("if (edge)");
+        w.line(format!("const int key = kv0 + {};", g.col));
+        if causal {
+            w.line(format!("const int qi = q0 + {};", g.row));
+        }
+        for (k, reg) in g.regs.iter().enumerate() {
+            let cond = if causal {
+                format!("key + {k} >= kv_end || key + {k} > qi")
+            } else {
+                format!("key + {k} >= kv_end")
+            };
+            w.line(format!("if ({cond}) {reg} = tsr_neg_inf();"));
+        }
+        w.close("");
+    });
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    w.line("// new row max over this block, shared by the threads of each row");
+    w.line(format!("float mx[{slots}];"));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int r = 0; r < {slots}; ++r) mx[r] = row_m[r];"
+    ));
+    d.for_each_acc(w, &p.s, &mut |w, g| {
+        for reg in &g.regs {
+            w.line(format!("mx[{slot}] = fmaxf(mx[{slot}], {reg});"));
+        }
+    });
+    w.line(format!("float alpha[{slots}];"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int r = 0; r < {slots}; ++r)"));
+    d.row_allreduce(w, "mx[r]", true);
+    w.line("// a row with no key yet keeps max -inf: subtract 0 so exp2 gives 0, not NaN");
+    w.line("const float mu = mx[r] == tsr_neg_inf() ? 0.f : mx[r];");
+    w.line("alpha[r] = tsr_exp2(row_m[r] - mu);");
+    w.line("row_m[r] = mx[r];");
+    w.line("mx[r] = mu;");
+    w.line("row_l[r] *= alpha[r];");
+    w.close("");
+    w.line("// P = exp2(S - m); l += this thread's part of the row sum");
+    d.for_each_acc(w, &p.s, &mut |w, g| {
+        for reg in &g.regs {
+            w.line(format!("{reg} = tsr_exp2({reg} - mx[{slot}]);"));
+            w.line(format!("row_l[{slot}] += {reg};"));
+        }
+    });
+    w.line("// rescale O by exp2(m_old - m_new)");
+    let (_, oslot) = d.acc_row_slots(&p.o);
+    d.for_each_acc(w, &p.o, &mut |w, g| {
+        for reg in &g.regs {
+            w.line(format!("{reg} *= alpha[{oslot}];"));
+        }
+    });
+    Ok(())
+}
+
+/// Reduce `l` over each row's threads, divide O by it and store rows `< seq_q`.
+fn emit_normalize_and_store(
+    w: &mut Source,
+    d: &dyn Dialect,
+    p: &AttnPlan,
+    variant: &tessera_dsl::Variant,
+    hd: u32,
+) -> Result<(), CodegenError> {
+    let o: &MmaPlan = &p.o;
+    let (slots, slot) = d.acc_row_slots(o);
+    w.line("// normalize: O /= l (l summed over the threads of each row)");
+    w.line("#pragma unroll");
+    w.open(format!("for (int r = 0; r < {slots}; ++r)"));
+    d.row_allreduce(w, "row_l[r]", false);
+    w.line("row_l[r] = row_l[r] > 0.f ? 1.f / row_l[r] : 0.f;");
+    w.close("");
+    d.for_each_acc(w, o, &mut |w, g| {
+        for reg in &g.regs {
+            w.line(format!("{reg} *= row_l[{slot}];"));
+        }
+    });
+    let out = variant.output;
+    w.line(format!("// store O ({out}) for queries < seq_q"));
+    let mut bad = None;
+    d.for_each_acc(w, o, &mut |w, g| {
+        w.line(format!("const int qi = q0 + {};", g.row));
+        w.open("if (qi < seq_q)");
+        w.line(format!(
+            "const long long di = (long long)qi * {hd} + {};",
+            g.col
+        ));
+        match g.regs.as_slice() {
+            [a, b2] if out.size_bytes() == 2 => w.line(format!(
+                "*(unsigned*)(o + di) = (unsigned){} | ((unsigned){} << 16);",
+                d.to_storage(out, a),
+                d.to_storage(out, b2)
+            )),
+            [] => bad = Some(CodegenError::Malformed("empty accumulator group".into())),
+            regs => {
+                for (k, reg) in regs.iter().enumerate() {
+                    w.line(format!("o[di + {k}] = {};", d.to_storage(out, reg)));
+                }
+            }
+        }
+        w.close("");
+    });
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

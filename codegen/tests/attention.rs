@@ -1,0 +1,248 @@
+//! Fused-attention code generation for sm_80, sm_90a and gfx90a over representative configs:
+//! determinism, the launch ABI, and the structure of the generated kernels.
+
+use tessera_codegen::{emit, CodegenError};
+use tessera_dsl::ir::abi;
+use tessera_dsl::template::variant_for;
+use tessera_dsl::{
+    AttentionProblem, Config, DType, KernelBuilder, KernelIr, Mask, OpKind, Problem, Target,
+};
+
+/// (block_q, block_kv, warps, stages)
+type Point = (u32, u32, u32, u32);
+
+fn config(p: Point, head_dim: u64, mask: Mask, dtype: DType) -> Config {
+    let (bq, bkv, warps, stages) = p;
+    let mut problem = AttentionProblem::new(2, 3, 257, head_dim);
+    problem.seq_kv = 389;
+    problem.mask = mask;
+    problem.dtype = dtype;
+    Config {
+        template: "attention".into(),
+        params: vec![
+            ("block_q".into(), bq.into()),
+            ("block_kv".into(), bkv.into()),
+            ("warps".into(), warps.into()),
+            ("stages".into(), stages.into()),
+        ],
+        label: format!("q{bq}_kv{bkv}_w{warps}_s{stages}"),
+        variant: variant_for(DType::F32, &Problem::Attention(problem)),
+    }
+}
+
+/// The IR the attention template builds (mirrors library/src/attention.rs).
+fn build(c: &Config) -> KernelIr {
+    let v = |n: &str| c.get(n).expect("param");
+    let (bq, bkv, warps, stages) = (v("block_q"), v("block_kv"), v("warps"), v("stages"));
+    let hd = i64::from(c.variant.extent);
+    let mut b = KernelBuilder::new(c, OpKind::Attention);
+    b.shared("sq", "q", bq, hd, 1).unwrap();
+    b.shared("sk", "k", bkv, hd, stages).unwrap();
+    b.shared("sv", "v", bkv, hd, stages).unwrap();
+    b.fragment("s", DType::F32, bq, bkv, warps, 1).unwrap();
+    b.fragment("acc", DType::F32, bq, hd, warps, 1).unwrap();
+    b.load("q", "sq").unwrap();
+    b.begin_mainloop(bkv, stages).unwrap();
+    b.load("k", "sk").unwrap();
+    b.load("v", "sv").unwrap();
+    b.mma_with("s", "sq", "sk", true, true).unwrap();
+    b.mask("s").unwrap();
+    b.online_softmax("s", "acc").unwrap();
+    b.mma_with("acc", "s", "sv", false, false).unwrap();
+    b.end_mainloop().unwrap();
+    b.normalize("acc").unwrap();
+    b.epilogue("acc", "o").unwrap();
+    b.finish().unwrap()
+}
+
+/// Every point of the template's space (`block_q % (warps * 16) == 0`).
+fn space() -> Vec<Point> {
+    let mut out = Vec::new();
+    for bq in [64, 128] {
+        for bkv in [32, 64, 128] {
+            for warps in [4, 8] {
+                for stages in [2, 3] {
+                    if bq % (warps * 16) == 0 {
+                        out.push((bq, bkv, warps, stages));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+const TARGETS: [Target; 3] = [Target::Sm80, Target::Sm90a, Target::Gfx90a];
+
+#[test]
+fn emits_every_config_deterministically_with_the_abi() {
+    let mut emitted = 0;
+    for target in TARGETS {
+        for p in space() {
+            for hd in [64, 128] {
+                for mask in [Mask::None, Mask::Causal, Mask::Padding] {
+                    for dt in [DType::F16, DType::BF16] {
+                        let ir = build(&config(p, hd, mask, dt));
+                        let a = match emit(&ir, target) {
+                            Ok(a) => a,
+                            // only register-budget rejections are allowed
+                            Err(CodegenError::Unsupported(m)) if m.contains("budget") => continue,
+                            Err(e) => panic!("{} ({target}): {e}", ir.name),
+                        };
+                        let b = emit(&ir, target).unwrap();
+                        assert_eq!(a, b, "{} is not deterministic", ir.name);
+                        assert_eq!(a.tile_m, p.0);
+                        let ws = if target == Target::Gfx90a { 64 } else { 32 };
+                        assert_eq!(a.threads, p.2 * ws);
+                        let params: Vec<&str> = abi(OpKind::Attention, &ir.variant)
+                            .iter()
+                            .map(|x| x.name())
+                            .collect();
+                        let head = a.source.split(&format!("{}(", ir.name)).nth(1).unwrap();
+                        let list = head.split(')').next().unwrap();
+                        let got: Vec<&str> = list
+                            .split(',')
+                            .map(|x| x.split_whitespace().last().unwrap())
+                            .collect();
+                        assert_eq!(got, params, "{}", ir.name);
+                        emitted += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(emitted >= 200, "only {emitted} kernels emitted");
+}
+
+fn source(p: Point, hd: u64, mask: Mask, dt: DType, target: Target) -> String {
+    emit(&build(&config(p, hd, mask, dt)), target)
+        .expect("emit")
+        .source
+}
+
+#[test]
+fn cuda_structure_matches_the_tile_math() {
+    // 64 queries / 4 warps = 16 rows a warp; 32 keys; head_dim 64
+    let s = source((64, 32, 4, 2), 64, Mask::None, DType::F16, Target::Sm80);
+    // one mma line pair per n8 atom pair: S (j over 32/16 key pairs) and O (j over 64/16)
+    assert_eq!(s.matches("tsr_mma_f16(f_s[i][2 * j]").count(), 1);
+    assert_eq!(s.matches("tsr_mma_f16(f_acc[i][2 * j]").count(), 1);
+    assert!(
+        s.contains("for (int kk = 0; kk < 4; ++kk)"),
+        "head_dim/16 k-steps"
+    );
+    assert!(
+        s.contains("for (int kk = 0; kk < 2; ++kk)"),
+        "block_kv/16 P.V k-steps"
+    );
+    assert!(
+        s.contains("for (int j = 0; j < 2; ++j)"),
+        "block_kv/16 K loads"
+    );
+    assert!(
+        s.contains("tsr_ldmatrix_x4_trans(vb"),
+        "V through ldmatrix.trans"
+    );
+    assert!(s.contains("tsr_ldmatrix_x4(kb"), "K through ldmatrix");
+    assert!(
+        s.contains("unsigned qf[4][1][4];"),
+        "Q resident: 4 k-steps x 1 m16 tile"
+    );
+    assert!(s.contains("tsr_pack_f16x2(f_s[i][2 * kk][0], f_s[i][2 * kk][1])"));
+    assert!(s.contains("cp.async.wait_group 0"));
+    assert!(s.contains("__shfl_xor_sync(0xffffffffu, mx[r], 2)"));
+    assert!(
+        !s.contains("kv_lens[b]"),
+        "no padding read without the padding mask"
+    );
+    assert!(
+        !s.contains("q0 + 64);"),
+        "no causal bound without the causal mask"
+    );
+    let bf = source(
+        (128, 32, 8, 3),
+        128,
+        Mask::Padding,
+        DType::BF16,
+        Target::Sm90a,
+    );
+    assert!(bf.contains("tsr_mma_bf16(") && !bf.contains("tsr_mma_f16(f_"));
+    assert!(bf.contains("tsr_pack_bf16x2("));
+    assert!(bf.contains("kv_end = min(kv_end, kv_lens[b]);"));
+    assert!(
+        bf.contains("cp.async.wait_group 1"),
+        "3 stages keep one block in flight"
+    );
+    assert!(
+        bf.contains("for (int kk = 0; kk < 8; ++kk)"),
+        "head_dim 128: 8 k-steps"
+    );
+}
+
+#[test]
+fn causal_block_skipping_only_with_the_causal_mask() {
+    for target in TARGETS {
+        let c = source((128, 64, 8, 2), 64, Mask::Causal, DType::F16, target);
+        assert!(c.contains("kv_end = min(kv_end, q0 + 128);"), "{target}");
+        assert!(c.contains("> qi) "), "{target}: causal element test");
+        for mask in [Mask::None, Mask::Padding] {
+            let n = source((128, 64, 8, 2), 64, mask, DType::F16, target);
+            assert!(!n.contains("q0 + 128);"), "{target} {mask}");
+            assert!(!n.contains("> qi"), "{target} {mask}");
+        }
+    }
+}
+
+#[test]
+fn hip_uses_mfma_and_lds_for_p() {
+    let s = source((64, 64, 4, 2), 64, Mask::Causal, DType::F16, Target::Gfx90a);
+    assert!(s.contains("__builtin_amdgcn_mfma_f32_16x16x16f16("));
+    assert!(s.contains("s_p_w["), "P goes through LDS");
+    assert!(s.contains("__shfl_xor(mx[r], 8)"));
+    assert!(!s.contains("ldmatrix") && !s.contains("cp.async"));
+    let b = source((64, 64, 4, 2), 64, Mask::None, DType::BF16, Target::Gfx90a);
+    assert!(b.contains("__builtin_amdgcn_mfma_f32_16x16x16bf16_1k("));
+}
+
+#[test]
+fn smem_accounts_for_every_tile() {
+    let k = emit(
+        &build(&config((64, 64, 4, 3), 64, Mask::None, DType::F16)),
+        Target::Sm80,
+    )
+    .unwrap();
+    // Q 64x72 + K, V 3 x 64x72, 16-bit
+    assert_eq!(k.smem_bytes, 2 * 64 * 72 * (1 + 3 + 3));
+    let h = emit(
+        &build(&config((64, 64, 4, 2), 64, Mask::None, DType::F16)),
+        Target::Gfx90a,
+    )
+    .unwrap();
+    // + P scratch: 4 waves x 16 rows x 72
+    assert_eq!(h.smem_bytes, 2 * 64 * 72 * 5 + 2 * 4 * 16 * 72);
+}
+
+#[test]
+fn rejects_ir_it_cannot_lower() {
+    let c = config((64, 64, 4, 2), 64, Mask::None, DType::F16);
+    let mut ir = build(&c);
+    // drop the mask statement: keys past seq_kv would take part
+    if let Some(tessera_dsl::ir::Stmt::Mainloop { body, .. }) = ir
+        .body
+        .iter_mut()
+        .find(|s| matches!(s, tessera_dsl::ir::Stmt::Mainloop { .. }))
+    {
+        body.remove(1);
+    }
+    assert!(matches!(
+        emit(&ir, Target::Sm80),
+        Err(CodegenError::Malformed(_))
+    ));
+    let mut one_stage = build(&config((64, 64, 4, 2), 64, Mask::None, DType::F16));
+    for s in &mut one_stage.shared {
+        if s.name != "sq" {
+            s.stages = 1;
+        }
+    }
+    assert!(emit(&one_stage, Target::Sm80).is_err());
+}
