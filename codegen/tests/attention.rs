@@ -246,3 +246,23 @@ fn rejects_ir_it_cannot_lower() {
     }
     assert!(emit(&one_stage, Target::Sm80).is_err());
 }
+
+/// `TESSERA_DUMP_ATTN=dir cargo test -p tessera-codegen --test attention dump` writes samples.
+#[test]
+fn dump() {
+    let Some(dir) = std::env::var_os("TESSERA_DUMP_ATTN") else {
+        return;
+    };
+    for (t, ext) in [(Target::Sm80, "cu"), (Target::Gfx90a, "hip")] {
+        let k = emit(
+            &build(&config((64, 64, 4, 2), 64, Mask::Causal, DType::F16)),
+            t,
+        )
+        .unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{}.{ext}", k.name)),
+            k.source,
+        )
+        .unwrap();
+    }
+}

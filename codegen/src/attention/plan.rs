@@ -236,7 +236,7 @@ pub fn plan(sh: &AttnShape, d: &dyn Dialect) -> Result<AttnPlan, CodegenError> {
     let s_vals = wm * sh.block_kv / ws;
     let o_vals = wm * sh.head_dim / ws;
     let q_regs = wm * sh.head_dim / ws / 2;
-    let budget = d.target().nominal_caps().regs_per_thread * 5 / 8;
+    let budget = d.target().nominal_caps().regs_per_thread * 3 / 4;
     if s_vals + o_vals > budget {
         return unsupported(format!(
             "{wm}x{} scores and {wm}x{} output per warp need {} accumulator registers a thread (budget {budget} on {})",
