@@ -15,7 +15,7 @@ use tessera_tuner::pool::{default_jobs, parallel_map};
 
 /// (rows per block, threads per row, vector) × row length: sub-warp, one-warp and multi-warp
 /// rows, 2/4/8-element vectors, rows that are and are not multiples of a block's span.
-const CASES: [(Shape, u64); 8] = [
+const CASES: [(Shape, u64); 10] = [
     ((1, 128, 8), 1024),
     ((4, 32, 8), 768),
     ((2, 64, 4), 1000),
@@ -24,6 +24,8 @@ const CASES: [(Shape, u64); 8] = [
     ((8, 128, 4), 1024),
     ((1, 512, 8), 4096),
     ((2, 128, 8), 4096),
+    ((8, 128, 8), 1024),
+    ((1, 1024, 8), 16384),
 ];
 
 fn kernels() -> Vec<KernelIr> {
