@@ -293,6 +293,18 @@ pub fn validate_generic<T: Template + ?Sized>(
     let ir = t
         .build(config)
         .map_err(|e| Reject::new(Unsupported, format!("build failed: {e}")))?;
+    if let Some(r) = ir.row_tile() {
+        if r.vector > wanted.align {
+            return Err(Reject::new(
+                Shape,
+                format!(
+                    "vector {} exceeds the rows' alignment ({} elements): cols must be a multiple \
+                     of the vector width",
+                    r.vector, wanted.align
+                ),
+            ));
+        }
+    }
     let threads = ir.threads(caps.warp_size);
     if threads > caps.max_threads_per_block {
         return Err(Reject::new(

@@ -122,4 +122,16 @@ mod tests {
         let config = TEMPLATE.config(&[2, 128, 4], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
     }
+
+    #[test]
+    fn vectors_wider_than_the_rows_alignment_are_rejected() {
+        let caps = Target::Sm90a.nominal_caps();
+        let p = problem(None, 2050); // 2-element aligned rows
+        let wide = TEMPLATE.config(&[1, 256, 4], &p).unwrap();
+        let r = TEMPLATE.validate(&wide, &p, &caps).unwrap_err();
+        assert_eq!(r.kind, RejectKind::Shape);
+        assert!(r.reason.contains("vector 4 exceeds"), "{r}");
+        let narrow = TEMPLATE.config(&[1, 256, 2], &p).unwrap();
+        TEMPLATE.validate(&narrow, &p, &caps).unwrap();
+    }
 }
