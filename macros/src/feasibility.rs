@@ -3,13 +3,15 @@
 //!
 //! - every size is a positive 32-bit integer (and evaluating it cannot divide by zero);
 //! - the mainloop step (the MMA's K) and each warp tile are multiples of the MMA atom;
-//! - `mma` operands have matching shapes, and loaded tiles hold the loop's stages;
+//! - `mma` operands have matching shapes (a GEMM's K slices match the step; a block product
+//!   such as attention's `S = Q·Kᵀ` agrees on one K), and loaded tiles hold the loop's stages;
+//! - a row tile's block (rows × threads) fits [`MAX_THREADS`] and its vector is 1, 2, 4 or 8;
 //! - the smallest config's shared memory fits the largest target;
 //! - no two configs get the same label (the label is part of the one kernel name).
 
 use crate::expr::{text, Node};
 use crate::kernel::TileOp;
-use crate::target::{ATOM_K, ATOM_M, ATOM_N, MAX_SMEM, MAX_SMEM_TARGET};
+use crate::target::{ATOM_K, ATOM_M, ATOM_N, MAX_SMEM, MAX_SMEM_TARGET, MAX_THREADS};
 use crate::template::{point_text, Template};
 use proc_macro2::TokenStream;
 use std::collections::{HashMap, HashSet};
@@ -88,6 +90,7 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
     let mut shared = Vec::new();
     let mut fragments = Vec::new();
     let mut loop_stmts = Vec::new();
+    let mut row_tiles = Vec::new();
     for s in &t.kernel {
         match &s.op {
             TileOp::Shared {
@@ -126,6 +129,12 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
             TileOp::Mainloop {
                 step, stages, body, ..
             } => loop_stmts.push((step, stages, body)),
+            TileOp::Rows {
+                rows,
+                threads,
+                vector,
+                ..
+            } => row_tiles.push((rows, threads, vector, &s.at)),
             _ => {}
         }
     }
@@ -289,6 +298,39 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                         )
                     }
                 });
+            }
+        }
+
+        // Row tiles: sizes, threads per block and the vector width.
+        for &(rows, threads, vector, at) in &row_tiles {
+            let r = size(rows, &|| "rows per block".to_string(), &mut report);
+            let th = size(threads, &|| "threads per row".to_string(), &mut report);
+            let v = size(vector, &|| "vector width".to_string(), &mut report);
+            if let (Some(r), Some(th)) = (r, th) {
+                if r * th > MAX_THREADS {
+                    let (rt, tt) = (text(&rows.source), text(&threads.source));
+                    report.once("row threads".to_string(), at, || {
+                        format!(
+                            "a block of {rt} × {tt} = {r} × {th} = {} threads (at {}) exceeds the \
+                             {MAX_THREADS} threads every target allows; constrain it, e.g. \
+                             `{rt} * {tt} <= {MAX_THREADS}`",
+                            r * th,
+                            here()
+                        )
+                    });
+                }
+            }
+            if let Some(v) = v {
+                if ![1, 2, 4, 8].contains(&v) {
+                    report.once(format!("vector {v}"), &vector.source, || {
+                        format!(
+                            "vector width `{}` = {v} at {}: a thread accesses 1, 2, 4 or 8 \
+                             contiguous elements (at most 16 bytes); use one of those",
+                            vector.source,
+                            here()
+                        )
+                    });
+                }
             }
         }
 

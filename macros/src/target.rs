@@ -13,3 +13,5 @@ pub const ATOM_K: i64 = 16;
 pub const MAX_SMEM: i64 = 232_448;
 /// The target that offers [`MAX_SMEM`].
 pub const MAX_SMEM_TARGET: &str = "sm_90a";
+/// Threads per block every target allows.
+pub const MAX_THREADS: i64 = 1024;
