@@ -312,7 +312,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
                 "--templates",
                 "gemx",
             ],
-            "templates are: gemm",
+            "templates are: attention, gemm, layernorm, softmax",
         ),
         (
             vec![

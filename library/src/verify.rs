@@ -31,6 +31,10 @@ pub const POISON_BYTE: u8 = 0xFF;
 /// Problems up to this many multiply-adds are checked in full.
 pub const FULL_CHECK_MACS: u64 = 1 << 27;
 
+/// Row-wise and attention outputs up to this many elements are checked in full (the check
+/// runs once per candidate, so it must stay cheap next to the kernel).
+pub const FULL_CHECK_ELEMENTS: u64 = 1 << 20;
+
 /// Elements checked on a large problem (plus its edges).
 pub const SAMPLE: usize = 6144;
 
@@ -130,13 +134,19 @@ pub fn check_gemm_expected_bytes(p: &GemmProblem, e: &Expected, out: &[u8]) -> V
 /// otherwise the first and last rows and a seeded sample. A row is `(0, row)` for row-wise
 /// ops and `(batch·heads + head, query)` for attention.
 pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
-    let (outer, rows, work) = match problem {
-        Problem::Gemm(g) => (g.batch, g.m, g.n * g.k),
-        Problem::Layernorm(l) => (1, l.rows, l.cols),
-        Problem::Softmax(s) => (1, s.rows, s.cols),
-        Problem::Attention(a) => (a.batch * a.heads, a.seq_q, a.seq_kv * a.head_dim),
+    // work: reference operations per output row; width: output elements per row
+    let (outer, rows, work, width) = match problem {
+        Problem::Gemm(g) => (g.batch, g.m, g.n * g.k, g.n),
+        Problem::Layernorm(l) => (1, l.rows, l.cols, l.cols),
+        Problem::Softmax(s) => (1, s.rows, s.cols, s.cols),
+        Problem::Attention(a) => (
+            a.batch * a.heads,
+            a.seq_q,
+            a.seq_kv * a.head_dim,
+            a.head_dim,
+        ),
     };
-    if outer * rows * work <= FULL_CHECK_MACS {
+    if outer * rows * work <= FULL_CHECK_MACS && outer * rows * width <= FULL_CHECK_ELEMENTS {
         return (0..outer)
             .flat_map(|o| (0..rows).map(move |r| (o, r)))
             .collect();
@@ -314,9 +324,10 @@ mod tests {
         assert!(!v.pass);
         assert_eq!(v.worst, (5, 36, 63));
 
-        let big = SoftmaxProblem::new(65536, 4096);
-        let rows = op_rows(&Problem::Softmax(big));
-        assert!(rows.contains(&(0, 65535)) && rows.len() > 16 && rows.len() <= 260);
+        for (r, c) in [(65536, 4096), (65536, 1024), (12288, 768)] {
+            let rows = op_rows(&Problem::Softmax(SoftmaxProblem::new(r, c)));
+            assert!(rows.contains(&(0, r - 1)) && rows.len() > 16 && rows.len() <= 260);
+        }
     }
 
     #[test]
