@@ -78,7 +78,10 @@ fn emit_prints_the_snapshot() {
 fn bad_input_exits_2_naming_choices() {
     let cfg = "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3";
     let cases: [(&[&str], &str); 8] = [
-        (&["emit", "gemx", "--config", cfg], "templates are: attention, gemm, layernorm, softmax"),
+        (
+            &["emit", "gemx", "--config", cfg],
+            "templates are: attention, gemm, layernorm, softmax",
+        ),
         (
             &["emit", "gemm", "--config", cfg, "--target", "sm_75"],
             "use sm_80, sm_90a, gfx90a or gfx942",

@@ -44,6 +44,21 @@ pub mod attention {
         let ir = TEMPLATE
             .build(config)
             .map_err(|e| Reject::new(RejectKind::Unsupported, e.to_string()))?;
+        // Wavefront-64 targets (MFMA) re-layout P through LDS: one padded block_q × block_kv
+        // tile of 16-bit probabilities beside the Q, K and V tiles.
+        if caps.warp_size == 64 {
+            let scratch = ir.tile_m * (ir.tile_n + tessera_dsl::builder::SHARED_PAD) * 2;
+            let total = ir.smem_bytes() + scratch;
+            if total > caps.smem_per_block {
+                return Err(Reject::new(
+                    RejectKind::Resources,
+                    format!(
+                        "needs {total} bytes of LDS with the P scratch; {} allows {}",
+                        caps.name, caps.smem_per_block
+                    ),
+                ));
+            }
+        }
         let acc = ir.acc_per_thread(caps.warp_size.max(1));
         if acc > MAX_ACC_PER_THREAD {
             return Err(Reject::new(

@@ -28,6 +28,12 @@ fn fused_templates_compile_for_amd_without_spills() {
     let target = Target::Gfx90a;
     let jobs = tessera_tests::fused_configs(target);
     assert!(jobs.len() >= 12, "too few AMD configs: {}", jobs.len());
+    for name in ["layernorm", "softmax", "attention"] {
+        assert!(
+            jobs.iter().any(|(t, _, _)| t.name() == name),
+            "no {name} config fits gfx90a"
+        );
+    }
     let results = parallel_map(&jobs, 2, |(t, c, _)| {
         let src = tessera_codegen::generate(*t, c, target).expect("codegen");
         tools
