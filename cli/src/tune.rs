@@ -198,12 +198,8 @@ impl Observer for Bars {
         if let Some(b) = self.current.take() {
             b.finish_and_clear();
         }
-        let what = match (&s.winner, s.tflops) {
-            (Some(w), Some(tf)) => format!(
-                "{w} {:.1} TFLOP/s{}",
-                tf,
-                if s.cached { " (cached)" } else { "" }
-            ),
+        let what = match (&s.winner, throughput(s)) {
+            (Some(w), Some(t)) => format!("{w} {t}{}", if s.cached { " (cached)" } else { "" }),
             _ => "no winner".into(),
         };
         self.overall.println(format!("{}: {what}", s.name));
@@ -336,17 +332,17 @@ fn report(
     }
     if !args.quiet {
         println!(
-            "{:<24} {:<58} {:>9} {:>8}  candidates",
-            "problem", "winner", "ms", "TFLOP/s"
+            "{:<24} {:<58} {:>9} {:>14}  candidates",
+            "problem", "winner", "ms", "throughput"
         );
         for s in summaries {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
             println!(
-                "{:<24} {:<58} {:>9} {:>8}  {}",
+                "{:<24} {:<58} {:>9} {:>14}  {}",
                 s.name,
                 s.winner.as_deref().unwrap_or("-"),
                 s.median_ms.map_or("-".into(), |m| format!("{m:.4}")),
-                s.tflops.map_or("-".into(), |t| format!("{t:.1}")),
+                throughput(s).unwrap_or_else(|| "-".into()),
                 if s.cached {
                     "cached".to_string()
                 } else {
@@ -469,5 +465,14 @@ fn compile_only(
             failed.len(),
             reqs.len()
         )
+    }
+}
+
+/// `512.3 TFLOP/s`, or `2849 GB/s` for a memory-bound op.
+fn throughput(s: &ProblemSummary) -> Option<String> {
+    match (s.tflops, s.gbs) {
+        (Some(t), _) => Some(format!("{t:.1} TFLOP/s")),
+        (None, Some(g)) => Some(format!("{g:.0} GB/s")),
+        _ => None,
     }
 }

@@ -423,3 +423,48 @@ fn compile_only_for_mi250_uses_hipcc() {
     assert_eq!(doc["failed"], 0);
     assert_eq!(doc["spilled"], 0);
 }
+
+#[test]
+fn sim_tune_covers_layernorm_softmax_and_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "fused.yaml",
+        "problems:\n\
+         - { name: ln, op: layernorm, rows: 33, cols: 768, fused: [residual] }\n\
+         - { name: sm, op: softmax, rows: 12, cols: 100, mask_period: 6 }\n\
+         - { name: attn, op: attention, batch: 1, heads: 2, seq: 40, head_dim: 64, mask: padding }\n",
+    );
+    let cache = dir.path().join("fused.db");
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("3 measured, 0 cached"), "{out}");
+    // each op is tuned by its own template; layernorm reports bandwidth, attention FLOP/s
+    let winners = Cache::open(&cache).unwrap().list_winners().unwrap();
+    let mut names: Vec<&str> = winners.iter().map(|w| w.kernel_name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 3);
+    assert!(names[0].starts_with("attention_f16_f32acc_") && names[0].contains("_d64_padding"));
+    assert!(names[1].starts_with("layernorm_f16_f32acc_") && names[1].contains("_residual_h768"));
+    assert!(names[2].starts_with("softmax_f16_f32acc_") && names[2].ends_with("_h100_mask_a4"));
+    let ln_line = out.lines().find(|l| l.starts_with("ln ")).expect("ln row");
+    assert!(ln_line.contains("GB/s"), "{ln_line}");
+    let attn_line = out
+        .lines()
+        .find(|l| l.starts_with("attn "))
+        .expect("attn row");
+    assert!(attn_line.contains("TFLOP/s"), "{attn_line}");
+    // rows whose vector exceeds the 4-element alignment of cols = 100 were rejected, with a reason
+    assert!(rows(&cache)
+        .iter()
+        .any(|r| r.status == Status::Rejected && r.reason.contains("exceeds the rows' alignment")));
+}

@@ -37,8 +37,15 @@ pub mod layernorm {
 /// f32 values of the row one thread may hold in registers before it spills.
 pub const MAX_ROW_VALUES: i64 = 64;
 
-/// Reject, as [`RejectKind::Resources`], configs where a thread would hold more than
-/// [`MAX_ROW_VALUES`] values of the row: `ceil(cols / (threads_per_row·vector))·vector`.
+/// Registers a thread has when `threads` share an SM's 64K-register file (at most 255).
+fn registers_per_thread(threads: i64) -> i64 {
+    (65536 / threads.max(1)).min(255)
+}
+
+/// Reject, as [`RejectKind::Resources`], configs where a thread would hold more values of the
+/// row (`ceil(cols / (threads_per_row·vector))·vector`) than it can keep in registers:
+/// [`MAX_ROW_VALUES`], and at most half its registers less 8 for addresses and statistics when
+/// a large block shrinks the per-thread share (1024 threads get 64 registers, so 24 values).
 pub fn check_row_values(config: &Config) -> Result<(), Reject> {
     let (Some(threads), Some(vector)) = (config.get("threads_per_row"), config.get("vector"))
     else {
@@ -47,15 +54,18 @@ pub fn check_row_values(config: &Config) -> Result<(), Reject> {
             "a row-wise config needs `threads_per_row` and `vector`",
         ));
     };
+    let block = threads * config.get("rows_per_block").unwrap_or(1);
+    let limit = MAX_ROW_VALUES.min(registers_per_thread(block) / 2 - 8);
     let per_step = (threads * vector).max(1);
     let cols = i64::from(config.variant.extent);
     let values = (cols + per_step - 1) / per_step * vector;
-    if values > MAX_ROW_VALUES {
+    if values > limit {
         return Err(Reject::new(
             RejectKind::Resources,
             format!(
                 "each thread would hold {values} f32 values of the {cols}-element row (limit \
-                 {MAX_ROW_VALUES}); use more threads per row"
+                 {limit} with {block} threads per block); use more threads per row or fewer rows \
+                 per block"
             ),
         ));
     }
@@ -198,6 +208,20 @@ mod tests {
         // 768 / (32 · 8) = 3 vectors of 8: 24 values.
         let p = problem(false, false, 768);
         let config = TEMPLATE.config(&[2, 32, 8], &p).unwrap();
+        TEMPLATE.check(&config, &p, &caps).unwrap();
+    }
+
+    #[test]
+    fn large_blocks_hold_fewer_values_per_thread() {
+        let caps = Target::Sm90a.nominal_caps();
+        let p = problem(false, false, 4096);
+        // 1024 threads (64 registers each): 4 vectors of 8 = 32 values is too many
+        let config = TEMPLATE.config(&[8, 128, 8], &p).unwrap();
+        let r = TEMPLATE.check(&config, &p, &caps).unwrap_err();
+        assert_eq!(r.kind, RejectKind::Resources);
+        assert!(r.reason.contains("limit 24 with 1024 threads"), "{r}");
+        // the same row on 512 threads (128 registers each) fits
+        let config = TEMPLATE.config(&[4, 128, 8], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
     }
 }

@@ -74,7 +74,11 @@ pub struct ProblemSummary {
     pub cached: bool,
     pub winner: Option<String>,
     pub median_ms: Option<f64>,
+    /// TFLOP/s of the winner (compute-bound ops).
     pub tflops: Option<f64>,
+    /// GB/s of the winner (memory-bound ops: layernorm, softmax).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbs: Option<f64>,
     /// Candidates by status (this run's rows only).
     pub counts: BTreeMap<String, usize>,
     pub compile_s: f64,
@@ -161,7 +165,7 @@ impl Session<'_> {
     }
 }
 
-fn apply_reply(row: &mut ResultRow, reply: &Reply, flops: f64) {
+fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
     row.status = status_of(&reply.status);
     row.reason = if row.status != Status::Ok && reply.reason.is_empty() {
         reply.status.clone()
@@ -180,9 +184,14 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, flops: f64) {
                 p90_ms,
                 samples: reply.samples,
             });
+            let (value, _) = problem.throughput(median_ms);
             row.throughput = Some(Throughput {
-                value: flops / (median_ms * 1e-3) / 1e12,
-                unit: ThroughputUnit::Tflops,
+                value,
+                unit: if problem.memory_bound() {
+                    ThroughputUnit::Gbs
+                } else {
+                    ThroughputUnit::Tflops
+                },
             });
         }
     }
@@ -209,7 +218,7 @@ pub fn tune_problem(
         summary.cached = true;
         summary.winner = Some(w.kernel_name);
         summary.median_ms = Some(w.median_ms);
-        summary.tflops = Some(problem.flops() / (w.median_ms * 1e-3) / 1e12);
+        set_throughput(&mut summary, problem, w.median_ms);
         obs.problem_done(&summary);
         return Ok(summary);
     }
@@ -314,7 +323,7 @@ pub fn tune_problem(
                 return Err(TunerError::Invalid(format!("worker: {}", reply.reason)))
             }
             Ok(reply) => {
-                apply_reply(&mut row, &reply, problem.flops());
+                apply_reply(&mut row, &reply, problem);
                 summary.verify_s += reply.verify_s;
                 summary.time_s += reply.time_s;
             }
@@ -351,7 +360,7 @@ pub fn tune_problem(
     if let Some(w) = policy::choose_winner(&rows).and_then(WinnerRow::from_result) {
         summary.winner = Some(w.kernel_name.clone());
         summary.median_ms = Some(w.median_ms);
-        summary.tflops = Some(problem.flops() / (w.median_ms * 1e-3) / 1e12);
+        set_throughput(&mut summary, problem, w.median_ms);
         if !summary.budget_exhausted {
             s.cache.record_winner(&w)?;
         }
@@ -359,4 +368,13 @@ pub fn tune_problem(
     summary.wall_s = started.elapsed().as_secs_f64();
     obs.problem_done(&summary);
     Ok(summary)
+}
+
+fn set_throughput(summary: &mut ProblemSummary, problem: &Problem, median_ms: f64) {
+    let (value, _) = problem.throughput(median_ms);
+    if problem.memory_bound() {
+        summary.gbs = Some(value);
+    } else {
+        summary.tflops = Some(value);
+    }
 }

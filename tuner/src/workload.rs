@@ -15,7 +15,7 @@ use tessera_library::verify::{
 
 /// Any problem's operands on a device.
 pub enum Workload {
-    Gemm(GemmWorkload),
+    Gemm(Box<GemmWorkload>),
     Op(OpWorkload),
 }
 
@@ -23,7 +23,7 @@ impl Workload {
     /// Allocate and upload fresh random operands (reproducible from `seed`).
     pub fn new(device: &dyn Device, problem: &Problem, seed: u64) -> Result<Workload, DeviceError> {
         Ok(match problem {
-            Problem::Gemm(g) => Workload::Gemm(GemmWorkload::new(device, g, seed)?),
+            Problem::Gemm(g) => Workload::Gemm(Box::new(GemmWorkload::new(device, g, seed)?)),
             other => Workload::Op(OpWorkload::new(device, other, seed)?),
         })
     }
@@ -82,7 +82,7 @@ impl Workload {
 
     pub fn free(self, device: &dyn Device) -> Result<(), DeviceError> {
         match self {
-            Workload::Gemm(w) => w.free(device),
+            Workload::Gemm(w) => (*w).free(device),
             Workload::Op(w) => w.free(device),
         }
     }

@@ -145,6 +145,21 @@ impl Problem {
         }
     }
 
+    /// Layernorm and softmax move bytes, they barely compute: their throughput is GB/s.
+    pub fn memory_bound(&self) -> bool {
+        matches!(self, Problem::Layernorm(_) | Problem::Softmax(_))
+    }
+
+    /// Throughput at `ms` milliseconds: TFLOP/s, or GB/s of compulsory traffic for a
+    /// memory-bound op; with its unit.
+    pub fn throughput(&self, ms: f64) -> (f64, &'static str) {
+        if self.memory_bound() {
+            (self.bytes() / (ms * 1e-3) / 1e9, "GB/s")
+        } else {
+            (self.flops() / (ms * 1e-3) / 1e12, "TFLOP/s")
+        }
+    }
+
     /// The GEMM, if this is one.
     pub fn as_gemm(&self) -> Option<&GemmProblem> {
         match self {
