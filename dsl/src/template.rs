@@ -326,9 +326,11 @@ pub fn validate_generic<T: Template + ?Sized>(
         ));
     }
     // Accumulators plus double-buffered operand fragments and addresses must fit the register
-    // file; past 5/8 of it for accumulators alone, generated kernels spill.
+    // file; past 5/8 of it for accumulators alone, generated GEMM kernels spill. (Attention
+    // turns its score accumulators into the P operand in place; its template sets its own
+    // bound.)
     let acc = ir.acc_per_thread(caps.warp_size);
-    if acc * 8 > caps.regs_per_thread * 5 {
+    if ir.op == OpKind::Gemm && acc * 8 > caps.regs_per_thread * 5 {
         return Err(Reject::new(
             Resources,
             format!(

@@ -36,7 +36,7 @@ pub mod attention {
 
     /// f32 accumulators (scores and output) one thread may hold: with operands, addresses and
     /// softmax statistics on top, more than this overflows ~160 registers and spills.
-    pub const MAX_ACC_PER_THREAD: u32 = 128;
+    pub const MAX_ACC_PER_THREAD: u32 = 160;
 
     /// Reject configs whose score and output fragments need more than
     /// [`MAX_ACC_PER_THREAD`] f32 registers per thread on this device's warp size.

@@ -289,14 +289,12 @@ fn emit_mask_and_softmax(
         format!("kv0 + {bkv} > kv_end")
     };
     w.line(format!("const bool edge = {edge};"));
-    w.line("// scale into the log2 domain; on edge blocks masked keys become -inf");
+    w.line("// on edge blocks masked keys become -inf (scores stay unscaled: the scale is folded");
+    w.line("// into the exponent's FMA below)");
     let mut bad = None;
     d.for_each_acc(w, &p.s, &mut |w, g| {
         if g.regs.is_empty() {
             bad = Some(CodegenError::Malformed("empty accumulator group".into()));
-        }
-        for reg in &g.regs {
-            w.line(format!("{reg} *= sl2;"));
         }
         w.open("if (edge)");
         w.line(format!("const int key = kv0 + {};", g.col));
@@ -316,11 +314,11 @@ fn emit_mask_and_softmax(
     if let Some(e) = bad {
         return Err(e);
     }
-    w.line("// new row max over this block, shared by the threads of each row");
+    w.line("// new row max over this block (log2 domain), shared by the threads of each row");
     w.line(format!("float mx[{slots}];"));
     w.line("#pragma unroll");
     w.line(format!(
-        "for (int r = 0; r < {slots}; ++r) mx[r] = row_m[r];"
+        "for (int r = 0; r < {slots}; ++r) mx[r] = tsr_neg_inf();"
     ));
     d.for_each_acc(w, &p.s, &mut |w, g| {
         for reg in &g.regs {
@@ -331,6 +329,8 @@ fn emit_mask_and_softmax(
     w.line("#pragma unroll");
     w.open(format!("for (int r = 0; r < {slots}; ++r)"));
     d.row_allreduce(w, "mx[r]", true);
+    w.line("// scale > 0, so the max of the scaled scores is the scaled max");
+    w.line("mx[r] = fmaxf(row_m[r], mx[r] * sl2);");
     w.line("// a row with no key yet keeps max -inf: subtract 0 so exp2 gives 0, not NaN");
     w.line("const float mu = mx[r] == tsr_neg_inf() ? 0.f : mx[r];");
     w.line("alpha[r] = tsr_exp2(row_m[r] - mu);");
@@ -338,10 +338,10 @@ fn emit_mask_and_softmax(
     w.line("mx[r] = mu;");
     w.line("row_l[r] *= alpha[r];");
     w.close("");
-    w.line("// P = exp2(S - m); l += this thread's part of the row sum");
+    w.line("// P = exp2(S·scale·log2 e - m), one FMA per score; l += this thread's part of the row sum");
     d.for_each_acc(w, &p.s, &mut |w, g| {
         for reg in &g.regs {
-            w.line(format!("{reg} = tsr_exp2({reg} - mx[{slot}]);"));
+            w.line(format!("{reg} = tsr_exp2(fmaf({reg}, sl2, -mx[{slot}]));"));
             w.line(format!("row_l[{slot}] += {reg};"));
         }
     });
