@@ -7,20 +7,7 @@ import datetime, json, statistics, sys
 import torch
 import torch.nn.functional as F
 
-WARMUP, ITERS = 5, 30
-flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-
-def timed(fn):
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(ITERS):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); fn(); e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
+from timing import timed
 
 ours = json.load(open(sys.argv[1]))
 rows, summary = [], {}

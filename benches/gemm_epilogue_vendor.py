@@ -7,24 +7,13 @@ import datetime, json, statistics, sys
 import torch
 import torch.nn.functional as F
 
-WARMUP, ITERS = 5, 30
+from timing import timed
+
 m, n, k = 12288, 3072, 768
 x = torch.rand(m, k, device="cuda", dtype=torch.float16) * 2 - 1
 w = torch.rand(n, k, device="cuda", dtype=torch.float16) * 2 - 1
 b = torch.rand(n, device="cuda", dtype=torch.float16) * 2 - 1
-flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
 
-def timed(fn):
-    for _ in range(WARMUP):
-        fn()
-    times = []
-    for _ in range(ITERS):
-        flush.zero_()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); fn(); e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
 
 vendor = {
     "F.gelu(F.linear) erf (unfused)": timed(lambda: F.gelu(F.linear(x, w, b))),
