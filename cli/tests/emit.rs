@@ -75,6 +75,65 @@ fn emit_prints_the_snapshot() {
 }
 
 #[test]
+fn emit_prints_fused_snapshots_for_any_op() {
+    let cases = [
+        (
+            "attention",
+            "block_q=128,block_kv=64,warps=4,stages=2",
+            "sm_90a",
+            "{op: attention, batch: 8, heads: 12, seq: 384, head_dim: 64, mask: padding}",
+            "attention_f16_f32acc_q128_kv64_w4_s2_bhsd_d64_padding_a8__sm_90a__f16_d64_padding",
+        ),
+        (
+            "layernorm",
+            "rows_per_block=4,threads_per_row=128,vector=8",
+            "gfx90a",
+            "{op: layernorm, rows: 12288, cols: 768, fused: [residual, bias]}",
+            "layernorm_f16_f32acc_r4_t128_v8_residual_bias_h768_a8__gfx90a__f16_h768_residual_bias",
+        ),
+    ];
+    for (template, config, target, problem, snap) in cases {
+        let (code, out, err) = tessera(&[
+            "emit",
+            template,
+            "--config",
+            config,
+            "--target",
+            target,
+            "--problem",
+            problem,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out.trim_end(),
+            snapshot_body(snap).trim_end(),
+            "emit differs from snapshot {snap}"
+        );
+    }
+    // a problem of another op, or several problems, is a usage error
+    let (code, _, err) = tessera(&[
+        "emit",
+        "layernorm",
+        "--config",
+        "rows_per_block=4,threads_per_row=128,vector=8",
+        "--problem",
+        "{op: softmax, rows: 8, cols: 768}",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("implements layernorm, not softmax"), "{err}");
+    let (code, _, err) = tessera(&[
+        "emit",
+        "layernorm",
+        "--config",
+        "rows_per_block=4,threads_per_row=128,vector=8",
+        "--problem",
+        "{op: layernorm, rows: [8, 16], cols: 768}",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("describes several problems"), "{err}");
+}
+
+#[test]
 fn bad_input_exits_2_naming_choices() {
     let cfg = "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3";
     let cases: [(&[&str], &str); 8] = [
