@@ -185,6 +185,10 @@ fn causal_block_skipping_only_with_the_causal_mask() {
         let c = source((128, 64, 8, 2), 64, Mask::Causal, DType::F16, target);
         assert!(c.contains("kv_end = min(kv_end, q0 + 128);"), "{target}");
         assert!(c.contains("> qi) "), "{target}: causal element test");
+        // warps skip key blocks past their queries only where P stays in registers (no
+        // block-wide barrier inside the warp's work)
+        let warp_skip = c.contains("if (kv0 <= q0 + wr0 + 15)");
+        assert_eq!(warp_skip, target != Target::Gfx90a, "{target}: warp skip");
         for mask in [Mask::None, Mask::Padding] {
             let n = source((128, 64, 8, 2), 64, mask, DType::F16, target);
             assert!(!n.contains("q0 + 128);"), "{target} {mask}");

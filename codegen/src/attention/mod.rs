@@ -200,11 +200,23 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         ));
     }
     w.line(format!("const int kv0 = kt * {bkv};"));
+    // Causal: a warp whose queries all precede this key block would add exactly nothing (its
+    // scores are all -inf, the rescale is 1), so it skips the block. Only where the warp's work
+    // has no block-wide barrier inside (P stays in registers).
+    let warp_skip =
+        ir.variant.mask == Mask::Causal && d.attn_p_scratch_bytes(&p, sh.s.warps_m) == 0;
+    if warp_skip {
+        w.line("// causal: skip a key block that lies entirely after this warp's queries");
+        w.open(format!("if (kv0 <= q0 + wr0 + {})", p.s.wm - 1));
+    }
     w.line(format!("// S = Q K^T ({} x {bkv} per warp)", p.s.wm));
     d.attn_scores(&mut w, &p);
     emit_mask_and_softmax(&mut w, d, &p, ir.variant.mask, bkv)?;
     w.line(format!("// O += P V ({} x {hd} per warp)", p.o.wm));
     d.attn_pv(&mut w, &p);
+    if warp_skip {
+        w.close("");
+    }
     advance(&mut w, "read");
     advance(&mut w, "write");
     w.close("");
