@@ -189,6 +189,9 @@ fn causal_block_skipping_only_with_the_causal_mask() {
         // block-wide barrier inside the warp's work)
         let warp_skip = c.contains("if (kv0 <= q0 + wr0 + 15)");
         assert_eq!(warp_skip, target != Target::Gfx90a, "{target}: warp skip");
+        // with key blocks as long as the query block no block lies past a warp's queries
+        let square = source((64, 64, 4, 2), 64, Mask::Causal, DType::F16, target);
+        assert!(!square.contains("if (kv0 <= q0 + wr0"), "{target}");
         for mask in [Mask::None, Mask::Padding] {
             let n = source((128, 64, 8, 2), 64, mask, DType::F16, target);
             assert!(!n.contains("q0 + 128);"), "{target} {mask}");

@@ -202,9 +202,11 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int kv0 = kt * {bkv};"));
     // Causal: a warp whose queries all precede this key block would add exactly nothing (its
     // scores are all -inf, the rescale is 1), so it skips the block. Only where the warp's work
-    // has no block-wide barrier inside (P stays in registers).
-    let warp_skip =
-        ir.variant.mask == Mask::Causal && d.attn_p_scratch_bytes(&p, sh.s.warps_m) == 0;
+    // has no block-wide barrier inside (P stays in registers), and only where such a block can
+    // exist: key blocks shorter than the query block (otherwise the branch only costs).
+    let warp_skip = ir.variant.mask == Mask::Causal
+        && bkv < bq
+        && d.attn_p_scratch_bytes(&p, sh.s.warps_m) == 0;
     if warp_skip {
         w.line("// causal: skip a key block that lies entirely after this warp's queries");
         w.open(format!("if (kv0 <= q0 + wr0 + {})", p.s.wm - 1));
