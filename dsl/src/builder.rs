@@ -330,13 +330,7 @@ impl KernelBuilder {
         threads: i64,
         vector: i64,
     ) -> Result<(), BuildError> {
-        if self.ir.row_tile().is_some()
-            || self
-                .open
-                .iter()
-                .flatten()
-                .any(|s| matches!(s, Stmt::Rows(_)))
-        {
+        if !self.row_names.is_empty() {
             return Err(BuildError::Malformed(
                 "a kernel declares one row tile".into(),
             ));

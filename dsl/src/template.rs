@@ -180,10 +180,9 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
             };
             rows(s.dtype, s.cols, s.alignment(), mask)
         }
+        // head_dim is 64 or 128: rows are 8-element aligned
         Problem::Attention(a) => Variant {
             layout: "bhsd".into(),
-            // head_dim is 64 or 128: rows are 8-element aligned
-            align: 8,
             ..rows(a.dtype, a.head_dim, 8, a.mask)
         },
     }

@@ -51,12 +51,12 @@ fn i32_of(v: u64) -> i32 {
 }
 
 impl OpInputs {
-    /// Fresh random operands for `problem`, reproducible from `seed`.
-    pub fn random(problem: &Problem, seed: u64) -> Result<OpInputs, NotAnOp> {
+    /// The operands of `problem` without data: every input an empty tensor of its dtype, key
+    /// lengths empty (for code that fills them from elsewhere, e.g. device buffers).
+    pub fn layout(problem: &Problem) -> Result<OpInputs, NotAnOp> {
         if matches!(problem, Problem::Gemm(_)) {
             return Err(NotAnOp(problem.key()));
         }
-        let mut rng = Rng::new(seed);
         let variant = variant_for(DType::F32, problem);
         let mut slots = Vec::new();
         let mut scalars = Vec::new();
@@ -72,29 +72,19 @@ impl OpInputs {
                             dtype,
                             len: output_len(problem),
                         }
+                    } else if input_len(problem, name).is_some() {
+                        Slot::Input(HostTensor {
+                            dtype,
+                            values: Vec::new(),
+                        })
                     } else {
-                        match input_len(problem, name) {
-                            Some(len) => Slot::Input(random_input(name, dtype, len, &mut rng)),
-                            None => Slot::Absent,
-                        }
+                        Slot::Absent
                     };
                     slots.push((name, slot));
                 }
                 Arg::I32Ptr(name) => {
                     let slot = match problem {
-                        Problem::Attention(a) if a.mask == Mask::Padding => Slot::Lens(
-                            (0..a.batch)
-                                .map(|b| {
-                                    // the last batch attends every key; others a random prefix
-                                    let len = if b + 1 == a.batch {
-                                        a.seq_kv
-                                    } else {
-                                        1 + rng.below(a.seq_kv)
-                                    };
-                                    i32_of(len)
-                                })
-                                .collect(),
-                        ),
+                        Problem::Attention(a) if a.mask == Mask::Padding => Slot::Lens(Vec::new()),
                         _ => Slot::Absent,
                     };
                     slots.push((name, slot));
@@ -110,6 +100,37 @@ impl OpInputs {
             slots,
             scalars,
         })
+    }
+
+    /// Fresh random operands for `problem`, reproducible from `seed`.
+    pub fn random(problem: &Problem, seed: u64) -> Result<OpInputs, NotAnOp> {
+        let mut x = OpInputs::layout(problem)?;
+        let mut rng = Rng::new(seed);
+        for (name, slot) in &mut x.slots {
+            match slot {
+                Slot::Input(t) => {
+                    let len = input_len(problem, name).unwrap_or(0);
+                    *t = random_input(name, t.dtype, len, &mut rng);
+                }
+                Slot::Lens(lens) => {
+                    if let Problem::Attention(a) = problem {
+                        // the last batch attends every key; others a random prefix
+                        *lens = (0..a.batch)
+                            .map(|b| {
+                                let len = if b + 1 == a.batch {
+                                    a.seq_kv
+                                } else {
+                                    1 + rng.below(a.seq_kv)
+                                };
+                                i32_of(len)
+                            })
+                            .collect();
+                    }
+                }
+                Slot::Absent | Slot::Output { .. } => {}
+            }
+        }
+        Ok(x)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&HostTensor> {

@@ -43,7 +43,16 @@ pub fn variants() -> Vec<(&'static str, Problem)> {
 
 /// The config for `values` specialised to `problem`, if it is valid on `target`.
 pub fn config_for(values: &[i64], problem: &Problem, target: Target) -> Option<Config> {
-    let t = gemm();
+    valid_config(gemm(), values, problem, target)
+}
+
+/// `t`'s config for `values` specialised to `problem`, if it is valid on `target`.
+pub fn valid_config(
+    t: &dyn Template,
+    values: &[i64],
+    problem: &Problem,
+    target: Target,
+) -> Option<Config> {
     let c = t.config(values, problem).ok()?;
     t.validate(&c, problem, &target.nominal_caps())
         .ok()
@@ -122,10 +131,7 @@ pub fn fused_configs(target: Target) -> Vec<(&'static dyn Template, Config, &'st
         let t = tessera_dsl::find(f.template).expect("fused template registered");
         for (label, problem) in &f.problems {
             for v in &f.points {
-                let Ok(c) = t.config(v, problem) else {
-                    continue;
-                };
-                if t.validate(&c, problem, &target.nominal_caps()).is_ok() {
+                if let Some(c) = valid_config(t, v, problem, target) {
                     out.push((t, c, *label));
                 }
             }

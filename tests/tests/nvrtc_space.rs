@@ -5,7 +5,9 @@
 
 use tessera_device::cuda::{nvrtc_available, nvrtc_compile};
 use tessera_dsl::{Config, GemmProblem, Problem, Target, Template};
-use tessera_tests::{config_for, fused_fixtures, gemm, required, variants, REPRESENTATIVE};
+use tessera_tests::{
+    config_for, fused_fixtures, gemm, required, valid_config, variants, REPRESENTATIVE,
+};
 use tessera_tuner::pool::{default_jobs, parallel_map};
 
 #[test]
@@ -113,10 +115,7 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
         for target in [Target::Sm80, Target::Sm90a] {
             for (_, problem) in &f.problems {
                 for v in t.space().enumerate() {
-                    let Ok(c) = t.config(&v, problem) else {
-                        continue;
-                    };
-                    if t.validate(&c, problem, &target.nominal_caps()).is_ok() {
+                    if let Some(c) = valid_config(t, &v, problem, target) {
                         jobs.push((t, c, target));
                     }
                 }

@@ -123,8 +123,8 @@ pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
         if fault == Some(Fault::LaunchFailure) {
             return Err("planted fault: illegal memory access".into());
         }
-        // the slot layout of this problem, with the device's buffers in place of the host data
-        let mut x = OpInputs::random(&problem, 0).map_err(|e| e.to_string())?;
+        // the slot layout of this problem, filled from the device's buffers
+        let mut x = OpInputs::layout(&problem).map_err(|e| e.to_string())?;
         let mut out = None;
         let slots = x.slots.len();
         if args.len() != slots + x.scalars.len() {

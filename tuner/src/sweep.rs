@@ -184,9 +184,8 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
                 p90_ms,
                 samples: reply.samples,
             });
-            let (value, _) = problem.throughput(median_ms);
             row.throughput = Some(Throughput {
-                value,
+                value: problem.throughput(median_ms),
                 unit: if problem.memory_bound() {
                     ThroughputUnit::Gbs
                 } else {
@@ -371,7 +370,7 @@ pub fn tune_problem(
 }
 
 fn set_throughput(summary: &mut ProblemSummary, problem: &Problem, median_ms: f64) {
-    let (value, _) = problem.throughput(median_ms);
+    let value = problem.throughput(median_ms);
     if problem.memory_bound() {
         summary.gbs = Some(value);
     } else {

@@ -58,23 +58,28 @@ impl Workload {
         }
     }
 
-    pub fn poison(&self, device: &dyn Device) -> Result<(), DeviceError> {
+    /// The output buffer.
+    fn output(&self) -> &Buffer {
         match self {
-            Workload::Gemm(w) => w.poison(device),
-            Workload::Op(w) => device.fill(&w.output, POISON_BYTE),
+            Workload::Gemm(w) => &w.d,
+            Workload::Op(w) => &w.output,
         }
     }
 
+    /// Fill the output with NaN bytes so unwritten elements are caught.
+    pub fn poison(&self, device: &dyn Device) -> Result<(), DeviceError> {
+        device.fill(self.output(), POISON_BYTE)
+    }
+
+    /// The output in its device representation (decode only what you check).
     pub fn read_output_bytes(&self, device: &dyn Device) -> Result<Vec<u8>, DeviceError> {
-        let out = match self {
-            Workload::Gemm(w) => return w.read_output_bytes(device),
-            Workload::Op(w) => &w.output,
-        };
+        let out = self.output();
         let mut bytes = vec![0u8; out.len() as usize];
         device.download(out, &mut bytes)?;
         Ok(bytes)
     }
 
+    /// The launch geometry of a candidate for this problem.
     pub fn launch(&self, c: &Candidate) -> Launch {
         let grid = c.source.grid(&self.problem());
         Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes)
@@ -229,32 +234,6 @@ impl GemmWorkload {
             ArgValue::F32(self.inputs.alpha),
             ArgValue::F32(self.inputs.beta),
         ]
-    }
-
-    /// Fill the output with NaN bytes so unwritten elements are caught.
-    pub fn poison(&self, device: &dyn Device) -> Result<(), DeviceError> {
-        device.fill(&self.d, POISON_BYTE)
-    }
-
-    pub fn read_output(&self, device: &dyn Device) -> Result<HostTensor, DeviceError> {
-        HostTensor::from_bytes(self.problem.output, &self.read_output_bytes(device)?).map_err(|e| {
-            DeviceError::InvalidRequest {
-                message: e.to_string(),
-            }
-        })
-    }
-
-    /// The output in its device representation (decode only what you check).
-    pub fn read_output_bytes(&self, device: &dyn Device) -> Result<Vec<u8>, DeviceError> {
-        let mut bytes = vec![0u8; self.d.len() as usize];
-        device.download(&self.d, &mut bytes)?;
-        Ok(bytes)
-    }
-
-    /// The launch geometry of a candidate for this problem.
-    pub fn launch(&self, c: &Candidate) -> Launch {
-        let grid = c.source.grid(&Problem::Gemm(self.problem.clone()));
-        Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes)
     }
 
     /// Release every buffer.

@@ -150,13 +150,13 @@ impl Problem {
         matches!(self, Problem::Layernorm(_) | Problem::Softmax(_))
     }
 
-    /// Throughput at `ms` milliseconds: TFLOP/s, or GB/s of compulsory traffic for a
-    /// memory-bound op; with its unit.
-    pub fn throughput(&self, ms: f64) -> (f64, &'static str) {
+    /// Throughput at `ms` milliseconds: GB/s of compulsory traffic for a memory-bound op
+    /// ([`Problem::memory_bound`]), TFLOP/s otherwise.
+    pub fn throughput(&self, ms: f64) -> f64 {
         if self.memory_bound() {
-            (self.bytes() / (ms * 1e-3) / 1e9, "GB/s")
+            self.bytes() / (ms * 1e-3) / 1e9
         } else {
-            (self.flops() / (ms * 1e-3) / 1e12, "TFLOP/s")
+            self.flops() / (ms * 1e-3) / 1e12
         }
     }
 
