@@ -3,12 +3,16 @@
 //! mainloop skeleton and the predicated epilogue), asking the [`Dialect`] for every
 //! vendor-specific piece.
 
+use crate::dialect::AccGroup;
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
 use crate::epilogue::{self, EpilogueOperands};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{abi, Arg, Operand, SharedTile, Stmt, TileCopy};
-use tessera_dsl::{EpilogueOp, KernelIr, Layout, OpKind, Problem, Store, Target};
+use tessera_dsl::{
+    EpilogueOp, GemmPipeline, GemmTile, KernelIr, Layout, OpKind, Problem, Store, Target,
+    TensorMapArg,
+};
 
 /// Generated source of one kernel and what its launch needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +25,9 @@ pub struct KernelSource {
     pub smem_bytes: u32,
     pub tile_m: u32,
     pub tile_n: u32,
+    /// TMA tensor maps the pipeline takes after the ABI arguments (empty for pipelines that
+    /// copy with ordinary loads).
+    pub tensor_maps: Vec<TensorMapArg>,
 }
 
 impl KernelSource {
@@ -47,7 +54,7 @@ impl KernelSource {
 }
 
 /// M-tiles per rasterisation group.
-const GROUP_M: u32 = 8;
+pub(crate) const GROUP_M: u32 = 8;
 /// Byte alignment of each shared tile inside the dynamic shared-memory block.
 const SMEM_ALIGN: u32 = 128;
 
@@ -88,6 +95,12 @@ pub(crate) fn abi_params(d: &dyn Dialect, abi: &[Arg]) -> String {
 
 fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     check(ir, d)?;
+    let tile = gemm_tile(ir)?;
+    if let GemmPipeline::Warpspecialized(plan) =
+        GemmPipeline::select(d.target(), &tile, &ir.variant)
+    {
+        return crate::hopper::gemm::emit(ir, d, &tile, &plan);
+    }
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
     d.prelude(&mut w);
@@ -115,11 +128,31 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
         smem_bytes: smem_layout(ir).1,
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
+        tensor_maps: Vec::new(),
+    })
+}
+
+/// The geometry the GEMM dispatch policy looks at.
+pub(crate) fn gemm_tile(ir: &KernelIr) -> Result<GemmTile, CodegenError> {
+    let stages = ir
+        .body
+        .iter()
+        .find_map(|s| match s {
+            Stmt::Mainloop { stages, .. } => Some(*stages),
+            _ => None,
+        })
+        .ok_or_else(|| CodegenError::Malformed("a GEMM without a mainloop".into()))?;
+    Ok(GemmTile {
+        tile_m: ir.tile_m,
+        tile_n: ir.tile_n,
+        tile_k: ir.tile_k,
+        warps: ir.warps(),
+        stages,
     })
 }
 
 /// Structural checks the emitter relies on.
-fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
+pub(crate) fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> {
     let bad = |m: String| Err(CodegenError::Malformed(m));
     if ir.global(Operand::A).map(|g| g.layout) != Some(Layout::Row) {
         return bad("GEMM A must be row-major".into());
@@ -353,25 +386,7 @@ fn emit_body(
         ir.warps_m,
         tn / ir.warps_n
     ));
-    w.line(format!(
-        "// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"
-    ));
-    w.line(format!("const int tiles_m = (M + {tm} - 1) / {tm};"));
-    w.line(format!("const int tiles_n = (N + {tn} - 1) / {tn};"));
-    w.line("const int pid = blockIdx.x;");
-    w.line(format!("const int group = {GROUP_M} * tiles_n;"));
-    w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
-    w.line(format!(
-        "const int group_m = min(tiles_m - first_m, {GROUP_M});"
-    ));
-    w.line(format!(
-        "const int row0 = (first_m + (pid % group) % group_m) * {tm};"
-    ));
-    w.line(format!(
-        "const int col0 = ((pid % group) / group_m) * {tn};"
-    ));
-    w.line("if (row0 >= M || col0 >= N) return;");
-    w.line("const long long bz = blockIdx.z;");
+    emit_raster(w, ir);
     w.line("a += bz * stride_a;");
     w.line("b += bz * stride_b;");
     w.line("d += bz * stride_d;");
@@ -546,27 +561,98 @@ fn emit_epilogue(
     dst: Operand,
     ops: &[EpilogueOp],
 ) -> Result<(), CodegenError> {
-    if dst != Operand::D {
-        return Err(CodegenError::Unsupported(format!(
-            "epilogue store to {}",
-            dst.name()
-        )));
-    }
+    let store = EpilogueStore::new(ir, d, dst, ops)?;
     let (a, b) = find_mma(&ir.body, acc)
         .ok_or_else(|| CodegenError::Unsupported(format!("fragment {acc} is not fed by an mma")))?;
     let plan = plan_for(ir, d, acc, &a, &b)?;
-    let out = ir.variant.output;
-    let pair_store = out.size_bytes() == 2 && ir.variant.align >= 2;
-    let loads_operands = ops
-        .iter()
-        .any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual));
+    store.comment(w);
     let mut failure = None;
-    w.line(format!(
-        "// epilogue: alpha{} -> {}",
-        ops.iter().map(|o| format!(", {o}")).collect::<String>(),
-        out
-    ));
     d.for_each_acc(w, &plan, &mut |w, g| {
+        if let Err(e) = store.group(w, g) {
+            failure = Some(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The tile rasterisation every GEMM pipeline shares: `row0`/`col0` of this block's output
+/// tile, groups of [`GROUP_M`] M-tiles sharing B tiles in L2; `bz` is the batch index.
+pub(crate) fn emit_raster(w: &mut Source, ir: &KernelIr) {
+    let (tm, tn) = (ir.tile_m, ir.tile_n);
+    w.line(format!(
+        "// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"
+    ));
+    w.line(format!("const int tiles_m = (M + {tm} - 1) / {tm};"));
+    w.line(format!("const int tiles_n = (N + {tn} - 1) / {tn};"));
+    w.line("const int pid = blockIdx.x;");
+    w.line(format!("const int group = {GROUP_M} * tiles_n;"));
+    w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
+    w.line(format!(
+        "const int group_m = min(tiles_m - first_m, {GROUP_M});"
+    ));
+    w.line(format!(
+        "const int row0 = (first_m + (pid % group) % group_m) * {tm};"
+    ));
+    w.line(format!(
+        "const int col0 = ((pid % group) / group_m) * {tn};"
+    ));
+    w.line("if (row0 >= M || col0 >= N) return;");
+    w.line("const long long bz = blockIdx.z;");
+}
+
+/// The epilogue of one GEMM: applies the fused ops to groups of accumulator values and stores
+/// them (row-major or into heads), predicated on the problem's edges. Every MMA lowering
+/// hands it [`AccGroup`]s in its own accumulator layout.
+pub(crate) struct EpilogueStore<'a> {
+    ir: &'a KernelIr,
+    d: &'a dyn Dialect,
+    ops: &'a [EpilogueOp],
+    pair_store: bool,
+    loads_operands: bool,
+}
+
+impl<'a> EpilogueStore<'a> {
+    pub(crate) fn new(
+        ir: &'a KernelIr,
+        d: &'a dyn Dialect,
+        dst: Operand,
+        ops: &'a [EpilogueOp],
+    ) -> Result<EpilogueStore<'a>, CodegenError> {
+        if dst != Operand::D {
+            return Err(CodegenError::Unsupported(format!(
+                "epilogue store to {}",
+                dst.name()
+            )));
+        }
+        Ok(EpilogueStore {
+            ir,
+            d,
+            ops,
+            pair_store: ir.variant.output.size_bytes() == 2 && ir.variant.align >= 2,
+            loads_operands: ops
+                .iter()
+                .any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual)),
+        })
+    }
+
+    pub(crate) fn comment(&self, w: &mut Source) {
+        w.line(format!(
+            "// epilogue: alpha{} -> {}",
+            self.ops
+                .iter()
+                .map(|o| format!(", {o}"))
+                .collect::<String>(),
+            self.ir.variant.output
+        ));
+    }
+
+    /// Apply the ops to one group and store it.
+    pub(crate) fn group(&self, w: &mut Source, g: &AccGroup) -> Result<(), CodegenError> {
+        let (ir, d, ops) = (self.ir, self.d, self.ops);
+        let out = ir.variant.output;
         w.line(format!("const int r = row0 + {};", g.row));
         w.line(format!("const int cc = col0 + {};", g.col));
         w.open("if (r < M)");
@@ -579,7 +665,11 @@ fn emit_epilogue(
             let c_at = format!("c[(long long)r * ldc + ec{k}]");
             let bias_at = format!("bias[ec{k}]");
             let res_at = format!("residual[(long long)r * ldd + ec{k}]");
-            let at = EpilogueOperands { c: &c_at, bias: &bias_at, residual: &res_at };
+            let at = EpilogueOperands {
+                c: &c_at,
+                bias: &bias_at,
+                residual: &res_at,
+            };
             for op in ops {
                 w.line(epilogue::apply(d, *op, &format!("v{k}"), out, &at));
             }
@@ -587,22 +677,34 @@ fn emit_epilogue(
         // destination of element (r, cc): row-major, or permuted into heads
         match ir.variant.store {
             Store::Rows => w.line("const long long di = (long long)r * ldd + cc;"),
-            Store::Heads { heads, head_dim, seq } => {
+            Store::Heads {
+                heads,
+                head_dim,
+                seq,
+            } => {
                 let width = heads * head_dim;
                 w.line(format!("const int hb = r / {seq}, hs = r % {seq};"));
-                w.line(format!("const int hpart = cc / {width}, hrem = cc % {width};"));
+                w.line(format!(
+                    "const int hpart = cc / {width}, hrem = cc % {width};"
+                ));
                 w.line(format!(
                     "const long long di = (long long)hpart * ((long long)M * {width}) + (((long long)hb * {heads} + hrem / {head_dim}) * {seq} + hs) * {head_dim} + hrem % {head_dim};"
                 ));
             }
         }
         let store = |w: &mut Source, k: usize| {
-            w.line(format!("d[di + {k}] = {};", d.to_storage(out, &format!("v{k}"))));
+            w.line(format!(
+                "d[di + {k}] = {};",
+                d.to_storage(out, &format!("v{k}"))
+            ));
         };
-        if loads_operands {
-            w.line(format!("if ({}) asm volatile(\"\" ::: \"memory\");", g.block_end));
+        if self.loads_operands {
+            w.line(format!(
+                "if ({}) asm volatile(\"\" ::: \"memory\");",
+                g.block_end
+            ));
         }
-        match (g.regs.len(), pair_store) {
+        match (g.regs.len(), self.pair_store) {
             (2, true) => {
                 w.open("if (cc + 1 < N)");
                 w.line(format!(
@@ -622,12 +724,9 @@ fn emit_epilogue(
                     w.close("");
                 }
             }
-            _ => failure = Some(CodegenError::Malformed("empty accumulator group".into())),
+            _ => return Err(CodegenError::Malformed("empty accumulator group".into())),
         }
         w.close("");
-    });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod cuda;
 pub mod dialect;
 pub mod epilogue;
 pub mod hip;
+pub mod hopper;
 pub mod kernel;
 pub mod rows;
 pub mod source;

@@ -102,6 +102,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         smem_bytes: 0,
         tile_m: shape.rows,
         tile_n: ir.variant.extent,
+        tensor_maps: Vec::new(),
     })
 }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tessera_dsl::ir::Arg;
-use tessera_dsl::Target;
+use tessera_dsl::{Target, TensorMapArg};
 
 /// A CPU stand-in for a kernel on the simulated device: reads and writes the simulated buffers
 /// named by the launch arguments. The tuner passes the op's CPU reference, so the simulated
@@ -35,6 +35,9 @@ pub struct CompileRequest {
     pub emulation: Option<Emulation>,
     /// Work of one launch, used only by the simulated device's timing (a launch may override it).
     pub cost: Option<Cost>,
+    /// TMA tensor maps the kernel takes after its ABI arguments, built by the device at each
+    /// launch from the ABI values they name.
+    pub tensor_maps: Vec<TensorMapArg>,
 }
 
 impl CompileRequest {
@@ -52,7 +55,13 @@ impl CompileRequest {
             abi,
             emulation: None,
             cost: None,
+            tensor_maps: Vec::new(),
         }
+    }
+
+    pub fn with_tensor_maps(mut self, maps: Vec<TensorMapArg>) -> CompileRequest {
+        self.tensor_maps = maps;
+        self
     }
 
     pub fn with_options(mut self, options: Vec<String>) -> CompileRequest {
@@ -185,6 +194,7 @@ pub struct Module {
     kernel_name: String,
     target: Target,
     abi: Arc<[Arg]>,
+    tensor_maps: Arc<[TensorMapArg]>,
     cost: Option<Cost>,
     report: ModuleReport,
 }
@@ -197,6 +207,7 @@ impl Module {
             kernel_name: req.kernel_name.clone(),
             target: req.target,
             abi: req.abi.clone().into(),
+            tensor_maps: req.tensor_maps.clone().into(),
             cost: req.cost,
             report,
         }
@@ -217,6 +228,11 @@ impl Module {
 
     pub fn abi(&self) -> &[Arg] {
         &self.abi
+    }
+
+    /// The tensor maps each launch appends after the ABI arguments.
+    pub fn tensor_maps(&self) -> &[TensorMapArg] {
+        &self.tensor_maps
     }
 
     pub fn cost(&self) -> Option<Cost> {

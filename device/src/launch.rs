@@ -7,7 +7,7 @@
 use crate::error::DeviceError;
 use crate::memory::Buffer;
 use tessera_dsl::ir::Arg;
-use tessera_dsl::DeviceCaps;
+use tessera_dsl::{DeviceCaps, TensorMapArg, TensorMapGeometry};
 
 /// Grid and block shape of one launch, plus dynamic shared memory in bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,6 +237,72 @@ pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), De
         }
     }
     Ok(())
+}
+
+/// One tensor map of a launch, resolved against its argument values: the buffer it points
+/// into and the geometry to encode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedTensorMap {
+    pub buffer: Buffer,
+    pub map: TensorMapArg,
+    pub geometry: TensorMapGeometry,
+}
+
+/// Resolve a module's tensor maps against a launch's (already ABI-checked) arguments; the
+/// batch count is the grid's z extent. A map that cannot describe the arguments (a null or
+/// misaligned tensor, a stride TMA cannot take) is a `Launch` error naming the kernel, which
+/// the tuner records as that candidate's rejection.
+pub fn resolve_tensor_maps(
+    kernel: &str,
+    abi: &[Arg],
+    maps: &[TensorMapArg],
+    args: &[ArgValue],
+    launch: &Launch,
+) -> Result<Vec<ResolvedTensorMap>, DeviceError> {
+    let fail = |message: String| DeviceError::Launch {
+        kernel: kernel.to_string(),
+        message,
+    };
+    let position = |name: &str| abi.iter().position(|a| a.name() == name);
+    let value = |name: &str| -> Option<i64> {
+        match args.get(position(name)?)? {
+            ArgValue::I32(v) => Some(i64::from(*v)),
+            ArgValue::I64(v) => Some(*v),
+            _ => None,
+        }
+    };
+    maps.iter()
+        .map(|map| {
+            let buffer = position(&map.tensor)
+                .and_then(|i| args.get(i))
+                .and_then(ArgValue::buffer)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "tensor map `{}` needs a buffer for `{}`",
+                        map.name, map.tensor
+                    ))
+                })?;
+            let geometry = map
+                .resolve(&value, u64::from(launch.grid[2]))
+                .map_err(|e| fail(e.to_string()))?;
+            let last = geometry.strides[1] * (geometry.dims[2] - 1)
+                + geometry.strides[0] * (geometry.dims[1] - 1)
+                + geometry.dims[0] * u64::from(geometry.elem_bytes);
+            if last > buffer.len() {
+                return Err(fail(format!(
+                    "tensor map `{}` spans {last} bytes of `{}`, a buffer of {}",
+                    map.name,
+                    map.tensor,
+                    buffer.len()
+                )));
+            }
+            Ok(ResolvedTensorMap {
+                buffer,
+                map: map.clone(),
+                geometry,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

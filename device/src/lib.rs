@@ -33,7 +33,7 @@ pub use compile::{
 pub use config::DeviceConfig;
 pub use error::DeviceError;
 pub use info::DeviceInfo;
-pub use launch::{check_args, ArgValue, Cost, Launch};
+pub use launch::{check_args, resolve_tensor_maps, ArgValue, Cost, Launch, ResolvedTensorMap};
 pub use memory::Buffer;
 pub use sim::{SimDevice, SimMemory};
 pub use timing::Timing;

@@ -14,9 +14,11 @@ pub mod dtype;
 pub mod epilogue;
 pub mod ir;
 pub mod layout;
+pub mod pipeline;
 pub mod problem;
 pub mod space;
 pub mod template;
+pub mod tensor_map;
 
 pub use builder::KernelBuilder;
 pub use caps::{DeviceCaps, MmaAtom, Target, Vendor};
@@ -24,6 +26,7 @@ pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;
 pub use layout::Layout;
+pub use pipeline::{GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
     AttentionProblem, GemmProblem, LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store,
 };
@@ -31,6 +34,7 @@ pub use space::{Config, ParamSpace, Variant};
 pub use template::{
     find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry,
 };
+pub use tensor_map::{Swizzle, TensorMapArg, TensorMapError, TensorMapGeometry};
 pub use tessera_macros::gpu_template;
 
 /// Items the `#[gpu_template]` expansion refers to. Not part of the public API.

@@ -23,7 +23,6 @@ pub mod gemm {
         tile_m / warps_m >= 32 && tile_n / warps_n >= 32,
         tile_m / warps_m + tile_n / warps_n <= 128,
         warps_m >= 2 && warps_n >= 2,
-        tile_k == 32 || (tile_m / warps_m) * (tile_n / warps_n) <= 2048,
     }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16, f32] }
     kernel! {
@@ -38,14 +37,40 @@ pub mod gemm {
         epilogue acc -> d;
     }
 
-    use tessera_dsl::{Config, DeviceCaps, EpilogueOp, Problem, Reject, RejectKind};
+    use tessera_dsl::{
+        Config, DeviceCaps, EpilogueOp, GemmPipeline, GemmTile, Problem, Reject, RejectKind,
+    };
 
-    /// An epilogue that reads both C and a residual keeps two extra operands per accumulator
-    /// live; with a 64×64 warp tile (128 f32 accumulators per thread) that overflows the
-    /// register file, so such configs are rejected rather than left to spill.
-    fn check(config: &Config, _problem: &Problem, _caps: &DeviceCaps) -> Result<(), Reject> {
+    /// Resource rules of the pipeline the target's dispatch policy picks for this config.
+    ///
+    /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
+    /// registers: a 64-deep K step fits only warp tiles of at most 2048 elements, and an
+    /// epilogue that reads both C and a residual keeps two extra operands per accumulator live,
+    /// which a 64×64 warp tile (128 f32 accumulators per thread) cannot afford. Both are
+    /// rejected rather than left to spill. The warp-specialized Hopper pipeline keeps its
+    /// operands in shared memory and checks its own budget when it plans the warpgroups.
+    fn check(config: &Config, _problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let v = |n: &str| config.get(n).unwrap_or(1);
+        let u = |n: &str| u32::try_from(v(n)).unwrap_or(0);
+        let tile = GemmTile {
+            tile_m: u("tile_m"),
+            tile_n: u("tile_n"),
+            tile_k: u("tile_k"),
+            warps: u("warps_m") * u("warps_n"),
+            stages: u("stages"),
+        };
+        if let GemmPipeline::Warpspecialized(_) =
+            GemmPipeline::select(caps.target, &tile, &config.variant)
+        {
+            return Ok(());
+        }
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
+        if v("tile_k") > 32 && warp_tile > 2048 {
+            return Err(Reject::new(
+                RejectKind::Resources,
+                "a 64-deep K step needs a warp tile of at most 2048 elements on the multistage pipeline (its double-buffered fragments spill)",
+            ));
+        }
         let epi = &config.variant.epilogue;
         if warp_tile > 2048
             && epi.contains(&EpilogueOp::BetaC)

@@ -73,6 +73,9 @@ fn compile_all(jobs: &[(&'static dyn Template, Config, Target)], what: &str) -> 
                 if total > target.nominal_caps().smem_per_block {
                     failures.push(format!("{name}: {total} bytes of shared memory"));
                 }
+                if let Some(line) = tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log) {
+                    failures.push(format!("{name}: {line}"));
+                }
                 if report.usage.registers.unwrap_or(0) == 0 {
                     failures.push(format!("{name}: no register count reported"));
                 }

@@ -48,6 +48,7 @@ impl Candidate {
             self.source.target,
             abi,
         )
+        .with_tensor_maps(self.source.tensor_maps.clone())
         .with_cost(sim_cost(self, problem))
     }
 }

@@ -174,6 +174,10 @@ pub fn measure_with(
     let report = module.report();
     m.registers = report.usage.registers;
     m.spill_bytes = report.usage.spill_bytes();
+    if let Some(line) = tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log) {
+        m.outcome = Outcome::CompileError(format!("ptxas serialized the wgmma pipeline: {line}"));
+        return Ok(m);
+    }
     let result = (|| -> Result<(), DeviceError> {
         let started = Instant::now();
         let verdict = verify_against(device, &module, c, w, expected)?;

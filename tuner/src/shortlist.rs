@@ -23,6 +23,13 @@ const GEMM_POINTS: &[[i64; 6]] = &[
     [128, 64, 64, 2, 2, 3],
     [64, 64, 64, 2, 2, 4],
     [64, 64, 32, 2, 2, 4],
+    // sm_90a warp-specialized shapes (64-deep K steps, 128B swizzle)
+    [128, 256, 64, 2, 4, 3],
+    [128, 256, 64, 2, 4, 4],
+    [256, 128, 64, 4, 2, 3],
+    [128, 128, 64, 2, 2, 4],
+    [64, 256, 64, 2, 2, 4],
+    [128, 64, 64, 2, 2, 4],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.

@@ -7,8 +7,9 @@ mod gpu_common;
 
 use gpu_common::{configs, report, verify_points};
 use tessera_device::cuda::CudaDevice;
-use tessera_device::DeviceConfig;
+use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{DType, GemmProblem, Layout, Problem};
+use tessera_tuner::Candidate;
 
 #[test]
 fn gpu_gemm_matches_reference() {
@@ -48,6 +49,76 @@ fn gpu_gemm_matches_reference() {
         }
     }
     report("gpu_gemm_matches_reference", runs, points.len(), &failures);
+}
+
+/// Every config of the space that the sm_90a policy gives the warp-specialized TMA/wgmma
+/// pipeline (not a sample), on shapes with M, N and K tails (K a multiple of 8, as TMA needs,
+/// but not of tile_k), one and two batches, f16 and bf16, with and without an epilogue.
+#[test]
+fn gpu_gemm_hopper_pipeline_matches_reference() {
+    use tessera_dsl::EpilogueOp::*;
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    if device.caps().target != tessera_dsl::Target::Sm90a {
+        eprintln!("gpu_gemm_hopper_pipeline_matches_reference: not an sm_90a device; skipped");
+        return;
+    }
+    tessera_library::templates();
+    let t = tessera_dsl::find("gemm").unwrap();
+    let probe = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+    let points: Vec<Vec<i64>> = t
+        .space()
+        .enumerate()
+        .into_iter()
+        .filter(|v| {
+            t.config(v, &probe).is_ok_and(|c| {
+                t.validate(&c, &probe, device.caps()).is_ok()
+                    && !Candidate::new(t, c, device.caps().target)
+                        .expect("codegen")
+                        .source
+                        .tensor_maps
+                        .is_empty()
+            })
+        })
+        .collect();
+    assert!(points.len() >= 10, "only {} Hopper configs", points.len());
+    let shapes: [(u64, u64, u64, u64); 6] = [
+        (1, 768, 768, 1),
+        (100, 200, 72, 2),
+        (1000, 1000, 1000, 1),
+        (257, 384, 520, 2),
+        (384, 2304, 768, 1),
+        (4096, 4096, 4096, 1),
+    ];
+    let (mut runs, mut failures) = (0usize, Vec::new());
+    for (input, epilogue) in [
+        (DType::F16, vec![]),
+        (DType::BF16, vec![]),
+        (DType::F16, vec![Bias, Gelu]),
+        (DType::BF16, vec![BetaC, Residual]),
+    ] {
+        for &(m, n, k, batch) in &shapes {
+            let g = GemmProblem {
+                m,
+                n,
+                k,
+                batch,
+                input,
+                output: input,
+                layout_b: Layout::Col,
+                epilogue: epilogue.clone(),
+                store: Default::default(),
+            };
+            let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 5);
+            runs += n;
+            failures.extend(f);
+        }
+    }
+    report(
+        "gpu_gemm_hopper_pipeline_matches_reference",
+        runs,
+        points.len(),
+        &failures,
+    );
 }
 
 #[test]

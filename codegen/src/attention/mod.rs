@@ -232,6 +232,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         smem_bytes,
         tile_m: bq,
         tile_n: hd,
+        tensor_maps: Vec::new(),
     })
 }
 

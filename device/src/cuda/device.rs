@@ -11,13 +11,14 @@
 
 use super::driver::{self, call_err, describe};
 use super::nvrtc;
+use super::tensor_map;
 use crate::compile::{
     CompileReport, CompileRequest, ImageFormat, Module, ModuleReport, ResourceUsage,
 };
 use crate::config::DeviceConfig;
 use crate::error::DeviceError;
 use crate::info::DeviceInfo;
-use crate::launch::{check_args, ArgValue, Launch};
+use crate::launch::{check_args, resolve_tensor_maps, ArgValue, Launch, ResolvedTensorMap};
 use crate::memory::Buffer;
 use crate::module_cache::ModuleCache;
 use crate::timing::Timing;
@@ -212,9 +213,16 @@ impl CudaDevice {
             .ok_or(DeviceError::InvalidBuffer { id: buffer.id() })
     }
 
-    /// Each argument as 8 bytes of storage (the driver reads as many as the parameter's size).
-    fn params(state: &State, args: &[ArgValue]) -> Result<Vec<[u8; 8]>, DeviceError> {
-        args.iter()
+    /// Each argument as 8 bytes of storage (the driver reads as many as the parameter's size),
+    /// then each tensor map, encoded for this launch's buffers.
+    fn params(
+        state: &State,
+        kernel: &str,
+        args: &[ArgValue],
+        maps: &[ResolvedTensorMap],
+    ) -> Result<Vec<ParamSlot>, DeviceError> {
+        let mut slots = args
+            .iter()
             .map(|a| {
                 let mut slot = [0u8; 8];
                 match a {
@@ -224,9 +232,19 @@ impl CudaDevice {
                     ArgValue::I64(v) => slot = v.to_ne_bytes(),
                     ArgValue::F32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
                 }
-                Ok(slot)
+                Ok(ParamSlot::Word(slot))
             })
-            .collect()
+            .collect::<Result<Vec<_>, DeviceError>>()?;
+        for m in maps {
+            let ptr = Self::allocation(state, &m.buffer)?.ptr;
+            slots.push(ParamSlot::TensorMap(Box::new(
+                tensor_map::encode(ptr, m).map_err(|message| DeviceError::Launch {
+                    kernel: kernel.to_string(),
+                    message,
+                })?,
+            )));
+        }
+        Ok(slots)
     }
 
     /// Checks shared by `launch` and `time`; opts in to large dynamic shared memory.
@@ -236,12 +254,13 @@ impl CudaDevice {
         module: &Module,
         launch: &Launch,
         args: &[ArgValue],
-    ) -> Result<(sys::CUfunction, Vec<[u8; 8]>), DeviceError> {
+    ) -> Result<(sys::CUfunction, Vec<ParamSlot>), DeviceError> {
         let kernel = module.kernel_name();
         launch.check_shape(kernel)?;
         check_args(kernel, module.abi(), args)?;
+        let maps = resolve_tensor_maps(kernel, module.abi(), module.tensor_maps(), args, launch)?;
         launch.check_limits(kernel, &self.caps)?;
-        let params = Self::params(state, args)?;
+        let params = Self::params(state, kernel, args, &maps)?;
         let loaded =
             state
                 .modules
@@ -289,12 +308,9 @@ impl CudaDevice {
     fn enqueue(
         function: sys::CUfunction,
         launch: &Launch,
-        params: &mut [[u8; 8]],
+        params: &mut [ParamSlot],
     ) -> Result<(), DriverError> {
-        let mut ptrs: Vec<*mut c_void> = params
-            .iter_mut()
-            .map(|p| p.as_mut_ptr() as *mut c_void)
-            .collect();
+        let mut ptrs: Vec<*mut c_void> = params.iter_mut().map(ParamSlot::as_mut_ptr).collect();
         let [gx, gy, gz] = launch.grid;
         let [bx, by, bz] = launch.block;
         // SAFETY: the arguments were checked against the kernel's ABI (count and kinds), every
@@ -343,6 +359,23 @@ fn launch_err(kernel: &str) -> impl Fn(DriverError) -> DeviceError + '_ {
     move |e| DeviceError::Launch {
         kernel: kernel.to_string(),
         message: describe(e),
+    }
+}
+
+/// The storage of one kernel parameter for `cuLaunchKernel`.
+enum ParamSlot {
+    /// A pointer or scalar (the driver reads the parameter's size from the front).
+    Word([u8; 8]),
+    /// A 128-byte TMA descriptor, passed by value.
+    TensorMap(Box<sys::CUtensorMap>),
+}
+
+impl ParamSlot {
+    fn as_mut_ptr(&mut self) -> *mut c_void {
+        match self {
+            ParamSlot::Word(w) => w.as_mut_ptr() as *mut c_void,
+            ParamSlot::TensorMap(m) => m.as_mut() as *mut sys::CUtensorMap as *mut c_void,
+        }
     }
 }
 

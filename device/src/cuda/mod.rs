@@ -17,6 +17,7 @@ mod driver;
 mod loader;
 mod nvrtc;
 pub mod ptxas_log;
+mod tensor_map;
 
 pub use device::CudaDevice;
 pub use driver::target_for;

@@ -97,8 +97,31 @@ fn number_before(line: &str, suffix: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The first ptxas advisory saying it serialized a `wgmma` pipeline (C7510-C7515: too few
+/// registers, extern calls, accumulators touched mid-pipeline): the kernel is correct but
+/// runs its tensor-core work one group at a time, so the tuner rejects it.
+pub fn serialized_wgmma(log: &str) -> Option<&str> {
+    log.lines()
+        .map(str::trim)
+        .find(|l| l.contains("wgmma") && l.contains("serializ"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn serialized_wgmma_advisory_is_found() {
+        let log = "ptxas info    : Used 168 registers\nptxas /tmp/k.ptx, line 9; warning : (C7515) Potential Performance Loss: wgmma.mma_async instructions are serialized due to non wgmma instructions defining accumulator registers of a wgmma between start and end of the pipeline stage in the function 'k'\n";
+        let line = super::serialized_wgmma(log).unwrap();
+        assert!(
+            line.starts_with("ptxas /tmp/k.ptx, line 9; warning : (C7515)"),
+            "{line}"
+        );
+        assert_eq!(
+            super::serialized_wgmma("ptxas info    : Used 168 registers"),
+            None
+        );
+    }
+
     use super::*;
 
     const SM80: &str = "ptxas info    : 0 bytes gmem\n\

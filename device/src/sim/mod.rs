@@ -20,7 +20,7 @@ use crate::compile::{
 };
 use crate::error::DeviceError;
 use crate::info::DeviceInfo;
-use crate::launch::{check_args, ArgValue, Launch};
+use crate::launch::{check_args, resolve_tensor_maps, ArgValue, Launch};
 use crate::memory::Buffer;
 use crate::timing::Timing;
 use crate::Device;
@@ -111,6 +111,7 @@ impl SimDevice {
         }
         launch.check_shape(kernel)?;
         check_args(kernel, module.abi(), args)?;
+        resolve_tensor_maps(kernel, module.abi(), module.tensor_maps(), args, launch)?;
         for b in args.iter().filter_map(ArgValue::buffer) {
             if !state.memory.contains(&b) {
                 return Err(DeviceError::InvalidBuffer { id: b.id() });

@@ -1,0 +1,102 @@
+//! The wgmma shared-memory matrix descriptor (PTX ISA "matrix descriptor format"): a 64-bit
+//! value telling the tensor cores where an operand tile starts and how its 8-line core
+//! matrices are strided and swizzled.
+//!
+//! Bits 0–13: start address >> 4; 16–29: leading-dimension byte offset >> 4; 32–45: stride
+//! byte offset >> 4; 49–51: base offset (0: tiles start on a swizzle-atom boundary);
+//! 62–63: swizzle mode (1 = 128B, 2 = 64B, 3 = 32B). The generated kernel ORs the start
+//! address into [`SmemDescriptor::high_bits`], so the constant it uses comes from here.
+
+use tessera_dsl::Swizzle;
+
+/// A descriptor of a K-major, swizzled operand tile: lines of `swizzle.span()` bytes, the
+/// 8-line core matrices `8 × span` bytes apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmemDescriptor {
+    /// Shared-memory byte address of the first element (16-byte aligned).
+    pub start: u32,
+    pub swizzle: Swizzle,
+}
+
+/// The 14-bit, 16-byte-unit encoding every address and offset field uses.
+fn field(bytes: u32) -> u64 {
+    u64::from((bytes & 0x3FFFF) >> 4)
+}
+
+fn mode(s: Swizzle) -> u64 {
+    match s {
+        Swizzle::B128 => 1,
+        Swizzle::B64 => 2,
+        Swizzle::B32 => 3,
+    }
+}
+
+impl SmemDescriptor {
+    /// Leading byte offset: unused for K-major swizzled tiles whose k-step (32 bytes) stays
+    /// inside one swizzled line; 16 by convention.
+    pub const LEADING_BYTES: u32 = 16;
+
+    /// Stride byte offset: one 8-line core matrix.
+    pub fn stride_bytes(self) -> u32 {
+        self.swizzle.atom_bytes()
+    }
+
+    /// Everything but the start address.
+    pub fn high_bits(swizzle: Swizzle) -> u64 {
+        SmemDescriptor { start: 0, swizzle }.encode()
+    }
+
+    pub fn encode(self) -> u64 {
+        field(self.start)
+            | field(Self::LEADING_BYTES) << 16
+            | field(self.stride_bytes()) << 32
+            | mode(self.swizzle) << 62
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn golden_bits() {
+        let d = SmemDescriptor {
+            start: 0x400,
+            swizzle: Swizzle::B128,
+        };
+        let v = d.encode();
+        assert_eq!(v & 0x3FFF, 0x40, "start field");
+        assert_eq!((v >> 16) & 0x3FFF, 1, "LBO 16 bytes");
+        assert_eq!((v >> 32) & 0x3FFF, 64, "SBO 1024 bytes");
+        assert_eq!(v >> 62, 1, "128B swizzle");
+        assert_eq!((v >> 49) & 7, 0, "base offset");
+        assert_eq!(
+            SmemDescriptor::high_bits(Swizzle::B128),
+            0x4000_0040_0001_0000
+        );
+        let d64 = SmemDescriptor {
+            start: 0,
+            swizzle: Swizzle::B64,
+        }
+        .encode();
+        assert_eq!((d64 >> 32) & 0x3FFF, 32, "SBO 512 bytes");
+        assert_eq!(d64 >> 62, 2);
+    }
+
+    proptest! {
+        /// A k16 step (+32 bytes) moves only the start field, by 2; the other fields stay.
+        #[test]
+        fn start_address_is_the_only_moving_field(start in (0u32..(227 * 1024 / 16)).prop_map(|x| x * 16)) {
+            for s in [Swizzle::B32, Swizzle::B64, Swizzle::B128] {
+                let d = SmemDescriptor { start, swizzle: s }.encode();
+                prop_assert_eq!(d & !0x3FFF, SmemDescriptor::high_bits(s));
+                prop_assert_eq!(d & 0x3FFF, u64::from(start >> 4));
+                let next = SmemDescriptor { start: start + 32, swizzle: s }.encode();
+                if start + 32 < (1 << 18) {
+                    prop_assert_eq!(next - d, 2);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The sm_90a GEMM mainloop: warp-specialized TMA + `wgmma`.
+//!
+//! Warpgroup 0 produces: after `setmaxnreg.dec`, one thread waits for a free stage (`empty`
+//! barrier), announces its bytes on the stage's `full` barrier and issues two TMA box copies
+//! (A: `tile_m × tile_k`, B: `tile_n × tile_k`, both K-major, swizzled by the tensor map).
+//! Warpgroups 1.. consume: after `setmaxnreg.inc`, each waits on `full`, issues its chain of
+//! `wgmma.m64nNk16` over the stage, keeps one group in flight and releases the previous
+//! stage on `empty`. Edges need no predication in the mainloop: TMA fills out-of-bounds
+//! elements with zeros. The epilogue is the shared one ([`crate::kernel::EpilogueStore`]),
+//! fed with wgmma's accumulator layout.
+
+use super::descriptor::SmemDescriptor;
+use crate::dialect::{AccGroup, Dialect};
+use crate::kernel::{abi_params, emit_raster, EpilogueStore, KernelSource};
+use crate::source::Source;
+use crate::CodegenError;
+use tessera_dsl::ir::{abi, Stmt};
+use tessera_dsl::{GemmTile, KernelIr, TensorMapArg, WarpgroupPlan};
+
+/// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
+fn register_split(consumers: u32) -> (u32, u32) {
+    match consumers {
+        1 => (40, 232),
+        _ => (24, 240),
+    }
+}
+
+/// The tensor maps of A (`tile_m × tile_k` boxes of the row-major M×K tensor) and B
+/// (`tile_n × tile_k` boxes of the K-major N×K tensor).
+fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
+    let map = |name: &str, tensor: &str, lines: &str, ld: &str, stride: &str, box_lines: u32| {
+        TensorMapArg {
+            name: name.into(),
+            tensor: tensor.into(),
+            dtype: ir.variant.input,
+            inner: "K".into(),
+            lines: lines.into(),
+            line_stride: ld.into(),
+            batch_stride: stride.into(),
+            box_inner: ir.tile_k,
+            box_lines,
+            swizzle: plan.swizzle,
+        }
+    };
+    vec![
+        map("tmap_a", "a", "M", "lda", "stride_a", ir.tile_m),
+        map("tmap_b", "b", "N", "ldb", "stride_b", ir.tile_n),
+    ]
+}
+
+pub fn emit(
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    tile: &GemmTile,
+    plan: &WarpgroupPlan,
+) -> Result<KernelSource, CodegenError> {
+    let (acc, ops) = ir
+        .body
+        .iter()
+        .find_map(|s| match s {
+            Stmt::Epilogue { acc, dst, ops } => Some((acc, (dst, ops))),
+            _ => None,
+        })
+        .ok_or_else(|| CodegenError::Unsupported("a GEMM without an epilogue".into()))?;
+    let (dst, ops) = ops;
+    let store = EpilogueStore::new(ir, d, *dst, ops)?;
+    let threads = plan.threads();
+    let maps = tensor_maps(ir, plan);
+    let mut w = Source::new();
+    d.prelude(&mut w);
+    super::prelude(&mut w, ir.variant.input, &[plan.wg_n]);
+    w.line("");
+    w.line(format!(
+        "// {} for {}: tile {}x{}x{}, TMA + wgmma, 1 producer + {} consumer warpgroups of {}x{}, {} stages",
+        ir.name,
+        d.target(),
+        ir.tile_m,
+        ir.tile_n,
+        ir.tile_k,
+        plan.consumers,
+        plan.wg_m,
+        plan.wg_n,
+        plan.stages
+    ));
+    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    let mut params = abi_params(d, &abi(ir.op, &ir.variant));
+    for m in &maps {
+        params.push_str(&format!(
+            ",\n    const __grid_constant__ tsr_tmap {}",
+            m.name
+        ));
+    }
+    w.lines(&params);
+    w.open(")");
+    emit_body(&mut w, ir, tile, plan, &maps, &store, acc)?;
+    w.close("");
+    Ok(KernelSource {
+        name: ir.name.clone(),
+        target: d.target(),
+        source: w.finish(),
+        threads,
+        smem_bytes: plan.smem_bytes(tile, &ir.variant),
+        tile_m: ir.tile_m,
+        tile_n: ir.tile_n,
+        tensor_maps: maps,
+    })
+}
+
+fn emit_body(
+    w: &mut Source,
+    ir: &KernelIr,
+    tile: &GemmTile,
+    plan: &WarpgroupPlan,
+    maps: &[TensorMapArg],
+    store: &EpilogueStore,
+    acc: &str,
+) -> Result<(), CodegenError> {
+    let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
+    let stages = plan.stages;
+    let atom = plan.swizzle.atom_bytes();
+    let tx_bytes: u32 = maps.iter().map(TensorMapArg::box_bytes).sum();
+    if tx_bytes != a_bytes + b_bytes {
+        return Err(CodegenError::Malformed(format!(
+            "TMA boxes of {tx_bytes} bytes do not fill a {}-byte stage",
+            a_bytes + b_bytes
+        )));
+    }
+    let (producer_regs, consumer_regs) = register_split(plan.consumers);
+    w.line("extern __shared__ __align__(1024) unsigned char smem[];");
+    w.line("const int tid = threadIdx.x;");
+    w.line("const int wg = tid / 128;");
+    emit_raster(w, ir);
+    w.line("d += bz * stride_d;");
+    w.line("if (c) c += bz * stride_c;");
+    w.line("if (residual) residual += bz * stride_d;");
+    w.line(format!(
+        "// {stages} stages of A ({a_bytes} B) and B ({b_bytes} B), swizzled {} B, on a {atom}-byte boundary; then the barriers",
+        plan.swizzle.span()
+    ));
+    w.line(format!(
+        "const unsigned s_a = (tsr_smem_addr(smem) + {}) & ~{}u;",
+        atom - 1,
+        atom - 1
+    ));
+    w.line(format!("const unsigned s_b = s_a + {};", stages * a_bytes));
+    w.line(format!(
+        "const unsigned full = s_b + {}; // {stages} x 8 bytes",
+        stages * b_bytes
+    ));
+    w.line(format!("const unsigned empty = full + {};", stages * 8));
+    w.open("if (tid == 0)");
+    w.open(format!("for (int s = 0; s < {stages}; ++s)"));
+    w.line("tsr_mbar_init(full + s * 8, 1);");
+    w.line(format!("tsr_mbar_init(empty + s * 8, {});", plan.consumers));
+    w.close("");
+    w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
+    w.close("");
+    w.line("__syncthreads();");
+    w.line(format!(
+        "const int k_tiles = (K + {0} - 1) / {0};",
+        ir.tile_k
+    ));
+    w.open("if (wg == 0)");
+    w.line(format!(
+        "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
+    ));
+    w.line("// producer: one thread fills the ring");
+    w.open("if (tid == 0)");
+    w.line("int stage = 0, phase = 0;");
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
+    w.line(format!("tsr_mbar_expect_tx(full + stage * 8, {tx_bytes});"));
+    w.line(format!(
+        "tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
+        maps[0].name, ir.tile_k
+    ));
+    w.line(format!(
+        "tsr_tma_load(s_b + stage * {b_bytes}, &{}, kt * {}, col0, (int)bz, full + stage * 8);",
+        maps[1].name, ir.tile_k
+    ));
+    advance(w, stages);
+    w.close("");
+    w.close("");
+    w.close("");
+    w.open("else");
+    w.line(format!(
+        "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
+    ));
+    emit_consumer(w, ir, tile, plan, store, acc)?;
+    w.close("");
+    Ok(())
+}
+
+/// `stage`/`phase` to the next slot of the ring.
+fn advance(w: &mut Source, stages: u32) {
+    w.line(format!(
+        "if (++stage == {stages}) {{ stage = 0; phase ^= 1; }}"
+    ));
+}
+
+fn emit_consumer(
+    w: &mut Source,
+    ir: &KernelIr,
+    tile: &GemmTile,
+    plan: &WarpgroupPlan,
+    store: &EpilogueStore,
+    acc: &str,
+) -> Result<(), CodegenError> {
+    let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
+    let line = plan.swizzle.span();
+    let (mi, regs) = (plan.m_atoms(), plan.wg_n / 2);
+    let ksteps = ir.tile_k / 16;
+    w.line("// consumer warpgroup: wgmma over each stage, one group in flight");
+    w.line("const int cw = wg - 1;");
+    w.line("const int lane = tid % 32;");
+    w.line("const int wq = (tid / 32) % 4;");
+    let (wr, wc) = if plan.split_m {
+        (format!("cw * {}", plan.wg_m), "0".to_string())
+    } else {
+        ("0".to_string(), format!("cw * {}", plan.wg_n))
+    };
+    w.line(format!("const int wr0 = {wr};"));
+    w.line(format!("const int wc0 = {wc};"));
+    w.line(format!(
+        "const unsigned long long desc_hi = 0x{:016x}ull; // SBO {} B, swizzle {} B",
+        SmemDescriptor::high_bits(plan.swizzle),
+        plan.swizzle.atom_bytes(),
+        line
+    ));
+    w.line(format!("float {acc}[{mi}][{regs}];"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int j = 0; j < {regs}; ++j) {acc}[i][j] = 0.f;"
+    ));
+    w.close("");
+    w.line("int stage = 0, phase = 0, held = -1;");
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    w.line("tsr_mbar_wait(full + stage * 8, phase);");
+    w.line(format!(
+        "const unsigned a0 = s_a + stage * {a_bytes} + wr0 * {line};"
+    ));
+    w.line(format!(
+        "const unsigned b0 = s_b + stage * {b_bytes} + wc0 * {line};"
+    ));
+    w.line("tsr_wgmma_fence();");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
+    w.line("const unsigned long long db = desc_hi | (((b0 + kk * 32) & 0x3FFFF) >> 4);");
+    w.line("#pragma unroll");
+    w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+    w.line(format!(
+        "const unsigned long long da = desc_hi | (((a0 + i * {} + kk * 32) & 0x3FFFF) >> 4);",
+        64 * line
+    ));
+    w.line(format!("tsr_wgmma_m64n{}({acc}[i], da, db);", plan.wg_n));
+    w.close("");
+    w.close("");
+    w.line("tsr_wgmma_commit();");
+    w.line("tsr_wgmma_wait<1>();");
+    w.line("// the previous stage's wgmma has finished reading it");
+    w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
+    w.line("held = stage;");
+    advance(w, plan.stages);
+    w.close("");
+    w.line("tsr_wgmma_wait<0>();");
+    store.comment(w);
+    // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
+    // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
+    let chunks = plan.wg_n / 8;
+    w.line("#pragma unroll");
+    w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int j = 0; j < {chunks}; ++j)"));
+    w.line("#pragma unroll");
+    w.open("for (int h = 0; h < 2; ++h)");
+    store.group(
+        w,
+        &AccGroup {
+            regs: vec![
+                format!("{acc}[i][j * 4 + h * 2]"),
+                format!("{acc}[i][j * 4 + h * 2 + 1]"),
+            ],
+            row: "wr0 + i * 64 + wq * 16 + (lane >> 2) + h * 8".into(),
+            col: "wc0 + j * 8 + (lane & 3) * 2".into(),
+            block_end: format!("j == {} && h == 1", chunks - 1),
+        },
+    )?;
+    w.close("");
+    w.close("");
+    w.close("");
+    Ok(())
+}

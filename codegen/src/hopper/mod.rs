@@ -1,0 +1,77 @@
+//! The sm_90a lowerings: TMA copies into swizzled shared stages, an mbarrier full/empty ring
+//! between a producer warp and consumer warpgroups, and `wgmma` reading both operands through
+//! shared-memory descriptors ([`descriptor`]).
+//!
+//! Everything here is NVIDIA Hopper only and header-free (inline PTX), so a bare NVRTC
+//! compiles it. It depends on the vendor-neutral parts of codegen (the epilogue, the tile
+//! rasterisation) and never on the AMD dialect.
+
+pub mod descriptor;
+pub mod gemm;
+
+use crate::source::Source;
+use tessera_dsl::DType;
+
+/// The PTX helpers of the Hopper pipeline (after the dialect's own prelude).
+const PRELUDE: &str = r#"// Hopper: TMA, mbarriers, wgmma
+struct __align__(64) tsr_tmap { unsigned long long opaque[16]; };
+static __device__ __forceinline__ void tsr_mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+static __device__ __forceinline__ void tsr_mbar_expect_tx(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
+}
+static __device__ __forceinline__ void tsr_mbar_arrive(unsigned bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+}
+// wait until the phase of parity `phase` has completed
+static __device__ __forceinline__ void tsr_mbar_wait(unsigned bar, unsigned phase) {
+  unsigned done;
+  do {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(bar), "r"(phase) : "memory");
+  } while (!done);
+}
+static __device__ __forceinline__ void tsr_tma_load(unsigned dst, const tsr_tmap* map, int c0, int c1, int c2, unsigned bar) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
+               :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar) : "memory");
+}
+static __device__ __forceinline__ void tsr_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void tsr_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void tsr_wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
+}"#;
+
+/// The Hopper prelude plus one `tsr_wgmma_m64n{n}` function per instruction shape.
+pub(crate) fn prelude(w: &mut Source, input: DType, shapes: &[u32]) {
+    w.lines(PRELUDE);
+    for &n in shapes {
+        wgmma_fn(w, input, n);
+    }
+}
+
+/// `tsr_wgmma_m64n{n}(d, desc_a, desc_b)`: D (n/2 f32 per thread) += A·B, A 64×16 and B 16×n
+/// from shared memory, both K-major.
+fn wgmma_fn(w: &mut Source, input: DType, n: u32) {
+    let ty = match input {
+        DType::BF16 => "bf16",
+        _ => "f16",
+    };
+    let regs = n / 2;
+    let list: Vec<String> = (0..regs).map(|i| format!("%{i}")).collect();
+    let outs: Vec<String> = (0..regs).map(|i| format!("\"+f\"(d[{i}])")).collect();
+    w.line(format!(
+        "static __device__ __forceinline__ void tsr_wgmma_m64n{n}(float (&d)[{regs}], unsigned long long da, unsigned long long db) {{"
+    ));
+    w.line(format!(
+        "  asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %{}, 0; wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{}}}, %{}, %{}, p, 1, 1, 0, 0; }}\"",
+        regs + 2,
+        list.join(", "),
+        regs,
+        regs + 1
+    ));
+    let rows: Vec<String> = outs.chunks(8).map(|c| c.join(", ")).collect();
+    w.lines(&format!("    : {}", rows.join(",\n      ")));
+    w.line("    : \"l\"(da), \"l\"(db), \"r\"(1));");
+    w.line("}");
+}

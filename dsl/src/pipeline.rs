@@ -1,0 +1,238 @@
+//! The GEMM dispatch policy: which mainloop pipeline and MMA lowering a kernel gets on a
+//! target (CUTLASS-style: the kernel and its epilogue stay the same, the policy picks the
+//! mainloop).
+//!
+//! - [`GemmPipeline::Multistage`]: per-thread asynchronous copies (`cp.async` / LDS loads)
+//!   into padded shared tiles, warp-level MMA (`mma.sync`, MFMA). Every target.
+//! - [`GemmPipeline::Warpspecialized`]: sm_90a only. A producer warp copies tiles with TMA into
+//!   swizzled shared stages guarded by an mbarrier full/empty ring; consumer warpgroups run
+//!   `wgmma` with both operands read through shared-memory descriptors.
+//!
+//! A config that the Hopper pipeline cannot serve (B not K-major, rows not 16-byte aligned,
+//! a warpgroup tile the instruction has no shape for) keeps the multistage pipeline, which
+//! runs on sm_90a too; [`GemmPipeline::hopper_plan`] says why.
+//!
+//! The policy lives here, beside the IR, because two crates need the same answer: codegen
+//! (which mainloop to emit) and the GEMM template's validation (which resource rules apply).
+//! Pure arithmetic: no code generation, no device.
+
+use crate::{Swizzle, Target, Variant};
+
+/// How the consumer warpgroups of the Hopper pipeline share the block tile, and the rest of
+/// its geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarpgroupPlan {
+    /// Consumer warpgroups (1 or 2); one more warpgroup produces.
+    pub consumers: u32,
+    /// Rows × columns of the output one consumer warpgroup owns.
+    pub wg_m: u32,
+    pub wg_n: u32,
+    /// Whether the consumers split the tile along M (else along N).
+    pub split_m: bool,
+    pub stages: u32,
+    /// Swizzle of the shared tiles: one line holds one K step (tile_k elements).
+    pub swizzle: Swizzle,
+}
+
+impl WarpgroupPlan {
+    /// m64 wgmma instructions per k16 step of one warpgroup.
+    pub fn m_atoms(&self) -> u32 {
+        self.wg_m / 64
+    }
+
+    /// f32 accumulators one consumer thread holds.
+    pub fn accumulators(&self) -> u32 {
+        self.wg_m * self.wg_n / 128
+    }
+
+    pub fn threads(&self) -> u32 {
+        128 * (self.consumers + 1)
+    }
+}
+
+/// The GEMM geometry the policy looks at: block tile, K step, warps and pipeline depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmTile {
+    pub tile_m: u32,
+    pub tile_n: u32,
+    pub tile_k: u32,
+    pub warps: u32,
+    pub stages: u32,
+}
+
+impl GemmTile {
+    /// Bytes of one stage of A and of B.
+    pub fn stage_bytes(&self, variant: &Variant) -> (u32, u32) {
+        let elem = variant.input.size_bytes();
+        (
+            self.tile_m * self.tile_k * elem,
+            self.tile_n * self.tile_k * elem,
+        )
+    }
+}
+
+/// The most f32 accumulators a consumer thread may hold (of the 240 registers it gets).
+const MAX_ACCUMULATORS: u32 = 128;
+/// Shared memory a block may use on sm_90a.
+const SMEM_LIMIT: u32 = 227 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmPipeline {
+    Multistage,
+    Warpspecialized(WarpgroupPlan),
+}
+
+impl GemmPipeline {
+    /// The policy: the Hopper pipeline wherever it applies on sm_90a, else the multistage one.
+    pub fn select(target: Target, tile: &GemmTile, variant: &Variant) -> GemmPipeline {
+        match target {
+            Target::Sm90a => match Self::hopper_plan(tile, variant) {
+                Ok(plan) => GemmPipeline::Warpspecialized(plan),
+                Err(_) => GemmPipeline::Multistage,
+            },
+            Target::Sm80 | Target::Gfx90a | Target::Gfx942 => GemmPipeline::Multistage,
+        }
+    }
+
+    /// The warp-specialized plan of a GEMM kernel, or why it has none.
+    pub fn hopper_plan(tile: &GemmTile, variant: &Variant) -> Result<WarpgroupPlan, String> {
+        if variant.layout.as_bytes().get(1) != Some(&b'c') {
+            return Err("the TMA/wgmma pipeline needs a K-major B (layout rcr)".into());
+        }
+        if variant.align != 8 || variant.input.size_bytes() != 2 {
+            return Err(format!(
+                "TMA needs 16-byte aligned rows (alignment {} elements)",
+                variant.align
+            ));
+        }
+        let swizzle = Swizzle::for_line_bytes(tile.tile_k * 2)
+            .filter(|s| *s != Swizzle::B32)
+            .ok_or_else(|| format!("tile_k {} is not 32 or 64", tile.tile_k))?;
+        let consumers = match tile.warps {
+            4 => 1,
+            8 => 2,
+            w => return Err(format!("{w} warps are not 1 or 2 consumer warpgroups")),
+        };
+        let (tm, tn) = (tile.tile_m, tile.tile_n);
+        let (wg_m, wg_n, split_m) = if tm % (64 * consumers) == 0 {
+            (tm / consumers, tn, true)
+        } else {
+            (tm, tn / consumers, false)
+        };
+        if wg_m % 64 != 0 || wg_n % 8 != 0 || wg_n == 0 || wg_n > 256 || tm > 256 || tn > 256 {
+            return Err(format!(
+                "no wgmma shape for a {wg_m}x{wg_n} warpgroup tile of {tm}x{tn}"
+            ));
+        }
+        if tile.stages < 2 {
+            return Err("the ring needs at least 2 stages".into());
+        }
+        let plan = WarpgroupPlan {
+            consumers,
+            wg_m,
+            wg_n,
+            split_m,
+            stages: tile.stages,
+            swizzle,
+        };
+        if plan.accumulators() > MAX_ACCUMULATORS {
+            return Err(format!(
+                "{} accumulators per thread (at most {MAX_ACCUMULATORS})",
+                plan.accumulators()
+            ));
+        }
+        let smem = plan.smem_bytes(tile, variant);
+        if smem > SMEM_LIMIT {
+            return Err(format!("{smem} bytes of shared memory"));
+        }
+        Ok(plan)
+    }
+}
+
+impl WarpgroupPlan {
+    /// Dynamic shared memory: the stages, the barriers, and slack to align the base to the
+    /// swizzle atom at run time.
+    pub fn smem_bytes(&self, tile: &GemmTile, variant: &Variant) -> u32 {
+        let (a, b) = tile.stage_bytes(variant);
+        self.stages * (a + b) + 16 * self.stages + self.swizzle.atom_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, EpilogueOp};
+
+    fn variant(layout: &str, align: u32) -> Variant {
+        Variant {
+            input: DType::F16,
+            acc: DType::F32,
+            output: DType::F16,
+            layout: layout.into(),
+            epilogue: vec![EpilogueOp::Bias],
+            align,
+            store: Default::default(),
+            extent: 0,
+            mask: Default::default(),
+        }
+    }
+
+    fn tile(tile_m: u32, tile_n: u32, tile_k: u32, warps: u32, stages: u32) -> GemmTile {
+        GemmTile {
+            tile_m,
+            tile_n,
+            tile_k,
+            warps,
+            stages,
+        }
+    }
+
+    #[test]
+    fn hopper_plans_of_the_common_tiles() {
+        let v = variant("rcr", 8);
+        let t = tile(128, 256, 64, 8, 4);
+        let p = GemmPipeline::hopper_plan(&t, &v).unwrap();
+        assert_eq!((p.consumers, p.wg_m, p.wg_n, p.split_m), (2, 64, 256, true));
+        assert_eq!(p.accumulators(), 128);
+        assert_eq!(p.threads(), 384);
+        assert_eq!(p.swizzle, Swizzle::B128);
+        assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 1024);
+        // 64 rows cannot split over two warpgroups: they split the columns
+        let p = GemmPipeline::hopper_plan(&tile(64, 256, 32, 8, 3), &v).unwrap();
+        assert_eq!(
+            (p.wg_m, p.wg_n, p.split_m, p.swizzle),
+            (64, 128, false, Swizzle::B64)
+        );
+    }
+
+    #[test]
+    fn the_multistage_pipeline_serves_what_hopper_cannot() {
+        let t = tile(128, 128, 64, 4, 4);
+        for (v, why) in [
+            (variant("rrr", 8), "K-major B"),
+            (variant("rcr", 4), "16-byte aligned rows"),
+        ] {
+            let e = GemmPipeline::hopper_plan(&t, &v).unwrap_err();
+            assert!(e.contains(why), "{e}");
+            assert_eq!(
+                GemmPipeline::select(Target::Sm90a, &t, &v),
+                GemmPipeline::Multistage
+            );
+        }
+        let v = variant("rcr", 8);
+        let e = GemmPipeline::hopper_plan(&tile(256, 256, 64, 8, 4), &v).unwrap_err();
+        assert!(e.contains("256 accumulators"), "{e}");
+        let e = GemmPipeline::hopper_plan(&tile(256, 128, 64, 8, 5), &v).unwrap_err();
+        assert!(e.contains("bytes of shared memory"), "{e}");
+        assert!(matches!(
+            GemmPipeline::select(Target::Sm90a, &t, &v),
+            GemmPipeline::Warpspecialized(_)
+        ));
+        for target in [Target::Sm80, Target::Gfx90a, Target::Gfx942] {
+            assert_eq!(
+                GemmPipeline::select(target, &t, &v),
+                GemmPipeline::Multistage
+            );
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! TMA tensor maps as launch arguments: how a kernel's pipeline asks the host for a bulk-copy
+//! descriptor of one of its ABI tensors, and the geometry rules such a descriptor must meet.
+//!
+//! A pipeline that copies tiles with the tensor-memory accelerator (sm_90a) declares one
+//! [`TensorMapArg`] per staged operand. It names the ABI arguments the map is built from, so the
+//! caller's argument list stays the op's ABI; the device resolves the declaration against the
+//! launch's values ([`TensorMapArg::resolve`]) and encodes the map, which is passed after the ABI
+//! arguments, in declaration order, as a 128-byte `__grid_constant__` parameter.
+//!
+//! Pure data and arithmetic: no driver, no I/O.
+
+use crate::DType;
+use serde::{Deserialize, Serialize};
+
+/// Shared-memory swizzle of a tile: the 16-byte chunks of each `span`-byte line are permuted by
+/// XOR with the line index within a repeating group of 8 lines (CUTLASS `Swizzle<b, 4, 3>`).
+/// The tensor map writes tiles in this pattern and the wgmma descriptor reads them in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Swizzle {
+    B32,
+    B64,
+    B128,
+}
+
+impl Swizzle {
+    /// The swizzle whose span is `bytes` (the contiguous extent of one tile line).
+    pub fn for_line_bytes(bytes: u32) -> Option<Swizzle> {
+        match bytes {
+            32 => Some(Swizzle::B32),
+            64 => Some(Swizzle::B64),
+            128 => Some(Swizzle::B128),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one swizzled line.
+    pub fn span(self) -> u32 {
+        match self {
+            Swizzle::B32 => 32,
+            Swizzle::B64 => 64,
+            Swizzle::B128 => 128,
+        }
+    }
+
+    /// Bytes of one repeating pattern (8 lines): a swizzled tile must start at a multiple.
+    pub fn atom_bytes(self) -> u32 {
+        self.span() * 8
+    }
+
+    /// Where byte `offset` of an unswizzled tile (lines of `span` bytes, the tile starting at a
+    /// multiple of [`Swizzle::atom_bytes`]) lands in shared memory.
+    pub fn apply(self, offset: u32) -> u32 {
+        let chunks = self.span() / 16; // 16-byte chunks per line: 2, 4 or 8
+        let line = (offset / self.span()) % 8;
+        let chunk = (offset / 16) % chunks;
+        let swizzled = chunk ^ (line % chunks);
+        offset - chunk * 16 + swizzled * 16
+    }
+}
+
+/// How to build one tensor map from a launch: a 3-D view `[batch][lines][inner]` of the ABI
+/// tensor `tensor`, copied in boxes of `box_lines × box_inner` elements.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TensorMapArg {
+    /// The kernel parameter's name (`tmap_a`).
+    pub name: String,
+    /// The ABI pointer argument the map points into.
+    pub tensor: String,
+    pub dtype: DType,
+    /// The ABI i32 argument giving the contiguous extent (elements).
+    pub inner: String,
+    /// The ABI i32 argument giving the number of lines.
+    pub lines: String,
+    /// The ABI i64 argument giving the elements between lines.
+    pub line_stride: String,
+    /// The ABI i64 argument giving the elements between batches (grid z).
+    pub batch_stride: String,
+    pub box_inner: u32,
+    pub box_lines: u32,
+    pub swizzle: Swizzle,
+}
+
+/// A tensor map's geometry in the driver's terms, innermost dimension first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorMapGeometry {
+    /// Elements per dimension.
+    pub dims: [u64; 3],
+    /// Bytes between consecutive elements of dimensions 1 and 2.
+    pub strides: [u64; 2],
+    /// Box extent per dimension.
+    pub boxes: [u32; 3],
+    /// Bytes per element.
+    pub elem_bytes: u32,
+}
+
+/// Why a tensor map cannot describe a launch's tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tensor map `{name}` over `{tensor}`: {reason}")]
+pub struct TensorMapError {
+    pub name: String,
+    pub tensor: String,
+    pub reason: String,
+}
+
+/// The largest stride the tensor memory accelerator takes (bytes, exclusive).
+const MAX_STRIDE: u64 = 1 << 40;
+/// The largest box extent.
+const MAX_BOX: u32 = 256;
+
+impl TensorMapArg {
+    /// The geometry for one launch, given the values of the ABI arguments the map names
+    /// (`value(name)` returns an integer argument's value) and the batch count, checked
+    /// against every rule of the driver's `cuTensorMapEncodeTiled`, so a violation is a
+    /// readable error here rather than an opaque driver code.
+    pub fn resolve(
+        &self,
+        value: &dyn Fn(&str) -> Option<i64>,
+        batch: u64,
+    ) -> Result<TensorMapGeometry, TensorMapError> {
+        let fail = |reason: String| TensorMapError {
+            name: self.name.clone(),
+            tensor: self.tensor.clone(),
+            reason,
+        };
+        let get = |arg: &str| -> Result<u64, TensorMapError> {
+            let v = value(arg).ok_or_else(|| fail(format!("no integer argument `{arg}`")))?;
+            u64::try_from(v).map_err(|_| fail(format!("`{arg}` is negative ({v})")))
+        };
+        let elem = u64::from(self.dtype.size_bytes());
+        let (inner, lines) = (get(&self.inner)?, get(&self.lines)?);
+        let line_stride = get(&self.line_stride)? * elem;
+        if inner == 0 || lines == 0 || batch == 0 {
+            return Err(fail(format!(
+                "empty tensor ({batch} x {lines} x {inner} elements)"
+            )));
+        }
+        let batch_stride = if batch == 1 {
+            // one batch: the stride is never followed; any legal value will do
+            (lines * line_stride).max(16)
+        } else {
+            get(&self.batch_stride)? * elem
+        };
+        for (what, s) in [("line", line_stride), ("batch", batch_stride)] {
+            if s % 16 != 0 || s == 0 || s >= MAX_STRIDE {
+                return Err(fail(format!(
+                    "the {what} stride of {s} bytes is not a non-zero multiple of 16 below 2^40 (TMA needs 16-byte aligned rows)"
+                )));
+            }
+        }
+        if line_stride < inner * elem {
+            return Err(fail(format!(
+                "lines of {inner} elements overlap (stride {line_stride} bytes)"
+            )));
+        }
+        let box_bytes = self.box_inner * self.dtype.size_bytes();
+        if box_bytes > self.swizzle.span() || box_bytes % 16 != 0 {
+            return Err(fail(format!(
+                "a box line of {box_bytes} bytes does not fit the {}-byte swizzle",
+                self.swizzle.span()
+            )));
+        }
+        if self.box_lines == 0 || self.box_lines > MAX_BOX {
+            return Err(fail(format!("a box of {} lines (1..=256)", self.box_lines)));
+        }
+        Ok(TensorMapGeometry {
+            dims: [inner, lines, batch],
+            strides: [line_stride, batch_stride],
+            boxes: [self.box_inner, self.box_lines, 1],
+            elem_bytes: self.dtype.size_bytes(),
+        })
+    }
+
+    /// Bytes one box copies (out-of-bounds elements included: they are filled and counted).
+    pub fn box_bytes(&self) -> u32 {
+        self.box_inner * self.box_lines * self.dtype.size_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn map_a() -> TensorMapArg {
+        TensorMapArg {
+            name: "tmap_a".into(),
+            tensor: "a".into(),
+            dtype: DType::F16,
+            inner: "K".into(),
+            lines: "M".into(),
+            line_stride: "lda".into(),
+            batch_stride: "stride_a".into(),
+            box_inner: 64,
+            box_lines: 128,
+            swizzle: Swizzle::B128,
+        }
+    }
+
+    fn args(k: i64, m: i64, lda: i64, stride: i64) -> impl Fn(&str) -> Option<i64> {
+        move |n| match n {
+            "K" => Some(k),
+            "M" => Some(m),
+            "lda" => Some(lda),
+            "stride_a" => Some(stride),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn geometry_of_a_row_major_operand() {
+        let g = map_a().resolve(&args(768, 384, 768, 0), 1).unwrap();
+        assert_eq!(g.dims, [768, 384, 1]);
+        assert_eq!(g.strides, [1536, 384 * 1536]);
+        assert_eq!(g.boxes, [64, 128, 1]);
+        assert_eq!(map_a().box_bytes(), 64 * 128 * 2);
+        let g = map_a().resolve(&args(64, 100, 72, 7200), 3).unwrap();
+        assert_eq!(g.strides, [144, 14400]);
+    }
+
+    #[test]
+    fn rules_of_the_driver_are_named() {
+        let e = map_a().resolve(&args(770, 384, 770, 0), 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("1540 bytes is not a non-zero multiple of 16"),
+            "{e}"
+        );
+        let e = map_a().resolve(&args(64, 64, 64, 0), 2).unwrap_err();
+        assert!(e.to_string().contains("batch stride of 0 bytes"), "{e}");
+        let e = map_a().resolve(&args(64, 0, 64, 0), 1).unwrap_err();
+        assert!(e.to_string().contains("empty tensor"), "{e}");
+        let e = map_a().resolve(&args(64, 64, 32, 0), 1).unwrap_err();
+        assert!(e.to_string().contains("overlap"), "{e}");
+        let mut wide = map_a();
+        wide.box_inner = 128;
+        let e = wide.resolve(&args(256, 64, 256, 0), 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("256 bytes does not fit the 128-byte swizzle"),
+            "{e}"
+        );
+        let mut tall = map_a();
+        tall.box_lines = 512;
+        assert!(tall.resolve(&args(64, 64, 64, 0), 1).is_err());
+        let e = map_a().resolve(&|_| None, 1).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("tensor map `tmap_a` over `a`: no integer argument `K`"));
+    }
+
+    #[test]
+    fn swizzle_examples() {
+        // 128B: line 1's chunk 0 moves to chunk 1; line 7's chunk 7 to chunk 0
+        assert_eq!(Swizzle::B128.apply(128), 128 + 16);
+        assert_eq!(Swizzle::B128.apply(7 * 128 + 7 * 16 + 3), 7 * 128 + 3);
+        assert_eq!(Swizzle::B128.apply(8 * 128 + 16), 8 * 128 + 16);
+        // 64B: 4 chunks a line; line 5 xors with 1
+        assert_eq!(Swizzle::B64.apply(5 * 64 + 2 * 16), 5 * 64 + 3 * 16);
+        assert_eq!(Swizzle::for_line_bytes(128), Some(Swizzle::B128));
+        assert_eq!(Swizzle::for_line_bytes(96), None);
+    }
+
+    proptest! {
+        /// The swizzle permutes 16-byte chunks inside each line: a bijection on every atom that
+        /// keeps bytes inside their line and their offset inside their chunk.
+        #[test]
+        fn swizzle_is_a_chunk_permutation_within_lines(which in 0usize..3, atom in 0u32..64) {
+            let s = [Swizzle::B32, Swizzle::B64, Swizzle::B128][which];
+            let base = atom * s.atom_bytes();
+            let mut seen = vec![false; s.atom_bytes() as usize];
+            for off in base..base + s.atom_bytes() {
+                let to = s.apply(off);
+                prop_assert_eq!(to / s.span(), off / s.span());
+                prop_assert_eq!(to % 16, off % 16);
+                let slot = (to - base) as usize;
+                prop_assert!(!seen[slot]);
+                seen[slot] = true;
+            }
+        }
+    }
+}
