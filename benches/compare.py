@@ -19,7 +19,9 @@ for r in ours["results"]:
     shape = f"{r['m']}x{r['n']}x{r['k']}"
     print(f"{r['dtype']:5} {shape:>18} {r['tflops']:13.1f} {v['tflops']:12.1f} {ratio:6.2f}  {r['best_kernel']}")
 ratios = [r["ratio"] for r in rows]
-summary = {"median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios), "shapes": len(rows)}
+summary = {"median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios), "shapes": len(rows),
+           "median_vs_cublas": statistics.median(ratios),
+           "cases": {f"{r['dtype']} {r['m']}x{r['n']}x{r['k']}": {"vs_cublas": r["ratio"]} for r in rows}}
 print(f"median ratio {summary['median_ratio']:.3f} (min {summary['min_ratio']:.3f}, max {summary['max_ratio']:.3f}) over {len(rows)} shapes")
 json.dump({"benchmark": ours["benchmark"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": sys.argv[4], "command": sys.argv[5], "device": ours["device"], "vendor": {k: vendor[k] for k in vendor if k != "results"},

@@ -28,12 +28,23 @@ pub struct KernelSource {
     /// TMA tensor maps the pipeline takes after the ABI arguments (empty for pipelines that
     /// copy with ordinary loads).
     pub tensor_maps: Vec<TensorMapArg>,
+    pub schedule: TileSchedule,
+}
+
+/// How a kernel's blocks map to its output tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileSchedule {
+    /// One block per tile.
+    PerBlock,
+    /// At most one block per multiprocessor (per batch), each looping over tiles
+    /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z`.
+    Persistent,
 }
 
 impl KernelSource {
-    /// Grid for a problem: tiles are rasterised along x (grouped along M for L2 reuse),
-    /// batches along z.
-    pub fn grid(&self, problem: &Problem) -> [u32; 3] {
+    /// Grid for a problem on a device with `sm_count` multiprocessors: tiles are rasterised
+    /// along x (grouped along M for L2 reuse), batches along z.
+    pub fn grid(&self, problem: &Problem, sm_count: u32) -> [u32; 3] {
         let blocks = |n: u64, tile: u32| {
             u32::try_from(n.div_ceil(u64::from(tile.max(1)))).unwrap_or(u32::MAX)
         };
@@ -42,7 +53,14 @@ impl KernelSource {
             Problem::Gemm(g) => {
                 let tm = g.m.div_ceil(u64::from(self.tile_m));
                 let tn = g.n.div_ceil(u64::from(self.tile_n));
-                [clamp(tm * tn), 1, clamp(g.batch)]
+                let blocks = match self.schedule {
+                    TileSchedule::PerBlock => tm * tn,
+                    TileSchedule::Persistent => {
+                        let per_batch = u64::from(sm_count) / g.batch.max(1);
+                        (tm * tn).min(per_batch.max(1))
+                    }
+                };
+                [clamp(blocks), 1, clamp(g.batch)]
             }
             // row-wise kernels: `tile_m` rows per block
             Problem::Layernorm(l) => [blocks(l.rows, self.tile_m), 1, 1],
@@ -129,6 +147,7 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
         tensor_maps: Vec::new(),
+        schedule: TileSchedule::PerBlock,
     })
 }
 
@@ -578,16 +597,30 @@ fn emit_epilogue(
     }
 }
 
-/// The tile rasterisation every GEMM pipeline shares: `row0`/`col0` of this block's output
-/// tile, groups of [`GROUP_M`] M-tiles sharing B tiles in L2; `bz` is the batch index.
+/// The tile rasterisation of a one-tile-per-block GEMM: `row0`/`col0` of this block's output
+/// tile ([`emit_tile_origin`]); `bz` is the batch index.
 pub(crate) fn emit_raster(w: &mut Source, ir: &KernelIr) {
+    emit_tile_counts(w, ir);
+    w.line("const int pid = blockIdx.x;");
+    emit_tile_origin(w, ir);
+    w.line("if (row0 >= M || col0 >= N) return;");
+    w.line("const long long bz = blockIdx.z;");
+}
+
+/// `tiles_m` and `tiles_n`: output tiles along M and N.
+pub(crate) fn emit_tile_counts(w: &mut Source, ir: &KernelIr) {
     let (tm, tn) = (ir.tile_m, ir.tile_n);
     w.line(format!(
         "// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"
     ));
     w.line(format!("const int tiles_m = (M + {tm} - 1) / {tm};"));
     w.line(format!("const int tiles_n = (N + {tn} - 1) / {tn};"));
-    w.line("const int pid = blockIdx.x;");
+}
+
+/// `row0`/`col0` of output tile `pid` in the grouped order every GEMM pipeline shares: groups of
+/// [`GROUP_M`] M-tiles walk N together, so they share B tiles in L2.
+pub(crate) fn emit_tile_origin(w: &mut Source, ir: &KernelIr) {
+    let (tm, tn) = (ir.tile_m, ir.tile_n);
     w.line(format!("const int group = {GROUP_M} * tiles_n;"));
     w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
     w.line(format!(
@@ -599,8 +632,6 @@ pub(crate) fn emit_raster(w: &mut Source, ir: &KernelIr) {
     w.line(format!(
         "const int col0 = ((pid % group) / group_m) * {tn};"
     ));
-    w.line("if (row0 >= M || col0 >= N) return;");
-    w.line("const long long bz = blockIdx.z;");
 }
 
 /// The epilogue of one GEMM: applies the fused ops to groups of accumulator values and stores

@@ -18,7 +18,7 @@ pub mod rows;
 pub mod source;
 
 pub use dialect::Dialect;
-pub use kernel::KernelSource;
+pub use kernel::{KernelSource, TileSchedule};
 
 use tessera_dsl::{KernelIr, Target, Vendor};
 

@@ -103,6 +103,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         tile_m: shape.rows,
         tile_n: ir.variant.extent,
         tensor_maps: Vec::new(),
+        schedule: crate::kernel::TileSchedule::PerBlock,
     })
 }
 

@@ -81,7 +81,11 @@ impl Workload {
 
     /// The launch geometry of a candidate for this problem.
     pub fn launch(&self, c: &Candidate) -> Launch {
-        let grid = c.source.grid(&self.problem());
+        let sm_count = match self {
+            Workload::Gemm(w) => w.sm_count,
+            Workload::Op(_) => 1,
+        };
+        let grid = c.source.grid(&self.problem(), sm_count);
         Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes)
     }
 
@@ -165,6 +169,8 @@ pub struct GemmWorkload {
     pub problem: GemmProblem,
     pub inputs: GemmInputs,
     pub strides: GemmStrides,
+    /// Multiprocessors of the device (a persistent kernel launches one block per each).
+    sm_count: u32,
     a: Buffer,
     b: Buffer,
     c: Option<Buffer>,
@@ -197,6 +203,7 @@ impl GemmWorkload {
         let d = device.alloc(p.batch * p.m * p.n * u64::from(p.output.size_bytes()))?;
         Ok(GemmWorkload {
             problem: p.clone(),
+            sm_count: device.caps().sm_count,
             strides: GemmStrides::packed(p),
             inputs,
             a,

@@ -233,6 +233,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         tile_m: bq,
         tile_n: hd,
         tensor_maps: Vec::new(),
+        schedule: crate::kernel::TileSchedule::PerBlock,
     })
 }
 

@@ -11,7 +11,9 @@
 
 use super::descriptor::SmemDescriptor;
 use crate::dialect::{AccGroup, Dialect};
-use crate::kernel::{abi_params, emit_raster, EpilogueStore, KernelSource};
+use crate::kernel::{
+    abi_params, emit_tile_counts, emit_tile_origin, EpilogueStore, KernelSource, TileSchedule,
+};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{abi, Stmt};
@@ -103,6 +105,7 @@ pub fn emit(
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
         tensor_maps: maps,
+        schedule: TileSchedule::Persistent,
     })
 }
 
@@ -129,7 +132,8 @@ fn emit_body(
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
-    emit_raster(w, ir);
+    emit_tile_counts(w, ir);
+    w.line("const long long bz = blockIdx.z;");
     w.line("d += bz * stride_d;");
     w.line("if (c) c += bz * stride_c;");
     w.line("if (residual) residual += bz * stride_d;");
@@ -164,9 +168,11 @@ fn emit_body(
     w.line(format!(
         "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
     ));
-    w.line("// producer: one thread fills the ring");
+    w.line("// producer: one thread fills the ring, running ahead into the next tile");
     w.open("if (tid == 0)");
     w.line("int stage = 0, phase = 0;");
+    w.open(TILE_LOOP);
+    emit_tile_origin(w, ir);
     w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
     w.line(format!("tsr_mbar_expect_tx(full + stage * 8, {tx_bytes});"));
@@ -182,6 +188,7 @@ fn emit_body(
     w.close("");
     w.close("");
     w.close("");
+    w.close("");
     w.open("else");
     w.line(format!(
         "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
@@ -190,6 +197,9 @@ fn emit_body(
     w.close("");
     Ok(())
 }
+
+/// The persistent loop over this block's tiles (stage and phase carry across tiles).
+const TILE_LOOP: &str = "for (int pid = blockIdx.x; pid < tiles_m * tiles_n; pid += gridDim.x)";
 
 /// `stage`/`phase` to the next slot of the ring.
 fn advance(w: &mut Source, stages: u32) {
@@ -228,6 +238,9 @@ fn emit_consumer(
         line
     ));
     w.line(format!("float {acc}[{mi}][{regs}];"));
+    w.line("int stage = 0, phase = 0;");
+    w.open(TILE_LOOP);
+    emit_tile_origin(w, ir);
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line("#pragma unroll");
@@ -235,7 +248,7 @@ fn emit_consumer(
         "for (int j = 0; j < {regs}; ++j) {acc}[i][j] = 0.f;"
     ));
     w.close("");
-    w.line("int stage = 0, phase = 0, held = -1;");
+    w.line("int held = -1;");
     w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(full + stage * 8, phase);");
     w.line(format!(
@@ -265,6 +278,7 @@ fn emit_consumer(
     advance(w, plan.stages);
     w.close("");
     w.line("tsr_wgmma_wait<0>();");
+    w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
     store.comment(w);
     // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
     // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
@@ -287,6 +301,7 @@ fn emit_consumer(
             block_end: format!("j == {} && h == 1", chunks - 1),
         },
     )?;
+    w.close("");
     w.close("");
     w.close("");
     w.close("");
