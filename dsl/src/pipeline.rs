@@ -27,11 +27,21 @@ pub struct WarpgroupPlan {
     /// Rows × columns of the output one consumer warpgroup owns.
     pub wg_m: u32,
     pub wg_n: u32,
-    /// Whether the consumers split the tile along M (else along N).
-    pub split_m: bool,
+    /// How the consumers share the work.
+    pub schedule: ConsumerSchedule,
     pub stages: u32,
     /// Swizzle of the shared tiles: one line holds one K step (tile_k elements).
     pub swizzle: Swizzle,
+}
+
+/// How consumer warpgroups share a block's tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerSchedule {
+    /// All consumers work on one tile, each on its own rows.
+    Cooperative,
+    /// Two consumers take alternate tiles, each a whole tile: one's epilogue overlaps the
+    /// other's mainloop (the ring's stages go to them in tile order).
+    Pingpong,
 }
 
 impl WarpgroupPlan {
@@ -114,10 +124,10 @@ impl GemmPipeline {
             w => return Err(format!("{w} warps are not 1 or 2 consumer warpgroups")),
         };
         let (tm, tn) = (tile.tile_m, tile.tile_n);
-        let (wg_m, wg_n, split_m) = if tm % (64 * consumers) == 0 {
-            (tm / consumers, tn, true)
+        let (wg_m, wg_n, schedule) = if consumers == 2 && tm * tn / 128 <= MAX_ACCUMULATORS {
+            (tm, tn, ConsumerSchedule::Pingpong)
         } else {
-            (tm, tn / consumers, false)
+            (tm / consumers, tn, ConsumerSchedule::Cooperative)
         };
         if wg_m % 64 != 0 || wg_n % 8 != 0 || wg_n == 0 || wg_n > 256 || tm > 256 || tn > 256 {
             return Err(format!(
@@ -131,7 +141,7 @@ impl GemmPipeline {
             consumers,
             wg_m,
             wg_n,
-            split_m,
+            schedule,
             stages: tile.stages,
             swizzle,
         };
@@ -192,17 +202,30 @@ mod tests {
         let v = variant("rcr", 8);
         let t = tile(128, 256, 64, 8, 4);
         let p = GemmPipeline::hopper_plan(&t, &v).unwrap();
-        assert_eq!((p.consumers, p.wg_m, p.wg_n, p.split_m), (2, 64, 256, true));
+        let coop = ConsumerSchedule::Cooperative;
+        assert_eq!(
+            (p.consumers, p.wg_m, p.wg_n, p.schedule),
+            (2, 64, 256, coop)
+        );
         assert_eq!(p.accumulators(), 128);
         assert_eq!(p.threads(), 384);
         assert_eq!(p.swizzle, Swizzle::B128);
         assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 1024);
-        // 64 rows cannot split over two warpgroups: they split the columns
+        // a tile one warpgroup can hold alone: two consumers take turns
+        let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 8, 4), &v).unwrap();
+        assert_eq!(
+            (p.wg_m, p.wg_n, p.schedule),
+            (128, 128, ConsumerSchedule::Pingpong)
+        );
+        assert_eq!(p.m_atoms(), 2);
         let p = GemmPipeline::hopper_plan(&tile(64, 256, 32, 8, 3), &v).unwrap();
         assert_eq!(
-            (p.wg_m, p.wg_n, p.split_m, p.swizzle),
-            (64, 128, false, Swizzle::B64)
+            (p.schedule, p.swizzle),
+            (ConsumerSchedule::Pingpong, Swizzle::B64)
         );
+        // one consumer never takes turns
+        let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 4, 4), &v).unwrap();
+        assert_eq!(p.schedule, ConsumerSchedule::Cooperative);
     }
 
     #[test]

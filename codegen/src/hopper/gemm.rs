@@ -17,7 +17,7 @@ use crate::kernel::{
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{abi, Stmt};
-use tessera_dsl::{GemmTile, KernelIr, TensorMapArg, WarpgroupPlan};
+use tessera_dsl::{ConsumerSchedule, GemmTile, KernelIr, TensorMapArg, WarpgroupPlan};
 
 /// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
 fn register_split(consumers: u32) -> (u32, u32) {
@@ -155,7 +155,11 @@ fn emit_body(
     w.open("if (tid == 0)");
     w.open(format!("for (int s = 0; s < {stages}; ++s)"));
     w.line("tsr_mbar_init(full + s * 8, 1);");
-    w.line(format!("tsr_mbar_init(empty + s * 8, {});", plan.consumers));
+    let releasers = match plan.schedule {
+        ConsumerSchedule::Cooperative => plan.consumers,
+        ConsumerSchedule::Pingpong => 1,
+    };
+    w.line(format!("tsr_mbar_init(empty + s * 8, {releasers});"));
     w.close("");
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
     w.close("");
@@ -224,13 +228,11 @@ fn emit_consumer(
     w.line("const int cw = wg - 1;");
     w.line("const int lane = tid % 32;");
     w.line("const int wq = (tid / 32) % 4;");
-    let (wr, wc) = if plan.split_m {
-        (format!("cw * {}", plan.wg_m), "0".to_string())
-    } else {
-        ("0".to_string(), format!("cw * {}", plan.wg_n))
+    let (wr, first, step) = match plan.schedule {
+        ConsumerSchedule::Cooperative => (format!("cw * {}", plan.wg_m), "0", 1),
+        ConsumerSchedule::Pingpong => ("0".to_string(), "cw", 2),
     };
     w.line(format!("const int wr0 = {wr};"));
-    w.line(format!("const int wc0 = {wc};"));
     w.line(format!(
         "const unsigned long long desc_hi = 0x{:016x}ull; // SBO {} B, swizzle {} B",
         SmemDescriptor::high_bits(plan.swizzle),
@@ -238,8 +240,17 @@ fn emit_consumer(
         line
     ));
     w.line(format!("float {acc}[{mi}][{regs}];"));
-    w.line("int stage = 0, phase = 0;");
-    w.open(TILE_LOOP);
+    w.line(
+        "// this warpgroup's tiles: the it-th of the block's starts at ring position it * k_tiles",
+    );
+    w.open(format!("for (int it = {first}; ; it += {step})"));
+    w.line("const int pid = blockIdx.x + it * gridDim.x;");
+    w.line("if (pid >= tiles_m * tiles_n) break;");
+    w.line("const unsigned pos = (unsigned)it * (unsigned)k_tiles;");
+    w.line(format!(
+        "int stage = pos % {}, phase = (pos / {}) & 1;",
+        plan.stages, plan.stages
+    ));
     emit_tile_origin(w, ir);
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
@@ -254,9 +265,7 @@ fn emit_consumer(
     w.line(format!(
         "const unsigned a0 = s_a + stage * {a_bytes} + wr0 * {line};"
     ));
-    w.line(format!(
-        "const unsigned b0 = s_b + stage * {b_bytes} + wc0 * {line};"
-    ));
+    w.line(format!("const unsigned b0 = s_b + stage * {b_bytes};"));
     w.line("tsr_wgmma_fence();");
     w.line("#pragma unroll");
     w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
@@ -297,7 +306,7 @@ fn emit_consumer(
                 format!("{acc}[i][j * 4 + h * 2 + 1]"),
             ],
             row: "wr0 + i * 64 + wq * 16 + (lane >> 2) + h * 8".into(),
-            col: "wc0 + j * 8 + (lane & 3) * 2".into(),
+            col: "j * 8 + (lane & 3) * 2".into(),
             block_end: format!("j == {} && h == 1", chunks - 1),
         },
     )?;
