@@ -30,6 +30,10 @@ const GEMM_POINTS: &[[i64; 6]] = &[
     [128, 128, 64, 2, 2, 4],
     [64, 256, 64, 2, 2, 4],
     [128, 64, 64, 2, 2, 4],
+    // pingpong: two consumer warpgroups, each a whole tile
+    [128, 128, 64, 2, 4, 4],
+    [64, 256, 64, 2, 4, 4],
+    [64, 128, 64, 2, 4, 4],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.
