@@ -164,7 +164,8 @@ impl WarpgroupPlan {
     /// swizzle atom at run time.
     pub fn smem_bytes(&self, tile: &GemmTile, variant: &Variant) -> u32 {
         let (a, b) = tile.stage_bytes(variant);
-        self.stages * (a + b) + 16 * self.stages + self.swizzle.atom_bytes()
+        // full + empty per stage, and two order barriers for pingpong consumers
+        self.stages * (a + b) + 16 * self.stages + 16 + self.swizzle.atom_bytes()
     }
 }
 
@@ -210,7 +211,7 @@ mod tests {
         assert_eq!(p.accumulators(), 128);
         assert_eq!(p.threads(), 384);
         assert_eq!(p.swizzle, Swizzle::B128);
-        assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 1024);
+        assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 16 + 1024);
         // a tile one warpgroup can hold alone: two consumers take turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 8, 4), &v).unwrap();
         assert_eq!(

@@ -152,6 +152,13 @@ fn emit_body(
         stages * b_bytes
     ));
     w.line(format!("const unsigned empty = full + {};", stages * 8));
+    let pingpong = plan.schedule == ConsumerSchedule::Pingpong;
+    if pingpong {
+        w.line(format!(
+            "const unsigned order = empty + {}; // 2 x 8 bytes: consumer c may start its mainloop",
+            stages * 8
+        ));
+    }
     w.open("if (tid == 0)");
     w.open(format!("for (int s = 0; s < {stages}; ++s)"));
     w.line("tsr_mbar_init(full + s * 8, 1);");
@@ -161,6 +168,10 @@ fn emit_body(
     };
     w.line(format!("tsr_mbar_init(empty + s * 8, {releasers});"));
     w.close("");
+    if pingpong {
+        w.line("tsr_mbar_init(order, 1);");
+        w.line("tsr_mbar_init(order + 8, 1);");
+    }
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
     w.close("");
     w.line("__syncthreads();");
@@ -260,6 +271,11 @@ fn emit_consumer(
     ));
     w.close("");
     w.line("int held = -1;");
+    if plan.schedule == ConsumerSchedule::Pingpong {
+        // A full-barrier wait is by parity, so it may not run more than one round ahead of the
+        // ring: a consumer starts its mainloop only once the other has passed all of its waits.
+        w.line("if (it > 0) tsr_mbar_wait(order + cw * 8, ((it - 1) / 2) & 1);");
+    }
     w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(full + stage * 8, phase);");
     w.line(format!(
@@ -286,6 +302,9 @@ fn emit_consumer(
     w.line("held = stage;");
     advance(w, plan.stages);
     w.close("");
+    if plan.schedule == ConsumerSchedule::Pingpong {
+        w.line("if (tid % 128 == 0) tsr_mbar_arrive(order + (1 - cw) * 8);");
+    }
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
     store.comment(w);
