@@ -52,6 +52,22 @@ pub struct Session<'a> {
     pub started: Instant,
 }
 
+/// The cache's identity for a device: who measured (name, arch, SMs, driver, toolchain, and
+/// whether it is the simulated device).
+pub fn device_fingerprint(
+    info: &tessera_device::DeviceInfo,
+    target: tessera_dsl::Target,
+) -> DeviceFingerprint {
+    DeviceFingerprint {
+        name: info.name.clone(),
+        arch: target.name().to_string(),
+        sm_count: info.sm_count,
+        driver: info.driver_version.clone(),
+        toolchain: info.toolchain.clone(),
+        simulated: info.simulated,
+    }
+}
+
 /// Progress callbacks (the CLI draws bars; tests count).
 pub trait Observer {
     fn problem_started(&mut self, _name: &str, _key: &str, _candidates: usize) {}
