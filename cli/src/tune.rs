@@ -150,6 +150,15 @@ fn faults(args: &Args) -> anyhow::Result<Vec<(String, PlantedFault)>> {
         .collect()
 }
 
+/// This machine's name, as result rows record it.
+pub(crate) fn origin_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 pub(crate) fn worker_spec(device: &str) -> anyhow::Result<WorkerSpec> {
     Ok(WorkerSpec {
         program: std::env::current_exe()?,
@@ -257,11 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         measure: Worker::new(worker_spec(&measure_device)?),
         compile,
         settings,
-        origin_host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into()),
+        origin_host: origin_host(),
         tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
         started,
     };

@@ -252,13 +252,13 @@ fn plan_bucket(
         .copied()
         .zip(placement.offsets.iter().copied())
         .collect();
-    let view = |v: ValueId, offset: u64| -> View {
+    let view = |v: ValueId, offset: u64, bytes: Option<u64>| -> View {
         match weights.get(&v) {
             Some(w) => *w,
             None => View {
                 buffer: Buffer::Arena,
                 offset: arena.get(&v).copied().unwrap_or(0) + offset,
-                bytes: graph.value(v).bytes(b.batch, b.seq).saturating_sub(offset),
+                bytes: bytes.unwrap_or_else(|| graph.value(v).bytes(b.batch, b.seq).saturating_sub(offset)),
             },
         }
     };
@@ -278,7 +278,7 @@ fn plan_bucket(
             ValueKind::Input(kind) if arena.contains_key(&ValueId(i)) => Some(InputSlot {
                 kind,
                 shape: shape(ValueId(i)),
-                view: view(ValueId(i), 0),
+                view: view(ValueId(i), 0, None),
             }),
             _ => None,
         })
@@ -289,7 +289,7 @@ fn plan_bucket(
         .map(|&(kind, v)| OutputSlot {
             kind,
             shape: shape(v),
-            view: view(v, 0),
+            view: view(v, 0, None),
         })
         .collect();
     let launches = steps
@@ -303,7 +303,7 @@ fn plan_bucket(
                 .iter()
                 .map(|o| LaunchArg {
                     name: o.name.clone(),
-                    view: view(o.value, o.offset),
+                    view: view(o.value, o.offset, o.bytes),
                 })
                 .collect(),
             scalars: s.scalars.clone(),

@@ -34,12 +34,15 @@ pub enum StepKind {
     Glue(Glue),
 }
 
-/// One operand: the ABI name, the value, and a byte offset into it (Q, K, V in a packed QKV).
+/// One operand: the ABI name, the value, and the byte range of it the kernel sees (all of it,
+/// or one of Q, K, V in a packed QKV).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operand {
     pub name: String,
     pub value: ValueId,
     pub offset: u64,
+    /// `None`: from `offset` to the end of the value.
+    pub bytes: Option<u64>,
 }
 
 /// One launch.
@@ -87,6 +90,7 @@ fn operand(name: &str, value: ValueId) -> Operand {
         name: name.to_string(),
         value,
         offset: 0,
+        bytes: None,
     }
 }
 
@@ -161,6 +165,7 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                             name: name.into(),
                             value: ins[0],
                             offset: i * part,
+                            bytes: Some(part),
                         };
                         vec![
                             view("q", 0),

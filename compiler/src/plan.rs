@@ -59,7 +59,7 @@ pub enum Buffer {
     Weights,
 }
 
-/// A byte range of a buffer: `bytes` from `offset` to the end of the value viewed.
+/// A byte range of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     pub buffer: Buffer,

@@ -274,3 +274,15 @@ fn bad_buckets_are_clear_errors() {
     let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
     assert!(e.contains("must be f16 or bf16"), "{e}");
 }
+
+#[test]
+#[ignore]
+fn peek() {
+    let dir = std::path::PathBuf::from("/tmp/peek");
+    let _ = std::fs::remove_dir_all(&dir);
+    Fixture::tiny().write(&dir).unwrap();
+    let cache = Cache::open(dir.join("tune.db")).unwrap();
+    let c = compile_with(&dir, &cache, Mode::NoTune).unwrap();
+    println!("{}", c.graph.dump());
+    c.write(&dir.join("m.tsr")).unwrap();
+}
