@@ -76,7 +76,10 @@ impl Observer for Progress {
     }
     fn problem_started(&mut self, _name: &str, key: &str, candidates: usize) {
         if !self.quiet {
-            eprintln!("[{:6.1}s] tuning {key}: {candidates} candidates", self.started.elapsed().as_secs_f64());
+            eprintln!(
+                "[{:6.1}s] tuning {key}: {candidates} candidates",
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
     fn problem_done(&mut self, s: &ProblemSummary) {
@@ -85,7 +88,10 @@ impl Observer for Progress {
                 (Some(w), Some(ms)) => format!("{w} {ms:.4} ms"),
                 _ => "no winner".into(),
             };
-            eprintln!("[{:6.1}s]   -> {what}", self.started.elapsed().as_secs_f64());
+            eprintln!(
+                "[{:6.1}s]   -> {what}",
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -101,14 +107,27 @@ fn compile_error(e: CompileError) -> anyhow::Error {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let (target, fragment) = gpu_kind(&args.gpu)?;
-    let dtype: DType = args.dtype.parse().map_err(|_| usage(format!("--dtype {}: use f16 or bf16", args.dtype)))?;
+    let dtype: DType = args
+        .dtype
+        .parse()
+        .map_err(|_| usage(format!("--dtype {}: use f16 or bf16", args.dtype)))?;
     let (info, caps, measure_device, compile_workers) = if args.sim {
         let sim = SimDevice::new(target);
-        (sim.info(), sim.caps().clone(), format!("sim:{}", target.name()), None)
+        (
+            sim.info(),
+            sim.caps().clone(),
+            format!("sim:{}", target.name()),
+            None,
+        )
     } else {
         let info = find_gpu(&args.gpu, target, fragment)?;
         let device = format!("cuda:{}", info.ordinal);
-        (info, target.nominal_caps(), device, Some(worker_spec("none")?))
+        (
+            info,
+            target.nominal_caps(),
+            device,
+            Some(worker_spec("none")?),
+        )
     };
     let fp = fingerprint(&info, target);
     let cache = open_cache(args.cache.clone())?;
@@ -162,7 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         Mode::Tune(&mut session)
     };
-    let compiled = tessera_compiler::compile(&options, &lookup, mode, &mut progress).map_err(compile_error)?;
+    let compiled =
+        tessera_compiler::compile(&options, &lookup, mode, &mut progress).map_err(compile_error)?;
     progress.phase(&format!("write {}", args.out.display()));
     compiled.write(&args.out)?;
     let plan = &compiled.plan;

@@ -28,7 +28,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = &plan.model;
-    println!("plan {} (schema {}, tessera {})", args.plan.display(), plan.schema_version, plan.tessera_version);
+    println!(
+        "plan {} (schema {}, tessera {})",
+        args.plan.display(),
+        plan.schema_version,
+        plan.tessera_version
+    );
     println!(
         "model: BERT, {} layers, hidden {}, {} heads of {}, FFN {} ({:?}), vocab {}, {} positions; {}",
         m.layers, m.hidden, m.heads, m.head_dim, m.intermediate, m.activation, m.vocab, m.max_positions, plan.dtype
@@ -49,9 +54,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         d.toolchain,
         if d.simulated { " SIMULATED" } else { "" }
     );
-    let passes: Vec<String> = plan.passes.iter().map(|p| format!("{} ({})", p.pass, p.rewrites)).collect();
+    let passes: Vec<String> = plan
+        .passes
+        .iter()
+        .map(|p| format!("{} ({})", p.pass, p.rewrites))
+        .collect();
     println!("passes: {}", passes.join(", "));
-    let buckets: Vec<String> = plan.buckets.iter().map(|b| format!("{}x{}", b.bucket.batch, b.bucket.seq)).collect();
+    let buckets: Vec<String> = plan
+        .buckets
+        .iter()
+        .map(|b| format!("{}x{}", b.bucket.batch, b.bucket.seq))
+        .collect();
     println!("buckets (batch x seq): {}", buckets.join(", "));
     println!(
         "memory: arena {} ({} bytes) vs naive {} ({} bytes), {:.1}% of naive, alignment {} B; weights {} in {}",
@@ -74,21 +87,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         *n += 1;
                     }
                 }
-                Callee::Glue { glue: g } => *glue.entry(format!("{g:?}").to_lowercase()).or_insert(0usize) += 1,
+                Callee::Glue { glue: g } => {
+                    *glue
+                        .entry(format!("{g:?}").to_lowercase())
+                        .or_insert(0usize) += 1
+                }
             }
         }
     }
-    println!("\n{:>3}  {:<10} {:>9} {:>8}  {:<64} problem", "#", "status", "ms", "launches", "kernel");
+    println!(
+        "\n{:>3}  {:<10} {:>9} {:>8}  {:<64} problem",
+        "#", "status", "ms", "launches", "kernel"
+    );
     for (i, k) in plan.kernels.iter().enumerate() {
         let (status, ms) = match &k.status {
             TuningStatus::Cached { median_ms } => ("cached", format!("{median_ms:.4}")),
             TuningStatus::Tuned { median_ms } => ("tuned", format!("{median_ms:.4}")),
             TuningStatus::Untuned { .. } => ("UNTUNED", "-".to_string()),
         };
-        println!("{i:>3}  {status:<10} {ms:>9} {:>8}  {:<64} {}", launches[i], k.kernel_name, k.problem.key());
+        println!(
+            "{i:>3}  {status:<10} {ms:>9} {:>8}  {:<64} {}",
+            launches[i],
+            k.kernel_name,
+            k.problem.key()
+        );
     }
     for (g, n) in &glue {
-        println!("  -  {:<10} {:>9} {n:>8}  {:<64} (no kernel template yet)", "glue", "-", g);
+        println!(
+            "  -  {:<10} {:>9} {n:>8}  {:<64} (no kernel template yet)",
+            "glue", "-", g
+        );
     }
     let untuned: Vec<&str> = plan
         .kernels

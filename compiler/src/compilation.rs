@@ -258,7 +258,8 @@ fn plan_bucket(
             None => View {
                 buffer: Buffer::Arena,
                 offset: arena.get(&v).copied().unwrap_or(0) + offset,
-                bytes: bytes.unwrap_or_else(|| graph.value(v).bytes(b.batch, b.seq).saturating_sub(offset)),
+                bytes: bytes
+                    .unwrap_or_else(|| graph.value(v).bytes(b.batch, b.seq).saturating_sub(offset)),
             },
         }
     };

@@ -28,7 +28,10 @@ fn options(dir: &Path) -> Options {
 
 fn sim() -> (DeviceFingerprint, tessera_dsl::DeviceCaps) {
     let d = SimDevice::new(Target::Sm90a);
-    (device_fingerprint(&d.info(), Target::Sm90a), d.caps().clone())
+    (
+        device_fingerprint(&d.info(), Target::Sm90a),
+        d.caps().clone(),
+    )
 }
 
 fn compile_with(dir: &Path, cache: &Cache, mode: Mode) -> Result<Compiled, CompileError> {
@@ -61,34 +64,94 @@ fn passes_leave_one_fused_qkv_gemm_per_layer_and_fused_epilogues() {
     let out = optimize(&opts, &mut Silent).unwrap();
     let g = &out.model.graph;
     let layers = fixture.config.layers as usize;
-    for gone in ["dropout", "bias_add", "add", "activation", "split_heads", "merge_heads"] {
-        assert_eq!(g.count(gone), 0, "`{gone}` left after the passes:\n{}", g.dump());
+    for gone in [
+        "dropout",
+        "bias_add",
+        "add",
+        "activation",
+        "split_heads",
+        "merge_heads",
+    ] {
+        assert_eq!(
+            g.count(gone),
+            0,
+            "`{gone}` left after the passes:\n{}",
+            g.dump()
+        );
     }
     assert_eq!(g.count("attention"), layers);
     assert_eq!(g.count("layernorm"), 2 * layers);
     assert_eq!(g.count("linear"), 4 * layers);
-    assert_eq!(g.nodes.len(), 1 + 7 * layers + 1, "embedding, 7 per layer, pooler");
+    assert_eq!(
+        g.nodes.len(),
+        1 + 7 * layers + 1,
+        "embedding, 7 per layer, pooler"
+    );
     let h = fixture.config.hidden;
     let linears: Vec<_> = g.nodes.iter().filter(|n| n.op.kind() == "linear").collect();
     for layer in linears.chunks(4) {
-        let [qkv, out_proj, up, down] = layer else { unreachable!() };
-        let heads = LinearStore::Heads { heads: 2, head_dim: 64 };
-        assert_eq!(qkv.op, Op::Linear { epilogue: vec![EpilogueOp::Bias], store: heads });
+        let [qkv, out_proj, up, down] = layer else {
+            unreachable!()
+        };
+        let heads = LinearStore::Heads {
+            heads: 2,
+            head_dim: 64,
+        };
+        assert_eq!(
+            qkv.op,
+            Op::Linear {
+                epilogue: vec![EpilogueOp::Bias],
+                store: heads
+            }
+        );
         // the QKV weight is the three projections stacked: [3·hidden, hidden]
         let w = g.value(qkv.inputs[1]);
         assert!(w.name.ends_with("attention.qkv.weight"), "{}", w.name);
-        assert_eq!(w.shape, vec![tessera_compiler::graph::Dim::Fixed(3 * h), tessera_compiler::graph::Dim::Fixed(h)]);
-        assert_eq!(out_proj.op, Op::Linear { epilogue: vec![EpilogueOp::Bias], store: LinearStore::Rows });
-        assert_eq!(up.op, Op::Linear { epilogue: vec![EpilogueOp::Bias, EpilogueOp::Gelu], store: LinearStore::Rows });
-        assert_eq!(down.op, Op::Linear { epilogue: vec![EpilogueOp::Bias], store: LinearStore::Rows });
+        assert_eq!(
+            w.shape,
+            vec![
+                tessera_compiler::graph::Dim::Fixed(3 * h),
+                tessera_compiler::graph::Dim::Fixed(h)
+            ]
+        );
+        assert_eq!(
+            out_proj.op,
+            Op::Linear {
+                epilogue: vec![EpilogueOp::Bias],
+                store: LinearStore::Rows
+            }
+        );
+        assert_eq!(
+            up.op,
+            Op::Linear {
+                epilogue: vec![EpilogueOp::Bias, EpilogueOp::Gelu],
+                store: LinearStore::Rows
+            }
+        );
+        assert_eq!(
+            down.op,
+            Op::Linear {
+                epilogue: vec![EpilogueOp::Bias],
+                store: LinearStore::Rows
+            }
+        );
     }
     for n in g.nodes.iter() {
         match &n.op {
             Op::LayerNorm { residual, .. } => assert!(residual, "{} has no fused residual", n.name),
             Op::Attention { qkv, store, .. } => {
-                assert_eq!((*qkv, *store), (AttentionQkv::Packed, AttentionStore::Tokens), "{}", n.name);
+                assert_eq!(
+                    (*qkv, *store),
+                    (AttentionQkv::Packed, AttentionStore::Tokens),
+                    "{}",
+                    n.name
+                );
                 let packed = g.value(n.inputs[0]);
-                assert!(packed.name.ends_with(".qkv"), "attention reads the QKV GEMM's output, got {}", packed.name);
+                assert!(
+                    packed.name.ends_with(".qkv"),
+                    "attention reads the QKV GEMM's output, got {}",
+                    packed.name
+                );
             }
             _ => {}
         }
@@ -98,10 +161,26 @@ fn passes_leave_one_fused_qkv_gemm_per_layer_and_fused_epilogues() {
     assert_eq!((emb.op.kind(), emb.inputs.len()), ("embedding", 7));
     // every pass reported and dumped
     let names: Vec<&str> = out.passes.iter().map(|p| p.pass.as_str()).collect();
-    assert_eq!(names, ["drop_noops", "merge_qkv", "fuse_residual_layernorm", "fuse_epilogue", "absorb_layout"]);
-    assert!(out.passes.iter().all(|p| p.rewrites > 0), "{:?}", out.passes);
+    assert_eq!(
+        names,
+        [
+            "drop_noops",
+            "merge_qkv",
+            "fuse_residual_layernorm",
+            "fuse_epilogue",
+            "absorb_layout"
+        ]
+    );
+    assert!(
+        out.passes.iter().all(|p| p.rewrites > 0),
+        "{:?}",
+        out.passes
+    );
     let first = std::fs::read_to_string(dump.join("00-import.txt")).unwrap();
-    assert!(first.contains("= dropout[") && first.contains("= split_heads["), "{first}");
+    assert!(
+        first.contains("= dropout[") && first.contains("= split_heads["),
+        "{first}"
+    );
     let last = std::fs::read_to_string(dump.join("05-absorb_layout.txt")).unwrap();
     assert_eq!(last, g.dump());
     assert!(last.contains("linear[bias,store=heads2x64]"), "{last}");
@@ -127,10 +206,20 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
         Problem::Gemm(g) if g.n == 3 * 128 && g.m == 2 * 32 => Some(g.clone()),
         _ => None,
     });
-    assert_eq!(qkv.unwrap().store, Store::Heads { heads: 2, head_dim: 64, seq: 32 });
+    assert_eq!(
+        qkv.unwrap().store,
+        Store::Heads {
+            heads: 2,
+            head_dim: 64,
+            seq: 32
+        }
+    );
     for b in &plan.buckets {
         assert_eq!(b.launches.len(), 16);
-        assert!(matches!(b.launches[0].callee, Callee::Glue { .. }), "embedding first");
+        assert!(
+            matches!(b.launches[0].callee, Callee::Glue { .. }),
+            "embedding first"
+        );
         assert!(b.arena_bytes <= b.naive_bytes && b.arena_bytes > 0);
         for l in &b.launches {
             if let Callee::Kernel { kernel } = l.callee {
@@ -141,7 +230,12 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
                     assert_eq!(a.view.offset % 256, 0);
                     assert!(a.view.offset + a.view.bytes <= plan.weights.bytes);
                 } else {
-                    assert!(a.view.offset + a.view.bytes <= b.arena_bytes, "{} {}", l.node, a.name);
+                    assert!(
+                        a.view.offset + a.view.bytes <= b.arena_bytes,
+                        "{} {}",
+                        l.node,
+                        a.name
+                    );
                 }
             }
         }
@@ -156,7 +250,10 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     loaded.check_device(&fingerprint).unwrap();
     let mut other = fingerprint.clone();
     other.name = "NVIDIA A100".into();
-    assert!(matches!(loaded.check_device(&other), Err(PlanError::Device { .. })));
+    assert!(matches!(
+        loaded.check_device(&other),
+        Err(PlanError::Device { .. })
+    ));
     let mut other = fingerprint.clone();
     other.toolchain = "nvrtc 99.0".into();
     let e = loaded.check_device(&other).unwrap_err().to_string();
@@ -164,16 +261,27 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     // a compile over an existing plan replaces it; damage is detected on load
     compiled.write(&out).unwrap();
     let text = std::fs::read_to_string(out.join("plan.json")).unwrap();
-    std::fs::write(out.join("plan.json"), text.replace("\"schema_version\": 1", "\"schema_version\": 99")).unwrap();
+    std::fs::write(
+        out.join("plan.json"),
+        text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+    )
+    .unwrap();
     let e = Plan::load(&out).unwrap_err().to_string();
-    assert!(e.contains("schema version 99") && e.contains("reads version 1"), "{e}");
+    assert!(
+        e.contains("schema version 99") && e.contains("reads version 1"),
+        "{e}"
+    );
     compiled.write(&out).unwrap();
     let mut w = std::fs::read(out.join("weights.bin")).unwrap();
     w[10] ^= 1;
     std::fs::write(out.join("weights.bin"), w).unwrap();
     assert!(matches!(Plan::load(&out), Err(PlanError::Weights { .. })));
     // no temporary directory is left behind
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -185,7 +293,12 @@ fn strict_lists_every_miss() {
     match compile_with(dir.path(), &cache, Mode::Strict) {
         Err(CompileError::Tuning(TuningError::Strict(misses))) => {
             assert_eq!(misses.len(), 20);
-            assert!(misses.iter().any(|m| m.starts_with("attention batch=2 heads=2 seq_q=32")), "{misses:?}");
+            assert!(
+                misses
+                    .iter()
+                    .any(|m| m.starts_with("attention batch=2 heads=2 seq_q=32")),
+                "{misses:?}"
+            );
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("--strict with an empty cache must fail"),
@@ -206,8 +319,20 @@ fn wrapped_bf16_checkpoints_import_and_heads_are_ignored() {
     let out = optimize(&opts, &mut Silent).unwrap();
     assert_eq!(out.model.graph.count("pooler"), 0);
     assert_eq!(out.model.graph.outputs.len(), 1);
-    let up = out.model.graph.nodes.iter().find(|n| n.name == "layer0.ffn_up").unwrap();
-    assert_eq!(up.op, Op::Linear { epilogue: vec![EpilogueOp::Bias, EpilogueOp::Relu], store: LinearStore::Rows });
+    let up = out
+        .model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.name == "layer0.ffn_up")
+        .unwrap();
+    assert_eq!(
+        up.op,
+        Op::Linear {
+            epilogue: vec![EpilogueOp::Bias, EpilogueOp::Relu],
+            store: LinearStore::Rows
+        }
+    );
 }
 
 #[test]
@@ -215,35 +340,70 @@ fn broken_checkpoints_name_the_problem() {
     let mut f = Fixture::tiny();
     f.drop = Some("encoder.layer.1.attention.self.key.bias".into());
     let e = error_of(&f);
-    assert!(e.contains("`encoder.layer.1.attention.self.key.bias` is missing"), "{e}");
+    assert!(
+        e.contains("`encoder.layer.1.attention.self.key.bias` is missing"),
+        "{e}"
+    );
 
     let mut f = Fixture::tiny();
-    f.reshape = Some(("encoder.layer.0.intermediate.dense.weight".into(), vec![128, 256]));
+    f.reshape = Some((
+        "encoder.layer.0.intermediate.dense.weight".into(),
+        vec![128, 256],
+    ));
     let e = error_of(&f);
-    assert!(e.contains("`encoder.layer.0.intermediate.dense.weight` has shape [128, 256], expected [256, 128]"), "{e}");
+    assert!(
+        e.contains(
+            "`encoder.layer.0.intermediate.dense.weight` has shape [128, 256], expected [256, 128]"
+        ),
+        "{e}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     Fixture::tiny().write(dir.path()).unwrap();
     let st = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() - 100]).unwrap();
-    let e = optimize(&options(dir.path()), &mut Silent).err().unwrap().to_string();
-    assert!(e.contains("model.safetensors: truncated") && e.contains("ends at byte"), "{e}");
+    let e = optimize(&options(dir.path()), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors: truncated") && e.contains("ends at byte"),
+        "{e}"
+    );
     std::fs::write(&st, &bytes[..5]).unwrap();
-    let e = optimize(&options(dir.path()), &mut Silent).err().unwrap().to_string();
+    let e = optimize(&options(dir.path()), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("shorter than the 8-byte header length"), "{e}");
     std::fs::remove_file(&st).unwrap();
-    let e = optimize(&options(dir.path()), &mut Silent).err().unwrap().to_string();
+    let e = optimize(&options(dir.path()), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("model.safetensors: cannot read"), "{e}");
 
     let cfg = dir.path().join("config.json");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("\"bert\"", "\"llama\"")).unwrap();
-    let e = optimize(&options(dir.path()), &mut Silent).err().unwrap().to_string();
-    assert!(e.contains("unsupported model_type `llama`; supported: bert"), "{e}");
+    let e = optimize(&options(dir.path()), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("unsupported model_type `llama`; supported: bert"),
+        "{e}"
+    );
     std::fs::write(&cfg, text.replace("\"gelu\"", "\"silu\"")).unwrap();
-    let e = optimize(&options(dir.path()), &mut Silent).err().unwrap().to_string();
-    assert!(e.contains("unsupported hidden_act `silu`") && e.contains("gelu_new"), "{e}");
+    let e = optimize(&options(dir.path()), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("unsupported hidden_act `silu`") && e.contains("gelu_new"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -257,8 +417,14 @@ fn head_dim_32_imports_but_has_no_attention_kernel_yet() {
     f.write(dir.path()).unwrap();
     optimize(&options(dir.path()), &mut Silent).unwrap();
     let cache = Cache::open(dir.path().join("tune.db")).unwrap();
-    let e = compile_with(dir.path(), &cache, Mode::NoTune).err().unwrap().to_string();
-    assert!(e.contains("layer0.attention") && e.contains("head_dim 32 is not supported"), "{e}");
+    let e = compile_with(dir.path(), &cache, Mode::NoTune)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("layer0.attention") && e.contains("head_dim 32 is not supported"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -268,21 +434,12 @@ fn bad_buckets_are_clear_errors() {
     let mut opts = options(dir.path());
     opts.seqs = vec![16, 128];
     let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
-    assert!(e.contains("sequence length 128 is longer than the model's 64 positions"), "{e}");
+    assert!(
+        e.contains("sequence length 128 is longer than the model's 64 positions"),
+        "{e}"
+    );
     opts.seqs = vec![16];
     opts.dtype = DType::F32;
     let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
     assert!(e.contains("must be f16 or bf16"), "{e}");
-}
-
-#[test]
-#[ignore]
-fn peek() {
-    let dir = std::path::PathBuf::from("/tmp/peek");
-    let _ = std::fs::remove_dir_all(&dir);
-    Fixture::tiny().write(&dir).unwrap();
-    let cache = Cache::open(dir.join("tune.db")).unwrap();
-    let c = compile_with(&dir, &cache, Mode::NoTune).unwrap();
-    println!("{}", c.graph.dump());
-    c.write(&dir.join("m.tsr")).unwrap();
 }

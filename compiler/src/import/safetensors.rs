@@ -239,7 +239,7 @@ pub fn to_bytes(
     }
     let mut text = serde_json::Value::Object(header).to_string().into_bytes();
     // pad the header with spaces so the data starts 8-byte aligned, as the reference writer does
-    while (8 + text.len()) % 8 != 0 {
+    while !(8 + text.len()).is_multiple_of(8) {
         text.push(b' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
