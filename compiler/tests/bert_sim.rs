@@ -443,3 +443,59 @@ fn bad_buckets_are_clear_errors() {
     let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
     assert!(e.contains("must be f16 or bf16"), "{e}");
 }
+
+#[test]
+fn launches_name_abi_operands_and_never_write_over_what_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    Fixture::tiny().write(dir.path()).unwrap();
+    let cache = Cache::open(dir.path().join("tune.db")).unwrap();
+    let plan = compile_with(dir.path(), &cache, Mode::NoTune).unwrap().plan;
+    assert_eq!(
+        plan.arena.bytes,
+        plan.buckets.iter().map(|b| b.arena_bytes).max().unwrap(),
+        "one arena sized for the largest bucket"
+    );
+    for b in &plan.buckets {
+        for l in &b.launches {
+            if let Callee::Kernel { kernel } = l.callee {
+                let k = &plan.kernels[kernel];
+                let variant = tessera_dsl::template::variant_for(DType::F32, &k.problem);
+                let abi = tessera_dsl::ir::abi(k.problem.op(), &variant);
+                let names: Vec<&str> = abi.iter().map(|a| a.name()).collect();
+                for a in &l.args {
+                    assert!(
+                        names.contains(&a.name.as_str()),
+                        "{}: `{}` is not in the ABI {names:?}",
+                        l.node,
+                        a.name
+                    );
+                }
+            }
+            // the written operand is the last; it overlaps no operand the launch reads
+            let (written, read) = l.args.split_last().unwrap();
+            assert_eq!(written.view.buffer, Buffer::Arena);
+            for r in read.iter().filter(|r| r.view.buffer == Buffer::Arena) {
+                let disjoint = r.view.offset + r.view.bytes <= written.view.offset
+                    || written.view.offset + written.view.bytes <= r.view.offset;
+                assert!(
+                    disjoint,
+                    "{} at {}: `{}` overlaps the output",
+                    l.node, b.bucket, r.name
+                );
+            }
+        }
+        // Q, K and V are consecutive thirds of one buffer
+        let att = b
+            .launches
+            .iter()
+            .find(|l| l.node == "layer1.attention")
+            .unwrap();
+        let view = |n: &str| att.args.iter().find(|a| a.name == n).unwrap().view;
+        let (q, k, v) = (view("q"), view("k"), view("v"));
+        assert_eq!(
+            (k.offset, v.offset),
+            (q.offset + q.bytes, q.offset + 2 * q.bytes)
+        );
+        assert_eq!(q.bytes, b.bucket.batch * 2 * b.bucket.seq * 64 * 2);
+    }
+}

@@ -173,3 +173,64 @@ pub fn run(graph: &mut Graph, weights: &mut WeightStore) -> Result<usize, Concat
     }
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::Fixture;
+
+    #[test]
+    fn projections_of_different_inputs_are_not_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        Fixture::tiny().write(dir.path()).unwrap();
+        let mut m = crate::import::import(dir.path(), tessera_dsl::DType::F16).unwrap();
+        // point layer 0's key projection at another input: no longer one source
+        let key = m
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.name == "layer0.key")
+            .unwrap();
+        let other = m
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.name == "embeddings")
+            .unwrap()
+            .inputs[0];
+        m.graph.nodes[key].inputs[0] = other;
+        assert_eq!(
+            run(&mut m.graph, &mut m.weights).unwrap(),
+            1,
+            "only layer 1 merges"
+        );
+        m.graph.check().unwrap();
+        assert_eq!(
+            m.graph.count("linear"),
+            6 + 4,
+            "q, k, v, out, up, down + qkv, out, up, down"
+        );
+        // the merged weight is the three projections stacked in Q, K, V order
+        let w = m
+            .weights
+            .weights
+            .iter()
+            .find(|w| w.name == "layer1.attention.qkv.weight")
+            .unwrap();
+        let q = m
+            .weights
+            .weights
+            .iter()
+            .find(|w| w.name == "encoder.layer.1.attention.self.query.weight")
+            .unwrap();
+        let v = m
+            .weights
+            .weights
+            .iter()
+            .find(|w| w.name == "encoder.layer.1.attention.self.value.weight")
+            .unwrap();
+        assert_eq!(w.shape, vec![3 * 128, 128]);
+        assert_eq!(w.values[..q.values.len()], q.values[..]);
+        assert_eq!(w.values[2 * q.values.len()..], v.values[..]);
+    }
+}
