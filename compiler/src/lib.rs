@@ -10,7 +10,8 @@
 //!   steps with operand views;
 //! * [`tuning`]: each distinct problem resolved through the cache, tuning misses on the spot
 //!   (`tessera_tuner`), or the cost model's pick, or a strict failure;
-//! * [`memory`]: liveness and best-fit placement in one arena shared by all buckets;
+//! * [`memory`]: best-fit placement of lifetimes in one arena shared by all buckets, and
+//!   [`binding`]: liveness over a launch list, weight layout, argument views;
 //! * [`plan`]: the plan directory (JSON + weights, no code), written atomically, loaded with
 //!   schema and device checks;
 //! * [`fixture`]: a tiny random BERT checkpoint writer, for tests and first tries.
@@ -21,6 +22,7 @@
 //! It depends on dsl, library, tuner, device and cache; it must not depend on codegen directly
 //! or on the CLI, and nothing but the CLI and tests depend on it.
 
+pub mod binding;
 pub mod bucket;
 pub mod compilation;
 pub mod fixture;

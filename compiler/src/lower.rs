@@ -94,48 +94,36 @@ fn operand(name: &str, value: ValueId) -> Operand {
     }
 }
 
+/// A step before its written operand is appended.
+struct Lowered {
+    kind: StepKind,
+    operands: Vec<Operand>,
+    /// The ABI name of the written operand.
+    written: &'static str,
+    scalars: BTreeMap<String, f64>,
+    attention_store: Option<AttentionStore>,
+}
+
+impl Lowered {
+    fn new(kind: StepKind, operands: Vec<Operand>, written: &'static str) -> Lowered {
+        Lowered {
+            kind,
+            operands,
+            written,
+            scalars: BTreeMap::new(),
+            attention_store: None,
+        }
+    }
+}
+
 /// The launch list of `graph` at `bucket`, activations in `dtype`.
 pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, LowerError> {
-    let rows = bucket.tokens();
     let mut steps = Vec::with_capacity(graph.nodes.len());
     for node in &graph.nodes {
-        let mut scalars = BTreeMap::new();
-        let mut attention_store = None;
         let ins = &node.inputs;
-        let (kind, mut operands, written) = match &node.op {
-            Op::Linear { epilogue, store } => {
-                let k = fixed_last(graph, node, ins[0])?;
-                let n = match graph.value(ins[1]).shape.first() {
-                    Some(Dim::Fixed(n)) => *n,
-                    _ => fixed_last(graph, node, node.output)?,
-                };
-                let mut g = GemmProblem::new(rows, n, k);
-                g.input = dtype;
-                g.output = dtype;
-                g.layout_b = Layout::Col;
-                g.epilogue = epilogue.clone();
-                if let LinearStore::Heads { heads, head_dim } = *store {
-                    g.store = Store::Heads {
-                        heads,
-                        head_dim,
-                        seq: bucket.seq,
-                    };
-                }
-                let mut ops = vec![operand("a", ins[0]), operand("b", ins[1])];
-                let mut extra = ins[2..].iter();
-                for e in epilogue {
-                    let name = match e {
-                        EpilogueOp::Bias => "bias",
-                        EpilogueOp::Residual => "residual",
-                        EpilogueOp::BetaC => "c",
-                        _ => continue,
-                    };
-                    if let Some(&v) = extra.next() {
-                        ops.push(operand(name, v));
-                    }
-                }
-                (StepKind::Kernel(Problem::Gemm(g)), ops, "d")
-            }
+        let named = |names: &[&str]| names.iter().zip(ins).map(|(n, &v)| operand(n, v)).collect();
+        let mut step = match &node.op {
+            Op::Linear { epilogue, store } => linear(graph, node, epilogue, *store, bucket, dtype)?,
             &Op::Attention {
                 heads,
                 head_dim,
@@ -143,57 +131,27 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 qkv,
                 store,
             } => {
-                let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
-                a.dtype = dtype;
-                a.mask = Mask::Padding;
-                scalars.insert("scale".into(), scale);
-                attention_store = Some(store);
-                let ops = match qkv {
-                    AttentionQkv::Separate => vec![
-                        operand("q", ins[0]),
-                        operand("k", ins[1]),
-                        operand("v", ins[2]),
-                        operand("kv_lens", ins[3]),
-                    ],
-                    AttentionQkv::Packed => {
-                        let part = bucket.batch
-                            * heads
-                            * bucket.seq
-                            * head_dim
-                            * u64::from(dtype.size_bytes());
-                        let view = |name: &str, i: u64| Operand {
-                            name: name.into(),
-                            value: ins[0],
-                            offset: i * part,
-                            bytes: Some(part),
-                        };
-                        vec![
-                            view("q", 0),
-                            view("k", 1),
-                            view("v", 2),
-                            operand("kv_lens", ins[1]),
-                        ]
-                    }
-                };
-                (StepKind::Kernel(Problem::Attention(a)), ops, "o")
+                let mut step = attention(ins, heads, head_dim, qkv, bucket, dtype);
+                step.scalars.insert("scale".into(), scale);
+                step.attention_store = Some(store);
+                step
             }
             &Op::LayerNorm { eps, residual } => {
-                let mut l = LayernormProblem::new(rows, fixed_last(graph, node, ins[0])?);
+                let mut l =
+                    LayernormProblem::new(bucket.tokens(), fixed_last(graph, node, ins[0])?);
                 l.dtype = dtype;
                 l.residual = residual;
-                scalars.insert("eps".into(), eps);
-                let mut ops = vec![operand("x", ins[0])];
-                let rest = if residual {
-                    ops.push(operand("residual", ins[1]));
-                    &ins[2..]
+                let names: &[&str] = if residual {
+                    &["x", "residual", "gamma", "beta"]
                 } else {
-                    &ins[1..]
+                    &["x", "gamma", "beta"]
                 };
-                ops.extend([operand("gamma", rest[0]), operand("beta", rest[1])]);
-                (StepKind::Kernel(Problem::Layernorm(l)), ops, "y")
+                let mut step =
+                    Lowered::new(StepKind::Kernel(Problem::Layernorm(l)), named(names), "y");
+                step.scalars.insert("eps".into(), eps);
+                step
             }
             &Op::Embedding { eps } => {
-                scalars.insert("eps".into(), eps);
                 let names = [
                     "input_ids",
                     "token_type_ids",
@@ -203,17 +161,15 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                     "gamma",
                     "beta",
                 ];
-                let ops = names.iter().zip(ins).map(|(n, &v)| operand(n, v)).collect();
-                (StepKind::Glue(Glue::Embedding), ops, "y")
+                let mut step = Lowered::new(StepKind::Glue(Glue::Embedding), named(&names), "y");
+                step.scalars.insert("eps".into(), eps);
+                step
             }
-            Op::Pooler => {
-                let ops = ["h", "weight", "bias"]
-                    .iter()
-                    .zip(ins)
-                    .map(|(n, &v)| operand(n, v))
-                    .collect();
-                (StepKind::Glue(Glue::Pooler), ops, "y")
-            }
+            Op::Pooler => Lowered::new(
+                StepKind::Glue(Glue::Pooler),
+                named(&["h", "weight", "bias"]),
+                "y",
+            ),
             op => {
                 return Err(LowerError::NoKernel {
                     node: node.name.clone(),
@@ -221,22 +177,104 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 })
             }
         };
-        if let StepKind::Kernel(p) = &kind {
+        if let StepKind::Kernel(p) = &step.kind {
             p.check().map_err(|source| LowerError::Problem {
                 node: node.name.clone(),
                 bucket,
                 source,
             })?;
         }
-        operands.push(operand(written, node.output));
+        step.operands.push(operand(step.written, node.output));
         steps.push(Step {
             node: node.name.clone(),
-            kind,
-            operands,
+            kind: step.kind,
+            operands: step.operands,
             output: node.output,
-            scalars,
-            attention_store,
+            scalars: step.scalars,
+            attention_store: step.attention_store,
         });
     }
     Ok(steps)
+}
+
+/// `x · Wᵀ` over the bucket's tokens, W `[n, k]` row-major (`rcr`), epilogue operands in chain
+/// order after `a` and `b`.
+fn linear(
+    graph: &Graph,
+    node: &Node,
+    epilogue: &[EpilogueOp],
+    store: LinearStore,
+    bucket: Bucket,
+    dtype: DType,
+) -> Result<Lowered, LowerError> {
+    let ins = &node.inputs;
+    let k = fixed_last(graph, node, ins[0])?;
+    let n = match graph.value(ins[1]).shape.first() {
+        Some(Dim::Fixed(n)) => *n,
+        _ => fixed_last(graph, node, node.output)?,
+    };
+    let mut g = GemmProblem::new(bucket.tokens(), n, k);
+    g.input = dtype;
+    g.output = dtype;
+    g.layout_b = Layout::Col;
+    g.epilogue = epilogue.to_vec();
+    if let LinearStore::Heads { heads, head_dim } = store {
+        g.store = Store::Heads {
+            heads,
+            head_dim,
+            seq: bucket.seq,
+        };
+    }
+    let mut ops = vec![operand("a", ins[0]), operand("b", ins[1])];
+    let mut extra = ins[2..].iter();
+    for e in epilogue {
+        let name = match e {
+            EpilogueOp::Bias => "bias",
+            EpilogueOp::Residual => "residual",
+            EpilogueOp::BetaC => "c",
+            _ => continue,
+        };
+        if let Some(&v) = extra.next() {
+            ops.push(operand(name, v));
+        }
+    }
+    Ok(Lowered::new(StepKind::Kernel(Problem::Gemm(g)), ops, "d"))
+}
+
+/// Attention with the key-padding mask (`seq_lens`); a packed QKV is three consecutive views.
+fn attention(
+    ins: &[ValueId],
+    heads: u64,
+    head_dim: u64,
+    qkv: AttentionQkv,
+    bucket: Bucket,
+    dtype: DType,
+) -> Lowered {
+    let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
+    a.dtype = dtype;
+    a.mask = Mask::Padding;
+    let ops = match qkv {
+        AttentionQkv::Separate => vec![
+            operand("q", ins[0]),
+            operand("k", ins[1]),
+            operand("v", ins[2]),
+            operand("kv_lens", ins[3]),
+        ],
+        AttentionQkv::Packed => {
+            let part = bucket.batch * heads * bucket.seq * head_dim * u64::from(dtype.size_bytes());
+            let view = |name: &str, i: u64| Operand {
+                name: name.into(),
+                value: ins[0],
+                offset: i * part,
+                bytes: Some(part),
+            };
+            vec![
+                view("q", 0),
+                view("k", 1),
+                view("v", 2),
+                operand("kv_lens", ins[1]),
+            ]
+        }
+    };
+    Lowered::new(StepKind::Kernel(Problem::Attention(a)), ops, "o")
 }
