@@ -85,6 +85,53 @@ impl Loader<'_> {
     }
 }
 
+fn tokens(n: u64) -> Vec<Dim> {
+    vec![Dim::Batch, Dim::Seq, Dim::Fixed(n)]
+}
+
+impl Loader<'_> {
+    /// A node writing an activation in the weights' dtype.
+    fn node(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: Vec<ValueId>,
+        shape: Vec<Dim>,
+    ) -> ValueId {
+        let elem = Elem::Float(self.weights.dtype);
+        self.graph.add_node(name, op, inputs, shape, elem)
+    }
+
+    fn input(&mut self, kind: InputKind, name: &str, shape: Vec<Dim>) -> ValueId {
+        self.graph
+            .add_value(name, shape, Elem::I32, ValueKind::Input(kind))
+    }
+
+    /// `x · Wᵀ + bias` as PyTorch's `nn.Linear` computes it (two nodes), W `[out, in]` and the
+    /// bias read from `{prefix}weight` and `{prefix}bias`.
+    fn dense(
+        &mut self,
+        name: &str,
+        prefix: &str,
+        x: ValueId,
+        shape: [u64; 2],
+    ) -> Result<ValueId, ImportError> {
+        let weight = self.weight(&format!("{prefix}weight"), &shape)?;
+        let bias = self.weight(&format!("{prefix}bias"), &shape[..1])?;
+        let plain = Op::Linear {
+            epilogue: vec![],
+            store: LinearStore::Rows,
+        };
+        let y = self.node(name, plain, vec![x, weight], tokens(shape[0]));
+        Ok(self.node(
+            format!("{name}.bias"),
+            Op::BiasAdd,
+            vec![y, bias],
+            tokens(shape[0]),
+        ))
+    }
+}
+
 /// Build the graph and weights of a `BertModel` with geometry `c` from `file`.
 pub fn build(
     c: &BertConfig,
@@ -104,36 +151,38 @@ pub fn build(
         graph: &mut graph,
         weights: &mut weights,
     };
-    let (h, i) = (c.hidden, c.intermediate);
-    let act = Elem::Float(dtype);
-    let tokens = |n: u64| vec![Dim::Batch, Dim::Seq, Dim::Fixed(n)];
-    let heads_shape = vec![
-        Dim::Batch,
-        Dim::Fixed(c.heads),
-        Dim::Seq,
-        Dim::Fixed(c.head_dim),
-    ];
+    let mut x = embeddings(&mut w, c)?;
+    let lens = w.input(InputKind::SeqLens, "seq_lens", vec![Dim::Batch]);
+    for l in 0..c.layers {
+        x = encoder_layer(&mut w, c, l, x, lens)?;
+    }
+    w.graph.outputs.push((OutputKind::LastHiddenState, x));
+    if w.has("pooler.dense.weight") || w.has("pooler.dense.bias") {
+        let h = c.hidden;
+        let pw = w.weight("pooler.dense.weight", &[h, h])?;
+        let pb = w.weight("pooler.dense.bias", &[h])?;
+        let pooled = w.node(
+            "pooler",
+            Op::Pooler,
+            vec![x, pw, pb],
+            vec![Dim::Batch, Dim::Fixed(h)],
+        );
+        w.graph.outputs.push((OutputKind::PooledOutput, pooled));
+    }
+    Ok((graph, weights))
+}
 
-    let ids = w.graph.add_value(
-        "input_ids",
-        vec![Dim::Batch, Dim::Seq],
-        Elem::I32,
-        ValueKind::Input(InputKind::InputIds),
-    );
-    let types = w.graph.add_value(
+/// `BertEmbeddings`: the gather + sum + layernorm node (the inputs and the three tables), then
+/// dropout.
+fn embeddings(w: &mut Loader, c: &BertConfig) -> Result<ValueId, ImportError> {
+    let h = c.hidden;
+    let ids = w.input(InputKind::InputIds, "input_ids", vec![Dim::Batch, Dim::Seq]);
+    let types = w.input(
+        InputKind::TokenTypeIds,
         "token_type_ids",
         vec![Dim::Batch, Dim::Seq],
-        Elem::I32,
-        ValueKind::Input(InputKind::TokenTypeIds),
     );
-    let lens = w.graph.add_value(
-        "seq_lens",
-        vec![Dim::Batch],
-        Elem::I32,
-        ValueKind::Input(InputKind::SeqLens),
-    );
-
-    let emb_inputs = vec![
+    let inputs = vec![
         ids,
         types,
         w.weight("embeddings.word_embeddings.weight", &[c.vocab, h])?,
@@ -148,144 +197,94 @@ pub fn build(
         w.weight("embeddings.LayerNorm.weight", &[h])?,
         w.weight("embeddings.LayerNorm.bias", &[h])?,
     ];
-    let emb = w.graph.add_node(
+    let emb = w.node(
         "embeddings",
         Op::Embedding {
             eps: c.layer_norm_eps,
         },
-        emb_inputs,
+        inputs,
         tokens(h),
-        act,
     );
-    let mut x = w.graph.add_node(
+    Ok(w.node(
         "embeddings.dropout",
         Op::Dropout { p: 0.1 },
         vec![emb],
         tokens(h),
-        act,
-    );
+    ))
+}
 
-    for l in 0..c.layers {
-        let p = format!("encoder.layer.{l}.");
-        let n = |s: &str| format!("layer{l}.{s}");
-        let head = |w: &mut Loader, part: &str| -> Result<ValueId, ImportError> {
-            let weight = w.weight(&format!("{p}attention.self.{part}.weight"), &[h, h])?;
-            let bias = w.weight(&format!("{p}attention.self.{part}.bias"), &[h])?;
-            let y = w.graph.add_node(
-                n(part),
-                Op::Linear {
-                    epilogue: vec![],
-                    store: LinearStore::Rows,
-                },
-                vec![x, weight],
-                tokens(h),
-                act,
-            );
-            let y = w.graph.add_node(
-                n(&format!("{part}.bias")),
-                Op::BiasAdd,
-                vec![y, bias],
-                tokens(h),
-                act,
-            );
-            let split = Op::SplitHeads {
-                heads: c.heads,
-                head_dim: c.head_dim,
-                parts: 1,
-            };
-            Ok(w.graph.add_node(
-                n(&format!("{part}.heads")),
-                split,
-                vec![y],
-                heads_shape.clone(),
-                act,
-            ))
-        };
-        let q = head(&mut w, "query")?;
-        let k = head(&mut w, "key")?;
-        let v = head(&mut w, "value")?;
-        let attention = Op::Attention {
+/// `BertLayer` `l`: self-attention (Q, K, V projections, head split, attention, head merge),
+/// its output sublayer, the FFN up projection with the activation, the FFN output sublayer.
+fn encoder_layer(
+    w: &mut Loader,
+    c: &BertConfig,
+    l: u64,
+    x: ValueId,
+    lens: ValueId,
+) -> Result<ValueId, ImportError> {
+    let (h, p) = (c.hidden, format!("encoder.layer.{l}."));
+    let n = |s: &str| format!("layer{l}.{s}");
+    let heads_shape = vec![
+        Dim::Batch,
+        Dim::Fixed(c.heads),
+        Dim::Seq,
+        Dim::Fixed(c.head_dim),
+    ];
+    let mut qkv = Vec::with_capacity(4);
+    for part in ["query", "key", "value"] {
+        let y = w.dense(&n(part), &format!("{p}attention.self.{part}."), x, [h, h])?;
+        let split = Op::SplitHeads {
             heads: c.heads,
             head_dim: c.head_dim,
-            scale: 1.0 / (c.head_dim as f64).sqrt(),
-            qkv: AttentionQkv::Separate,
-            store: AttentionStore::Heads,
+            parts: 1,
         };
-        let ctx = w.graph.add_node(
-            n("attention"),
-            attention,
-            vec![q, k, v, lens],
+        qkv.push(w.node(
+            n(&format!("{part}.heads")),
+            split,
+            vec![y],
             heads_shape.clone(),
-            act,
-        );
-        let merge = Op::MergeHeads {
-            heads: c.heads,
-            head_dim: c.head_dim,
-        };
-        let ctx = w
-            .graph
-            .add_node(n("attention.merge"), merge, vec![ctx], tokens(h), act);
-        let x1 = sublayer(
-            &mut w,
-            &format!("{p}attention.output."),
-            &n("attention.output"),
-            ctx,
-            x,
-            [h, h],
-            c.layer_norm_eps,
-        )?;
-
-        let up_w = w.weight(&format!("{p}intermediate.dense.weight"), &[i, h])?;
-        let up_b = w.weight(&format!("{p}intermediate.dense.bias"), &[i])?;
-        let up = w.graph.add_node(
-            n("ffn_up"),
-            Op::Linear {
-                epilogue: vec![],
-                store: LinearStore::Rows,
-            },
-            vec![x1, up_w],
-            tokens(i),
-            act,
-        );
-        let up = w.graph.add_node(
-            n("ffn_up.bias"),
-            Op::BiasAdd,
-            vec![up, up_b],
-            tokens(i),
-            act,
-        );
-        let up = w.graph.add_node(
-            n("ffn_up.act"),
-            Op::Activation(c.activation),
-            vec![up],
-            tokens(i),
-            act,
-        );
-        x = sublayer(
-            &mut w,
-            &format!("{p}output."),
-            &n("ffn_down"),
-            up,
-            x1,
-            [h, i],
-            c.layer_norm_eps,
-        )?;
+        ));
     }
-    w.graph.outputs.push((OutputKind::LastHiddenState, x));
-
-    if w.has("pooler.dense.weight") || w.has("pooler.dense.bias") {
-        let pw = w.weight("pooler.dense.weight", &[h, h])?;
-        let pb = w.weight("pooler.dense.bias", &[h])?;
-        let pooled = w.graph.add_node(
-            "pooler",
-            Op::Pooler,
-            vec![x, pw, pb],
-            vec![Dim::Batch, Dim::Fixed(h)],
-            act,
-        );
-        w.graph.outputs.push((OutputKind::PooledOutput, pooled));
-    }
-    Ok((graph, weights))
+    qkv.push(lens);
+    let attention = Op::Attention {
+        heads: c.heads,
+        head_dim: c.head_dim,
+        scale: 1.0 / (c.head_dim as f64).sqrt(),
+        qkv: AttentionQkv::Separate,
+        store: AttentionStore::Heads,
+    };
+    let ctx = w.node(n("attention"), attention, qkv, heads_shape);
+    let merge = Op::MergeHeads {
+        heads: c.heads,
+        head_dim: c.head_dim,
+    };
+    let ctx = w.node(n("attention.merge"), merge, vec![ctx], tokens(h));
+    let x1 = sublayer(
+        w,
+        &format!("{p}attention.output."),
+        &n("attention.output"),
+        ctx,
+        x,
+        [h, h],
+        c.layer_norm_eps,
+    )?;
+    let i = c.intermediate;
+    let up = w.dense(&n("ffn_up"), &format!("{p}intermediate.dense."), x1, [i, h])?;
+    let up = w.node(
+        n("ffn_up.act"),
+        Op::Activation(c.activation),
+        vec![up],
+        tokens(i),
+    );
+    sublayer(
+        w,
+        &format!("{p}output."),
+        &n("ffn_down"),
+        up,
+        x1,
+        [h, i],
+        c.layer_norm_eps,
+    )
 }
 
 /// `LayerNorm(dropout(dense(input) + bias) + residual)`, BERT's `*Output` modules.
@@ -299,52 +298,25 @@ fn sublayer(
     shape: [u64; 2],
     eps: f64,
 ) -> Result<ValueId, ImportError> {
-    let act = Elem::Float(w.weights.dtype);
-    let out = vec![Dim::Batch, Dim::Seq, Dim::Fixed(shape[0])];
-    let weight = w.weight(&format!("{prefix}dense.weight"), &shape)?;
-    let bias = w.weight(&format!("{prefix}dense.bias"), &shape[..1])?;
+    let out = tokens(shape[0]);
+    let y = w.dense(name, &format!("{prefix}dense."), input, shape)?;
     let gamma = w.weight(&format!("{prefix}LayerNorm.weight"), &shape[..1])?;
     let beta = w.weight(&format!("{prefix}LayerNorm.bias"), &shape[..1])?;
-    let y = w.graph.add_node(
-        name,
-        Op::Linear {
-            epilogue: vec![],
-            store: LinearStore::Rows,
-        },
-        vec![input, weight],
-        out.clone(),
-        act,
-    );
-    let y = w.graph.add_node(
-        format!("{name}.bias"),
-        Op::BiasAdd,
-        vec![y, bias],
-        out.clone(),
-        act,
-    );
-    let y = w.graph.add_node(
+    let y = w.node(
         format!("{name}.dropout"),
         Op::Dropout { p: 0.1 },
         vec![y],
         out.clone(),
-        act,
     );
-    let y = w.graph.add_node(
+    let y = w.node(
         format!("{name}.residual"),
         Op::Add,
         vec![y, residual],
         out.clone(),
-        act,
     );
     let ln = Op::LayerNorm {
         eps,
         residual: false,
     };
-    Ok(w.graph.add_node(
-        format!("{name}.layernorm"),
-        ln,
-        vec![y, gamma, beta],
-        out,
-        act,
-    ))
+    Ok(w.node(format!("{name}.layernorm"), ln, vec![y, gamma, beta], out))
 }
