@@ -255,6 +255,13 @@ impl Plan {
         Ok(plan)
     }
 
+    /// [`Plan::load`], then [`Plan::check_device`]: what an executor calls.
+    pub fn load_for_device(dir: &Path, here: &DeviceFingerprint) -> Result<Plan, PlanError> {
+        let plan = Plan::load(dir)?;
+        plan.check_device(here)?;
+        Ok(plan)
+    }
+
     /// The weights file of the plan in `dir`, checked against the plan.
     pub fn read_weights(&self, dir: &Path) -> Result<Vec<u8>, PlanError> {
         let path = dir.join(&self.weights.file);

@@ -230,7 +230,8 @@ impl Graph {
         self.nodes.iter().filter(|n| n.op.kind() == kind).count()
     }
 
-    /// Every input is defined before it is read, every output defined once.
+    /// Every node reads as many operands as its op takes, each defined before it is read, and
+    /// every value is written once.
     pub fn check(&self) -> Result<(), GraphError> {
         let mut defined = vec![false; self.values.len()];
         for (i, v) in self.values.iter().enumerate() {
@@ -241,6 +242,14 @@ impl Graph {
                 node: n.name.clone(),
                 what,
             };
+            if n.inputs.len() != n.op.arity() {
+                return Err(err(format!(
+                    "{} takes {} operands, the node has {}",
+                    n.op.kind(),
+                    n.op.arity(),
+                    n.inputs.len()
+                )));
+            }
             for &i in &n.inputs {
                 if !defined.get(i.0).copied().unwrap_or(false) {
                     return Err(err(format!(

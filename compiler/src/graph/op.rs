@@ -98,6 +98,28 @@ impl Op {
         }
     }
 
+    /// How many operands the op reads (the variant docs list them).
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Embedding { .. } => 7,
+            Op::Linear { epilogue, .. } => {
+                let operands = [EpilogueOp::Bias, EpilogueOp::Residual, EpilogueOp::BetaC];
+                2 + epilogue.iter().filter(|e| operands.contains(e)).count()
+            }
+            Op::BiasAdd | Op::Add => 2,
+            Op::Activation(_)
+            | Op::Dropout { .. }
+            | Op::SplitHeads { .. }
+            | Op::MergeHeads { .. } => 1,
+            Op::LayerNorm { residual, .. } => 3 + usize::from(*residual),
+            Op::Attention { qkv, .. } => match qkv {
+                AttentionQkv::Separate => 4,
+                AttentionQkv::Packed => 2,
+            },
+            Op::Pooler => 3,
+        }
+    }
+
     /// The attributes, as the dump shows them.
     pub fn attributes(&self) -> String {
         match self {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// A pass failed (a bug in the pass: a well-formed graph never makes one fail).
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
-    #[error("after pass `{pass}`: {source}")]
+    #[error("after `{pass}`: {source}")]
     Invariant {
         pass: &'static str,
         source: GraphError,
@@ -97,6 +97,10 @@ pub fn optimize(
             .and_then(|_| std::fs::write(&path, g.dump()))
             .map_err(|source| PassError::Dump { path, source })
     };
+    graph.check().map_err(|source| PassError::Invariant {
+        pass: "import",
+        source,
+    })?;
     write(0, "import", graph)?;
     let mut reports = Vec::new();
     for (i, pass) in PIPELINE.iter().enumerate() {
