@@ -50,6 +50,56 @@ pub struct KernelChoice {
     pub status: TuningStatus,
 }
 
+/// Why a plan's kernel cannot be rebuilt here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RebuildError {
+    #[error("kernel {kernel}: no template `{template}` in this build")]
+    UnknownTemplate { kernel: String, template: String },
+    #[error("kernel {kernel}: template `{template}` changed since the plan was compiled (source hash {plan} then, {here} now); compile the model again")]
+    TemplateChanged {
+        kernel: String,
+        template: String,
+        plan: String,
+        here: String,
+    },
+    #[error("kernel {kernel}: its config is not a valid point of `{template}` for {problem} on this device")]
+    InvalidConfig {
+        kernel: String,
+        template: String,
+        problem: String,
+    },
+}
+
+impl KernelChoice {
+    /// The template and config this choice names, checked against this build's template (same
+    /// source hash) and this device: what an executor generates and compiles the kernel from.
+    pub fn rebuild(
+        &self,
+        caps: &DeviceCaps,
+    ) -> Result<(&'static dyn Template, Config), RebuildError> {
+        let t = tessera_dsl::find(&self.template).map_err(|_| RebuildError::UnknownTemplate {
+            kernel: self.kernel_name.clone(),
+            template: self.template.clone(),
+        })?;
+        if t.source_hash() != self.template_hash {
+            return Err(RebuildError::TemplateChanged {
+                kernel: self.kernel_name.clone(),
+                template: self.template.clone(),
+                plan: self.template_hash.clone(),
+                here: t.source_hash().to_string(),
+            });
+        }
+        let config = config_from(t, &self.config, &self.problem, caps).ok_or_else(|| {
+            RebuildError::InvalidConfig {
+                kernel: self.kernel_name.clone(),
+                template: self.template.clone(),
+                problem: self.problem.key(),
+            }
+        })?;
+        Ok((t, config))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TuningError {
     #[error("no template implements {op} (problem {key})")]

@@ -241,6 +241,22 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
         }
     }
     assert!(plan.arena.bytes < plan.arena.naive_bytes);
+    // every kernel can be rebuilt from template + config (what an executor generates code from)
+    let (_, caps) = sim();
+    for k in &plan.kernels {
+        let (t, config) = k.rebuild(&caps).unwrap();
+        assert_eq!(
+            (t.name(), config.kernel_name()),
+            (k.template.as_str(), k.kernel_name.clone())
+        );
+    }
+    let mut stale = plan.kernels[0].clone();
+    stale.template_hash = "0000".into();
+    let e = match stale.rebuild(&caps) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a changed template must not rebuild"),
+    };
+    assert!(e.contains("changed since the plan was compiled"), "{e}");
     // the plan directory round-trips
     let out = dir.path().join("model.tsr");
     compiled.write(&out).unwrap();
