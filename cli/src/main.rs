@@ -4,8 +4,10 @@
 //! exit codes: 2 for bad input (with a message naming the valid choices), 1 for failures.
 
 mod cache;
+mod compile;
 mod devices;
 mod emit;
+mod inspect;
 mod plot;
 mod problem_args;
 mod settings;
@@ -43,6 +45,10 @@ enum Command {
     Worker(worker::Args),
     /// List GPUs with name, arch, SM count, memory, driver and NVRTC version.
     Devices(devices::Args),
+    /// Compile a model (BERT: config.json + model.safetensors) into a plan of tuned kernels.
+    Compile(Box<compile::Args>),
+    /// Show a compiled plan: buckets, kernels and their tuning, memory plan.
+    Inspect(inspect::Args),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
     Emit(Box<emit::Args>),
 }
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
         Command::Worker(a) => worker::run(a),
         Command::Cache(a) => cache::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Compile(a) => compile::run(*a),
+        Command::Inspect(a) => inspect::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,7 +74,7 @@ const GPUS: [(&str, Target, &str); 5] = [
     ("mi300", Target::Gfx942, "MI300"),
 ];
 
-fn gpu_kind(name: &str) -> anyhow::Result<(Target, &'static str)> {
+pub(crate) fn gpu_kind(name: &str) -> anyhow::Result<(Target, &'static str)> {
     GPUS.iter()
         .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
         .map(|&(_, t, frag)| (t, frag))
@@ -87,19 +87,12 @@ fn gpu_kind(name: &str) -> anyhow::Result<(Target, &'static str)> {
         })
 }
 
-fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprint {
-    DeviceFingerprint {
-        name: info.name.clone(),
-        arch: target.name().to_string(),
-        sm_count: info.sm_count,
-        driver: info.driver_version.clone(),
-        toolchain: info.toolchain.clone(),
-        simulated: info.simulated,
-    }
+pub(crate) fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprint {
+    tessera_tuner::sweep::device_fingerprint(info, target)
 }
 
 /// The GPU present that matches `--gpu`, or a usage error listing what is present.
-fn find_gpu(name: &str, target: Target, fragment: &str) -> anyhow::Result<DeviceInfo> {
+pub(crate) fn find_gpu(name: &str, target: Target, fragment: &str) -> anyhow::Result<DeviceInfo> {
     if target.vendor() == tessera_dsl::Vendor::Amd {
         return Err(usage(format!(
             "--gpu {name}: Tessera has no HIP runtime yet; use --compile-only to build and check every candidate for {target}, or --sim"
@@ -157,7 +150,16 @@ fn faults(args: &Args) -> anyhow::Result<Vec<(String, PlantedFault)>> {
         .collect()
 }
 
-fn worker_spec(device: &str) -> anyhow::Result<WorkerSpec> {
+/// This machine's name, as result rows record it.
+pub(crate) fn origin_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+pub(crate) fn worker_spec(device: &str) -> anyhow::Result<WorkerSpec> {
     Ok(WorkerSpec {
         program: std::env::current_exe()?,
         args: vec!["worker".into(), "--device".into(), device.into()],
@@ -264,11 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         measure: Worker::new(worker_spec(&measure_device)?),
         compile,
         settings,
-        origin_host: std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into()),
+        origin_host: origin_host(),
         tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
         started,
     };

@@ -52,6 +52,22 @@ pub struct Session<'a> {
     pub started: Instant,
 }
 
+/// The cache's identity for a device: who measured (name, arch, SMs, driver, toolchain, and
+/// whether it is the simulated device).
+pub fn device_fingerprint(
+    info: &tessera_device::DeviceInfo,
+    target: tessera_dsl::Target,
+) -> DeviceFingerprint {
+    DeviceFingerprint {
+        name: info.name.clone(),
+        arch: target.name().to_string(),
+        sm_count: info.sm_count,
+        driver: info.driver_version.clone(),
+        toolchain: info.toolchain.clone(),
+        simulated: info.simulated,
+    }
+}
+
 /// Progress callbacks (the CLI draws bars; tests count).
 pub trait Observer {
     fn problem_started(&mut self, _name: &str, _key: &str, _candidates: usize) {}
@@ -247,16 +263,9 @@ pub fn tune_problem(
     // prune: order by the cost model so the best-so-far (and the early stop) comes early
     let mut ordered: Vec<(f64, Vec<i64>, Config)> = candidates
         .into_iter()
-        .filter_map(|(v, c)| {
-            let cand = Candidate::new(t, c.clone(), s.caps.target).ok()?;
-            let cost = sim_cost(&cand, problem);
-            Some((problem.flops() / cost.efficiency, v, c))
-        })
+        .filter_map(|(v, c)| Some((predicted_cost(t, &c, problem, s.caps.target)?, v, c)))
         .collect();
-    ordered.sort_by(|a, b| {
-        a.0.total_cmp(&b.0)
-            .then_with(|| a.2.kernel_name().cmp(&b.2.kernel_name()))
-    });
+    ordered.sort_by(|a, b| by_prediction((a.0, &a.2), (b.0, &b.2)));
     obs.problem_started(&named.name, &key, ordered.len());
     // compile in parallel worker processes (a compiler crash costs one worker)
     let mut compile_failed: BTreeMap<String, ResultRow> = BTreeMap::new();
@@ -367,6 +376,52 @@ pub fn tune_problem(
     summary.wall_s = started.elapsed().as_secs_f64();
     obs.problem_done(&summary);
     Ok(summary)
+}
+
+/// The cost model's estimate for one config of `t` on `problem` (lower is better); `None` when
+/// no source can be generated for it.
+pub fn predicted_cost(
+    t: &'static dyn Template,
+    config: &Config,
+    problem: &Problem,
+    target: tessera_dsl::Target,
+) -> Option<f64> {
+    let cand = Candidate::new(t, config.clone(), target).ok()?;
+    Some(problem.flops() / sim_cost(&cand, problem).efficiency)
+}
+
+/// The order a sweep measures candidates in: best prediction first, ties by kernel name.
+fn by_prediction(a: (f64, &Config), b: (f64, &Config)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0)
+        .then_with(|| a.1.kernel_name().cmp(&b.1.kernel_name()))
+}
+
+/// The config a sweep would measure first: the valid config of `t` for `problem` that the cost
+/// model ranks best (what a compile without tuning uses). `None` if no config is valid.
+pub fn first_by_prediction(
+    t: &'static dyn Template,
+    problem: &Problem,
+    caps: &DeviceCaps,
+) -> Result<Option<Config>, TunerError> {
+    let mut best: Option<(f64, Config)> = None;
+    for values in t.space().enumerate() {
+        let config = t
+            .config(&values, problem)
+            .map_err(|r| TunerError::Invalid(format!("{}: {r}", t.name())))?;
+        if t.validate(&config, problem, caps).is_err() {
+            continue;
+        }
+        let Some(cost) = predicted_cost(t, &config, problem, caps.target) else {
+            continue;
+        };
+        let better = best.as_ref().is_none_or(|(c, b)| {
+            by_prediction((cost, &config), (*c, b)) == std::cmp::Ordering::Less
+        });
+        if better {
+            best = Some((cost, config));
+        }
+    }
+    Ok(best.map(|(_, c)| c))
 }
 
 fn set_throughput(summary: &mut ProblemSummary, problem: &Problem, median_ms: f64) {

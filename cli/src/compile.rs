@@ -1,0 +1,214 @@
+//! `tessera compile MODEL_DIR --gpu NAME --batch ... --seq ... --out PLAN`: import a model,
+//! run the graph passes, lower every shape bucket, resolve every kernel through the cache
+//! (tuning misses on the spot unless `--no-tune` or `--strict`), plan memory and write the plan
+//! directory. Progress goes to stderr, the summary to stdout.
+
+use crate::settings::open_cache;
+use crate::tune::{find_gpu, fingerprint, gpu_kind, origin_host, worker_spec};
+use crate::usage::usage;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tessera_compiler::tuning::TuningStatus;
+use tessera_compiler::{CompileError, Lookup, Mode, Options};
+use tessera_device::{Device, SimDevice};
+use tessera_dsl::DType;
+use tessera_tuner::measure::TimingPlan;
+use tessera_tuner::supervisor::Worker;
+use tessera_tuner::sweep::{Observer, ProblemSummary, Session, TuneSettings};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory with config.json and model.safetensors (Hugging Face BertModel or a checkpoint
+    /// wrapping one).
+    model_dir: PathBuf,
+    /// GPU to compile for: h100, h200, a100 (with --sim, a simulated one).
+    #[arg(long)]
+    gpu: String,
+    /// Batch sizes of the shape buckets (comma separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    batch: Vec<u64>,
+    /// Sequence lengths of the shape buckets (comma separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    seq: Vec<u64>,
+    /// The plan directory to write (replaced if it holds an earlier plan).
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight and activation dtype: f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
+    /// Kernels missing from the cache get the cost model's first candidate (marked untuned).
+    #[arg(long, conflicts_with = "strict")]
+    no_tune: bool,
+    /// Fail, listing the kernels missing from the cache, instead of tuning them.
+    #[arg(long)]
+    strict: bool,
+    /// Compile for a simulated GPU of that kind (modelled timings; the plan says so).
+    #[arg(long)]
+    sim: bool,
+    /// Cache file (default: $TESSERA_CACHE, else ~/.cache/tessera/tune.db).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Tuning budget in seconds for the whole compile (misses left then get the cost model's pick).
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Timed runs per candidate when tuning.
+    #[arg(long, default_value_t = 10)]
+    iters: u32,
+    /// Write the graph before and after every pass into this directory.
+    #[arg(long)]
+    dump_graph: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Progress as plain lines on stderr.
+struct Progress {
+    quiet: bool,
+    started: Instant,
+}
+
+impl Observer for Progress {
+    fn phase(&mut self, what: &str) {
+        if !self.quiet && what != "compile" && what != "measure" {
+            eprintln!("[{:6.1}s] {what}", self.started.elapsed().as_secs_f64());
+        }
+    }
+    fn problem_started(&mut self, _name: &str, key: &str, candidates: usize) {
+        if !self.quiet {
+            eprintln!(
+                "[{:6.1}s] tuning {key}: {candidates} candidates",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    fn problem_done(&mut self, s: &ProblemSummary) {
+        if !self.quiet && !s.cached {
+            let what = match (&s.winner, s.median_ms) {
+                (Some(w), Some(ms)) => format!("{w} {ms:.4} ms"),
+                _ => "no winner".into(),
+            };
+            eprintln!(
+                "[{:6.1}s]   -> {what}",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Bad input (the model, the buckets, the dtype) exits with 2; the rest with 1.
+fn compile_error(e: CompileError) -> anyhow::Error {
+    match e {
+        CompileError::Import(_) | CompileError::Bucket(_) | CompileError::DType(_) => usage(e),
+        e => anyhow::Error::new(e),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (target, fragment) = gpu_kind(&args.gpu)?;
+    let dtype: DType = args
+        .dtype
+        .parse()
+        .map_err(|_| usage(format!("--dtype {}: use f16 or bf16", args.dtype)))?;
+    let (info, caps, measure_device, compile_workers) = if args.sim {
+        let sim = SimDevice::new(target);
+        (
+            sim.info(),
+            sim.caps().clone(),
+            format!("sim:{}", target.name()),
+            None,
+        )
+    } else {
+        let info = find_gpu(&args.gpu, target, fragment)?;
+        let device = format!("cuda:{}", info.ordinal);
+        (
+            info,
+            target.nominal_caps(),
+            device,
+            Some(worker_spec("none")?),
+        )
+    };
+    let fp = fingerprint(&info, target);
+    let cache = open_cache(args.cache.clone())?;
+    let options = Options {
+        model_dir: args.model_dir.clone(),
+        dtype,
+        batches: args.batch.clone(),
+        seqs: args.seq.clone(),
+        dump_graph: args.dump_graph.clone(),
+    };
+    let lookup = Lookup {
+        cache: &cache,
+        fingerprint: &fp,
+        caps: &caps,
+    };
+    let mut progress = Progress {
+        quiet: args.quiet,
+        started,
+    };
+    let mut session;
+    let mode = if args.no_tune {
+        Mode::NoTune
+    } else if args.strict {
+        Mode::Strict
+    } else {
+        session = Session {
+            cache: &cache,
+            fingerprint: fp.clone(),
+            caps: caps.clone(),
+            measure: Worker::new(worker_spec(&measure_device)?),
+            compile: compile_workers,
+            settings: TuneSettings {
+                jobs: tessera_tuner::pool::default_jobs().max(1),
+                plan: TimingPlan {
+                    warmup: 3,
+                    iters: args.iters.max(1),
+                    l2_flush: true,
+                },
+                slow_factor: 3.0,
+                timeout: Duration::from_secs(60),
+                resume: true,
+                budget: args.budget.map(|b| Duration::from_secs_f64(b.max(0.0))),
+                seed: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+                faults: Vec::new(),
+            },
+            origin_host: origin_host(),
+            tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
+            started,
+        };
+        Mode::Tune(&mut session)
+    };
+    let compiled =
+        tessera_compiler::compile(&options, &lookup, mode, &mut progress).map_err(compile_error)?;
+    progress.phase(&format!("write {}", args.out.display()));
+    compiled.write(&args.out)?;
+    let plan = &compiled.plan;
+    let count = |f: fn(&TuningStatus) -> bool| plan.kernels.iter().filter(|k| f(&k.status)).count();
+    let untuned = count(|s| matches!(s, TuningStatus::Untuned { .. }));
+    println!(
+        "compiled {} ({} layers, hidden {}, {}) for {}{} in {:.1} s: {} bucket(s), {} kernels ({} cached, {} tuned now, {} untuned), arena {} bytes (naive {}), weights {} bytes -> {}",
+        args.model_dir.display(),
+        plan.model.layers,
+        plan.model.hidden,
+        dtype,
+        info.name,
+        if info.simulated { " (SIMULATED)" } else { "" },
+        started.elapsed().as_secs_f64(),
+        plan.buckets.len(),
+        plan.kernels.len(),
+        count(|s| matches!(s, TuningStatus::Cached { .. })),
+        count(|s| matches!(s, TuningStatus::Tuned { .. })),
+        untuned,
+        plan.arena.bytes,
+        plan.arena.naive_bytes,
+        plan.weights.bytes,
+        args.out.display()
+    );
+    if untuned > 0 {
+        eprintln!("warning: {untuned} kernel(s) are untuned (cost model's pick); `tessera inspect` lists them");
+    }
+    Ok(())
+}

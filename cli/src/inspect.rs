@@ -1,0 +1,133 @@
+//! `tessera inspect PLAN`: what a compiled plan holds: the model and its source hashes, the
+//! device it was compiled for, the passes, the buckets, every kernel with its tuning status and
+//! how often it launches, and the arena against the naive sum.
+
+use crate::usage::usage;
+use std::path::PathBuf;
+use tessera_compiler::plan::Callee;
+use tessera_compiler::tuning::TuningStatus;
+use tessera_compiler::Plan;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The plan directory `tessera compile --out` wrote.
+    plan: PathBuf,
+    /// Print the plan JSON (after validation) instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let plan = Plan::load(&args.plan).map_err(usage)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    let m = &plan.model;
+    println!(
+        "plan {} (schema {}, tessera {})",
+        args.plan.display(),
+        plan.schema_version,
+        plan.tessera_version
+    );
+    println!(
+        "model: BERT, {} layers, hidden {}, {} heads of {}, FFN {} ({:?}), vocab {}, {} positions; {}",
+        m.layers, m.hidden, m.heads, m.head_dim, m.intermediate, m.activation, m.vocab, m.max_positions, plan.dtype
+    );
+    println!(
+        "source: {} (config sha256 {}, weights sha256 {})",
+        plan.source.dir,
+        &plan.source.config_sha256[..16.min(plan.source.config_sha256.len())],
+        &plan.source.weights_sha256[..16.min(plan.source.weights_sha256.len())]
+    );
+    let d = &plan.device;
+    println!(
+        "device: {} ({}, {} SMs, driver {}, {}){}",
+        d.name,
+        d.arch,
+        d.sm_count,
+        d.driver,
+        d.toolchain,
+        if d.simulated { " SIMULATED" } else { "" }
+    );
+    let passes: Vec<String> = plan
+        .passes
+        .iter()
+        .map(|p| format!("{} ({})", p.pass, p.rewrites))
+        .collect();
+    println!("passes: {}", passes.join(", "));
+    let buckets: Vec<String> = plan
+        .buckets
+        .iter()
+        .map(|b| format!("{}x{}", b.bucket.batch, b.bucket.seq))
+        .collect();
+    println!("buckets (batch x seq): {}", buckets.join(", "));
+    println!(
+        "memory: arena {} ({} bytes) vs naive {} ({} bytes), {:.1}% of naive, alignment {} B; weights {} in {}",
+        mib(plan.arena.bytes),
+        plan.arena.bytes,
+        mib(plan.arena.naive_bytes),
+        plan.arena.naive_bytes,
+        100.0 * plan.arena.bytes as f64 / plan.arena.naive_bytes.max(1) as f64,
+        plan.arena.alignment,
+        mib(plan.weights.bytes),
+        plan.weights.file
+    );
+    let mut launches = vec![0usize; plan.kernels.len()];
+    let mut glue = std::collections::BTreeMap::new();
+    for b in &plan.buckets {
+        for l in &b.launches {
+            match l.callee {
+                Callee::Kernel { kernel } => {
+                    if let Some(n) = launches.get_mut(kernel) {
+                        *n += 1;
+                    }
+                }
+                Callee::Glue { glue: g } => {
+                    *glue
+                        .entry(format!("{g:?}").to_lowercase())
+                        .or_insert(0usize) += 1
+                }
+            }
+        }
+    }
+    println!(
+        "\n{:>3}  {:<10} {:>9} {:>8}  {:<64} problem",
+        "#", "status", "ms", "launches", "kernel"
+    );
+    for (i, k) in plan.kernels.iter().enumerate() {
+        let (status, ms) = match &k.status {
+            TuningStatus::Cached { median_ms } => ("cached", format!("{median_ms:.4}")),
+            TuningStatus::Tuned { median_ms } => ("tuned", format!("{median_ms:.4}")),
+            TuningStatus::Untuned { .. } => ("UNTUNED", "-".to_string()),
+        };
+        println!(
+            "{i:>3}  {status:<10} {ms:>9} {:>8}  {:<64} {}",
+            launches[i],
+            k.kernel_name,
+            k.problem.key()
+        );
+    }
+    for (g, n) in &glue {
+        println!(
+            "  -  {:<10} {:>9} {n:>8}  {:<64} (no kernel template yet)",
+            "glue", "-", g
+        );
+    }
+    let untuned: Vec<&str> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.status {
+            TuningStatus::Untuned { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let Some(reason) = untuned.first() {
+        println!("\n{} kernel(s) untuned: {reason}", untuned.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `tessera compile` and `tessera inspect` on the simulated device (CI): a tiny random BERT from
+//! the compiler's fixture, compiled without tuning, with tuning through real worker processes,
+//! then again with `--strict` from the warm cache; and bad input that must leave nothing behind.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use tessera_compiler::fixture::Fixture;
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env_remove("TESSERA_CACHE")
+        .output()
+        .expect("run tessera")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn compile(model: &Path, out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "compile",
+        model.to_str().unwrap(),
+        "--gpu",
+        "h200",
+        "--sim",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tessera(&args)
+}
+
+fn only_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn sim_compile_no_tune_then_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    Fixture::tiny().write(&model).unwrap();
+    let out = dir.path().join("bert.tsr");
+    let o = compile(
+        &model,
+        &out,
+        &dir.path().join("tune.db"),
+        &["--batch", "1,2", "--seq", "16,32", "--no-tune"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("4 bucket(s), 20 kernels (0 cached, 0 tuned now, 20 untuned)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("lower 4 bucket(s)") && t.contains("warning: 20 kernel(s) are untuned"),
+        "{t}"
+    );
+    let o = tessera(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        "2 layers, hidden 128, 2 heads of 64",
+        "SIMULATED",
+        "buckets (batch x seq): 1x16, 1x32, 2x16, 2x32",
+        "vs naive",
+        "UNTUNED",
+        "store=heads2x64_seq32",
+        "fused=residual",
+        "embedding",
+        "no kernel template yet",
+        "merge_qkv (2)",
+    ] {
+        assert!(t.contains(want), "inspect lacks `{want}`:\n{t}");
+    }
+    let o = tessera(&["inspect", out.to_str().unwrap(), "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["schema_version"], 1);
+    assert_eq!(only_entries(&out), ["plan.json", "weights.bin"]);
+}
+
+#[test]
+fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    Fixture::tiny().write(&model).unwrap();
+    let out = dir.path().join("bert.tsr");
+    let cache = dir.path().join("tune.db");
+    let buckets = ["--batch", "1", "--seq", "16"];
+    let o = compile(&model, &out, &cache, &buckets);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("6 kernels (0 cached, 6 tuned now, 0 untuned)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("tuning gemm m=16 n=384 k=128"),
+        "progress names what it tunes:\n{t}"
+    );
+    let strict = [&buckets[..], &["--strict"]].concat();
+    let o = compile(&model, &out, &cache, &strict);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("6 kernels (6 cached, 0 tuned now, 0 untuned)"),
+        "{}",
+        text(&o)
+    );
+    let o = tessera(&["inspect", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(t.contains("cached") && !t.contains("UNTUNED"), "{t}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    Fixture::tiny().write(&model).unwrap();
+    let out = dir.path().join("bert.tsr");
+    let cache = dir.path().join("tune.db");
+    let small = ["--batch", "1", "--seq", "16"];
+
+    // --strict on an empty cache: a failure (1) listing the misses
+    let strict = [&small[..], &["--strict"]].concat();
+    let o = compile(&model, &out, &cache, &strict);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("--strict: 6 kernel problem(s) have no tuned winner"),
+        "{}",
+        text(&o)
+    );
+
+    // a truncated weights file: bad input (2), named
+    let st = model.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    let no_tune = [&small[..], &["--no-tune"]].concat();
+    let o = compile(&model, &out, &cache, &no_tune);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("model.safetensors: truncated"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(&st, &bytes).unwrap();
+
+    // too long a sequence for the model's positions
+    let o = compile(
+        &model,
+        &out,
+        &cache,
+        &["--batch", "1", "--seq", "65", "--no-tune"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("longer than the model's 64 positions"),
+        "{}",
+        text(&o)
+    );
+
+    // no plan was written, not even a temporary directory (the cache is opened, that is all)
+    let left: Vec<String> = only_entries(dir.path())
+        .into_iter()
+        .filter(|n| !n.starts_with("tune.db"))
+        .collect();
+    assert_eq!(left, ["bert"]);
+
+    // an output path that is not a plan is never replaced
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = compile(&model, &out, &cache, &no_tune);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not a Tessera plan; refusing to replace it"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+
+    // inspect of something that is not a plan
+    let o = tessera(&["inspect", model.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("plan.json"), "{}", text(&o));
+}

@@ -1,0 +1,280 @@
+//! Lowering: the optimized graph, bound to one shape bucket, becomes a launch list of steps.
+//! A step is a kernel problem (`tessera_dsl::Problem`: GEMM with its epilogue and store,
+//! attention with the key-padding mask, layernorm with the fused residual) or a glue step that
+//! has no template yet (the embedding gather + layernorm, the pooler), with its operands named
+//! as the kernel's ABI names them and given as views: a graph value and a byte offset in it.
+//!
+//! A node the passes left unfused (a lone bias add, say) has no kernel: that is an error
+//! naming it, not a silent fallback.
+
+use crate::bucket::Bucket;
+use crate::graph::{AttentionQkv, AttentionStore, Dim, Graph, LinearStore, Node, Op, ValueId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tessera_dsl::problem::ProblemError;
+use tessera_dsl::{
+    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, Problem,
+    Store,
+};
+
+/// A step with no kernel template yet; an executor slots one in by this name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Glue {
+    /// Word + position + token-type gather, sum, layernorm (scalar `eps`).
+    Embedding,
+    /// `tanh(dense(h[:, 0]))`.
+    Pooler,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Kernel(Problem),
+    Glue(Glue),
+}
+
+/// One operand: the ABI name, the value, and the byte range of it the kernel sees (all of it,
+/// or one of Q, K, V in a packed QKV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operand {
+    pub name: String,
+    pub value: ValueId,
+    pub offset: u64,
+    /// `None`: from `offset` to the end of the value.
+    pub bytes: Option<u64>,
+}
+
+/// One launch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The graph node it computes.
+    pub node: String,
+    pub kind: StepKind,
+    /// Read operands, then the written one (`d`, `o`, `y`).
+    pub operands: Vec<Operand>,
+    pub output: ValueId,
+    /// Runtime scalars the problem does not fix (`eps`, `scale`).
+    pub scalars: BTreeMap<String, f64>,
+    /// Attention's output layout (`[b, h, s, d]` or token-major); `None` for other steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_store: Option<AttentionStore>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LowerError {
+    #[error("node `{node}` ({op}) has no kernel; a pass should have fused it")]
+    NoKernel { node: String, op: &'static str },
+    #[error("node `{node}` at {bucket}: {source}")]
+    Problem {
+        node: String,
+        bucket: Bucket,
+        source: ProblemError,
+    },
+    #[error("node `{node}`: unexpected operand shape {what}")]
+    Shape { node: String, what: String },
+}
+
+fn fixed_last(graph: &Graph, node: &Node, v: ValueId) -> Result<u64, LowerError> {
+    match graph.value(v).shape.last() {
+        Some(Dim::Fixed(n)) => Ok(*n),
+        other => Err(LowerError::Shape {
+            node: node.name.clone(),
+            what: format!("last dim {other:?} of `{}`", graph.value(v).name),
+        }),
+    }
+}
+
+fn operand(name: &str, value: ValueId) -> Operand {
+    Operand {
+        name: name.to_string(),
+        value,
+        offset: 0,
+        bytes: None,
+    }
+}
+
+/// A step before its written operand is appended.
+struct Lowered {
+    kind: StepKind,
+    operands: Vec<Operand>,
+    /// The ABI name of the written operand.
+    written: &'static str,
+    scalars: BTreeMap<String, f64>,
+    attention_store: Option<AttentionStore>,
+}
+
+impl Lowered {
+    fn new(kind: StepKind, operands: Vec<Operand>, written: &'static str) -> Lowered {
+        Lowered {
+            kind,
+            operands,
+            written,
+            scalars: BTreeMap::new(),
+            attention_store: None,
+        }
+    }
+}
+
+/// The launch list of `graph` at `bucket`, activations in `dtype`.
+pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, LowerError> {
+    let mut steps = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let ins = &node.inputs;
+        let named = |names: &[&str]| names.iter().zip(ins).map(|(n, &v)| operand(n, v)).collect();
+        let mut step = match &node.op {
+            Op::Linear { epilogue, store } => linear(graph, node, epilogue, *store, bucket, dtype)?,
+            &Op::Attention {
+                heads,
+                head_dim,
+                scale,
+                qkv,
+                store,
+            } => {
+                let mut step = attention(ins, heads, head_dim, qkv, bucket, dtype);
+                step.scalars.insert("scale".into(), scale);
+                step.attention_store = Some(store);
+                step
+            }
+            &Op::LayerNorm { eps, residual } => {
+                let mut l =
+                    LayernormProblem::new(bucket.tokens(), fixed_last(graph, node, ins[0])?);
+                l.dtype = dtype;
+                l.residual = residual;
+                let names: &[&str] = if residual {
+                    &["x", "residual", "gamma", "beta"]
+                } else {
+                    &["x", "gamma", "beta"]
+                };
+                let mut step =
+                    Lowered::new(StepKind::Kernel(Problem::Layernorm(l)), named(names), "y");
+                step.scalars.insert("eps".into(), eps);
+                step
+            }
+            &Op::Embedding { eps } => {
+                let names = [
+                    "input_ids",
+                    "token_type_ids",
+                    "word",
+                    "position",
+                    "token_type",
+                    "gamma",
+                    "beta",
+                ];
+                let mut step = Lowered::new(StepKind::Glue(Glue::Embedding), named(&names), "y");
+                step.scalars.insert("eps".into(), eps);
+                step
+            }
+            Op::Pooler => Lowered::new(
+                StepKind::Glue(Glue::Pooler),
+                named(&["h", "weight", "bias"]),
+                "y",
+            ),
+            op => {
+                return Err(LowerError::NoKernel {
+                    node: node.name.clone(),
+                    op: op.kind(),
+                })
+            }
+        };
+        if let StepKind::Kernel(p) = &step.kind {
+            p.check().map_err(|source| LowerError::Problem {
+                node: node.name.clone(),
+                bucket,
+                source,
+            })?;
+        }
+        step.operands.push(operand(step.written, node.output));
+        steps.push(Step {
+            node: node.name.clone(),
+            kind: step.kind,
+            operands: step.operands,
+            output: node.output,
+            scalars: step.scalars,
+            attention_store: step.attention_store,
+        });
+    }
+    Ok(steps)
+}
+
+/// `x · Wᵀ` over the bucket's tokens, W `[n, k]` row-major (`rcr`), epilogue operands in chain
+/// order after `a` and `b`.
+fn linear(
+    graph: &Graph,
+    node: &Node,
+    epilogue: &[EpilogueOp],
+    store: LinearStore,
+    bucket: Bucket,
+    dtype: DType,
+) -> Result<Lowered, LowerError> {
+    let ins = &node.inputs;
+    let k = fixed_last(graph, node, ins[0])?;
+    let n = match graph.value(ins[1]).shape.first() {
+        Some(Dim::Fixed(n)) => *n,
+        _ => fixed_last(graph, node, node.output)?,
+    };
+    let mut g = GemmProblem::new(bucket.tokens(), n, k);
+    g.input = dtype;
+    g.output = dtype;
+    g.layout_b = Layout::Col;
+    g.epilogue = epilogue.to_vec();
+    if let LinearStore::Heads { heads, head_dim } = store {
+        g.store = Store::Heads {
+            heads,
+            head_dim,
+            seq: bucket.seq,
+        };
+    }
+    let mut ops = vec![operand("a", ins[0]), operand("b", ins[1])];
+    let mut extra = ins[2..].iter();
+    for e in epilogue {
+        let name = match e {
+            EpilogueOp::Bias => "bias",
+            EpilogueOp::Residual => "residual",
+            EpilogueOp::BetaC => "c",
+            _ => continue,
+        };
+        if let Some(&v) = extra.next() {
+            ops.push(operand(name, v));
+        }
+    }
+    Ok(Lowered::new(StepKind::Kernel(Problem::Gemm(g)), ops, "d"))
+}
+
+/// Attention with the key-padding mask (`seq_lens`); a packed QKV is three consecutive views.
+fn attention(
+    ins: &[ValueId],
+    heads: u64,
+    head_dim: u64,
+    qkv: AttentionQkv,
+    bucket: Bucket,
+    dtype: DType,
+) -> Lowered {
+    let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
+    a.dtype = dtype;
+    a.mask = Mask::Padding;
+    let ops = match qkv {
+        AttentionQkv::Separate => vec![
+            operand("q", ins[0]),
+            operand("k", ins[1]),
+            operand("v", ins[2]),
+            operand("kv_lens", ins[3]),
+        ],
+        AttentionQkv::Packed => {
+            let part = bucket.batch * heads * bucket.seq * head_dim * u64::from(dtype.size_bytes());
+            let view = |name: &str, i: u64| Operand {
+                name: name.into(),
+                value: ins[0],
+                offset: i * part,
+                bytes: Some(part),
+            };
+            vec![
+                view("q", 0),
+                view("k", 1),
+                view("v", 2),
+                operand("kv_lens", ins[1]),
+            ]
+        }
+    };
+    Lowered::new(StepKind::Kernel(Problem::Attention(a)), ops, "o")
+}

@@ -1,0 +1,289 @@
+//! Tuning resolution: every distinct kernel problem gets a template and a config. The cache is
+//! asked first (for this device and toolchain, every template of the problem's op, fastest
+//! winner kept, its config re-validated for the problem); on a miss the [`Mode`] decides: tune it
+//! now with the tuner (within its budget), use the cost model's first candidate and mark it
+//! untuned, or fail listing every miss.
+//!
+//! Everything here goes through the tuner's and the cache's own APIs: `tune_problem`,
+//! `first_by_prediction`, `Cache::winner`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tessera_cache::{Cache, DeviceFingerprint, TemplateKey};
+use tessera_dsl::{Config, DeviceCaps, Problem, Template};
+use tessera_tuner::shapes::NamedProblem;
+use tessera_tuner::sweep::{first_by_prediction, tune_problem, Observer, Session};
+use tessera_tuner::TunerError;
+
+/// What to do about a problem the cache has no winner for.
+pub enum Mode<'s, 'c> {
+    /// Tune it now on the session's device (the session's budget applies).
+    Tune(&'s mut Session<'c>),
+    /// Use the cost model's first candidate; the plan marks it untuned.
+    NoTune,
+    /// Fail, listing every miss.
+    Strict,
+}
+
+/// How a kernel's config was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TuningStatus {
+    /// A winner already in the cache.
+    Cached { median_ms: f64 },
+    /// Tuned during this compile.
+    Tuned { median_ms: f64 },
+    /// Not measured: the cost model's first candidate.
+    Untuned { reason: String },
+}
+
+/// The kernel chosen for one problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelChoice {
+    pub problem: Problem,
+    pub template: String,
+    pub template_hash: String,
+    pub kernel_name: String,
+    /// Parameter values by name (the template's space order is recovered from the template).
+    pub config: BTreeMap<String, i64>,
+    #[serde(flatten)]
+    pub status: TuningStatus,
+}
+
+/// Why a plan's kernel cannot be rebuilt here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RebuildError {
+    #[error("kernel {kernel}: no template `{template}` in this build")]
+    UnknownTemplate { kernel: String, template: String },
+    #[error("kernel {kernel}: template `{template}` changed since the plan was compiled (source hash {plan} then, {here} now); compile the model again")]
+    TemplateChanged {
+        kernel: String,
+        template: String,
+        plan: String,
+        here: String,
+    },
+    #[error("kernel {kernel}: its config is not a valid point of `{template}` for {problem} on this device")]
+    InvalidConfig {
+        kernel: String,
+        template: String,
+        problem: String,
+    },
+}
+
+impl KernelChoice {
+    /// The template and config this choice names, checked against this build's template (same
+    /// source hash) and this device: what an executor generates and compiles the kernel from.
+    pub fn rebuild(
+        &self,
+        caps: &DeviceCaps,
+    ) -> Result<(&'static dyn Template, Config), RebuildError> {
+        let t = tessera_dsl::find(&self.template).map_err(|_| RebuildError::UnknownTemplate {
+            kernel: self.kernel_name.clone(),
+            template: self.template.clone(),
+        })?;
+        if t.source_hash() != self.template_hash {
+            return Err(RebuildError::TemplateChanged {
+                kernel: self.kernel_name.clone(),
+                template: self.template.clone(),
+                plan: self.template_hash.clone(),
+                here: t.source_hash().to_string(),
+            });
+        }
+        let config = config_from(t, &self.config, &self.problem, caps).ok_or_else(|| {
+            RebuildError::InvalidConfig {
+                kernel: self.kernel_name.clone(),
+                template: self.template.clone(),
+                problem: self.problem.key(),
+            }
+        })?;
+        Ok((t, config))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuningError {
+    #[error("no template implements {op} (problem {key})")]
+    NoTemplate { op: String, key: String },
+    #[error("no config of any {op} template is valid for {key} on this device")]
+    NoValidConfig { op: String, key: String },
+    #[error("--strict: {} kernel problem(s) have no tuned winner in the cache for this device; tune them first (or drop --strict):\n  {}", .0.len(), .0.join("\n  "))]
+    Strict(Vec<String>),
+    #[error(transparent)]
+    Tuner(#[from] TunerError),
+    #[error(transparent)]
+    Cache(#[from] tessera_cache::CacheError),
+}
+
+/// Where winners are looked up.
+pub struct Lookup<'a> {
+    pub cache: &'a Cache,
+    pub fingerprint: &'a DeviceFingerprint,
+    pub caps: &'a DeviceCaps,
+}
+
+fn templates_for(problem: &Problem) -> Vec<&'static dyn Template> {
+    tessera_library::templates()
+        .into_iter()
+        .filter(|t| t.op() == problem.op())
+        .collect()
+}
+
+fn choice(
+    t: &dyn Template,
+    problem: &Problem,
+    config: &Config,
+    status: TuningStatus,
+) -> KernelChoice {
+    KernelChoice {
+        problem: problem.clone(),
+        template: t.name().to_string(),
+        template_hash: t.source_hash().to_string(),
+        kernel_name: config.kernel_name(),
+        config: config.params.iter().cloned().collect(),
+        status,
+    }
+}
+
+/// The config `params` (by name) stands for, if the template still has that point and it is
+/// valid for the problem (a stale or foreign winner is a miss, not an error).
+fn config_from(
+    t: &dyn Template,
+    params: &BTreeMap<String, i64>,
+    problem: &Problem,
+    caps: &DeviceCaps,
+) -> Option<Config> {
+    let values: Vec<i64> = t
+        .space()
+        .param_names()
+        .iter()
+        .map(|n| params.get(n).copied())
+        .collect::<Option<_>>()?;
+    let config = t.config(&values, problem).ok()?;
+    t.validate(&config, problem, caps).ok()?;
+    Some(config)
+}
+
+/// The fastest cached winner over the problem's templates.
+fn cached(
+    lookup: &Lookup,
+    problem: &Problem,
+    cached_status: bool,
+) -> Result<Option<KernelChoice>, TuningError> {
+    let mut best: Option<KernelChoice> = None;
+    for t in templates_for(problem) {
+        let key = TemplateKey::new(t.name(), t.source_hash());
+        let Some(w) = lookup
+            .cache
+            .winner(lookup.fingerprint, &key, &problem.key())?
+        else {
+            continue;
+        };
+        let Ok(params) = serde_json::from_str::<BTreeMap<String, i64>>(&w.config_json) else {
+            continue;
+        };
+        let Some(config) = config_from(t, &params, problem, lookup.caps) else {
+            continue;
+        };
+        let status = if cached_status {
+            TuningStatus::Cached {
+                median_ms: w.median_ms,
+            }
+        } else {
+            TuningStatus::Tuned {
+                median_ms: w.median_ms,
+            }
+        };
+        let faster = |b: &KernelChoice| match b.status {
+            TuningStatus::Cached { median_ms } | TuningStatus::Tuned { median_ms } => {
+                w.median_ms < median_ms
+            }
+            TuningStatus::Untuned { .. } => true,
+        };
+        if best.as_ref().is_none_or(faster) {
+            best = Some(choice(t, problem, &config, status));
+        }
+    }
+    Ok(best)
+}
+
+/// The cost model's first valid candidate over the problem's templates.
+fn predicted(
+    lookup: &Lookup,
+    problem: &Problem,
+    reason: &str,
+) -> Result<KernelChoice, TuningError> {
+    let templates = templates_for(problem);
+    if templates.is_empty() {
+        return Err(TuningError::NoTemplate {
+            op: problem.op().to_string(),
+            key: problem.key(),
+        });
+    }
+    for t in templates {
+        if let Some(config) = first_by_prediction(t, problem, lookup.caps)? {
+            return Ok(choice(
+                t,
+                problem,
+                &config,
+                TuningStatus::Untuned {
+                    reason: reason.to_string(),
+                },
+            ));
+        }
+    }
+    Err(TuningError::NoValidConfig {
+        op: problem.op().to_string(),
+        key: problem.key(),
+    })
+}
+
+/// A kernel for every problem (in order), resolved as the module docs say.
+pub fn resolve(
+    problems: &[Problem],
+    lookup: &Lookup,
+    mut mode: Mode,
+    obs: &mut dyn Observer,
+) -> Result<Vec<KernelChoice>, TuningError> {
+    let mut out = Vec::with_capacity(problems.len());
+    let mut misses = Vec::new();
+    for (i, problem) in problems.iter().enumerate() {
+        if let Some(hit) = cached(lookup, problem, true)? {
+            obs.phase(&format!(
+                "cache hit: {} -> {}",
+                problem.key(),
+                hit.kernel_name
+            ));
+            out.push(hit);
+            continue;
+        }
+        let resolved = match &mut mode {
+            Mode::Strict => {
+                misses.push(problem.key());
+                continue;
+            }
+            Mode::NoTune => predicted(lookup, problem, "--no-tune: not in the cache")?,
+            Mode::Tune(session) => {
+                let named = NamedProblem {
+                    name: format!("kernel{i}"),
+                    problem: problem.clone(),
+                };
+                for t in templates_for(problem) {
+                    tune_problem(session, &named, t, obs)?;
+                }
+                match cached(lookup, problem, false)? {
+                    Some(tuned) => tuned,
+                    None => predicted(
+                        lookup,
+                        problem,
+                        "tuning stored no winner (budget ran out or every candidate failed)",
+                    )?,
+                }
+            }
+        };
+        out.push(resolved);
+    }
+    if !misses.is_empty() {
+        return Err(TuningError::Strict(misses));
+    }
+    Ok(out)
+}
