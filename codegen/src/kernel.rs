@@ -680,22 +680,20 @@ impl<'a> EpilogueStore<'a> {
         ));
     }
 
-    /// Apply the ops to one group and store it.
-    pub(crate) fn group(&self, w: &mut Source, g: &AccGroup) -> Result<(), CodegenError> {
-        let (ir, d, ops) = (self.ir, self.d, self.ops);
-        let out = ir.variant.output;
-        w.line(format!("const int r = row0 + {};", g.row));
-        w.line(format!("const int cc = col0 + {};", g.col));
-        w.open("if (r < M)");
+    /// `float v0, v1, ...`: the group's values with the ops applied; fused operands are read
+    /// on row `row` (a C expression of a valid row).
+    fn values(&self, w: &mut Source, g: &AccGroup, row: &str) {
+        let (d, ops) = (self.d, self.ops);
+        let out = self.ir.variant.output;
         for (k, reg) in g.regs.iter().enumerate() {
             w.line(format!("float v{k} = alpha * {reg};"));
             if !ops.is_empty() {
                 // loads are clamped to a valid column; values past N are never stored
                 w.line(format!("const long long ec{k} = min(cc + {k}, N - 1);"));
             }
-            let c_at = format!("c[(long long)r * ldc + ec{k}]");
+            let c_at = format!("c[(long long){row} * ldc + ec{k}]");
             let bias_at = format!("bias[ec{k}]");
-            let res_at = format!("residual[(long long)r * ldd + ec{k}]");
+            let res_at = format!("residual[(long long){row} * ldd + ec{k}]");
             let at = EpilogueOperands {
                 c: &c_at,
                 bias: &bias_at,
@@ -705,6 +703,44 @@ impl<'a> EpilogueStore<'a> {
                 w.line(epilogue::apply(d, *op, &format!("v{k}"), out, &at));
             }
         }
+    }
+
+    /// Apply the ops to one group of two 16-bit outputs and write the pair to the staging tile
+    /// at shared byte address `at` (rows past M compute on clamped operands; never stored).
+    pub(crate) fn group_to_shared(
+        &self,
+        w: &mut Source,
+        g: &AccGroup,
+        at: &str,
+    ) -> Result<(), CodegenError> {
+        let out = self.ir.variant.output;
+        if g.regs.len() != 2 || out.size_bytes() != 2 {
+            return Err(CodegenError::Malformed(
+                "a staged epilogue takes pairs of 16-bit outputs".into(),
+            ));
+        }
+        w.line(format!("const int r = row0 + {};", g.row));
+        w.line(format!("const int cc = col0 + {};", g.col));
+        if self.loads_operands {
+            w.line("const int rl = min(r, M - 1);");
+        }
+        self.values(w, g, if self.loads_operands { "rl" } else { "r" });
+        w.line(format!(
+            "asm volatile(\"st.shared.b32 [%0], %1;\" :: \"r\"({at}), \"r\"((unsigned){} | ((unsigned){} << 16)) : \"memory\");",
+            self.d.to_storage(out, "v0"),
+            self.d.to_storage(out, "v1")
+        ));
+        Ok(())
+    }
+
+    /// Apply the ops to one group and store it.
+    pub(crate) fn group(&self, w: &mut Source, g: &AccGroup) -> Result<(), CodegenError> {
+        let (ir, d) = (self.ir, self.d);
+        let out = ir.variant.output;
+        w.line(format!("const int r = row0 + {};", g.row));
+        w.line(format!("const int cc = col0 + {};", g.col));
+        w.open("if (r < M)");
+        self.values(w, g, "r");
         // destination of element (r, cc): row-major, or permuted into heads
         match ir.variant.store {
             Store::Rows => w.line("const long long di = (long long)r * ldd + cc;"),

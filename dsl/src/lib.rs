@@ -26,7 +26,7 @@ pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;
 pub use layout::Layout;
-pub use pipeline::{ConsumerSchedule, GemmPipeline, GemmTile, WarpgroupPlan};
+pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
     AttentionProblem, GemmProblem, LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store,
 };

@@ -16,7 +16,7 @@
 //! (which mainloop to emit) and the GEMM template's validation (which resource rules apply).
 //! Pure arithmetic: no code generation, no device.
 
-use crate::{Swizzle, Target, Variant};
+use crate::{Store, Swizzle, Target, Variant};
 
 /// How the consumer warpgroups of the Hopper pipeline share the block tile, and the rest of
 /// its geometry.
@@ -32,6 +32,18 @@ pub struct WarpgroupPlan {
     pub stages: u32,
     /// Swizzle of the shared tiles: one line holds one K step (tile_k elements).
     pub swizzle: Swizzle,
+    pub epilogue: EpilogueMode,
+}
+
+/// How consumers write their tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpilogueMode {
+    /// Each thread stores its accumulator pairs straight to global memory (any output store).
+    Direct,
+    /// Pairs go to a per-warpgroup staging tile in shared memory (rows padded by 16 bytes, so
+    /// neither side conflicts on banks), then out in coalesced 16-byte stores: row-major
+    /// 16-bit outputs, when the staging fits beside the stages.
+    Staged,
 }
 
 /// How consumer warpgroups share a block's tiles.
@@ -137,14 +149,25 @@ impl GemmPipeline {
         if tile.stages < 2 {
             return Err("the ring needs at least 2 stages".into());
         }
-        let plan = WarpgroupPlan {
+        let mut plan = WarpgroupPlan {
             consumers,
             wg_m,
             wg_n,
             schedule,
             stages: tile.stages,
             swizzle,
+            epilogue: EpilogueMode::Direct,
         };
+        let stageable = variant.output.size_bytes() == 2 && variant.store == Store::Rows;
+        if stageable {
+            let staged = WarpgroupPlan {
+                epilogue: EpilogueMode::Staged,
+                ..plan
+            };
+            if staged.smem_bytes(tile, variant) <= SMEM_LIMIT {
+                plan = staged;
+            }
+        }
         if plan.accumulators() > MAX_ACCUMULATORS {
             return Err(format!(
                 "{} accumulators per thread (at most {MAX_ACCUMULATORS})",
@@ -165,7 +188,17 @@ impl WarpgroupPlan {
     pub fn smem_bytes(&self, tile: &GemmTile, variant: &Variant) -> u32 {
         let (a, b) = tile.stage_bytes(variant);
         // full + empty per stage, and two order barriers for pingpong consumers
-        self.stages * (a + b) + 16 * self.stages + 16 + self.swizzle.atom_bytes()
+        let barriers = 16 * self.stages + 16;
+        let staging = match self.epilogue {
+            EpilogueMode::Direct => 0,
+            EpilogueMode::Staged => self.consumers * self.wg_m * self.staging_pitch(),
+        };
+        self.stages * (a + b) + staging + barriers + self.swizzle.atom_bytes()
+    }
+
+    /// Bytes between rows of a staging tile (16-bit elements, padded by 16 bytes).
+    pub fn staging_pitch(&self) -> u32 {
+        self.wg_n * 2 + 16
     }
 }
 
@@ -211,7 +244,23 @@ mod tests {
         assert_eq!(p.accumulators(), 128);
         assert_eq!(p.threads(), 384);
         assert_eq!(p.swizzle, Swizzle::B128);
+        // 4 stages leave no room for staging 2 x 64 x 256 outputs: direct stores
+        assert_eq!(p.epilogue, EpilogueMode::Direct);
         assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 16 + 1024);
+        let p3 = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &v).unwrap();
+        assert_eq!(p3.epilogue, EpilogueMode::Staged);
+        assert_eq!(
+            p3.smem_bytes(&tile(128, 256, 64, 8, 3), &v),
+            3 * 49152 + 2 * 64 * 528 + 48 + 16 + 1024
+        );
+        let mut heads = v.clone();
+        heads.store = Store::Heads {
+            heads: 12,
+            head_dim: 64,
+            seq: 384,
+        };
+        let ph = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &heads).unwrap();
+        assert_eq!(ph.epilogue, EpilogueMode::Direct);
         // a tile one warpgroup can hold alone: two consumers take turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 8, 4), &v).unwrap();
         assert_eq!(

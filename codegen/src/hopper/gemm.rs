@@ -17,7 +17,9 @@ use crate::kernel::{
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::{abi, Stmt};
-use tessera_dsl::{ConsumerSchedule, GemmTile, KernelIr, TensorMapArg, WarpgroupPlan};
+use tessera_dsl::{
+    ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, TensorMapArg, WarpgroupPlan,
+};
 
 /// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
 fn register_split(consumers: u32) -> (u32, u32) {
@@ -147,9 +149,22 @@ fn emit_body(
         atom - 1
     ));
     w.line(format!("const unsigned s_b = s_a + {};", stages * a_bytes));
+    let mut after_b = "s_b".to_string();
+    let mut after_b_bytes = stages * b_bytes;
+    if plan.epilogue == EpilogueMode::Staged {
+        w.line(format!(
+            "const unsigned staging = s_b + {}; // {} x {}x{} outputs, rows of {} bytes",
+            stages * b_bytes,
+            plan.consumers,
+            plan.wg_m,
+            plan.wg_n,
+            plan.staging_pitch()
+        ));
+        after_b = "staging".into();
+        after_b_bytes = plan.consumers * plan.wg_m * plan.staging_pitch();
+    }
     w.line(format!(
-        "const unsigned full = s_b + {}; // {stages} x 8 bytes",
-        stages * b_bytes
+        "const unsigned full = {after_b} + {after_b_bytes}; // {stages} x 8 bytes"
     ));
     w.line(format!("const unsigned empty = full + {};", stages * 8));
     let pingpong = plan.schedule == ConsumerSchedule::Pingpong;
@@ -211,6 +226,34 @@ fn emit_body(
     emit_consumer(w, ir, tile, plan, store, acc)?;
     w.close("");
     Ok(())
+}
+
+/// Copy a warpgroup's staged tile to global memory in 16-byte row chunks (N is a multiple of 8
+/// wherever the Hopper pipeline runs), between two barriers of the warpgroup's own.
+fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan) {
+    let per_row = plan.wg_n / 8;
+    let pitch = plan.staging_pitch();
+    let sync = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
+    w.line("// the staged tile leaves in coalesced 16-byte stores");
+    w.line(sync);
+    w.line("#pragma unroll 4");
+    w.open(format!(
+        "for (int idx = tid % 128; idx < {}; idx += 128)",
+        plan.wg_m * per_row
+    ));
+    w.line(format!(
+        "const int lr = idx / {per_row}, lc = (idx % {per_row}) * 8;"
+    ));
+    w.line("const int r = row0 + wr0 + lr, cc = col0 + lc;");
+    w.line("unsigned x, y, z, t;");
+    w.line(format!(
+        "asm volatile(\"ld.shared.v4.b32 {{%0, %1, %2, %3}}, [%4];\" : \"=r\"(x), \"=r\"(y), \"=r\"(z), \"=r\"(t) : \"r\"(stg + lr * {pitch} + lc * 2));"
+    ));
+    w.open("if (r < M && cc < N)");
+    w.line("asm volatile(\"st.global.v4.b32 [%0], {%1, %2, %3, %4};\" :: \"l\"(d + (long long)r * ldd + cc), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(t) : \"memory\");");
+    w.close("");
+    w.close("");
+    w.line(sync);
 }
 
 /// The persistent loop over this block's tiles (stage and phase carry across tiles).
@@ -311,27 +354,44 @@ fn emit_consumer(
     // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
     // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
     let chunks = plan.wg_n / 8;
+    let local_row = "i * 64 + wq * 16 + (lane >> 2) + h * 8";
+    let local_col = "j * 8 + (lane & 3) * 2";
+    let group = AccGroup {
+        regs: vec![
+            format!("{acc}[i][j * 4 + h * 2]"),
+            format!("{acc}[i][j * 4 + h * 2 + 1]"),
+        ],
+        row: format!("wr0 + {local_row}"),
+        col: local_col.into(),
+        block_end: format!("j == {} && h == 1", chunks - 1),
+    };
+    let pitch = plan.staging_pitch();
+    if plan.epilogue == EpilogueMode::Staged {
+        w.line(format!(
+            "const unsigned stg = staging + cw * {};",
+            plan.wg_m * pitch
+        ));
+    }
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line("#pragma unroll");
     w.open(format!("for (int j = 0; j < {chunks}; ++j)"));
     w.line("#pragma unroll");
     w.open("for (int h = 0; h < 2; ++h)");
-    store.group(
-        w,
-        &AccGroup {
-            regs: vec![
-                format!("{acc}[i][j * 4 + h * 2]"),
-                format!("{acc}[i][j * 4 + h * 2 + 1]"),
-            ],
-            row: "wr0 + i * 64 + wq * 16 + (lane >> 2) + h * 8".into(),
-            col: "j * 8 + (lane & 3) * 2".into(),
-            block_end: format!("j == {} && h == 1", chunks - 1),
-        },
-    )?;
+    match plan.epilogue {
+        EpilogueMode::Direct => store.group(w, &group)?,
+        EpilogueMode::Staged => store.group_to_shared(
+            w,
+            &group,
+            &format!("stg + ({local_row}) * {pitch} + ({local_col}) * 2"),
+        )?,
+    }
     w.close("");
     w.close("");
     w.close("");
+    if plan.epilogue == EpilogueMode::Staged {
+        emit_staged_copy_out(w, plan);
+    }
     w.close("");
     Ok(())
 }
