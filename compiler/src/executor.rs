@@ -362,7 +362,7 @@ impl<'d> Executor<'d> {
             return Ok(());
         }
         self.upload_default_inputs(i)?;
-        self.eager(i, false)?;
+        self.eager(i, false, &mut Vec::new())?;
         let device = self.device;
         device
             .begin_capture(&self.stream)
@@ -394,8 +394,12 @@ impl<'d> Executor<'d> {
 
     /// Run bucket `i`'s launches eagerly on the stream; with `keep`, synchronize after each
     /// and return every node's output.
-    fn eager(&self, i: usize, keep: bool) -> Result<Vec<(String, Vec<u8>)>, ExecError> {
-        let mut nodes = Vec::new();
+    fn eager(
+        &self,
+        i: usize,
+        keep: bool,
+        nodes: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), ExecError> {
         let bp = &self.plan.buckets[i];
         for s in &self.buckets[i].steps {
             match s {
@@ -463,8 +467,7 @@ impl<'d> Executor<'d> {
         }
         self.device
             .synchronize_stream(&self.stream)
-            .map_err(dev("run"))?;
-        Ok(nodes)
+            .map_err(dev("run"))
     }
 
     fn view(&self, node: &str, v: &View) -> Result<BufferView, ExecError> {
@@ -522,14 +525,35 @@ impl<'d> Executor<'d> {
 
     /// Run the model on `x` (see the module docs).
     pub fn run(&self, x: &Inputs) -> Result<Output, ExecError> {
+        let mut nodes = Vec::new();
+        let mut out = self.run_into(x, &mut nodes)?;
+        out.nodes = nodes;
+        Ok(out)
+    }
+
+    /// [`Executor::run`] for bisection: the outputs of every node that ran (with
+    /// `debug_nodes`), also when a later node failed.
+    pub fn run_debug(&self, x: &Inputs) -> (Vec<(String, Vec<u8>)>, Result<Output, ExecError>) {
+        let mut nodes = Vec::new();
+        let out = self.run_into(x, &mut nodes);
+        (nodes, out)
+    }
+
+    fn run_into(
+        &self,
+        x: &Inputs,
+        nodes: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<Output, ExecError> {
         let lens = self.check_inputs(x)?;
         let b = self.bucket_for(x)?;
         let i = self.bucket_index(b)?;
-        if let Some(e) = self.blocked(i) {
-            return Err(e);
+        if !self.options.debug_nodes {
+            if let Some(e) = self.blocked(i) {
+                return Err(e);
+            }
         }
         self.upload_inputs(i, x, &lens)?;
-        let nodes = match (&self.buckets[i].graph, self.options.debug_nodes) {
+        match (&self.buckets[i].graph, self.options.debug_nodes) {
             (Some(g), false) => {
                 self.device
                     .launch_graph(g, &self.stream)
@@ -537,10 +561,9 @@ impl<'d> Executor<'d> {
                 self.device
                     .synchronize_stream(&self.stream)
                     .map_err(dev("graph replay"))?;
-                Vec::new()
             }
-            (_, keep) => self.eager(i, keep)?,
-        };
+            (_, keep) => self.eager(i, keep, nodes)?,
+        }
         let bp = &self.plan.buckets[i];
         let slot = bp
             .outputs
@@ -583,7 +606,7 @@ impl<'d> Executor<'d> {
             hidden,
             lengths: lens,
             last_hidden_state: out,
-            nodes,
+            nodes: Vec::new(),
         })
     }
 
@@ -785,6 +808,14 @@ fn prepare(
     let mut output = None;
     for arg in abi {
         let name = arg.name();
+        let scalar = || {
+            scalars.get(name).copied().ok_or_else(|| {
+                malformed(format!(
+                    "no value for scalar argument `{name}` of kernel `{}`",
+                    choice.kernel_name
+                ))
+            })
+        };
         let value = match arg {
             Arg::Ptr { .. } | Arg::I32Ptr(_) => match l.args.iter().find(|a| a.name == name) {
                 Some(a) => {
@@ -797,11 +828,11 @@ fn prepare(
                 None => ArgValue::null(),
             },
             Arg::I32(_) => ArgValue::I32(
-                i32::try_from(scalars.get(name).copied().unwrap_or(0.0) as i64)
+                i32::try_from(scalar()? as i64)
                     .map_err(|_| malformed(format!("scalar `{name}` does not fit i32")))?,
             ),
-            Arg::I64(_) => ArgValue::I64(scalars.get(name).copied().unwrap_or(0.0) as i64),
-            Arg::F32(_) => ArgValue::F32(scalars.get(name).copied().unwrap_or(0.0) as f32),
+            Arg::I64(_) => ArgValue::I64(scalar()? as i64),
+            Arg::F32(_) => ArgValue::F32(scalar()? as f32),
         };
         args.push(value);
     }
@@ -827,9 +858,9 @@ fn scalar_args(problem: &Problem, plan: &BTreeMap<String, f64>) -> BTreeMap<Stri
         Problem::Gemm(g) => {
             let s = GemmStrides::packed(g);
             for (k, v) in [
-                ("m", g.m as f64),
-                ("n", g.n as f64),
-                ("k", g.k as f64),
+                ("M", g.m as f64),
+                ("N", g.n as f64),
+                ("K", g.k as f64),
                 ("lda", s.lda as f64),
                 ("ldb", s.ldb as f64),
                 ("ldc", s.ldc as f64),
