@@ -217,12 +217,11 @@ impl<'d> Executor<'d> {
         let mut sources = Vec::with_capacity(plan.kernels.len());
         for k in &plan.kernels {
             let (template, config) = k.rebuild(&caps)?;
-            let c = Candidate::new(template, config, caps.target).map_err(|e| {
-                ExecError::Codegen {
+            let c =
+                Candidate::new(template, config, caps.target).map_err(|e| ExecError::Codegen {
                     kernel: k.kernel_name.clone(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             let module = tessera_tuner::measure::compile(device, &c, &k.problem, None)
                 .map_err(dev(&k.kernel_name))?;
             modules.push(module);
@@ -231,8 +230,12 @@ impl<'d> Executor<'d> {
         let weights = device
             .alloc(weight_bytes.len() as u64)
             .map_err(dev("weights"))?;
-        device.upload(&weights, &weight_bytes).map_err(dev("weights"))?;
-        let arena = device.alloc(plan.arena.bytes.max(1)).map_err(dev("arena"))?;
+        device
+            .upload(&weights, &weight_bytes)
+            .map_err(dev("weights"))?;
+        let arena = device
+            .alloc(plan.arena.bytes.max(1))
+            .map_err(dev("arena"))?;
         let stream = device.create_stream().map_err(dev("stream"))?;
         let mut buckets = Vec::with_capacity(plan.buckets.len());
         for b in &plan.buckets {
@@ -370,12 +373,9 @@ impl<'d> Executor<'d> {
         let mut failed = None;
         for s in &self.buckets[i].steps {
             if let Step::Kernel(p) = s {
-                if let Err(e) = device.launch_async(
-                    &self.stream,
-                    &self.modules[p.kernel],
-                    &p.launch,
-                    &p.args,
-                ) {
+                if let Err(e) =
+                    device.launch_async(&self.stream, &self.modules[p.kernel], &p.launch, &p.args)
+                {
                     failed = Some(dev(&p.node)(e));
                     break;
                 }
@@ -419,17 +419,19 @@ impl<'d> Executor<'d> {
                     }
                 }
                 Step::Glue { node, glue, launch } => {
-                    let f = self.host_glue.get(glue).ok_or_else(|| ExecError::NoKernel {
-                        node: node.clone(),
-                        what: format!("glue step `{}`", glue_name(*glue)),
-                    })?;
+                    let f = self
+                        .host_glue
+                        .get(glue)
+                        .ok_or_else(|| ExecError::NoKernel {
+                            node: node.clone(),
+                            what: format!("glue step `{}`", glue_name(*glue)),
+                        })?;
                     let l = &bp.launches[*launch];
-                    let (out_arg, reads) = l.args.split_last().ok_or_else(|| {
-                        ExecError::Malformed {
+                    let (out_arg, reads) =
+                        l.args.split_last().ok_or_else(|| ExecError::Malformed {
                             node: node.clone(),
                             what: "a glue step without operands".into(),
-                        }
-                    })?;
+                        })?;
                     let mut inputs = BTreeMap::new();
                     for a in reads {
                         let v = self.view(node, &a.view)?;
@@ -579,12 +581,11 @@ impl<'d> Executor<'d> {
         self.device
             .download_view(&self.stream, &view, &mut bytes)
             .map_err(dev("last_hidden_state"))?;
-        let all = HostTensor::from_bytes(self.plan.dtype, &bytes).map_err(|e| {
-            ExecError::Malformed {
+        let all =
+            HostTensor::from_bytes(self.plan.dtype, &bytes).map_err(|e| ExecError::Malformed {
                 node: "last_hidden_state".into(),
                 what: e.to_string(),
-            }
-        })?;
+            })?;
         let mut out = vec![0f32; (x.batch * x.seq * hidden) as usize];
         for r in 0..x.batch as usize {
             for t in 0..lens[r] as usize {
@@ -618,7 +619,9 @@ impl<'d> Executor<'d> {
             return Err(e);
         }
         if iters == 0 {
-            return Err(ExecError::Mode("timing needs at least one iteration".into()));
+            return Err(ExecError::Mode(
+                "timing needs at least one iteration".into(),
+            ));
         }
         self.upload_default_inputs(i)?;
         let once = || -> Result<(), ExecError> {
@@ -635,9 +638,15 @@ impl<'d> Executor<'d> {
         }
         let mut samples = Vec::with_capacity(iters as usize);
         for _ in 0..iters {
-            let start = self.device.record_event(&self.stream).map_err(dev("timing"))?;
+            let start = self
+                .device
+                .record_event(&self.stream)
+                .map_err(dev("timing"))?;
             once()?;
-            let end = self.device.record_event(&self.stream).map_err(dev("timing"))?;
+            let end = self
+                .device
+                .record_event(&self.stream)
+                .map_err(dev("timing"))?;
             let ms = self.device.elapsed_ms(&start, &end).map_err(dev("timing"));
             let _ = self.device.destroy_event(start);
             let _ = self.device.destroy_event(end);
@@ -668,7 +677,14 @@ impl<'d> Executor<'d> {
         for p in self.launches(i) {
             let t = self
                 .device
-                .time(&self.modules[p.kernel], &p.launch, &p.args, 1, iters.max(1), false)
+                .time(
+                    &self.modules[p.kernel],
+                    &p.launch,
+                    &p.args,
+                    1,
+                    iters.max(1),
+                    false,
+                )
                 .map_err(dev(&p.node))?;
             *by_kind.entry(p.kind).or_insert(0.0) += t.median();
         }
@@ -838,8 +854,7 @@ fn prepare(
     }
     let output = output.ok_or_else(|| malformed("no written operand".into()))?;
     let grid = c.source.grid(problem, sm_count);
-    let launch =
-        Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes);
+    let launch = Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes);
     Ok(Step::Kernel(Prepared {
         node,
         kind: KernelKind::of(problem),
@@ -961,9 +976,7 @@ pub fn check_inputs(plan: &Plan, x: &Inputs) -> Result<Vec<u64>, ExecError> {
                 )));
             }
             if ones == 0 {
-                return Err(bad(format!(
-                    "`attention_mask` row {r} masks every token"
-                )));
+                return Err(bad(format!("`attention_mask` row {r} masks every token")));
             }
             *len = ones as u64;
         }

@@ -110,9 +110,7 @@ fn host_embedding(call: &GlueCall) -> Result<Vec<u8>, String> {
     for t in 0..tokens {
         let p = t % seq;
         let x: Vec<f64> = (0..h)
-            .map(|j| {
-                word[ids[t] as usize * h + j] + pos[p * h + j] + tt[types[t] as usize * h + j]
-            })
+            .map(|j| word[ids[t] as usize * h + j] + pos[p * h + j] + tt[types[t] as usize * h + j])
             .collect();
         let mean = x.iter().sum::<f64>() / h as f64;
         let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / h as f64;
@@ -143,7 +141,10 @@ fn loads_checks_inputs_and_refuses_launches_without_kernels_by_node() {
     for i in 0..p.buckets.len() {
         assert!(!exec.has_graph(i));
         let kinds: Vec<KernelKind> = exec.launches(i).iter().map(|l| l.kind).collect();
-        assert_eq!(kinds, [Gemm, Gemm, Layernorm, Gemm, Gemm, Layernorm].repeat(2));
+        assert_eq!(
+            kinds,
+            [Gemm, Gemm, Layernorm, Gemm, Gemm, Layernorm].repeat(2)
+        );
         assert!(exec.blocked(i).is_some());
     }
     let e = err(exec.run(&inputs(2, 10)));
@@ -162,7 +163,10 @@ fn loads_checks_inputs_and_refuses_launches_without_kernels_by_node() {
     let mut x = inputs(2, 10);
     x.input_ids.pop();
     let e = err(exec.run(&x));
-    assert!(e.contains("`input_ids` has 19 values; batch 2 × seq 10 needs 20"), "{e}");
+    assert!(
+        e.contains("`input_ids` has 19 values; batch 2 × seq 10 needs 20"),
+        "{e}"
+    );
     let mut x = inputs(2, 10);
     x.token_type_ids = Some(vec![2; 20]);
     assert!(err(exec.run(&x)).contains("token types [0, 2)"));
@@ -174,7 +178,10 @@ fn loads_checks_inputs_and_refuses_launches_without_kernels_by_node() {
     x.attention_mask = Some(vec![1, 2, 0, 0, 1, 1, 1, 1]);
     assert!(err(exec.run(&x)).contains("holds 2"));
     let e = err(exec.run(&inputs(3, 8)));
-    assert!(e.contains("does not fit the largest bucket (batch 2, seq 32)"), "{e}");
+    assert!(
+        e.contains("does not fit the largest bucket (batch 2, seq 32)"),
+        "{e}"
+    );
     let e = err(exec.run(&inputs(1, 65)));
     assert!(e.contains("64 positions"), "{e}");
     // a plan for another device is refused at load
@@ -233,14 +240,16 @@ fn qkv_gemm_matches_reference_and_attention_layout_is_named() {
     for t in 0..(2 * bs) as usize {
         let (bi, si) = (t / bs as usize, t % bs as usize);
         for j in 0..3 * h {
-            let want: f64 =
-                (0..h).map(|k| emb[t * h + k] * w[j * h + k]).sum::<f64>() + bias[j];
+            let want: f64 = (0..h).map(|k| emb[t * h + k] * w[j * h + k]).sum::<f64>() + bias[j];
             let (which, head, dd) = (j / h, (j % h) / hd, j % hd);
             let idx = (((which * 2 + bi) * heads + head) * bs as usize + si) * hd + dd;
             worst = worst.max((qkv[idx] - want).abs() / want.abs().max(1.0));
         }
     }
-    assert!(worst < 5e-3, "QKV GEMM differs from the reference by {worst}");
+    assert!(
+        worst < 5e-3,
+        "QKV GEMM differs from the reference by {worst}"
+    );
 }
 
 /// A plan edited so every launch has a kernel (glue launches dropped, attention stored by
@@ -269,10 +278,7 @@ fn all_kernel_plans_capture_replay_and_time() {
         assert!(exec.has_graph(i), "bucket {i} captured");
     }
     let out = exec.run(&inputs(2, 12)).unwrap();
-    assert_eq!(
-        (out.bucket.batch, out.bucket.seq, out.hidden),
-        (2, 16, 128)
-    );
+    assert_eq!((out.bucket.batch, out.bucket.seq, out.hidden), (2, 16, 128));
     assert_eq!(out.last_hidden_state.len(), 2 * 12 * 128);
     assert!(out.last_hidden_state.iter().all(|v| v.is_finite()));
     let b = out.bucket;
