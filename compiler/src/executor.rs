@@ -160,6 +160,9 @@ pub struct GlueCall<'a> {
     pub output_bytes: u64,
 }
 
+/// Every node's output (node name, bytes as written), in launch order.
+pub type NodeOutputs = Vec<(String, Vec<u8>)>;
+
 pub type HostGlue = Box<dyn Fn(&GlueCall) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// A model input: `batch` sequences of `seq` tokens, row-major.
@@ -186,7 +189,7 @@ pub struct Output {
     /// `[batch, seq, hidden]`; positions past a sequence's length are zero.
     pub last_hidden_state: Vec<f32>,
     /// With `debug_nodes`: every node's output as written, in launch order.
-    pub nodes: Vec<(String, Vec<u8>)>,
+    pub nodes: NodeOutputs,
 }
 
 /// A plan loaded on a device, ready to run.
@@ -394,12 +397,7 @@ impl<'d> Executor<'d> {
 
     /// Run bucket `i`'s launches eagerly on the stream; with `keep`, synchronize after each
     /// and return every node's output.
-    fn eager(
-        &self,
-        i: usize,
-        keep: bool,
-        nodes: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<(), ExecError> {
+    fn eager(&self, i: usize, keep: bool, nodes: &mut NodeOutputs) -> Result<(), ExecError> {
         let bp = &self.plan.buckets[i];
         for s in &self.buckets[i].steps {
             match s {
@@ -535,17 +533,13 @@ impl<'d> Executor<'d> {
 
     /// [`Executor::run`] for bisection: the outputs of every node that ran (with
     /// `debug_nodes`), also when a later node failed.
-    pub fn run_debug(&self, x: &Inputs) -> (Vec<(String, Vec<u8>)>, Result<Output, ExecError>) {
+    pub fn run_debug(&self, x: &Inputs) -> (NodeOutputs, Result<Output, ExecError>) {
         let mut nodes = Vec::new();
         let out = self.run_into(x, &mut nodes);
         (nodes, out)
     }
 
-    fn run_into(
-        &self,
-        x: &Inputs,
-        nodes: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<Output, ExecError> {
+    fn run_into(&self, x: &Inputs, nodes: &mut NodeOutputs) -> Result<Output, ExecError> {
         let lens = self.check_inputs(x)?;
         let b = self.bucket_for(x)?;
         let i = self.bucket_index(b)?;
@@ -587,8 +581,8 @@ impl<'d> Executor<'d> {
                 what: e.to_string(),
             })?;
         let mut out = vec![0f32; (x.batch * x.seq * hidden) as usize];
-        for r in 0..x.batch as usize {
-            for t in 0..lens[r] as usize {
+        for (r, &len) in lens.iter().enumerate() {
+            for t in 0..len as usize {
                 let src = (r * b.seq as usize + t) * hidden as usize;
                 let dst = (r * x.seq as usize + t) * hidden as usize;
                 let row = all.values.get(src..src + hidden as usize).ok_or_else(|| {
@@ -611,13 +605,33 @@ impl<'d> Executor<'d> {
         })
     }
 
+    /// The first step of bucket `i` without a kernel (host glue included), as an error.
+    fn kernels_only(&self, i: usize) -> Result<(), ExecError> {
+        match self.buckets[i]
+            .steps
+            .iter()
+            .find(|s| !matches!(s, Step::Kernel(_)))
+        {
+            Some(Step::Blocked { node, what }) => Err(ExecError::NoKernel {
+                node: node.clone(),
+                what: what.clone(),
+            }),
+            Some(Step::Glue { node, glue, .. }) => Err(ExecError::NoKernel {
+                node: node.clone(),
+                what: format!(
+                    "glue step `{}` (a host implementation is not timed)",
+                    glue_name(*glue)
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Time bucket `b`: `iters` runs (graph replays, or the eager launch list) each between
-    /// two events, after `warmup` untimed runs.
+    /// two events, after `warmup` untimed runs. Every launch must have a kernel.
     pub fn time(&self, b: Bucket, warmup: u32, iters: u32) -> Result<Timing, ExecError> {
         let i = self.bucket_index(b)?;
-        if let Some(e) = self.blocked(i) {
-            return Err(e);
-        }
+        self.kernels_only(i)?;
         if iters == 0 {
             return Err(ExecError::Mode(
                 "timing needs at least one iteration".into(),
@@ -655,7 +669,7 @@ impl<'d> Executor<'d> {
         Timing::new(samples, self.device.info().simulated, false).map_err(dev("timing"))
     }
 
-    /// Enqueue every kernel launch of bucket `i` (no glue: callers check `blocked`).
+    /// Enqueue every kernel launch of bucket `i` (callers check `kernels_only`).
     fn enqueue_all(&self, i: usize) -> Result<(), ExecError> {
         for p in self.launches(i) {
             self.device
@@ -669,9 +683,7 @@ impl<'d> Executor<'d> {
     /// summed per kernel kind, in ms.
     pub fn breakdown(&self, b: Bucket, iters: u32) -> Result<BTreeMap<KernelKind, f64>, ExecError> {
         let i = self.bucket_index(b)?;
-        if let Some(e) = self.blocked(i) {
-            return Err(e);
-        }
+        self.kernels_only(i)?;
         self.upload_default_inputs(i)?;
         let mut by_kind = BTreeMap::new();
         for p in self.launches(i) {
@@ -970,7 +982,7 @@ pub fn check_inputs(plan: &Plan, x: &Inputs) -> Result<Vec<u64>, ExecError> {
                 )));
             }
             let ones = row.iter().take_while(|&&v| v == 1).count();
-            if row[ones..].iter().any(|&v| v == 1) {
+            if row[ones..].contains(&1) {
                 return Err(bad(format!(
                     "`attention_mask` row {r} is not ones then zeros (right padding); the kernels take a length per sequence"
                 )));

@@ -9,15 +9,17 @@
 //! needs the embedding kernel and the token-major attention store (being added now); the GPU
 //! test `gpu_executor` in this crate checks the whole model once they land.
 
+mod common;
+
+use common::{f16s, host_embedding, weight};
 use std::path::Path;
 use tessera_cache::Cache;
-use tessera_compiler::executor::{ExecError, GlueCall, KernelKind};
+use tessera_compiler::executor::{ExecError, KernelKind};
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::lower::Glue;
-use tessera_compiler::{compile, ExecOptions, Executor, Inputs, Lookup, Mode, Options, Plan};
+use tessera_compiler::{compile, ExecOptions, Executor, Inputs, Lookup, Mode, Options};
 use tessera_device::{Device, SimDevice};
 use tessera_dsl::{DType, Target};
-use tessera_library::host::HostTensor;
 use tessera_tuner::sweep::{device_fingerprint, Silent};
 
 fn plan_dir(dir: &Path) -> std::path::PathBuf {
@@ -59,70 +61,6 @@ fn err(r: Result<tessera_compiler::Output, ExecError>) -> String {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
-}
-
-/// The weight `name` of the plan, decoded.
-fn weight(plan: &Plan, bytes: &[u8], name: &str) -> Vec<f64> {
-    let w = plan
-        .weights
-        .tensors
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("no weight {name}"));
-    let range = w.offset as usize..(w.offset + w.bytes) as usize;
-    HostTensor::from_bytes(plan.dtype, &bytes[range])
-        .unwrap()
-        .values
-        .iter()
-        .map(|&v| f64::from(v))
-        .collect()
-}
-
-fn i32s(b: &[u8]) -> Vec<i32> {
-    b.chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn f16s(b: &[u8]) -> Vec<f64> {
-    HostTensor::from_bytes(DType::F16, b)
-        .unwrap()
-        .values
-        .iter()
-        .map(|&v| f64::from(v))
-        .collect()
-}
-
-/// BERT embeddings on the host in f64 (gather, sum, layernorm), as a glue implementation.
-fn host_embedding(call: &GlueCall) -> Result<Vec<u8>, String> {
-    let ids = i32s(&call.inputs["input_ids"]);
-    let types = i32s(&call.inputs["token_type_ids"]);
-    let word = f16s(&call.inputs["word"]);
-    let pos = f16s(&call.inputs["position"]);
-    let tt = f16s(&call.inputs["token_type"]);
-    let gamma = f16s(&call.inputs["gamma"]);
-    let beta = f16s(&call.inputs["beta"]);
-    let h = gamma.len();
-    let tokens = (call.output_bytes / 2) as usize / h;
-    let seq = tokens / (tokens / ids.len().max(1)).max(1);
-    let eps = call.scalars["eps"];
-    let mut out = Vec::with_capacity(tokens * h);
-    for t in 0..tokens {
-        let p = t % seq;
-        let x: Vec<f64> = (0..h)
-            .map(|j| word[ids[t] as usize * h + j] + pos[p * h + j] + tt[types[t] as usize * h + j])
-            .collect();
-        let mean = x.iter().sum::<f64>() / h as f64;
-        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / h as f64;
-        for j in 0..h {
-            out.push(((x[j] - mean) / (var + eps).sqrt() * gamma[j] + beta[j]) as f32);
-        }
-    }
-    Ok(HostTensor {
-        dtype: DType::F16,
-        values: out,
-    }
-    .to_bytes())
 }
 
 #[test]
@@ -259,19 +197,7 @@ fn qkv_gemm_matches_reference_and_attention_layout_is_named() {
 fn all_kernel_plans_capture_replay_and_time() {
     let dir = tempfile::tempdir().unwrap();
     let plan_path = plan_dir(dir.path());
-    let file = plan_path.join("plan.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    for b in v["buckets"].as_array_mut().unwrap() {
-        let launches = b["launches"].as_array_mut().unwrap();
-        launches.retain(|l| l["callee"] != "glue");
-        for l in launches.iter_mut() {
-            if l.get("attention_store").is_some() {
-                l["attention_store"] = "heads".into();
-            }
-        }
-    }
-    std::fs::write(&file, serde_json::to_string(&v).unwrap()).unwrap();
+    common::all_kernel_plan(&plan_path);
     let d = SimDevice::new(Target::Sm90a);
     let exec = Executor::load(&plan_path, &d, ExecOptions::default()).unwrap();
     for i in 0..exec.plan().buckets.len() {
@@ -305,4 +231,25 @@ fn all_kernel_plans_capture_replay_and_time() {
     assert!(!eager.has_graph(0));
     let te = eager.time(b, 0, 3).unwrap();
     assert!((te.median() - t.median()).abs() < 1e-9);
+    // graph replay writes what the eager list writes, from the same history (a zeroed arena,
+    // every bucket once in order, as the graph executor's warm-up does at load)
+    let d2 = SimDevice::new(Target::Sm90a);
+    let graph = Executor::load(&plan_path, &d2, ExecOptions::default()).unwrap();
+    let g = graph.run(&inputs(2, 12)).unwrap();
+    let d3 = SimDevice::new(Target::Sm90a);
+    let eager = Executor::load(
+        &plan_path,
+        &d3,
+        ExecOptions {
+            graphs: false,
+            debug_nodes: false,
+        },
+    )
+    .unwrap();
+    for bucket in eager.plan().bucket_list() {
+        eager.time(bucket, 0, 1).unwrap();
+    }
+    let e = eager.run(&inputs(2, 12)).unwrap();
+    assert_eq!(g.last_hidden_state, e.last_hidden_state);
+    assert!(g.last_hidden_state.iter().any(|v| *v != 0.0));
 }

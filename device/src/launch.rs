@@ -317,7 +317,7 @@ pub fn resolve_tensor_maps(
                         map.name, map.tensor
                     ))
                 })?;
-            if region.offset() % 16 != 0 {
+            if !region.offset().is_multiple_of(16) {
                 return Err(fail(format!(
                     "tensor map `{}`: `{}` starts at byte {} of its buffer, not 16-byte aligned",
                     map.name,

@@ -103,7 +103,7 @@ impl BufferView {
 
     /// `InvalidView` unless the offset is a multiple of `align` bytes.
     pub fn check_alignment(&self, align: u64, what: &str) -> Result<(), DeviceError> {
-        if align > 1 && self.offset % align != 0 {
+        if align > 1 && !self.offset.is_multiple_of(align) {
             return Err(DeviceError::InvalidView {
                 buffer: self.buffer.id,
                 offset: self.offset,
