@@ -55,7 +55,7 @@ def graphed(fn, *args):
 # the Tessera plan: a seeded random BERT-base checkpoint, every bucket
 from transformers import BertConfig, BertModel
 mdir, plan = os.path.join(a.work, "bench-bert-base"), os.path.join(a.work, "bench-bert-base.tsr")
-BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH, intermediate_size=I)).save_pretrained(mdir, safe_serialization=True)
+BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH, intermediate_size=I)).save_pretrained(mdir)
 cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
        "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
 print("$", " ".join(cmd), flush=True)

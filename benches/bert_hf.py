@@ -38,7 +38,7 @@ for name, geo in GEOMETRIES.items():
     cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", **geo)
     model = BertModel(cfg).eval()
     mdir, plan = os.path.join(a.work, name), os.path.join(a.work, name + ".tsr")
-    model.save_pretrained(mdir, safe_serialization=True)
+    model.save_pretrained(mdir)  # safetensors (the default)
     r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", str(BATCH), "--seq", str(SEQ), "--no-tune", "--quiet", "--out", plan])
     if r.returncode != 0:
         msg = (r.stdout + r.stderr).strip()
