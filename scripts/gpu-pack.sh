@@ -7,7 +7,7 @@ rm -rf .gpu && mkdir -p .gpu/bin
 cargo build --release --locked -p tessera -p tessera-benches
 cp target/release/tessera target/release/gemm target/release/gemm_epilogue \
   target/release/layernorm target/release/attention .gpu/bin/
-cargo test --release --locked --no-run --features gpu -p tessera-tuner -p tessera-device \
+cargo test --release --locked --no-run --features gpu -p tessera-tuner -p tessera-device -p tessera-compiler \
   --message-format=json 2>/dev/null \
   | python3 -c '
 import json, sys, shutil, os
@@ -25,4 +25,4 @@ commit=$(git rev-parse --short HEAD)
 git diff --quiet HEAD -- . ':!benches/results' || commit="$commit-dirty"
 echo "$commit" > .gpu/COMMIT
 du -sh .gpu
-echo "run on the GPU machine (carry .gpu):  scripts/gpu-run.sh [tests|bench|epilogue|layernorm|attention|all]"
+echo "run on the GPU machine (carry .gpu):  scripts/gpu-run.sh [tests|bench|epilogue|layernorm|attention|bert|all]"

@@ -2,7 +2,10 @@
 # Run on the GPU machine, from the repo root, after scripts/gpu-pack.sh here (carry .gpu).
 # `tests`: every gpu_* test; `bench`: the GEMM benchmark beside cuBLAS; `epilogue`: the
 # fused GEMM+bias+GELU benchmark beside PyTorch and cuBLASLt; `layernorm`: layernorm beside
-# F.layer_norm and a device copy; `attention`: fused attention beside SDPA; `all`: everything.
+# F.layer_norm and a device copy; `attention`: fused attention beside SDPA; `bert`: the whole
+# BERT executor (benches/bert_hf.py correctness against Hugging Face, benches/bert_bench.py
+# timing beside PyTorch eager / CUDA graph / torch.compile; JSON + one log; not part of `all`,
+# it needs its own command's time); `all`: everything else.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +47,13 @@ if [ "$what" = attention ] || [ "$what" = all ]; then
   .gpu/bin/attention "$out/attention-tessera.json" 2> "$out/attention.log" || status=1
   python3 benches/attention_vendor.py "$out/attention-tessera.json" "$out/attention-$day.json" \
     "$commit" "scripts/gpu-run.sh attention" | tee "$out/attention-table.txt" || status=1
+fi
+if [ "$what" = bert ]; then
+  work=${TMPDIR:-/tmp}/tessera-bert
+  python3 benches/bert_hf.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-hf.json" \
+    > "$out/bert.log" 2>&1 || status=1
+  python3 benches/bert_bench.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-bench.json" \
+    --commit "$commit" >> "$out/bert.log" 2>&1 || status=1
+  tail -n 40 "$out/bert.log"
 fi
 exit $status

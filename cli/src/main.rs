@@ -10,6 +10,7 @@ mod emit;
 mod inspect;
 mod plot;
 mod problem_args;
+mod run;
 mod settings;
 mod templates;
 mod tune;
@@ -49,6 +50,10 @@ enum Command {
     Compile(Box<compile::Args>),
     /// Show a compiled plan: buckets, kernels and their tuning, memory plan.
     Inspect(inspect::Args),
+    /// Run a compiled plan on inputs from a safetensors file.
+    Run(Box<run::RunArgs>),
+    /// Time a compiled plan on one bucket (graph replay or eager), with a per-kind breakdown.
+    Bench(Box<run::BenchArgs>),
     /// Print the source of one kernel (exactly what the snapshot holds); --compile compiles it.
     Emit(Box<emit::Args>),
 }
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Compile(a) => compile::run(*a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(*a),
+        Command::Bench(a) => run::bench(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,10 +14,12 @@
 //!   [`binding`]: liveness over a launch list, weight layout, argument views;
 //! * [`plan`]: the plan directory (JSON + weights, no code), written atomically, loaded with
 //!   schema and device checks;
-//! * [`fixture`]: a tiny random BERT checkpoint writer, for tests and first tries.
+//! * [`fixture`]: a tiny random BERT checkpoint writer, for tests and first tries;
+//! * [`executor`]: a plan loaded on a device (kernels rebuilt and compiled, weights uploaded
+//!   once, one arena, a stream, one CUDA graph per bucket), run and timed.
 //!
-//! Not here yet: the executor (streams, CUDA graphs, run/bench), the embedding and pooler
-//! kernels (the plan carries them as glue launches with all their operands), packed execution.
+//! Not here yet: the embedding and pooler kernels (the plan carries them as glue launches with
+//! all their operands; the executor refuses them by node name), packed execution.
 //!
 //! It depends on dsl, library, tuner, device and cache; it must not depend on codegen directly
 //! or on the CLI, and nothing but the CLI and tests depend on it.
@@ -25,6 +27,7 @@
 pub mod binding;
 pub mod bucket;
 pub mod compilation;
+pub mod executor;
 pub mod fixture;
 pub mod graph;
 pub mod import;
@@ -36,5 +39,6 @@ pub mod tuning;
 pub mod weights;
 
 pub use compilation::{compile, optimize, CompileError, Compiled, Options};
+pub use executor::{ExecError, ExecOptions, Executor, Inputs, Output};
 pub use plan::Plan;
 pub use tuning::{Lookup, Mode};

@@ -57,6 +57,24 @@ pub enum DeviceError {
     )]
     InvalidBuffer { id: u64 },
 
+    /// A view that does not fit its buffer or is misaligned for the element it points at.
+    #[error("view of buffer #{buffer} at byte {offset}: {message}")]
+    InvalidView {
+        buffer: u64,
+        offset: u64,
+        message: String,
+    },
+
+    /// A stream, graph or event handle this device does not hold (destroyed already, from
+    /// another device, or a stream used in a way its state forbids, such as a copy during
+    /// capture).
+    #[error("{what} #{id}: {message}")]
+    InvalidHandle {
+        what: &'static str,
+        id: u64,
+        message: String,
+    },
+
     /// A module handle that this device does not hold (unloaded, or from another device).
     #[error("module for kernel `{kernel}` is not loaded on this device (unloaded already, or from another device)")]
     UnknownModule { kernel: String },

@@ -5,7 +5,7 @@
 //! This module depends on `tessera-dsl` (for the ABI) and nothing else; it knows no driver.
 
 use crate::error::DeviceError;
-use crate::memory::Buffer;
+use crate::memory::{Buffer, BufferView};
 use tessera_dsl::ir::Arg;
 use tessera_dsl::{DeviceCaps, TensorMapArg, TensorMapGeometry};
 
@@ -137,6 +137,9 @@ impl Cost {
 pub enum ArgValue {
     /// A device pointer to the start of a buffer, or null.
     Ptr(Option<Buffer>),
+    /// A device pointer into a buffer: its address plus the view's offset. The offset must be
+    /// a multiple of the pointed-to element's size ([`check_args`]).
+    View(BufferView),
     I32(i32),
     I64(i64),
     F32(f32),
@@ -151,10 +154,25 @@ impl ArgValue {
         ArgValue::Ptr(None)
     }
 
-    /// The buffer behind a pointer argument.
+    /// A pointer into part of a buffer.
+    pub fn view(view: BufferView) -> ArgValue {
+        ArgValue::View(view)
+    }
+
+    /// The buffer behind a pointer argument (for a view, the whole buffer it points into).
     pub fn buffer(&self) -> Option<Buffer> {
         match self {
             ArgValue::Ptr(b) => *b,
+            ArgValue::View(v) => Some(v.buffer()),
+            _ => None,
+        }
+    }
+
+    /// The bytes a pointer argument points at: a whole buffer, or a view of one.
+    pub fn region(&self) -> Option<BufferView> {
+        match self {
+            ArgValue::Ptr(b) => b.map(|b| b.whole()),
+            ArgValue::View(v) => Some(*v),
             _ => None,
         }
     }
@@ -162,7 +180,7 @@ impl ArgValue {
     /// The kind, as the ABI check names it.
     pub fn kind(&self) -> &'static str {
         match self {
-            ArgValue::Ptr(_) => "pointer",
+            ArgValue::Ptr(_) | ArgValue::View(_) => "pointer",
             ArgValue::I32(_) => "i32",
             ArgValue::I64(_) => "i64",
             ArgValue::F32(_) => "f32",
@@ -203,7 +221,8 @@ fn abi_kind(arg: &Arg) -> &'static str {
     }
 }
 
-/// Check argument values against a kernel's ABI: same count, same kind at every position.
+/// Check argument values against a kernel's ABI: same count, same kind at every position, and
+/// every view's offset a multiple of its element's size (an `InvalidView` naming the argument).
 pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), DeviceError> {
     if abi.len() != args.len() {
         return Err(DeviceError::ArgMismatch {
@@ -219,8 +238,10 @@ pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), De
     for (i, (want, got)) in abi.iter().zip(args).enumerate() {
         let matches = matches!(
             (want, got),
-            (Arg::Ptr { .. } | Arg::I32Ptr(_), ArgValue::Ptr(_))
-                | (Arg::I32(_), ArgValue::I32(_))
+            (
+                Arg::Ptr { .. } | Arg::I32Ptr(_),
+                ArgValue::Ptr(_) | ArgValue::View(_)
+            ) | (Arg::I32(_), ArgValue::I32(_))
                 | (Arg::I64(_), ArgValue::I64(_))
                 | (Arg::F32(_), ArgValue::F32(_))
         );
@@ -235,15 +256,27 @@ pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), De
                 ),
             });
         }
+        if let ArgValue::View(v) = got {
+            let (align, dtype) = match want {
+                Arg::Ptr { dtype, .. } => (u64::from(dtype.size_bytes()), dtype.name()),
+                _ => (4, "i32"),
+            };
+            v.check_alignment(
+                align,
+                &format!("kernel `{kernel}` argument `{}` ({dtype})", want.name()),
+            )?;
+        }
     }
     Ok(())
 }
 
 /// One tensor map of a launch, resolved against its argument values: the buffer it points
-/// into and the geometry to encode.
+/// into, the byte offset of the tensor in it (non-zero for a view argument) and the geometry
+/// to encode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedTensorMap {
     pub buffer: Buffer,
+    pub offset: u64,
     pub map: TensorMapArg,
     pub geometry: TensorMapGeometry,
 }
@@ -251,7 +284,9 @@ pub struct ResolvedTensorMap {
 /// Resolve a module's tensor maps against a launch's (already ABI-checked) arguments; the
 /// batch count is the grid's z extent. A map that cannot describe the arguments (a null or
 /// misaligned tensor, a stride TMA cannot take) is a `Launch` error naming the kernel, which
-/// the tuner records as that candidate's rejection.
+/// the tuner records as that candidate's rejection. A view argument's map starts at the view:
+/// its offset must be 16-byte aligned (TMA's rule for a global address) and the map must fit
+/// in the view.
 pub fn resolve_tensor_maps(
     kernel: &str,
     abi: &[Arg],
@@ -273,31 +308,45 @@ pub fn resolve_tensor_maps(
     };
     maps.iter()
         .map(|map| {
-            let buffer = position(&map.tensor)
+            let region = position(&map.tensor)
                 .and_then(|i| args.get(i))
-                .and_then(ArgValue::buffer)
+                .and_then(ArgValue::region)
                 .ok_or_else(|| {
                     fail(format!(
                         "tensor map `{}` needs a buffer for `{}`",
                         map.name, map.tensor
                     ))
                 })?;
+            if !region.offset().is_multiple_of(16) {
+                return Err(fail(format!(
+                    "tensor map `{}`: `{}` starts at byte {} of its buffer, not 16-byte aligned",
+                    map.name,
+                    map.tensor,
+                    region.offset()
+                )));
+            }
             let geometry = map
                 .resolve(&value, u64::from(launch.grid[2]))
                 .map_err(|e| fail(e.to_string()))?;
             let last = geometry.strides[1] * (geometry.dims[2] - 1)
                 + geometry.strides[0] * (geometry.dims[1] - 1)
                 + geometry.dims[0] * u64::from(geometry.elem_bytes);
-            if last > buffer.len() {
+            if last > region.len() {
                 return Err(fail(format!(
-                    "tensor map `{}` spans {last} bytes of `{}`, a buffer of {}",
+                    "tensor map `{}` spans {last} bytes of `{}`, a {} of {}",
                     map.name,
                     map.tensor,
-                    buffer.len()
+                    if region.len() == region.buffer().len() && region.offset() == 0 {
+                        "buffer"
+                    } else {
+                        "view"
+                    },
+                    region.len()
                 )));
             }
             Ok(ResolvedTensorMap {
-                buffer,
+                buffer: region.buffer(),
+                offset: region.offset(),
                 map: map.clone(),
                 geometry,
             })
@@ -309,6 +358,7 @@ pub fn resolve_tensor_maps(
 mod tests {
     use super::*;
     use tessera_dsl::DType;
+    use tessera_dsl::TensorMapArg;
 
     fn abi() -> Vec<Arg> {
         vec![
@@ -348,6 +398,114 @@ mod tests {
             "kernel `axpy`: argument 1 (`n`) must be i32, got i64"
         );
         assert!(matches!(e, DeviceError::ArgMismatch { .. }));
+    }
+
+    #[test]
+    fn views_are_pointers_checked_for_element_alignment() {
+        let abi = vec![
+            Arg::Ptr {
+                name: "x",
+                dtype: DType::F16,
+                written: false,
+            },
+            Arg::I32Ptr("lens"),
+        ];
+        let b = Buffer::fresh(64);
+        let ok = [
+            ArgValue::view(b.view(2, 8).unwrap()),
+            ArgValue::view(b.view(8, 8).unwrap()),
+        ];
+        check_args("k", &abi, &ok).unwrap();
+        assert_eq!(ok[0].region().unwrap().offset(), 2);
+        assert_eq!(ok[0].buffer(), Some(b));
+        assert_eq!(ArgValue::ptr(&b).region(), Some(b.whole()));
+        let e = check_args(
+            "k",
+            &abi,
+            &[
+                ArgValue::view(b.view(3, 8).unwrap()),
+                ArgValue::view(b.view(8, 8).unwrap()),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, DeviceError::InvalidView { offset: 3, .. })
+                && e.to_string().contains("`x` (f16) needs 2-byte alignment"),
+            "{e}"
+        );
+        let e = check_args(
+            "k",
+            &abi,
+            &[
+                ArgValue::view(b.view(2, 8).unwrap()),
+                ArgValue::view(b.view(6, 8).unwrap()),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`lens` (i32) needs 4-byte alignment"),
+            "{e}"
+        );
+    }
+
+    /// A map over a view starts at the view, must be 16-byte aligned there and fit in it.
+    #[test]
+    fn tensor_maps_resolve_against_views() {
+        let abi = vec![
+            Arg::Ptr {
+                name: "a",
+                dtype: DType::F16,
+                written: false,
+            },
+            Arg::I32("m"),
+            Arg::I32("k"),
+            Arg::I64("lda"),
+            Arg::I64("stride_a"),
+        ];
+        let map = TensorMapArg {
+            name: "tmap_a".into(),
+            tensor: "a".into(),
+            dtype: DType::F16,
+            inner: "k".into(),
+            lines: "m".into(),
+            line_stride: "lda".into(),
+            batch_stride: "stride_a".into(),
+            box_inner: 64,
+            box_lines: 64,
+            swizzle: tessera_dsl::Swizzle::B128,
+        };
+        // a 64 × 64 f16 matrix: 8 KiB
+        let args = |a: ArgValue| vec![a, 64.into(), 64.into(), 64i64.into(), 4096i64.into()];
+        let launch = Launch::new([1, 1, 1], [128, 1, 1]);
+        let buf = Buffer::fresh(3 * 8192);
+        let maps = resolve_tensor_maps(
+            "g",
+            &abi,
+            std::slice::from_ref(&map),
+            &args(ArgValue::view(buf.view(8192, 8192).unwrap())),
+            &launch,
+        )
+        .unwrap();
+        assert_eq!((maps[0].buffer, maps[0].offset), (buf, 8192));
+        let e = resolve_tensor_maps(
+            "g",
+            &abi,
+            std::slice::from_ref(&map),
+            &args(ArgValue::view(buf.view(8, 8192).unwrap())),
+            &launch,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not 16-byte aligned"), "{e}");
+        let e = resolve_tensor_maps(
+            "g",
+            &abi,
+            std::slice::from_ref(&map),
+            &args(ArgValue::view(buf.view(8192, 4096).unwrap())),
+            &launch,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("a view of 4096"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! It depends only on `tessera-dsl` (targets, caps, the kernel ABI) among Tessera's crates; it
 //! must not depend on code generation, templates, the tuner or the cache database.
 //!
+//! Beside one-shot launches (`launch`, `time`: each waits for its kernel) the trait offers what
+//! an executor needs: created [`Stream`]s, asynchronous launches and copies of [`BufferView`]s
+//! on them, stream capture into replayable [`Graph`]s, and [`Event`]s for timing. Both devices
+//! implement it (the simulated one records captures and replays them through its emulations).
+//!
 //! Ownership rules: a [`Buffer`] or [`Module`] is a plain handle; the device that made it owns
 //! the memory or code and releases it on [`Device::free`] / [`Device::unload`], or, for all that
 //! is left, when the device is dropped.
@@ -24,6 +29,7 @@ pub mod launch;
 pub mod memory;
 pub mod module_cache;
 pub mod sim;
+pub mod stream;
 pub mod timing;
 
 pub use compile::{
@@ -34,8 +40,9 @@ pub use config::DeviceConfig;
 pub use error::DeviceError;
 pub use info::DeviceInfo;
 pub use launch::{check_args, resolve_tensor_maps, ArgValue, Cost, Launch, ResolvedTensorMap};
-pub use memory::Buffer;
+pub use memory::{Buffer, BufferView};
 pub use sim::{SimDevice, SimMemory};
+pub use stream::{Event, Graph, Stream};
 pub use timing::Timing;
 
 use tessera_dsl::DeviceCaps;
@@ -95,4 +102,103 @@ pub trait Device: Send + Sync {
 
     /// Wait for all work on the device to finish.
     fn synchronize(&self) -> Result<(), DeviceError>;
+
+    /// Create a stream (non-blocking with respect to the legacy default stream).
+    fn create_stream(&self) -> Result<Stream, DeviceError> {
+        Err(unsupported(self, "streams"))
+    }
+
+    /// Wait for the stream's work, then release it.
+    fn destroy_stream(&self, stream: Stream) -> Result<(), DeviceError> {
+        let _ = stream;
+        Err(unsupported(self, "streams"))
+    }
+
+    /// Enqueue one launch on `stream` and return without waiting (checked like
+    /// [`Device::launch`]). While the stream is capturing, the launch is recorded, not run.
+    fn launch_async(
+        &self,
+        stream: &Stream,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(), DeviceError> {
+        let _ = (stream, module, launch, args);
+        Err(unsupported(self, "asynchronous launches"))
+    }
+
+    /// Copy host bytes into a view, ordered on `stream` after its earlier work; returns once
+    /// the host slice may be reused. `data.len()` must equal the view's. Not while capturing.
+    fn upload_view(
+        &self,
+        stream: &Stream,
+        view: &BufferView,
+        data: &[u8],
+    ) -> Result<(), DeviceError> {
+        let _ = (stream, view, data);
+        Err(unsupported(self, "stream copies"))
+    }
+
+    /// Copy a view to the host after `stream`'s earlier work; returns with `out` filled.
+    fn download_view(
+        &self,
+        stream: &Stream,
+        view: &BufferView,
+        out: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let _ = (stream, view, out);
+        Err(unsupported(self, "stream copies"))
+    }
+
+    /// Wait for the stream's work; a kernel fault surfaces here as a `Driver` error.
+    fn synchronize_stream(&self, stream: &Stream) -> Result<(), DeviceError> {
+        let _ = stream;
+        Err(unsupported(self, "streams"))
+    }
+
+    /// Start recording the stream's launches into a graph instead of running them.
+    fn begin_capture(&self, stream: &Stream) -> Result<(), DeviceError> {
+        let _ = stream;
+        Err(unsupported(self, "graph capture"))
+    }
+
+    /// Stop recording and instantiate what was recorded.
+    fn end_capture(&self, stream: &Stream) -> Result<Graph, DeviceError> {
+        let _ = stream;
+        Err(unsupported(self, "graph capture"))
+    }
+
+    /// Replay a captured graph on `stream`, asynchronously.
+    fn launch_graph(&self, graph: &Graph, stream: &Stream) -> Result<(), DeviceError> {
+        let _ = (graph, stream);
+        Err(unsupported(self, "graph capture"))
+    }
+
+    fn destroy_graph(&self, graph: Graph) -> Result<(), DeviceError> {
+        let _ = graph;
+        Err(unsupported(self, "graph capture"))
+    }
+
+    /// Record a new event on `stream` after its earlier work.
+    fn record_event(&self, stream: &Stream) -> Result<Event, DeviceError> {
+        let _ = stream;
+        Err(unsupported(self, "events"))
+    }
+
+    /// Milliseconds of device time between two recorded events (waits for `end`).
+    fn elapsed_ms(&self, start: &Event, end: &Event) -> Result<f64, DeviceError> {
+        let _ = (start, end);
+        Err(unsupported(self, "events"))
+    }
+
+    fn destroy_event(&self, event: Event) -> Result<(), DeviceError> {
+        let _ = event;
+        Err(unsupported(self, "events"))
+    }
+}
+
+fn unsupported<D: Device + ?Sized>(device: &D, what: &str) -> DeviceError {
+    DeviceError::Unsupported {
+        message: format!("{} does not offer {what}", device.info().name),
+    }
 }

@@ -6,8 +6,13 @@
 //! the device itself is dropped. Using a handle after `free`, or on another device, is a typed
 //! [`DeviceError::InvalidBuffer`](crate::DeviceError::InvalidBuffer), never undefined behaviour.
 //!
-//! This module depends on nothing but `std`.
+//! A [`BufferView`] is a byte range of a buffer (a buffer plus an offset and a length), checked
+//! against the buffer's length when it is made; launches take views where a kernel must see
+//! part of a buffer (one weight of a weight blob, one tensor of an activation arena).
+//!
+//! This module depends on nothing but `std` and this crate's error type.
 
+use crate::error::DeviceError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A handle to device memory of `len` bytes.
@@ -41,6 +46,72 @@ impl Buffer {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The `len` bytes at `offset`; a range past the end is `InvalidView`.
+    pub fn view(&self, offset: u64, len: u64) -> Result<BufferView, DeviceError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(BufferView {
+                buffer: *self,
+                offset,
+                len,
+            }),
+            _ => Err(DeviceError::InvalidView {
+                buffer: self.id,
+                offset,
+                message: format!(
+                    "{len} bytes from byte {offset} run past the end of the buffer ({} bytes)",
+                    self.len
+                ),
+            }),
+        }
+    }
+
+    /// The whole buffer as a view.
+    pub fn whole(&self) -> BufferView {
+        BufferView {
+            buffer: *self,
+            offset: 0,
+            len: self.len,
+        }
+    }
+}
+
+/// `len` bytes of a buffer from byte `offset`; always inside the buffer (see [`Buffer::view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BufferView {
+    buffer: Buffer,
+    offset: u64,
+    len: u64,
+}
+
+impl BufferView {
+    pub fn buffer(&self) -> Buffer {
+        self.buffer
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `InvalidView` unless the offset is a multiple of `align` bytes.
+    pub fn check_alignment(&self, align: u64, what: &str) -> Result<(), DeviceError> {
+        if align > 1 && !self.offset.is_multiple_of(align) {
+            return Err(DeviceError::InvalidView {
+                buffer: self.buffer.id,
+                offset: self.offset,
+                message: format!("{what} needs {align}-byte alignment"),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +125,33 @@ mod tests {
         assert_ne!(a.id(), b.id());
         assert_eq!(a.len(), 4);
         assert!(Buffer::fresh(0).is_empty());
+    }
+
+    #[test]
+    fn views_stay_inside_their_buffer() {
+        let b = Buffer::fresh(64);
+        let v = b.view(16, 48).unwrap();
+        assert_eq!((v.buffer(), v.offset(), v.len()), (b, 16, 48));
+        assert_eq!(b.whole().len(), 64);
+        assert!(b.view(64, 0).unwrap().is_empty());
+        let e = b.view(17, 48).unwrap_err().to_string();
+        assert!(
+            e.contains("run past the end") && e.contains("64 bytes"),
+            "{e}"
+        );
+        assert!(
+            b.view(u64::MAX, 2).is_err(),
+            "overflow is an error, not a wrap"
+        );
+        v.check_alignment(16, "x").unwrap();
+        let e = b
+            .view(6, 8)
+            .unwrap()
+            .check_alignment(4, "`a` (f32)")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("`a` (f32) needs 4-byte alignment"),
+            "{e}"
+        );
     }
 }

@@ -325,3 +325,80 @@ fn gpu_event_timing_is_positive() {
     }
     d.synchronize().unwrap();
 }
+
+/// Views as arguments, a created stream, view copies on it, capture of two launches into a
+/// graph, replays that compute what eager launches compute, and event timing of a replay.
+#[test]
+fn gpu_views_streams_and_graph_replay() {
+    let d = open();
+    let m = d
+        .compile(&CompileRequest::new(
+            "axpy",
+            AXPY,
+            d.caps().target,
+            axpy_abi(),
+        ))
+        .unwrap();
+    let n = 1000usize;
+    // one buffer: x at 0, y at 4096 (views), a 16-byte-misaligned view is refused
+    let buf = d.alloc(8192).unwrap();
+    let (xv, yv) = (buf.view(0, 4000).unwrap(), buf.view(4096, 4000).unwrap());
+    let s = d.create_stream().unwrap();
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    d.upload_view(&s, &xv, &f32_bytes(&x)).unwrap();
+    d.upload_view(&s, &yv, &f32_bytes(&vec![1.0; n])).unwrap();
+    let launch = Launch::new([4, 1, 1], [256, 1, 1]);
+    let args = [
+        2.0f32.into(),
+        ArgValue::view(xv),
+        ArgValue::view(yv),
+        (n as i32).into(),
+    ];
+    let bad = [
+        2.0f32.into(),
+        ArgValue::view(buf.view(2, 4000).unwrap()),
+        ArgValue::view(yv),
+        (n as i32).into(),
+    ];
+    assert!(matches!(
+        d.launch_async(&s, &m, &launch, &bad),
+        Err(DeviceError::InvalidView { .. })
+    ));
+    d.launch_async(&s, &m, &launch, &args).unwrap();
+    let mut out = vec![0u8; 4000];
+    d.download_view(&s, &yv, &mut out).unwrap();
+    let want1: Vec<f32> = x.iter().map(|v| 2.0 * v + 1.0).collect();
+    assert_eq!(bytes_f32(&out), want1);
+    // x untouched, the gap between the views untouched
+    let mut whole = vec![0u8; 8192];
+    d.download_view(&s, &buf.whole(), &mut whole).unwrap();
+    assert_eq!(bytes_f32(&whole[..4000]), x);
+    d.begin_capture(&s).unwrap();
+    d.launch_async(&s, &m, &launch, &args).unwrap();
+    d.launch_async(&s, &m, &launch, &args).unwrap();
+    assert!(
+        d.upload_view(&s, &yv, &out).is_err(),
+        "no copies while capturing"
+    );
+    let g = d.end_capture(&s).unwrap();
+    // capturing ran nothing
+    d.download_view(&s, &yv, &mut out).unwrap();
+    assert_eq!(bytes_f32(&out), want1);
+    let t0 = d.record_event(&s).unwrap();
+    d.launch_graph(&g, &s).unwrap();
+    let t1 = d.record_event(&s).unwrap();
+    d.synchronize_stream(&s).unwrap();
+    d.download_view(&s, &yv, &mut out).unwrap();
+    let want3: Vec<f32> = x.iter().map(|v| 6.0 * v + 1.0).collect();
+    assert_eq!(bytes_f32(&out), want3);
+    let ms = d.elapsed_ms(&t0, &t1).unwrap();
+    eprintln!("graph of 2 axpy launches: {ms:.4} ms");
+    assert!(ms > 0.0 && ms < 100.0);
+    for e in [t0, t1] {
+        d.destroy_event(e).unwrap();
+    }
+    d.destroy_graph(g).unwrap();
+    assert!(d.launch_graph(&g, &s).is_err());
+    d.destroy_stream(s).unwrap();
+    assert!(d.synchronize_stream(&s).is_err());
+}

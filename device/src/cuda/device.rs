@@ -2,7 +2,10 @@
 //!
 //! It compiles with NVRTC for the GPU's own architecture (through the on-disk module cache),
 //! loads CUBINs, allocates and copies memory, launches on the legacy default stream and times
-//! with CUDA events. Every launch waits for the kernel, so a fault (an illegal address, say) is
+//! with CUDA events. For executors it also creates non-blocking streams, enqueues launches and
+//! view copies on them without waiting, captures a stream's launches into a CUDA graph
+//! (`THREAD_LOCAL` capture mode, instantiated at the end of the capture) and replays it, and
+//! records events on streams. `launch` and `time` keep their behaviour: every such launch waits for the kernel, so a fault (an illegal address, say) is
 //! reported as a `Launch` error naming the kernel that caused it. A fault poisons the CUDA
 //! context for the rest of the process: later calls fail with `Driver` errors, which is why the
 //! tuner measures in worker processes it can restart.
@@ -19,8 +22,9 @@ use crate::config::DeviceConfig;
 use crate::error::DeviceError;
 use crate::info::DeviceInfo;
 use crate::launch::{check_args, resolve_tensor_maps, ArgValue, Launch, ResolvedTensorMap};
-use crate::memory::Buffer;
+use crate::memory::{Buffer, BufferView};
 use crate::module_cache::ModuleCache;
+use crate::stream::{Event, Graph, Stream};
 use crate::timing::Timing;
 use crate::Device;
 use cudarc::driver::result::{self as cu, DriverError};
@@ -50,15 +54,31 @@ struct Allocation {
     len: u64,
 }
 
+/// A created stream, and whether it is capturing.
+struct StreamState {
+    raw: sys::CUstream,
+    capturing: bool,
+}
+
+/// An instantiated graph (the graph itself is kept until the exec is destroyed).
+struct GraphState {
+    graph: sys::CUgraph,
+    exec: sys::CUgraphExec,
+}
+
 #[derive(Default)]
 struct State {
     buffers: HashMap<u64, Allocation>,
     modules: HashMap<u64, Loaded>,
     flush: Option<Allocation>,
+    streams: HashMap<u64, StreamState>,
+    graphs: HashMap<u64, GraphState>,
+    events: HashMap<u64, sys::CUevent>,
 }
 
-// SAFETY: the raw module and function handles are plain identifiers valid in the one context
-// this device owns, from any thread that binds it (every method binds it under the lock).
+// SAFETY: the raw module, function, stream, graph and event handles are plain identifiers
+// valid in the one context this device owns, from any thread that binds it (every method binds
+// it under the lock).
 unsafe impl Send for State {}
 
 /// An NVIDIA GPU.
@@ -228,6 +248,12 @@ impl CudaDevice {
                 match a {
                     ArgValue::Ptr(None) => {}
                     ArgValue::Ptr(Some(b)) => slot = Self::allocation(state, b)?.ptr.to_ne_bytes(),
+                    ArgValue::View(v) => {
+                        let a = Self::allocation(state, &v.buffer())?;
+                        // a view was checked against the handle's length; the allocation
+                        // behind a live handle has the same length
+                        slot = (a.ptr + v.offset()).to_ne_bytes()
+                    }
                     ArgValue::I32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
                     ArgValue::I64(v) => slot = v.to_ne_bytes(),
                     ArgValue::F32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
@@ -236,7 +262,7 @@ impl CudaDevice {
             })
             .collect::<Result<Vec<_>, DeviceError>>()?;
         for m in maps {
-            let ptr = Self::allocation(state, &m.buffer)?.ptr;
+            let ptr = Self::allocation(state, &m.buffer)?.ptr + m.offset;
             slots.push(ParamSlot::TensorMap(Box::new(
                 tensor_map::encode(ptr, m).map_err(|message| DeviceError::Launch {
                     kernel: kernel.to_string(),
@@ -310,6 +336,16 @@ impl CudaDevice {
         launch: &Launch,
         params: &mut [ParamSlot],
     ) -> Result<(), DriverError> {
+        Self::enqueue_on(function, launch, params, stream())
+    }
+
+    /// Enqueue one launch on `on`.
+    fn enqueue_on(
+        function: sys::CUfunction,
+        launch: &Launch,
+        params: &mut [ParamSlot],
+        on: sys::CUstream,
+    ) -> Result<(), DriverError> {
         let mut ptrs: Vec<*mut c_void> = params.iter_mut().map(ParamSlot::as_mut_ptr).collect();
         let [gx, gy, gz] = launch.grid;
         let [bx, by, bz] = launch.block;
@@ -322,7 +358,7 @@ impl CudaDevice {
                 (gx, gy, gz),
                 (bx, by, bz),
                 launch.dynamic_smem,
-                stream(),
+                on,
                 &mut ptrs,
             )
         }
@@ -345,6 +381,59 @@ impl CudaDevice {
         state.flush = Some(f);
         Ok(f)
     }
+}
+
+fn stream_of(state: &State, s: &Stream) -> Result<(sys::CUstream, bool), DeviceError> {
+    state
+        .streams
+        .get(&s.id())
+        .map(|st| (st.raw, st.capturing))
+        .ok_or(DeviceError::InvalidHandle {
+            what: "stream",
+            id: s.id(),
+            message: "not a stream of this device (destroyed already?)".into(),
+        })
+}
+
+fn idle_stream(state: &State, s: &Stream, what: &str) -> Result<sys::CUstream, DeviceError> {
+    let (raw, capturing) = stream_of(state, s)?;
+    if capturing {
+        return Err(DeviceError::InvalidHandle {
+            what: "stream",
+            id: s.id(),
+            message: format!("is capturing; {what} is not allowed during a capture"),
+        });
+    }
+    Ok(raw)
+}
+
+fn event_of(state: &State, e: &Event) -> Result<sys::CUevent, DeviceError> {
+    state
+        .events
+        .get(&e.id())
+        .copied()
+        .ok_or(DeviceError::InvalidHandle {
+            what: "event",
+            id: e.id(),
+            message: "not an event of this device (destroyed already?)".into(),
+        })
+}
+
+/// The device address of a view, checked against the allocation.
+fn view_ptr(state: &State, v: &BufferView) -> Result<sys::CUdeviceptr, DeviceError> {
+    let a = CudaDevice::allocation(state, &v.buffer())?;
+    if v.offset() + v.len() > a.len {
+        return Err(DeviceError::InvalidView {
+            buffer: v.buffer().id(),
+            offset: v.offset(),
+            message: format!(
+                "{} bytes run past the allocation ({} bytes)",
+                v.len(),
+                a.len
+            ),
+        });
+    }
+    Ok(a.ptr + v.offset())
 }
 
 fn oom_or(e: DriverError, bytes: u64, call: &'static str) -> DeviceError {
@@ -579,6 +668,218 @@ impl Device for CudaDevice {
         let _state = self.enter()?;
         cu::ctx::synchronize().map_err(call_err("cuCtxSynchronize"))
     }
+
+    fn create_stream(&self) -> Result<Stream, DeviceError> {
+        let mut state = self.enter()?;
+        let raw = cu::stream::create(cu::stream::StreamKind::NonBlocking)
+            .map_err(call_err("cuStreamCreate"))?;
+        let s = Stream::fresh();
+        state.streams.insert(
+            s.id(),
+            StreamState {
+                raw,
+                capturing: false,
+            },
+        );
+        Ok(s)
+    }
+
+    fn destroy_stream(&self, s: Stream) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let raw = idle_stream(&state, &s, "destroying it")?;
+        state.streams.remove(&s.id());
+        // SAFETY: created by this device, removed from the table, destroyed once (the driver
+        // lets queued work finish first).
+        unsafe { cu::stream::destroy(raw) }.map_err(call_err("cuStreamDestroy"))
+    }
+
+    fn launch_async(
+        &self,
+        s: &Stream,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(), DeviceError> {
+        let kernel = module.kernel_name();
+        let mut state = self.enter()?;
+        let (raw, _) = stream_of(&state, s)?;
+        let (function, mut params) = self.prepare(&mut state, module, launch, args)?;
+        Self::enqueue_on(function, launch, &mut params, raw).map_err(launch_err(kernel))
+    }
+
+    fn upload_view(&self, s: &Stream, view: &BufferView, data: &[u8]) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let raw = idle_stream(&state, s, "a copy")?;
+        if data.len() as u64 != view.len() {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: view.len(),
+                host_bytes: data.len() as u64,
+            });
+        }
+        let ptr = view_ptr(&state, view)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the view lies inside a live allocation of `data.len()` bytes from `ptr`;
+        // the stream is synchronized before `data` can be dropped.
+        unsafe { cu::memcpy_htod_async(ptr, data, raw) }.map_err(call_err("cuMemcpyHtoDAsync"))?;
+        // SAFETY: a live stream of this context.
+        unsafe { cu::stream::synchronize(raw) }.map_err(call_err("cuStreamSynchronize"))
+    }
+
+    fn download_view(
+        &self,
+        s: &Stream,
+        view: &BufferView,
+        out: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let raw = idle_stream(&state, s, "a copy")?;
+        if out.len() as u64 != view.len() {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: view.len(),
+                host_bytes: out.len() as u64,
+            });
+        }
+        let ptr = view_ptr(&state, view)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `upload_view`; `out` is written before the synchronize returns.
+        unsafe { cu::memcpy_dtoh_async(out, ptr, raw) }.map_err(call_err("cuMemcpyDtoHAsync"))?;
+        // SAFETY: a live stream of this context.
+        unsafe { cu::stream::synchronize(raw) }.map_err(call_err("cuStreamSynchronize"))
+    }
+
+    fn synchronize_stream(&self, s: &Stream) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let raw = idle_stream(&state, s, "a synchronize")?;
+        // SAFETY: a live stream of this context.
+        unsafe { cu::stream::synchronize(raw) }.map_err(call_err("cuStreamSynchronize"))
+    }
+
+    fn begin_capture(&self, s: &Stream) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let raw = idle_stream(&state, s, "a second capture")?;
+        // SAFETY: a live, created (not legacy) stream of this context.
+        unsafe {
+            cu::stream::begin_capture(
+                raw,
+                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+            )
+        }
+        .map_err(call_err("cuStreamBeginCapture"))?;
+        if let Some(st) = state.streams.get_mut(&s.id()) {
+            st.capturing = true;
+        }
+        Ok(())
+    }
+
+    fn end_capture(&self, s: &Stream) -> Result<Graph, DeviceError> {
+        let mut state = self.enter()?;
+        let (raw, capturing) = stream_of(&state, s)?;
+        if !capturing {
+            return Err(DeviceError::InvalidHandle {
+                what: "stream",
+                id: s.id(),
+                message: "is not capturing".into(),
+            });
+        }
+        if let Some(st) = state.streams.get_mut(&s.id()) {
+            st.capturing = false;
+        }
+        // SAFETY: the stream is capturing (begun by `begin_capture`).
+        let graph =
+            unsafe { cu::stream::end_capture(raw) }.map_err(call_err("cuStreamEndCapture"))?;
+        // SAFETY: `graph` was just captured.
+        let exec = match unsafe { cu::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) }
+        {
+            Ok(e) => e,
+            Err(e) => {
+                // SAFETY: captured above, destroyed once.
+                let _ = unsafe { cu::graph::destroy(graph) };
+                return Err(call_err("cuGraphInstantiateWithFlags")(e));
+            }
+        };
+        // SAFETY: `exec` was just instantiated; uploading only prepares it on the stream.
+        unsafe { cu::graph::upload(exec, raw) }.map_err(call_err("cuGraphUpload"))?;
+        let g = Graph::fresh();
+        state.graphs.insert(g.id(), GraphState { graph, exec });
+        Ok(g)
+    }
+
+    fn launch_graph(&self, g: &Graph, s: &Stream) -> Result<(), DeviceError> {
+        let state = self.enter()?;
+        let raw = idle_stream(&state, s, "a graph launch")?;
+        let exec =
+            state
+                .graphs
+                .get(&g.id())
+                .map(|gs| gs.exec)
+                .ok_or(DeviceError::InvalidHandle {
+                    what: "graph",
+                    id: g.id(),
+                    message: "not a graph of this device (destroyed already?)".into(),
+                })?;
+        // SAFETY: a live graph exec and stream of this context.
+        unsafe { cu::graph::launch(exec, raw) }.map_err(call_err("cuGraphLaunch"))
+    }
+
+    fn destroy_graph(&self, g: Graph) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let gs = state
+            .graphs
+            .remove(&g.id())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "graph",
+                id: g.id(),
+                message: "not a graph of this device (destroyed already?)".into(),
+            })?;
+        // SAFETY: instantiated by this device, removed from the table, destroyed once.
+        unsafe { cu::graph::exec_destroy(gs.exec) }.map_err(call_err("cuGraphExecDestroy"))?;
+        // SAFETY: as above.
+        unsafe { cu::graph::destroy(gs.graph) }.map_err(call_err("cuGraphDestroy"))
+    }
+
+    fn record_event(&self, s: &Stream) -> Result<Event, DeviceError> {
+        let mut state = self.enter()?;
+        let raw = idle_stream(&state, s, "an event record")?;
+        let ev = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT)
+            .map_err(call_err("cuEventCreate"))?;
+        // SAFETY: a fresh event and a live stream of this context.
+        if let Err(e) = unsafe { cu::event::record(ev, raw) } {
+            // SAFETY: created above, destroyed once.
+            let _ = unsafe { cu::event::destroy(ev) };
+            return Err(call_err("cuEventRecord")(e));
+        }
+        let e = Event::fresh();
+        state.events.insert(e.id(), ev);
+        Ok(e)
+    }
+
+    fn elapsed_ms(&self, start: &Event, end: &Event) -> Result<f64, DeviceError> {
+        let state = self.enter()?;
+        let (a, b) = (event_of(&state, start)?, event_of(&state, end)?);
+        // SAFETY: both events are live and recorded.
+        unsafe { cu::event::synchronize(b) }.map_err(call_err("cuEventSynchronize"))?;
+        // SAFETY: as above; `b` has completed, and `a` was recorded before it on its stream.
+        let ms = unsafe { cu::event::elapsed(a, b) }.map_err(call_err("cuEventElapsedTime"))?;
+        Ok(f64::from(ms))
+    }
+
+    fn destroy_event(&self, e: Event) -> Result<(), DeviceError> {
+        let mut state = self.enter()?;
+        let ev = state
+            .events
+            .remove(&e.id())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "event",
+                id: e.id(),
+                message: "not an event of this device (destroyed already?)".into(),
+            })?;
+        // SAFETY: created by this device, removed from the table, destroyed once.
+        unsafe { cu::event::destroy(ev) }.map_err(call_err("cuEventDestroy"))
+    }
 }
 
 impl Drop for CudaDevice {
@@ -590,6 +891,20 @@ impl Drop for CudaDevice {
             return;
         }
         let _ = cu::ctx::synchronize();
+        for (_, g) in state.graphs.drain() {
+            // SAFETY: instantiated by this device, destroyed once.
+            let _ = unsafe { cu::graph::exec_destroy(g.exec) };
+            // SAFETY: as above.
+            let _ = unsafe { cu::graph::destroy(g.graph) };
+        }
+        for (_, e) in state.events.drain() {
+            // SAFETY: created by this device, destroyed once.
+            let _ = unsafe { cu::event::destroy(e) };
+        }
+        for (_, st) in state.streams.drain() {
+            // SAFETY: created by this device, destroyed once.
+            let _ = unsafe { cu::stream::destroy(st.raw) };
+        }
         for (_, a) in state.buffers.drain() {
             // SAFETY: allocated by this device, freed once.
             let _ = unsafe { cu::free_sync(a.ptr) };

@@ -8,7 +8,7 @@ use tessera_dsl::{DType, Swizzle};
 
 /// Encode `m` over the device address `ptr`; an error is the driver's refusal, in words.
 pub(crate) fn encode(ptr: u64, m: &ResolvedTensorMap) -> Result<sys::CUtensorMap, String> {
-    if ptr % 16 != 0 {
+    if !ptr.is_multiple_of(16) {
         return Err(format!(
             "tensor map `{}`: `{}` at {ptr:#x} is not 16-byte aligned",
             m.map.name, m.map.tensor

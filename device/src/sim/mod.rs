@@ -5,7 +5,11 @@
 //! [`Emulation`](crate::Emulation), a CPU stand-in that reads and writes the buffers, so the
 //! simulated device really computes outputs; without one it is a typed `Unsupported` error.
 //! `time` runs nothing: it returns the analytic roofline of [`roofline`] with deterministic
-//! noise. The device is always labelled simulated: `info().simulated`, every `Timing`, the
+//! noise. Streams run their work at once (in order, on the host); a capture records launches
+//! (checked as they are recorded) and a graph replays them through the emulations; events read
+//! a simulated clock that each launch advances by its roofline time. Kernels that take a
+//! [`BufferView`] see it as a buffer of its own: the emulation gets a temporary copy of the
+//! range, and the ranges the kernel writes are copied back. The device is always labelled simulated: `info().simulated`, every `Timing`, the
 //! name (`simulated ...`) and the cache fingerprint.
 //!
 //! This module depends on `tessera-dsl` and this crate's vocabulary; never on a driver or NVRTC.
@@ -21,7 +25,8 @@ use crate::compile::{
 use crate::error::DeviceError;
 use crate::info::DeviceInfo;
 use crate::launch::{check_args, resolve_tensor_maps, ArgValue, Launch};
-use crate::memory::Buffer;
+use crate::memory::{Buffer, BufferView};
+use crate::stream::{Event, Graph, Stream};
 use crate::timing::Timing;
 use crate::Device;
 use std::collections::HashMap;
@@ -34,9 +39,22 @@ struct SimModule {
     emulation: Option<Emulation>,
 }
 
+/// One launch as a capture records it.
+struct Recorded {
+    module: Module,
+    launch: Launch,
+    args: Vec<ArgValue>,
+}
+
 struct State {
     memory: SimMemory,
     modules: HashMap<u64, SimModule>,
+    /// Streams, with the launches recorded while one is capturing.
+    streams: HashMap<u64, Option<Vec<Recorded>>>,
+    graphs: HashMap<u64, Vec<Recorded>>,
+    /// The simulated clock (ms) at each event's record.
+    events: HashMap<u64, f64>,
+    clock_ms: f64,
 }
 
 /// A simulated GPU of one target.
@@ -71,6 +89,10 @@ impl SimDevice {
             state: Mutex::new(State {
                 memory: SimMemory::new(memory_bytes),
                 modules: HashMap::new(),
+                streams: HashMap::new(),
+                graphs: HashMap::new(),
+                events: HashMap::new(),
+                clock_ms: 0.0,
             }),
         }
     }
@@ -118,6 +140,116 @@ impl SimDevice {
             }
         }
         launch.check_limits(kernel, &self.caps)
+    }
+
+    /// Check and run one launch through its emulation (views as temporary buffers), then
+    /// advance the clock.
+    fn run(
+        &self,
+        state: &mut State,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(), DeviceError> {
+        self.check_launch(state, module, launch, args)?;
+        let kernel = module.kernel_name();
+        let emulation = state
+            .modules
+            .get(&module.id())
+            .and_then(|m| m.emulation.clone())
+            .ok_or_else(|| DeviceError::Unsupported {
+                message: format!(
+                    "the simulated device cannot run `{kernel}`: no emulation was supplied with its compile request"
+                ),
+            })?;
+        // views become temporary buffers holding a copy of their range
+        let mut temps: Vec<(usize, BufferView, Buffer)> = Vec::new();
+        let mut plain = args.to_vec();
+        let mut result = Ok(());
+        for (i, a) in args.iter().enumerate() {
+            if let ArgValue::View(v) = a {
+                match Self::materialize(&mut state.memory, v) {
+                    Ok(t) => {
+                        plain[i] = ArgValue::ptr(&t);
+                        temps.push((i, *v, t));
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if result.is_ok() {
+            result = emulation(&mut state.memory, &plain).map_err(|message| DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message,
+            });
+        }
+        for (i, v, t) in temps {
+            let written = matches!(
+                module.abi().get(i),
+                Some(tessera_dsl::ir::Arg::Ptr { written: true, .. })
+            );
+            if written && result.is_ok() {
+                if let Ok(bytes) = state.memory.bytes(&t).map(<[u8]>::to_vec) {
+                    let start = v.offset() as usize;
+                    if let Ok(dst) = state.memory.bytes_mut(&v.buffer()) {
+                        dst[start..start + bytes.len()].copy_from_slice(&bytes);
+                    }
+                }
+            }
+            let _ = state.memory.free(&t);
+        }
+        result?;
+        if let Some(cost) = launch.cost.or(module.cost()) {
+            state.clock_ms += roofline::model_ms(&self.caps, &cost);
+        }
+        Ok(())
+    }
+
+    fn materialize(memory: &mut SimMemory, v: &BufferView) -> Result<Buffer, DeviceError> {
+        let bytes = Self::view_bytes(memory, v)?.to_vec();
+        let t = memory.alloc(v.len())?;
+        memory.bytes_mut(&t)?.copy_from_slice(&bytes);
+        Ok(t)
+    }
+
+    /// The bytes of a view (its buffer must be live here and still hold the range).
+    fn view_bytes<'m>(memory: &'m SimMemory, v: &BufferView) -> Result<&'m [u8], DeviceError> {
+        let all = memory.bytes(&v.buffer())?;
+        let (start, end) = (v.offset() as usize, (v.offset() + v.len()) as usize);
+        all.get(start..end).ok_or(DeviceError::InvalidView {
+            buffer: v.buffer().id(),
+            offset: v.offset(),
+            message: "the range is outside the buffer".into(),
+        })
+    }
+
+    fn stream_state<'s>(
+        state: &'s mut State,
+        stream: &Stream,
+    ) -> Result<&'s mut Option<Vec<Recorded>>, DeviceError> {
+        state
+            .streams
+            .get_mut(&stream.id())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "stream",
+                id: stream.id(),
+                message: "not a stream of this device (destroyed already?)".into(),
+            })
+    }
+
+    /// Copies are not allowed in a capture (as on CUDA, where they would be recorded).
+    fn not_capturing(state: &mut State, stream: &Stream, what: &str) -> Result<(), DeviceError> {
+        if Self::stream_state(state, stream)?.is_some() {
+            return Err(DeviceError::InvalidHandle {
+                what: "stream",
+                id: stream.id(),
+                message: format!("is capturing; {what} is not allowed during a capture"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -234,21 +366,7 @@ impl Device for SimDevice {
         args: &[ArgValue],
     ) -> Result<(), DeviceError> {
         let mut state = self.lock();
-        self.check_launch(&state, module, launch, args)?;
-        let kernel = module.kernel_name();
-        let emulation = state
-            .modules
-            .get(&module.id())
-            .and_then(|m| m.emulation.clone())
-            .ok_or_else(|| DeviceError::Unsupported {
-                message: format!(
-                    "the simulated device cannot run `{kernel}`: no emulation was supplied with its compile request"
-                ),
-            })?;
-        emulation(&mut state.memory, args).map_err(|message| DeviceError::Launch {
-            kernel: kernel.to_string(),
-            message,
-        })
+        self.run(&mut state, module, launch, args)
     }
 
     fn time(
@@ -285,6 +403,179 @@ impl Device for SimDevice {
 
     fn synchronize(&self) -> Result<(), DeviceError> {
         Ok(())
+    }
+
+    fn create_stream(&self) -> Result<Stream, DeviceError> {
+        let s = Stream::fresh();
+        self.lock().streams.insert(s.id(), None);
+        Ok(s)
+    }
+
+    fn destroy_stream(&self, stream: Stream) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        Self::stream_state(&mut state, &stream)?;
+        state.streams.remove(&stream.id());
+        Ok(())
+    }
+
+    fn launch_async(
+        &self,
+        stream: &Stream,
+        module: &Module,
+        launch: &Launch,
+        args: &[ArgValue],
+    ) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        if Self::stream_state(&mut state, stream)?.is_some() {
+            self.check_launch(&state, module, launch, args)?;
+            if let Some(Some(rec)) = state.streams.get_mut(&stream.id()) {
+                rec.push(Recorded {
+                    module: module.clone(),
+                    launch: *launch,
+                    args: args.to_vec(),
+                });
+            }
+            return Ok(());
+        }
+        self.run(&mut state, module, launch, args)
+    }
+
+    fn upload_view(
+        &self,
+        stream: &Stream,
+        view: &BufferView,
+        data: &[u8],
+    ) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        Self::not_capturing(&mut state, stream, "a copy")?;
+        if data.len() as u64 != view.len() {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: view.len(),
+                host_bytes: data.len() as u64,
+            });
+        }
+        Self::view_bytes(&state.memory, view)?;
+        let start = view.offset() as usize;
+        state.memory.bytes_mut(&view.buffer())?[start..start + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn download_view(
+        &self,
+        stream: &Stream,
+        view: &BufferView,
+        out: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        Self::not_capturing(&mut state, stream, "a copy")?;
+        if out.len() as u64 != view.len() {
+            return Err(DeviceError::SizeMismatch {
+                buffer_bytes: view.len(),
+                host_bytes: out.len() as u64,
+            });
+        }
+        out.copy_from_slice(Self::view_bytes(&state.memory, view)?);
+        Ok(())
+    }
+
+    fn synchronize_stream(&self, stream: &Stream) -> Result<(), DeviceError> {
+        Self::stream_state(&mut self.lock(), stream).map(|_| ())
+    }
+
+    fn begin_capture(&self, stream: &Stream) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        let s = Self::stream_state(&mut state, stream)?;
+        if s.is_some() {
+            return Err(DeviceError::InvalidHandle {
+                what: "stream",
+                id: stream.id(),
+                message: "is capturing already".into(),
+            });
+        }
+        *s = Some(Vec::new());
+        Ok(())
+    }
+
+    fn end_capture(&self, stream: &Stream) -> Result<Graph, DeviceError> {
+        let mut state = self.lock();
+        let recorded =
+            Self::stream_state(&mut state, stream)?
+                .take()
+                .ok_or(DeviceError::InvalidHandle {
+                    what: "stream",
+                    id: stream.id(),
+                    message: "is not capturing".into(),
+                })?;
+        let g = Graph::fresh();
+        state.graphs.insert(g.id(), recorded);
+        Ok(g)
+    }
+
+    fn launch_graph(&self, graph: &Graph, stream: &Stream) -> Result<(), DeviceError> {
+        let mut state = self.lock();
+        Self::not_capturing(&mut state, stream, "a graph launch")?;
+        let recorded = state
+            .graphs
+            .remove(&graph.id())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "graph",
+                id: graph.id(),
+                message: "not a graph of this device (destroyed already?)".into(),
+            })?;
+        let result = recorded
+            .iter()
+            .try_for_each(|r| self.run(&mut state, &r.module, &r.launch, &r.args));
+        state.graphs.insert(graph.id(), recorded);
+        result
+    }
+
+    fn destroy_graph(&self, graph: Graph) -> Result<(), DeviceError> {
+        self.lock()
+            .graphs
+            .remove(&graph.id())
+            .map(|_| ())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "graph",
+                id: graph.id(),
+                message: "not a graph of this device (destroyed already?)".into(),
+            })
+    }
+
+    fn record_event(&self, stream: &Stream) -> Result<Event, DeviceError> {
+        let mut state = self.lock();
+        Self::not_capturing(&mut state, stream, "an event record")?;
+        let e = Event::fresh();
+        let now = state.clock_ms;
+        state.events.insert(e.id(), now);
+        Ok(e)
+    }
+
+    fn elapsed_ms(&self, start: &Event, end: &Event) -> Result<f64, DeviceError> {
+        let state = self.lock();
+        let at = |e: &Event| {
+            state
+                .events
+                .get(&e.id())
+                .copied()
+                .ok_or(DeviceError::InvalidHandle {
+                    what: "event",
+                    id: e.id(),
+                    message: "not an event of this device (destroyed already?)".into(),
+                })
+        };
+        Ok(at(end)? - at(start)?)
+    }
+
+    fn destroy_event(&self, event: Event) -> Result<(), DeviceError> {
+        self.lock()
+            .events
+            .remove(&event.id())
+            .map(|_| ())
+            .ok_or(DeviceError::InvalidHandle {
+                what: "event",
+                id: event.id(),
+                message: "not an event of this device (destroyed already?)".into(),
+            })
     }
 }
 
@@ -523,6 +814,112 @@ mod tests {
             d.time(&m2, &l, &args, 0, 5, false),
             Err(DeviceError::Unsupported { .. })
         ));
+    }
+
+    /// A kernel on a view sees just that range; writes land at the view's offset and nowhere
+    /// else.
+    #[test]
+    fn launches_on_views_touch_only_the_view() {
+        let d = SimDevice::new(Target::Sm80);
+        let m = d
+            .compile(
+                &CompileRequest::new("scale", SRC, Target::Sm80, abi())
+                    .with_emulation(scale_emulation()),
+            )
+            .unwrap();
+        let x = d.alloc(32).unwrap();
+        d.upload(&x, &f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]))
+            .unwrap();
+        let l = Launch::new([1, 1, 1], [4, 1, 1]);
+        let v = x.view(8, 12).unwrap();
+        d.launch(&m, &l, &[ArgValue::view(v), 3.into(), 10.0f32.into()])
+            .unwrap();
+        let mut out = vec![0u8; 32];
+        d.download(&x, &mut out).unwrap();
+        assert_eq!(out, f32_bytes(&[1.0, 2.0, 30.0, 40.0, 50.0, 6.0, 7.0, 8.0]));
+        // the emulation sees the view's 3 elements: n = 4 is out of its bounds
+        let e = d
+            .launch(&m, &l, &[ArgValue::view(v), 4.into(), 1.0f32.into()])
+            .unwrap_err();
+        assert!(e.to_string().contains("x holds 3"), "{e}");
+        // temporaries are gone, misaligned views are refused before anything runs
+        assert_eq!(d.used_bytes(), 32);
+        let e = d
+            .launch(
+                &m,
+                &l,
+                &[
+                    ArgValue::view(x.view(2, 8).unwrap()),
+                    1.into(),
+                    1.0f32.into(),
+                ],
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, DeviceError::InvalidView { offset: 2, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn capture_records_and_graphs_replay() {
+        let d = SimDevice::new(Target::Sm80);
+        let cost = Cost::new(1e9, 1e6, 0.5);
+        let m = d
+            .compile(
+                &CompileRequest::new("scale", SRC, Target::Sm80, abi())
+                    .with_emulation(scale_emulation())
+                    .with_cost(cost),
+            )
+            .unwrap();
+        let x = d.alloc(8).unwrap();
+        let s = d.create_stream().unwrap();
+        d.upload_view(&s, &x.whole(), &f32_bytes(&[1.0, 1.0]))
+            .unwrap();
+        let l = Launch::new([1, 1, 1], [4, 1, 1]);
+        let args = [
+            ArgValue::view(x.view(4, 4).unwrap()),
+            1.into(),
+            3.0f32.into(),
+        ];
+        d.begin_capture(&s).unwrap();
+        assert!(d.begin_capture(&s).is_err());
+        d.launch_async(&s, &m, &l, &args).unwrap();
+        d.launch_async(&s, &m, &l, &args).unwrap();
+        // nothing ran yet; copies are refused during a capture
+        let mut out = vec![0u8; 8];
+        let e = d.download_view(&s, &x.whole(), &mut out).unwrap_err();
+        assert!(e.to_string().contains("is capturing"), "{e}");
+        // a bad launch is refused as it is recorded
+        assert!(d.launch_async(&s, &m, &l, &args[..1]).is_err());
+        let g = d.end_capture(&s).unwrap();
+        d.download_view(&s, &x.whole(), &mut out).unwrap();
+        assert_eq!(out, f32_bytes(&[1.0, 1.0]));
+        let t0 = d.record_event(&s).unwrap();
+        d.launch_graph(&g, &s).unwrap();
+        d.launch_graph(&g, &s).unwrap();
+        let t1 = d.record_event(&s).unwrap();
+        d.synchronize_stream(&s).unwrap();
+        d.download_view(&s, &x.view(4, 4).unwrap(), &mut out[..4])
+            .unwrap();
+        assert_eq!(&out[..4], &f32_bytes(&[81.0])[..], "4 launches of ×3");
+        let ms = d.elapsed_ms(&t0, &t1).unwrap();
+        let one = roofline::model_ms(d.caps(), &cost);
+        assert!((ms - 4.0 * one).abs() < 1e-9, "{ms} vs 4 × {one}");
+        d.destroy_graph(g).unwrap();
+        assert!(matches!(
+            d.launch_graph(&g, &s),
+            Err(DeviceError::InvalidHandle { what: "graph", .. })
+        ));
+        assert!(d.end_capture(&s).is_err(), "not capturing");
+        d.destroy_event(t0).unwrap();
+        assert!(d.elapsed_ms(&t0, &t1).is_err());
+        d.destroy_stream(s).unwrap();
+        assert!(d.launch_async(&s, &m, &l, &args).is_err());
+        let e = d
+            .upload_view(&d.create_stream().unwrap(), &x.whole(), &[0u8; 4])
+            .unwrap_err();
+        assert!(matches!(e, DeviceError::SizeMismatch { .. }));
     }
 
     #[test]

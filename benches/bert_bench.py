@@ -1,0 +1,96 @@
+"""BERT-base encoder timing on the GPU machine: a plain-PyTorch fp16 encoder (F.linear,
+F.scaled_dot_product_attention with the key-padding mask, F.layer_norm, exact GELU; random
+weights; no embeddings) in eager mode, eager + one CUDA graph, and torch.compile with CUDA graphs
+(mode="reduce-overhead"), at batch 1/8/32 x seq 128/384, beside `tessera bench --json` on a plan
+of a seeded random BERT-base (Tessera's plan also runs the embedding, so the comparison is
+slightly in PyTorch's favour). Same method both sides: warm-up, events, median (PyTorch: L2
+flushed, benches/timing.py; Tessera: graph replay median). summary[case]["vs_<baseline>"] is
+baseline time / Tessera time (> 1: Tessera is faster).
+Usage: python3 bert_bench.py --tessera PATH --work DIR --json OUT.json [--commit C] [--tune]"""
+import argparse, datetime, json, os, subprocess, sys
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--tessera", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--json", required=True)
+ap.add_argument("--commit", default="")
+ap.add_argument("--gpu", default="h200")
+ap.add_argument("--tune", action="store_true", help="tune cache misses while compiling (default: --no-tune)")
+a = ap.parse_args()
+os.makedirs(a.work, exist_ok=True)
+L, H, NH, I = 12, 768, 12, 3072
+BATCHES, SEQS = [1, 8, 32], [128, 384]
+torch.manual_seed(0)
+dev, dt = "cuda", torch.float16
+W = [{k: (torch.randn(*s, device=dev, dtype=dt) * 0.02) for k, s in
+      dict(wqkv=(3 * H, H), bqkv=(3 * H,), wo=(H, H), bo=(H,), w1=(I, H), b1=(I,), w2=(H, I), b2=(H,),
+           g1=(H,), be1=(H,), g2=(H,), be2=(H,)).items()} for _ in range(L)]
+
+
+def encoder(x, mask):
+    b, s, _ = x.shape
+    for w in W:
+        q, k, v = F.linear(x, w["wqkv"], w["bqkv"]).view(b, s, 3, NH, H // NH).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, s, H)
+        x = F.layer_norm(F.linear(o, w["wo"], w["bo"]) + x, (H,), w["g1"], w["be1"], 1e-12)
+        x = F.layer_norm(F.linear(F.gelu(F.linear(x, w["w1"], w["b1"])), w["w2"], w["b2"]) + x, (H,), w["g2"], w["be2"], 1e-12)
+    return x
+
+
+def graphed(fn, *args):
+    s = torch.cuda.Stream(); s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3): fn(*args)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g): fn(*args)
+    return g.replay
+
+
+# the Tessera plan: a seeded random BERT-base checkpoint, every bucket
+from transformers import BertConfig, BertModel
+mdir, plan = os.path.join(a.work, "bench-bert-base"), os.path.join(a.work, "bench-bert-base.tsr")
+BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH, intermediate_size=I)).save_pretrained(mdir)
+cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
+       "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
+print("$", " ".join(cmd), flush=True)
+c = subprocess.run(cmd, capture_output=True, text=True)
+compile_error = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
+if compile_error: print("tessera compile failed:", compile_error, flush=True)
+
+compiled = torch.compile(encoder, mode="reduce-overhead")
+rows, summary = [], {}
+with torch.no_grad():
+    for b in BATCHES:
+        for s in SEQS:
+            case = f"B{b} S{s}"
+            x = torch.randn(b, s, H, device=dev, dtype=dt)
+            mask = torch.ones(b, 1, 1, s, device=dev, dtype=torch.bool)
+            base = {"eager": timed(lambda: encoder(x, mask))}
+            base["eager_graph"] = timed(graphed(encoder, x, mask))
+            for _ in range(3): compiled(x, mask)
+            base["compile_graph"] = timed(lambda: compiled(x, mask))
+            row = {"case": case, "batch": b, "seq": s, **{f"{k}_ms": v for k, v in base.items()}}
+            if compile_error:
+                row["tessera_error"] = compile_error
+            else:
+                r = subprocess.run([a.tessera, "bench", plan, "--batch", str(b), "--seq", str(s), "--json", "--iters", "50"],
+                                   capture_output=True, text=True)
+                if r.returncode == 0:
+                    t = json.loads(r.stdout)
+                    row["tessera"] = t
+                    summary[case] = {f"vs_{k}": v / t["median_ms"] for k, v in base.items()}
+                else:
+                    row["tessera_error"] = (r.stdout + r.stderr).strip()
+            print(case, {k: round(v, 4) for k, v in base.items()},
+                  row.get("tessera", {}).get("median_ms", row.get("tessera_error", "")), flush=True)
+            rows.append(row)
+json.dump({"benchmark": "bert", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "commit": a.commit, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
+           "tessera_compile": "tuned" if a.tune else "--no-tune", "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
+sys.exit(0 if len(summary) == len(rows) else 1)

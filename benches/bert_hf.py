@@ -1,0 +1,86 @@
+"""BERT correctness on the GPU machine: Hugging Face BertModel (seeded random weights, saved with
+save_pretrained) in fp32 (the reference) and fp16, against `tessera compile` + `tessera run`, on
+the last hidden state of the non-padded tokens. Gate per geometry and input: Tessera's max and
+mean abs error to fp32 at most 2x HF fp16's (plus a 1e-3 floor), and per-token cosine >= 0.9999.
+Geometries: BERT-base, and 6 layers x hidden 384 x 12 heads of 32 (skipped with a message if
+`tessera compile` refuses it, e.g. head_dim 32 unsupported). Inputs: batch 4 x seq 128 without
+padding, and with lengths 128/77/5/100 (right padding).
+Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json"""
+import argparse, json, os, subprocess, sys
+import torch
+from safetensors.torch import save_file, load_file
+from transformers import BertConfig, BertModel
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--tessera", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--json", required=True)
+ap.add_argument("--gpu", default="h200")
+a = ap.parse_args()
+os.makedirs(a.work, exist_ok=True)
+
+GEOMETRIES = {
+    "bert-base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
+    "l6-h384-hd32": dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536),
+}
+BATCH, SEQ = 4, 128
+CASES = {"no_padding": [128, 128, 128, 128], "padding": [128, 77, 5, 100]}
+
+
+def sh(cmd):
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+results, ok = [], True
+for name, geo in GEOMETRIES.items():
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu", **geo)
+    model = BertModel(cfg).eval()
+    mdir, plan = os.path.join(a.work, name), os.path.join(a.work, name + ".tsr")
+    model.save_pretrained(mdir)  # safetensors (the default)
+    r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", str(BATCH), "--seq", str(SEQ), "--no-tune", "--quiet", "--out", plan])
+    if r.returncode != 0:
+        msg = (r.stdout + r.stderr).strip()
+        if name != "bert-base":
+            print(f"SKIP {name}: tessera compile refused it: {msg}", flush=True)
+            results.append({"geometry": name, "skipped": msg})
+            continue
+        print(f"FAIL {name}: tessera compile: {msg}", flush=True)
+        results.append({"geometry": name, "error": msg}); ok = False
+        continue
+    ref32 = model.cuda().float()
+    ref16 = BertModel(cfg).eval(); ref16.load_state_dict(model.state_dict()); ref16 = ref16.cuda().half()
+    for case, lens in CASES.items():
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(0, cfg.vocab_size, (BATCH, SEQ), generator=g)
+        types = torch.randint(0, 2, (BATCH, SEQ), generator=g)
+        mask = (torch.arange(SEQ)[None, :] < torch.tensor(lens)[:, None]).long()
+        inp, out = os.path.join(a.work, f"{name}-{case}-in.safetensors"), os.path.join(a.work, f"{name}-{case}-out.safetensors")
+        save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, inp)
+        with torch.no_grad():
+            kw = dict(input_ids=ids.cuda(), attention_mask=mask.cuda(), token_type_ids=types.cuda())
+            h32 = ref32(**kw).last_hidden_state.double().cpu()
+            h16 = ref16(**kw).last_hidden_state.double().cpu()
+        row = {"geometry": name, "case": case, "lens": lens}
+        r = sh([a.tessera, "run", plan, "--input", inp, "--out", out])
+        if r.returncode != 0:
+            row["error"] = (r.stdout + r.stderr).strip(); ok = False
+            print(f"FAIL {name} {case}: tessera run: {row['error']}", flush=True)
+            results.append(row); continue
+        ht = load_file(out)["last_hidden_state"].double()
+        keep = mask.bool()
+        t, f16, ref = ht[keep], h16[keep], h32[keep]
+        et, e16 = (t - ref).abs(), (f16 - ref).abs()
+        cos = torch.nn.functional.cosine_similarity(t, ref, dim=-1)
+        row.update(tessera_max=et.max().item(), tessera_mean=et.mean().item(), hf16_max=e16.max().item(),
+                   hf16_mean=e16.mean().item(), min_cosine=cos.min().item())
+        row["pass"] = (row["tessera_max"] <= 2 * row["hf16_max"] + 1e-3 and row["tessera_mean"] <= 2 * row["hf16_mean"] + 1e-3
+                       and row["min_cosine"] >= 0.9999)
+        ok &= row["pass"]
+        print(f"{'PASS' if row['pass'] else 'FAIL'} {name} {case}: tessera max {row['tessera_max']:.4g} mean {row['tessera_mean']:.4g} | "
+              f"hf fp16 max {row['hf16_max']:.4g} mean {row['hf16_mean']:.4g} | min cosine {row['min_cosine']:.6f}", flush=True)
+        results.append(row)
+json.dump({"benchmark": "bert_hf", "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
+           "results": results}, open(a.json, "w"), indent=1)
+sys.exit(0 if ok else 1)

@@ -1,0 +1,274 @@
+//! `tessera run` and `tessera bench`: a compiled plan loaded by the executor and run on inputs
+//! from a safetensors file, or timed on one bucket (graph replay or the eager launch list, by
+//! device events, median; plus each launch timed alone, eagerly, summed per kernel kind).
+//!
+//! It owns argument parsing, the input/output files and the report; everything that runs is
+//! `tessera_compiler::executor`'s.
+
+use crate::usage::usage;
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tessera_compiler::bucket::Bucket;
+use tessera_compiler::executor::ExecError;
+use tessera_compiler::import::safetensors::{self, SafetensorsFile};
+use tessera_compiler::{ExecOptions, Executor, Inputs, Plan};
+use tessera_device::cuda::CudaDevice;
+use tessera_device::{Device, DeviceConfig, SimDevice};
+use tessera_dsl::{DType, Target};
+use tessera_library::host::HostTensor;
+
+#[derive(ClapArgs)]
+pub struct RunArgs {
+    /// The plan directory `tessera compile` wrote.
+    pub plan: PathBuf,
+    /// A safetensors file with `input_ids` [batch, seq] (I64 or I32), and optionally
+    /// `attention_mask` and `token_type_ids` of the same shape.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write `last_hidden_state` [batch, seq, hidden] (F32; zeros past each
+    /// sequence's length).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Run the launch list eagerly instead of replaying the bucket's CUDA graph.
+    #[arg(long)]
+    pub no_graph: bool,
+    /// Synchronize after every launch (a fault names its node) and write every node's output
+    /// to `<out>.nodes/` (also when a later node fails).
+    #[arg(long)]
+    pub debug_nodes: bool,
+    /// Run on the simulated device (for plans compiled with --sim).
+    #[arg(long)]
+    pub sim: bool,
+}
+
+#[derive(ClapArgs)]
+pub struct BenchArgs {
+    pub plan: PathBuf,
+    #[arg(long)]
+    pub batch: u64,
+    #[arg(long)]
+    pub seq: u64,
+    /// Timed runs (median reported).
+    #[arg(long, default_value_t = 50)]
+    pub iters: u32,
+    /// Time the eager launch list instead of the graph.
+    #[arg(long)]
+    pub no_graph: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub sim: bool,
+}
+
+/// The device a plan runs on: the simulated one of the plan's target, or GPU 0.
+fn open_device(plan_dir: &Path, sim: bool) -> anyhow::Result<Box<dyn Device>> {
+    if sim {
+        let plan = Plan::load(plan_dir)?;
+        let target: Target = plan.device.arch.parse().map_err(|_| {
+            usage(format!(
+                "the plan's arch `{}` is not a target",
+                plan.device.arch
+            ))
+        })?;
+        return Ok(Box::new(SimDevice::new(target)));
+    }
+    Ok(Box::new(CudaDevice::open(&DeviceConfig::default())?))
+}
+
+fn exec_error(e: ExecError) -> anyhow::Error {
+    match e {
+        ExecError::Input(_) | ExecError::Bucket(_) => usage(e),
+        e => anyhow::Error::new(e),
+    }
+}
+
+/// An integer tensor of the input file as i64, with its shape.
+fn ints(f: &SafetensorsFile, name: &str) -> anyhow::Result<Option<(Vec<u64>, Vec<i64>)>> {
+    let Some(info) = f.tensors.get(name) else {
+        return Ok(None);
+    };
+    let raw = f.raw(info);
+    let values: Vec<i64> = match info.dtype_name.as_str() {
+        "I64" => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        "I32" => raw
+            .chunks_exact(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        other => {
+            return Err(usage(format!(
+                "{}: `{name}` is {other}; use I64 or I32",
+                f.path.display()
+            )))
+        }
+    };
+    Ok(Some((info.shape.clone(), values)))
+}
+
+fn read_inputs(path: &Path) -> anyhow::Result<Inputs> {
+    let f = SafetensorsFile::open(path).map_err(usage)?;
+    let (shape, ids) = ints(&f, "input_ids")?
+        .ok_or_else(|| usage(format!("{}: no `input_ids` tensor", path.display())))?;
+    let [batch, seq] = shape[..] else {
+        return Err(usage(format!(
+            "{}: `input_ids` has shape {shape:?}; expected [batch, seq]",
+            path.display()
+        )));
+    };
+    let same = |name: &str| -> anyhow::Result<Option<Vec<i64>>> {
+        match ints(&f, name)? {
+            None => Ok(None),
+            Some((s, v)) if s == shape => Ok(Some(v)),
+            Some((s, _)) => Err(usage(format!(
+                "{}: `{name}` has shape {s:?}, `input_ids` {shape:?}",
+                path.display()
+            ))),
+        }
+    };
+    Ok(Inputs {
+        batch,
+        seq,
+        input_ids: ids,
+        attention_mask: same("attention_mask")?,
+        token_type_ids: same("token_type_ids")?,
+    })
+}
+
+fn write_f32(path: &Path, name: &str, shape: Vec<u64>, values: Vec<f32>) -> anyhow::Result<()> {
+    let tensors = BTreeMap::from([(
+        name.to_string(),
+        HostTensor {
+            dtype: DType::F32,
+            values,
+        },
+    )]);
+    let shapes = BTreeMap::from([(name.to_string(), shape)]);
+    std::fs::write(path, safetensors::to_bytes(&tensors, &shapes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let inputs = read_inputs(&args.input)?;
+    let device = open_device(&args.plan, args.sim)?;
+    let options = ExecOptions {
+        graphs: !args.no_graph,
+        debug_nodes: args.debug_nodes,
+    };
+    let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
+    let (nodes, result) = exec.run_debug(&inputs);
+    if args.debug_nodes {
+        let dir = PathBuf::from(format!("{}.nodes", args.out.display()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dtype = exec.plan().dtype;
+        for (i, (node, bytes)) in nodes.iter().enumerate() {
+            let values = tessera_compiler::executor::decode(dtype, bytes).unwrap_or_default();
+            let n = values.len() as u64;
+            write_f32(
+                &dir.join(format!("{i:03}-{node}.safetensors")),
+                node,
+                vec![n],
+                values,
+            )?;
+        }
+        eprintln!("{} node outputs in {}", nodes.len(), dir.display());
+    }
+    let out = result.map_err(exec_error)?;
+    write_f32(
+        &args.out,
+        "last_hidden_state",
+        vec![out.batch, out.seq, out.hidden],
+        out.last_hidden_state,
+    )?;
+    eprintln!(
+        "ran batch {} × seq {} in bucket {} ({}){}; wrote {}",
+        out.batch,
+        out.seq,
+        out.bucket,
+        if options.graphs && !options.debug_nodes {
+            "graph"
+        } else {
+            "eager"
+        },
+        if device.info().simulated {
+            " on a SIMULATED device"
+        } else {
+            ""
+        },
+        args.out.display()
+    );
+    Ok(())
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let device = open_device(&args.plan, args.sim)?;
+    let options = ExecOptions {
+        graphs: !args.no_graph,
+        debug_nodes: false,
+    };
+    let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
+    let bucket = Bucket {
+        batch: args.batch,
+        seq: args.seq,
+    };
+    if !exec.plan().bucket_list().contains(&bucket) {
+        return Err(usage(format!(
+            "the plan has no bucket {bucket}; it has {}",
+            exec.plan()
+                .bucket_list()
+                .iter()
+                .map(|b| format!("{}x{}", b.batch, b.seq))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let t = exec
+        .time(bucket, 5, args.iters.max(1))
+        .map_err(exec_error)?;
+    let parts = exec.breakdown(bucket, 5).map_err(exec_error)?;
+    let simulated = device.info().simulated;
+    let mode = if options.graphs { "graph" } else { "eager" };
+    if args.json {
+        let kinds: serde_json::Map<String, serde_json::Value> = parts
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), serde_json::json!(v)))
+            .collect();
+        let v = serde_json::json!({
+            "batch": args.batch,
+            "seq": args.seq,
+            "mode": mode,
+            "iters": args.iters.max(1),
+            "median_ms": t.median(),
+            "p10_ms": t.p10(),
+            "p90_ms": t.p90(),
+            "kernel_sum_ms": parts.values().sum::<f64>(),
+            "by_kind_ms": kinds,
+            "device": device.info().name,
+            "simulated": simulated,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "bucket {bucket}: {mode} median {:.4} ms (p10 {:.4}, p90 {:.4}){}",
+            t.median(),
+            t.p10(),
+            t.p90(),
+            if simulated { " SIMULATED" } else { "" }
+        );
+        let sum: f64 = parts.values().sum();
+        for (k, v) in &parts {
+            println!(
+                "  {:<10} {:>9.4} ms  {:>5.1}%",
+                k.name(),
+                v,
+                100.0 * v / sum.max(f64::MIN_POSITIVE)
+            );
+        }
+        println!("  launches alone sum to {sum:.4} ms");
+    }
+    Ok(())
+}
