@@ -153,7 +153,7 @@ impl TensorMapArg {
             )));
         }
         let box_bytes = self.box_inner * self.dtype.size_bytes();
-        if box_bytes > self.swizzle.span() || box_bytes % 16 != 0 {
+        if box_bytes > self.swizzle.span() || !box_bytes.is_multiple_of(16) {
             return Err(fail(format!(
                 "a box line of {box_bytes} bytes does not fit the {}-byte swizzle",
                 self.swizzle.span()
