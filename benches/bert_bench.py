@@ -21,10 +21,12 @@ ap.add_argument("--json", required=True)
 ap.add_argument("--commit", default="")
 ap.add_argument("--gpu", default="h200")
 ap.add_argument("--tune", action="store_true", help="tune cache misses while compiling (default: --no-tune)")
+ap.add_argument("--batches", default="1,8,32")
+ap.add_argument("--seqs", default="128,384")
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 L, H, NH, I = 12, 768, 12, 3072
-BATCHES, SEQS = [1, 8, 32], [128, 384]
+BATCHES, SEQS = [int(x) for x in a.batches.split(",")], [int(x) for x in a.seqs.split(",")]
 torch.manual_seed(0)
 dev, dt = "cuda", torch.float16
 W = [{k: (torch.randn(*s, device=dev, dtype=dt) * 0.02) for k, s in
@@ -59,7 +61,11 @@ BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH,
 cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
        "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
 print("$", " ".join(cmd), flush=True)
+import time
+started = time.time()
 c = subprocess.run(cmd, capture_output=True, text=True)
+compile_s = time.time() - started
+print(f"tessera compile: {compile_s:.1f} s", flush=True)
 compile_error = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
 if compile_error: print("tessera compile failed:", compile_error, flush=True)
 
@@ -92,5 +98,5 @@ with torch.no_grad():
             rows.append(row)
 json.dump({"benchmark": "bert", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": a.commit, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
-           "tessera_compile": "tuned" if a.tune else "--no-tune", "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
+           "tessera_compile": "tuned" if a.tune else "--no-tune", "tessera_compile_s": compile_s, "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
 sys.exit(0 if len(summary) == len(rows) else 1)
