@@ -1,6 +1,8 @@
 //! Lowering: the optimized graph, bound to one shape bucket, becomes a launch list of steps.
 //! A step is a kernel problem (`tessera_dsl::Problem`: GEMM with its epilogue and store,
-//! attention with the key-padding mask, layernorm with the fused residual) or a glue step that
+//! attention with the key-padding mask and the output layout the graph asks for (token-major
+//! where `absorb_layout` folded the head merge into it), layernorm with the fused residual) or
+//! a glue step that
 //! has no template yet (the embedding gather + layernorm, the pooler), with its operands named
 //! as the kernel's ABI names them and given as views: a graph value and a byte offset in it.
 //!
@@ -13,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
-    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, Problem,
-    Store,
+    AttentionLayout, AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout,
+    Mask, Problem, Store,
 };
 
 /// A step with no kernel template yet; an executor slots one in by this name.
@@ -56,7 +58,9 @@ pub struct Step {
     pub output: ValueId,
     /// Runtime scalars the problem does not fix (`eps`, `scale`).
     pub scalars: BTreeMap<String, f64>,
-    /// Attention's output layout (`[b, h, s, d]` or token-major); `None` for other steps.
+    /// Attention's output layout (`[b, h, s, d]` or token-major); `None` for other steps. The
+    /// kernel problem carries the same layout (`AttentionProblem::layout`, from
+    /// [`attention_layout`]); this copy names it in the graph's terms for readers of the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_store: Option<AttentionStore>,
 }
@@ -131,7 +135,7 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 qkv,
                 store,
             } => {
-                let mut step = attention(ins, heads, head_dim, qkv, bucket, dtype);
+                let mut step = attention(ins, heads, head_dim, qkv, store, bucket, dtype);
                 step.scalars.insert("scale".into(), scale);
                 step.attention_store = Some(store);
                 step
@@ -241,18 +245,29 @@ fn linear(
     Ok(Lowered::new(StepKind::Kernel(Problem::Gemm(g)), ops, "d"))
 }
 
-/// Attention with the key-padding mask (`seq_lens`); a packed QKV is three consecutive views.
+/// The kernel's output layout for a graph attention store.
+pub fn attention_layout(store: AttentionStore) -> AttentionLayout {
+    match store {
+        AttentionStore::Heads => AttentionLayout::Bhsd,
+        AttentionStore::Tokens => AttentionLayout::Bshd,
+    }
+}
+
+/// Attention with the key-padding mask (`seq_lens`) writing O as `store` asks; a packed QKV
+/// is three consecutive views.
 fn attention(
     ins: &[ValueId],
     heads: u64,
     head_dim: u64,
     qkv: AttentionQkv,
+    store: AttentionStore,
     bucket: Bucket,
     dtype: DType,
 ) -> Lowered {
     let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
     a.dtype = dtype;
     a.mask = Mask::Padding;
+    a.layout = attention_layout(store);
     let ops = match qkv {
         AttentionQkv::Separate => vec![
             operand("q", ins[0]),

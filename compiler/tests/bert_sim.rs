@@ -13,7 +13,7 @@ use tessera_compiler::plan::{Buffer, Callee, PlanError};
 use tessera_compiler::tuning::{TuningError, TuningStatus};
 use tessera_compiler::{compile, optimize, CompileError, Compiled, Lookup, Mode, Options, Plan};
 use tessera_device::{Device, SimDevice};
-use tessera_dsl::{DType, EpilogueOp, Problem, Store, Target};
+use tessera_dsl::{AttentionLayout, DType, EpilogueOp, Mask, Problem, Store, Target};
 use tessera_tuner::sweep::{device_fingerprint, Silent};
 
 fn options(dir: &Path) -> Options {
@@ -214,6 +214,31 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
             seq: 32
         }
     );
+    // attention writes O token-major, which the output projection reads as [tokens, hidden]
+    let attention: Vec<_> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.problem {
+            Problem::Attention(a) => Some((a.clone(), k.kernel_name.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attention.len(), 4, "one attention problem per bucket");
+    for (a, name) in &attention {
+        assert_eq!((a.layout, a.mask), (AttentionLayout::Bshd, Mask::Padding));
+        assert!(name.contains("_bshd_"), "{name}");
+    }
+    for b in &plan.buckets {
+        for l in &b.launches {
+            if let (Some(store), Callee::Kernel { kernel }) = (l.attention_store, &l.callee) {
+                assert_eq!(store, AttentionStore::Tokens);
+                match &plan.kernels[*kernel].problem {
+                    Problem::Attention(a) => assert_eq!(a.layout, AttentionLayout::Bshd),
+                    other => panic!("{} has an attention store but runs {other}", l.node),
+                }
+            }
+        }
+    }
     for b in &plan.buckets {
         assert_eq!(b.launches.len(), 16);
         assert!(

@@ -178,7 +178,7 @@ pub fn op_output_index(problem: &Problem, outer: u64, row: u64, col: u64) -> u64
         Problem::Gemm(g) => g.output_index(outer, row, col),
         Problem::Layernorm(l) => row * l.cols + col,
         Problem::Softmax(s) => row * s.cols + col,
-        Problem::Attention(a) => (outer * a.seq_q + row) * a.head_dim + col,
+        Problem::Attention(a) => a.output_index(outer / a.heads, outer % a.heads, row, col),
     }
 }
 
@@ -323,6 +323,32 @@ mod tests {
         let v = check_op_expected_bytes(&x, &e, &out.to_bytes());
         assert!(!v.pass);
         assert_eq!(v.worst, (5, 36, 63));
+
+        // token-major O: the same reference values land at [b][s][h][d]
+        let mut t = a.clone();
+        t.layout = tessera_dsl::AttentionLayout::Bshd;
+        let xt = OpInputs::random(&Problem::Attention(t.clone()), 5).unwrap();
+        let et = expected_op(&xt);
+        assert_eq!(
+            et.values, e.values,
+            "the layout moves values, never changes them"
+        );
+        let mut tok = HostTensor {
+            dtype,
+            values: vec![f32::NAN; len as usize],
+        };
+        for (&(o, r, c), &v) in et.positions.iter().zip(&et.values) {
+            tok.values[op_output_index(&xt.problem, o, r, c) as usize] =
+                crate::host::round_to(dtype, v as f32);
+        }
+        assert!(check_op_expected_bytes(&xt, &et, &tok.to_bytes()).pass);
+        // (batch 1, head 0, query 2) sits at token 1·37 + 2, head 0 in token-major order
+        let bhsd_at = |b: u64, h: u64, s: u64| (((b * 3 + h) * 37 + s) * 64) as usize;
+        let bshd_at = |b: u64, h: u64, s: u64| (((b * 37 + s) * 3 + h) * 64) as usize;
+        assert_eq!(out.values[bhsd_at(1, 0, 2)], tok.values[bshd_at(1, 0, 2)]);
+        assert_eq!(out.values[bhsd_at(0, 2, 36)], tok.values[bshd_at(0, 2, 36)]);
+        // a bhsd-ordered buffer fails the token-major check
+        assert!(!check_op_expected_bytes(&xt, &et, &out.to_bytes()).pass);
 
         for (r, c) in [(65536, 4096), (65536, 1024), (12288, 768)] {
             let rows = op_rows(&Problem::Softmax(SoftmaxProblem::new(r, c)));

@@ -75,7 +75,7 @@ pub struct Fixture {
 /// The fused templates' fixtures: layernorm and softmax (rows_per_block, threads_per_row,
 /// vector), attention (block_q, block_kv, warps, stages).
 pub fn fused_fixtures() -> Vec<Fixture> {
-    use tessera_dsl::{AttentionProblem, LayernormProblem, Mask, SoftmaxProblem};
+    use tessera_dsl::{AttentionLayout, AttentionProblem, LayernormProblem, Mask, SoftmaxProblem};
     let row_points = vec![vec![4, 128, 8], vec![2, 256, 8], vec![1, 1024, 4]];
     let mut ln = LayernormProblem::new(12288, 768);
     ln.residual = true;
@@ -91,6 +91,9 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     let mut att_wide = AttentionProblem::new(2, 16, 2048, 128);
     att_wide.dtype = DType::BF16;
     att_wide.mask = Mask::Causal;
+    let mut att_tokens = AttentionProblem::new(8, 12, 128, 64);
+    att_tokens.mask = Mask::Padding;
+    att_tokens.layout = AttentionLayout::Bshd;
     vec![
         Fixture {
             template: "layernorm",
@@ -119,6 +122,12 @@ pub fn fused_fixtures() -> Vec<Fixture> {
                 ("f16_d64_padding", Problem::Attention(att)),
                 ("bf16_d128_causal", Problem::Attention(att_wide)),
             ],
+        },
+        // token-major O (the compiled BERT plan's attention): one config per target
+        Fixture {
+            template: "attention",
+            points: vec![vec![64, 64, 4, 2]],
+            problems: vec![("f16_d64_padding_bshd", Problem::Attention(att_tokens))],
         },
     ]
 }

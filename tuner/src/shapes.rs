@@ -37,7 +37,7 @@
 //! | `batch` | gemm and attention: a positive integer, or a list of them | from `defaults`, else 1 |
 //! | `dtype` | dtype of A and B: `f16` or `bf16` (`f32` is known but not an MMA input) | from `defaults`, else `f16` |
 //! | `out_dtype` | dtype of D (and of C, bias, residual): `f16`, `bf16` or `f32` | from `defaults`, else `dtype` |
-//! | `layout` | `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major | from `defaults`, else `rcr` |
+//! | `layout` | gemm: `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major. Attention: O's layout, `bhsd` (`[batch, heads, seq_q, head_dim]`, as Q) or `bshd` (token-major `[batch, seq_q, heads, head_dim]`). A gemm code is ignored by other ops (so `defaults` may hold one); an attention code on another op is an error | from `defaults`, else `rcr` (gemm), `bhsd` (attention) |
 //! | `epilogue` | a list of epilogue ops in order, named as in [`EpilogueOp::name`]: `beta_c`, `bias`, `relu`, `gelu`, `gelu_tanh`, `silu`, `residual` (a single name is accepted too) | from `defaults`, else none |
 //!
 //! A key that does not apply to the entry's op is an error naming the op's keys. A size given
@@ -64,8 +64,8 @@ use tessera_dsl::dtype::UnknownDType;
 use tessera_dsl::epilogue::UnknownEpilogueOp;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
-    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, OpKind,
-    Problem, SoftmaxProblem, Store,
+    AttentionLayout, AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout,
+    Mask, OpKind, Problem, SoftmaxProblem, Store,
 };
 
 /// One problem of a shapes file with the name it is reported under.
@@ -136,8 +136,13 @@ pub enum ShapeIssue {
     UnsupportedOp { op: OpKind },
     #[error(transparent)]
     UnknownDType(#[from] UnknownDType),
-    #[error("unknown layout `{got}`; use rcr (B column-major [N, K]) or rrr (B row-major [K, N])")]
+    #[error(
+        "unknown layout `{got}`; use rcr (B column-major [N, K]) or rrr (B row-major [K, N]) \
+         for gemm, bhsd or bshd (O token-major) for attention"
+    )]
     UnknownLayout { got: String },
+    #[error("layout `{layout}` is attention's output layout; it does not apply to op {op}")]
+    AttentionLayoutNotForOp { layout: AttentionLayout, op: OpKind },
     #[error(transparent)]
     UnknownEpilogue(#[from] UnknownEpilogueOp),
     #[error(transparent)]
@@ -436,6 +441,8 @@ struct Settings {
     dtype: Option<DType>,
     out_dtype: Option<DType>,
     layout: Option<Layout>,
+    /// Attention's output layout (also given as `layout`).
+    attention_layout: Option<AttentionLayout>,
     epilogue: Option<Vec<EpilogueOp>>,
     store: Option<Store>,
     /// Layernorm's fused operands (`residual`, `bias`).
@@ -467,7 +474,10 @@ impl Settings {
             s.out_dtype = Some(string("out_dtype", "a dtype name", v)?.parse()?);
         }
         if let Some(v) = f.get("layout") {
-            s.layout = Some(parse_layout(v)?);
+            match parse_layout(v)? {
+                LayoutCode::Gemm(l) => s.layout = Some(l),
+                LayoutCode::Attention(l) => s.attention_layout = Some(l),
+            }
         }
         if let Some(v) = f.get("epilogue") {
             s.epilogue = Some(parse_epilogue(v)?);
@@ -497,6 +507,7 @@ impl Settings {
             dtype: self.dtype.or(defaults.dtype),
             out_dtype: self.out_dtype.or(defaults.out_dtype),
             layout: self.layout.or(defaults.layout),
+            attention_layout: self.attention_layout.or(defaults.attention_layout),
             epilogue: self.epilogue.or_else(|| defaults.epilogue.clone()),
             store: self.store.or(defaults.store),
             fused: self.fused.or_else(|| defaults.fused.clone()),
@@ -527,11 +538,20 @@ fn parse_op(v: &Value) -> Result<OpKind, ShapeIssue> {
     }
 }
 
-fn parse_layout(v: &Value) -> Result<Layout, ShapeIssue> {
+/// A `layout:` value: a GEMM's operand layouts or attention's output layout.
+enum LayoutCode {
+    Gemm(Layout),
+    Attention(AttentionLayout),
+}
+
+fn parse_layout(v: &Value) -> Result<LayoutCode, ShapeIssue> {
     let got = string("layout", "a layout code", v)?;
+    if let Some(l) = AttentionLayout::from_code(got) {
+        return Ok(LayoutCode::Attention(l));
+    }
     let letters: Vec<char> = got.chars().collect();
     match letters.as_slice() {
-        ['r', b, 'r'] => Layout::from_letter(*b),
+        ['r', b, 'r'] => Layout::from_letter(*b).map(LayoutCode::Gemm),
         _ => None,
     }
     .ok_or_else(|| ShapeIssue::UnknownLayout {
@@ -669,6 +689,11 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
     if s.mask.is_some_and(|m| !m.is_none()) && op != OpKind::Attention {
         return Err(not_for("mask"));
     }
+    if let Some(layout) = s.attention_layout {
+        if op != OpKind::Attention {
+            return Err(ShapeIssue::AttentionLayoutNotForOp { layout, op });
+        }
+    }
     if s.batch.is_some() && !matches!(op, OpKind::Gemm | OpKind::Attention) {
         return Err(not_for("batch"));
     }
@@ -775,6 +800,7 @@ fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem
                 head_dim: get("head_dim"),
                 dtype: input,
                 mask: s.mask.unwrap_or_default(),
+                layout: s.attention_layout.unwrap_or_default(),
             })
         }
     }
@@ -908,6 +934,41 @@ mod tests {
         );
         assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: crr}]")
             .contains("unknown layout `crr`; use rcr"));
+        let e = err("problems: [{op: attention, heads: 2, seq: 8, head_dim: 64, layout: bsdh}]");
+        assert!(e.contains("unknown layout `bsdh`"), "{e}");
+        assert!(
+            e.contains("bhsd or bshd (O token-major) for attention"),
+            "{e}"
+        );
+        assert_eq!(
+            err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: bshd}]"),
+            "t.yaml: problems[0]: layout `bshd` is attention's output layout; it does not apply \
+             to op gemm"
+        );
+    }
+
+    #[test]
+    fn attention_output_layout() {
+        let text = "defaults: { layout: rcr }\n\
+                    problems:\n\
+                    - {op: attention, heads: 12, seq: 128, head_dim: 64, mask: padding, layout: bshd}\n\
+                    - {op: attention, heads: 12, seq: 128, head_dim: 64, layout: bhsd}\n\
+                    - {op: attention, heads: 12, seq: 256, head_dim: 64}\n";
+        let parsed = parse_str(text, "t.yaml").unwrap();
+        let layouts: Vec<AttentionLayout> = parsed
+            .iter()
+            .map(|p| match &p.problem {
+                Problem::Attention(a) => a.layout,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use AttentionLayout::{Bhsd, Bshd};
+        assert_eq!(layouts, [Bshd, Bhsd, Bhsd]);
+        assert_eq!(
+            parsed[0].name,
+            "attention batch=1 heads=12 seq_q=128 seq_kv=128 head_dim=64 f16 mask=padding \
+             layout=bshd"
+        );
     }
 
     #[test]

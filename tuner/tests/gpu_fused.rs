@@ -10,7 +10,8 @@ use gpu_common::{report, verify_points};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{
-    AttentionProblem, DType, LayernormProblem, Mask, Problem, SoftmaxProblem, Template,
+    AttentionLayout, AttentionProblem, DType, LayernormProblem, Mask, Problem, SoftmaxProblem,
+    Template,
 };
 
 /// Every point of the template's space that fits `p` on this device (at most 24, spread evenly).
@@ -119,7 +120,25 @@ fn gpu_attention_matches_reference() {
                 head_dim,
                 dtype,
                 mask,
+                layout: AttentionLayout::Bhsd,
             }));
+        }
+    }
+    // token-major O ([batch, seq_q, heads, head_dim]), as the compiled BERT plan stores it:
+    // several heads and batches so a wrong row stride or head offset cannot pass
+    let token_major: [(u64, u64, u64, u64, Mask); 4] = [
+        (2, 12, 128, 64, Mask::Padding),
+        (3, 2, 77, 64, Mask::Padding),
+        (2, 3, 100, 128, Mask::Causal),
+        (1, 4, 257, 128, Mask::None),
+    ];
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, heads, seq, head_dim, mask) in &token_major {
+            let mut a = AttentionProblem::new(batch, heads, seq, head_dim);
+            a.dtype = dtype;
+            a.mask = mask;
+            a.layout = AttentionLayout::Bshd;
+            problems.push(Problem::Attention(a));
         }
     }
     run_all("gpu_attention_matches_reference", "attention", &problems);

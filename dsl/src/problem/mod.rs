@@ -7,7 +7,7 @@ mod attention;
 mod gemm;
 mod rows;
 
-pub use attention::{AttentionProblem, Mask, HEAD_DIMS};
+pub use attention::{AttentionLayout, AttentionProblem, Mask, HEAD_DIMS};
 pub use gemm::{GemmProblem, Store};
 pub use rows::{LayernormProblem, SoftmaxProblem, LAYERNORM_EPS, MAX_ROW};
 
@@ -220,6 +220,9 @@ impl fmt::Display for Problem {
                 if !a.mask.is_none() {
                     write!(f, " mask={}", a.mask)?;
                 }
+                if !a.layout.is_bhsd() {
+                    write!(f, " layout={}", a.layout)?;
+                }
                 Ok(())
             }
         }
@@ -266,6 +269,12 @@ mod tests {
         assert_eq!(
             Problem::Attention(a.clone()).key(),
             "attention batch=32 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal"
+        );
+        a.layout = AttentionLayout::Bshd;
+        assert_eq!(
+            Problem::Attention(a.clone()).key(),
+            "attention batch=32 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal \
+             layout=bshd"
         );
         a.head_dim = 96;
         assert!(a.check().unwrap_err().to_string().contains("use 64 or 128"));
