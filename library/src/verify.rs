@@ -6,7 +6,9 @@
 
 use crate::host::{HostTensor, Rng};
 use crate::operands::OpInputs;
-use crate::reference::{attention_row, gemm_element, layernorm_row, softmax_row, GemmInputs};
+use crate::reference::{
+    attention_row, embedding_row, gemm_element, layernorm_row, softmax_row, GemmInputs,
+};
 use tessera_dsl::{DType, GemmProblem, Problem};
 
 /// Outcome of comparing one output with its reference.
@@ -139,6 +141,7 @@ pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
         Problem::Gemm(g) => (g.batch, g.m, g.n * g.k, g.n),
         Problem::Layernorm(l) => (1, l.rows, l.cols, l.cols),
         Problem::Softmax(s) => (1, s.rows, s.cols, s.cols),
+        Problem::Embedding(e) => (1, e.tokens, e.hidden, e.hidden),
         Problem::Attention(a) => (
             a.batch * a.heads,
             a.seq_q,
@@ -168,6 +171,10 @@ pub fn op_row(x: &OpInputs, outer: u64, row: u64) -> Vec<f64> {
         Problem::Layernorm(l) => layernorm_row(l, x, row),
         Problem::Softmax(s) => softmax_row(s, x, row),
         Problem::Attention(a) => attention_row(a, x, outer / a.heads, outer % a.heads, row),
+        // an id outside its table has no reference: NaN fails the check rather than passing
+        Problem::Embedding(e) => {
+            embedding_row(e, x, row).unwrap_or_else(|| vec![f64::NAN; e.hidden as usize])
+        }
         Problem::Gemm(_) => Vec::new(),
     }
 }
@@ -179,6 +186,7 @@ pub fn op_output_index(problem: &Problem, outer: u64, row: u64, col: u64) -> u64
         Problem::Layernorm(l) => row * l.cols + col,
         Problem::Softmax(s) => row * s.cols + col,
         Problem::Attention(a) => a.output_index(outer / a.heads, outer % a.heads, row, col),
+        Problem::Embedding(e) => row * e.hidden + col,
     }
 }
 
@@ -219,7 +227,8 @@ fn check_positions(
     for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
         let got = value_at(index(b, i, j) as usize).map_or(f64::NAN, f64::from);
         max_ref = max_ref.max(want.abs());
-        if !got.is_finite() {
+        // a reference without a value (NaN: e.g. an embedding id outside its table) fails too
+        if !got.is_finite() || !want.is_finite() {
             nonfinite += 1;
             worst = (b, i, j);
             max_err = f64::INFINITY;
