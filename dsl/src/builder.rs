@@ -10,12 +10,12 @@ use crate::ir::{
     Fragment, GlobalTensor, KernelIr, Operand, ReduceOp, RowExpr, RowIndex, RowTile, SharedTile,
     Stmt, TileCopy,
 };
-use tessera_ops::{Role, Shape};
 use crate::layout::Layout;
 use crate::problem::Mask;
 use crate::problem::OpKind;
 use crate::space::Config;
 use crate::template::BuildError;
+use tessera_ops::{Role, Shape};
 
 /// Padding (elements) after each contiguous line of a 16-bit shared tile: 16 bytes, which
 /// staggers `ldmatrix` / LDS rows across banks.

@@ -228,7 +228,10 @@ pub enum RowExpr {
     /// The element at this column of a per-column vector (`bias`, `gamma`, `beta`).
     Col(Operand),
     /// The element at this column of the table row the index picks (`word[input_ids]`).
-    Gather { table: Operand, index: RowIndex },
+    Gather {
+        table: Operand,
+        index: RowIndex,
+    },
     /// A runtime f32 argument of the launch ABI (`eps`, `scale`).
     Arg(String),
     /// The row length, as f32.

@@ -28,8 +28,8 @@ pub use ir::KernelIr;
 pub use layout::Layout;
 pub use pipeline::{ConsumerSchedule, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
-    AttentionLayout, EmbeddingProblem, AttentionProblem, GemmProblem, LayernormProblem, Mask, OpKind, Problem,
-    SoftmaxProblem, Store,
+    AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem, LayernormProblem, Mask,
+    OpKind, Problem, SoftmaxProblem, Store,
 };
 pub use space::{Config, ParamSpace, Variant};
 pub use template::{

@@ -303,7 +303,16 @@ mod tests {
         let names: Vec<&str> = x.slots.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            ["input_ids", "token_type_ids", "word", "position", "token_type", "gamma", "beta", "y"]
+            [
+                "input_ids",
+                "token_type_ids",
+                "word",
+                "position",
+                "token_type",
+                "gamma",
+                "beta",
+                "y"
+            ]
         );
         let ids = x.ints("input_ids").unwrap();
         assert_eq!(ids.len(), 40);

@@ -431,7 +431,10 @@ mod tests {
             ("max(h)", "`max` takes two arguments, but 1 are given"),
             ("h[0]", "this index is not allowed"),
             ("word[ids + 1]", "this index is not allowed"),
-            ("position[t % seq]", "a gather index modulo a size is `row % SIZE`"),
+            (
+                "position[t % seq]",
+                "a gather index modulo a size is `row % SIZE`",
+            ),
             ("f(x)[ids]", "only a table operand is indexed"),
             ("\"a\" + h", "is not a number"),
         ] {

@@ -688,8 +688,10 @@ impl Scope<'_> {
                     list(&tables)
                 )
             };
-            self.diags
-                .error(&g.table, format!("`{name}` is not a table, so it is not gathered; {fix}"));
+            self.diags.error(
+                &g.table,
+                format!("`{name}` is not a table, so it is not gathered; {fix}"),
+            );
             ok = false;
         }
         match &g.index {

@@ -281,7 +281,10 @@ mod tests {
             emb.operand_names(|o| o.shape == Shape::Ids),
             ["input_ids", "token_type_ids"]
         );
-        assert_eq!((emb.ints, emb.args), (&["rows", "cols", "seq"][..], &["eps"][..]));
+        assert_eq!(
+            (emb.ints, emb.args),
+            (&["rows", "cols", "seq"][..], &["eps"][..])
+        );
     }
 
     #[test]

@@ -17,11 +17,16 @@ pub fn embedding_row(p: &EmbeddingProblem, x: &OpInputs, token: u64) -> Option<V
     let word = id("input_ids", p.vocab)? * hidden;
     let kind = id("token_type_ids", p.types)? * hidden;
     let pos = usize::try_from(token % p.seq.max(1)).ok()? * hidden;
-    let table = |name: &str, at: usize| -> Option<f64> {
-        x.values(name).get(at).map(|&v| f64::from(v))
-    };
+    let table =
+        |name: &str, at: usize| -> Option<f64> { x.values(name).get(at).map(|&v| f64::from(v)) };
     let h = (0..hidden)
-        .map(|j| Some(table("word", word + j)? + table("position", pos + j)? + table("token_type", kind + j)?))
+        .map(|j| {
+            Some(
+                table("word", word + j)?
+                    + table("position", pos + j)?
+                    + table("token_type", kind + j)?,
+            )
+        })
         .collect::<Option<Vec<f64>>>()?;
     let mean = h.iter().sum::<f64>() / hidden as f64;
     let var = h.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / hidden as f64;
@@ -50,12 +55,19 @@ mod tests {
         // gamma = 1, beta = 0: the output has mean 0 and variance ~1
         for name in ["gamma", "beta"] {
             let v = if name == "gamma" { 1.0 } else { 0.0 };
-            x.tensor_mut(name).unwrap().values.iter_mut().for_each(|g| *g = v);
+            x.tensor_mut(name)
+                .unwrap()
+                .values
+                .iter_mut()
+                .for_each(|g| *g = v);
         }
         let y = embedding_row(&p, &x, 6).unwrap();
         let mean = y.iter().sum::<f64>() / 64.0;
         let var = y.iter().map(|v| v * v).sum::<f64>() / 64.0;
-        assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
         // token 6 sits at position 6 % 4 = 2: changing position row 2 changes it, row 1 not
         let before = embedding_row(&p, &x, 6).unwrap();
         x.tensor_mut("position").unwrap().values[64] += 3.0;
