@@ -112,7 +112,7 @@ mod tests {
     fn long_rows_on_few_threads_are_rejected() {
         let caps = Target::Sm90a.nominal_caps();
         let p = problem(8192);
-        let config = TEMPLATE.config(&[1, 32, 2], &p).unwrap();
+        let config = TEMPLATE.config(&[2, 32, 2], &p).unwrap();
         let reject = TEMPLATE.validate(&config, &p, &caps).unwrap_err();
         assert_eq!(reject.kind, RejectKind::Resources);
         let config = TEMPLATE.config(&[1, 1024, 8], &p).unwrap();
