@@ -92,6 +92,13 @@ fn emit_prints_fused_snapshots_for_any_op() {
             "attention_f16_f32acc_q64_kv64_w4_s2_bshd_d64_padding_a8__sm_80__f16_d64_padding_bshd",
         ),
         (
+            "embedding",
+            "rows_per_block=4,threads_per_row=128,vector=8",
+            "sm_80",
+            "{op: embedding, batch: 32, seq: 128, hidden: 768}",
+            "embedding_f16_f32acc_r4_t128_v8_h768_a8__sm_80__f16_h768",
+        ),
+        (
             "layernorm",
             "rows_per_block=4,threads_per_row=128,vector=8",
             "gfx90a",
@@ -160,7 +167,7 @@ fn bad_input_exits_2_naming_choices() {
     let cases: [(&[&str], &str); 8] = [
         (
             &["emit", "gemx", "--config", cfg],
-            "templates are: attention, gemm, layernorm, softmax",
+            "templates are: attention, embedding, gemm, layernorm, softmax",
         ),
         (
             &["emit", "gemm", "--config", cfg, "--target", "sm_75"],
