@@ -146,7 +146,7 @@ fn unknown_choices_are_listed() {
     let e = err("problems: [{op: conv, m: 1, n: 2, k: 3}]");
     assert_eq!(
         e.to_string(),
-        "bad.yaml: problems[0]: unknown op `conv`; valid ops: gemm, layernorm, softmax, attention"
+        "bad.yaml: problems[0]: unknown op `conv`; valid ops: gemm, layernorm, softmax, attention, embedding"
     );
 
     let e = err("defaults: {dtype: f64}\nproblems: [{op: gemm, m: 1, n: 2, k: 3}]");
