@@ -62,11 +62,11 @@ fn sim_compile_no_tune_then_inspect() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("4 bucket(s), 20 kernels (0 cached, 0 tuned now, 20 untuned)"),
+        t.contains("4 bucket(s), 24 kernels (0 cached, 0 tuned now, 24 untuned)"),
         "{t}"
     );
     assert!(
-        t.contains("lower 4 bucket(s)") && t.contains("warning: 20 kernel(s) are untuned"),
+        t.contains("lower 4 bucket(s)") && t.contains("warning: 24 kernel(s) are untuned"),
         "{t}"
     );
     let o = tessera(&["inspect", out.to_str().unwrap()]);
@@ -104,7 +104,7 @@ fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("6 kernels (0 cached, 6 tuned now, 0 untuned)"),
+        t.contains("7 kernels (0 cached, 7 tuned now, 0 untuned)"),
         "{t}"
     );
     assert!(
@@ -115,7 +115,7 @@ fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
     let o = compile(&model, &out, &cache, &strict);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("6 kernels (6 cached, 0 tuned now, 0 untuned)"),
+        text(&o).contains("7 kernels (7 cached, 0 tuned now, 0 untuned)"),
         "{}",
         text(&o)
     );
@@ -138,7 +138,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let o = compile(&model, &out, &cache, &strict);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("--strict: 6 kernel problem(s) have no tuned winner"),
+        text(&o).contains("--strict: 7 kernel problem(s) have no tuned winner"),
         "{}",
         text(&o)
     );

@@ -85,6 +85,20 @@ fn emit_prints_fused_snapshots_for_any_op() {
             "attention_f16_f32acc_q128_kv64_w4_s2_bhsd_d64_padding_a8__sm_90a__f16_d64_padding",
         ),
         (
+            "attention",
+            "block_q=64,block_kv=64,warps=4,stages=2",
+            "sm_80",
+            "{op: attention, batch: 8, heads: 12, seq: 128, head_dim: 64, mask: padding, layout: bshd}",
+            "attention_f16_f32acc_q64_kv64_w4_s2_bshd_d64_padding_a8__sm_80__f16_d64_padding_bshd",
+        ),
+        (
+            "embedding",
+            "rows_per_block=4,threads_per_row=128,vector=8",
+            "sm_80",
+            "{op: embedding, batch: 32, seq: 128, hidden: 768}",
+            "embedding_f16_f32acc_r4_t128_v8_h768_a8__sm_80__f16_h768",
+        ),
+        (
             "layernorm",
             "rows_per_block=4,threads_per_row=128,vector=8",
             "gfx90a",
@@ -110,6 +124,20 @@ fn emit_prints_fused_snapshots_for_any_op() {
             "emit differs from snapshot {snap}"
         );
     }
+    // a wrong attention layout is a usage error naming the valid ones
+    let (code, _, err) = tessera(&[
+        "emit",
+        "attention",
+        "--config",
+        "block_q=64,block_kv=64,warps=4,stages=2",
+        "--problem",
+        "{op: attention, batch: 1, heads: 2, seq: 64, head_dim: 64, layout: bsdh}",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown layout `bsdh`") && err.contains("bshd"),
+        "{err}"
+    );
     // a problem of another op, or several problems, is a usage error
     let (code, _, err) = tessera(&[
         "emit",
@@ -139,7 +167,7 @@ fn bad_input_exits_2_naming_choices() {
     let cases: [(&[&str], &str); 8] = [
         (
             &["emit", "gemx", "--config", cfg],
-            "templates are: attention, gemm, layernorm, softmax",
+            "templates are: attention, embedding, gemm, layernorm, softmax",
         ),
         (
             &["emit", "gemm", "--config", cfg, "--target", "sm_75"],

@@ -312,7 +312,7 @@ fn bad_input_is_exit_2_with_a_clear_message() {
                 "--templates",
                 "gemx",
             ],
-            "templates are: attention, gemm, layernorm, softmax",
+            "templates are: attention, embedding, gemm, layernorm, softmax",
         ),
         (
             vec![
@@ -425,7 +425,7 @@ fn compile_only_for_mi250_uses_hipcc() {
 }
 
 #[test]
-fn sim_tune_covers_layernorm_softmax_and_attention() {
+fn sim_tune_covers_layernorm_softmax_attention_and_embedding() {
     let dir = tempfile::tempdir().unwrap();
     let shapes = write(
         dir.path(),
@@ -433,7 +433,9 @@ fn sim_tune_covers_layernorm_softmax_and_attention() {
         "problems:\n\
          - { name: ln, op: layernorm, rows: 33, cols: 768, fused: [residual] }\n\
          - { name: sm, op: softmax, rows: 12, cols: 100, mask_period: 6 }\n\
-         - { name: attn, op: attention, batch: 1, heads: 2, seq: 40, head_dim: 64, mask: padding }\n",
+         - { name: attn, op: attention, batch: 1, heads: 2, seq: 40, head_dim: 64, mask: padding }\n\
+         - { name: attn_tok, op: attention, batch: 2, heads: 2, seq: 24, head_dim: 64, mask: padding, layout: bshd }\n\
+         - { name: emb, op: embedding, batch: 3, seq: 20, hidden: 256, vocab: 500, positions: 32 }\n",
     );
     let cache = dir.path().join("fused.db");
     let o = tune(&[
@@ -447,15 +449,26 @@ fn sim_tune_covers_layernorm_softmax_and_attention() {
     ]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("3 measured, 0 cached"), "{out}");
+    assert!(out.contains("5 measured, 0 cached"), "{out}");
     // each op is tuned by its own template; layernorm reports bandwidth, attention FLOP/s
     let winners = Cache::open(&cache).unwrap().list_winners().unwrap();
     let mut names: Vec<&str> = winners.iter().map(|w| w.kernel_name.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names.len(), 3);
-    assert!(names[0].starts_with("attention_f16_f32acc_") && names[0].contains("_d64_padding"));
-    assert!(names[1].starts_with("layernorm_f16_f32acc_") && names[1].contains("_residual_h768"));
-    assert!(names[2].starts_with("softmax_f16_f32acc_") && names[2].ends_with("_h100_mask_a4"));
+    assert_eq!(names.len(), 5);
+    assert!(
+        names[0].starts_with("attention_f16_f32acc_") && names[0].contains("_bhsd_d64_padding")
+    );
+    assert!(
+        names[1].starts_with("attention_f16_f32acc_") && names[1].contains("_bshd_d64_padding")
+    );
+    assert!(names[2].starts_with("embedding_f16_f32acc_") && names[2].ends_with("_h256_a8"));
+    assert!(names[3].starts_with("layernorm_f16_f32acc_") && names[3].contains("_residual_h768"));
+    assert!(names[4].starts_with("softmax_f16_f32acc_") && names[4].ends_with("_h100_mask_a4"));
+    let emb_line = out
+        .lines()
+        .find(|l| l.starts_with("emb "))
+        .expect("emb row");
+    assert!(emb_line.contains("GB/s"), "{emb_line}");
     let ln_line = out.lines().find(|l| l.starts_with("ln ")).expect("ln row");
     assert!(ln_line.contains("GB/s"), "{ln_line}");
     let attn_line = out

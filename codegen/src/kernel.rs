@@ -65,6 +65,7 @@ impl KernelSource {
             // row-wise kernels: `tile_m` rows per block
             Problem::Layernorm(l) => [blocks(l.rows, self.tile_m), 1, 1],
             Problem::Softmax(s) => [blocks(s.rows, self.tile_m), 1, 1],
+            Problem::Embedding(e) => [blocks(e.tokens, self.tile_m), 1, 1],
             // attention: `tile_m` queries of one head per block
             Problem::Attention(a) => [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)],
         }
@@ -80,7 +81,7 @@ const SMEM_ALIGN: u32 = 128;
 pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     match ir.op {
         OpKind::Gemm => emit_gemm(ir, d),
-        OpKind::Layernorm | OpKind::Softmax => crate::rows::emit(ir, d),
+        OpKind::Layernorm | OpKind::Softmax | OpKind::Embedding => crate::rows::emit(ir, d),
         OpKind::Attention => crate::attention::emit(ir, d),
     }
 }

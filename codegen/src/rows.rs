@@ -1,5 +1,5 @@
-//! Row-wise kernels (layernorm, softmax): rows held in registers, reductions across the
-//! threads of a row, elementwise row expressions, a predicated vector store.
+//! Row-wise kernels (layernorm, softmax, embedding): rows held in registers, reductions across
+//! the threads of a row, elementwise row expressions, a predicated vector store.
 //!
 //! The lowering is generic over the row statements (`Rows`, `RowLoad`, `Map`, `RowReduce`,
 //! `RowLet`, `RowStore`) and any `RowExpr` tree; no statement sequence is special-cased.
@@ -13,6 +13,10 @@
 //!   `vector·2` bytes (16 at `vector = 8`): the widest loads and stores;
 //! - every chunk's loads are issued before any is used (a load phase per statement that reads
 //!   memory, then a compute phase), keeping `chunks` accesses per operand in flight.
+//!
+//! A gather (`RowExpr::Gather`, an embedding's `word[input_ids]`) reads the table row its
+//! index picks for this kernel row (`ids[row]` from an i32 operand, or `row % SIZE`): one
+//! base offset per statement, then the same vector loads as any row operand.
 //!
 //! Memory accesses are predicated per vector on `row < rows && col < cols` (a vector is wholly
 //! in or out: `cols` is a multiple of the variant's alignment, which must be `>= vector`).
@@ -34,7 +38,7 @@ use crate::source::Source;
 use crate::CodegenError;
 use expr::{is_identifier, lower, scalar_var, tile_var, Scope};
 use shape::RowShape;
-use tessera_dsl::ir::{abi, Arg, Operand, ReduceOp, RowExpr, RowTile, Stmt};
+use tessera_dsl::ir::{abi, Arg, Operand, ReduceOp, RowExpr, RowIndex, RowTile, Stmt};
 use tessera_dsl::{DType, KernelIr};
 
 /// Largest single vector access, bytes.
@@ -186,7 +190,9 @@ fn check(
 /// The operands an expression reads, each once, in first-use order.
 fn reads(e: &RowExpr, out: &mut Vec<RowExpr>) {
     match e {
-        RowExpr::At(_) | RowExpr::Col(_) if !out.contains(e) => out.push(e.clone()),
+        RowExpr::At(_) | RowExpr::Col(_) | RowExpr::Gather { .. } if !out.contains(e) => {
+            out.push(e.clone())
+        }
         RowExpr::Bin(_, a, b) => {
             reads(a, out);
             reads(b, out);
@@ -222,6 +228,12 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
+    fn has_i32_ptr(&self, name: &str) -> bool {
+        self.abi
+            .iter()
+            .any(|a| matches!(a, Arg::I32Ptr(n) if *n == name))
+    }
+
     fn has_i32(&self, name: &str) -> bool {
         self.abi
             .iter()
@@ -338,7 +350,30 @@ impl Emitter<'_> {
     fn load_reads(&mut self, list: &[RowExpr]) -> Result<Vec<(RowExpr, String)>, CodegenError> {
         let mut values = Vec::new();
         for (k, r) in list.iter().enumerate() {
+            let gather_base;
             let (op, base) = match r {
+                RowExpr::Gather { table, index } => {
+                    let row = match index {
+                        RowIndex::Ids(ids) if self.has_i32_ptr(ids.name()) => {
+                            format!("{}[row]", ids.name())
+                        }
+                        RowIndex::RowMod(size) if self.has_i32(size) && is_identifier(size) => {
+                            format!("row % {size}")
+                        }
+                        other => {
+                            return Err(CodegenError::Malformed(format!(
+                                "gather index {other:?} is not an i32 operand or size of the ABI"
+                            )))
+                        }
+                    };
+                    // rows past `rows` read table row 0 (never stored, never reduced)
+                    self.w.line(format!(
+                        "const long long g{k} = row_ok ? (long long)({row}) * cols : 0;  // {} row",
+                        table.name()
+                    ));
+                    gather_base = format!("g{k} + ");
+                    (*table, gather_base.as_str())
+                }
                 RowExpr::At(Operand::Mask) => {
                     if !self.has_i32("mask_period") {
                         return Err(CodegenError::Malformed(

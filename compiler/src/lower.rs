@@ -1,8 +1,10 @@
 //! Lowering: the optimized graph, bound to one shape bucket, becomes a launch list of steps.
-//! A step is a kernel problem (`tessera_dsl::Problem`: GEMM with its epilogue and store,
-//! attention with the key-padding mask, layernorm with the fused residual) or a glue step that
-//! has no template yet (the embedding gather + layernorm, the pooler), with its operands named
-//! as the kernel's ABI names them and given as views: a graph value and a byte offset in it.
+//! A step is a kernel problem (`tessera_dsl::Problem`: the embedding gathers + layernorm, GEMM
+//! with its epilogue and store, attention with the key-padding mask and the output layout the
+//! graph asks for (token-major where `absorb_layout` folded the head merge into it), layernorm
+//! with the fused residual) or a glue step that has no template yet (the pooler), with its
+//! operands named as the kernel's ABI names them and given as views: a graph value and a byte
+//! offset in it.
 //!
 //! A node the passes left unfused (a lone bias add, say) has no kernel: that is an error
 //! naming it, not a silent fallback.
@@ -13,16 +15,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
-    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, Problem,
-    Store,
+    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, EpilogueOp, GemmProblem,
+    LayernormProblem, Layout, Mask, Problem, Store,
 };
 
-/// A step with no kernel template yet; an executor slots one in by this name.
+/// A step with no kernel template yet; an executor slots one in by this name. (The embedding
+/// was one; it is the `embedding` template's kernel now.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Glue {
-    /// Word + position + token-type gather, sum, layernorm (scalar `eps`).
-    Embedding,
     /// `tanh(dense(h[:, 0]))`.
     Pooler,
 }
@@ -56,7 +57,9 @@ pub struct Step {
     pub output: ValueId,
     /// Runtime scalars the problem does not fix (`eps`, `scale`).
     pub scalars: BTreeMap<String, f64>,
-    /// Attention's output layout (`[b, h, s, d]` or token-major); `None` for other steps.
+    /// Attention's output layout (`[b, h, s, d]` or token-major); `None` for other steps. The
+    /// kernel problem carries the same layout (`AttentionProblem::layout`, from
+    /// [`attention_layout`]); this copy names it in the graph's terms for readers of the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_store: Option<AttentionStore>,
 }
@@ -131,7 +134,7 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 qkv,
                 store,
             } => {
-                let mut step = attention(ins, heads, head_dim, qkv, bucket, dtype);
+                let mut step = attention(ins, heads, head_dim, qkv, store, bucket, dtype);
                 step.scalars.insert("scale".into(), scale);
                 step.attention_store = Some(store);
                 step
@@ -152,6 +155,7 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 step
             }
             &Op::Embedding { eps } => {
+                let e = embedding(graph, node, bucket, dtype)?;
                 let names = [
                     "input_ids",
                     "token_type_ids",
@@ -161,7 +165,8 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                     "gamma",
                     "beta",
                 ];
-                let mut step = Lowered::new(StepKind::Glue(Glue::Embedding), named(&names), "y");
+                let mut step =
+                    Lowered::new(StepKind::Kernel(Problem::Embedding(e)), named(&names), "y");
                 step.scalars.insert("eps".into(), eps);
                 step
             }
@@ -195,6 +200,43 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
         });
     }
     Ok(steps)
+}
+
+/// The embedding over the bucket's padded `[batch, seq]` tokens (token `t` at position
+/// `t % seq`), table sizes from the word, position and token-type tables (`[rows, hidden]`).
+fn embedding(
+    graph: &Graph,
+    node: &Node,
+    bucket: Bucket,
+    dtype: DType,
+) -> Result<EmbeddingProblem, LowerError> {
+    let rows = |i: usize| -> Result<u64, LowerError> {
+        let v = node
+            .inputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| LowerError::Shape {
+                node: node.name.clone(),
+                what: format!("operand {i} is missing"),
+            })?;
+        match graph.value(v).shape.as_slice() {
+            [Dim::Fixed(n), Dim::Fixed(_)] => Ok(*n),
+            other => Err(LowerError::Shape {
+                node: node.name.clone(),
+                what: format!("{other:?} of table `{}`", graph.value(v).name),
+            }),
+        }
+    };
+    let mut e = EmbeddingProblem::new(
+        bucket.tokens(),
+        fixed_last(graph, node, node.output)?,
+        bucket.seq,
+    );
+    e.vocab = rows(2)?;
+    e.positions = rows(3)?;
+    e.types = rows(4)?;
+    e.dtype = dtype;
+    Ok(e)
 }
 
 /// `x · Wᵀ` over the bucket's tokens, W `[n, k]` row-major (`rcr`), epilogue operands in chain
@@ -241,18 +283,29 @@ fn linear(
     Ok(Lowered::new(StepKind::Kernel(Problem::Gemm(g)), ops, "d"))
 }
 
-/// Attention with the key-padding mask (`seq_lens`); a packed QKV is three consecutive views.
+/// The kernel's output layout for a graph attention store.
+pub fn attention_layout(store: AttentionStore) -> AttentionLayout {
+    match store {
+        AttentionStore::Heads => AttentionLayout::Bhsd,
+        AttentionStore::Tokens => AttentionLayout::Bshd,
+    }
+}
+
+/// Attention with the key-padding mask (`seq_lens`) writing O as `store` asks; a packed QKV
+/// is three consecutive views.
 fn attention(
     ins: &[ValueId],
     heads: u64,
     head_dim: u64,
     qkv: AttentionQkv,
+    store: AttentionStore,
     bucket: Bucket,
     dtype: DType,
 ) -> Lowered {
     let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
     a.dtype = dtype;
     a.mask = Mask::Padding;
+    a.layout = attention_layout(store);
     let ops = match qkv {
         AttentionQkv::Separate => vec![
             operand("q", ins[0]),

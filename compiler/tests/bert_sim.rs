@@ -9,11 +9,12 @@ use std::path::Path;
 use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::graph::{AttentionQkv, AttentionStore, LinearStore, Op};
+use tessera_compiler::lower::Glue;
 use tessera_compiler::plan::{Buffer, Callee, PlanError};
 use tessera_compiler::tuning::{TuningError, TuningStatus};
 use tessera_compiler::{compile, optimize, CompileError, Compiled, Lookup, Mode, Options, Plan};
 use tessera_device::{Device, SimDevice};
-use tessera_dsl::{DType, EpilogueOp, Problem, Store, Target};
+use tessera_dsl::{AttentionLayout, DType, EpilogueOp, Mask, Problem, Store, Target};
 use tessera_tuner::sweep::{device_fingerprint, Silent};
 
 fn options(dir: &Path) -> Options {
@@ -194,10 +195,11 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     let compiled = compile_with(dir.path(), &cache, Mode::NoTune).unwrap();
     let plan = &compiled.plan;
     assert_eq!(plan.buckets.len(), 4);
-    // per bucket: qkv, attention, out-proj, layernorm, ffn up, ffn down (both layers and both
-    // layernorms share them); buckets 1×32 and 2×16 have the same 32 rows, so their out-proj,
-    // layernorm and FFN problems are shared too (QKV's head store and attention know seq)
-    assert_eq!(plan.kernels.len(), 6 * 4 - 4);
+    // per bucket: embedding, qkv, attention, out-proj, layernorm, ffn up, ffn down (both layers
+    // and both layernorms share them); buckets 1×32 and 2×16 have the same 32 rows, so their
+    // out-proj, layernorm and FFN problems are shared too (the embedding's positions, QKV's
+    // head store and attention know seq)
+    assert_eq!(plan.kernels.len(), 7 * 4 - 4);
     for k in &plan.kernels {
         assert!(matches!(k.status, TuningStatus::Untuned { .. }), "{k:?}");
         assert!(k.kernel_name.starts_with(&k.template), "{}", k.kernel_name);
@@ -214,12 +216,56 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
             seq: 32
         }
     );
+    // attention writes O token-major, which the output projection reads as [tokens, hidden]
+    let attention: Vec<_> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.problem {
+            Problem::Attention(a) => Some((a.clone(), k.kernel_name.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attention.len(), 4, "one attention problem per bucket");
+    for (a, name) in &attention {
+        assert_eq!((a.layout, a.mask), (AttentionLayout::Bshd, Mask::Padding));
+        assert!(name.contains("_bshd_"), "{name}");
+    }
+    for b in &plan.buckets {
+        for l in &b.launches {
+            if let (Some(store), Callee::Kernel { kernel }) = (l.attention_store, &l.callee) {
+                assert_eq!(store, AttentionStore::Tokens);
+                match &plan.kernels[*kernel].problem {
+                    Problem::Attention(a) => assert_eq!(a.layout, AttentionLayout::Bshd),
+                    other => panic!("{} has an attention store but runs {other}", l.node),
+                }
+            }
+        }
+    }
     for b in &plan.buckets {
         assert_eq!(b.launches.len(), 16);
-        assert!(
-            matches!(b.launches[0].callee, Callee::Glue { .. }),
-            "embedding first"
-        );
+        // the embedding is a kernel; the pooler is the only glue left
+        let Callee::Kernel { kernel } = b.launches[0].callee else {
+            panic!("embedding first, as a kernel: {:?}", b.launches[0].callee)
+        };
+        match &plan.kernels[kernel].problem {
+            Problem::Embedding(e) => {
+                assert_eq!(
+                    (e.tokens, e.seq, e.hidden),
+                    (b.bucket.tokens(), b.bucket.seq, 128)
+                );
+                assert_eq!(b.launches[0].scalars.keys().collect::<Vec<_>>(), ["eps"]);
+            }
+            other => panic!("embedding first, got {other}"),
+        }
+        let glue: Vec<_> = b
+            .launches
+            .iter()
+            .filter_map(|l| match l.callee {
+                Callee::Glue { glue } => Some(glue),
+                Callee::Kernel { .. } => None,
+            })
+            .collect();
+        assert_eq!(glue, [Glue::Pooler]);
         assert!(b.arena_bytes <= b.naive_bytes && b.arena_bytes > 0);
         for l in &b.launches {
             if let Callee::Kernel { kernel } = l.callee {
@@ -308,7 +354,7 @@ fn strict_lists_every_miss() {
     let cache = Cache::open(dir.path().join("tune.db")).unwrap();
     match compile_with(dir.path(), &cache, Mode::Strict) {
         Err(CompileError::Tuning(TuningError::Strict(misses))) => {
-            assert_eq!(misses.len(), 20);
+            assert_eq!(misses.len(), 24);
             assert!(
                 misses
                     .iter()

@@ -1,19 +1,21 @@
 //! `KernelBuilder`: the API the `#[gpu_template]` expansion calls to assemble a [`KernelIr`].
 //!
-//! It resolves operand names (`a`, `b`, `c`, `d`, `bias`, `residual`) against the op's launch
-//! ABI, gives shared tiles their global tensor's dtype and layout, and checks that names used in
-//! the body were declared.
+//! It resolves operand names (`a`, `b`, `c`, `d`, `bias`, `residual`, `word`, ...) against the
+//! op's row of the op table (`tessera_ops`, the same row the macro validated against), gives
+//! shared tiles their global tensor's dtype and layout, and checks that names used in the body
+//! were declared.
 
 use crate::dtype::DType;
 use crate::ir::{
-    Fragment, GlobalTensor, KernelIr, Operand, ReduceOp, RowExpr, RowTile, SharedTile, Stmt,
-    TileCopy,
+    Fragment, GlobalTensor, KernelIr, Operand, ReduceOp, RowExpr, RowIndex, RowTile, SharedTile,
+    Stmt, TileCopy,
 };
 use crate::layout::Layout;
 use crate::problem::Mask;
 use crate::problem::OpKind;
 use crate::space::Config;
 use crate::template::BuildError;
+use tessera_ops::{Role, Shape};
 
 /// Padding (elements) after each contiguous line of a 16-bit shared tile: 16 bytes, which
 /// staggers `ldmatrix` / LDS rows across banks.
@@ -42,43 +44,30 @@ impl KernelBuilder {
         if let Some(c) = v.layout.chars().nth(1) {
             layout_b = Layout::from_letter(c).unwrap_or(Layout::Col);
         }
-        let tensor = |operand, dtype, layout, written| GlobalTensor {
-            operand,
-            dtype,
-            layout,
-            written,
-        };
-        let (i, o, row) = (v.input, v.output, Layout::Row);
-        let globals = match op {
-            OpKind::Gemm => vec![
-                tensor(Operand::A, i, row, false),
-                tensor(Operand::B, i, layout_b, false),
-                tensor(Operand::C, o, row, false),
-                tensor(Operand::D, o, row, true),
-                tensor(Operand::Bias, o, row, false),
-                tensor(Operand::Residual, o, row, false),
-            ],
-            OpKind::Layernorm => vec![
-                tensor(Operand::X, i, row, false),
-                tensor(Operand::Residual, i, row, false),
-                tensor(Operand::Bias, i, row, false),
-                tensor(Operand::Gamma, i, row, false),
-                tensor(Operand::Beta, i, row, false),
-                tensor(Operand::Y, o, row, true),
-            ],
-            OpKind::Softmax => vec![
-                tensor(Operand::X, i, row, false),
-                tensor(Operand::Mask, i, row, false),
-                tensor(Operand::Y, o, row, true),
-            ],
-            // every tensor is [batch, heads, seq, head_dim]: a seq × head_dim tile per head
-            OpKind::Attention => vec![
-                tensor(Operand::Q, i, row, false),
-                tensor(Operand::K, i, row, false),
-                tensor(Operand::V, i, row, false),
-                tensor(Operand::O, o, row, true),
-            ],
-        };
+        // the element operands of the op's table row (ids and lengths are i32 arguments, not
+        // tensors of the kernel's dtype); every tensor is row-major but a GEMM's B
+        let globals = op
+            .spec()
+            .operands
+            .iter()
+            .filter(|o| !o.shape.is_int())
+            .filter_map(|o| {
+                let operand = Operand::from_name(o.name)?;
+                Some(GlobalTensor {
+                    operand,
+                    dtype: match o.role {
+                        Role::Input => v.input,
+                        Role::Output => v.output,
+                    },
+                    layout: if operand == Operand::B {
+                        layout_b
+                    } else {
+                        Layout::Row
+                    },
+                    written: o.written,
+                })
+            })
+            .collect();
         KernelBuilder {
             ir: KernelIr {
                 name: config.kernel_name(),
@@ -350,6 +339,41 @@ impl KernelBuilder {
         Ok(())
     }
 
+    /// `rows NAME: TABLE[INDEX][ROWS] threads T vector V;`: declare the row tile and fill it
+    /// from a gather (`expr`, from [`gather_ids`](Self::gather_ids) or
+    /// [`gather_row_mod`](Self::gather_row_mod)).
+    pub fn rows_gathered(
+        &mut self,
+        name: &str,
+        expr: RowExpr,
+        rows: i64,
+        threads: i64,
+        vector: i64,
+    ) -> Result<(), BuildError> {
+        if !self.row_names.is_empty() {
+            return Err(BuildError::Malformed(
+                "a kernel declares one row tile".into(),
+            ));
+        }
+        if !matches!(expr, RowExpr::Gather { .. }) {
+            return Err(BuildError::Malformed(format!(
+                "`rows {name}` takes an operand or a gather"
+            )));
+        }
+        self.push(Stmt::Rows(RowTile {
+            name: name.into(),
+            rows: dim("rows", rows)?,
+            threads: dim("threads", threads)?,
+            vector: dim("vector", vector)?,
+        }));
+        self.row_names.push(name.to_string());
+        self.push(Stmt::Map {
+            dst: name.into(),
+            expr,
+        });
+        Ok(())
+    }
+
     /// Resolve a name in a row expression: a row tile, a row scalar, an operand (per-column
     /// vectors `bias`, `gamma`, `beta`; full-size `residual`, `mask`), a runtime argument of
     /// the op's ABI (`eps`, `scale`) or `cols` (the row length).
@@ -370,16 +394,76 @@ impl KernelBuilder {
         {
             return Ok(RowExpr::Arg(name.into()));
         }
+        let shape = self.shape(name)?;
         let g = self.operand(name)?;
         if g.written {
             return Err(BuildError::Malformed(format!(
                 "`{name}` is the output; expressions read inputs"
             )));
         }
-        Ok(match g.operand {
-            Operand::Bias | Operand::Gamma | Operand::Beta => RowExpr::Col(g.operand),
-            o => RowExpr::At(o),
+        match shape {
+            Shape::Vector => Ok(RowExpr::Col(g.operand)),
+            Shape::Matrix => Ok(RowExpr::At(g.operand)),
+            Shape::Table | Shape::Ids | Shape::Lens => Err(BuildError::Malformed(format!(
+                "`{name}` is read through a gather (`TABLE[IDS]`), not by itself"
+            ))),
+        }
+    }
+
+    /// The shape of an operand of this op (its row of the op table).
+    fn shape(&self, name: &str) -> Result<Shape, BuildError> {
+        self.ir
+            .op
+            .spec()
+            .operand(name)
+            .map(|o| o.shape)
+            .ok_or_else(|| BuildError::Unknown {
+                what: "operand",
+                name: name.to_string(),
+            })
+    }
+
+    /// `TABLE[IDS]`: the element at this column of row `IDS[row]` of a table operand.
+    pub fn gather_ids(&self, table: &str, ids: &str) -> Result<RowExpr, BuildError> {
+        let table = self.table(table)?;
+        if self.shape(ids)? != Shape::Ids {
+            return Err(BuildError::Malformed(format!(
+                "`{ids}` is not an id operand; a gather's index is one i32 per row"
+            )));
+        }
+        let ids = Operand::from_name(ids).ok_or_else(|| BuildError::Unknown {
+            what: "id operand",
+            name: ids.to_string(),
+        })?;
+        Ok(RowExpr::Gather {
+            table,
+            index: RowIndex::Ids(ids),
         })
+    }
+
+    /// `TABLE[row % SIZE]`: the element at this column of row `row % SIZE` of a table operand,
+    /// SIZE an i32 argument of the ABI.
+    pub fn gather_row_mod(&self, table: &str, size: &str) -> Result<RowExpr, BuildError> {
+        let table = self.table(table)?;
+        if !self.ir.op.spec().ints.contains(&size) {
+            return Err(BuildError::Unknown {
+                what: "i32 size argument",
+                name: size.to_string(),
+            });
+        }
+        Ok(RowExpr::Gather {
+            table,
+            index: RowIndex::RowMod(size.to_string()),
+        })
+    }
+
+    fn table(&self, name: &str) -> Result<Operand, BuildError> {
+        if self.shape(name)? != Shape::Table {
+            return Err(BuildError::Malformed(format!(
+                "`{name}` is not a table; only table operands are gathered"
+            )));
+        }
+        Ok(self.operand(name)?.operand)
     }
 
     fn need_row_tile(&self, name: &str) -> Result<(), BuildError> {

@@ -34,9 +34,43 @@ pub enum Operand {
     K,
     V,
     O,
+    /// Embedding: the per-token ids (i32), the three tables gathered by them.
+    InputIds,
+    TokenTypeIds,
+    Word,
+    Position,
+    TokenType,
 }
 
 impl Operand {
+    pub const ALL: [Operand; 20] = [
+        Operand::A,
+        Operand::B,
+        Operand::C,
+        Operand::D,
+        Operand::Bias,
+        Operand::Residual,
+        Operand::X,
+        Operand::Y,
+        Operand::Gamma,
+        Operand::Beta,
+        Operand::Mask,
+        Operand::Q,
+        Operand::K,
+        Operand::V,
+        Operand::O,
+        Operand::InputIds,
+        Operand::TokenTypeIds,
+        Operand::Word,
+        Operand::Position,
+        Operand::TokenType,
+    ];
+
+    /// The operand whose ABI name is `name` (the op table's operand names).
+    pub fn from_name(name: &str) -> Option<Operand> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Operand::A => "a",
@@ -54,6 +88,11 @@ impl Operand {
             Operand::K => "k",
             Operand::V => "v",
             Operand::O => "o",
+            Operand::InputIds => "input_ids",
+            Operand::TokenTypeIds => "token_type_ids",
+            Operand::Word => "word",
+            Operand::Position => "position",
+            Operand::TokenType => "token_type",
         }
     }
 }
@@ -166,6 +205,16 @@ pub enum RowFn {
     Sqrt,
 }
 
+/// Which row of a table a gather reads for kernel row `row`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowIndex {
+    /// `ids[row]`, from an i32 operand with one id per row (`input_ids`).
+    Ids(Operand),
+    /// `row % SIZE`, SIZE an i32 argument of the launch ABI (`seq`: the position of a token
+    /// in its sequence).
+    RowMod(String),
+}
+
 /// An f32 expression evaluated per element of a row tile (or per row, for row scalars).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RowExpr {
@@ -178,6 +227,11 @@ pub enum RowExpr {
     At(Operand),
     /// The element at this column of a per-column vector (`bias`, `gamma`, `beta`).
     Col(Operand),
+    /// The element at this column of the table row the index picks (`word[input_ids]`).
+    Gather {
+        table: Operand,
+        index: RowIndex,
+    },
     /// A runtime f32 argument of the launch ABI (`eps`, `scale`).
     Arg(String),
     /// The row length, as f32.
@@ -196,6 +250,12 @@ impl RowExpr {
     pub fn operands(&self, out: &mut Vec<Operand>) {
         match self {
             RowExpr::At(o) | RowExpr::Col(o) => out.push(*o),
+            RowExpr::Gather { table, index } => {
+                out.push(*table);
+                if let RowIndex::Ids(ids) = index {
+                    out.push(*ids);
+                }
+            }
             RowExpr::Bin(_, a, b) => {
                 a.operands(out);
                 b.operands(out);
@@ -208,7 +268,7 @@ impl RowExpr {
     /// Whether the expression depends on the element (not only on the row).
     pub fn per_element(&self) -> bool {
         match self {
-            RowExpr::Tile(_) | RowExpr::At(_) | RowExpr::Col(_) => true,
+            RowExpr::Tile(_) | RowExpr::At(_) | RowExpr::Col(_) | RowExpr::Gather { .. } => true,
             RowExpr::Bin(_, a, b) => a.per_element() || b.per_element(),
             RowExpr::Call(_, a) => a.per_element(),
             _ => false,
@@ -442,51 +502,109 @@ pub fn gemm_abi(variant: &Variant) -> Vec<Arg> {
     ]
 }
 
-/// The launch ABI of any op. Row-wise kernels launch `ceil(rows / tile rows)` blocks; attention
-/// launches `(ceil(seq_q / block_q), heads, batch)`.
+/// The launch ABI of any op, from its row of the op table (`tessera_ops`): the operands in
+/// table order (element pointers of the input or output dtype; i32 pointers for ids and
+/// lengths), then the i32 sizes, then the f32 arguments; a GEMM's is [`gemm_abi`]. Row-wise
+/// kernels launch `ceil(rows / tile rows)` blocks; attention launches
+/// `(ceil(seq_q / block_q), heads, batch)`.
 ///
 /// - layernorm: `x, residual, bias, gamma, beta, y, rows, cols, eps`
 /// - softmax: `x, mask, y, rows, cols, mask_period, scale`
 /// - attention: `q, k, v, o, kv_lens, batch, heads, seq_q, seq_kv, scale`
+/// - embedding: `input_ids, token_type_ids, word, position, token_type, gamma, beta, y, rows,
+///   cols, seq, eps`
 pub fn abi(op: OpKind, variant: &Variant) -> Vec<Arg> {
-    let ptr = |name: &'static str, written: bool| Arg::Ptr {
-        name,
-        dtype: variant.input,
-        written,
-    };
-    match op {
-        OpKind::Gemm => gemm_abi(variant),
-        OpKind::Layernorm => vec![
-            ptr("x", false),
-            ptr("residual", false),
-            ptr("bias", false),
-            ptr("gamma", false),
-            ptr("beta", false),
-            ptr("y", true),
-            Arg::I32("rows"),
-            Arg::I32("cols"),
-            Arg::F32("eps"),
-        ],
-        OpKind::Softmax => vec![
-            ptr("x", false),
-            ptr("mask", false),
-            ptr("y", true),
-            Arg::I32("rows"),
-            Arg::I32("cols"),
-            Arg::I32("mask_period"),
-            Arg::F32("scale"),
-        ],
-        OpKind::Attention => vec![
-            ptr("q", false),
-            ptr("k", false),
-            ptr("v", false),
-            ptr("o", true),
-            Arg::I32Ptr("kv_lens"),
-            Arg::I32("batch"),
-            Arg::I32("heads"),
-            Arg::I32("seq_q"),
-            Arg::I32("seq_kv"),
-            Arg::F32("scale"),
-        ],
+    if op == OpKind::Gemm {
+        return gemm_abi(variant);
+    }
+    let spec = op.spec();
+    let mut out = Vec::new();
+    for o in spec.operands {
+        out.push(if o.shape.is_int() {
+            Arg::I32Ptr(o.name)
+        } else {
+            Arg::Ptr {
+                name: o.name,
+                dtype: match o.role {
+                    tessera_ops::Role::Input => variant.input,
+                    tessera_ops::Role::Output => variant.output,
+                },
+                written: o.written,
+            }
+        });
+    }
+    out.extend(spec.ints.iter().map(|n| Arg::I32(n)));
+    out.extend(spec.args.iter().map(|n| Arg::F32(n)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::Problem;
+    use crate::template::variant_for;
+
+    fn names(op: OpKind, p: &Problem) -> Vec<&'static str> {
+        abi(op, &variant_for(DType::F32, p))
+            .iter()
+            .map(Arg::name)
+            .collect()
+    }
+
+    #[test]
+    fn abis_follow_the_op_table() {
+        use crate::problem::{AttentionProblem, EmbeddingProblem, LayernormProblem};
+        let ln = Problem::Layernorm(LayernormProblem::new(8, 64));
+        assert_eq!(
+            names(OpKind::Layernorm, &ln),
+            ["x", "residual", "bias", "gamma", "beta", "y", "rows", "cols", "eps"]
+        );
+        let at = Problem::Attention(AttentionProblem::new(1, 2, 8, 64));
+        let abi_at = abi(OpKind::Attention, &variant_for(DType::F32, &at));
+        assert_eq!(abi_at[4], Arg::I32Ptr("kv_lens"));
+        assert_eq!(
+            names(OpKind::Attention, &at),
+            ["q", "k", "v", "o", "kv_lens", "batch", "heads", "seq_q", "seq_kv", "scale"]
+        );
+        let mut emb = EmbeddingProblem::new(16, 64, 8);
+        emb.dtype = DType::BF16;
+        let emb = Problem::Embedding(emb);
+        let abi_emb = abi(OpKind::Embedding, &variant_for(DType::F32, &emb));
+        assert_eq!(
+            abi_emb.iter().map(Arg::name).collect::<Vec<_>>(),
+            [
+                "input_ids",
+                "token_type_ids",
+                "word",
+                "position",
+                "token_type",
+                "gamma",
+                "beta",
+                "y",
+                "rows",
+                "cols",
+                "seq",
+                "eps"
+            ]
+        );
+        assert_eq!(abi_emb[0], Arg::I32Ptr("input_ids"));
+        assert_eq!(
+            abi_emb[7],
+            Arg::Ptr {
+                name: "y",
+                dtype: DType::BF16,
+                written: true
+            }
+        );
+        // every table operand name is an IR operand or an i32 pointer
+        for op in tessera_ops::OPS {
+            for o in op.operands {
+                assert!(
+                    o.shape.is_int() && o.name == "kv_lens" || Operand::from_name(o.name).is_some(),
+                    "{}",
+                    o.name
+                );
+            }
+        }
     }
 }

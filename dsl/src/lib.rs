@@ -28,7 +28,8 @@ pub use ir::KernelIr;
 pub use layout::Layout;
 pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
-    AttentionProblem, GemmProblem, LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store,
+    AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem, LayernormProblem, Mask,
+    OpKind, Problem, SoftmaxProblem, Store,
 };
 pub use space::{Config, ParamSpace, Variant};
 pub use template::{
@@ -36,6 +37,8 @@ pub use template::{
 };
 pub use tensor_map::{Swizzle, TensorMapArg, TensorMapError, TensorMapGeometry};
 pub use tessera_macros::gpu_template;
+/// The op table (operands, scalars, extents per op), shared with the macro.
+pub use tessera_ops as ops;
 
 /// Items the `#[gpu_template]` expansion refers to. Not part of the public API.
 #[doc(hidden)]

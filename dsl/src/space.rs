@@ -188,7 +188,11 @@ pub struct Variant {
     pub input: DType,
     pub acc: DType,
     pub output: DType,
-    /// Layout code, e.g. `rcr` for a GEMM (A, B, D); empty where it does not apply.
+    /// Layout code, e.g. `rcr` for a GEMM (A, B, D), O's [`AttentionLayout`] code for
+    /// attention (`bhsd`, `bshd`; see [`Variant::attention_layout`]); empty where it does not
+    /// apply.
+    ///
+    /// [`AttentionLayout`]: crate::problem::AttentionLayout
     pub layout: String,
     pub epilogue: Vec<EpilogueOp>,
     /// Elements per aligned global vector access (8, 4, 2 or 1).
@@ -203,6 +207,13 @@ pub struct Variant {
     /// The mask an attention or softmax kernel applies.
     #[serde(default, skip_serializing_if = "crate::problem::Mask::is_none")]
     pub mask: crate::problem::Mask,
+}
+
+impl Variant {
+    /// O's layout when this is an attention variant (its layout code is an attention layout's).
+    pub fn attention_layout(&self) -> Option<crate::problem::AttentionLayout> {
+        crate::problem::AttentionLayout::from_code(&self.layout)
+    }
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -259,9 +270,13 @@ impl Config {
             name.push_str(&v.store.label());
         }
         if v.extent != 0 {
-            // attention kernels (layout `bhsd`) are specialised per head size, row-wise
-            // kernels per hidden size
-            let tag = if v.layout == "bhsd" { 'd' } else { 'h' };
+            // attention kernels (layout `bhsd` or `bshd`) are specialised per head size,
+            // row-wise kernels per hidden size
+            let tag = if v.attention_layout().is_some() {
+                'd'
+            } else {
+                'h'
+            };
             name.push_str(&format!("_{tag}{}", v.extent));
         }
         if !v.mask.is_none() {

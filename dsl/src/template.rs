@@ -180,9 +180,10 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
             };
             rows(s.dtype, s.cols, s.alignment(), mask)
         }
+        Problem::Embedding(e) => rows(e.dtype, e.hidden, e.alignment(), Mask::None),
         // head_dim is 64 or 128: rows are 8-element aligned
         Problem::Attention(a) => Variant {
-            layout: "bhsd".into(),
+            layout: a.layout.code().into(),
             ..rows(a.dtype, a.head_dim, 8, a.mask)
         },
     }

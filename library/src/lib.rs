@@ -7,6 +7,7 @@
 //! depends on `tessera-dsl` only: no GPU, no codegen.
 
 pub mod attention;
+pub mod embedding;
 pub mod gemm;
 pub mod host;
 pub mod layernorm;
@@ -23,6 +24,7 @@ pub fn templates() -> Vec<&'static dyn tessera_dsl::Template> {
         &layernorm::layernorm::TEMPLATE,
         &softmax::softmax::TEMPLATE,
         &attention::attention::TEMPLATE,
+        &embedding::embedding::TEMPLATE,
     );
     tessera_dsl::registry()
 }

@@ -1,4 +1,4 @@
-//! The operands of a row-wise or attention problem on the host, in the order of the op's
+//! The operands of a row-wise, attention or embedding problem on the host, in the order of the op's
 //! launch ABI (`tessera_dsl::ir::abi`): fresh random inputs (never zeros), absent optional
 //! operands, the output's size, and the scalar arguments.
 //!
@@ -22,8 +22,8 @@ pub enum Slot {
         dtype: DType,
         len: u64,
     },
-    /// Attention's per-batch key lengths.
-    Lens(Vec<i32>),
+    /// i32 data: attention's per-batch key lengths, an embedding's per-token ids.
+    Ints(Vec<i32>),
 }
 
 /// One scalar argument.
@@ -83,9 +83,9 @@ impl OpInputs {
                     slots.push((name, slot));
                 }
                 Arg::I32Ptr(name) => {
-                    let slot = match problem {
-                        Problem::Attention(a) if a.mask == Mask::Padding => Slot::Lens(Vec::new()),
-                        _ => Slot::Absent,
+                    let slot = match int_range(problem, name) {
+                        Some(_) => Slot::Ints(Vec::new()),
+                        None => Slot::Absent,
                     };
                     slots.push((name, slot));
                 }
@@ -112,17 +112,18 @@ impl OpInputs {
                     let len = input_len(problem, name).unwrap_or(0);
                     *t = random_input(name, t.dtype, len, &mut rng);
                 }
-                Slot::Lens(lens) => {
-                    if let Problem::Attention(a) = problem {
-                        // the last batch attends every key; others a random prefix
-                        *lens = (0..a.batch)
-                            .map(|b| {
-                                let len = if b + 1 == a.batch {
-                                    a.seq_kv
+                Slot::Ints(ints) => {
+                    if let Some((count, lo, hi)) = int_range(problem, name) {
+                        // uniform in lo..=hi; the last value is hi (attention: the last batch
+                        // attends every key; an embedding: the largest id is read)
+                        *ints = (0..count)
+                            .map(|i| {
+                                let v = if i + 1 == count {
+                                    hi
                                 } else {
-                                    1 + rng.below(a.seq_kv)
+                                    lo + rng.below(hi - lo + 1)
                                 };
-                                i32_of(len)
+                                i32_of(v)
                             })
                             .collect();
                     }
@@ -163,8 +164,13 @@ impl OpInputs {
     }
 
     pub fn kv_lens(&self) -> Option<&[i32]> {
-        self.slots.iter().find_map(|(_, s)| match s {
-            Slot::Lens(l) => Some(l.as_slice()),
+        self.ints("kv_lens")
+    }
+
+    /// The values of an i32 operand (key lengths, ids), if the problem uses it.
+    pub fn ints(&self, name: &str) -> Option<&[i32]> {
+        self.slots.iter().find_map(|(n, s)| match s {
+            Slot::Ints(l) if *n == name => Some(l.as_slice()),
             _ => None,
         })
     }
@@ -188,6 +194,19 @@ pub fn output_len(problem: &Problem) -> u64 {
         Problem::Layernorm(l) => l.rows * l.cols,
         Problem::Softmax(s) => s.rows * s.cols,
         Problem::Attention(a) => a.batch * a.heads * a.seq_q * a.head_dim,
+        Problem::Embedding(e) => e.tokens * e.hidden,
+    }
+}
+
+/// An i32 operand the problem uses: (count, smallest, largest value), or `None` when absent.
+fn int_range(problem: &Problem, name: &str) -> Option<(u64, u64, u64)> {
+    match (problem, name) {
+        (Problem::Attention(a), "kv_lens") if a.mask == Mask::Padding => {
+            Some((a.batch, 1, a.seq_kv))
+        }
+        (Problem::Embedding(e), "input_ids") => Some((e.tokens, 0, e.vocab.saturating_sub(1))),
+        (Problem::Embedding(e), "token_type_ids") => Some((e.tokens, 0, e.types.saturating_sub(1))),
+        _ => None,
     }
 }
 
@@ -202,6 +221,10 @@ fn input_len(problem: &Problem, name: &str) -> Option<u64> {
         (Problem::Softmax(s), "mask") => s.mask_period.map(|p| s.rows / p.max(1) * s.cols),
         (Problem::Attention(a), "q") => Some(a.batch * a.heads * a.seq_q * a.head_dim),
         (Problem::Attention(a), "k" | "v") => Some(a.batch * a.heads * a.seq_kv * a.head_dim),
+        (Problem::Embedding(e), "word") => Some(e.vocab * e.hidden),
+        (Problem::Embedding(e), "position") => Some(e.positions * e.hidden),
+        (Problem::Embedding(e), "token_type") => Some(e.types * e.hidden),
+        (Problem::Embedding(e), "gamma" | "beta") => Some(e.hidden),
         _ => None,
     }
 }
@@ -228,6 +251,9 @@ fn int_arg(problem: &Problem, name: &str) -> i32 {
         (Problem::Attention(a), "heads") => a.heads,
         (Problem::Attention(a), "seq_q") => a.seq_q,
         (Problem::Attention(a), "seq_kv") => a.seq_kv,
+        (Problem::Embedding(e), "rows") => e.tokens,
+        (Problem::Embedding(e), "cols") => e.hidden,
+        (Problem::Embedding(e), "seq") => e.seq,
         _ => 0,
     };
     i32_of(v)
@@ -235,7 +261,7 @@ fn int_arg(problem: &Problem, name: &str) -> i32 {
 
 fn float_arg(problem: &Problem, name: &str) -> f32 {
     match (problem, name) {
-        (Problem::Layernorm(_), "eps") => LAYERNORM_EPS,
+        (Problem::Layernorm(_) | Problem::Embedding(_), "eps") => LAYERNORM_EPS,
         // spreads inputs in [-1, 1] over a few units so the softmax is far from uniform
         (Problem::Softmax(_), "scale") => 3.0,
         (Problem::Attention(a), "scale") => 1.0 / (a.head_dim as f32).sqrt(),
@@ -270,5 +296,34 @@ mod tests {
         assert!(
             OpInputs::random(&Problem::Gemm(tessera_dsl::GemmProblem::new(1, 1, 2)), 0).is_err()
         );
+
+        let mut e = tessera_dsl::EmbeddingProblem::new(40, 64, 8);
+        (e.vocab, e.positions, e.types) = (50, 16, 3);
+        let x = OpInputs::random(&Problem::Embedding(e), 3).unwrap();
+        let names: Vec<&str> = x.slots.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "input_ids",
+                "token_type_ids",
+                "word",
+                "position",
+                "token_type",
+                "gamma",
+                "beta",
+                "y"
+            ]
+        );
+        let ids = x.ints("input_ids").unwrap();
+        assert_eq!(ids.len(), 40);
+        assert!(ids.iter().all(|&i| (0..50).contains(&i)));
+        assert_eq!(ids[39], 49, "the largest id is read");
+        assert!(ids.iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
+        let types = x.ints("token_type_ids").unwrap();
+        assert!(types.iter().all(|&i| (0..3).contains(&i)) && types.contains(&0));
+        assert_eq!(x.values("word").len(), 50 * 64);
+        assert_eq!(x.values("position").len(), 16 * 64);
+        assert_eq!(x.output(), (DType::F16, 40 * 64));
+        assert_eq!(x.f32_arg("eps"), LAYERNORM_EPS);
     }
 }

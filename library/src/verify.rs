@@ -6,7 +6,9 @@
 
 use crate::host::{HostTensor, Rng};
 use crate::operands::OpInputs;
-use crate::reference::{attention_row, gemm_element, layernorm_row, softmax_row, GemmInputs};
+use crate::reference::{
+    attention_row, embedding_row, gemm_element, layernorm_row, softmax_row, GemmInputs,
+};
 use tessera_dsl::{DType, GemmProblem, Problem};
 
 /// Outcome of comparing one output with its reference.
@@ -139,6 +141,7 @@ pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
         Problem::Gemm(g) => (g.batch, g.m, g.n * g.k, g.n),
         Problem::Layernorm(l) => (1, l.rows, l.cols, l.cols),
         Problem::Softmax(s) => (1, s.rows, s.cols, s.cols),
+        Problem::Embedding(e) => (1, e.tokens, e.hidden, e.hidden),
         Problem::Attention(a) => (
             a.batch * a.heads,
             a.seq_q,
@@ -168,6 +171,10 @@ pub fn op_row(x: &OpInputs, outer: u64, row: u64) -> Vec<f64> {
         Problem::Layernorm(l) => layernorm_row(l, x, row),
         Problem::Softmax(s) => softmax_row(s, x, row),
         Problem::Attention(a) => attention_row(a, x, outer / a.heads, outer % a.heads, row),
+        // an id outside its table has no reference: NaN fails the check rather than passing
+        Problem::Embedding(e) => {
+            embedding_row(e, x, row).unwrap_or_else(|| vec![f64::NAN; e.hidden as usize])
+        }
         Problem::Gemm(_) => Vec::new(),
     }
 }
@@ -178,7 +185,8 @@ pub fn op_output_index(problem: &Problem, outer: u64, row: u64, col: u64) -> u64
         Problem::Gemm(g) => g.output_index(outer, row, col),
         Problem::Layernorm(l) => row * l.cols + col,
         Problem::Softmax(s) => row * s.cols + col,
-        Problem::Attention(a) => (outer * a.seq_q + row) * a.head_dim + col,
+        Problem::Attention(a) => a.output_index(outer / a.heads, outer % a.heads, row, col),
+        Problem::Embedding(e) => row * e.hidden + col,
     }
 }
 
@@ -219,7 +227,8 @@ fn check_positions(
     for (&(b, i, j), &want) in e.positions.iter().zip(&e.values) {
         let got = value_at(index(b, i, j) as usize).map_or(f64::NAN, f64::from);
         max_ref = max_ref.max(want.abs());
-        if !got.is_finite() {
+        // a reference without a value (NaN: e.g. an embedding id outside its table) fails too
+        if !got.is_finite() || !want.is_finite() {
             nonfinite += 1;
             worst = (b, i, j);
             max_err = f64::INFINITY;
@@ -323,6 +332,32 @@ mod tests {
         let v = check_op_expected_bytes(&x, &e, &out.to_bytes());
         assert!(!v.pass);
         assert_eq!(v.worst, (5, 36, 63));
+
+        // token-major O: the same reference values land at [b][s][h][d]
+        let mut t = a.clone();
+        t.layout = tessera_dsl::AttentionLayout::Bshd;
+        let xt = OpInputs::random(&Problem::Attention(t.clone()), 5).unwrap();
+        let et = expected_op(&xt);
+        assert_eq!(
+            et.values, e.values,
+            "the layout moves values, never changes them"
+        );
+        let mut tok = HostTensor {
+            dtype,
+            values: vec![f32::NAN; len as usize],
+        };
+        for (&(o, r, c), &v) in et.positions.iter().zip(&et.values) {
+            tok.values[op_output_index(&xt.problem, o, r, c) as usize] =
+                crate::host::round_to(dtype, v as f32);
+        }
+        assert!(check_op_expected_bytes(&xt, &et, &tok.to_bytes()).pass);
+        // (batch 1, head 0, query 2) sits at token 1·37 + 2, head 0 in token-major order
+        let bhsd_at = |b: u64, h: u64, s: u64| (((b * 3 + h) * 37 + s) * 64) as usize;
+        let bshd_at = |b: u64, h: u64, s: u64| (((b * 37 + s) * 3 + h) * 64) as usize;
+        assert_eq!(out.values[bhsd_at(1, 0, 2)], tok.values[bshd_at(1, 0, 2)]);
+        assert_eq!(out.values[bhsd_at(0, 2, 36)], tok.values[bshd_at(0, 2, 36)]);
+        // a bhsd-ordered buffer fails the token-major check
+        assert!(!check_op_expected_bytes(&xt, &et, &out.to_bytes()).pass);
 
         for (r, c) in [(65536, 4096), (65536, 1024), (12288, 768)] {
             let rows = op_rows(&Problem::Softmax(SoftmaxProblem::new(r, c)));

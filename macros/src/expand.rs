@@ -271,13 +271,30 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
             TileOp::Rows {
                 name,
                 operand,
+                index,
                 rows,
                 threads,
                 vector,
             } => {
-                let (name, operand) = (name.to_string(), operand.to_string());
                 let (rows, threads, vector) = (n(rows), n(threads), n(vector));
-                quote_spanned!(span=> __k.rows(#name, #operand, #rows, #threads, #vector)?;)
+                match index {
+                    None => {
+                        let (name, operand) = (name.to_string(), operand.to_string());
+                        quote_spanned!(span=> __k.rows(#name, #operand, #rows, #threads, #vector)?;)
+                    }
+                    Some(index) => {
+                        let gather = crate::row_expr::Gather {
+                            table: operand.clone(),
+                            index: index.clone(),
+                        }
+                        .tokens();
+                        let name = name.to_string();
+                        quote_spanned! {span=> {
+                            let __e = #gather;
+                            __k.rows_gathered(#name, __e, #rows, #threads, #vector)?;
+                        }}
+                    }
+                }
             }
             TileOp::When { operand, body } => {
                 let operand = operand.to_string();

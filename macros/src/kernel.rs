@@ -40,7 +40,7 @@ fn grammar(word: &str) -> &'static str {
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
         "softmax" => "`softmax SCORES online ACC;`, e.g. `softmax s online acc;`",
         "normalize" => "`normalize ACC;`, e.g. `normalize acc;`",
-        "rows" => "`rows NAME: OPERAND[ROWS] threads THREADS vector VECTOR;`, e.g. `rows h: x[rows_per_block] threads threads_per_row vector vector;`",
+        "rows" => "`rows NAME: OPERAND[ROWS] threads THREADS vector VECTOR;` or, from a gathered table, `rows NAME: TABLE[IDS][ROWS] ...;`, e.g. `rows h: x[rows_per_block] threads threads_per_row vector vector;` or `rows h: word[input_ids][rows_per_block] threads threads_per_row vector vector;`",
         "when" => "`when OPERAND { ... }`, e.g. `when bias { h = h + bias; }`",
         "reduce" => "`reduce NAME = sum(EXPR);` or `max(EXPR)`, e.g. `reduce total = sum(h);`",
         "let" => "`let NAME = EXPR;`, e.g. `let mean = total / cols;`",
@@ -104,10 +104,12 @@ pub enum TileOp<E> {
     Normalize {
         acc: Ident,
     },
-    /// `rows NAME: OPERAND[ROWS] threads T vector V;`
+    /// `rows NAME: OPERAND[ROWS] threads T vector V;`, or `OPERAND[INDEX][ROWS]`: the tile
+    /// starts as a gather of a table operand.
     Rows {
         name: Ident,
         operand: Ident,
+        index: Option<row_expr::IndexTree>,
         rows: E,
         threads: E,
         vector: E,
@@ -390,7 +392,14 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             let name: Ident = input.parse()?;
             input.parse::<Token![:]>()?;
             let operand = input.call(Ident::parse_any)?;
-            let rows = single(input)?;
+            let first = single(input)?;
+            // `TABLE[INDEX][ROWS]`: two brackets, the first the gather's index
+            let (index, rows) = if input.peek(token::Bracket) {
+                let index = row_expr::parse_index(&first).map_err(Failure::Nested)?;
+                (Some(index), single(input)?)
+            } else {
+                (None, first)
+            };
             keyword(input, "threads")?;
             let threads = input.parse::<Expr>()?;
             keyword(input, "vector")?;
@@ -400,6 +409,7 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
                 TileOp::Rows {
                     name,
                     operand,
+                    index,
                     rows,
                     threads,
                     vector,

@@ -1,8 +1,10 @@
 //! Row expressions: the f32 math of row-wise kernels (`h * rstd * gamma + beta`,
 //! `rsqrt(squares / cols + eps)`, `exp(s - top)`).
 //!
-//! The grammar is `+ - * /`, unary `-`, parentheses, float and integer literals, names, and
-//! the calls `exp(e)`, `rsqrt(e)`, `sqrt(e)` and `max(a, b)`. [`parse`] turns a `syn::Expr`
+//! The grammar is `+ - * /`, unary `-`, parentheses, float and integer literals, names, the
+//! calls `exp(e)`, `rsqrt(e)`, `sqrt(e)` and `max(a, b)`, and gathers `TABLE[IDS]` /
+//! `TABLE[row % SIZE]` (a row of a table operand picked per kernel row by an id operand, or by
+//! the row index modulo an i32 size argument). [`parse`] turns a `syn::Expr`
 //! into a [`RowTree`] while parsing `kernel!` (rejecting anything else, spanned);
 //! validation resolves its names; [`RowTree::tokens`] writes the `::tessera_dsl::ir::RowExpr`
 //! that the expansion hands to the `KernelBuilder`.
@@ -35,10 +37,73 @@ pub enum Func {
     Sqrt,
 }
 
+/// Which row a gather reads.
+#[derive(Debug, Clone)]
+pub enum IndexTree {
+    /// `TABLE[IDS]`: `IDS[row]`.
+    Ids(Ident),
+    /// `TABLE[row % SIZE]`.
+    RowMod(Ident),
+}
+
+/// A gather `TABLE[INDEX]`.
+#[derive(Debug, Clone)]
+pub struct Gather {
+    pub table: Ident,
+    pub index: IndexTree,
+}
+
+impl Gather {
+    /// `__k.gather_ids(..)?` or `__k.gather_row_mod(..)?`: the `RowExpr` it reads.
+    pub fn tokens(&self) -> TokenStream {
+        let table = self.table.to_string();
+        match &self.index {
+            IndexTree::Ids(ids) => {
+                let ids = ids.to_string();
+                quote_spanned!(self.table.span()=> __k.gather_ids(#table, #ids)?)
+            }
+            IndexTree::RowMod(size) => {
+                let size = size.to_string();
+                quote_spanned!(self.table.span()=> __k.gather_row_mod(#table, #size)?)
+            }
+        }
+    }
+}
+
+const GATHER_GRAMMAR: &str =
+    "a gather is `TABLE[IDS]` (IDS an id operand) or `TABLE[row % SIZE]` (SIZE an i32 size)";
+
+/// Parse the index of a gather: `IDS` or `row % SIZE`.
+pub fn parse_index(e: &Expr) -> syn::Result<IndexTree> {
+    let ident = |e: &Expr| match e {
+        Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+        _ => None,
+    };
+    match e {
+        Expr::Paren(p) => parse_index(&p.expr),
+        Expr::Group(g) => parse_index(&g.expr),
+        _ if ident(e).is_some() => Ok(IndexTree::Ids(ident(e).expect("checked"))),
+        Expr::Binary(b) if matches!(b.op, BinOp::Rem(_)) => {
+            match (ident(&b.left), ident(&b.right)) {
+                (Some(row), Some(size)) if row == "row" => Ok(IndexTree::RowMod(size)),
+                _ => Err(syn::Error::new_spanned(
+                    e,
+                    format!("a gather index modulo a size is `row % SIZE`; {GATHER_GRAMMAR}"),
+                )),
+            }
+        }
+        _ => Err(syn::Error::new_spanned(
+            e,
+            format!("this index is not allowed; {GATHER_GRAMMAR}"),
+        )),
+    }
+}
+
 /// A parsed row expression; names are resolved by validation.
 #[derive(Debug, Clone)]
 pub enum RowTree {
     Name(Ident),
+    Gather(Gather),
     Lit(f32, TokenStream),
     Bin(Bin, Box<RowTree>, Box<RowTree>),
     Call(Func, Box<RowTree>),
@@ -87,6 +152,22 @@ pub fn parse(e: &Expr) -> syn::Result<RowTree> {
         },
         Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
             Ok(RowTree::Name(p.path.get_ident().cloned().expect("checked")))
+        }
+        Expr::Index(ix) => {
+            let table = match &*ix.expr {
+                Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+                _ => None,
+            };
+            let Some(table) = table else {
+                return Err(syn::Error::new_spanned(
+                    &ix.expr,
+                    format!("only a table operand is indexed; {GATHER_GRAMMAR}"),
+                ));
+            };
+            Ok(RowTree::Gather(Gather {
+                table,
+                index: parse_index(&ix.index)?,
+            }))
         }
         Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match parse(&u.expr)? {
             RowTree::Lit(v, _) => Ok(RowTree::Lit(-v, e.to_token_stream())),
@@ -231,7 +312,7 @@ impl RowTree {
     pub fn names<'a>(&'a self, out: &mut Vec<&'a Ident>) {
         match self {
             RowTree::Name(i) => out.push(i),
-            RowTree::Lit(..) => {}
+            RowTree::Lit(..) | RowTree::Gather(_) => {}
             RowTree::Bin(_, a, b) => {
                 a.names(out);
                 b.names(out);
@@ -240,8 +321,21 @@ impl RowTree {
         }
     }
 
+    /// Every gather the expression reads, in order.
+    pub fn gathers<'a>(&'a self, out: &mut Vec<&'a Gather>) {
+        match self {
+            RowTree::Gather(g) => out.push(g),
+            RowTree::Name(_) | RowTree::Lit(..) => {}
+            RowTree::Bin(_, a, b) => {
+                a.gathers(out);
+                b.gathers(out);
+            }
+            RowTree::Call(_, a) => a.gathers(out),
+        }
+    }
+
     /// The `::tessera_dsl::ir::RowExpr` this computes, built with `__k.name_expr(..)?` for
-    /// names.
+    /// names and `__k.gather_ids(..)?` / `__k.gather_row_mod(..)?` for gathers.
     pub fn tokens(&self) -> TokenStream {
         let ir = quote!(::tessera_dsl::ir);
         match self {
@@ -249,6 +343,7 @@ impl RowTree {
                 let n = i.to_string();
                 quote_spanned!(i.span()=> __k.name_expr(#n)?)
             }
+            RowTree::Gather(g) => g.tokens(),
             RowTree::Lit(v, source) => {
                 let abs = proc_macro2::Literal::f32_suffixed(v.abs());
                 let sign = if *v < 0.0 { quote!(-) } else { quote!() };
@@ -307,13 +402,40 @@ mod tests {
     }
 
     #[test]
+    fn parses_gathers() {
+        let t = row("word[input_ids] + position[row % seq] + h").unwrap();
+        let mut names = Vec::new();
+        t.names(&mut names);
+        assert_eq!(names, ["h"]);
+        let mut g = Vec::new();
+        t.gathers(&mut g);
+        assert_eq!(g.len(), 2);
+        assert!(matches!(&g[1].index, IndexTree::RowMod(s) if s == "seq"));
+        let out = t.tokens().to_string();
+        assert!(
+            out.contains("__k . gather_ids (\"word\" , \"input_ids\") ?"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__k . gather_row_mod (\"position\" , \"seq\") ?"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn rejects_other_forms_with_a_fix() {
         for (src, needle) in [
             ("exq(h)", "unknown row function `exq`; did you mean `exp`?"),
             ("sum(h) / cols", "`sum` reduces a whole row"),
             ("h % 2", "operator `%` is not supported"),
             ("max(h)", "`max` takes two arguments, but 1 are given"),
-            ("h[0]", "this expression form is not allowed"),
+            ("h[0]", "this index is not allowed"),
+            ("word[ids + 1]", "this index is not allowed"),
+            (
+                "position[t % seq]",
+                "a gather index modulo a size is `row % SIZE`",
+            ),
+            ("f(x)[ids]", "only a table operand is indexed"),
             ("\"a\" + h", "is not a number"),
         ] {
             let e = row(src).unwrap_err().to_string();

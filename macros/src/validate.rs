@@ -7,9 +7,9 @@ use crate::dtype::{DType, DTypes};
 use crate::expr::{self, Context, Kind, Node};
 use crate::kernel::{Statement, TileOp};
 use crate::label::Label;
-use crate::op::{self, Family, Op, Operand};
+use crate::op::{self, Family, Op, Operand, Shape};
 use crate::parse::{Attr, DTypeEntry, ParamSyntax, Source};
-use crate::row_expr::RowTree;
+use crate::row_expr::{Gather, IndexTree, RowTree};
 use crate::template::{camel_case, Constraint, Param, Template};
 use proc_macro2::Span;
 use quote::{format_ident, ToTokens};
@@ -637,11 +637,112 @@ impl Scope<'_> {
         );
     }
 
+    /// Names of this op's operands of `shape`.
+    fn shaped(&self, shape: Shape) -> Vec<&'static str> {
+        self.op.operand_names(|o| o.shape == shape)
+    }
+
+    /// An error for reading a table, ids or lengths operand by itself; `true` if `o` is read
+    /// directly (a matrix or a vector).
+    fn direct(&mut self, ident: &Ident, o: &Operand) -> bool {
+        let hint = match o.shape {
+            Shape::Matrix | Shape::Vector => return true,
+            Shape::Table => {
+                let ids = self.shaped(Shape::Ids);
+                let example = ids.first().map_or_else(
+                    || format!("{ident}[row % SIZE]"),
+                    |i| format!("{ident}[{i}]"),
+                );
+                format!("`{ident}` is a table of {}; read a row of it through a gather, e.g. `{example}`", self.op.name)
+            }
+            Shape::Ids => {
+                let tables = self.shaped(Shape::Table);
+                let example = tables.first().unwrap_or(&"TABLE");
+                format!(
+                    "`{ident}` holds one i32 id per row of {}; use it as a gather's index, e.g. `{example}[{ident}]`",
+                    self.op.name
+                )
+            }
+            Shape::Lens => format!(
+                "`{ident}` holds i32 lengths that the kernel applies itself; it is not read in the body"
+            ),
+        };
+        self.diags.error(ident, hint);
+        false
+    }
+
+    /// A gather `TABLE[IDS]` or `TABLE[row % SIZE]`: a table operand of this op, an id operand
+    /// or an i32 size argument.
+    fn gather(&mut self, g: &Gather) -> bool {
+        let tables = self.shaped(Shape::Table);
+        let mut ok = true;
+        if !tables.contains(&g.table.to_string().as_str()) {
+            let name = g.table.to_string();
+            let fix = if tables.is_empty() {
+                format!("{} has no table operand", self.op.name)
+            } else {
+                format!(
+                    "{}tables of {}: {}",
+                    did_you_mean(&name, tables.iter().copied()),
+                    self.op.name,
+                    list(&tables)
+                )
+            };
+            self.diags.error(
+                &g.table,
+                format!("`{name}` is not a table, so it is not gathered; {fix}"),
+            );
+            ok = false;
+        }
+        match &g.index {
+            IndexTree::Ids(ids) => {
+                let all = self.shaped(Shape::Ids);
+                let name = ids.to_string();
+                if !all.contains(&name.as_str()) {
+                    let fix = if all.is_empty() {
+                        format!("{} has no id operand", self.op.name)
+                    } else {
+                        format!(
+                            "{}id operands of {}: {}",
+                            did_you_mean(&name, all.iter().copied()),
+                            self.op.name,
+                            list(&all)
+                        )
+                    };
+                    self.diags.error(
+                        ids,
+                        format!("`{name}` is not an id operand, so it cannot index a gather; {fix}; or `row % SIZE`"),
+                    );
+                    ok = false;
+                }
+            }
+            IndexTree::RowMod(size) => {
+                let name = size.to_string();
+                if !self.op.ints.contains(&name.as_str()) {
+                    self.diags.error(
+                        size,
+                        format!(
+                            "`{name}` is not an i32 size of {}; {}sizes: {}",
+                            self.op.name,
+                            did_you_mean(&name, self.op.ints.iter().copied()),
+                            list(self.op.ints)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
     /// The operand a `rows` statement loads: a required input.
     fn row_source(&mut self, operand: &Ident) -> bool {
         let Some(o) = self.operand(operand) else {
             return false;
         };
+        if !self.direct(operand, o) {
+            return false;
+        }
         if o.written || o.optional {
             let inputs = self.op.operand_names(|o| !o.written && !o.optional);
             let why = if o.written { "the output" } else { "optional" };
@@ -695,6 +796,10 @@ impl Scope<'_> {
             {
                 false
             } else if let Some(o) = self.op.operand(&name) {
+                if !self.direct(ident, o) {
+                    ok = false;
+                    continue;
+                }
                 if o.written {
                     let inputs = self.op.operand_names(|o| !o.written);
                     self.diags.error(
@@ -746,6 +851,14 @@ impl Scope<'_> {
             };
             if element && per_element.is_none() {
                 per_element = Some(ident.clone());
+            }
+        }
+        let mut gathers = Vec::new();
+        expr.gathers(&mut gathers);
+        for g in gathers {
+            ok &= self.gather(g);
+            if per_element.is_none() {
+                per_element = Some(g.table.clone());
             }
         }
         ok.then_some(per_element)
@@ -1023,12 +1136,19 @@ impl Scope<'_> {
                 TileOp::Rows {
                     name,
                     operand,
+                    index,
                     rows,
                     threads,
                     vector,
                 } => {
                     let sizes = (self.size(rows), self.size(threads), self.size(vector));
-                    let source = self.row_source(operand);
+                    let source = match index {
+                        None => self.row_source(operand),
+                        Some(index) => self.gather(&Gather {
+                            table: operand.clone(),
+                            index: index.clone(),
+                        }),
+                    };
                     let fresh = if let Some(first) = &self.row_tile {
                         self.diags.error(
                             &s.at,
@@ -1049,6 +1169,7 @@ impl Scope<'_> {
                     TileOp::Rows {
                         name: name.clone(),
                         operand: operand.clone(),
+                        index: index.clone(),
                         rows,
                         threads,
                         vector,

@@ -72,10 +72,12 @@ pub struct Fixture {
     pub problems: Vec<(&'static str, Problem)>,
 }
 
-/// The fused templates' fixtures: layernorm and softmax (rows_per_block, threads_per_row,
-/// vector), attention (block_q, block_kv, warps, stages).
+/// The fused templates' fixtures: layernorm, softmax and embedding (rows_per_block,
+/// threads_per_row, vector), attention (block_q, block_kv, warps, stages).
 pub fn fused_fixtures() -> Vec<Fixture> {
-    use tessera_dsl::{AttentionProblem, LayernormProblem, Mask, SoftmaxProblem};
+    use tessera_dsl::{
+        AttentionLayout, AttentionProblem, EmbeddingProblem, LayernormProblem, Mask, SoftmaxProblem,
+    };
     let row_points = vec![vec![4, 128, 8], vec![2, 256, 8], vec![1, 1024, 4]];
     let mut ln = LayernormProblem::new(12288, 768);
     ln.residual = true;
@@ -91,6 +93,12 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     let mut att_wide = AttentionProblem::new(2, 16, 2048, 128);
     att_wide.dtype = DType::BF16;
     att_wide.mask = Mask::Causal;
+    let mut att_tokens = AttentionProblem::new(8, 12, 128, 64);
+    att_tokens.mask = Mask::Padding;
+    att_tokens.layout = AttentionLayout::Bshd;
+    let emb = EmbeddingProblem::new(32 * 128, 768, 128);
+    let mut emb_wide = EmbeddingProblem::new(8 * 512, 1024, 512);
+    emb_wide.dtype = DType::BF16;
     vec![
         Fixture {
             template: "layernorm",
@@ -119,6 +127,20 @@ pub fn fused_fixtures() -> Vec<Fixture> {
                 ("f16_d64_padding", Problem::Attention(att)),
                 ("bf16_d128_causal", Problem::Attention(att_wide)),
             ],
+        },
+        Fixture {
+            template: "embedding",
+            points: vec![vec![4, 128, 8], vec![2, 256, 8], vec![1, 1024, 4]],
+            problems: vec![
+                ("f16_h768", Problem::Embedding(emb)),
+                ("bf16_h1024", Problem::Embedding(emb_wide)),
+            ],
+        },
+        // token-major O (the compiled BERT plan's attention): one config per target
+        Fixture {
+            template: "attention",
+            points: vec![vec![64, 64, 4, 2]],
+            problems: vec![("f16_d64_padding_bshd", Problem::Attention(att_tokens))],
         },
     ]
 }

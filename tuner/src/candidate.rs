@@ -68,7 +68,7 @@ pub fn sim_cost(c: &Candidate, problem: &Problem) -> Cost {
         Problem::Gemm(g) => eff *= waste(g.m, tm) * waste(g.n, tn),
         Problem::Attention(a) => eff *= waste(a.seq_q, tm),
         // row-wise ops are bandwidth-bound: rows per block only matter at the last wave
-        Problem::Layernorm(_) | Problem::Softmax(_) => {}
+        Problem::Layernorm(_) | Problem::Softmax(_) | Problem::Embedding(_) => {}
     }
     Cost::new(problem.flops(), problem.bytes(), eff.clamp(0.05, 0.95))
 }

@@ -137,8 +137,8 @@ pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
         for ((_, slot), arg) in x.slots.iter_mut().zip(args) {
             match slot {
                 Slot::Input(t) => *t = read(mem, arg, t.dtype)?.ok_or("an input is null")?,
-                Slot::Lens(lens) => {
-                    let b = arg.buffer().ok_or("kv_lens is null")?;
+                Slot::Ints(lens) => {
+                    let b = arg.buffer().ok_or("an i32 operand is null")?;
                     let bytes = mem.bytes(&b).map_err(|e| e.to_string())?;
                     *lens = bytes
                         .chunks_exact(4)

@@ -27,17 +27,18 @@
 //! | key | value | when absent |
 //! |---|---|---|
 //! | `name` | any string | the problem's key, e.g. `gemm m=384 n=2304 k=768 f16->f16 rcr` |
-//! | `op` | `gemm`, `layernorm`, `softmax` or `attention` | from `defaults`, else an error |
+//! | `op` | `gemm`, `layernorm`, `softmax`, `attention` or `embedding` | from `defaults`, else an error |
 //! | `m`, `n`, `k` | gemm: a positive integer, or a list of them | an error |
 //! | `rows`, `cols` | layernorm and softmax: a positive integer, or a list of them | an error |
 //! | `mask_period` | softmax: rows sharing one row of the additive mask | no mask |
 //! | `heads`, `head_dim`, and `seq` (or `seq_q` and `seq_kv`) | attention sizes | an error |
 //! | `fused` | layernorm: operands added before the norm, `[residual, bias]` | none |
 //! | `mask` | attention: `none`, `causal` or `padding` | `none` |
-//! | `batch` | gemm and attention: a positive integer, or a list of them | from `defaults`, else 1 |
+//! | `seq`, `hidden`, and optionally `vocab`, `positions`, `types` | embedding: `batch` sequences of `seq` tokens (token `t` at position `t % seq`), rows of `hidden`, table sizes | `vocab` 30522, `positions` 512, `types` 2 (BERT's) |
+//! | `batch` | gemm, attention and embedding: a positive integer, or a list of them | from `defaults`, else 1 |
 //! | `dtype` | dtype of A and B: `f16` or `bf16` (`f32` is known but not an MMA input) | from `defaults`, else `f16` |
 //! | `out_dtype` | dtype of D (and of C, bias, residual): `f16`, `bf16` or `f32` | from `defaults`, else `dtype` |
-//! | `layout` | `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major | from `defaults`, else `rcr` |
+//! | `layout` | gemm: `rcr` (B is column-major, i.e. the weight `[N, K]` of `x @ W.T`) or `rrr` (B row-major `[K, N]`); A and D are always row-major. Attention: O's layout, `bhsd` (`[batch, heads, seq_q, head_dim]`, as Q) or `bshd` (token-major `[batch, seq_q, heads, head_dim]`). A gemm code is ignored by other ops (so `defaults` may hold one); an attention code on another op is an error | from `defaults`, else `rcr` (gemm), `bhsd` (attention) |
 //! | `epilogue` | a list of epilogue ops in order, named as in [`EpilogueOp::name`]: `beta_c`, `bias`, `relu`, `gelu`, `gelu_tanh`, `silu`, `residual` (a single name is accepted too) | from `defaults`, else none |
 //!
 //! A key that does not apply to the entry's op is an error naming the op's keys. A size given
@@ -64,8 +65,8 @@ use tessera_dsl::dtype::UnknownDType;
 use tessera_dsl::epilogue::UnknownEpilogueOp;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
-    AttentionProblem, DType, EpilogueOp, GemmProblem, LayernormProblem, Layout, Mask, OpKind,
-    Problem, SoftmaxProblem, Store,
+    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, EpilogueOp, GemmProblem,
+    LayernormProblem, Layout, Mask, OpKind, Problem, SoftmaxProblem, Store,
 };
 
 /// One problem of a shapes file with the name it is reported under.
@@ -136,8 +137,13 @@ pub enum ShapeIssue {
     UnsupportedOp { op: OpKind },
     #[error(transparent)]
     UnknownDType(#[from] UnknownDType),
-    #[error("unknown layout `{got}`; use rcr (B column-major [N, K]) or rrr (B row-major [K, N])")]
+    #[error(
+        "unknown layout `{got}`; use rcr (B column-major [N, K]) or rrr (B row-major [K, N]) \
+         for gemm, bhsd or bshd (O token-major) for attention"
+    )]
     UnknownLayout { got: String },
+    #[error("layout `{layout}` is attention's output layout; it does not apply to op {op}")]
+    AttentionLayoutNotForOp { layout: AttentionLayout, op: OpKind },
     #[error(transparent)]
     UnknownEpilogue(#[from] UnknownEpilogueOp),
     #[error(transparent)]
@@ -182,6 +188,10 @@ const SIZE_KEYS: &[&str] = &[
     "seq_kv",
     "head_dim",
     "mask_period",
+    "hidden",
+    "vocab",
+    "positions",
+    "types",
 ];
 const PROBLEM_KEYS: &[&str] = &[
     "name",
@@ -197,6 +207,10 @@ const PROBLEM_KEYS: &[&str] = &[
     "seq_kv",
     "head_dim",
     "mask_period",
+    "hidden",
+    "vocab",
+    "positions",
+    "types",
     "fused",
     "mask",
     "batch",
@@ -212,12 +226,14 @@ const SHAPE_OPS: &[OpKind] = &[
     OpKind::Layernorm,
     OpKind::Softmax,
     OpKind::Attention,
+    OpKind::Embedding,
 ];
-const ALL_OPS: [OpKind; 4] = [
+const ALL_OPS: [OpKind; 5] = [
     OpKind::Gemm,
     OpKind::Layernorm,
     OpKind::Softmax,
     OpKind::Attention,
+    OpKind::Embedding,
 ];
 
 fn names(ops: &[OpKind]) -> String {
@@ -436,6 +452,8 @@ struct Settings {
     dtype: Option<DType>,
     out_dtype: Option<DType>,
     layout: Option<Layout>,
+    /// Attention's output layout (also given as `layout`).
+    attention_layout: Option<AttentionLayout>,
     epilogue: Option<Vec<EpilogueOp>>,
     store: Option<Store>,
     /// Layernorm's fused operands (`residual`, `bias`).
@@ -467,7 +485,10 @@ impl Settings {
             s.out_dtype = Some(string("out_dtype", "a dtype name", v)?.parse()?);
         }
         if let Some(v) = f.get("layout") {
-            s.layout = Some(parse_layout(v)?);
+            match parse_layout(v)? {
+                LayoutCode::Gemm(l) => s.layout = Some(l),
+                LayoutCode::Attention(l) => s.attention_layout = Some(l),
+            }
         }
         if let Some(v) = f.get("epilogue") {
             s.epilogue = Some(parse_epilogue(v)?);
@@ -497,6 +518,7 @@ impl Settings {
             dtype: self.dtype.or(defaults.dtype),
             out_dtype: self.out_dtype.or(defaults.out_dtype),
             layout: self.layout.or(defaults.layout),
+            attention_layout: self.attention_layout.or(defaults.attention_layout),
             epilogue: self.epilogue.or_else(|| defaults.epilogue.clone()),
             store: self.store.or(defaults.store),
             fused: self.fused.or_else(|| defaults.fused.clone()),
@@ -527,11 +549,20 @@ fn parse_op(v: &Value) -> Result<OpKind, ShapeIssue> {
     }
 }
 
-fn parse_layout(v: &Value) -> Result<Layout, ShapeIssue> {
+/// A `layout:` value: a GEMM's operand layouts or attention's output layout.
+enum LayoutCode {
+    Gemm(Layout),
+    Attention(AttentionLayout),
+}
+
+fn parse_layout(v: &Value) -> Result<LayoutCode, ShapeIssue> {
     let got = string("layout", "a layout code", v)?;
+    if let Some(l) = AttentionLayout::from_code(got) {
+        return Ok(LayoutCode::Attention(l));
+    }
     let letters: Vec<char> = got.chars().collect();
     match letters.as_slice() {
-        ['r', b, 'r'] => Layout::from_letter(*b),
+        ['r', b, 'r'] => Layout::from_letter(*b).map(LayoutCode::Gemm),
         _ => None,
     }
     .ok_or_else(|| ShapeIssue::UnknownLayout {
@@ -633,6 +664,7 @@ fn op_sizes(op: OpKind) -> (&'static [&'static str], &'static [&'static str]) {
         OpKind::Layernorm => (&["rows", "cols"], &[]),
         OpKind::Softmax => (&["rows", "cols"], &["mask_period"]),
         OpKind::Attention => (&["heads", "head_dim"], &["seq", "seq_q", "seq_kv"]),
+        OpKind::Embedding => (&["seq", "hidden"], &["vocab", "positions", "types"]),
     }
 }
 
@@ -669,7 +701,12 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
     if s.mask.is_some_and(|m| !m.is_none()) && op != OpKind::Attention {
         return Err(not_for("mask"));
     }
-    if s.batch.is_some() && !matches!(op, OpKind::Gemm | OpKind::Attention) {
+    if let Some(layout) = s.attention_layout {
+        if op != OpKind::Attention {
+            return Err(ShapeIssue::AttentionLayoutNotForOp { layout, op });
+        }
+    }
+    if s.batch.is_some() && !matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) {
         return Err(not_for("batch"));
     }
     if op == OpKind::Attention {
@@ -691,7 +728,7 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
         .iter()
         .filter_map(|k| sizes.get(k).map(|v| (*k, v)))
         .collect();
-    if matches!(op, OpKind::Gemm | OpKind::Attention) {
+    if matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) {
         dims.push(("batch", s.batch.as_ref().unwrap_or(&one)));
     }
     // the cartesian product, the first dimension varying slowest
@@ -775,6 +812,20 @@ fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem
                 head_dim: get("head_dim"),
                 dtype: input,
                 mask: s.mask.unwrap_or_default(),
+                layout: s.attention_layout.unwrap_or_default(),
+            })
+        }
+        OpKind::Embedding => {
+            let bert = EmbeddingProblem::new(1, 1, 1);
+            let seq = get("seq");
+            Problem::Embedding(EmbeddingProblem {
+                tokens: get("batch").saturating_mul(seq),
+                hidden: get("hidden"),
+                seq,
+                vocab: dims.get("vocab").copied().unwrap_or(bert.vocab),
+                positions: dims.get("positions").copied().unwrap_or(bert.positions),
+                types: dims.get("types").copied().unwrap_or(bert.types),
+                dtype: input,
             })
         }
     }
@@ -908,6 +959,70 @@ mod tests {
         );
         assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: crr}]")
             .contains("unknown layout `crr`; use rcr"));
+        let e = err("problems: [{op: attention, heads: 2, seq: 8, head_dim: 64, layout: bsdh}]");
+        assert!(e.contains("unknown layout `bsdh`"), "{e}");
+        assert!(
+            e.contains("bhsd or bshd (O token-major) for attention"),
+            "{e}"
+        );
+        assert_eq!(
+            err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: bshd}]"),
+            "t.yaml: problems[0]: layout `bshd` is attention's output layout; it does not apply \
+             to op gemm"
+        );
+    }
+
+    #[test]
+    fn embedding_entries() {
+        let parsed = parse_str(
+            "problems:\n\
+             - {op: embedding, batch: 4, seq: 128, hidden: 768}\n\
+             - {op: embedding, seq: 16, hidden: 64, vocab: 100, positions: 16, types: 3, dtype: bf16}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let Problem::Embedding(e) = &parsed[0].problem else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(
+            (e.tokens, e.hidden, e.seq, e.vocab, e.positions, e.types),
+            (512, 768, 128, 30522, 512, 2)
+        );
+        assert_eq!(
+            parsed[1].name,
+            "embedding tokens=16 hidden=64 seq=16 vocab=100 positions=16 types=3 bf16"
+        );
+        assert!(err("problems: [{op: embedding, seq: 600, hidden: 768}]")
+            .contains("seq 600 needs 600 positions"));
+        assert!(err("problems: [{op: embedding, seq: 8}]").contains("missing key `hidden`"));
+        assert!(
+            err("problems: [{op: embedding, seq: 8, hidden: 64, mask: causal}]")
+                .contains("`mask` does not apply to op embedding")
+        );
+    }
+
+    #[test]
+    fn attention_output_layout() {
+        let text = "defaults: { layout: rcr }\n\
+                    problems:\n\
+                    - {op: attention, heads: 12, seq: 128, head_dim: 64, mask: padding, layout: bshd}\n\
+                    - {op: attention, heads: 12, seq: 128, head_dim: 64, layout: bhsd}\n\
+                    - {op: attention, heads: 12, seq: 256, head_dim: 64}\n";
+        let parsed = parse_str(text, "t.yaml").unwrap();
+        let layouts: Vec<AttentionLayout> = parsed
+            .iter()
+            .map(|p| match &p.problem {
+                Problem::Attention(a) => a.layout,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use AttentionLayout::{Bhsd, Bshd};
+        assert_eq!(layouts, [Bshd, Bhsd, Bhsd]);
+        assert_eq!(
+            parsed[0].name,
+            "attention batch=1 heads=12 seq_q=128 seq_kv=128 head_dim=64 f16 mask=padding \
+             layout=bshd"
+        );
     }
 
     #[test]

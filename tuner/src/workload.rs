@@ -124,7 +124,7 @@ impl OpWorkload {
                     output = Some(b);
                     Some(b)
                 }
-                Slot::Lens(lens) => {
+                Slot::Ints(lens) => {
                     let bytes: Vec<u8> = lens.iter().flat_map(|l| l.to_le_bytes()).collect();
                     let b = device.alloc(bytes.len() as u64)?;
                     device.upload(&b, &bytes)?;

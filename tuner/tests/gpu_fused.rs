@@ -1,4 +1,4 @@
-//! `gpu_*`: the layernorm, softmax and attention templates on a real GPU (run on the GPU
+//! `gpu_*`: the layernorm, softmax, attention and embedding templates on a real GPU (run on the GPU
 //! machine with `--features gpu`). Every config that fits each problem is verified against the
 //! f64 CPU reference on fresh random inputs with the output poisoned first; sizes include
 //! rows, sequence lengths and hidden sizes that are not multiples of any block size.
@@ -10,7 +10,8 @@ use gpu_common::{report, verify_points};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{
-    AttentionProblem, DType, LayernormProblem, Mask, Problem, SoftmaxProblem, Template,
+    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, LayernormProblem, Mask, Problem,
+    SoftmaxProblem, Template,
 };
 
 /// Every point of the template's space that fits `p` on this device (at most 24, spread evenly).
@@ -119,8 +120,56 @@ fn gpu_attention_matches_reference() {
                 head_dim,
                 dtype,
                 mask,
+                layout: AttentionLayout::Bhsd,
             }));
         }
     }
+    // token-major O ([batch, seq_q, heads, head_dim]), as the compiled BERT plan stores it:
+    // several heads and batches so a wrong row stride or head offset cannot pass
+    let token_major: [(u64, u64, u64, u64, Mask); 4] = [
+        (2, 12, 128, 64, Mask::Padding),
+        (3, 2, 77, 64, Mask::Padding),
+        (2, 3, 100, 128, Mask::Causal),
+        (1, 4, 257, 128, Mask::None),
+    ];
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, heads, seq, head_dim, mask) in &token_major {
+            let mut a = AttentionProblem::new(batch, heads, seq, head_dim);
+            a.dtype = dtype;
+            a.mask = mask;
+            a.layout = AttentionLayout::Bshd;
+            problems.push(Problem::Attention(a));
+        }
+    }
     run_all("gpu_attention_matches_reference", "attention", &problems);
+}
+
+#[test]
+fn gpu_embedding_matches_reference() {
+    let mut problems = Vec::new();
+    // (batch, seq, hidden, vocab, positions, types): BERT-base and -large rows, ragged token
+    // counts, small vocabularies (every id and position is read) and hidden sizes that are
+    // not multiples of any block's width
+    let shapes: [(u64, u64, u64, u64, u64, u64); 6] = [
+        (4, 128, 768, 30522, 512, 2),
+        (3, 77, 768, 1000, 512, 2),
+        (2, 512, 1024, 30522, 512, 2),
+        (5, 33, 1000, 64, 40, 3),
+        (1, 1, 256, 7, 1, 1),
+        (7, 19, 4096, 300, 64, 2),
+    ];
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, seq, hidden, vocab, positions, types) in &shapes {
+            problems.push(Problem::Embedding(EmbeddingProblem {
+                tokens: batch * seq,
+                hidden,
+                seq,
+                vocab,
+                positions,
+                types,
+                dtype,
+            }));
+        }
+    }
+    run_all("gpu_embedding_matches_reference", "embedding", &problems);
 }

@@ -146,7 +146,7 @@ fn unknown_choices_are_listed() {
     let e = err("problems: [{op: conv, m: 1, n: 2, k: 3}]");
     assert_eq!(
         e.to_string(),
-        "bad.yaml: problems[0]: unknown op `conv`; valid ops: gemm, layernorm, softmax, attention"
+        "bad.yaml: problems[0]: unknown op `conv`; valid ops: gemm, layernorm, softmax, attention, embedding"
     );
 
     let e = err("defaults: {dtype: f64}\nproblems: [{op: gemm, m: 1, n: 2, k: 3}]");
@@ -172,8 +172,8 @@ fn unknown_choices_are_listed() {
     assert_eq!(
         e.to_string(),
         "bad.yaml: problems[0]: unknown key `bias`; valid keys: \
-         name, op, m, n, k, rows, cols, heads, seq, seq_q, seq_kv, head_dim, mask_period, fused, \
-         mask, batch, dtype, out_dtype, layout, epilogue, store"
+         name, op, m, n, k, rows, cols, heads, seq, seq_q, seq_kv, head_dim, mask_period, hidden, \
+         vocab, positions, types, fused, mask, batch, dtype, out_dtype, layout, epilogue, store"
     );
 }
 

@@ -16,7 +16,9 @@
 //!
 //! Key blocks at or past `kv_end` are never visited: with the causal mask the loop stops at
 //! the diagonal of the query block, with padding at `kv_lens[b]`. At the end `l` is reduced
-//! over the row's threads, `O` divided by it and stored for queries `< seq_q`.
+//! over the row's threads, `O` divided by it and stored for queries `< seq_q`, at
+//! `[b][h][q][..]` or, token-major (`AttentionLayout::Bshd`), at `[b][q][h][..]`: the layout
+//! changes only the output's base and row stride.
 //!
 //! Everything vendor-specific (MMA, fragment layouts, row reductions, P's route) is behind
 //! [`Dialect`]; this file never asks which vendor it writes for.
@@ -29,7 +31,7 @@ use crate::source::Source;
 use crate::CodegenError;
 use plan::{AttnPlan, AttnShape};
 use tessera_dsl::ir::{abi, SharedTile};
-use tessera_dsl::{KernelIr, Mask};
+use tessera_dsl::{AttentionLayout, KernelIr, Mask};
 
 /// Byte alignment of each region inside the dynamic shared-memory block.
 const SMEM_ALIGN: u32 = 128;
@@ -67,6 +69,12 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             "attention takes a causal or padding mask, not an additive one".into(),
         ));
     }
+    let layout = ir.variant.attention_layout().ok_or_else(|| {
+        CodegenError::Malformed(format!(
+            "attention variant has layout `{}`, not an attention layout",
+            ir.variant.layout
+        ))
+    })?;
     let p = plan::plan(&sh, d)?;
     let threads = sh.s.warps_m * d.warp_size();
     let (q_off, k_off, v_off, p_off, smem_bytes) = smem_layout(&sh, d, &p);
@@ -103,7 +111,15 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line("const int b = blockIdx.z;");
     w.line("const long long bh = (long long)b * heads + blockIdx.y;");
     w.line(format!("q += bh * seq_q * {hd};"));
-    w.line(format!("o += bh * seq_q * {hd};"));
+    match layout {
+        AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
+        AttentionLayout::Bshd => {
+            w.line("// O is token-major [batch, seq_q, heads, head_dim]");
+            w.line(format!(
+                "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
+            ))
+        }
+    }
     w.line(format!("k += bh * seq_kv * {hd};"));
     w.line(format!("v += bh * seq_kv * {hd};"));
     w.line("// keys >= kv_end take no part for any query of this block");
@@ -222,7 +238,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     advance(&mut w, "read");
     advance(&mut w, "write");
     w.close("");
-    emit_normalize_and_store(&mut w, d, &p, &ir.variant, hd)?;
+    emit_normalize_and_store(&mut w, d, &p, &ir.variant, layout, hd)?;
     w.close("");
     Ok(KernelSource {
         name: ir.name.clone(),
@@ -377,6 +393,7 @@ fn emit_normalize_and_store(
     d: &dyn Dialect,
     p: &AttnPlan,
     variant: &tessera_dsl::Variant,
+    layout: AttentionLayout,
     hd: u32,
 ) -> Result<(), CodegenError> {
     let o: &MmaPlan = &p.o;
@@ -398,10 +415,15 @@ fn emit_normalize_and_store(
     d.for_each_acc(w, o, &mut |w, g| {
         w.line(format!("const int qi = q0 + {};", g.row));
         w.open("if (qi < seq_q)");
-        w.line(format!(
-            "const long long di = (long long)qi * {hd} + {};",
-            g.col
-        ));
+        w.line(match layout {
+            AttentionLayout::Bhsd => {
+                format!("const long long di = (long long)qi * {hd} + {};", g.col)
+            }
+            AttentionLayout::Bshd => format!(
+                "const long long di = (long long)qi * heads * {hd} + {};",
+                g.col
+            ),
+        });
         match g.regs.as_slice() {
             [a, b2] if out.size_bytes() == 2 => w.line(format!(
                 "*(unsigned*)(o + di) = (unsigned){} | ((unsigned){} << 16);",

@@ -17,7 +17,7 @@ pub struct Scope<'a> {
     pub scalars: &'a [String],
     /// f32 arguments of the launch ABI.
     pub args: &'a [&'static str],
-    /// Per element: the f32 value at (c, j) of each global read (`At` / `Col`) the caller
+    /// Per element: the f32 value at (c, j) of each global read (`At`, `Col`, `Gather`) the caller
     /// loaded. Empty per row.
     pub operands: &'a [(RowExpr, String)],
     /// Whether the expression is evaluated per element (tiles and operands allowed).
@@ -80,13 +80,15 @@ pub fn lower(e: &RowExpr, d: &dyn Dialect, scope: &Scope<'_>) -> Result<String, 
             }
             scalar_var(n)
         }
-        RowExpr::At(o) | RowExpr::Col(o) => match scope.operands.iter().find(|(r, _)| r == e) {
-            Some((_, v)) => v.clone(),
-            None if !scope.per_element => {
-                return bad(format!("operand `{}` read in a row scalar", o.name()))
+        RowExpr::At(o) | RowExpr::Col(o) | RowExpr::Gather { table: o, .. } => {
+            match scope.operands.iter().find(|(r, _)| r == e) {
+                Some((_, v)) => v.clone(),
+                None if !scope.per_element => {
+                    return bad(format!("operand `{}` read in a row scalar", o.name()))
+                }
+                None => return bad(format!("operand `{}` was not loaded", o.name())),
             }
-            None => return bad(format!("operand `{}` was not loaded", o.name())),
-        },
+        }
         RowExpr::Arg(n) => {
             if !scope.args.contains(&n.as_str()) {
                 return bad(format!("`{n}` is not an f32 argument of the launch ABI"));

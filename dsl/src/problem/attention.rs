@@ -1,6 +1,9 @@
 //! Fused multi-head attention: `O = softmax(scale · Q·Kᵀ + mask) · V` per (batch, head), with
-//! Q, O laid out `[batch, heads, seq_q, head_dim]` and K, V `[batch, heads, seq_kv, head_dim]`
-//! (the layout a QKV GEMM with a head store writes).
+//! Q laid out `[batch, heads, seq_q, head_dim]` and K, V `[batch, heads, seq_kv, head_dim]`
+//! (the layout a QKV GEMM with a head store writes); O is `[batch, heads, seq_q, head_dim]` or,
+//! token-major, `[batch, seq_q, heads, head_dim]` ([`AttentionLayout`]).
+//!
+//! Part of the vocabulary: no GPU, no I/O, nothing from codegen or the library.
 
 use super::{check_dims, ProblemError};
 use crate::dtype::DType;
@@ -46,6 +49,47 @@ impl fmt::Display for Mask {
     }
 }
 
+/// Where attention writes O. Q, K and V are always `[batch, heads, seq, head_dim]`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionLayout {
+    /// `[batch, heads, seq_q, head_dim]`: the layout of Q.
+    #[default]
+    Bhsd,
+    /// `[batch, seq_q, heads, head_dim]`, token-major: what an output projection GEMM reads
+    /// as `[batch·seq_q, heads·head_dim]`.
+    Bshd,
+}
+
+impl AttentionLayout {
+    pub const ALL: [AttentionLayout; 2] = [AttentionLayout::Bhsd, AttentionLayout::Bshd];
+
+    /// The code in kernel names, problem keys and shapes files (`bhsd`, `bshd`).
+    pub fn code(self) -> &'static str {
+        match self {
+            AttentionLayout::Bhsd => "bhsd",
+            AttentionLayout::Bshd => "bshd",
+        }
+    }
+
+    /// The layout whose [`code`](Self::code) is `code`.
+    pub fn from_code(code: &str) -> Option<AttentionLayout> {
+        Self::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    pub fn is_bhsd(&self) -> bool {
+        *self == AttentionLayout::Bhsd
+    }
+}
+
+impl fmt::Display for AttentionLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 /// Head sizes the attention kernels are specialised for.
 pub const HEAD_DIMS: [u64; 2] = [64, 128];
 
@@ -59,6 +103,9 @@ pub struct AttentionProblem {
     pub dtype: DType,
     #[serde(default, skip_serializing_if = "Mask::is_none")]
     pub mask: Mask,
+    /// O's layout; absent (and so unchanged in keys and caches) for `bhsd`.
+    #[serde(default, skip_serializing_if = "AttentionLayout::is_bhsd")]
+    pub layout: AttentionLayout,
 }
 
 impl AttentionProblem {
@@ -72,6 +119,7 @@ impl AttentionProblem {
             head_dim,
             dtype: DType::F16,
             mask: Mask::None,
+            layout: AttentionLayout::Bhsd,
         }
     }
 
@@ -132,5 +180,13 @@ impl AttentionProblem {
     /// Element index of `[b][h][s][d]` in a `[batch, heads, seq, head_dim]` tensor.
     pub fn index(&self, seq: u64, b: u64, h: u64, s: u64, d: u64) -> u64 {
         ((b * self.heads + h) * seq + s) * self.head_dim + d
+    }
+
+    /// Element index of `O[b][h][s][d]` in the output, as [`layout`](Self::layout) places it.
+    pub fn output_index(&self, b: u64, h: u64, s: u64, d: u64) -> u64 {
+        match self.layout {
+            AttentionLayout::Bhsd => self.index(self.seq_q, b, h, s, d),
+            AttentionLayout::Bshd => ((b * self.seq_q + s) * self.heads + h) * self.head_dim + d,
+        }
     }
 }

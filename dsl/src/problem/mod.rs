@@ -4,10 +4,12 @@
 //! for a problem when the template's `validate` accepts the pair.
 
 mod attention;
+mod embedding;
 mod gemm;
 mod rows;
 
-pub use attention::{AttentionProblem, Mask, HEAD_DIMS};
+pub use attention::{AttentionLayout, AttentionProblem, Mask, HEAD_DIMS};
+pub use embedding::EmbeddingProblem;
 pub use gemm::{GemmProblem, Store};
 pub use rows::{LayernormProblem, SoftmaxProblem, LAYERNORM_EPS, MAX_ROW};
 
@@ -24,6 +26,7 @@ pub enum OpKind {
     Layernorm,
     Softmax,
     Attention,
+    Embedding,
 }
 
 impl OpKind {
@@ -33,7 +36,14 @@ impl OpKind {
             OpKind::Layernorm => "layernorm",
             OpKind::Softmax => "softmax",
             OpKind::Attention => "attention",
+            OpKind::Embedding => "embedding",
         }
+    }
+
+    /// This op's row of the op table (operands, scalars, extents), shared with the macro.
+    pub fn spec(self) -> &'static tessera_ops::Op {
+        // every OpKind has a row (tested below); the table is constant data, not input
+        tessera_ops::find(self.name()).expect("every OpKind has a row in the op table")
     }
 }
 
@@ -96,6 +106,7 @@ pub enum Problem {
     Layernorm(LayernormProblem),
     Softmax(SoftmaxProblem),
     Attention(AttentionProblem),
+    Embedding(EmbeddingProblem),
 }
 
 impl Problem {
@@ -105,6 +116,7 @@ impl Problem {
             Problem::Layernorm(_) => OpKind::Layernorm,
             Problem::Softmax(_) => OpKind::Softmax,
             Problem::Attention(_) => OpKind::Attention,
+            Problem::Embedding(_) => OpKind::Embedding,
         }
     }
 
@@ -114,6 +126,7 @@ impl Problem {
             Problem::Layernorm(l) => l.check(),
             Problem::Softmax(s) => s.check(),
             Problem::Attention(a) => a.check(),
+            Problem::Embedding(e) => e.check(),
         }
     }
 
@@ -123,6 +136,7 @@ impl Problem {
             Problem::Layernorm(l) => l.flops(),
             Problem::Softmax(s) => s.flops(),
             Problem::Attention(a) => a.flops(),
+            Problem::Embedding(e) => e.flops(),
         }
     }
 
@@ -132,6 +146,7 @@ impl Problem {
             Problem::Layernorm(l) => l.bytes(),
             Problem::Softmax(s) => s.bytes(),
             Problem::Attention(a) => a.bytes(),
+            Problem::Embedding(e) => e.bytes(),
         }
     }
 
@@ -142,12 +157,16 @@ impl Problem {
             Problem::Layernorm(l) => l.dtype,
             Problem::Softmax(s) => s.dtype,
             Problem::Attention(a) => a.dtype,
+            Problem::Embedding(e) => e.dtype,
         }
     }
 
     /// Layernorm and softmax move bytes, they barely compute: their throughput is GB/s.
     pub fn memory_bound(&self) -> bool {
-        matches!(self, Problem::Layernorm(_) | Problem::Softmax(_))
+        matches!(
+            self,
+            Problem::Layernorm(_) | Problem::Softmax(_) | Problem::Embedding(_)
+        )
     }
 
     /// Throughput at `ms` milliseconds: GB/s of compulsory traffic for a memory-bound op
@@ -220,8 +239,16 @@ impl fmt::Display for Problem {
                 if !a.mask.is_none() {
                     write!(f, " mask={}", a.mask)?;
                 }
+                if !a.layout.is_bhsd() {
+                    write!(f, " layout={}", a.layout)?;
+                }
                 Ok(())
             }
+            Problem::Embedding(e) => write!(
+                f,
+                "embedding tokens={} hidden={} seq={} vocab={} positions={} types={} {}",
+                e.tokens, e.hidden, e.seq, e.vocab, e.positions, e.types, e.dtype
+            ),
         }
     }
 }
@@ -240,13 +267,31 @@ pub fn fused_ops(problem: &Problem) -> Vec<EpilogueOp> {
             }
             v
         }
-        Problem::Softmax(_) | Problem::Attention(_) => Vec::new(),
+        Problem::Softmax(_) | Problem::Attention(_) | Problem::Embedding(_) => Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_op_kind_has_a_table_row() {
+        for op in [
+            OpKind::Gemm,
+            OpKind::Layernorm,
+            OpKind::Softmax,
+            OpKind::Attention,
+            OpKind::Embedding,
+        ] {
+            assert_eq!(op.spec().name, op.name());
+            assert_eq!(op.spec().kind, format!("{op:?}"));
+        }
+        assert_eq!(
+            Problem::Embedding(EmbeddingProblem::new(256, 768, 128)).key(),
+            "embedding tokens=256 hidden=768 seq=128 vocab=30522 positions=512 types=2 f16"
+        );
+    }
 
     #[test]
     fn new_ops_have_readable_keys_and_checks() {
@@ -266,6 +311,12 @@ mod tests {
         assert_eq!(
             Problem::Attention(a.clone()).key(),
             "attention batch=32 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal"
+        );
+        a.layout = AttentionLayout::Bshd;
+        assert_eq!(
+            Problem::Attention(a.clone()).key(),
+            "attention batch=32 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal \
+             layout=bshd"
         );
         a.head_dim = 96;
         assert!(a.check().unwrap_err().to_string().contains("use 64 or 128"));
