@@ -78,7 +78,7 @@ fn ids(batch: u64, seq: u64) -> Vec<i64> {
 }
 
 #[test]
-fn run_and_bench_refuse_glue_by_node_and_check_inputs() {
+fn run_writes_the_hidden_state_and_checks_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let plan = compiled(dir.path());
     let p = plan.to_str().unwrap();
@@ -93,16 +93,13 @@ fn run_and_bench_refuse_glue_by_node_and_check_inputs() {
     );
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     let r = tessera(&["run", p, "--input", i, "--out", o, "--sim"]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
-    assert!(
-        text(&r).contains("node `embeddings`: glue step `embedding`"),
-        "{}",
-        text(&r)
-    );
-    assert!(!out.exists());
+    assert!(r.status.success(), "{}", text(&r));
+    assert!(out.exists());
+    std::fs::remove_file(&out).unwrap();
     let r = tessera(&["run", p, "--input", i, "--out", o, "--sim", "--debug-nodes"]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+    assert!(r.status.success(), "{}", text(&r));
     assert!(dir.path().join("out.safetensors.nodes").is_dir());
+    std::fs::remove_file(&out).unwrap();
 
     let mut bad = ids(2, 10);
     bad[1] = 500;
@@ -134,8 +131,7 @@ fn run_and_bench_refuse_glue_by_node_and_check_inputs() {
     );
 
     let r = tessera(&["bench", p, "--batch", "1", "--seq", "16", "--sim"]);
-    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
-    assert!(text(&r).contains("node `embeddings`"), "{}", text(&r));
+    assert!(r.status.success(), "{}", text(&r));
     let r = tessera(&["bench", p, "--batch", "4", "--seq", "16", "--sim"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
     assert!(
@@ -145,25 +141,12 @@ fn run_and_bench_refuse_glue_by_node_and_check_inputs() {
     );
 }
 
-/// With the glue launches removed and attention stored by heads (what the executor can run
-/// today), `run` writes `last_hidden_state` and `bench --json` reports a breakdown.
+/// `run` writes `last_hidden_state` (graph replay and eager) and `bench --json` reports a
+/// breakdown by kernel kind.
 #[test]
-fn all_kernel_plan_runs_and_benches() {
+fn plans_run_and_bench() {
     let dir = tempfile::tempdir().unwrap();
     let plan = compiled(dir.path());
-    let file = plan.join("plan.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    for b in v["buckets"].as_array_mut().unwrap() {
-        let launches = b["launches"].as_array_mut().unwrap();
-        launches.retain(|l| l["callee"] != "glue");
-        for l in launches.iter_mut() {
-            if l.get("attention_store").is_some() {
-                l["attention_store"] = "heads".into();
-            }
-        }
-    }
-    std::fs::write(&file, serde_json::to_string(&v).unwrap()).unwrap();
     let p = plan.to_str().unwrap();
     let input = dir.path().join("in.safetensors");
     let out = dir.path().join("out.safetensors");

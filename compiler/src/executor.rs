@@ -722,7 +722,6 @@ impl Drop for Executor<'_> {
 
 fn glue_name(g: Glue) -> &'static str {
     match g {
-        Glue::Embedding => "embedding",
         Glue::Pooler => "pooler",
     }
 }
@@ -747,21 +746,10 @@ fn pad(v: &[i64], x: &Inputs, b: Bucket, fill: i32) -> Vec<i32> {
 fn attention_writes(problem: &Problem, store: AttentionStore) -> bool {
     match store {
         AttentionStore::Heads => true,
-        AttentionStore::Tokens => serde_json::to_value(problem)
-            .ok()
-            .and_then(|v| {
-                v.as_object().map(|o| {
-                    o.values().any(|f| {
-                        f.as_str().is_some_and(|s| s.contains("token"))
-                            || f.as_object().is_some_and(|inner| {
-                                inner
-                                    .values()
-                                    .any(|g| g.as_str().is_some_and(|s| s.contains("token")))
-                            })
-                    })
-                })
-            })
-            .unwrap_or(false),
+        AttentionStore::Tokens => matches!(
+            problem,
+            Problem::Attention(a) if a.layout == tessera_dsl::problem::AttentionLayout::Bshd
+        ),
     }
 }
 

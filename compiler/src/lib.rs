@@ -18,8 +18,9 @@
 //! * [`executor`]: a plan loaded on a device (kernels rebuilt and compiled, weights uploaded
 //!   once, one arena, a stream, one CUDA graph per bucket), run and timed.
 //!
-//! Not here yet: the embedding and pooler kernels (the plan carries them as glue launches with
-//! all their operands; the executor refuses them by node name), packed execution.
+//! Not here yet: the pooler (recognised at import, not compiled: a plan returns the last
+//! hidden state; `Glue::Pooler` is how a plan would carry it, and the executor refuses glue by
+//! node name), packed execution.
 //!
 //! It depends on dsl, library, tuner, device and cache; it must not depend on codegen directly
 //! or on the CLI, and nothing but the CLI and tests depend on it.

@@ -5,7 +5,8 @@
 //! Accepted checkpoints: a bare `BertModel`, or one that wraps it under a `bert.` prefix
 //! (`BertForMaskedLM`, `BertForSequenceClassification`, ...); heads (`cls.*`, `classifier.*`),
 //! `position_ids` buffers and other extras are ignored. Old checkpoints' layernorm
-//! `gamma`/`beta` names are accepted for `weight`/`bias`. The pooler is optional.
+//! `gamma`/`beta` names are accepted for `weight`/`bias`. The pooler is optional and not compiled
+//! (plans return the last hidden state).
 
 use super::config::BertConfig;
 use super::safetensors::{FileDType, SafetensorsFile};
@@ -41,10 +42,6 @@ impl Loader<'_> {
         candidates
             .into_iter()
             .find(|c| self.file.tensors.contains_key(c))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.stored_name(name).is_some()
     }
 
     /// Load `name` (as `BertModel` calls it), which must have `shape`, as a graph value.
@@ -157,18 +154,8 @@ pub fn build(
         x = encoder_layer(&mut w, c, l, x, lens)?;
     }
     w.graph.outputs.push((OutputKind::LastHiddenState, x));
-    if w.has("pooler.dense.weight") || w.has("pooler.dense.bias") {
-        let h = c.hidden;
-        let pw = w.weight("pooler.dense.weight", &[h, h])?;
-        let pb = w.weight("pooler.dense.bias", &[h])?;
-        let pooled = w.node(
-            "pooler",
-            Op::Pooler,
-            vec![x, pw, pb],
-            vec![Dim::Batch, Dim::Fixed(h)],
-        );
-        w.graph.outputs.push((OutputKind::PooledOutput, pooled));
-    }
+    // The pooler (`pooler.dense`, tanh of the first token's projection) is recognised and
+    // not compiled: there is no kernel for it yet, and a plan returns the last hidden state.
     Ok((graph, weights))
 }
 
