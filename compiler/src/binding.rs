@@ -152,7 +152,9 @@ pub fn plan_bucket(
 }
 
 /// Every non-weight value the steps touch, with the steps it must survive: from its first use
-/// (inputs: from the start) to its last (graph outputs: to the end).
+/// to its last. Inputs live through the whole list (uploaded before it, and never overwritten
+/// by it, so a captured graph can be replayed again and again on the same inputs, as timing
+/// does); graph outputs live to the end.
 fn lifetimes(graph: &Graph, b: Bucket, steps: &[Step]) -> BTreeMap<ValueId, Lifetime> {
     let last_step = steps.len().saturating_sub(1);
     let mut life: BTreeMap<ValueId, Lifetime> = BTreeMap::new();
@@ -162,18 +164,18 @@ fn lifetimes(graph: &Graph, b: Bucket, steps: &[Step]) -> BTreeMap<ValueId, Life
             if matches!(value.kind, ValueKind::Weight(_)) {
                 continue;
             }
-            let first = if matches!(value.kind, ValueKind::Input(_)) {
-                0
+            let (first, last) = if matches!(value.kind, ValueKind::Input(_)) {
+                (0, last_step)
             } else {
-                i
+                (i, i)
             };
             let l = life.entry(o.value).or_insert(Lifetime {
                 first,
-                last: i,
+                last,
                 bytes: value.bytes(b.batch, b.seq),
             });
             l.first = l.first.min(first);
-            l.last = l.last.max(i);
+            l.last = l.last.max(last);
         }
     }
     for &(_, v) in &graph.outputs {

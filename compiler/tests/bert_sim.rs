@@ -9,7 +9,7 @@ use std::path::Path;
 use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::graph::{AttentionQkv, AttentionStore, LinearStore, Op};
-use tessera_compiler::plan::{Buffer, Callee, PlanError};
+use tessera_compiler::plan::{Buffer, Callee, PlanError, View};
 use tessera_compiler::tuning::{TuningError, TuningStatus};
 use tessera_compiler::{compile, optimize, CompileError, Compiled, Lookup, Mode, Options, Plan};
 use tessera_device::{Device, SimDevice};
@@ -265,6 +265,21 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
             })
             .collect();
         assert!(glue.is_empty(), "no glue launches: {glue:?}");
+        // no launch writes over an input: a captured graph replays on the same inputs
+        // (activations are the only other arena views, and each is written by a launch)
+        let inputs: Vec<&View> = b.inputs.iter().map(|s| &s.view).collect();
+        for l in &b.launches {
+            for a in l.args.iter().filter(|a| a.view.buffer == Buffer::Arena) {
+                if inputs.contains(&&a.view) {
+                    continue;
+                }
+                for i in &inputs {
+                    let apart = a.view.offset + a.view.bytes <= i.offset
+                        || i.offset + i.bytes <= a.view.offset;
+                    assert!(apart, "{} `{}` overlaps an input slot", l.node, a.name);
+                }
+            }
+        }
         assert!(b.arena_bytes <= b.naive_bytes && b.arena_bytes > 0);
         for l in &b.launches {
             if let Callee::Kernel { kernel } = l.callee {
