@@ -81,7 +81,6 @@ fn sim_compile_no_tune_then_inspect() {
         "store=heads2x64_seq32",
         "fused=residual",
         "embedding",
-        "no kernel template yet",
         "merge_qkv (2)",
     ] {
         assert!(t.contains(want), "inspect lacks `{want}`:\n{t}");
