@@ -4,7 +4,7 @@
 //! Output is self-contained (no `#include`): f16/bf16 are stored as `unsigned short` and
 //! converted with PTX `cvt`, so it compiles with a bare NVRTC.
 
-use crate::dialect::{AccGroup, Dialect, MathFn, MmaPlan};
+use crate::dialect::{AccGroup, CopyPipeline, InstructionSet, MathFn, MmaPlan, WarpMma};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::{DType, Layout, MmaAtom, Target};
@@ -70,23 +70,13 @@ static __device__ __forceinline__ unsigned tsr_pack_bf16x2(float lo, float hi) {
   unsigned r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
 }"#;
 
-impl Dialect for Cuda {
+impl InstructionSet for Cuda {
     fn target(&self) -> Target {
         self.target
     }
 
     fn warp_size(&self) -> u32 {
         32
-    }
-
-    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError> {
-        match input {
-            DType::F16 | DType::BF16 => Ok(MmaAtom::new(16, 8, 16, input)),
-            DType::F32 => Err(CodegenError::Unsupported(format!(
-                "{}: no mma.sync atom for f32 inputs",
-                self.target
-            ))),
-        }
     }
 
     fn prelude(&self, w: &mut Source) {
@@ -101,22 +91,50 @@ impl Dialect for Cuda {
         "extern __shared__ __align__(128) unsigned char smem[];"
     }
 
-    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str) {
-        w.line(format!("tsr_cp_async{bytes}({dst}, {src}, {pred});"));
-    }
-
-    fn copy_commit(&self, w: &mut Source) {
-        w.line("asm volatile(\"cp.async.commit_group;\" ::: \"memory\");");
-    }
-
-    fn copy_wait(&self, w: &mut Source, pending: u32) {
-        w.line(format!(
-            "asm volatile(\"cp.async.wait_group {pending};\" ::: \"memory\");"
-        ));
-    }
-
     fn barrier(&self, w: &mut Source) {
         w.line("__syncthreads();");
+    }
+
+    fn math(&self, f: MathFn) -> &'static str {
+        match f {
+            MathFn::Erf => "erff",
+            MathFn::Tanh => "tanhf",
+            MathFn::Exp => "__expf",
+            MathFn::Rsqrt => "rsqrtf",
+            MathFn::Sqrt => "sqrtf",
+        }
+    }
+
+    fn word_vector(&self, words: u32) -> &'static str {
+        match words {
+            1 => "unsigned",
+            2 => "uint2",
+            _ => "uint4",
+        }
+    }
+
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
+        format!("__shfl_xor_sync(0xffffffffu, {value}, {lane_mask})")
+    }
+
+    fn infinity(&self) -> &'static str {
+        "__int_as_float(0x7f800000)"
+    }
+
+    fn fast_div(&self, a: &str, b: &str) -> String {
+        format!("__fdividef({a}, {b})")
+    }
+}
+
+impl WarpMma for Cuda {
+    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError> {
+        match input {
+            DType::F16 | DType::BF16 => Ok(MmaAtom::new(16, 8, 16, input)),
+            DType::F32 => Err(CodegenError::Unsupported(format!(
+                "{}: no mma.sync atom for f32 inputs",
+                self.target
+            ))),
+        }
     }
 
     fn declare_acc(&self, w: &mut Source, p: &MmaPlan) {
@@ -391,34 +409,20 @@ impl Dialect for Cuda {
         w.close("");
         w.close("");
     }
+}
 
-    fn math(&self, f: MathFn) -> &'static str {
-        match f {
-            MathFn::Erf => "erff",
-            MathFn::Tanh => "tanhf",
-            MathFn::Exp => "__expf",
-            MathFn::Rsqrt => "rsqrtf",
-            MathFn::Sqrt => "sqrtf",
-        }
+impl CopyPipeline for Cuda {
+    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str) {
+        w.line(format!("tsr_cp_async{bytes}({dst}, {src}, {pred});"));
     }
 
-    fn word_vector(&self, words: u32) -> &'static str {
-        match words {
-            1 => "unsigned",
-            2 => "uint2",
-            _ => "uint4",
-        }
+    fn copy_commit(&self, w: &mut Source) {
+        w.line("asm volatile(\"cp.async.commit_group;\" ::: \"memory\");");
     }
 
-    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
-        format!("__shfl_xor_sync(0xffffffffu, {value}, {lane_mask})")
-    }
-
-    fn infinity(&self) -> &'static str {
-        "__int_as_float(0x7f800000)"
-    }
-
-    fn fast_div(&self, a: &str, b: &str) -> String {
-        format!("__fdividef({a}, {b})")
+    fn copy_wait(&self, w: &mut Source, pending: u32) {
+        w.line(format!(
+            "asm volatile(\"cp.async.wait_group {pending};\" ::: \"memory\");"
+        ));
     }
 }

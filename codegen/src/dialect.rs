@@ -1,9 +1,13 @@
-//! The `Dialect` trait: every difference between vendors, and nothing else.
+//! The target seams of the warp-level emitters, one small trait per facet:
+//! [`InstructionSet`] (types, conversions, shuffles, math, barriers), [`WarpMma`] (the MMA atom,
+//! operand fragments, the accumulator layout) and [`CopyPipeline`] (global → shared copies and
+//! their completion). [`Dialect`] is their sum, which every target implements.
 //!
 //! The kernel emitter ([`crate::kernel`]) writes the vendor-neutral structure of a kernel
-//! (indexing, pipeline skeleton, copy loops, epilogue math) and asks the dialect for each
-//! vendor-specific piece: element conversions, asynchronous copies, barriers, the MMA atom and
-//! its operand/accumulator layouts. Templates never see a dialect.
+//! (indexing, pipeline skeleton, copy loops, epilogue math) and asks these facets for each
+//! vendor-specific piece. Templates never see a dialect. The sm_90a warp-specialized GEMM
+//! (TMA, mbarriers, wgmma) is its own lowering ([`crate::hopper`]), picked by the dispatch
+//! policy in `tessera_dsl::pipeline`.
 
 use crate::source::Source;
 use crate::CodegenError;
@@ -63,14 +67,13 @@ pub enum MathFn {
     Sqrt,
 }
 
-pub trait Dialect {
+/// The vendor's instruction set: types and conversions, shuffles, math, barriers, the kernel
+/// head and the shared-memory declaration. Every kernel uses it.
+pub trait InstructionSet {
     fn target(&self) -> Target;
 
     /// Threads per warp (wavefront).
     fn warp_size(&self) -> u32;
-
-    /// The MMA atom this dialect uses for an input dtype.
-    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError>;
 
     /// Includes, typedefs and helper functions the kernel relies on.
     fn prelude(&self, w: &mut Source);
@@ -108,18 +111,33 @@ pub trait Dialect {
     /// Declaration of the dynamic shared-memory byte array named `smem`.
     fn smem_decl(&self) -> &'static str;
 
-    /// Copy `bytes` (4, 8 or 16) from global `src` to shared `dst` when `pred`, else write zeros.
-    /// May be asynchronous; completion is awaited with [`Dialect::copy_wait`].
-    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str);
-
-    /// Close the group of copies issued since the last commit.
-    fn copy_commit(&self, w: &mut Source);
-
-    /// Wait until at most `pending` committed groups are still in flight.
-    fn copy_wait(&self, w: &mut Source, pending: u32);
-
     /// Block-wide barrier.
     fn barrier(&self, w: &mut Source);
+
+    /// The name of a single-precision math function.
+    fn math(&self, f: MathFn) -> &'static str;
+
+    /// A type of `words` 32-bit words (1, 2 or 4) for one vector global access: `unsigned`
+    /// for one word, else a vector type with components `.x .y (.z .w)`.
+    fn word_vector(&self, words: u32) -> &'static str;
+
+    /// A C expression: the f32 `value` of the lane whose index is this lane's xor `lane_mask`
+    /// (a butterfly step; every lane of the warp executes it).
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String;
+
+    /// A C expression of f32 positive infinity (the identity of a max reduction is its negation).
+    fn infinity(&self) -> &'static str;
+
+    /// A C expression of `a / b` in f32 with the vendor's fast (approximate) division.
+    fn fast_div(&self, a: &str, b: &str) -> String;
+}
+
+/// The warp-level MMA lowering (`mma.sync` on NVIDIA, MFMA on AMD): the atom, operand
+/// fragments loaded from shared tiles, the accumulator layout, and what attention builds on it
+/// (row reductions over accumulator rows, Q·Kᵀ and P·V steps).
+pub trait WarpMma {
+    /// The MMA atom this dialect uses for an input dtype.
+    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError>;
 
     /// Declare and zero the accumulators of one warp tile.
     fn declare_acc(&self, w: &mut Source, plan: &MmaPlan);
@@ -143,7 +161,7 @@ pub trait Dialect {
     );
 
     /// Attention: how many accumulator rows of a warp tile one thread holds values of, and
-    /// the C expression of the row slot (`0..slots`) of the group [`Dialect::for_each_acc`]
+    /// the C expression of the row slot (`0..slots`) of the group [`WarpMma::for_each_acc`]
     /// is visiting (written in that method's loop variables, so valid only inside its body).
     fn acc_row_slots(&self, p: &MmaPlan) -> (u32, String);
 
@@ -166,23 +184,26 @@ pub trait Dialect {
     /// Attention: `O += P·V` into `p.o.acc`, P being the score accumulators `p.s.acc`
     /// (probabilities, converted to the input dtype), V the current stage `p.o.b`.
     fn attn_pv(&self, w: &mut Source, p: &crate::attention::plan::AttnPlan);
-
-    /// The name of a single-precision math function.
-    fn math(&self, f: MathFn) -> &'static str;
-
-    // ---- row-wise kernels (crate::rows) ----
-
-    /// A type of `words` 32-bit words (1, 2 or 4) for one vector global access: `unsigned`
-    /// for one word, else a vector type with components `.x .y (.z .w)`.
-    fn word_vector(&self, words: u32) -> &'static str;
-
-    /// A C expression: the f32 `value` of the lane whose index is this lane's xor `lane_mask`
-    /// (a butterfly step; every lane of the warp executes it).
-    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String;
-
-    /// A C expression of f32 positive infinity (the identity of a max reduction is its negation).
-    fn infinity(&self) -> &'static str;
-
-    /// A C expression of `a / b` in f32 with the vendor's fast (approximate) division.
-    fn fast_div(&self, a: &str, b: &str) -> String;
 }
+
+/// The per-thread copy pipeline (multistage `cp.async` on NVIDIA, plain LDS stores on AMD):
+/// one chunk copied global → shared, groups committed and awaited.
+pub trait CopyPipeline {
+    /// Copy `bytes` (4, 8 or 16) from global `src` to shared `dst` when `pred`, else write zeros.
+    /// May be asynchronous; completion is awaited with [`CopyPipeline::copy_wait`].
+    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str);
+
+    /// Close the group of copies issued since the last commit.
+    fn copy_commit(&self, w: &mut Source);
+
+    /// Wait until at most `pending` committed groups are still in flight.
+    fn copy_wait(&self, w: &mut Source, pending: u32);
+}
+
+/// Everything a target gives the vendor-neutral emitters: its instruction set, its warp MMA
+/// lowering and its copy pipeline. (The sm_90a warp-specialized GEMM pipeline — TMA, mbarriers,
+/// wgmma — is a separate lowering in [`crate::hopper`], chosen by the dispatch policy in
+/// `tessera_dsl::pipeline`.)
+pub trait Dialect: InstructionSet + WarpMma + CopyPipeline {}
+
+impl<T: InstructionSet + WarpMma + CopyPipeline> Dialect for T {}

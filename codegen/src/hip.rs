@@ -4,7 +4,7 @@
 //! Global → LDS copies are plain vector loads and stores (CDNA2 has no asynchronous copy into
 //! LDS), so commit/wait are no-ops and the pipeline skeleton's barriers order the stages.
 
-use crate::dialect::{AccGroup, Dialect, MathFn, MmaPlan};
+use crate::dialect::{AccGroup, CopyPipeline, InstructionSet, MathFn, MmaPlan, WarpMma};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::{DType, Layout, MmaAtom, Target};
@@ -53,23 +53,13 @@ static __device__ inline void tsr_copy4(void* dst, const void* src, bool pred) {
 static __device__ inline float tsr_neg_inf() { return -__builtin_huge_valf(); }
 static __device__ inline float tsr_exp2(float x) { return exp2f(x); }"#;
 
-impl Dialect for Hip {
+impl InstructionSet for Hip {
     fn target(&self) -> Target {
         self.target
     }
 
     fn warp_size(&self) -> u32 {
         64
-    }
-
-    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError> {
-        match input {
-            DType::F16 | DType::BF16 => Ok(MmaAtom::new(16, 16, 16, input)),
-            DType::F32 => Err(CodegenError::Unsupported(format!(
-                "{}: no MFMA atom for f32 inputs in Tessera",
-                self.target
-            ))),
-        }
     }
 
     fn prelude(&self, w: &mut Source) {
@@ -84,16 +74,50 @@ impl Dialect for Hip {
         "extern __shared__ __attribute__((aligned(128))) unsigned char smem[];"
     }
 
-    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str) {
-        w.line(format!("tsr_copy{bytes}({dst}, {src}, {pred});"));
-    }
-
-    fn copy_commit(&self, _w: &mut Source) {}
-
-    fn copy_wait(&self, _w: &mut Source, _pending: u32) {}
-
     fn barrier(&self, w: &mut Source) {
         w.line("__syncthreads();");
+    }
+
+    fn math(&self, f: MathFn) -> &'static str {
+        match f {
+            MathFn::Erf => "erff",
+            MathFn::Tanh => "tanhf",
+            MathFn::Exp => "__expf",
+            MathFn::Rsqrt => "rsqrtf",
+            MathFn::Sqrt => "sqrtf",
+        }
+    }
+
+    fn word_vector(&self, words: u32) -> &'static str {
+        match words {
+            1 => "unsigned",
+            2 => "tsr_u32x2",
+            _ => "tsr_u32x4",
+        }
+    }
+
+    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
+        format!("__shfl_xor({value}, {lane_mask})")
+    }
+
+    fn infinity(&self) -> &'static str {
+        "__builtin_inff()"
+    }
+
+    fn fast_div(&self, a: &str, b: &str) -> String {
+        format!("__fdividef({a}, {b})")
+    }
+}
+
+impl WarpMma for Hip {
+    fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError> {
+        match input {
+            DType::F16 | DType::BF16 => Ok(MmaAtom::new(16, 16, 16, input)),
+            DType::F32 => Err(CodegenError::Unsupported(format!(
+                "{}: no MFMA atom for f32 inputs in Tessera",
+                self.target
+            ))),
+        }
     }
 
     fn declare_acc(&self, w: &mut Source, p: &MmaPlan) {
@@ -349,34 +373,14 @@ impl Dialect for Hip {
         w.close("");
         w.close("");
     }
+}
 
-    fn math(&self, f: MathFn) -> &'static str {
-        match f {
-            MathFn::Erf => "erff",
-            MathFn::Tanh => "tanhf",
-            MathFn::Exp => "__expf",
-            MathFn::Rsqrt => "rsqrtf",
-            MathFn::Sqrt => "sqrtf",
-        }
+impl CopyPipeline for Hip {
+    fn copy_chunk(&self, w: &mut Source, dst: &str, src: &str, bytes: u32, pred: &str) {
+        w.line(format!("tsr_copy{bytes}({dst}, {src}, {pred});"));
     }
 
-    fn word_vector(&self, words: u32) -> &'static str {
-        match words {
-            1 => "unsigned",
-            2 => "tsr_u32x2",
-            _ => "tsr_u32x4",
-        }
-    }
+    fn copy_commit(&self, _w: &mut Source) {}
 
-    fn shfl_xor(&self, value: &str, lane_mask: u32) -> String {
-        format!("__shfl_xor({value}, {lane_mask})")
-    }
-
-    fn infinity(&self) -> &'static str {
-        "__builtin_inff()"
-    }
-
-    fn fast_div(&self, a: &str, b: &str) -> String {
-        format!("__fdividef({a}, {b})")
-    }
+    fn copy_wait(&self, _w: &mut Source, _pending: u32) {}
 }
