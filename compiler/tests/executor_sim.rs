@@ -11,36 +11,14 @@ mod common;
 
 use common::{f16s, weight};
 use std::path::Path;
-use tessera_cache::Cache;
 use tessera_compiler::executor::{ExecError, KernelKind};
 use tessera_compiler::fixture::Fixture;
-use tessera_compiler::{compile, ExecOptions, Executor, Inputs, Lookup, Mode, Options};
-use tessera_device::{Device, SimDevice};
-use tessera_dsl::{DType, Target};
-use tessera_tuner::sweep::{device_fingerprint, Silent};
+use tessera_compiler::{ExecOptions, Executor, Inputs};
+use tessera_device::SimDevice;
+use tessera_dsl::Target;
 
 fn plan_dir(dir: &Path) -> std::path::PathBuf {
-    Fixture::tiny().write(dir).unwrap();
-    let d = SimDevice::new(Target::Sm90a);
-    let fingerprint = device_fingerprint(&d.info(), Target::Sm90a);
-    let caps = d.caps().clone();
-    let cache = Cache::open(dir.join("tune.db")).unwrap();
-    let lookup = Lookup {
-        cache: &cache,
-        fingerprint: &fingerprint,
-        caps: &caps,
-    };
-    let options = Options {
-        model_dir: dir.to_path_buf(),
-        dtype: DType::F16,
-        batches: vec![1, 2],
-        seqs: vec![16, 32],
-        dump_graph: None,
-    };
-    let compiled = compile(&options, &lookup, Mode::NoTune, &mut Silent).unwrap();
-    let out = dir.join("model.tsr");
-    compiled.write(&out).unwrap();
-    out
+    common::compile_tiny(&SimDevice::new(Target::Sm90a), dir)
 }
 
 fn inputs(batch: u64, seq: u64) -> Inputs {

@@ -7,38 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use tessera_cache::Cache;
 use tessera_compiler::fixture::Fixture;
-use tessera_compiler::{compile, ExecOptions, Executor, Inputs, Lookup, Mode, Options};
+use tessera_compiler::{ExecOptions, Executor, Inputs};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
-use tessera_dsl::DType;
-use tessera_tuner::sweep::{device_fingerprint, Silent};
-
-/// The tiny BERT compiled without tuning for `device` into `dir/model.tsr`.
-fn compile_tiny(device: &CudaDevice, dir: &Path) -> PathBuf {
-    Fixture::tiny().write(dir).unwrap();
-    let caps = device.caps().clone();
-    let fingerprint = device_fingerprint(&device.info(), caps.target);
-    let cache = Cache::open(dir.join("tune.db")).unwrap();
-    let lookup = Lookup {
-        cache: &cache,
-        fingerprint: &fingerprint,
-        caps: &caps,
-    };
-    let options = Options {
-        model_dir: dir.to_path_buf(),
-        dtype: DType::F16,
-        batches: vec![1, 2],
-        seqs: vec![16, 32],
-        dump_graph: None,
-    };
-    let compiled = compile(&options, &lookup, Mode::NoTune, &mut Silent).unwrap();
-    let plan = dir.join("model.tsr");
-    compiled.write(&plan).unwrap();
-    plan
-}
 
 fn all_real(batch: u64, seq: u64) -> Inputs {
     Inputs {
@@ -55,7 +27,7 @@ fn all_real(batch: u64, seq: u64) -> Inputs {
 fn gpu_executor_qkv_gemm_matches_reference() {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("a GPU");
     let dir = tempfile::tempdir().unwrap();
-    let plan_path = compile_tiny(&device, dir.path());
+    let plan_path = common::compile_tiny(&device, dir.path());
     let exec = Executor::load(
         &plan_path,
         &device,
@@ -101,7 +73,7 @@ fn gpu_executor_qkv_gemm_matches_reference() {
 fn gpu_executor_graph_replay_equals_eager() {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("a GPU");
     let dir = tempfile::tempdir().unwrap();
-    let plan_path = compile_tiny(&device, dir.path());
+    let plan_path = common::compile_tiny(&device, dir.path());
     common::all_kernel_plan(&plan_path);
     let x = all_real(2, 32);
     let graph = Executor::load(&plan_path, &device, ExecOptions::default()).unwrap();
@@ -148,7 +120,7 @@ fn gpu_executor_tiny_bert_matches_f64_reference() {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("a GPU");
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::tiny();
-    let plan = compile_tiny(&device, dir.path());
+    let plan = common::compile_tiny(&device, dir.path());
     let w = common::checkpoint(dir.path());
     let (x, lens) = common::padded_batch();
     for graphs in [true, false] {

@@ -5,11 +5,39 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use tessera_cache::Cache;
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::import::safetensors::SafetensorsFile;
-use tessera_compiler::{Inputs, Output, Plan};
+use tessera_compiler::{compile, Inputs, Lookup, Mode, Options, Output, Plan};
+use tessera_device::Device;
 use tessera_dsl::DType;
 use tessera_library::host::HostTensor;
+use tessera_tuner::sweep::{device_fingerprint, Silent};
+
+/// The tiny random BERT written to `dir` and compiled without tuning for `device` (buckets
+/// 1–2 × 16–32) into `dir/model.tsr`.
+pub fn compile_tiny(device: &dyn Device, dir: &Path) -> std::path::PathBuf {
+    Fixture::tiny().write(dir).unwrap();
+    let caps = device.caps().clone();
+    let fingerprint = device_fingerprint(&device.info(), caps.target);
+    let cache = Cache::open(dir.join("tune.db")).unwrap();
+    let lookup = Lookup {
+        cache: &cache,
+        fingerprint: &fingerprint,
+        caps: &caps,
+    };
+    let options = Options {
+        model_dir: dir.to_path_buf(),
+        dtype: DType::F16,
+        batches: vec![1, 2],
+        seqs: vec![16, 32],
+        dump_graph: None,
+    };
+    let compiled = compile(&options, &lookup, Mode::NoTune, &mut Silent).unwrap();
+    let plan = dir.join("model.tsr");
+    compiled.write(&plan).unwrap();
+    plan
+}
 
 /// The weight `name` of the plan, decoded.
 pub fn weight(plan: &Plan, bytes: &[u8], name: &str) -> Vec<f64> {
