@@ -10,7 +10,7 @@ mod common;
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::{ExecOptions, Executor, Inputs};
 use tessera_device::cuda::CudaDevice;
-use tessera_device::{Device, DeviceConfig};
+use tessera_device::DeviceConfig;
 
 fn all_real(batch: u64, seq: u64) -> Inputs {
     Inputs {
