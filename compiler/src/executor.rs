@@ -13,11 +13,15 @@
 //! off or `debug_nodes`, runs the same launches eagerly, syncing and keeping every node's
 //! output in debug mode) and downloads the last hidden state of the real tokens.
 //!
-//! A launch this build has no kernel for (a `glue` step of the plan, or an attention whose
-//! token-major output the attention kernel does not write yet) is never faked: the bucket is
-//! marked blocked and running it is an [`ExecError::NoKernel`] naming the node. A caller may
-//! register a host implementation of a glue step ([`Executor::set_host_glue`], eager runs
-//! only: tests use it to check the kernels after the embedding against a reference).
+//! Plans from this build are kernels only (the embedding is a kernel, attention writes
+//! token-major, the pooler is not compiled). A launch with no kernel (a `glue` step, or an
+//! attention problem whose output layout does not match the plan's store) is never faked: the
+//! bucket is marked blocked and running it is an [`ExecError::NoKernel`] naming the node. A
+//! caller may register a host implementation of a glue step ([`Executor::set_host_glue`],
+//! eager runs only).
+//!
+//! Inputs stay valid across replays: the memory plan keeps input slots live through the whole
+//! launch list, so timing replays the captured graph on the inputs uploaded once.
 //!
 //! It depends on the plan, the bucket choice, the tuner's candidate/compile path and the
 //! device trait; it must not depend on the CLI or on a concrete device.
