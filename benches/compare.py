@@ -22,6 +22,14 @@ ratios = [r["ratio"] for r in rows]
 summary = {"median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios), "shapes": len(rows),
            "median_vs_cublas": statistics.median(ratios),
            "cases": {f"{r['dtype']} {r['m']}x{r['n']}x{r['k']}": {"vs_cublas": r["ratio"]} for r in rows}}
+# decode shapes (M <= 128): the weight streamed per Tessera run, against the same run's copy bandwidth
+if vendor.get("copy_gbps"):
+    summary["copy_gbps"] = vendor["copy_gbps"]
+    for r in rows:
+        if r["m"] <= 128:
+            gbps = r["n"] * r["k"] * 2 / (r["median_ms"] * 1e-3) / 1e9
+            summary["cases"][f"{r['dtype']} {r['m']}x{r['n']}x{r['k']}"].update(weights_gbps=gbps, of_copy=gbps / vendor["copy_gbps"])
+            print(f"{r['dtype']} {r['m']}x{r['n']}x{r['k']}: weights streamed at {gbps:.0f} GB/s, {gbps / vendor['copy_gbps']:.2f} of the copy")
 print(f"median ratio {summary['median_ratio']:.3f} (min {summary['min_ratio']:.3f}, max {summary['max_ratio']:.3f}) over {len(rows)} shapes")
 json.dump({"benchmark": ours["benchmark"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": sys.argv[4], "command": sys.argv[5], "device": ours["device"], "vendor": {k: vendor[k] for k in vendor if k != "results"},

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 WARMUP, ITERS = 5, 30
 shapes = [(m, n, k) for m in (384, 12288) for (n, k) in ((2304, 768), (768, 768), (3072, 768), (768, 3072))]
 shapes += [(4096, 4096, 4096), (8192, 8192, 8192)]
+shapes += [(m, 8192, 4096) for m in (1, 8, 64, 128)]  # decode: a few tokens against a 64 MB weight
 flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
 rows = []
 for dtype, name in ((torch.float16, "f16"), (torch.bfloat16, "bf16")):
@@ -27,5 +28,18 @@ for dtype, name in ((torch.float16, "f16"), (torch.bfloat16, "bf16")):
         med = statistics.median(times)
         rows.append({"dtype": name, "m": m, "n": n, "k": k, "median_ms": med, "tflops": 2 * m * n * k / (med * 1e-3) / 1e12})
         print(f"cublas {name} {m}x{n}x{k}: {med:.3f} ms {rows[-1]['tflops']:.1f} TFLOP/s", file=sys.stderr)
+# the ceiling for the decode shapes: a device-to-device copy of 1 GiB (bytes read + written)
+src, dst = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"), torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+for _ in range(WARMUP):
+    dst.copy_(src)
+times = []
+for _ in range(ITERS):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); dst.copy_(src); e.record()
+    torch.cuda.synchronize()
+    times.append(s.elapsed_time(e))
+copy_gbps = 2 * (1 << 30) / (statistics.median(times) * 1e-3) / 1e9
+print(f"device copy: {copy_gbps:.0f} GB/s (read + write)", file=sys.stderr)
 json.dump({"benchmark": "gemm", "side": "cublas (torch.nn.functional.linear)", "torch": torch.__version__,
-           "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0), "results": rows}, open(sys.argv[1], "w"), indent=1)
+           "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0), "copy_gbps": copy_gbps,
+           "results": rows}, open(sys.argv[1], "w"), indent=1)

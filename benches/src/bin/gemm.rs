@@ -21,6 +21,10 @@ fn shapes() -> Vec<(u64, u64, u64)> {
     }
     v.push((4096, 4096, 4096));
     v.push((8192, 8192, 8192));
+    // decode: a few tokens against a 64 MB weight (bound by streaming the weight)
+    for m in [1, 8, 64, 128] {
+        v.push((m, 8192, 4096));
+    }
     v
 }
 
