@@ -49,10 +49,10 @@ pub struct Args {
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Tuning budget in seconds for the whole compile (misses left then get the cost model's pick).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::settings::seconds)]
     budget: Option<f64>,
     /// Timed runs per candidate when tuning.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::settings::at_least_one)]
     iters: u32,
     /// Write the graph before and after every pass into this directory.
     #[arg(long)]
@@ -163,13 +163,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 jobs: tessera_tuner::pool::default_jobs().max(1),
                 plan: TimingPlan {
                     warmup: 3,
-                    iters: args.iters.max(1),
+                    iters: args.iters,
                     l2_flush: true,
                 },
                 slow_factor: 3.0,
                 timeout: Duration::from_secs(60),
                 resume: true,
-                budget: args.budget.map(|b| Duration::from_secs_f64(b.max(0.0))),
+                budget: args.budget.map(Duration::from_secs_f64),
                 seed: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),

@@ -51,7 +51,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seq: u64,
     /// Timed runs (median reported).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = crate::settings::at_least_one)]
     pub iters: u32,
     /// Time the eager launch list instead of the graph.
     #[arg(long)]
@@ -226,9 +226,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 .join(", ")
         )));
     }
-    let t = exec
-        .time(bucket, 5, args.iters.max(1))
-        .map_err(exec_error)?;
+    let t = exec.time(bucket, 5, args.iters).map_err(exec_error)?;
     let parts = exec.breakdown(bucket, 5).map_err(exec_error)?;
     let simulated = device.info().simulated;
     let mode = if options.graphs { "graph" } else { "eager" };
@@ -241,7 +239,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "batch": args.batch,
             "seq": args.seq,
             "mode": mode,
-            "iters": args.iters.max(1),
+            "iters": args.iters,
             "median_ms": t.median(),
             "p10_ms": t.p10(),
             "p90_ms": t.p90(),

@@ -17,3 +17,32 @@ pub fn open_cache(explicit: Option<PathBuf>) -> anyhow::Result<Cache> {
     let path = cache_path(explicit)?;
     Cache::open(&path).map_err(crate::cache::cache_error)
 }
+
+/// A flag of seconds: finite and greater than zero (`inf`, `nan`, `0` and negatives are usage
+/// errors, not silently clamped).
+pub fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{s}`: give a finite number of seconds greater than 0"
+        ))
+    }
+}
+
+/// A count flag that must be at least 1 (`--jobs`, `--iters`).
+pub fn at_least_one(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if v >= 1 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}`: give at least 1"))
+    }
+}

@@ -29,14 +29,14 @@ pub struct Args {
     templates: Vec<String>,
     /// Stop starting new candidates after this many seconds (unfinished problems keep their
     /// measured rows; finish them later with --resume).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::settings::seconds)]
     budget: Option<f64>,
     /// Cache file (default: $TESSERA_CACHE, else ~/.cache/tessera/tune.db).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Parallel compile processes (default: the CPU count).
-    #[arg(long)]
-    jobs: Option<usize>,
+    #[arg(long, value_parser = crate::settings::at_least_one)]
+    jobs: Option<u32>,
     /// Compile every candidate for the GPU's target and report; needs no GPU, writes no cache.
     #[arg(long)]
     compile_only: bool,
@@ -48,10 +48,10 @@ pub struct Args {
     #[arg(long)]
     sim: bool,
     /// Timed runs per candidate (median of these).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::settings::at_least_one)]
     iters: u32,
     /// Seconds a candidate may take before its worker is killed.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = crate::settings::seconds)]
     timeout: f64,
     /// No progress bars.
     #[arg(long)]
@@ -222,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let jobs = args
         .jobs
-        .unwrap_or_else(tessera_tuner::pool::default_jobs)
+        .map_or_else(tessera_tuner::pool::default_jobs, |j| j as usize)
         .max(1);
     if args.compile_only {
         return compile_only(&args, target, &problems, &templates, jobs, started);
@@ -243,13 +243,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         jobs,
         plan: TimingPlan {
             warmup: 3,
-            iters: args.iters.max(1),
+            iters: args.iters,
             l2_flush: true,
         },
         slow_factor: 3.0,
-        timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
+        timeout: Duration::from_secs_f64(args.timeout),
         resume: args.resume,
-        budget: args.budget.map(|b| Duration::from_secs_f64(b.max(0.0))),
+        budget: args.budget.map(Duration::from_secs_f64),
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
@@ -423,7 +423,7 @@ fn compile_only(
             .progress_chars("=> "),
     );
     bar.set_prefix(target.name());
-    let timeout = Duration::from_secs_f64(args.timeout.max(1.0));
+    let timeout = Duration::from_secs_f64(args.timeout);
     let replies = call_all(&worker_spec("none")?, jobs, &reqs, timeout, || bar.inc(1));
     bar.finish_and_clear();
     let (mut ok, mut spilled, mut failed) = (0usize, 0usize, Vec::new());

@@ -481,3 +481,42 @@ fn sim_tune_covers_layernorm_softmax_attention_and_embedding() {
         .iter()
         .any(|r| r.status == Status::Rejected && r.reason.contains("exceeds the rows' alignment")));
 }
+
+/// Numeric flags out of range are usage errors (exit 2, the flag named), never silently
+/// clamped or accepted: before, `--budget nan`/`-1`, `--iters 0`, `--timeout 0` and `--jobs 0`
+/// ran, and `--budget inf` panicked.
+#[test]
+fn out_of_range_numeric_flags_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "s.yaml",
+        "problems:\n  - { op: gemm, m: 64, n: 64, k: 64, dtype: f16 }\n",
+    );
+    let cache = dir.path().join("c.db");
+    for (flag, value) in [
+        ("--budget", "inf"),
+        ("--budget", "nan"),
+        ("--budget", "-1"),
+        ("--budget", "0"),
+        ("--iters", "0"),
+        ("--timeout", "0"),
+        ("--jobs", "0"),
+    ] {
+        let o = tune(&[
+            "--gpu",
+            "h100",
+            "--sim",
+            "--quiet",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            flag,
+            value,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));
+        assert!(text(&o).contains(flag), "{flag} {value}: {}", text(&o));
+    }
+    assert!(!cache.exists(), "a refused command writes no cache");
+}
