@@ -95,6 +95,21 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
+    /// A handle of kind `what` (`stream`, `graph`, `event`) this device does not hold: from
+    /// another device, or destroyed already.
+    pub(crate) fn stale_handle(what: &'static str, id: u64) -> DeviceError {
+        let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        DeviceError::InvalidHandle {
+            what,
+            id,
+            message: format!("not {article} {what} of this device (destroyed already?)"),
+        }
+    }
+
     /// Whether this error is about the machine (no driver, device or compiler) rather than about
     /// one kernel: the tuner stops on these and records the others as rejected candidates.
     pub fn is_infrastructure(&self) -> bool {

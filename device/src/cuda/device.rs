@@ -388,11 +388,7 @@ fn stream_of(state: &State, s: &Stream) -> Result<(sys::CUstream, bool), DeviceE
         .streams
         .get(&s.id())
         .map(|st| (st.raw, st.capturing))
-        .ok_or(DeviceError::InvalidHandle {
-            what: "stream",
-            id: s.id(),
-            message: "not a stream of this device (destroyed already?)".into(),
-        })
+        .ok_or(DeviceError::stale_handle("stream", s.id()))
 }
 
 fn idle_stream(state: &State, s: &Stream, what: &str) -> Result<sys::CUstream, DeviceError> {
@@ -412,11 +408,7 @@ fn event_of(state: &State, e: &Event) -> Result<sys::CUevent, DeviceError> {
         .events
         .get(&e.id())
         .copied()
-        .ok_or(DeviceError::InvalidHandle {
-            what: "event",
-            id: e.id(),
-            message: "not an event of this device (destroyed already?)".into(),
-        })
+        .ok_or(DeviceError::stale_handle("event", e.id()))
 }
 
 /// The device address of a view, checked against the allocation.
@@ -811,16 +803,11 @@ impl Device for CudaDevice {
     fn launch_graph(&self, g: &Graph, s: &Stream) -> Result<(), DeviceError> {
         let state = self.enter()?;
         let raw = idle_stream(&state, s, "a graph launch")?;
-        let exec =
-            state
-                .graphs
-                .get(&g.id())
-                .map(|gs| gs.exec)
-                .ok_or(DeviceError::InvalidHandle {
-                    what: "graph",
-                    id: g.id(),
-                    message: "not a graph of this device (destroyed already?)".into(),
-                })?;
+        let exec = state
+            .graphs
+            .get(&g.id())
+            .map(|gs| gs.exec)
+            .ok_or(DeviceError::stale_handle("graph", g.id()))?;
         // SAFETY: a live graph exec and stream of this context.
         unsafe { cu::graph::launch(exec, raw) }.map_err(call_err("cuGraphLaunch"))
     }
@@ -830,11 +817,7 @@ impl Device for CudaDevice {
         let gs = state
             .graphs
             .remove(&g.id())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "graph",
-                id: g.id(),
-                message: "not a graph of this device (destroyed already?)".into(),
-            })?;
+            .ok_or(DeviceError::stale_handle("graph", g.id()))?;
         // SAFETY: instantiated by this device, removed from the table, destroyed once.
         unsafe { cu::graph::exec_destroy(gs.exec) }.map_err(call_err("cuGraphExecDestroy"))?;
         // SAFETY: as above.
@@ -872,11 +855,7 @@ impl Device for CudaDevice {
         let ev = state
             .events
             .remove(&e.id())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "event",
-                id: e.id(),
-                message: "not an event of this device (destroyed already?)".into(),
-            })?;
+            .ok_or(DeviceError::stale_handle("event", e.id()))?;
         // SAFETY: created by this device, removed from the table, destroyed once.
         unsafe { cu::event::destroy(ev) }.map_err(call_err("cuEventDestroy"))
     }

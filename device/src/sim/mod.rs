@@ -233,11 +233,7 @@ impl SimDevice {
         state
             .streams
             .get_mut(&stream.id())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "stream",
-                id: stream.id(),
-                message: "not a stream of this device (destroyed already?)".into(),
-            })
+            .ok_or(DeviceError::stale_handle("stream", stream.id()))
     }
 
     /// Copies are not allowed in a capture (as on CUDA, where they would be recorded).
@@ -517,11 +513,7 @@ impl Device for SimDevice {
         let recorded = state
             .graphs
             .remove(&graph.id())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "graph",
-                id: graph.id(),
-                message: "not a graph of this device (destroyed already?)".into(),
-            })?;
+            .ok_or(DeviceError::stale_handle("graph", graph.id()))?;
         let result = recorded
             .iter()
             .try_for_each(|r| self.run(&mut state, &r.module, &r.launch, &r.args));
@@ -534,11 +526,7 @@ impl Device for SimDevice {
             .graphs
             .remove(&graph.id())
             .map(|_| ())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "graph",
-                id: graph.id(),
-                message: "not a graph of this device (destroyed already?)".into(),
-            })
+            .ok_or(DeviceError::stale_handle("graph", graph.id()))
     }
 
     fn record_event(&self, stream: &Stream) -> Result<Event, DeviceError> {
@@ -557,11 +545,7 @@ impl Device for SimDevice {
                 .events
                 .get(&e.id())
                 .copied()
-                .ok_or(DeviceError::InvalidHandle {
-                    what: "event",
-                    id: e.id(),
-                    message: "not an event of this device (destroyed already?)".into(),
-                })
+                .ok_or(DeviceError::stale_handle("event", e.id()))
         };
         Ok(at(end)? - at(start)?)
     }
@@ -571,11 +555,7 @@ impl Device for SimDevice {
             .events
             .remove(&event.id())
             .map(|_| ())
-            .ok_or(DeviceError::InvalidHandle {
-                what: "event",
-                id: event.id(),
-                message: "not an event of this device (destroyed already?)".into(),
-            })
+            .ok_or(DeviceError::stale_handle("event", event.id()))
     }
 }
 
