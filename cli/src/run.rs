@@ -227,7 +227,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         )));
     }
     let t = exec.time(bucket, 5, args.iters).map_err(exec_error)?;
-    let parts = exec.breakdown(bucket, 5).map_err(exec_error)?;
+    let breakdown = exec.breakdown(bucket, 5).map_err(exec_error)?;
+    let parts = breakdown.by_kind();
+    let sum = breakdown.total_ms();
     let simulated = device.info().simulated;
     let mode = if options.graphs { "graph" } else { "eager" };
     if args.json {
@@ -243,8 +245,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "median_ms": t.median(),
             "p10_ms": t.p10(),
             "p90_ms": t.p90(),
-            "kernel_sum_ms": parts.values().sum::<f64>(),
+            "kernel_sum_ms": sum,
             "by_kind_ms": kinds,
+            "by_kernel": breakdown
+                .by_kernel()
+                .iter()
+                .map(|k| serde_json::json!({
+                    "kernel": k.kernel,
+                    "kind": k.kind.name(),
+                    "launches": k.launches,
+                    "total_ms": k.total_ms,
+                }))
+                .collect::<Vec<_>>(),
             "device": device.info().name,
             "simulated": simulated,
         });
@@ -257,7 +269,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             t.p90(),
             if simulated { " SIMULATED" } else { "" }
         );
-        let sum: f64 = parts.values().sum();
         for (k, v) in &parts {
             println!(
                 "  {:<10} {:>9.4} ms  {:>5.1}%",
@@ -266,7 +277,13 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 100.0 * v / sum.max(f64::MIN_POSITIVE)
             );
         }
-        println!("  launches alone sum to {sum:.4} ms");
+        println!("  launches alone sum to {sum:.4} ms; by kernel:");
+        for k in breakdown.by_kernel() {
+            println!(
+                "  {:>9.4} ms  {:>3}x  {}",
+                k.total_ms, k.launches, k.kernel
+            );
+        }
     }
     Ok(())
 }

@@ -177,4 +177,8 @@ fn plans_run_and_bench() {
     assert!(j["median_ms"].as_f64().unwrap() > 0.0);
     assert!(j["by_kind_ms"]["gemm"].as_f64().unwrap() > 0.0);
     assert!(j["by_kind_ms"]["attention"].as_f64().unwrap() > 0.0);
+    let kernels = j["by_kernel"].as_array().unwrap();
+    assert!(kernels.iter().any(|k| k["kind"] == "gemm"
+        && k["kernel"].as_str().unwrap().starts_with("gemm_")
+        && k["launches"].as_u64().unwrap() >= 1));
 }

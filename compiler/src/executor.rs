@@ -683,13 +683,13 @@ impl<'d> Executor<'d> {
         Ok(())
     }
 
-    /// Each launch of bucket `b` timed alone (eagerly, device events, median of `iters`),
-    /// summed per kernel kind, in ms.
-    pub fn breakdown(&self, b: Bucket, iters: u32) -> Result<BTreeMap<KernelKind, f64>, ExecError> {
+    /// Each launch of bucket `b` timed alone (eagerly, device events, median of `iters`), in
+    /// launch order.
+    pub fn breakdown(&self, b: Bucket, iters: u32) -> Result<Breakdown, ExecError> {
         let i = self.bucket_index(b)?;
         self.kernels_only(i)?;
         self.upload_default_inputs(i)?;
-        let mut by_kind = BTreeMap::new();
+        let mut launches = Vec::new();
         for p in self.launches(i) {
             let t = self
                 .device
@@ -702,10 +702,79 @@ impl<'d> Executor<'d> {
                     false,
                 )
                 .map_err(dev(&p.node))?;
-            *by_kind.entry(p.kind).or_insert(0.0) += t.median();
+            let kernel = self
+                .plan
+                .kernels
+                .get(p.kernel)
+                .map_or_else(|| format!("kernel{}", p.kernel), |k| k.kernel_name.clone());
+            launches.push(LaunchTime {
+                node: p.node.clone(),
+                kind: p.kind,
+                kernel,
+                ms: t.median(),
+            });
         }
-        Ok(by_kind)
+        Ok(Breakdown { launches })
     }
+}
+
+/// One launch timed alone.
+#[derive(Debug, Clone)]
+pub struct LaunchTime {
+    pub node: String,
+    pub kind: KernelKind,
+    /// The plan kernel's name (template and config).
+    pub kernel: String,
+    pub ms: f64,
+}
+
+/// Every launch of a bucket timed alone, in launch order.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    pub launches: Vec<LaunchTime>,
+}
+
+impl Breakdown {
+    /// Total of every launch, in ms.
+    pub fn total_ms(&self) -> f64 {
+        self.launches.iter().map(|l| l.ms).sum()
+    }
+
+    /// Milliseconds per kernel kind.
+    pub fn by_kind(&self) -> BTreeMap<KernelKind, f64> {
+        let mut out = BTreeMap::new();
+        for l in &self.launches {
+            *out.entry(l.kind).or_insert(0.0) += l.ms;
+        }
+        out
+    }
+
+    /// Per kernel: how many launches use it and their total ms, slowest total first.
+    pub fn by_kernel(&self) -> Vec<KernelTotal> {
+        let mut map: BTreeMap<&str, KernelTotal> = BTreeMap::new();
+        for l in &self.launches {
+            let e = map.entry(&l.kernel).or_insert_with(|| KernelTotal {
+                kernel: l.kernel.clone(),
+                kind: l.kind,
+                launches: 0,
+                total_ms: 0.0,
+            });
+            e.launches += 1;
+            e.total_ms += l.ms;
+        }
+        let mut out: Vec<KernelTotal> = map.into_values().collect();
+        out.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        out
+    }
+}
+
+/// One kernel's share of a breakdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTotal {
+    pub kernel: String,
+    pub kind: KernelKind,
+    pub launches: usize,
+    pub total_ms: f64,
 }
 
 impl Drop for Executor<'_> {

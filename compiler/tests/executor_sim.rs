@@ -177,7 +177,8 @@ fn all_kernel_plans_capture_replay_and_time() {
     let b = out.bucket;
     let t = exec.time(b, 1, 5).unwrap();
     assert!(t.simulated() && t.median() > 0.0);
-    let parts = exec.breakdown(b, 3).unwrap();
+    let breakdown = exec.breakdown(b, 3).unwrap();
+    let parts = breakdown.by_kind();
     let sum: f64 = parts.values().sum();
     assert!(
         (sum - t.median()).abs() / t.median() < 0.05,
@@ -185,6 +186,16 @@ fn all_kernel_plans_capture_replay_and_time() {
         t.median()
     );
     assert!(parts.contains_key(&KernelKind::Gemm) && parts.contains_key(&KernelKind::Layernorm));
+    // per kernel: every launch counted once, slowest total first, names from the plan
+    let kernels = breakdown.by_kernel();
+    assert_eq!(
+        kernels.iter().map(|k| k.launches).sum::<usize>(),
+        breakdown.launches.len()
+    );
+    assert!(kernels.windows(2).all(|w| w[0].total_ms >= w[1].total_ms));
+    let names: Vec<&str> = exec.plan().kernels.iter().map(|k| k.kernel_name.as_str()).collect();
+    assert!(kernels.iter().all(|k| names.contains(&k.kernel.as_str())), "{kernels:?}");
+    assert!((kernels.iter().map(|k| k.total_ms).sum::<f64>() - sum).abs() < 1e-9);
     // eager timing of the same list agrees with the graph on the simulated clock
     let eager = Executor::load(
         &plan_path,

@@ -81,7 +81,7 @@ fn gpu_executor_graph_replay_equals_eager() {
     let g = graph.run(&x).unwrap();
     let b = g.bucket;
     let t = graph.time(b, 3, 20).unwrap();
-    let parts = graph.breakdown(b, 5).unwrap();
+    let parts = graph.breakdown(b, 5).unwrap().by_kind();
     eprintln!(
         "graph replay {:.4} ms, launches alone {parts:?}",
         t.median()

@@ -181,7 +181,7 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
             rows(s.dtype, s.cols, s.alignment(), mask)
         }
         Problem::Embedding(e) => rows(e.dtype, e.hidden, e.alignment(), Mask::None),
-        // head_dim is 64 or 128: rows are 8-element aligned
+        // every supported head_dim (HEAD_DIMS) is a multiple of 8: rows are 8-element aligned
         Problem::Attention(a) => Variant {
             layout: a.layout.code().into(),
             ..rows(a.dtype, a.head_dim, 8, a.mask)

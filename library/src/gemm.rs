@@ -13,7 +13,7 @@ pub mod gemm {
         tile_k in [32, 64],
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],
-        stages in [2, 3, 4],
+        stages in [2, 3, 4, 6, 8],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -41,6 +41,11 @@ pub mod gemm {
         Config, DeviceCaps, EpilogueOp, GemmPipeline, GemmTile, Problem, Reject, RejectKind,
     };
 
+    /// The multistage pipeline's deepest ring. Deeper rings (6, 8) keep enough weight bytes in
+    /// flight for memory-bound (decode) shapes on the TMA pipeline, whose loads cost one thread;
+    /// the multistage space stays what it was tuned as.
+    pub const MULTISTAGE_MAX_STAGES: i64 = 4;
+
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
     /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
@@ -64,6 +69,20 @@ pub mod gemm {
         {
             return Ok(());
         }
+        if v("stages") > MULTISTAGE_MAX_STAGES {
+            let why = match GemmPipeline::hopper_plan(&tile, &config.variant) {
+                Err(e) if caps.target == tessera_dsl::Target::Sm90a => {
+                    format!("the TMA pipeline cannot serve this config: {e}")
+                }
+                _ => format!("{} has no TMA pipeline", caps.target.name()),
+            };
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "rings deeper than {MULTISTAGE_MAX_STAGES} stages are a TMA-pipeline (sm_90a) option and {why}"
+                ),
+            ));
+        }
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
         if v("tile_k") > 32 && warp_tile > 2048 {
             return Err(Reject::new(
@@ -82,5 +101,40 @@ pub mod gemm {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gemm::TEMPLATE;
+    use tessera_dsl::{GemmProblem, Problem, RejectKind, Target, Template};
+
+    /// A decode-shaped problem: one token against a 64 MB weight.
+    fn decode() -> Problem {
+        Problem::Gemm(GemmProblem::new(1, 8192, 4096))
+    }
+
+    #[test]
+    fn deep_rings_are_offered_to_the_tma_pipeline_only() {
+        let p = decode();
+        // 64x64x64, one consumer warpgroup, 8 stages
+        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &p).unwrap();
+        let hopper = Target::Sm90a.nominal_caps();
+        assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
+        // sm_80 has the shared memory for it, but no TMA pipeline
+        let r = TEMPLATE
+            .validate(&deep, &p, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
+        assert!(r.reason.contains("deeper than 4 stages") && r.reason.contains("sm_80 has no TMA"), "{}", r.reason);
+        // (a 64 KB-LDS gfx90a runs out of shared memory first)
+        assert!(TEMPLATE.validate(&deep, &p, &Target::Gfx90a.nominal_caps()).is_err());
+        // 4 stages stay in the multistage space
+        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4], &p).unwrap();
+        assert_eq!(TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()), Ok(()));
+        // a deep ring of big tiles does not fit Hopper's shared memory
+        let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8], &p).unwrap();
+        let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
+        assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
     }
 }

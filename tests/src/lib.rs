@@ -96,6 +96,10 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     let mut att_tokens = AttentionProblem::new(8, 12, 128, 64);
     att_tokens.mask = Mask::Padding;
     att_tokens.layout = AttentionLayout::Bshd;
+    // head_dim 32 (BERT-small geometries), token-major like a compiled plan
+    let mut att_narrow = AttentionProblem::new(4, 12, 128, 32);
+    att_narrow.mask = Mask::Padding;
+    att_narrow.layout = AttentionLayout::Bshd;
     let emb = EmbeddingProblem::new(32 * 128, 768, 128);
     let mut emb_wide = EmbeddingProblem::new(8 * 512, 1024, 512);
     emb_wide.dtype = DType::BF16;
@@ -140,7 +144,10 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         Fixture {
             template: "attention",
             points: vec![vec![64, 64, 4, 2]],
-            problems: vec![("f16_d64_padding_bshd", Problem::Attention(att_tokens))],
+            problems: vec![
+                ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
+                ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
+            ],
         },
     ]
 }

@@ -880,7 +880,7 @@ mod tests {
         assert!(e.contains("unknown fused operand `gelu`"), "{e}");
         let e = err("problems: [{op: attention, heads: 1, seq: 8, head_dim: 96}]");
         assert!(
-            e.contains("head_dim 96 is not supported; use 64 or 128"),
+            e.contains("head_dim 96 is not supported; use 32, 64 or 128"),
             "{e}"
         );
         let e = err("problems: [{op: attention, heads: 1, seq_q: 8, head_dim: 64}]");

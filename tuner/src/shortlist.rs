@@ -34,6 +34,13 @@ const GEMM_POINTS: &[[i64; 6]] = &[
     [128, 128, 64, 2, 4, 4],
     [64, 256, 64, 2, 4, 4],
     [64, 128, 64, 2, 4, 4],
+    // sm_90a deep rings for memory-bound (decode) shapes: more weight bytes in flight per SM
+    [64, 64, 64, 2, 2, 8],
+    [64, 128, 64, 2, 2, 6],
+    [64, 128, 64, 2, 2, 8],
+    [128, 64, 64, 2, 2, 8],
+    [64, 128, 64, 2, 4, 8],
+    [128, 128, 64, 2, 4, 6],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.

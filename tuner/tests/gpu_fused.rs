@@ -100,7 +100,10 @@ fn gpu_softmax_matches_reference() {
 #[test]
 fn gpu_attention_matches_reference() {
     let mut problems = Vec::new();
-    let shapes: [(u64, u64, u64, u64, u64, Mask); 8] = [
+    let shapes: [(u64, u64, u64, u64, u64, Mask); 11] = [
+        (2, 12, 128, 128, 32, Mask::Padding),
+        (1, 3, 77, 200, 32, Mask::None),
+        (2, 2, 100, 100, 32, Mask::Causal),
         (2, 3, 384, 384, 64, Mask::None),
         (2, 3, 100, 100, 64, Mask::Causal),
         (3, 2, 77, 77, 64, Mask::Padding),
@@ -126,8 +129,9 @@ fn gpu_attention_matches_reference() {
     }
     // token-major O ([batch, seq_q, heads, head_dim]), as the compiled BERT plan stores it:
     // several heads and batches so a wrong row stride or head offset cannot pass
-    let token_major: [(u64, u64, u64, u64, Mask); 4] = [
+    let token_major: [(u64, u64, u64, u64, Mask); 5] = [
         (2, 12, 128, 64, Mask::Padding),
+        (4, 12, 128, 32, Mask::Padding),
         (3, 2, 77, 64, Mask::Padding),
         (2, 3, 100, 128, Mask::Causal),
         (1, 4, 257, 128, Mask::None),

@@ -8,8 +8,6 @@ use std::path::Path;
 /// The model types the importer understands.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
 
-/// Head sizes the importer accepts (whether a kernel exists for one is the lowering's question).
-pub const SUPPORTED_HEAD_DIMS: [u64; 3] = [32, 64, 128];
 
 /// The activation between the two FFN GEMMs (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,9 +108,10 @@ impl BertConfig {
             )));
         }
         let head_dim = hidden / heads;
-        if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
+        if !tessera_dsl::HEAD_DIMS.contains(&head_dim) {
             return Err(ImportError::Config(format!(
-                "head size {head_dim} (hidden_size {hidden} / {heads} heads) is not supported; use 32, 64 or 128"
+                "head size {head_dim} (hidden_size {hidden} / {heads} heads) is not supported; use {}",
+                tessera_dsl::head_dims_text()
             )));
         }
         let act_name = raw.hidden_act.unwrap_or_else(|| "gelu".into());

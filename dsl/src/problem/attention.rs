@@ -91,7 +91,16 @@ impl fmt::Display for AttentionLayout {
 }
 
 /// Head sizes the attention kernels are specialised for.
-pub const HEAD_DIMS: [u64; 2] = [64, 128];
+pub const HEAD_DIMS: [u64; 3] = [32, 64, 128];
+
+/// [`HEAD_DIMS`] as a sentence fragment (`32, 64 or 128`), for errors.
+pub fn head_dims_text() -> String {
+    let names: Vec<String> = HEAD_DIMS.iter().map(u64::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AttentionProblem {
@@ -138,7 +147,11 @@ impl AttentionProblem {
         if !HEAD_DIMS.contains(&self.head_dim) {
             return Err(ProblemError::Mask {
                 op,
-                what: format!("head_dim {} is not supported; use 64 or 128", self.head_dim),
+                what: format!(
+                    "head_dim {} is not supported; use {}",
+                    self.head_dim,
+                    head_dims_text()
+                ),
             });
         }
         if !self.dtype.is_mma_input() {

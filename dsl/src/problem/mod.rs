@@ -8,7 +8,7 @@ mod embedding;
 mod gemm;
 mod rows;
 
-pub use attention::{AttentionLayout, AttentionProblem, Mask, HEAD_DIMS};
+pub use attention::{head_dims_text, AttentionLayout, AttentionProblem, Mask, HEAD_DIMS};
 pub use embedding::EmbeddingProblem;
 pub use gemm::{GemmProblem, Store};
 pub use rows::{LayernormProblem, SoftmaxProblem, LAYERNORM_EPS, MAX_ROW};
@@ -319,7 +319,7 @@ mod tests {
              layout=bshd"
         );
         a.head_dim = 96;
-        assert!(a.check().unwrap_err().to_string().contains("use 64 or 128"));
+        assert!(a.check().unwrap_err().to_string().contains("use 32, 64 or 128"));
         let mut s = SoftmaxProblem::new(10, 384);
         s.mask_period = Some(3);
         assert!(s.check().unwrap_err().to_string().contains("divide rows"));
