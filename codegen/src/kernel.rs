@@ -734,16 +734,11 @@ impl<'a> EpilogueStore<'a> {
         Ok(())
     }
 
-    /// Apply the ops to one group and store it.
-    pub(crate) fn group(&self, w: &mut Source, g: &AccGroup) -> Result<(), CodegenError> {
-        let (ir, d) = (self.ir, self.d);
-        let out = ir.variant.output;
-        w.line(format!("const int r = row0 + {};", g.row));
-        w.line(format!("const int cc = col0 + {};", g.col));
-        w.open("if (r < M)");
-        self.values(w, g, "r");
+    /// `const long long di`: the offset in D of element (`r`, `cc`), row-major or permuted into
+    /// heads. Elements `cc .. cc + k` are contiguous in D when they stay within one head.
+    pub(crate) fn destination(&self, w: &mut Source) {
         // destination of element (r, cc): row-major, or permuted into heads
-        match ir.variant.store {
+        match self.ir.variant.store {
             Store::Rows => w.line("const long long di = (long long)r * ldd + cc;"),
             Store::Heads {
                 heads,
@@ -760,6 +755,17 @@ impl<'a> EpilogueStore<'a> {
                 ));
             }
         }
+    }
+
+    /// Apply the ops to one group and store it.
+    pub(crate) fn group(&self, w: &mut Source, g: &AccGroup) -> Result<(), CodegenError> {
+        let (ir, d) = (self.ir, self.d);
+        let out = ir.variant.output;
+        w.line(format!("const int r = row0 + {};", g.row));
+        w.line(format!("const int cc = col0 + {};", g.col));
+        w.open("if (r < M)");
+        self.values(w, g, "r");
+        self.destination(w);
         let store = |w: &mut Source, k: usize| {
             w.line(format!(
                 "d[di + {k}] = {};",

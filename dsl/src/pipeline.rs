@@ -41,8 +41,9 @@ pub enum EpilogueMode {
     /// Each thread stores its accumulator pairs straight to global memory (any output store).
     Direct,
     /// Pairs go to a per-warpgroup staging tile in shared memory (rows padded by 16 bytes, so
-    /// neither side conflicts on banks), then out in coalesced 16-byte stores: row-major
-    /// 16-bit outputs, when the staging fits beside the stages.
+    /// neither side conflicts on banks), then out in coalesced 16-byte stores: 16-bit outputs,
+    /// row-major or into heads of a head_dim that is a multiple of 8, when the staging fits
+    /// beside the stages.
     Staged,
 }
 
@@ -158,7 +159,13 @@ impl GemmPipeline {
             swizzle,
             epilogue: EpilogueMode::Direct,
         };
-        let stageable = variant.output.size_bytes() == 2 && variant.store == Store::Rows;
+        // 16-bit outputs leave the staging tile in 16-byte chunks: row-major, or into heads
+        // whose head_dim keeps every chunk inside one head
+        let stageable = variant.output.size_bytes() == 2
+            && match variant.store {
+                Store::Rows => true,
+                Store::Heads { head_dim, .. } => head_dim % 8 == 0,
+            };
         if stageable {
             let staged = WarpgroupPlan {
                 epilogue: EpilogueMode::Staged,
@@ -259,8 +266,20 @@ mod tests {
             head_dim: 64,
             seq: 384,
         };
+        // a head store stages too when no 16-byte chunk can straddle two heads
+        let ph = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &heads).unwrap();
+        assert_eq!(ph.epilogue, EpilogueMode::Staged);
+        heads.store = Store::Heads {
+            heads: 12,
+            head_dim: 36,
+            seq: 384,
+        };
         let ph = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &heads).unwrap();
         assert_eq!(ph.epilogue, EpilogueMode::Direct);
+        let mut wide = v.clone();
+        wide.output = DType::F32;
+        let pw = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &wide).unwrap();
+        assert_eq!(pw.epilogue, EpilogueMode::Direct);
         // a tile one warpgroup can hold alone: two consumers take turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 8, 4), &v).unwrap();
         assert_eq!(

@@ -113,6 +113,28 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
             failures.extend(f);
         }
     }
+    // QKV projections into heads (a staged epilogue leaves in 16-byte chunks, one head each):
+    // BERT-base's 12 x 64, and 12 x 32 with a sequence that is no multiple of any tile
+    for (m, seq, head_dim) in [(2 * 384u64, 384u64, 64u64), (3 * 77, 77, 32)] {
+        let g = GemmProblem {
+            m,
+            n: 3 * 12 * head_dim,
+            k: 768,
+            batch: 1,
+            input: DType::F16,
+            output: DType::F16,
+            layout_b: Layout::Col,
+            epilogue: vec![Bias],
+            store: tessera_dsl::Store::Heads {
+                heads: 12,
+                head_dim,
+                seq,
+            },
+        };
+        let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 11);
+        runs += n;
+        failures.extend(f);
+    }
     report(
         "gpu_gemm_hopper_pipeline_matches_reference",
         runs,

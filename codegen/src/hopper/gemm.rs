@@ -229,8 +229,9 @@ fn emit_body(
 }
 
 /// Copy a warpgroup's staged tile to global memory in 16-byte row chunks (N is a multiple of 8
-/// wherever the Hopper pipeline runs), between two barriers of the warpgroup's own.
-fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan) {
+/// wherever the Hopper pipeline runs, and a head store's head_dim too, so no chunk straddles two
+/// heads), between two barriers of the warpgroup's own.
+fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueStore) {
     let per_row = plan.wg_n / 8;
     let pitch = plan.staging_pitch();
     let sync = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
@@ -250,7 +251,8 @@ fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan) {
         "asm volatile(\"ld.shared.v4.b32 {{%0, %1, %2, %3}}, [%4];\" : \"=r\"(x), \"=r\"(y), \"=r\"(z), \"=r\"(t) : \"r\"(stg + lr * {pitch} + lc * 2));"
     ));
     w.open("if (r < M && cc < N)");
-    w.line("asm volatile(\"st.global.v4.b32 [%0], {%1, %2, %3, %4};\" :: \"l\"(d + (long long)r * ldd + cc), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(t) : \"memory\");");
+    store.destination(w);
+    w.line("asm volatile(\"st.global.v4.b32 [%0], {%1, %2, %3, %4};\" :: \"l\"(d + di), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(t) : \"memory\");");
     w.close("");
     w.close("");
     w.line(sync);
@@ -390,7 +392,7 @@ fn emit_consumer(
     w.close("");
     w.close("");
     if plan.epilogue == EpilogueMode::Staged {
-        emit_staged_copy_out(w, plan);
+        emit_staged_copy_out(w, plan, store);
     }
     w.close("");
     Ok(())
