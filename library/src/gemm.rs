@@ -9,7 +9,7 @@ use tessera_dsl::gpu_template;
 pub mod gemm {
     params! {
         tile_m in [64, 128, 256],
-        tile_n in [64, 128, 256],
+        tile_n in [64, 128, 192, 256],
         tile_k in [32, 64],
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],
@@ -46,6 +46,10 @@ pub mod gemm {
     /// the multistage space stays what it was tuned as.
     pub const MULTISTAGE_MAX_STAGES: i64 = 4;
 
+    /// The multistage pipeline's tile widths. 192 (a `wgmma` N of 192) evens out the waves of
+    /// N = 768 / 2304 / 3072 GEMMs on 132 SMs; it is offered to the TMA pipeline only.
+    pub const MULTISTAGE_TILE_N: [i64; 3] = [64, 128, 256];
+
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
     /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
@@ -69,19 +73,25 @@ pub mod gemm {
         {
             return Ok(());
         }
-        if v("stages") > MULTISTAGE_MAX_STAGES {
+        let tma_only = |what: String| {
             let why = match GemmPipeline::hopper_plan(&tile, &config.variant) {
                 Err(e) if caps.target == tessera_dsl::Target::Sm90a => {
                     format!("the TMA pipeline cannot serve this config: {e}")
                 }
                 _ => format!("{} has no TMA pipeline", caps.target.name()),
             };
-            return Err(Reject::new(
+            Err(Reject::new(
                 RejectKind::Unsupported,
-                format!(
-                    "rings deeper than {MULTISTAGE_MAX_STAGES} stages are a TMA-pipeline (sm_90a) option and {why}"
-                ),
+                format!("{what} are a TMA-pipeline (sm_90a) option and {why}"),
+            ))
+        };
+        if v("stages") > MULTISTAGE_MAX_STAGES {
+            return tma_only(format!(
+                "rings deeper than {MULTISTAGE_MAX_STAGES} stages"
             ));
+        }
+        if !MULTISTAGE_TILE_N.contains(&v("tile_n")) {
+            return tma_only(format!("{}-wide tiles", v("tile_n")));
         }
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
         if v("tile_k") > 32 && warp_tile > 2048 {
@@ -115,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn deep_rings_are_offered_to_the_tma_pipeline_only() {
+    fn deep_rings_and_192_wide_tiles_are_offered_to_the_tma_pipeline_only() {
         let p = decode();
         // 64x64x64, one consumer warpgroup, 8 stages
         let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &p).unwrap();
@@ -132,6 +142,15 @@ mod tests {
         // 4 stages stay in the multistage space
         let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()), Ok(()));
+        // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
+        let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4], &p).unwrap();
+        assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
+        let narrow_k = TEMPLATE.config(&[128, 192, 32, 2, 4, 3], &p).unwrap();
+        assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
+        let r = TEMPLATE
+            .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert!(r.reason.contains("192-wide tiles are a TMA-pipeline"), "{}", r.reason);
         // a deep ring of big tiles does not fit Hopper's shared memory
         let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();

@@ -41,6 +41,9 @@ const GEMM_POINTS: &[[i64; 6]] = &[
     [128, 64, 64, 2, 2, 8],
     [64, 128, 64, 2, 4, 8],
     [128, 128, 64, 2, 4, 6],
+    // sm_90a 192-wide tiles: whole waves for N = 768 / 2304 / 3072 on 132 SMs
+    [128, 192, 64, 2, 4, 3],
+    [128, 192, 64, 2, 4, 4],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.
