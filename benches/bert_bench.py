@@ -70,6 +70,13 @@ compile_s = time.time() - started
 print(f"tessera compile: {compile_s:.1f} s", flush=True)
 compile_error = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
 if compile_error: print("tessera compile failed:", compile_error, flush=True)
+# the same compile again: tuning cache and module cache warm
+compile_warm_s = None
+if not compile_error:
+    started = time.time()
+    c = subprocess.run(cmd, capture_output=True, text=True)
+    compile_warm_s = time.time() - started if c.returncode == 0 else None
+    print(f"tessera compile, warm caches: {compile_warm_s and round(compile_warm_s, 2)} s", flush=True)
 
 compiled = torch.compile(encoder, dynamic=True)
 rows, summary = [], {}
@@ -99,5 +106,6 @@ with torch.no_grad():
             rows.append(row)
 json.dump({"benchmark": "bert", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": a.commit, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
-           "tessera_compile": "tuned" if a.tune else "--no-tune", "tessera_compile_s": compile_s, "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
+           "tessera_compile": "tuned" if a.tune else "--no-tune", "tessera_compile_s": compile_s,
+           "tessera_compile_warm_s": compile_warm_s, "command": "python3 " + " ".join(sys.argv), "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
 sys.exit(0 if len(summary) == len(rows) else 1)

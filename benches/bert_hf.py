@@ -3,8 +3,11 @@ save_pretrained) in fp32 (the reference) and fp16, against `tessera compile` + `
 the last hidden state of the non-padded tokens. Gate per geometry and input: Tessera's max and
 mean abs error to fp32 at most 2x HF fp16's (plus a 1e-3 floor), and per-token cosine >= 0.9999.
 Geometries: BERT-base, and 6 layers x hidden 384 x 12 heads of 32 (skipped with a message if
-`tessera compile` refuses it, e.g. head_dim 32 unsupported). Inputs: batch 4 x seq 128 without
-padding, and with lengths 128/77/5/100 (right padding).
+`tessera compile` refuses it). One plan per geometry with buckets batch 1,4 x seq 64,128; the
+inputs reach every bucket: batch 4 x seq 128 without padding and with lengths 128/77/5/100 (right
+padding), batch 3 x seq 64 (lengths 64/1/33: bucket 4x64), batch 1 x seq 40 (bucket 1x64) and
+batch 1 x seq 100 (bucket 1x128); the executor pads each input up to its bucket. Each row records
+the bucket `tessera run` reports.
 Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json"""
 import argparse, json, os, subprocess, sys
 import torch
@@ -23,8 +26,10 @@ GEOMETRIES = {
     "bert-base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
     "l6-h384-hd32": dict(num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536),
 }
-BATCH, SEQ = 4, 128
-CASES = {"no_padding": [128, 128, 128, 128], "padding": [128, 77, 5, 100]}
+BATCHES, SEQS = [1, 4], [64, 128]
+# case: (seq, lengths per sequence); the batch is len(lengths)
+CASES = {"no_padding": (128, [128, 128, 128, 128]), "padding": (128, [128, 77, 5, 100]),
+         "b3_s64": (64, [64, 1, 33]), "b1_s40": (40, [40]), "b1_s100": (100, [100])}
 
 
 def sh(cmd):
@@ -39,7 +44,7 @@ for name, geo in GEOMETRIES.items():
     model = BertModel(cfg).eval()
     mdir, plan = os.path.join(a.work, name), os.path.join(a.work, name + ".tsr")
     model.save_pretrained(mdir)  # safetensors (the default)
-    r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", str(BATCH), "--seq", str(SEQ), "--no-tune", "--quiet", "--out", plan])
+    r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)), "--no-tune", "--quiet", "--out", plan])
     if r.returncode != 0:
         msg = (r.stdout + r.stderr).strip()
         if name != "bert-base":
@@ -51,11 +56,11 @@ for name, geo in GEOMETRIES.items():
         continue
     ref32 = model.cuda().float()
     ref16 = BertModel(cfg).eval(); ref16.load_state_dict(model.state_dict()); ref16 = ref16.cuda().half()
-    for case, lens in CASES.items():
+    for case, (seq, lens) in CASES.items():
         g = torch.Generator().manual_seed(1)
-        ids = torch.randint(0, cfg.vocab_size, (BATCH, SEQ), generator=g)
-        types = torch.randint(0, 2, (BATCH, SEQ), generator=g)
-        mask = (torch.arange(SEQ)[None, :] < torch.tensor(lens)[:, None]).long()
+        ids = torch.randint(0, cfg.vocab_size, (len(lens), seq), generator=g)
+        types = torch.randint(0, 2, (len(lens), seq), generator=g)
+        mask = (torch.arange(seq)[None, :] < torch.tensor(lens)[:, None]).long()
         inp, out = os.path.join(a.work, f"{name}-{case}-in.safetensors"), os.path.join(a.work, f"{name}-{case}-out.safetensors")
         save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, inp)
         with torch.no_grad():
@@ -68,6 +73,7 @@ for name, geo in GEOMETRIES.items():
             row["error"] = (r.stdout + r.stderr).strip(); ok = False
             print(f"FAIL {name} {case}: tessera run: {row['error']}", flush=True)
             results.append(row); continue
+        row["run"] = (r.stdout + r.stderr).strip().splitlines()[-1:]
         ht = load_file(out)["last_hidden_state"].double()
         keep = mask.bool()
         t, f16, ref = ht[keep], h16[keep], h32[keep]
@@ -79,11 +85,11 @@ for name, geo in GEOMETRIES.items():
                        and row["min_cosine"] >= 0.9999)
         ok &= row["pass"]
         print(f"{'PASS' if row['pass'] else 'FAIL'} {name} {case}: tessera max {row['tessera_max']:.4g} mean {row['tessera_mean']:.4g} | "
-              f"hf fp16 max {row['hf16_max']:.4g} mean {row['hf16_mean']:.4g} | min cosine {row['min_cosine']:.6f}", flush=True)
+              f"hf fp16 max {row['hf16_max']:.4g} mean {row['hf16_mean']:.4g} | min cosine {row['min_cosine']:.6f} | {' '.join(row['run'])}", flush=True)
         results.append(row)
 # per case: HF fp16's max error over Tessera's (both against HF fp32; > 1: Tessera is closer)
 summary = {f"{r['geometry']} {r['case']}": {"vs_hf_fp16_max_error": r["hf16_max"] / max(r["tessera_max"], 1e-12),
                                            "min_cosine": r["min_cosine"]} for r in results if "tessera_max" in r}
-json.dump({"benchmark": "bert_hf", "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
+json.dump({"benchmark": "bert_hf", "command": "python3 " + " ".join(sys.argv), "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
            "summary": summary, "results": results}, open(a.json, "w"), indent=1)
 sys.exit(0 if ok else 1)
