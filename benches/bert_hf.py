@@ -8,7 +8,7 @@ inputs reach every bucket: batch 4 x seq 128 without padding and with lengths 12
 padding), batch 3 x seq 64 (lengths 64/1/33: bucket 4x64), batch 1 x seq 40 (bucket 1x64) and
 batch 1 x seq 100 (bucket 1x128); the executor pads each input up to its bucket. Each row records
 the bucket `tessera run` reports.
-Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json"""
+Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json [--commit C]"""
 import argparse, json, os, subprocess, sys
 import torch
 from safetensors.torch import save_file, load_file
@@ -19,6 +19,7 @@ ap.add_argument("--tessera", required=True)
 ap.add_argument("--work", required=True)
 ap.add_argument("--json", required=True)
 ap.add_argument("--gpu", default="h200")
+ap.add_argument("--commit", default="")
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 
@@ -90,6 +91,6 @@ for name, geo in GEOMETRIES.items():
 # per case: HF fp16's max error over Tessera's (both against HF fp32; > 1: Tessera is closer)
 summary = {f"{r['geometry']} {r['case']}": {"vs_hf_fp16_max_error": r["hf16_max"] / max(r["tessera_max"], 1e-12),
                                            "min_cosine": r["min_cosine"]} for r in results if "tessera_max" in r}
-json.dump({"benchmark": "bert_hf", "command": "python3 " + " ".join(sys.argv), "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
+json.dump({"benchmark": "bert_hf", "commit": a.commit, "command": "python3 " + " ".join(sys.argv), "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
            "summary": summary, "results": results}, open(a.json, "w"), indent=1)
 sys.exit(0 if ok else 1)

@@ -51,7 +51,7 @@ fi
 if [ "$what" = bert ]; then
   work=${TMPDIR:-/tmp}/tessera-bert
   python3 benches/bert_hf.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-hf.json" \
-    > "$out/bert.log" 2>&1 || status=1
+    --commit "$commit" > "$out/bert.log" 2>&1 || status=1
   python3 benches/bert_bench.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-bench.json" --tune \
     --commit "$commit" >> "$out/bert.log" 2>&1 || status=1
   tail -n 40 "$out/bert.log"
