@@ -4,6 +4,7 @@
 //! the template's constraints. A [`Config`] is one point of it plus the problem-derived
 //! [`Variant`] (dtypes, layouts, epilogue, alignment); together they name exactly one kernel.
 
+use crate::caps::Target;
 use crate::dtype::DType;
 use crate::epilogue::EpilogueOp;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,37 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamDef {
     pub name: String,
+    /// Every candidate: those every target offers, then the target-only ones.
     pub values: Vec<i64>,
+    /// Candidates only some targets offer (`stages in [2, 3, 4] + sm_90a [6, 8]`); each is
+    /// also in `values`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_values: Vec<TargetValues>,
+}
+
+/// Values of a parameter that one target alone offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetValues {
+    pub target: Target,
+    pub values: Vec<i64>,
+}
+
+impl ParamDef {
+    /// The targets that alone offer `value`, or `None` when every target offers it.
+    pub fn only_on(&self, value: i64) -> Option<Vec<Target>> {
+        let targets: Vec<Target> = self
+            .target_values
+            .iter()
+            .filter(|t| t.values.contains(&value))
+            .map(|t| t.target)
+            .collect();
+        (!targets.is_empty()).then_some(targets)
+    }
+
+    /// Whether `target` offers `value` for this parameter.
+    pub fn offered_on(&self, value: i64, target: Target) -> bool {
+        self.values.contains(&value) && self.only_on(value).is_none_or(|t| t.contains(&target))
+    }
 }
 
 /// A constraint between parameters: `check` receives the values in parameter order.
@@ -72,6 +103,16 @@ impl ParamSpace {
             .iter()
             .find(|c| !(c.check)(values))
             .map(|c| c.text)
+    }
+
+    /// The first parameter of a point whose value `target` does not offer, with the targets
+    /// that do.
+    pub fn not_offered_on(&self, values: &[i64], target: Target) -> Option<(&ParamDef, i64, Vec<Target>)> {
+        self.params.iter().zip(values).find_map(|(p, &v)| {
+            p.only_on(v)
+                .filter(|t| !t.contains(&target))
+                .map(|t| (p, v, t))
+        })
     }
 
     /// Every point that satisfies all constraints, in lexicographic order of the value lists.
@@ -314,14 +355,20 @@ mod tests {
                 ParamDef {
                     name: "tile_m".into(),
                     values: vec![64, 128, 256],
+                    target_values: vec![],
                 },
                 ParamDef {
                     name: "warps_m".into(),
                     values: vec![1, 2, 4],
+                    target_values: vec![],
                 },
                 ParamDef {
                     name: "stages".into(),
-                    values: vec![2, 3],
+                    values: vec![2, 3, 6],
+                    target_values: vec![TargetValues {
+                        target: Target::Sm90a,
+                        values: vec![6],
+                    }],
                 },
             ],
             constraints: vec![Constraint {
@@ -334,10 +381,24 @@ mod tests {
     #[test]
     fn enumerate_filters_by_constraints() {
         let s = space();
-        assert_eq!(s.raw_len(), 18);
-        // (64,1) (128,1) (128,2) (256,1) (256,2) (256,4) = 6 pairs × 2 stages
-        assert_eq!(s.len(), 12);
+        assert_eq!(s.raw_len(), 27);
+        // (64,1) (128,1) (128,2) (256,1) (256,2) (256,4) = 6 pairs × 3 stages
+        assert_eq!(s.len(), 18);
         assert!(s.enumerate().iter().all(|p| p[0] / p[1] >= 64));
+    }
+
+    #[test]
+    fn target_only_values_are_offered_on_their_target_alone() {
+        let s = space();
+        let stages = &s.params[2];
+        assert_eq!(stages.only_on(3), None);
+        assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
+        assert!(stages.offered_on(6, Target::Sm90a) && !stages.offered_on(6, Target::Sm80));
+        assert!(stages.offered_on(2, Target::Gfx90a) && !stages.offered_on(5, Target::Sm90a));
+        assert!(s.not_offered_on(&[128, 2, 6], Target::Sm90a).is_none());
+        let (p, v, on) = s.not_offered_on(&[128, 2, 6], Target::Gfx942).unwrap();
+        assert_eq!((p.name.as_str(), v, on), ("stages", 6, vec![Target::Sm90a]));
+        assert!(s.not_offered_on(&[128, 2, 3], Target::Gfx942).is_none());
     }
 
     #[test]

@@ -236,6 +236,18 @@ pub fn validate_generic<T: Template + ?Sized>(
             ));
         }
     }
+    if let Some((p, v, on)) = space.not_offered_on(&values, caps.target) {
+        let on: Vec<&str> = on.iter().map(|t| t.name()).collect();
+        return Err(Reject::new(
+            OutsideSpace,
+            format!(
+                "{} = {v} is offered on {} only, not on {}",
+                p.name,
+                on.join(", "),
+                caps.target.name()
+            ),
+        ));
+    }
     if let Some(c) = space.violated(&values) {
         return Err(Reject::new(OutsideSpace, format!("violates `{c}`")));
     }

@@ -9,11 +9,11 @@ use tessera_dsl::gpu_template;
 pub mod gemm {
     params! {
         tile_m in [64, 128, 256],
-        tile_n in [64, 128, 192, 256],
+        tile_n in [64, 128, 256] + sm_90a [192],
         tile_k in [32, 64],
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],
-        stages in [2, 3, 4, 6, 8],
+        stages in [2, 3, 4] + sm_90a [6, 8],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -39,16 +39,8 @@ pub mod gemm {
 
     use tessera_dsl::{
         Config, DeviceCaps, EpilogueOp, GemmPipeline, GemmTile, Problem, Reject, RejectKind,
+        Template,
     };
-
-    /// The multistage pipeline's deepest ring. Deeper rings (6, 8) keep enough weight bytes in
-    /// flight for memory-bound (decode) shapes on the TMA pipeline, whose loads cost one thread;
-    /// the multistage space stays what it was tuned as.
-    pub const MULTISTAGE_MAX_STAGES: i64 = 4;
-
-    /// The multistage pipeline's tile widths. 192 (a `wgmma` N of 192) evens out the waves of
-    /// N = 768 / 2304 / 3072 GEMMs on 132 SMs; it is offered to the TMA pipeline only.
-    pub const MULTISTAGE_TILE_N: [i64; 3] = [64, 128, 256];
 
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
@@ -73,25 +65,25 @@ pub mod gemm {
         {
             return Ok(());
         }
-        let tma_only = |what: String| {
-            let why = match GemmPipeline::hopper_plan(&tile, &config.variant) {
-                Err(e) if caps.target == tessera_dsl::Target::Sm90a => {
-                    format!("the TMA pipeline cannot serve this config: {e}")
-                }
-                _ => format!("{} has no TMA pipeline", caps.target.name()),
-            };
-            Err(Reject::new(
+        // values only sm_90a offers (`+ sm_90a` above: deep rings, 192-wide tiles) exist for
+        // the TMA pipeline; when it cannot serve the config, the multistage one has no such value
+        if let Some((p, value)) = TEMPLATE
+            .space()
+            .params
+            .iter()
+            .zip(config.values())
+            .find(|(p, value)| p.only_on(*value).is_some())
+        {
+            let why = GemmPipeline::hopper_plan(&tile, &config.variant)
+                .err()
+                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()));
+            return Err(Reject::new(
                 RejectKind::Unsupported,
-                format!("{what} are a TMA-pipeline (sm_90a) option and {why}"),
-            ))
-        };
-        if v("stages") > MULTISTAGE_MAX_STAGES {
-            return tma_only(format!(
-                "rings deeper than {MULTISTAGE_MAX_STAGES} stages"
+                format!(
+                    "{} = {value} is a TMA-pipeline value, and that pipeline cannot serve this config: {why}",
+                    p.name
+                ),
             ));
-        }
-        if !MULTISTAGE_TILE_N.contains(&v("tile_n")) {
-            return tma_only(format!("{}-wide tiles", v("tile_n")));
         }
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
         if v("tile_k") > 32 && warp_tile > 2048 {
@@ -117,7 +109,7 @@ pub mod gemm {
 #[cfg(test)]
 mod tests {
     use super::gemm::TEMPLATE;
-    use tessera_dsl::{GemmProblem, Problem, RejectKind, Target, Template};
+    use tessera_dsl::{GemmProblem, Layout, Problem, RejectKind, Target, Template};
 
     /// A decode-shaped problem: one token against a 64 MB weight.
     fn decode() -> Problem {
@@ -127,18 +119,32 @@ mod tests {
     #[test]
     fn deep_rings_and_192_wide_tiles_are_offered_to_the_tma_pipeline_only() {
         let p = decode();
+        // `stages in [2, 3, 4] + sm_90a [6, 8]`: one list of values, two offered on sm_90a alone
+        let space = TEMPLATE.space();
+        let stages = space.params.iter().find(|p| p.name == "stages").unwrap();
+        assert_eq!(stages.values, vec![2, 3, 4, 6, 8]);
+        assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
+        assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
         let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &p).unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
-        // sm_80 has the shared memory for it, but no TMA pipeline
-        let r = TEMPLATE
-            .validate(&deep, &p, &Target::Sm80.nominal_caps())
-            .unwrap_err();
+        // sm_80 and gfx90a do not offer 8 stages (`+ sm_90a [6, 8]`)
+        for target in [Target::Sm80, Target::Gfx90a] {
+            let r = TEMPLATE
+                .validate(&deep, &p, &target.nominal_caps())
+                .unwrap_err();
+            assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
+            assert!(r.reason.contains("stages = 8 is offered on sm_90a only"), "{}", r.reason);
+        }
+        // on sm_90a, a deep ring the TMA pipeline cannot serve (B row-major) has no pipeline
+        let mut rrr = GemmProblem::new(1, 8192, 4096);
+        rrr.layout_b = Layout::Row;
+        let rrr = Problem::Gemm(rrr);
+        let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &rrr).unwrap();
+        let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
-        assert!(r.reason.contains("deeper than 4 stages") && r.reason.contains("sm_80 has no TMA"), "{}", r.reason);
-        // (a 64 KB-LDS gfx90a runs out of shared memory first)
-        assert!(TEMPLATE.validate(&deep, &p, &Target::Gfx90a.nominal_caps()).is_err());
+        assert!(r.reason.contains("stages = 8 is a TMA-pipeline value") && r.reason.contains("K-major B"), "{}", r.reason);
         // 4 stages stay in the multistage space
         let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()), Ok(()));
@@ -150,7 +156,7 @@ mod tests {
         let r = TEMPLATE
             .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
             .unwrap_err();
-        assert!(r.reason.contains("192-wide tiles are a TMA-pipeline"), "{}", r.reason);
+        assert!(r.reason.contains("tile_n = 192 is offered on sm_90a only"), "{}", r.reason);
         // a deep ring of big tiles does not fit Hopper's shared memory
         let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();

@@ -84,7 +84,8 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
         .filter(|&(d, _)| d <= limit && d < len)
-        .min_by_key(|&(d, _)| d)
+        // on a tie, a completion of the word (`sm_90` → `sm_90a`) beats a substitution
+        .min_by_key(|&(d, c)| (d, !c.starts_with(word)))
         .map(|(_, c)| c)
 }
 

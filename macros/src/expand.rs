@@ -63,10 +63,21 @@ pub fn template(t: &Template, shell: &Shell, hash: &str) -> TokenStream {
     let param_defs = t.params.iter().map(|p| {
         let n = p.ident.to_string();
         let vs = p.values.iter().map(|v| Literal::i64_suffixed(*v));
+        let targets = p.target_values.iter().map(|(variant, values)| {
+            let variant = format_ident!("{}", variant);
+            let vs = values.iter().map(|v| Literal::i64_suffixed(*v));
+            quote! {
+                ::tessera_dsl::space::TargetValues {
+                    target: ::tessera_dsl::Target::#variant,
+                    values: ::std::vec![#(#vs),*],
+                }
+            }
+        });
         quote! {
             ::tessera_dsl::space::ParamDef {
                 name: ::std::string::String::from(#n),
                 values: ::std::vec![#(#vs),*],
+                target_values: ::std::vec![#(#targets),*],
             }
         }
     });

@@ -53,8 +53,8 @@
 //! /// GEMM: D = epilogue(alpha·A·B) on tensor cores.
 //! #[gpu_template(name = "gemm", op = gemm, label = "{tile_m}x{tile_n}x{tile_k}_w{warps_m}x{warps_n}_s{stages}")]
 //! pub mod gemm {
-//!     params! { tile_m in [64, 128, 256], tile_n in [64, 128, 256], tile_k in [32, 64],
-//!               warps_m in [1, 2, 4], warps_n in [1, 2, 4], stages in [2, 3, 4] }
+//!     params! { tile_m in [64, 128, 256], tile_n in [64, 128, 256] + sm_90a [192], tile_k in [32, 64],
+//!               warps_m in [1, 2, 4], warps_n in [1, 2, 4], stages in [2, 3, 4] + sm_90a [6, 8] }
 //!     constraints! { tile_m % (warps_m * 16) == 0, tile_n % (warps_n * 16) == 0 }
 //!     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16, f32] }
 //!     kernel! {

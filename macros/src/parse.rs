@@ -46,9 +46,17 @@ impl Shell {
     }
 }
 
-/// `NAME in [V, ...]`
+/// `NAME in [V, ...]`, then any number of `+ TARGET [V, ...]` (values one target alone offers).
 pub struct ParamSyntax {
     pub name: Ident,
+    pub bracket: token::Bracket,
+    pub values: Vec<Expr>,
+    pub targets: Vec<TargetValuesSyntax>,
+}
+
+/// `+ sm_90a [6, 8]`
+pub struct TargetValuesSyntax {
+    pub target: Ident,
     pub bracket: token::Bracket,
     pub values: Vec<Expr>,
 }
@@ -260,10 +268,34 @@ fn params(input: ParseStream) -> syn::Result<Vec<ParamSyntax>> {
         let content;
         let bracket = bracketed!(content in input);
         let values = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+        let mut targets = Vec::new();
+        while input.peek(Token![+]) {
+            input.parse::<Token![+]>()?;
+            if !input.peek(Ident::peek_any) {
+                return Err(input.error(
+                    "expected a target after `+`, e.g. `stages in [2, 3] + sm_90a [6, 8]`",
+                ));
+            }
+            let target = input.call(Ident::parse_any)?;
+            if !input.peek(token::Bracket) {
+                return Err(input.error(format!(
+                    "expected a bracketed list of the values `{target}` alone offers"
+                )));
+            }
+            let content;
+            let bracket = bracketed!(content in input);
+            let values = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            targets.push(TargetValuesSyntax {
+                target,
+                bracket,
+                values: values.into_iter().collect(),
+            });
+        }
         Ok(ParamSyntax {
             name,
             bracket,
             values: values.into_iter().collect(),
+            targets,
         })
     })?;
     Ok(list.into_iter().collect())

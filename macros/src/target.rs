@@ -15,3 +15,12 @@ pub const MAX_SMEM: i64 = 232_448;
 pub const MAX_SMEM_TARGET: &str = "sm_90a";
 /// Threads per block every target allows.
 pub const MAX_THREADS: i64 = 1024;
+
+/// The targets a parameter's values may be restricted to (`+ sm_90a [...]`): the name as
+/// written and the `tessera_dsl::Target` variant.
+pub const TARGETS: [(&str, &str); 4] = [
+    ("sm_80", "Sm80"),
+    ("sm_90a", "Sm90a"),
+    ("gfx90a", "Gfx90a"),
+    ("gfx942", "Gfx942"),
+];

@@ -11,7 +11,10 @@ use syn::{Expr, Ident, ItemFn};
 /// One parameter and its candidate values, in the order written.
 pub struct Param {
     pub ident: Ident,
+    /// Every candidate: those every target offers, then the target-only ones.
     pub values: Vec<i64>,
+    /// Values one target alone offers: the `tessera_dsl::Target` variant and the values.
+    pub target_values: Vec<(&'static str, Vec<i64>)>,
     /// The value literals as written (where per-value errors point).
     pub literals: Vec<Expr>,
 }

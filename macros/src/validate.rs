@@ -10,6 +10,7 @@ use crate::label::Label;
 use crate::op::{self, Family, Op, Operand, Shape};
 use crate::parse::{Attr, DTypeEntry, ParamSyntax, Source};
 use crate::row_expr::{Gather, IndexTree, RowTree};
+use crate::target::TARGETS;
 use crate::template::{camel_case, Constraint, Param, Template};
 use proc_macro2::Span;
 use quote::{format_ident, ToTokens};
@@ -368,28 +369,95 @@ fn params(syntax: &[ParamSyntax], diags: &mut Diagnostics) -> Vec<Param> {
         }
         let mut values = Vec::new();
         for v in &p.values {
-            match int_literal(v) {
-                Some(Ok(x)) if values.contains(&x) => {
-                    diags.error(v, format!("value {x} appears twice in `{name}`; remove one"))
+            if let Some(x) = param_value(&name, v, diags) {
+                if values.contains(&x) {
+                    diags.error(v, format!("value {x} appears twice in `{name}`; remove one"));
+                } else {
+                    values.push(x);
                 }
-                Some(Ok(x)) => values.push(x),
-                Some(Err(e)) => diags.push(e),
-                None => diags.error(
-                    v,
-                    format!(
-                        "parameter values must be integer literals, but `{}` is not one; e.g. `{name} in [64, 128]`",
-                        v.to_token_stream()
-                    ),
-                ),
             }
+        }
+        let base = values.clone();
+        let mut literals = p.values.clone();
+        let mut target_values: Vec<(&'static str, Vec<i64>)> = Vec::new();
+        let mut seen_targets: Vec<String> = Vec::new();
+        for t in &p.targets {
+            let written = t.target.to_string();
+            let Some(&(_, variant)) = TARGETS.iter().find(|(n, _)| *n == written) else {
+                let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+                diags.error(
+                    &t.target,
+                    format!(
+                        "unknown target `{written}`; {}targets are: {}",
+                        did_you_mean(&written, names.iter().copied()),
+                        names.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if seen_targets.contains(&written) {
+                diags.error(
+                    &t.target,
+                    format!("`{name}` lists `+ {written}` twice; merge the two value lists"),
+                );
+                continue;
+            }
+            seen_targets.push(written.clone());
+            if t.values.is_empty() {
+                diags.push(syn::Error::new(
+                    t.bracket.span.join(),
+                    format!("`+ {written}` gives `{name}` no values; list what {written} alone offers, e.g. `+ {written} [6, 8]`, or remove it"),
+                ));
+            }
+            let mut own = Vec::new();
+            for v in &t.values {
+                let Some(x) = param_value(&name, v, diags) else { continue };
+                if base.contains(&x) {
+                    diags.error(
+                        v,
+                        format!("{x} is already a value of `{name}` on every target; remove it from `+ {written} [...]`"),
+                    );
+                } else if own.contains(&x) {
+                    diags.error(v, format!("value {x} appears twice in `+ {written} [...]`; remove one"));
+                } else {
+                    own.push(x);
+                    if !values.contains(&x) {
+                        values.push(x);
+                        literals.push(v.clone());
+                    }
+                }
+            }
+            target_values.push((variant, own));
         }
         out.push(Param {
             ident: p.name.clone(),
             values,
-            literals: p.values.clone(),
+            target_values,
+            literals,
         });
     }
     out
+}
+
+/// One candidate value: an integer literal, else a spanned error.
+fn param_value(name: &str, v: &syn::Expr, diags: &mut Diagnostics) -> Option<i64> {
+    match int_literal(v) {
+        Some(Ok(x)) => Some(x),
+        Some(Err(e)) => {
+            diags.push(e);
+            None
+        }
+        None => {
+            diags.error(
+                v,
+                format!(
+                    "parameter values must be integer literals, but `{}` is not one; e.g. `{name} in [64, 128]`",
+                    v.to_token_stream()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn dtypes(path: &Ident, entries: &[DTypeEntry], diags: &mut Diagnostics) -> Option<DTypes> {
