@@ -5,7 +5,8 @@
 # F.layer_norm and a device copy; `attention`: fused attention beside SDPA; `bert`: the whole
 # BERT executor (benches/bert_hf.py correctness against Hugging Face, benches/bert_bench.py
 # timing beside PyTorch eager / CUDA graph / torch.compile; JSON + one log; not part of `all`,
-# it needs its own command's time); `all`: everything else.
+# it needs its own command's time); `tune`: `tessera tune --gpu h200 --shapes examples/shapes/bert.yaml`
+# from empty caches, then warm (wall times, JSON summaries, `cache ls`); `all`: everything else.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,20 @@ if [ "$what" = attention ] || [ "$what" = all ]; then
   .gpu/bin/attention "$out/attention-tessera.json" 2> "$out/attention.log" || status=1
   python3 benches/attention_vendor.py "$out/attention-tessera.json" "$out/attention-$day.json" \
     "$commit" "scripts/gpu-run.sh attention" | tee "$out/attention-table.txt" || status=1
+fi
+if [ "$what" = tune ]; then
+  # examples/shapes/bert.yaml from an empty tuning cache and module cache, then again warm
+  day=$(date -u +%Y-%m-%d)
+  cache=${TMPDIR:-/tmp}/tessera-tune-bert.db
+  xdg=${TMPDIR:-/tmp}/tessera-xdg-tune  # the module cache lives under $XDG_CACHE_HOME/tessera
+  rm -rf "$cache" "$xdg"
+  for run in cold warm; do
+    start=$(date +%s.%N)
+    XDG_CACHE_HOME="$xdg" .gpu/bin/tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --cache "$cache" --quiet --json \
+      > "$out/bert-tune-$run.json" 2>> "$out/bert-tune.log" || status=1
+    echo "$run: $(echo "$(date +%s.%N) - $start" | bc) s wall" | tee -a "$out/bert-tune.log"
+  done
+  .gpu/bin/tessera cache ls --cache "$cache" > "$out/bert-tune-$day-cache-ls.txt" 2>&1 || status=1
 fi
 if [ "$what" = bert ]; then
   work=${TMPDIR:-/tmp}/tessera-bert
