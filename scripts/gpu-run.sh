@@ -56,10 +56,10 @@ if [ "$what" = tune ]; then
   xdg=${TMPDIR:-/tmp}/tessera-xdg-tune  # the module cache lives under $XDG_CACHE_HOME/tessera
   rm -rf "$cache" "$xdg"
   for run in cold warm; do
-    start=$(date +%s.%N)
+    start=$(date +%s%N)
     XDG_CACHE_HOME="$xdg" .gpu/bin/tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --cache "$cache" --quiet --json \
       > "$out/bert-tune-$run.json" 2>> "$out/bert-tune.log" || status=1
-    echo "$run: $(echo "$(date +%s.%N) - $start" | bc) s wall" | tee -a "$out/bert-tune.log"
+    echo "$run: $(( ($(date +%s%N) - start) / 1000000 )) ms wall" | tee -a "$out/bert-tune.log"
   done
   .gpu/bin/tessera cache ls --cache "$cache" > "$out/bert-tune-$day-cache-ls.txt" 2>&1 || status=1
 fi
