@@ -1,6 +1,8 @@
 //! tessera-tests: fixtures shared by the workspace tests (representative configs, problems and
 //! toolchain gates). The tests themselves live in `tests/tests/`.
 
+pub mod amd;
+
 use tessera_dsl::{Config, DType, EpilogueOp, GemmProblem, Layout, Problem, Target, Template};
 
 pub fn gemm() -> &'static dyn Template {
