@@ -221,6 +221,9 @@ pub struct DiffReport {
     pub skipped_new: SkipLog,
 }
 
+/// Result rows refused while reading a file, by (key, kernel): their winner rows go too.
+type RefusedResults = BTreeMap<(WinnerKey, String), Refusal>;
+
 /// An untrusted cache file, open read-only and checked.
 struct Untrusted {
     conn: Connection,
@@ -312,6 +315,7 @@ impl Untrusted {
         &self,
         check: Option<CandidateCheck<'_>>,
         skipped: &mut SkipLog,
+        refused: &mut RefusedResults,
     ) -> Result<Vec<(i64, ResultRow)>, CacheError> {
         let sql = format!("{} ORDER BY r.rowid", table::result_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
@@ -321,10 +325,23 @@ impl Untrusted {
         let mut out = Vec::new();
         for row in rows {
             let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
-            let name = decoded.as_ref().ok().map(|r| r.kernel_name.clone());
+            let id = decoded
+                .as_ref()
+                .ok()
+                .map(|r| (r.winner_key(), r.kernel_name.clone()));
             match accept(decoded, ResultRow::validate, |r| r.candidate(), check) {
                 Ok(r) => out.push((rowid, r)),
-                Err(reason) => skipped.push("results", rowid, name.as_deref(), reason),
+                Err(reason) => {
+                    skipped.push(
+                        "results",
+                        rowid,
+                        id.as_ref().map(|i| i.1.as_str()),
+                        reason.clone(),
+                    );
+                    if let Some(id) = id {
+                        refused.entry(id).or_insert(reason);
+                    }
+                }
             }
         }
         Ok(out)
@@ -332,10 +349,14 @@ impl Untrusted {
 
     /// Every winner row that passes validation and `check`, with its rowid; the others are
     /// logged.
+    /// A winner row whose own result row (same key and kernel) was refused is refused for
+    /// the same reason: a winner row carries no error or throughput to check, so it must
+    /// not let a refused measurement in by the back door.
     fn winners(
         &self,
         check: Option<CandidateCheck<'_>>,
         skipped: &mut SkipLog,
+        refused: &RefusedResults,
     ) -> Result<Vec<(i64, WinnerRow)>, CacheError> {
         let sql = format!("{} ORDER BY w.rowid", table::winner_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
@@ -347,7 +368,18 @@ impl Untrusted {
             let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
             let name = decoded.as_ref().ok().map(|w| w.kernel_name.clone());
             match accept(decoded, WinnerRow::validate, |w| w.candidate(), check) {
-                Ok(w) => out.push((rowid, w)),
+                Ok(w) => match refused.get(&(w.key(), w.kernel_name.clone())) {
+                    Some(why) => skipped.push(
+                        "winners",
+                        rowid,
+                        name.as_deref(),
+                        Refusal::new(
+                            why.kind,
+                            format!("its result row was refused: {}", why.detail),
+                        ),
+                    ),
+                    None => out.push((rowid, w)),
+                },
                 Err(reason) => skipped.push("winners", rowid, name.as_deref(), reason),
             }
         }
@@ -389,8 +421,9 @@ impl Incoming {
     pub fn read(path: &Path, check: Option<CandidateCheck<'_>>) -> Result<Incoming, CacheError> {
         let src = Untrusted::open(path)?;
         let mut skipped = SkipLog::default();
-        let results = src.results(check, &mut skipped)?;
-        let winners = src.winners(check, &mut skipped)?;
+        let mut refused = RefusedResults::new();
+        let results = src.results(check, &mut skipped, &mut refused)?;
+        let winners = src.winners(check, &mut skipped, &refused)?;
         Ok(Incoming {
             source: path.to_path_buf(),
             schema_version: src.version,
@@ -671,7 +704,7 @@ pub fn merge(
 pub fn diff(old: &Path, new: &Path) -> Result<DiffReport, CacheError> {
     let read = |p: &Path| -> Result<(BTreeMap<WinnerKey, WinnerRow>, SkipLog), CacheError> {
         let mut skipped = SkipLog::default();
-        let rows = Untrusted::open(p)?.winners(None, &mut skipped)?;
+        let rows = Untrusted::open(p)?.winners(None, &mut skipped, &RefusedResults::new())?;
         let mut by_key: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
         for (_, w) in rows {
             by_key.entry(w.key()).or_default().push(w);

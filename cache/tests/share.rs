@@ -721,6 +721,35 @@ fn an_imported_problem_description_never_replaces_the_local_one() {
 }
 
 #[test]
+fn imported_times_are_bounded() {
+    // Issue 14, item 4: import accepted a median of 1e307 ms, which then hung `plot sweep`.
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.db");
+    drop(build(
+        &a,
+        &[
+            result(&h100(), 384, "k_a", 1.0, 10),
+            result(&h100(), 384, "k_huge", 2.0, 10),
+        ],
+    ));
+    let conn = rusqlite::Connection::open(&a).unwrap();
+    conn.execute(
+        "UPDATE results SET median_ms = 1e307, p10_ms = 0.001, p90_ms = 1e307 \
+         WHERE kernel_name = 'k_huge'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let dst = Cache::open(dir.path().join("dst.db")).unwrap();
+    let s = dst.import(&a, None, &ImportPolicy::default()).unwrap();
+    assert_eq!(s.results_added, 1, "{s:#?}");
+    let k = &s.skipped.rows[0];
+    assert_eq!(k.kernel_name.as_deref(), Some("k_huge"));
+    assert_eq!(k.reason.kind, RefusalKind::InvalidField);
+    assert!(k.reason.detail.contains("plausible range"), "{}", k.reason);
+}
+
+#[test]
 fn every_refused_row_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let rows: Vec<_> = (0..260)
