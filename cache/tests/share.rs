@@ -704,7 +704,7 @@ fn an_import_never_replaces_a_measurement_of_this_machine() {
 fn an_imported_problem_description_never_replaces_the_local_one() {
     let dir = tempfile::tempdir().unwrap();
     let mine = result(&h100(), 384, "k_a", 1.0, 100);
-    let local = build(&dir.path().join("local.db"), &[mine.clone()]);
+    let local = build(&dir.path().join("local.db"), std::slice::from_ref(&mine));
     // Same key, another (smaller-sorting) description.
     let mut theirs = result(&h100(), 384, "k_b", 1.1, 100);
     theirs.problem.json = r#"{"m":1}"#.into();

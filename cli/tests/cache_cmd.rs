@@ -705,7 +705,8 @@ fn forged_rows_are_refused_with_reasons_and_never_win() {
     all.push(good.clone());
     c.record_results(&all).unwrap();
     for r in &forged {
-        c.record_winner(&WinnerRow::from_result(r).unwrap()).unwrap();
+        c.record_winner(&WinnerRow::from_result(r).unwrap())
+            .unwrap();
     }
     drop(c);
 
@@ -740,8 +741,10 @@ fn forged_rows_are_refused_with_reasons_and_never_win() {
     assert_eq!(v["refused"]["count"], refused.len());
     let results: Vec<_> = refused.iter().filter(|r| r["table"] == "results").collect();
     assert_eq!(results.len(), 6, "{v:#}");
-    let kinds: std::collections::BTreeSet<&str> =
-        results.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    let kinds: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -834,7 +837,8 @@ fn a_failed_import_never_removes_a_cache_another_process_holds() {
     let first = ok(h100(), &p, C64, 0.0201);
     tune.record_result(&first).unwrap();
     // The source turns out to be from a newer Tessera; the lock goes.
-    lock.execute_batch("PRAGMA user_version = 999; COMMIT").unwrap();
+    lock.execute_batch("PRAGMA user_version = 999; COMMIT")
+        .unwrap();
     drop(lock);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

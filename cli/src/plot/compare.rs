@@ -13,8 +13,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tessera_cache::{WinnerKey, WinnerRow};
 
 use super::{
-    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing, save,
-    text, width_of, Figure, OutArgs, AXIS, DARK, GREEN, GREY, LIGHT_GREY, NOTE, RED, TICKS, plottable,
+    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
+    plottable, save, text, width_of, Figure, OutArgs, AXIS, DARK, GREEN, GREY, LIGHT_GREY, NOTE,
+    RED, TICKS,
 };
 use crate::usage::usage;
 

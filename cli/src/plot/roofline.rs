@@ -15,9 +15,9 @@ use tessera_cache::{DeviceFingerprint, WinnerRow};
 use tessera_dsl::Target;
 
 use super::{
-    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing, save,
-    text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY, LIGHT_GREY, NOTE, PALETTE,
-    RED, TICKS, plottable,
+    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
+    plottable, save, text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY,
+    LIGHT_GREY, NOTE, PALETTE, RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;

@@ -16,8 +16,8 @@ use tessera_cache::{Explanation, ResultRow, Status, ThroughputUnit, Timing};
 
 use super::{
     bullet_list, common_affixes, device_matches, drawing, fit, header, header_height, num,
-    open_existing, save, shorten, text, tflops, work_of, wrap, OutArgs, AXIS, BLUE, BROWN, DARK,
-    GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS, plottable,
+    open_existing, plottable, save, shorten, text, tflops, work_of, wrap, OutArgs, AXIS, BLUE,
+    BROWN, DARK, GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;
@@ -572,8 +572,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tessera_cache::{
-        DeviceFingerprint, ProblemRecord, Provenance, TemplateKey, Throughput, Timestamp,
-        WinnerKey,
+        DeviceFingerprint, ProblemRecord, Provenance, TemplateKey, Throughput, Timestamp, WinnerKey,
     };
     use tessera_dsl::{GemmProblem, Problem};
 
