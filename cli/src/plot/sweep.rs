@@ -568,7 +568,7 @@ impl SweepFigure {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{draw_to, Format};
+    use super::super::{draw_to, register_fonts, Format};
     use super::*;
     use std::time::Duration;
     use tessera_cache::{
@@ -633,6 +633,7 @@ mod tests {
         };
         let _: &WinnerKey = &e.key;
         let fig = SweepFigure::new(&e).unwrap();
+        register_fonts();
         for b in &fig.ok {
             assert!(b.value.is_finite(), "{}", b.label);
             if let Some((lo, hi)) = b.range {
