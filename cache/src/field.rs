@@ -240,6 +240,20 @@ pub(crate) fn check_positive(field: &'static str, v: f64) -> Result<(), FieldErr
     Ok(())
 }
 
+/// Checks a per-launch time in milliseconds: finite and within
+/// [`crate::record::MIN_TIMING_MS`, `crate::record::MAX_TIMING_MS`].
+pub(crate) fn check_time_ms(field: &'static str, v: f64) -> Result<(), FieldError> {
+    use crate::record::{MAX_TIMING_MS, MIN_TIMING_MS};
+    check_positive(field, v)?;
+    if !(MIN_TIMING_MS..=MAX_TIMING_MS).contains(&v) {
+        return Err(FieldError::new(
+            field,
+            format!("{v} ms is outside the plausible range {MIN_TIMING_MS}..={MAX_TIMING_MS} ms"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@
 //!   writing with retry on lock contention, lookups (`winner`, `results_for`, `has_result`).
 //! * [`schema`]: tables, version, migrations. [`key`], [`record`]: what a row holds.
 //! * [`policy`]: which measurement is kept and which kernel wins (the merge policy).
-//! * [`share`]: export / import (untrusted input, validated) / merge / diff.
+//! * [`share`]: export / import (untrusted input, validated, never replacing this machine's
+//!   measurements by default) / merge / diff; [`refusal`]: why a row was not taken.
 //! * [`explain`]: `why` a kernel won. [`gc`]: dropping stale template versions.
 //! * [`settings`]: where the file lives. [`timestamp`], `field`, `table`: plumbing.
 //!
@@ -34,6 +35,7 @@ pub mod gc;
 pub mod key;
 pub mod policy;
 pub mod record;
+pub mod refusal;
 pub mod schema;
 pub mod settings;
 pub mod share;
@@ -47,13 +49,14 @@ pub use gc::{GcSummary, UnknownTemplates};
 pub use key::{DeviceFingerprint, DeviceId, ProblemRecord, TemplateKey, WinnerKey};
 pub use record::{
     Candidate, CandidateCheck, Provenance, ResultRow, Status, Throughput, ThroughputUnit, Timing,
-    WinnerRow,
+    WinnerRow, MAX_TIMING_MS, MIN_TIMING_MS,
 };
+pub use refusal::{Refusal, RefusalKind};
 pub use schema::SCHEMA_VERSION;
 pub use settings::CacheSettings;
 pub use share::{
-    diff, merge, DiffReport, ExportSummary, ImportSummary, MergeSummary, SkipLog, Skipped,
-    WinnerChange, WinnerDiff,
+    diff, merge, DiffReport, ExportSummary, ImportPolicy, ImportSummary, Incoming, MergeSummary,
+    Replacement, SkipLog, Skipped, WinnerChange, WinnerDiff,
 };
 pub use store::{Cache, CacheSummary, OpenOptions};
 pub use timestamp::Timestamp;

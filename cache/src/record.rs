@@ -7,7 +7,12 @@
 //! validation every row passes before it is written or imported. There is no code anywhere
 //! in these rows: parameters and measurements only.
 //!
-//! Depends on [`crate::key`], `field`, [`crate::timestamp`], [`crate::error`].
+//! Every time a row claims is bounded ([`MIN_TIMING_MS`]..=[`MAX_TIMING_MS`]): the tuner, a
+//! caller storing a row and an import all go through [`ResultRow::validate`], so no stored
+//! time can be zero, negative, non-finite or absurdly large.
+//!
+//! Depends on [`crate::key`], `field`, [`crate::refusal`], [`crate::timestamp`],
+//! [`crate::error`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +20,7 @@ use std::str::FromStr;
 use crate::error::FieldError;
 use crate::field;
 use crate::key::{DeviceFingerprint, ProblemRecord, TemplateKey, WinnerKey};
+use crate::refusal::Refusal;
 use crate::timestamp::Timestamp;
 
 /// The outcome of one candidate.
@@ -76,6 +82,15 @@ impl FromStr for Status {
     }
 }
 
+/// The shortest per-launch time a row may claim, in milliseconds (1 ns: no kernel launch
+/// completes faster; anything below is a broken or forged measurement).
+pub const MIN_TIMING_MS: f64 = 1e-6;
+
+/// The longest per-launch time a row may claim, in milliseconds (about 17 minutes: the tuner
+/// times candidates out long before). Bounding every stored time keeps everything that
+/// computes with them (throughput, plots, speedups) finite.
+pub const MAX_TIMING_MS: f64 = 1e6;
+
 /// Timing statistics of one candidate, in milliseconds per launch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
@@ -92,10 +107,12 @@ impl Timing {
         (self.p90_ms - self.p10_ms) / self.median_ms
     }
 
+    /// Every time within [`MIN_TIMING_MS`]..=[`MAX_TIMING_MS`], `p10 <= median <= p90`, and
+    /// a sample count in range.
     pub fn validate(&self) -> Result<(), FieldError> {
-        field::check_positive("timing.median_ms", self.median_ms)?;
-        field::check_positive("timing.p10_ms", self.p10_ms)?;
-        field::check_positive("timing.p90_ms", self.p90_ms)?;
+        field::check_time_ms("timing.median_ms", self.median_ms)?;
+        field::check_time_ms("timing.p10_ms", self.p10_ms)?;
+        field::check_time_ms("timing.p90_ms", self.p90_ms)?;
         if !(self.p10_ms <= self.median_ms && self.median_ms <= self.p90_ms) {
             return Err(FieldError::new(
                 "timing",
@@ -211,11 +228,19 @@ pub struct Candidate<'a> {
     pub config: &'a str,
     pub config_json: &'a str,
     pub guards_json: &'a str,
+    /// The row's status (`ok` for a winner row).
+    pub status: Status,
+    /// The claimed median time per launch, when the row has one.
+    pub median_ms: Option<f64>,
+    /// The claimed throughput, when the row has one.
+    pub throughput: Option<Throughput>,
+    /// The claimed largest relative error against the reference (result rows only).
+    pub max_rel_error: Option<f64>,
 }
 
 /// A caller-supplied check run on every imported row after the cache's own validation;
-/// `Err(reason)` skips the row.
-pub type CandidateCheck<'a> = &'a dyn Fn(&Candidate<'_>) -> Result<(), String>;
+/// `Err(refusal)` skips the row and reports why.
+pub type CandidateCheck<'a> = &'a dyn Fn(&Candidate<'_>) -> Result<(), Refusal>;
 
 impl ResultRow {
     /// The key of the winner this row competes for.
@@ -236,6 +261,10 @@ impl ResultRow {
             config: &self.config,
             config_json: &self.config_json,
             guards_json: &self.guards_json,
+            status: self.status,
+            median_ms: self.timing.map(|t| t.median_ms),
+            throughput: self.throughput,
+            max_rel_error: self.max_rel_error,
         }
     }
 
@@ -332,6 +361,10 @@ impl WinnerRow {
             config: &self.config,
             config_json: &self.config_json,
             guards_json: &self.guards_json,
+            status: Status::Ok,
+            median_ms: Some(self.median_ms),
+            throughput: None,
+            max_rel_error: None,
         }
     }
 
@@ -342,7 +375,7 @@ impl WinnerRow {
         field::KERNEL_NAME.check(&self.kernel_name)?;
         field::check_assignment(&self.config)?;
         field::check_json_object("config_json", &self.config_json)?;
-        field::check_positive("median_ms", self.median_ms)?;
+        field::check_time_ms("median_ms", self.median_ms)?;
         field::check_json_object("guards_json", &self.guards_json)?;
         self.provenance.validate()
     }
@@ -462,6 +495,34 @@ pub(crate) mod tests {
             unit: ThroughputUnit::Gbs,
         });
         assert_eq!(r.validate().unwrap_err().field, "throughput");
+    }
+
+    #[test]
+    fn timings_are_bounded() {
+        for median in [1e307, f64::MAX, 1e6 * 1.01, 1e-7, f64::MIN_POSITIVE] {
+            let mut r = ok_row("k1", 0.5);
+            r.timing = Some(Timing {
+                median_ms: median,
+                p10_ms: median,
+                p90_ms: median,
+                samples: 10,
+            });
+            let e = r.validate().unwrap_err();
+            assert!(e.field.starts_with("timing."), "{median}: {e}");
+            let w = WinnerRow {
+                median_ms: median,
+                ..WinnerRow::from_result(&ok_row("k1", 0.5)).unwrap()
+            };
+            assert_eq!(w.validate().unwrap_err().field, "median_ms", "{median}");
+        }
+        let mut r = ok_row("k1", 0.5);
+        r.timing = Some(Timing {
+            median_ms: MAX_TIMING_MS,
+            p10_ms: MIN_TIMING_MS,
+            p90_ms: MAX_TIMING_MS,
+            samples: 1,
+        });
+        r.validate().unwrap();
     }
 
     #[test]

@@ -9,18 +9,28 @@
 //!   SQLite's defensive mode on and schema-defined functions distrusted, checked (SQLite
 //!   header, `quick_check`, application id, schema version no newer than ours, the expected
 //!   tables), read through parameterized SQL with every text value bounded, and each row is
-//!   validated field by field ([`crate::ResultRow::validate`]) and then by the caller's
-//!   optional [`CandidateCheck`] (e.g. "is this config in the template's space"). Rows that
-//!   fail are skipped and reported with reasons; they do not fail the import.
+//!   validated field by field ([`crate::ResultRow::validate`], every time bounded) and then
+//!   by the caller's optional [`CandidateCheck`] (the CLI re-derives kernel name, config,
+//!   problem key, throughput roof and error tolerance from this build's templates). Rows that
+//!   fail are skipped and reported, every one of them, with a typed [`Refusal`]; they do not
+//!   fail the import.
+//! * The whole file is read and checked ([`Incoming::read`]) before the destination is
+//!   written ([`Cache::absorb`], one transaction): a failing import has written nothing and
+//!   never needs to remove anything. Nothing here ever unlinks a cache file.
 //! * Conflicts follow [`crate::policy`]: the better-supported measurement of a candidate is
-//!   kept, and the winner of every key touched is recomputed as the fastest `ok` result
-//!   (near-ties to the smallest kernel name). Rows keep their own provenance (origin host,
-//!   measured-at, tool version). Merging is commutative and idempotent.
+//!   kept — except that, under [`ImportPolicy::for_host`], a local row measured on this
+//!   machine is never replaced (sample counts and dates are written by the sender, so they
+//!   must not be able to displace a local measurement); such rows are refused with
+//!   [`RefusalKind::LocalMeasurement`], and every replaced row is reported. An imported
+//!   problem description never replaces the local one. The winner of every key touched is
+//!   recomputed as the fastest `ok` result (near-ties to the smallest kernel name). Rows keep
+//!   their own provenance (origin host, measured-at, tool version). Merging two files is
+//!   commutative and idempotent.
 //! * Output files are written to a temporary name and linked into place only when complete;
 //!   an existing file is never overwritten.
 //!
 //! Depends on [`crate::store`], `table`, [`crate::policy`], [`crate::schema`],
-//! [`crate::record`], [`crate::key`], [`crate::error`] and rusqlite.
+//! [`crate::record`], [`crate::refusal`], [`crate::key`], [`crate::error`] and rusqlite.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -32,13 +42,11 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{CacheError, FieldError};
 use crate::key::{DeviceFingerprint, WinnerKey};
 use crate::policy;
-use crate::record::{CandidateCheck, ResultRow, WinnerRow};
+use crate::record::{CandidateCheck, Provenance, ResultRow, WinnerRow};
+use crate::refusal::{Refusal, RefusalKind};
 use crate::schema::{self, APPLICATION_ID, SCHEMA_VERSION, TABLES};
 use crate::store::{self, Cache, OpenOptions};
 use crate::table::{self, ProblemConflict};
-
-/// How many skipped rows are described individually (all are counted).
-pub const MAX_SKIP_REPORTS: usize = 200;
 
 /// A row of an untrusted file that was not taken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,46 +55,101 @@ pub struct Skipped {
     pub table: &'static str,
     /// The row's rowid in the source file.
     pub rowid: i64,
-    pub reason: String,
+    /// The kernel the row names, when it could be read (for reports).
+    pub kernel_name: Option<String>,
+    pub reason: Refusal,
 }
 
-/// Rows skipped while reading an untrusted file: a count, and the first few described.
+/// Every row refused while reading or absorbing an untrusted file, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SkipLog {
-    pub count: usize,
-    pub first: Vec<Skipped>,
+    pub rows: Vec<Skipped>,
 }
 
 impl SkipLog {
-    fn push(&mut self, table: &'static str, rowid: i64, reason: String) {
-        self.count += 1;
-        if self.first.len() < MAX_SKIP_REPORTS {
-            self.first.push(Skipped {
-                table,
-                rowid,
-                reason,
-            });
+    fn push(
+        &mut self,
+        table: &'static str,
+        rowid: i64,
+        kernel_name: Option<&str>,
+        reason: Refusal,
+    ) {
+        self.rows.push(Skipped {
+            table,
+            rowid,
+            kernel_name: kernel_name.map(str::to_owned),
+            reason,
+        });
+    }
+
+    /// How many rows were refused.
+    pub fn count(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// A local result an import replaced: the row that was there and the one that took its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub old: ResultRow,
+    pub new: ResultRow,
+}
+
+/// What an import may replace.
+///
+/// By default ([`ImportPolicy::for_host`]) a local row measured on this machine (its origin
+/// host is `this_host`) is never replaced, whatever the imported row claims: the fields that
+/// decide which measurement is better supported (sample count, noise, date) are written by
+/// the sender. Only other machines' rows are replaced by better-supported ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportPolicy {
+    /// This machine's host name, as its own rows record it; `None`: no row is local.
+    pub this_host: Option<String>,
+    /// Let better-supported imported rows replace this machine's rows too.
+    pub replace_local: bool,
+}
+
+impl ImportPolicy {
+    /// The default policy on a machine called `host`: its own measurements are kept.
+    pub fn for_host(host: impl Into<String>) -> ImportPolicy {
+        ImportPolicy {
+            this_host: Some(host.into()),
+            replace_local: false,
         }
+    }
+
+    /// Whether a local row with this provenance is protected from replacement.
+    fn protects(&self, p: &Provenance) -> bool {
+        !self.replace_local && self.this_host.as_deref() == Some(p.origin_host.as_str())
     }
 }
 
 /// What [`Cache::import`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImportSummary {
     pub source: PathBuf,
     /// The source file's schema version.
     pub schema_version: i64,
     /// Results new to this cache.
     pub results_added: usize,
-    /// Results that replaced a less well supported local row.
-    pub results_replaced: usize,
+    /// Results that replaced a less well supported local row (all of them).
+    pub replaced: Vec<Replacement>,
     /// Results not taken because the local row is as well or better supported.
     pub results_kept_local: usize,
     /// Winner rows the source file offered (valid ones).
     pub winners_offered: usize,
     /// Keys whose stored winner changed (recomputed from the merged results).
     pub winners_changed: usize,
+    /// Every refused row with its reason: invalid, failing the caller's check, or competing
+    /// with a measurement of this machine.
     pub skipped: SkipLog,
+}
+
+impl ImportSummary {
+    /// How many local results were replaced.
+    pub fn results_replaced(&self) -> usize {
+        self.replaced.len()
+    }
 }
 
 /// What [`Cache::export`] wrote.
@@ -99,7 +162,7 @@ pub struct ExportSummary {
 }
 
 /// What [`merge`] wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MergeSummary {
     pub out: PathBuf,
     pub from_a: ImportSummary,
@@ -157,6 +220,9 @@ pub struct DiffReport {
     pub skipped_old: SkipLog,
     pub skipped_new: SkipLog,
 }
+
+/// Result rows refused while reading a file, by (key, kernel): their winner rows go too.
+type RefusedResults = BTreeMap<(WinnerKey, String), Refusal>;
 
 /// An untrusted cache file, open read-only and checked.
 struct Untrusted {
@@ -243,12 +309,14 @@ impl Untrusted {
         }
     }
 
-    /// Every result row that passes validation and `check`; the others are logged.
+    /// Every result row that passes validation and `check`, with its rowid; the others are
+    /// logged.
     fn results(
         &self,
         check: Option<CandidateCheck<'_>>,
         skipped: &mut SkipLog,
-    ) -> Result<Vec<ResultRow>, CacheError> {
+        refused: &mut RefusedResults,
+    ) -> Result<Vec<(i64, ResultRow)>, CacheError> {
         let sql = format!("{} ORDER BY r.rowid", table::result_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
         let rows = stmt
@@ -257,20 +325,39 @@ impl Untrusted {
         let mut out = Vec::new();
         for row in rows {
             let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
+            let id = decoded
+                .as_ref()
+                .ok()
+                .map(|r| (r.winner_key(), r.kernel_name.clone()));
             match accept(decoded, ResultRow::validate, |r| r.candidate(), check) {
-                Ok(r) => out.push(r),
-                Err(reason) => skipped.push("results", rowid, reason),
+                Ok(r) => out.push((rowid, r)),
+                Err(reason) => {
+                    skipped.push(
+                        "results",
+                        rowid,
+                        id.as_ref().map(|i| i.1.as_str()),
+                        reason.clone(),
+                    );
+                    if let Some(id) = id {
+                        refused.entry(id).or_insert(reason);
+                    }
+                }
             }
         }
         Ok(out)
     }
 
-    /// Every winner row that passes validation and `check`; the others are logged.
+    /// Every winner row that passes validation and `check`, with its rowid; the others are
+    /// logged.
+    /// A winner row whose own result row (same key and kernel) was refused is refused for
+    /// the same reason: a winner row carries no error or throughput to check, so it must
+    /// not let a refused measurement in by the back door.
     fn winners(
         &self,
         check: Option<CandidateCheck<'_>>,
         skipped: &mut SkipLog,
-    ) -> Result<Vec<WinnerRow>, CacheError> {
+        refused: &RefusedResults,
+    ) -> Result<Vec<(i64, WinnerRow)>, CacheError> {
         let sql = format!("{} ORDER BY w.rowid", table::winner_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
         let rows = stmt
@@ -279,9 +366,21 @@ impl Untrusted {
         let mut out = Vec::new();
         for row in rows {
             let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
+            let name = decoded.as_ref().ok().map(|w| w.kernel_name.clone());
             match accept(decoded, WinnerRow::validate, |w| w.candidate(), check) {
-                Ok(w) => out.push(w),
-                Err(reason) => skipped.push("winners", rowid, reason),
+                Ok(w) => match refused.get(&(w.key(), w.kernel_name.clone())) {
+                    Some(why) => skipped.push(
+                        "winners",
+                        rowid,
+                        name.as_deref(),
+                        Refusal::new(
+                            why.kind,
+                            format!("its result row was refused: {}", why.detail),
+                        ),
+                    ),
+                    None => out.push((rowid, w)),
+                },
+                Err(reason) => skipped.push("winners", rowid, name.as_deref(), reason),
             }
         }
         Ok(out)
@@ -293,69 +392,136 @@ fn accept<T>(
     validate: impl Fn(&T) -> Result<(), FieldError>,
     candidate: impl for<'a> Fn(&'a T) -> crate::record::Candidate<'a>,
     check: Option<CandidateCheck<'_>>,
-) -> Result<T, String> {
-    let v = decoded.map_err(|e| e.to_string())?;
-    validate(&v).map_err(|e| e.to_string())?;
+) -> Result<T, Refusal> {
+    let v = decoded?;
+    validate(&v)?;
     if let Some(check) = check {
-        check(&candidate(&v)).map_err(|why| format!("refused by the caller's check: {why}"))?;
+        check(&candidate(&v))?;
     }
     Ok(v)
 }
 
-/// Counters of one absorb pass (recomputed on each retry of the transaction).
+/// The rows of an untrusted cache file, read and checked, not yet written anywhere.
+///
+/// Reading everything first means an import that fails (a damaged, foreign or too-new file,
+/// an unreadable table) fails before the destination cache is opened or created, so the
+/// failure path never has anything of the destination to clean up.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    source: PathBuf,
+    schema_version: i64,
+    results: Vec<(i64, ResultRow)>,
+    winners: Vec<(i64, WinnerRow)>,
+    skipped: SkipLog,
+}
+
+impl Incoming {
+    /// Opens `path` read-only as an untrusted file (see the module docs), validates every row
+    /// and runs `check` on those that pass.
+    pub fn read(path: &Path, check: Option<CandidateCheck<'_>>) -> Result<Incoming, CacheError> {
+        let src = Untrusted::open(path)?;
+        let mut skipped = SkipLog::default();
+        let mut refused = RefusedResults::new();
+        let results = src.results(check, &mut skipped, &mut refused)?;
+        let winners = src.winners(check, &mut skipped, &refused)?;
+        Ok(Incoming {
+            source: path.to_path_buf(),
+            schema_version: src.version,
+            results,
+            winners,
+            skipped,
+        })
+    }
+
+    /// The file the rows came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Rows accepted so far (results, winners).
+    pub fn accepted(&self) -> (usize, usize) {
+        (self.results.len(), self.winners.len())
+    }
+
+    /// Rows refused while reading.
+    pub fn skipped(&self) -> &SkipLog {
+        &self.skipped
+    }
+}
+
+/// What one absorb pass did (recomputed on each retry of the transaction).
 #[derive(Default)]
 struct Absorbed {
     added: usize,
-    replaced: usize,
+    replaced: Vec<Replacement>,
     kept: usize,
+    refused: SkipLog,
     winners_changed: usize,
 }
 
 impl Cache {
     /// Takes the rows of another cache file into this one (see the module docs for the trust
     /// model and the conflict policy). `check` is run on every row that passes the cache's own
-    /// validation; `Err(reason)` skips the row.
+    /// validation; `Err(refusal)` skips the row. The file is read and checked completely
+    /// before anything is written.
     pub fn import(
         &self,
         other: &Path,
         check: Option<CandidateCheck<'_>>,
+        policy: &ImportPolicy,
     ) -> Result<ImportSummary, CacheError> {
-        let mut skipped = SkipLog::default();
-        let (version, results, winners) = {
-            let src = Untrusted::open(other)?;
-            let results = src.results(check, &mut skipped)?;
-            let winners = src.winners(check, &mut skipped)?;
-            (src.version, results, winners)
-        };
-        let a = self.absorb(&results, &winners)?;
+        let incoming = Incoming::read(other, check)?;
+        self.absorb(incoming, policy)
+    }
+
+    /// Writes rows read by [`Incoming::read`] into this cache in one transaction, following
+    /// `policy`, and recomputes the winner of every key touched. An imported problem
+    /// description never replaces the one this cache holds for the same key.
+    pub fn absorb(
+        &self,
+        incoming: Incoming,
+        policy: &ImportPolicy,
+    ) -> Result<ImportSummary, CacheError> {
+        self.absorb_with(incoming, policy, ProblemConflict::KeepExisting)
+    }
+
+    fn absorb_with(
+        &self,
+        incoming: Incoming,
+        policy: &ImportPolicy,
+        problems: ProblemConflict,
+    ) -> Result<ImportSummary, CacheError> {
+        let a = self.absorb_rows(&incoming.results, &incoming.winners, policy, problems)?;
+        let mut skipped = incoming.skipped;
+        skipped.rows.extend(a.refused.rows);
         Ok(ImportSummary {
-            source: other.to_path_buf(),
-            schema_version: version,
+            source: incoming.source,
+            schema_version: incoming.schema_version,
             results_added: a.added,
-            results_replaced: a.replaced,
+            replaced: a.replaced,
             results_kept_local: a.kept,
-            winners_offered: winners.len(),
+            winners_offered: incoming.winners.len(),
             winners_changed: a.winners_changed,
             skipped,
         })
     }
 
     /// Writes validated foreign rows in one transaction and recomputes the touched winners.
-    fn absorb(&self, results: &[ResultRow], winners: &[WinnerRow]) -> Result<Absorbed, CacheError> {
+    fn absorb_rows(
+        &self,
+        results: &[(i64, ResultRow)],
+        winners: &[(i64, WinnerRow)],
+        policy: &ImportPolicy,
+        problems: ProblemConflict,
+    ) -> Result<Absorbed, CacheError> {
         self.write(|tx| {
             let err = self.sql("importing");
             let mut a = Absorbed::default();
             let mut touched: BTreeSet<WinnerKey> = BTreeSet::new();
-            for r in results {
+            for (rowid, r) in results {
                 let key = r.winner_key();
-                table::put_parents(
-                    tx,
-                    &r.device,
-                    &r.template,
-                    &r.problem,
-                    ProblemConflict::KeepSmaller,
-                )
-                .map_err(&err)?;
+                table::put_parents(tx, &r.device, &r.template, &r.problem, problems)
+                    .map_err(&err)?;
                 let existing = table::result_by_key(tx, &key, &r.kernel_name).map_err(&err)?;
                 let local = existing.and_then(|(_, d)| d.ok().filter(|l| l.validate().is_ok()));
                 match local {
@@ -364,23 +530,35 @@ impl Cache {
                         a.added += 1;
                     }
                     Some(l) if policy::support_order(r, &l).is_gt() => {
-                        table::put_result(tx, r).map_err(&err)?;
-                        a.replaced += 1;
+                        if policy.protects(&l.provenance) {
+                            a.refused.push(
+                                "results",
+                                *rowid,
+                                Some(&r.kernel_name),
+                                Refusal::new(
+                                    RefusalKind::LocalMeasurement,
+                                    format!(
+                                        "{} was measured on this machine ({}); an import never                                          replaces it (--replace-local allows it)",
+                                        r.kernel_name, l.provenance.origin_host
+                                    ),
+                                ),
+                            );
+                        } else {
+                            table::put_result(tx, r).map_err(&err)?;
+                            a.replaced.push(Replacement {
+                                old: l,
+                                new: r.clone(),
+                            });
+                        }
                     }
                     Some(_) => a.kept += 1,
                 }
                 touched.insert(key);
             }
             let mut offered: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
-            for w in winners {
-                table::put_parents(
-                    tx,
-                    &w.device,
-                    &w.template,
-                    &w.problem,
-                    ProblemConflict::KeepSmaller,
-                )
-                .map_err(&err)?;
+            for (_, w) in winners {
+                table::put_parents(tx, &w.device, &w.template, &w.problem, problems)
+                    .map_err(&err)?;
                 touched.insert(w.key());
                 offered.entry(w.key()).or_default().push(w.clone());
             }
@@ -395,6 +573,13 @@ impl Cache {
                     .and_then(|(_, d)| d.ok().filter(|w| w.validate().is_ok()));
                 let chosen = match policy::choose_winner(&rows) {
                     Some(best) => WinnerRow::from_result(best),
+                    // A winner of this machine with no results behind it stays.
+                    None if current
+                        .as_ref()
+                        .is_some_and(|w| policy.protects(&w.provenance)) =>
+                    {
+                        current.clone()
+                    }
                     None => {
                         let mut candidates: Vec<WinnerRow> = current.iter().cloned().collect();
                         candidates.extend(offered.remove(key).unwrap_or_default());
@@ -497,9 +682,12 @@ pub fn merge(
     out: &Path,
     check: Option<CandidateCheck<'_>>,
 ) -> Result<MergeSummary, CacheError> {
+    let merged = ImportPolicy::default();
+    let from_a = Incoming::read(a, check)?;
+    let from_b = Incoming::read(b, check)?;
     write_new_file(out, |c| {
-        let from_a = c.import(a, check)?;
-        let from_b = c.import(b, check)?;
+        let from_a = c.absorb_with(from_a, &merged, ProblemConflict::KeepSmaller)?;
+        let from_b = c.absorb_with(from_b, &merged, ProblemConflict::KeepSmaller)?;
         let s = c.summary()?;
         Ok(MergeSummary {
             out: out.to_path_buf(),
@@ -516,9 +704,9 @@ pub fn merge(
 pub fn diff(old: &Path, new: &Path) -> Result<DiffReport, CacheError> {
     let read = |p: &Path| -> Result<(BTreeMap<WinnerKey, WinnerRow>, SkipLog), CacheError> {
         let mut skipped = SkipLog::default();
-        let rows = Untrusted::open(p)?.winners(None, &mut skipped)?;
+        let rows = Untrusted::open(p)?.winners(None, &mut skipped, &RefusedResults::new())?;
         let mut by_key: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
-        for w in rows {
+        for (_, w) in rows {
             by_key.entry(w.key()).or_default().push(w);
         }
         let chosen = by_key

@@ -355,8 +355,10 @@ fn decode_winner_fields(c: &mut Cols<'_, '_>) -> Decoded<WinnerRow> {
 pub(crate) enum ProblemConflict {
     /// This process just described the problem: its description wins.
     Replace,
-    /// Imported: keep the smaller (op, json), so merges do not depend on order.
+    /// Merged: keep the smaller (op, json), so merges do not depend on order.
     KeepSmaller,
+    /// Imported into a live cache: the description already there is never replaced.
+    KeepExisting,
 }
 
 /// Makes sure the device, template and problem of a row exist.
@@ -393,6 +395,9 @@ pub(crate) fn put_parents(
             "INSERT INTO problems (key, op, json) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key) DO UPDATE SET op = excluded.op, json = excluded.json \
              WHERE (excluded.op, excluded.json) < (problems.op, problems.json)"
+        }
+        ProblemConflict::KeepExisting => {
+            "INSERT INTO problems (key, op, json) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING"
         }
     };
     conn.prepare_cached(sql)?

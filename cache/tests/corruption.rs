@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use tessera_cache::{Cache, CacheError, SCHEMA_VERSION};
+use tessera_cache::{Cache, CacheError, ImportPolicy, SCHEMA_VERSION};
 
 fn side_files(p: &Path) -> Vec<String> {
     ["-wal", "-shm", "-journal"]
@@ -56,7 +56,7 @@ fn garbage_is_corrupt_and_untouched() {
     // Import refuses it the same way.
     let other = Cache::open(dir.path().join("other.db")).unwrap();
     assert!(matches!(
-        other.import(&p, None),
+        other.import(&p, None, &ImportPolicy::default()),
         Err(CacheError::Corrupt { .. })
     ));
     assert!(fs::read(&p).unwrap() == garbage(8192));

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use rusqlite::params;
 use tessera_cache::schema::{APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
-use tessera_cache::{diff, merge, Cache, CacheError, Status, WinnerChange, WinnerRow};
+use tessera_cache::{
+    diff, merge, Cache, CacheError, ImportPolicy, Refusal, RefusalKind, Status, WinnerChange,
+    WinnerRow,
+};
 
 use common::{build, failed, h100, result, sim};
 
@@ -36,19 +39,19 @@ fn export_then_import_round_trips() {
     let s = src.export(&out, None).unwrap();
     assert_eq!((s.devices, s.results, s.winners), (2, 5, 3));
     let dst = Cache::open(dir.path().join("dst.db")).unwrap();
-    let i = dst.import(&out, None).unwrap();
+    let i = dst.import(&out, None, &ImportPolicy::default()).unwrap();
     assert_eq!(
-        (i.results_added, i.results_replaced, i.skipped.count),
+        (i.results_added, i.results_replaced(), i.skipped.count()),
         (5, 0, 0)
     );
     assert_eq!(i.schema_version, SCHEMA_VERSION);
     assert_eq!(dst.why("").unwrap(), src.why("").unwrap());
     // Importing the same file again changes nothing.
-    let again = dst.import(&out, None).unwrap();
+    let again = dst.import(&out, None, &ImportPolicy::default()).unwrap();
     assert_eq!(
         (
             again.results_added,
-            again.results_replaced,
+            again.results_replaced(),
             again.results_kept_local
         ),
         (0, 0, 5)
@@ -454,10 +457,15 @@ fn hostile_rows_are_skipped_with_reasons_and_good_rows_taken() {
         .unwrap();
     }
     let dst = Cache::open(dir.path().join("dst.db")).unwrap();
-    let s = dst.import(&evil, None).unwrap();
+    let s = dst.import(&evil, None, &ImportPolicy::default()).unwrap();
     assert_eq!(s.results_added, 2, "{s:#?}");
-    assert_eq!(s.skipped.count, 16, "{s:#?}");
-    let reasons: Vec<&str> = s.skipped.first.iter().map(|k| k.reason.as_str()).collect();
+    assert_eq!(s.skipped.count(), 16, "{s:#?}");
+    let reasons: Vec<String> = s
+        .skipped
+        .rows
+        .iter()
+        .map(|k| k.reason.to_string())
+        .collect();
     for needle in [
         "status: \"pwned\" is not a known status",
         "timing.median_ms: -1 is negative",
@@ -507,7 +515,7 @@ fn structurally_wrong_files_are_refused_as_a_whole() {
             .unwrap();
     }
     assert!(matches!(
-        dst.import(&view, None),
+        dst.import(&view, None, &ImportPolicy::default()),
         Err(CacheError::Incompatible { .. })
     ));
 
@@ -517,7 +525,9 @@ fn structurally_wrong_files_are_refused_as_a_whole() {
         conn.execute_batch("ALTER TABLE results DROP COLUMN reason;")
             .unwrap();
     }
-    let e = dst.import(&missing_col, None).unwrap_err();
+    let e = dst
+        .import(&missing_col, None, &ImportPolicy::default())
+        .unwrap_err();
     assert!(matches!(e, CacheError::Incompatible { .. }), "{e}");
 
     let newer = dir.path().join("newer.db");
@@ -525,7 +535,7 @@ fn structurally_wrong_files_are_refused_as_a_whole() {
         .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
         .unwrap();
     assert!(matches!(
-        dst.import(&newer, None),
+        dst.import(&newer, None, &ImportPolicy::default()),
         Err(CacheError::TooNew { .. })
     ));
 
@@ -535,12 +545,16 @@ fn structurally_wrong_files_are_refused_as_a_whole() {
         .execute_batch("CREATE TABLE x (y);")
         .unwrap();
     assert!(matches!(
-        dst.import(&plain, None),
+        dst.import(&plain, None, &ImportPolicy::default()),
         Err(CacheError::Foreign { .. })
     ));
 
     assert!(matches!(
-        dst.import(&dir.path().join("absent.db"), None),
+        dst.import(
+            &dir.path().join("absent.db"),
+            None,
+            &ImportPolicy::default()
+        ),
         Err(CacheError::NotFound { .. })
     ));
     assert_eq!(dst.summary().unwrap().results, 0, "nothing was imported");
@@ -556,21 +570,29 @@ fn the_callers_check_can_refuse_configs() {
     let dst = Cache::open(dir.path().join("dst.db")).unwrap();
     let check = |c: &tessera_cache::Candidate<'_>| {
         if c.config.contains("BM=96") {
-            Err(format!(
-                "{} is not in the space of {}",
-                c.config, c.template.name
+            Err(Refusal::new(
+                RefusalKind::ConfigOutsideSpace,
+                format!("{} is not in the space of {}", c.config, c.template.name),
             ))
         } else {
             Ok(())
         }
     };
-    let s = dst.import(&a, Some(&check)).unwrap();
+    let s = dst
+        .import(&a, Some(&check), &ImportPolicy::default())
+        .unwrap();
     assert_eq!(s.results_added, 1);
     // The result row and the winner row of k_odd are both refused.
-    assert_eq!(s.skipped.count, 2, "{s:#?}");
-    assert!(s.skipped.first[0]
+    assert_eq!(s.skipped.count(), 2, "{s:#?}");
+    assert!(s.skipped.rows[0]
         .reason
-        .contains("refused by the caller's check: BM=96 is not in the space of gemm"));
+        .to_string()
+        .contains("config_outside_space: BM=96 is not in the space of gemm"));
+    assert_eq!(
+        s.skipped.rows[0].reason.kind,
+        RefusalKind::ConfigOutsideSpace
+    );
+    assert_eq!(s.skipped.rows[0].kernel_name.as_deref(), Some("k_odd"));
     let w = dst
         .winner(&h100(), &odd_template(), &common::problem(384).key)
         .unwrap()
@@ -597,9 +619,11 @@ fn import_keeps_the_better_supported_measurement_and_recomputes_winners() {
     let a_worse = result(&h100(), 384, "k_a", 0.5, 5);
     let other = dir.path().join("other.db");
     drop(build(&other, &[b_better.clone(), a_worse]));
-    let s = local.import(&other, None).unwrap();
+    let s = local
+        .import(&other, None, &ImportPolicy::default())
+        .unwrap();
     assert_eq!(
-        (s.results_added, s.results_replaced, s.results_kept_local),
+        (s.results_added, s.results_replaced(), s.results_kept_local),
         (0, 1, 1)
     );
     assert_eq!(s.winners_changed, 1);
@@ -621,6 +645,143 @@ fn import_keeps_the_better_supported_measurement_and_recomputes_winners() {
         .winner(&sim(), &odd_template(), &common::problem(384).key)
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn an_import_never_replaces_a_measurement_of_this_machine() {
+    // Issue 14, item 1: a row claiming 1,000 samples replaced a real local 20-sample
+    // measurement and flipped the winner.
+    let dir = tempfile::tempdir().unwrap();
+    let mut local_a = result(&h100(), 384, "k_a", 1.0, 20);
+    local_a.provenance.origin_host = "this-box".into();
+    let mut local_b = result(&h100(), 384, "k_b", 1.2, 20);
+    local_b.provenance.origin_host = "this-box".into();
+    let local = build(
+        &dir.path().join("local.db"),
+        &[local_a.clone(), local_b.clone()],
+    );
+    // The sender claims far more samples for k_b, and a faster median.
+    let mut forged = result(&h100(), 384, "k_b", 0.5, 1000);
+    forged.provenance.origin_host = "elsewhere".into();
+    let other = dir.path().join("other.db");
+    drop(build(&other, &[forged.clone()]));
+
+    let s = local
+        .import(&other, None, &ImportPolicy::for_host("this-box"))
+        .unwrap();
+    assert_eq!((s.results_added, s.results_replaced()), (0, 0), "{s:#?}");
+    assert_eq!(s.winners_changed, 0, "{s:#?}");
+    let refused: Vec<_> = s
+        .skipped
+        .rows
+        .iter()
+        .filter(|k| k.reason.kind == RefusalKind::LocalMeasurement)
+        .collect();
+    assert_eq!(refused.len(), 1, "{s:#?}");
+    assert_eq!(refused[0].kernel_name.as_deref(), Some("k_b"));
+    let rows = local
+        .results_for(&common::problem(384).key, &h100(), None)
+        .unwrap();
+    assert!(rows.contains(&local_b), "the local measurement stays");
+    let w = local
+        .winner(&h100(), &odd_template(), &common::problem(384).key)
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.kernel_name, "k_a", "the winner did not flip");
+
+    // Asked for explicitly, the better-supported row replaces it, and that is reported.
+    let replace = ImportPolicy {
+        replace_local: true,
+        ..ImportPolicy::for_host("this-box")
+    };
+    let s = local.import(&other, None, &replace).unwrap();
+    assert_eq!(s.replaced.len(), 1, "{s:#?}");
+    assert_eq!(s.replaced[0].old, local_b);
+    assert_eq!(s.replaced[0].new, forged);
+}
+
+#[test]
+fn an_imported_problem_description_never_replaces_the_local_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = result(&h100(), 384, "k_a", 1.0, 100);
+    let local = build(&dir.path().join("local.db"), std::slice::from_ref(&mine));
+    // Same key, another (smaller-sorting) description.
+    let mut theirs = result(&h100(), 384, "k_b", 1.1, 100);
+    theirs.problem.json = r#"{"m":1}"#.into();
+    let other = dir.path().join("other.db");
+    drop(build(&other, &[theirs]));
+    local
+        .import(&other, None, &ImportPolicy::default())
+        .unwrap();
+    let rows = local.results_for(&mine.problem.key, &h100(), None).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r.problem, mine.problem, "{}", r.kernel_name);
+    }
+}
+
+#[test]
+fn imported_times_are_bounded() {
+    // Issue 14, item 4: import accepted a median of 1e307 ms, which then hung `plot sweep`.
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.db");
+    drop(build(
+        &a,
+        &[
+            result(&h100(), 384, "k_a", 1.0, 10),
+            result(&h100(), 384, "k_huge", 2.0, 10),
+        ],
+    ));
+    let conn = rusqlite::Connection::open(&a).unwrap();
+    conn.execute(
+        "UPDATE results SET median_ms = 1e307, p10_ms = 0.001, p90_ms = 1e307 \
+         WHERE kernel_name = 'k_huge'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let dst = Cache::open(dir.path().join("dst.db")).unwrap();
+    let s = dst.import(&a, None, &ImportPolicy::default()).unwrap();
+    assert_eq!(s.results_added, 1, "{s:#?}");
+    let k = &s.skipped.rows[0];
+    assert_eq!(k.kernel_name.as_deref(), Some("k_huge"));
+    assert_eq!(k.reason.kind, RefusalKind::InvalidField);
+    assert!(k.reason.detail.contains("plausible range"), "{}", k.reason);
+}
+
+#[test]
+fn every_refused_row_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<_> = (0..260)
+        .map(|i| {
+            result(
+                &h100(),
+                384,
+                &format!("k_{i:03}"),
+                1.0 + f64::from(i) * 1e-3,
+                10,
+            )
+        })
+        .collect();
+    let a = dir.path().join("a.db");
+    drop(build(&a, &rows));
+    let dst = Cache::open(dir.path().join("dst.db")).unwrap();
+    let refuse = |c: &tessera_cache::Candidate<'_>| {
+        Err(Refusal::new(
+            RefusalKind::AboveRoof,
+            c.kernel_name.to_string(),
+        ))
+    };
+    let s = dst
+        .import(&a, Some(&refuse), &ImportPolicy::default())
+        .unwrap();
+    // 260 results and their winner row, every one described.
+    assert_eq!(s.skipped.rows.len(), 261, "{}", s.skipped.rows.len());
+    assert!(s
+        .skipped
+        .rows
+        .iter()
+        .all(|k| k.reason.kind == RefusalKind::AboveRoof));
 }
 
 #[test]
@@ -680,5 +841,5 @@ fn diff_reports_changed_and_one_sided_winners() {
     assert!(matches!(by_m(1024).change, WinnerChange::OnlyInOld(_)));
     assert!(matches!(by_m(4096).change, WinnerChange::OnlyInNew(_)));
     assert_eq!(by_m(4096).speedup(), None);
-    assert_eq!(d.skipped_old.count + d.skipped_new.count, 0);
+    assert_eq!(d.skipped_old.count() + d.skipped_new.count(), 0);
 }

@@ -81,12 +81,7 @@ fn problem(m: u64, n: u64, k: u64) -> Problem {
 }
 
 fn record(p: &Problem) -> ProblemRecord {
-    let g = p.as_gemm().expect("a GEMM problem");
-    ProblemRecord::new(
-        p.key(),
-        "gemm",
-        format!(r#"{{"m":{},"n":{},"k":{}}}"#, g.m, g.n, g.k),
-    )
+    ProblemRecord::new(p.key(), "gemm", serde_json::to_string(p).unwrap())
 }
 
 /// The kernel name the gemm template gives `config` for `p`.
@@ -667,4 +662,196 @@ fn gc_drops_stale_template_versions() {
     let w = winners(&path);
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].template, current.template);
+}
+
+/// This machine's name as `tessera` records it in rows it measures (`/etc/hostname`).
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+#[test]
+fn forged_rows_are_refused_with_reasons_and_never_win() {
+    // Issue 14, item 1: each of these was accepted, and the first became the winner.
+    let dir = tempfile::tempdir().unwrap();
+    let p = problem(384, 768, 768);
+    let p2 = problem(384, 3072, 768);
+    let good = ok(h100(), &p, C128, 0.0123);
+    // A made-up name (only its `gemm_` prefix is right) with a valid config, 1e-5 ms (the
+    // issue's 1e-6 ms with a p10 below it is now refused by the cache's time bounds).
+    let mut evil = ok(h100(), &p, C64, 1e-5);
+    evil.kernel_name = "gemm_evil_fast".into();
+    // The right name and config, timed at ~4,500 TFLOP/s on a 989 TFLOP/s part.
+    let roof = ok(h100(), &p, C128S4, p.flops() / 4.5e15 * 1e3);
+    // `ok` with a relative error of 0.5.
+    let mut wrong = ok(h100(), &p, C128X256, 0.02);
+    wrong.max_rel_error = Some(0.5);
+    // A config_json that is another config.
+    let mut json = ok(h100(), &p2, C64, 0.05);
+    json.config_json = config_json(C128);
+    // A description of another problem than its key.
+    let mut desc = ok(h100(), &problem(128, 768, 768), C128, 0.05);
+    desc.problem.json = serde_json::to_string(&problem(4096, 4096, 4096)).unwrap();
+    // A throughput that is not the one its median implies.
+    let mut tp = ok(h100(), &p2, C128S4, 0.05);
+    tp.throughput.as_mut().unwrap().value = 900.0;
+    let hostile = dir.path().join("hostile.db");
+    let c = Cache::open(&hostile).unwrap();
+    let forged = [evil, roof, wrong, json, desc, tp];
+    let mut all = forged.to_vec();
+    all.push(good.clone());
+    c.record_results(&all).unwrap();
+    for r in &forged {
+        c.record_winner(&WinnerRow::from_result(r).unwrap())
+            .unwrap();
+    }
+    drop(c);
+
+    let mine = dir.path().join("mine.db");
+    let (rc, out, err) = cache_cmd(&mine, &["import", s(&hostile)]);
+    assert_eq!(rc, 0, "{err}");
+    println!("{out}");
+    assert!(out.contains("results 1 added"), "{out}");
+    for needle in [
+        "kernel_name_mismatch: kernel name `gemm_evil_fast` is not a kernel of template gemm",
+        "above_roof:",
+        "above_tolerance: an ok row with relative error 5e-1",
+        "config_mismatch: config_json",
+        "problem_mismatch: the description is of `gemm m=4096 n=4096 k=4096",
+        "throughput_mismatch: throughput 900",
+    ] {
+        assert!(out.contains(needle), "no {needle:?} in {out}");
+    }
+    let w = winners(&mine);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].kernel_name, good.kernel_name);
+    let (rc, out, _) = cache_cmd(&mine, &["ls"]);
+    assert_eq!(rc, 0);
+    assert!(!out.contains("gemm_evil_fast"), "{out}");
+
+    // --json lists every refused row, each with its kind.
+    let again = dir.path().join("again.db");
+    let (rc, out, err) = cache_cmd(&again, &["import", s(&hostile), "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let refused = v["refused"]["rows"].as_array().unwrap();
+    assert_eq!(v["refused"]["count"], refused.len());
+    let results: Vec<_> = refused.iter().filter(|r| r["table"] == "results").collect();
+    assert_eq!(results.len(), 6, "{v:#}");
+    let kinds: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "above_roof",
+            "above_tolerance",
+            "config_mismatch",
+            "kernel_name_mismatch",
+            "problem_mismatch",
+            "throughput_mismatch"
+        ]
+        .into()
+    );
+    assert_eq!(v["results_added"], 1);
+}
+
+#[test]
+fn an_import_never_replaces_what_this_machine_measured() {
+    // Issue 14, item 1: a row claiming 1,000 samples replaced a local 20-sample measurement
+    // and flipped the winner.
+    let dir = tempfile::tempdir().unwrap();
+    let p = problem(384, 768, 768);
+    let local_row = |config, median| {
+        let mut r = ok(h100(), &p, config, median);
+        r.provenance.origin_host = this_host();
+        r.timing.as_mut().unwrap().samples = 20;
+        r
+    };
+    let mine = dir.path().join("mine.db");
+    let slow_local = local_row(C64, 0.0201);
+    write(&mine, &[local_row(C128, 0.0123), slow_local.clone()]);
+    let mut claim = ok(h100(), &p, C64, 0.0100);
+    claim.provenance.origin_host = "somewhere-else".into();
+    claim.timing.as_mut().unwrap().samples = 1000;
+    let theirs = dir.path().join("theirs.db");
+    write(&theirs, &[claim.clone()]);
+
+    let (rc, out, err) = cache_cmd(&mine, &["import", s(&theirs)]);
+    assert_eq!(rc, 0, "{err}");
+    println!("{out}");
+    assert!(out.contains("0 replaced"), "{out}");
+    assert!(out.contains("local_measurement:"), "{out}");
+    assert_eq!(winners(&mine)[0].kernel_name, kernel(C128, &p), "no flip");
+    let rows = Cache::open(&mine)
+        .unwrap()
+        .results_for(&p.key(), &h100(), None)
+        .unwrap();
+    assert!(rows.contains(&slow_local), "the local row stays");
+
+    // Asked for, the replacement happens and is reported.
+    let (rc, out, err) = cache_cmd(&mine, &["import", s(&theirs), "--replace-local", "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["results_replaced"], 1, "{v:#}");
+    assert_eq!(v["replaced"][0]["old"]["samples"], 20);
+    assert_eq!(v["replaced"][0]["new"]["samples"], 1000);
+    assert_eq!(winners(&mine)[0].kernel_name, kernel(C64, &p));
+}
+
+#[test]
+fn a_failed_import_never_removes_a_cache_another_process_holds() {
+    // Issue 14, item 2: an import that failed deleted a cache a concurrent `tune` was
+    // writing. Deterministic: the source file is locked, so the import waits on it; the
+    // "tune" (this test) writes the cache meanwhile; then the source turns out unusable.
+    let dir = tempfile::tempdir().unwrap();
+    let p = problem(384, 768, 768);
+    let source = dir.path().join("shared.db");
+    write(&source, &[ok(h100(), &p, C128, 0.0123)]);
+    let lock = rusqlite::Connection::open(&source).unwrap();
+    let mode: String = lock
+        .query_row("PRAGMA journal_mode = delete", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let cache = dir.path().join("tune.db");
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["cache", "import", s(&source), "--cache", s(&cache)])
+        .env_remove("TESSERA_CACHE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An import that opens (creates) the cache before reading the source has done so by now.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !cache.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The tune writes its results into the cache at that path.
+    let tune = Cache::open(&cache).unwrap();
+    let first = ok(h100(), &p, C64, 0.0201);
+    tune.record_result(&first).unwrap();
+    // The source turns out to be from a newer Tessera; the lock goes.
+    lock.execute_batch("PRAGMA user_version = 999; COMMIT")
+        .unwrap();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("schema version 999"), "{err}");
+    // The tune goes on writing and finishes; everything it wrote is in the file at the path.
+    let second = ok(h100(), &p, C128X256, 0.0300);
+    tune.record_result(&second).unwrap();
+    drop(tune);
+    assert!(cache.exists(), "the cache file was removed");
+    let rows = Cache::open(&cache)
+        .unwrap()
+        .results_for(&p.key(), &h100(), None)
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
 }

@@ -193,13 +193,21 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
     if let (Some(median_ms), Some(p10_ms), Some(p90_ms)) =
         (reply.median_ms, reply.p10_ms, reply.p90_ms)
     {
-        if reply.samples > 0 && median_ms > 0.0 {
-            row.timing = Some(Timing {
-                median_ms,
-                p10_ms,
-                p90_ms,
-                samples: reply.samples,
-            });
+        let timing = Timing {
+            median_ms,
+            p10_ms,
+            p90_ms,
+            samples: reply.samples,
+        };
+        // Every stored time is bounded (the cache refuses others): an implausible
+        // measurement is a failed candidate with its reason, not a timing.
+        if let Err(e) = timing.validate() {
+            if row.status == Status::Ok {
+                row.status = Status::LaunchError;
+                row.reason = format!("implausible timing: {e}");
+            }
+        } else {
+            row.timing = Some(timing);
             row.throughput = Some(Throughput {
                 value: problem.throughput(median_ms),
                 unit: if problem.memory_bound() {
@@ -208,6 +216,12 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
                     ThroughputUnit::Tflops
                 },
             });
+        }
+    }
+    if row.status == Status::Ok && row.timing.is_none() {
+        row.status = Status::LaunchError;
+        if row.reason.is_empty() {
+            row.reason = "verified but not timed".into();
         }
     }
 }
@@ -430,5 +444,76 @@ fn set_throughput(summary: &mut ProblemSummary, problem: &Problem, median_ms: f6
         summary.gbs = Some(value);
     } else {
         summary.tflops = Some(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_dsl::GemmProblem;
+
+    fn blank_row(problem: &Problem) -> ResultRow {
+        ResultRow {
+            device: DeviceFingerprint {
+                name: "sim".into(),
+                arch: "sm_90a".into(),
+                sm_count: 132,
+                driver: "simulated".into(),
+                toolchain: "none (simulated)".into(),
+                simulated: true,
+            },
+            template: TemplateKey::new("gemm", "h"),
+            problem: ProblemRecord::new(problem.key(), "gemm", "{}"),
+            kernel_name: "gemm_k".into(),
+            config: "a=1".into(),
+            config_json: "{}".into(),
+            guards_json: "{}".into(),
+            status: Status::Ok,
+            reason: String::new(),
+            timing: None,
+            throughput: None,
+            max_rel_error: None,
+            compile_s: None,
+            provenance: Provenance {
+                origin_host: "h".into(),
+                tool_version: "tessera".into(),
+                measured_at: Timestamp::now(),
+            },
+        }
+    }
+
+    fn reply(median: f64) -> Reply {
+        Reply {
+            kernel: "gemm_k".into(),
+            status: "ok".into(),
+            rel_err: Some(1e-4),
+            median_ms: Some(median),
+            p10_ms: Some(median),
+            p90_ms: Some(median),
+            samples: 20,
+            ..Reply::default()
+        }
+    }
+
+    #[test]
+    fn implausible_timings_are_failed_candidates_not_stored_times() {
+        let problem = Problem::Gemm(GemmProblem::new(384, 768, 768));
+        for median in [1e307, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-9] {
+            let mut row = blank_row(&problem);
+            apply_reply(&mut row, &reply(median), &problem);
+            assert_eq!(row.status, Status::LaunchError, "{median}");
+            assert!(row.timing.is_none(), "{median}");
+            assert!(
+                row.reason.contains("implausible timing"),
+                "{median}: {}",
+                row.reason
+            );
+            row.validate().unwrap();
+        }
+        let mut row = blank_row(&problem);
+        apply_reply(&mut row, &reply(0.05), &problem);
+        assert_eq!(row.status, Status::Ok);
+        assert_eq!(row.timing.unwrap().median_ms, 0.05);
+        row.validate().unwrap();
     }
 }

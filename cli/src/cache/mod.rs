@@ -3,9 +3,11 @@
 //! * `ls`, `why` ([`show`]): what a cache holds, and why each winner won.
 //! * `export`, `import`, `merge`, `diff` ([`share`]): moving results between people and
 //!   machines. Every file read by import, merge and diff is untrusted: the cache crate
-//!   validates each row field by field, and [`check_candidate`] then checks it against this
-//!   build's templates (known template, current source hash, config inside the template's
-//!   space, kernel name of that template); rows that fail are skipped and reported.
+//!   validates each row field by field, and [`CandidateChecker`] then re-derives it from this
+//!   build's templates (template version, problem key from its description, config, kernel
+//!   name, config JSON, throughput under the device's roof, error within tolerance); rows
+//!   that fail are refused and reported with a typed reason. An import never replaces rows
+//!   measured on this machine unless `--replace-local` is given, and never removes a file.
 //! * `gc`: drop rows of template versions that are no longer current.
 //!
 //! Every subcommand takes `--cache PATH` (default: `TESSERA_CACHE`, else
@@ -22,8 +24,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use tessera_cache::{Cache, CacheError, Candidate, OpenOptions, TemplateKey, UnknownTemplates};
-use tessera_dsl::ParamSpace;
+use tessera_cache::{
+    Cache, CacheError, Candidate, OpenOptions, Refusal, RefusalKind, Status, TemplateKey,
+    ThroughputUnit, UnknownTemplates,
+};
+use tessera_dsl::{ParamSpace, Problem, Target};
 
 use crate::settings;
 use crate::usage::usage;
@@ -62,10 +67,18 @@ enum Sub {
         #[arg(long, value_name = "SUBSTRING")]
         device: Option<String>,
     },
-    /// Take the rows of a shared cache file into this cache (every row validated first).
+    /// Take the rows of a shared cache file into this cache. Every row is re-derived and
+    /// checked first (kernel name, config, problem, throughput under the device's roof, error
+    /// within tolerance); rows measured on this machine are never replaced by default.
     Import {
         /// A cache file written by `tessera cache export` (or any Tessera cache).
         file: PathBuf,
+        /// Let better-supported imported rows replace rows measured on this machine.
+        #[arg(long)]
+        replace_local: bool,
+        /// Print the summary, every replaced and every refused row as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Merge two cache files into a new one (every row validated first).
     Merge {
@@ -102,7 +115,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Sub::Ls { json } => show::ls(&open_existing(&path)?, json),
         Sub::Why { filter, json } => show::why(&open_existing(&path)?, &filter, json),
         Sub::Export { out, device } => share::export(&open_existing(&path)?, &out, device),
-        Sub::Import { file } => share::import(&path, &file),
+        Sub::Import {
+            file,
+            replace_local,
+            json,
+        } => share::import(&path, &file, replace_local, json),
         Sub::Merge { a, b, out } => share::merge(&a, &b, &out),
         Sub::Diff { a, b, json } => share::diff(&a, &b, json),
         Sub::Gc { drop_unknown } => gc(&open_existing(&path)?, drop_unknown),
@@ -155,44 +172,233 @@ pub(crate) fn template_status(t: &TemplateKey) -> &'static str {
     }
 }
 
-/// The check every imported row passes (after the cache crate's own field validation): the
-/// template is one of this build's, at its current source hash; the config parses as a point
-/// of the template's space (every parameter once, each value one of its candidates, every
-/// constraint met); the kernel name is one of that template's. Spaces are built once per
-/// template.
+/// How far above the nominal roof of its architecture's flagship part an imported row may
+/// claim to run: parts of one architecture differ (an H200 has 1.43x the H100's bandwidth),
+/// so the bound is loose, but a time implying several times the roof is refused.
+pub(crate) const ROOF_SLACK: f64 = 1.5;
+
+/// Relative difference allowed between a stored throughput and the one its median implies.
+const THROUGHPUT_MATCH: f64 = 1e-6;
+
+/// The check every imported row passes (after the cache crate's own field validation). Every
+/// part of the row that this build can compute is re-derived and compared:
+///
+/// * the template is one of this build's, at its current source hash;
+/// * the problem description parses as a problem, is valid, and is the problem its key (and
+///   op) names, and the template computes that op;
+/// * the config parses as a point of the template's space; the kernel name, the canonical
+///   config and its JSON are exactly what the template derives from (config, problem);
+/// * a claimed median implies a throughput under the device's roof (its architecture's
+///   nominal compute and bandwidth ceilings, scaled by its SM count, times [`ROOF_SLACK`]),
+///   and a stored throughput is the one the median implies;
+/// * an `ok` row's error against the reference is within the template's tolerance for the
+///   output dtype (the tuner's own verification bound).
+///
+/// Spaces are built once per template.
 #[derive(Default)]
 pub(crate) struct CandidateChecker {
     spaces: RefCell<HashMap<&'static str, ParamSpace>>,
 }
 
 impl CandidateChecker {
-    pub(crate) fn check(&self, c: &Candidate<'_>) -> Result<(), String> {
+    pub(crate) fn check(&self, c: &Candidate<'_>) -> Result<(), Refusal> {
+        use RefusalKind::*;
         let name = &c.template.name;
-        let t = tessera_dsl::find(name)
-            .map_err(|_| format!("unknown template `{name}` (this build cannot validate it)"))?;
+        let t = tessera_dsl::find(name).map_err(|_| {
+            Refusal::new(
+                UnknownTemplate,
+                format!("unknown template `{name}` (this build cannot validate it)"),
+            )
+        })?;
         if t.source_hash() != c.template.source_hash {
-            return Err(format!(
-                "stale template version: {name}@{} but this build's {name} is @{}",
-                c.template.source_hash,
-                t.source_hash()
+            return Err(Refusal::new(
+                StaleTemplate,
+                format!(
+                    "stale template version: {name}@{} but this build's {name} is @{}",
+                    c.template.source_hash,
+                    t.source_hash()
+                ),
             ));
         }
-        let mut spaces = self.spaces.borrow_mut();
-        let space = spaces.entry(t.name()).or_insert_with(|| t.space());
-        space
-            .parse_point(c.config)
-            .map_err(|e| format!("config `{}` is not in the space of {name}: {e}", c.config))?;
-        let named = c
-            .kernel_name
-            .strip_prefix(t.name())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'));
-        if !named {
-            return Err(format!(
-                "kernel name `{}` is not a kernel of template {name}",
-                c.kernel_name
+        let problem = problem_of(c)?;
+        if t.op() != problem.op() {
+            return Err(Refusal::new(
+                ProblemMismatch,
+                format!(
+                    "template {name} computes {}, not {}",
+                    t.op().name(),
+                    problem.op().name()
+                ),
             ));
+        }
+        let values = {
+            let mut spaces = self.spaces.borrow_mut();
+            let space = spaces.entry(t.name()).or_insert_with(|| t.space());
+            space.parse_point(c.config).map_err(|e| {
+                Refusal::new(
+                    ConfigOutsideSpace,
+                    format!("config `{}` is not in the space of {name}: {e}", c.config),
+                )
+            })?
+        };
+        let config = t.config(&values, &problem).map_err(|e| {
+            Refusal::new(
+                ConfigOutsideSpace,
+                format!(
+                    "config `{}` does not apply to `{}`: {e}",
+                    c.config,
+                    problem.key()
+                ),
+            )
+        })?;
+        let derived = config.kernel_name();
+        if derived != c.kernel_name {
+            return Err(Refusal::new(
+                KernelNameMismatch,
+                format!(
+                    "kernel name `{}` is not a kernel of template {name}: config `{}` for `{}` \
+                     is `{derived}`",
+                    c.kernel_name,
+                    c.config,
+                    problem.key()
+                ),
+            ));
+        }
+        if config.assignment() != c.config {
+            return Err(Refusal::new(
+                ConfigMismatch,
+                format!(
+                    "config `{}` is not written as this build writes it (`{}`)",
+                    c.config,
+                    config.assignment()
+                ),
+            ));
+        }
+        let want_json = serde_json::Value::Object(
+            config
+                .params
+                .iter()
+                .map(|(n, v)| (n.clone(), serde_json::Value::from(*v)))
+                .collect(),
+        );
+        let got_json: Option<serde_json::Value> = serde_json::from_str(c.config_json).ok();
+        if got_json.as_ref() != Some(&want_json) {
+            return Err(Refusal::new(
+                ConfigMismatch,
+                format!(
+                    "config_json {} is not the config `{}` (it would be {want_json})",
+                    truncated(c.config_json),
+                    c.config
+                ),
+            ));
+        }
+        if let Some(ms) = c.median_ms {
+            check_roof(c, &problem, ms)?;
+        }
+        if c.status == Status::Ok {
+            let tol = tessera_library::verify::tolerance(config.variant.output);
+            if let Some(e) = c.max_rel_error.filter(|&e| e > tol) {
+                return Err(Refusal::new(
+                    AboveTolerance,
+                    format!(
+                        "an ok row with relative error {e:e}, above the {} tolerance {tol:e}",
+                        config.variant.output
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+/// The problem a row's description holds, checked against its key and op.
+fn problem_of(c: &Candidate<'_>) -> Result<Problem, Refusal> {
+    let mismatch = |detail: String| Refusal::new(RefusalKind::ProblemMismatch, detail);
+    let key = &c.problem.key;
+    let problem: Problem = serde_json::from_str(&c.problem.json)
+        .map_err(|e| mismatch(format!("the description of `{key}` is not a problem: {e}")))?;
+    problem
+        .check()
+        .map_err(|e| mismatch(format!("the description of `{key}` is not valid: {e}")))?;
+    if problem.key() != *key {
+        return Err(mismatch(format!(
+            "the description is of `{}`, not of its key `{key}`",
+            problem.key()
+        )));
+    }
+    if problem.op().name() != c.problem.op {
+        return Err(mismatch(format!(
+            "op `{}` but the description is a {}",
+            c.problem.op,
+            problem.op().name()
+        )));
+    }
+    Ok(problem)
+}
+
+/// A claimed median must not beat the device's roofline: neither its compute nor its memory
+/// ceiling (times [`ROOF_SLACK`]); a stored throughput must be the one the median implies.
+fn check_roof(c: &Candidate<'_>, problem: &Problem, ms: f64) -> Result<(), Refusal> {
+    use RefusalKind::*;
+    let target: Target = c.device.arch.parse().map_err(|_| {
+        Refusal::new(
+            UnknownDevice,
+            format!(
+                "architecture `{}` is unknown: its roof cannot be checked",
+                c.device.arch
+            ),
+        )
+    })?;
+    let caps = target.nominal_caps();
+    let scale =
+        (f64::from(c.device.sm_count) / f64::from(caps.sm_count.max(1))).max(1.0) * ROOF_SLACK;
+    let peak_tflops = caps.peak_tflops_f16 * scale;
+    let peak_gbs = caps.mem_bandwidth_gbs * scale;
+    let compute_ms = problem.flops() / (peak_tflops * 1e12) * 1e3;
+    let memory_ms = problem.bytes() / (peak_gbs * 1e9) * 1e3;
+    if ms < compute_ms.max(memory_ms) {
+        let (tflops, gbs) = (
+            problem.flops() / (ms * 1e-3) / 1e12,
+            problem.bytes() / (ms * 1e-3) / 1e9,
+        );
+        return Err(Refusal::new(
+            AboveRoof,
+            format!(
+                "{ms:e} ms implies {tflops:.0} TFLOP/s and {gbs:.0} GB/s, above the roof of {} \
+                 ({} TFLOP/s, {} GB/s; {ROOF_SLACK}x allowed)",
+                c.device.name, caps.peak_tflops_f16, caps.mem_bandwidth_gbs
+            ),
+        ));
+    }
+    if let Some(tp) = c.throughput {
+        let unit = if problem.memory_bound() {
+            ThroughputUnit::Gbs
+        } else {
+            ThroughputUnit::Tflops
+        };
+        let want = problem.throughput(ms);
+        if tp.unit != unit || (tp.value - want).abs() > THROUGHPUT_MATCH * want.abs().max(1e-12) {
+            return Err(Refusal::new(
+                ThroughputMismatch,
+                format!(
+                    "throughput {} {} but {ms:e} ms means {want} {}",
+                    tp.value,
+                    tp.unit.as_str(),
+                    unit.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first characters of untrusted text, for messages.
+fn truncated(s: &str) -> String {
+    let t: String = s.chars().take(80).collect();
+    if t.len() < s.len() {
+        format!("{t}...")
+    } else {
+        t
     }
 }
 

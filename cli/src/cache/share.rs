@@ -1,10 +1,11 @@
 //! `tessera cache export | import | merge | diff`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use tessera_cache::{
-    Cache, CacheError, Candidate, DiffReport, ImportSummary, SkipLog, WinnerChange,
+    Cache, CacheError, Candidate, DiffReport, ImportPolicy, ImportSummary, Incoming, SkipLog,
+    WinnerChange,
 };
 
 use super::show::{device_json, device_labels};
@@ -12,7 +13,8 @@ use super::table::{count, ms, Table};
 use super::{cache_error, same_file, CandidateChecker};
 use crate::usage::usage;
 
-/// How many skipped rows are described (all are counted).
+/// How many skipped or replaced rows the text report describes (all are counted; `--json`
+/// lists every one).
 const SKIPS_SHOWN: usize = 10;
 
 /// Prefixes an error about a file the user named with what was being done.
@@ -76,19 +78,23 @@ pub fn export(cache: &Cache, out: &Path, device: Option<String>) -> anyhow::Resu
     Ok(())
 }
 
-/// The skipped rows of an untrusted file: a count and the first reasons.
+/// The skipped rows of an untrusted file: the first reasons and how many more.
 fn skip_lines(log: &SkipLog, indent: &str) -> String {
     let mut s = String::new();
-    for k in log.first.iter().take(SKIPS_SHOWN) {
+    for k in log.rows.iter().take(SKIPS_SHOWN) {
+        let kernel = k
+            .kernel_name
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
         s.push_str(&format!(
-            "{indent}{} row {}: {}\n",
+            "{indent}{} row {}{kernel}: {}\n",
             k.table, k.rowid, k.reason
         ));
     }
-    if log.count > SKIPS_SHOWN.min(log.first.len()) {
+    if log.count() > SKIPS_SHOWN {
         s.push_str(&format!(
-            "{indent}... and {} more\n",
-            log.count - SKIPS_SHOWN.min(log.first.len())
+            "{indent}... and {} more (--json lists every one)\n",
+            log.count() - SKIPS_SHOWN
         ));
     }
     s
@@ -100,17 +106,86 @@ fn import_report(s: &ImportSummary) -> String {
          supported); winners {} offered, {} changed; {} skipped\n",
         s.source.display(),
         s.results_added,
-        s.results_replaced,
+        s.results_replaced(),
         s.results_kept_local,
         s.winners_offered,
         s.winners_changed,
-        count(s.skipped.count as u64, "invalid row"),
+        count(s.skipped.count() as u64, "invalid row"),
     );
+    for r in s.replaced.iter().take(SKIPS_SHOWN) {
+        out.push_str(&format!(
+            "  replaced {} for {}: {} ({}) -> {} ({})\n",
+            r.old.kernel_name,
+            r.old.problem.key,
+            r.old.provenance.origin_host,
+            r.old.timing.map_or_else(|| "-".into(), |t| ms(t.median_ms)),
+            r.new.provenance.origin_host,
+            r.new.timing.map_or_else(|| "-".into(), |t| ms(t.median_ms)),
+        ));
+    }
+    if s.replaced.len() > SKIPS_SHOWN {
+        out.push_str(&format!(
+            "  ... and {} more replaced (--json lists every one)\n",
+            s.replaced.len() - SKIPS_SHOWN
+        ));
+    }
     out.push_str(&skip_lines(&s.skipped, "  skipped "));
     out
 }
 
-pub fn import(cache_path: &Path, file: &Path) -> anyhow::Result<()> {
+fn skipped_json(l: &SkipLog) -> Value {
+    json!({
+        "count": l.count(),
+        "rows": l.rows.iter().map(|k| json!({
+            "table": k.table,
+            "rowid": k.rowid,
+            "kernel": k.kernel_name,
+            "kind": k.reason.kind.as_str(),
+            "reason": k.reason.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn import_json(s: &ImportSummary) -> Value {
+    let row = |r: &tessera_cache::ResultRow| {
+        json!({
+            "kernel": r.kernel_name,
+            "status": r.status.as_str(),
+            "median_ms": r.timing.map(|t| t.median_ms),
+            "samples": r.timing.map(|t| t.samples),
+            "origin_host": r.provenance.origin_host,
+            "measured_at": r.provenance.measured_at.to_string(),
+        })
+    };
+    json!({
+        "source": s.source.display().to_string(),
+        "schema_version": s.schema_version,
+        "results_added": s.results_added,
+        "results_replaced": s.results_replaced(),
+        "results_kept_local": s.results_kept_local,
+        "winners_offered": s.winners_offered,
+        "winners_changed": s.winners_changed,
+        "replaced": s.replaced.iter().map(|r| json!({
+            "device": device_json(&r.old.device),
+            "template": r.old.template.to_string(),
+            "problem_key": r.old.problem.key,
+            "old": row(&r.old),
+            "new": row(&r.new),
+        })).collect::<Vec<_>>(),
+        "refused": skipped_json(&s.skipped),
+    })
+}
+
+/// `tessera cache import`: the file is read and every row checked before the cache is opened
+/// (or created), then the rows are written in one transaction. A failure at any point leaves
+/// the cache as it was, and nothing is ever removed: another process (a `tune`) may hold the
+/// cache file, even one this import created.
+pub fn import(
+    cache_path: &Path,
+    file: &Path,
+    replace_local: bool,
+    json_out: bool,
+) -> anyhow::Result<()> {
     if same_file(cache_path, file) {
         return Err(usage(format!(
             "{} is the cache itself; import another file (or choose the cache with --cache)",
@@ -123,33 +198,30 @@ pub fn import(cache_path: &Path, file: &Path) -> anyhow::Result<()> {
             file.display()
         )));
     }
-    let created = std::fs::symlink_metadata(cache_path).is_err();
+    let checker = CandidateChecker::default();
+    let check = |c: &Candidate<'_>| checker.check(c);
+    let incoming = Incoming::read(file, Some(&check))
+        .map_err(doing(format!("cannot import {}", file.display())))?;
     let cache = Cache::open(cache_path).map_err(doing(format!(
         "cannot open the cache {}",
         cache_path.display()
     )))?;
-    let checker = CandidateChecker::default();
-    let check = |c: &Candidate<'_>| checker.check(c);
-    let s = match cache.import(file, Some(&check)) {
-        Ok(s) => s,
-        Err(e) => {
-            // A refused import leaves no new, empty cache behind.
-            drop(cache);
-            if created {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = cache_path.as_os_str().to_owned();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(PathBuf::from(p));
-                }
-            }
-            return Err(doing(format!("cannot import {}", file.display()))(e));
-        }
+    let policy = ImportPolicy {
+        replace_local,
+        ..ImportPolicy::for_host(crate::tune::origin_host())
     };
-    print!(
-        "imported into {}\n{}",
-        cache.path().display(),
-        import_report(&s)
-    );
+    let s = cache
+        .absorb(incoming, &policy)
+        .map_err(doing(format!("cannot import {}", file.display())))?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&import_json(&s))?);
+    } else {
+        print!(
+            "imported into {}\n{}",
+            cache.path().display(),
+            import_report(&s)
+        );
+    }
     Ok(())
 }
 
@@ -206,12 +278,7 @@ fn change_json(c: &WinnerChange) -> Value {
 }
 
 fn diff_json(r: &DiffReport) -> Value {
-    let skipped = |l: &SkipLog| {
-        json!({
-            "count": l.count,
-            "first": l.first.iter().map(|k| json!({"table": k.table, "rowid": k.rowid, "reason": k.reason})).collect::<Vec<_>>(),
-        })
-    };
+    let skipped = skipped_json;
     json!({
         "changes": r.changes.iter().map(|d| {
             let mut v = change_json(&d.change);
@@ -309,10 +376,10 @@ pub fn diff(a: &Path, b: &Path, json_out: bool) -> anyhow::Result<()> {
         r.unchanged
     );
     for (name, log) in [("A", &r.skipped_old), ("B", &r.skipped_new)] {
-        if log.count > 0 {
+        if log.count() > 0 {
             print!(
                 "skipped {} of {name}:\n{}",
-                count(log.count as u64, "invalid winner row"),
+                count(log.count() as u64, "invalid winner row"),
                 skip_lines(log, "  ")
             );
         }

@@ -13,8 +13,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tessera_cache::{WinnerKey, WinnerRow};
 
 use super::{
-    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing, save,
-    text, width_of, Figure, OutArgs, AXIS, DARK, GREEN, GREY, LIGHT_GREY, NOTE, RED, TICKS,
+    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
+    plottable, save, text, width_of, Figure, OutArgs, AXIS, DARK, GREEN, GREY, LIGHT_GREY, NOTE,
+    RED, TICKS,
 };
 use crate::usage::usage;
 
@@ -39,7 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let b = winners(&args.b, args.device.as_deref())?;
     let mut rows: Vec<Row> = Vec::new();
     for (key, wa) in &a {
-        if let Some(wb) = b.get(key) {
+        // A speedup no axis can show (from extreme medians) is left out.
+        if let Some(wb) = b
+            .get(key)
+            .filter(|wb| plottable(wa.median_ms / wb.median_ms).is_some())
+        {
             rows.push(Row {
                 key: key.clone(),
                 speedup: wa.median_ms / wb.median_ms,

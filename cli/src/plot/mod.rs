@@ -411,6 +411,16 @@ fn work_of(problem: &ProblemRecord) -> Option<Work> {
     (flops > 0.0 && bytes > 0.0).then_some(Work { flops, bytes })
 }
 
+/// The values a plot axis takes. Anything outside, or not finite, is left out of a figure (and
+/// said so), so an extreme value in a cache can neither overflow an axis to infinity nor
+/// make its tick generation run over hundreds of decades.
+const PLOTTABLE: std::ops::RangeInclusive<f64> = 1e-15..=1e15;
+
+/// `v` if a plot can show it (finite, positive, within [`PLOTTABLE`]).
+fn plottable(v: f64) -> Option<f64> {
+    (v.is_finite() && PLOTTABLE.contains(&v)).then_some(v)
+}
+
 /// TFLOP/s of `flops` done in `ms` milliseconds.
 fn tflops(flops: f64, ms: f64) -> f64 {
     flops / (ms * 1e-3) / 1e12
@@ -499,6 +509,16 @@ mod tests {
         assert_eq!(shorten(names[0], a), "128x128x32_w2x2_s4");
         assert_eq!(shorten(names[1], a), "64x128x32_w2x2_s3");
         assert_eq!(common_affixes(&names[..1]), (0, 0));
+    }
+
+    #[test]
+    fn only_finite_moderate_values_are_plottable() {
+        for v in [f64::NAN, f64::INFINITY, -1.0, 0.0, 1e-300, 1e307, f64::MAX] {
+            assert_eq!(plottable(v), None, "{v}");
+        }
+        for v in [1e-12, 0.5, 989.0, 1e12] {
+            assert_eq!(plottable(v), Some(v));
+        }
     }
 
     #[test]

@@ -15,9 +15,9 @@ use tessera_cache::{DeviceFingerprint, WinnerRow};
 use tessera_dsl::Target;
 
 use super::{
-    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing, save,
-    text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY, LIGHT_GREY, NOTE, PALETTE,
-    RED, TICKS,
+    bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
+    plottable, save, text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY,
+    LIGHT_GREY, NOTE, PALETTE, RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;
@@ -126,12 +126,17 @@ impl RooflineFigure {
         let mut points = Vec::new();
         let mut skipped = 0;
         for w in winners {
-            match work_of(&w.problem) {
-                Some(work) => points.push(Point {
+            let at = work_of(&w.problem).and_then(|work| {
+                let intensity = plottable(work.flops / work.bytes)?;
+                let tflops = plottable(tflops(work.flops, w.median_ms))?;
+                Some((intensity, tflops))
+            });
+            match at {
+                Some((intensity, tflops)) => points.push(Point {
                     short: w.problem.key.clone(),
                     template: w.template.name.clone(),
-                    intensity: work.flops / work.bytes,
-                    tflops: tflops(work.flops, w.median_ms),
+                    intensity,
+                    tflops,
                 }),
                 None => skipped += 1,
             }
@@ -168,7 +173,9 @@ impl RooflineFigure {
             points.len()
         );
         if skipped > 0 {
-            second.push_str(&format!(" · {skipped} without a known problem left out"));
+            second.push_str(&format!(
+                " · {skipped} without a known problem or a plottable time left out"
+            ));
         }
         if roof.is_none() {
             second.push_str(&format!(" · no ceilings: unknown arch {}", device.arch));

@@ -12,12 +12,12 @@ use anyhow::bail;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use tessera_cache::{Explanation, ResultRow, Status, ThroughputUnit};
+use tessera_cache::{Explanation, ResultRow, Status, ThroughputUnit, Timing};
 
 use super::{
     bullet_list, common_affixes, device_matches, drawing, fit, header, header_height, num,
-    open_existing, save, shorten, text, tflops, work_of, wrap, OutArgs, AXIS, BLUE, BROWN, DARK,
-    GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS,
+    open_existing, plottable, save, shorten, text, tflops, work_of, wrap, OutArgs, AXIS, BLUE,
+    BROWN, DARK, GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;
@@ -205,17 +205,24 @@ impl SweepFigure {
         for r in &e.candidates {
             let label = shorten(&r.kernel_name, affixes);
             match (r.is_eligible(), value(r), r.timing) {
-                (true, Some(v), Some(t)) => ok.push((
+                (true, Some(v), Some(t)) if plottable(v).is_some() => ok.push((
                     Bar {
                         label,
                         status: r.status,
                         value: v,
-                        range: Some((v * t.median_ms / t.p90_ms, v * t.median_ms / t.p10_ms)),
+                        range: spread(v, &t),
                         reason: String::new(),
                     },
                     winner_name.as_deref() == Some(r.kernel_name.as_str()),
                     t.median_ms,
                 )),
+                (true, Some(v), Some(_)) => not_ok.push(Bar {
+                    label,
+                    status: r.status,
+                    value: 0.0,
+                    range: None,
+                    reason: format!("throughput {v:e} {unit} cannot be plotted"),
+                }),
                 _ => not_ok.push(Bar {
                     label,
                     status: r.status,
@@ -267,6 +274,14 @@ impl SweepFigure {
 }
 
 /// Colour of a status that is not `ok`.
+/// The p10–p90 throughput range of a bar of throughput `v` with timing `t`, when both ends
+/// are plottable (a p10 far below a huge median would otherwise reach infinity).
+fn spread(v: f64, t: &Timing) -> Option<(f64, f64)> {
+    let lo = plottable(v * t.median_ms / t.p90_ms)?;
+    let hi = plottable(v * t.median_ms / t.p10_ms)?;
+    Some((lo, hi))
+}
+
 fn status_color(s: Status) -> RGBColor {
     match s {
         Status::Ok => BLUE,
@@ -301,6 +316,7 @@ impl super::Figure for SweepFigure {
             .ok
             .iter()
             .map(|b| b.range.map_or(b.value, |r| r.1))
+            .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max)
             .max(1e-9);
         let y_max = top_value * 1.18;
@@ -547,5 +563,94 @@ impl SweepFigure {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{draw_to, register_fonts, Format};
+    use super::*;
+    use std::time::Duration;
+    use tessera_cache::{
+        DeviceFingerprint, ProblemRecord, Provenance, TemplateKey, Throughput, Timestamp, WinnerKey,
+    };
+    use tessera_dsl::{GemmProblem, Problem};
+
+    /// Rows as an old or tampered cache may hold them: the cache's bounds are bypassed.
+    fn row(kernel: &str, median: f64, p10: f64, p90: f64, stored: Option<f64>) -> ResultRow {
+        let p = Problem::Gemm(GemmProblem::new(384, 768, 768));
+        ResultRow {
+            device: DeviceFingerprint {
+                name: "NVIDIA H100 80GB HBM3".into(),
+                arch: "sm_90a".into(),
+                sm_count: 132,
+                driver: "580.65.06".into(),
+                toolchain: "nvrtc 13.0".into(),
+                simulated: false,
+            },
+            template: TemplateKey::new("gemm", "h"),
+            problem: ProblemRecord::new(p.key(), "gemm", serde_json::to_string(&p).unwrap()),
+            kernel_name: kernel.into(),
+            config: "a=1".into(),
+            config_json: "{}".into(),
+            guards_json: "{}".into(),
+            status: Status::Ok,
+            reason: String::new(),
+            timing: Some(Timing {
+                median_ms: median,
+                p10_ms: p10,
+                p90_ms: p90,
+                samples: 10,
+            }),
+            throughput: stored.map(|value| Throughput {
+                value,
+                unit: ThroughputUnit::Tflops,
+            }),
+            max_rel_error: Some(1e-4),
+            compile_s: None,
+            provenance: Provenance {
+                origin_host: "h".into(),
+                tool_version: "tessera".into(),
+                measured_at: Timestamp::now(),
+            },
+        }
+    }
+
+    #[test]
+    fn extreme_times_neither_hang_nor_break_the_sweep_plot() {
+        // Issue 14, item 4: a median of 1e307 ms (with a small p10 and a stored throughput)
+        // made the y axis infinite and the plot spin forever.
+        let candidates = vec![
+            row("gemm_a", 0.02, 0.019, 0.021, Some(22.6)),
+            row("gemm_b", 1e307, 0.001, 1e307, Some(500.0)),
+            row("gemm_c", 1e308, 1e308, 1e308, None),
+            row("gemm_d", f64::MAX, 1e-300, f64::MAX, Some(f64::INFINITY)),
+        ];
+        let e = Explanation {
+            key: candidates[0].winner_key(),
+            winner: None,
+            candidates,
+        };
+        let _: &WinnerKey = &e.key;
+        let fig = SweepFigure::new(&e).unwrap();
+        register_fonts();
+        for b in &fig.ok {
+            assert!(b.value.is_finite(), "{}", b.label);
+            if let Some((lo, hi)) = b.range {
+                assert!(lo.is_finite() && hi.is_finite(), "{}", b.label);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sweep.svg");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = out.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(draw_to(&fig, Format::Svg, &path).map_err(|e| e.to_string()));
+        });
+        let drawn = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the plot finishes in bounded time");
+        drawn.unwrap();
+        assert!(std::fs::metadata(&out).unwrap().len() > 0);
     }
 }
