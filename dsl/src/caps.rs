@@ -133,6 +133,122 @@ impl Target {
     }
 }
 
+/// A GPU model by name (what `--gpu` takes): its target and its datasheet capabilities.
+/// Models of one target differ in memory bandwidth and size (an H200 is an H100 with HBM3e),
+/// so rooflines and simulated timings come from the model, never from the target alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuModel {
+    A100,
+    H100,
+    H200,
+    Mi250,
+    Mi300,
+}
+
+impl GpuModel {
+    pub const ALL: [GpuModel; 5] = [
+        GpuModel::A100,
+        GpuModel::H100,
+        GpuModel::H200,
+        GpuModel::Mi250,
+        GpuModel::Mi300,
+    ];
+
+    /// The name `--gpu` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            GpuModel::A100 => "a100",
+            GpuModel::H100 => "h100",
+            GpuModel::H200 => "h200",
+            GpuModel::Mi250 => "mi250",
+            GpuModel::Mi300 => "mi300",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<GpuModel> {
+        GpuModel::ALL
+            .into_iter()
+            .find(|m| m.key().eq_ignore_ascii_case(key))
+    }
+
+    pub fn target(self) -> Target {
+        match self {
+            GpuModel::A100 => Target::Sm80,
+            GpuModel::H100 | GpuModel::H200 => Target::Sm90a,
+            GpuModel::Mi250 => Target::Gfx90a,
+            GpuModel::Mi300 => Target::Gfx942,
+        }
+    }
+
+    /// What the driver's device name of this model contains (`NVIDIA H200` → `H200`).
+    pub fn name_fragment(self) -> &'static str {
+        match self {
+            GpuModel::A100 => "A100",
+            GpuModel::H100 => "H100",
+            GpuModel::H200 => "H200",
+            GpuModel::Mi250 => "MI250",
+            GpuModel::Mi300 => "MI300",
+        }
+    }
+
+    /// The model a device name (as the driver reports it, or a simulated device's) names.
+    pub fn from_device_name(name: &str) -> Option<GpuModel> {
+        let upper = name.to_uppercase();
+        GpuModel::ALL
+            .into_iter()
+            .find(|m| upper.contains(m.name_fragment()))
+    }
+
+    /// Datasheet capabilities: the target's limits, this model's SMs, peak, bandwidth and L2.
+    pub fn caps(self) -> DeviceCaps {
+        let mut caps = self.target().nominal_caps();
+        if self == GpuModel::H200 {
+            // H200 SXM: the H100's die (132 SMs, 989 dense f16 TFLOP/s), 4.8 TB/s of HBM3e
+            caps.name = "NVIDIA H200 SXM (nominal)".into();
+            caps.mem_bandwidth_gbs = 4800.0;
+        }
+        caps
+    }
+
+    /// Datasheet memory capacity (one GCD of an MI250).
+    pub fn memory_bytes(self) -> u64 {
+        match self {
+            GpuModel::A100 | GpuModel::H100 => 80 << 30,
+            GpuModel::H200 => 141 << 30,
+            GpuModel::Mi250 => 64 << 30,
+            GpuModel::Mi300 => 192 << 30,
+        }
+    }
+
+    /// The model whose figures [`Target::nominal_caps`] gives.
+    pub fn reference_of(target: Target) -> GpuModel {
+        match target {
+            Target::Sm80 => GpuModel::A100,
+            Target::Sm90a => GpuModel::H100,
+            Target::Gfx90a => GpuModel::Mi250,
+            Target::Gfx942 => GpuModel::Mi300,
+        }
+    }
+
+    /// Where [`GpuModel::caps`]'s peak and bandwidth come from, for plot legends.
+    pub fn caps_source(self) -> String {
+        let c = self.caps();
+        format!(
+            "{}: datasheet {} TFLOP/s dense f16, {} TB/s (Tessera's table, dsl/src/caps.rs)",
+            c.name,
+            c.peak_tflops_f16,
+            c.mem_bandwidth_gbs / 1000.0
+        )
+    }
+}
+
+impl fmt::Display for GpuModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -201,6 +317,28 @@ impl DeviceCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_of_one_target_differ_where_their_datasheets_do() {
+        let (h100, h200) = (GpuModel::H100.caps(), GpuModel::H200.caps());
+        assert_eq!((h100.target, h200.target), (Target::Sm90a, Target::Sm90a));
+        assert_eq!(h100.sm_count, h200.sm_count);
+        assert_eq!(h100.mem_bandwidth_gbs, 3350.0);
+        assert_eq!(h200.mem_bandwidth_gbs, 4800.0);
+        assert_ne!(h100.name, h200.name);
+        for m in GpuModel::ALL {
+            assert_eq!(GpuModel::parse(m.key()), Some(m));
+            assert_eq!(m.caps().target, m.target());
+            assert_eq!(GpuModel::from_device_name(&m.caps().name), Some(m), "{m}");
+        }
+        assert_eq!(GpuModel::from_device_name("NVIDIA H200"), Some(GpuModel::H200));
+        assert_eq!(GpuModel::from_device_name("simulated NVIDIA H100 SXM (nominal)"), Some(GpuModel::H100));
+        assert_eq!(GpuModel::from_device_name("NVIDIA GeForce RTX 4090"), None);
+        assert!(GpuModel::H200.caps_source().contains("4.8 TB/s"));
+        for t in Target::ALL {
+            assert_eq!(GpuModel::reference_of(t).caps(), t.nominal_caps());
+        }
+    }
 
     #[test]
     fn targets_parse_and_name() {

@@ -21,7 +21,7 @@ pub mod template;
 pub mod tensor_map;
 
 pub use builder::KernelBuilder;
-pub use caps::{DeviceCaps, MmaAtom, Target, Vendor};
+pub use caps::{DeviceCaps, GpuModel, MmaAtom, Target, Vendor};
 pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;

@@ -31,7 +31,7 @@ use crate::timing::Timing;
 use crate::Device;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use tessera_dsl::{DeviceCaps, Target};
+use tessera_dsl::{DeviceCaps, GpuModel, Target};
 
 /// A module as the simulated device holds it.
 struct SimModule {
@@ -65,23 +65,24 @@ pub struct SimDevice {
 }
 
 /// Memory of the flagship part of each target, bytes.
-fn nominal_memory_bytes(target: Target) -> u64 {
-    match target {
-        Target::Sm80 | Target::Sm90a => 80 << 30,
-        Target::Gfx90a => 64 << 30,
-        Target::Gfx942 => 192 << 30,
-    }
-}
-
 impl SimDevice {
-    /// A simulated device with the target's nominal caps, named `simulated <part>`.
+    /// A simulated device of the target's reference model (A100, H100, MI250, MI300).
     pub fn new(target: Target) -> SimDevice {
-        SimDevice::with_memory_bytes(target, nominal_memory_bytes(target))
+        SimDevice::for_model(GpuModel::reference_of(target))
+    }
+
+    /// A simulated device of `model`: its datasheet caps and memory, named `simulated <part>`
+    /// (so an H200's rows never mix with an H100's in a cache).
+    pub fn for_model(model: GpuModel) -> SimDevice {
+        SimDevice::with_caps(model.caps(), model.memory_bytes())
     }
 
     /// Like [`SimDevice::new`] with a chosen memory capacity (to exercise out-of-memory paths).
     pub fn with_memory_bytes(target: Target, memory_bytes: u64) -> SimDevice {
-        let mut caps = target.nominal_caps();
+        SimDevice::with_caps(target.nominal_caps(), memory_bytes)
+    }
+
+    fn with_caps(mut caps: DeviceCaps, memory_bytes: u64) -> SimDevice {
         caps.name = format!("simulated {}", caps.name);
         SimDevice {
             caps,
@@ -601,6 +602,16 @@ mod tests {
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_simulated_h200_is_not_a_simulated_h100() {
+        let (h100, h200) = (SimDevice::new(Target::Sm90a), SimDevice::for_model(GpuModel::H200));
+        assert_eq!(h100.info().name, "simulated NVIDIA H100 SXM (nominal)");
+        assert_eq!(h200.info().name, "simulated NVIDIA H200 SXM (nominal)");
+        assert_eq!(h200.caps().mem_bandwidth_gbs, 4800.0);
+        assert_eq!(h200.info().memory_bytes, 141 << 30);
+        assert_eq!(h200.caps().target, Target::Sm90a);
     }
 
     #[test]
