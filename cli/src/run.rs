@@ -279,10 +279,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         println!("  launches alone sum to {sum:.4} ms; by kernel:");
         for k in breakdown.by_kernel() {
-            println!(
-                "  {:>9.4} ms  {:>3}x  {}",
-                k.total_ms, k.launches, k.kernel
-            );
+            println!("  {:>9.4} ms  {:>3}x  {}", k.total_ms, k.launches, k.kernel);
         }
     }
     Ok(())

@@ -99,13 +99,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tessera_library::templates();
     let path = settings::cache_path(args.cache)?;
     match args.command {
-        Sub::Ls { json } => show::ls(&open_existing(&path)?, json),
-        Sub::Why { filter, json } => show::why(&open_existing(&path)?, &filter, json),
-        Sub::Export { out, device } => share::export(&open_existing(&path)?, &out, device),
+        Sub::Ls { json } => show::ls(&open_existing(&path, Access::Read)?, json),
+        Sub::Why { filter, json } => show::why(&open_existing(&path, Access::Read)?, &filter, json),
+        Sub::Export { out, device } => {
+            share::export(&open_existing(&path, Access::Read)?, &out, device)
+        }
         Sub::Import { file } => share::import(&path, &file),
         Sub::Merge { a, b, out } => share::merge(&a, &b, &out),
         Sub::Diff { a, b, json } => share::diff(&a, &b, json),
-        Sub::Gc { drop_unknown } => gc(&open_existing(&path)?, drop_unknown),
+        Sub::Gc { drop_unknown } => gc(&open_existing(&path, Access::Write)?, drop_unknown),
     }
 }
 
@@ -121,11 +123,20 @@ pub(crate) fn cache_error(e: CacheError) -> anyhow::Error {
     }
 }
 
+/// Whether a subcommand only reads the cache (opened read-only: works in a read-only
+/// directory) or writes it (refused up front when the file or directory isn't writable).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
 /// Opens the selected cache, which must exist (listing or exporting a cache that was never
 /// written would only create an empty file).
-fn open_existing(path: &Path) -> anyhow::Result<Cache> {
+pub(crate) fn open_existing(path: &Path, access: Access) -> anyhow::Result<Cache> {
     let options = OpenOptions {
         create: false,
+        read_only: access == Access::Read,
         ..OpenOptions::default()
     };
     Cache::open_with(path, &options).map_err(|e| match e {

@@ -359,9 +359,10 @@ fn open_existing(path: &Path) -> anyhow::Result<Cache> {
     }
     let options = OpenOptions {
         create: false,
+        read_only: true,
         ..OpenOptions::default()
     };
-    let cache = Cache::open_with(path, &options)?;
+    let cache = Cache::open_with(path, &options).map_err(crate::cache::cache_error)?;
     let summary = cache.summary()?;
     if summary.results == 0 && summary.winners == 0 {
         return Err(usage(format!(

