@@ -2,12 +2,31 @@
 //!
 //! Each subcommand lives in its own module; this file only parses arguments and maps errors to
 //! exit codes: 2 for bad input (with a message naming the valid choices), 1 for failures.
+//! Everything printed to stdout goes through [`output`] (a closed pipe is a clean exit).
+
+/// `print!` for this crate: stdout through [`output::write`] (no panic on a closed pipe).
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), false)
+    };
+}
+
+/// `println!` for this crate: stdout through [`output::write`] (no panic on a closed pipe).
+macro_rules! println {
+    () => {
+        $crate::output::write(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), true)
+    };
+}
 
 mod cache;
 mod compile;
 mod devices;
 mod emit;
 mod inspect;
+mod output;
 mod plot;
 mod problem_args;
 mod run;

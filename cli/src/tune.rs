@@ -132,10 +132,39 @@ fn templates_for(
         let ops: Vec<_> = problems.iter().map(|p| p.problem.op()).collect();
         return Ok(all.into_iter().filter(|t| ops.contains(&t.op())).collect());
     }
-    args.templates
+    let chosen: Vec<&'static dyn Template> = args
+        .templates
         .iter()
         .map(|n| tessera_dsl::find(n).map_err(usage))
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    let ops: std::collections::BTreeSet<&str> =
+        problems.iter().map(|p| p.problem.op().name()).collect();
+    let (matching, idle): (Vec<_>, Vec<_>) = chosen
+        .into_iter()
+        .partition(|t| problems.iter().any(|p| p.problem.op() == t.op()));
+    let describe = |ts: &[&'static dyn Template]| {
+        ts.iter()
+            .map(|t| format!("{} ({})", t.name(), t.op().name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ops = ops.into_iter().collect::<Vec<_>>().join(", ");
+    if matching.is_empty() {
+        return Err(usage(format!(
+            "--templates {}: no problem in {} is of that op (its problems are: {ops}); \
+             `tessera templates` lists each template's op",
+            describe(&idle),
+            args.shapes.display()
+        )));
+    }
+    if !idle.is_empty() {
+        eprintln!(
+            "warning: --templates {}: no problem in {} is of that op (its problems are: {ops})",
+            describe(&idle),
+            args.shapes.display()
+        );
+    }
+    Ok(matching)
 }
 
 fn faults(args: &Args) -> anyhow::Result<Vec<(String, PlantedFault)>> {

@@ -3,7 +3,6 @@
 //! `--json` prints JSON, a filter that matches nothing is an error, problems too big for
 //! the device are refused before anything is allocated, and every `--help` has an example.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -163,4 +162,55 @@ fn a_read_only_cache_is_readable_and_writes_are_refused_up_front() {
         .collect();
     names.sort();
     assert_eq!(names, ["tune.db"]);
+}
+
+/// Runs tessera with its stdout a pipe that is already closed (what `| head -1` leaves when
+/// `head` has exited).
+fn into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env_remove("TESSERA_CACHE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tessera");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait for tessera")
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_a_clean_exit_not_a_panic() {
+    for args in [
+        vec!["templates"],
+        vec!["templates", "--json"],
+        vec!["devices"],
+    ] {
+        let o = into_closed_pipe(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn devices_json_is_json_even_without_a_gpu() {
+    let o = tessera(&["devices", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o)));
+    assert!(v.is_array(), "{v}");
+}
+
+#[test]
+fn templates_that_match_no_problem_are_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "tiny.yaml", TINY);
+    let cache = dir.path().join("tune.db");
+    let o = sim_tune(&shapes, &cache, &["--templates", "layernorm"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(msg.contains("--templates layernorm"), "{msg}");
+    assert!(msg.contains("gemm"), "{msg}");
+    assert!(!msg.contains("tuned 0 problems"), "{msg}");
+    assert!(!cache.exists());
 }
