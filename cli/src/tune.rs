@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tessera_cache::DeviceFingerprint;
 use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{Target, Template};
+use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::shapes::{self, NamedProblem};
 use tessera_tuner::supervisor::{call_all, Worker, WorkerSpec};
@@ -267,6 +268,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(worker_spec("none")?),
         )
     };
+    let limits = MemoryLimits::of_device(&info.name, info.memory_bytes);
+    for named in &problems {
+        limits.check(&named.name, &named.problem).map_err(usage)?;
+    }
     let cache = open_cache(args.cache.clone())?;
     let settings = TuneSettings {
         jobs,

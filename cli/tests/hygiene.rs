@@ -214,3 +214,44 @@ fn templates_that_match_no_problem_are_a_usage_error() {
     assert!(!msg.contains("tuned 0 problems"), "{msg}");
     assert!(!cache.exists());
 }
+
+#[test]
+fn a_problem_bigger_than_the_device_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "huge.yaml",
+        "defaults: { op: gemm }\nproblems:\n  - { name: tiny, m: 64, n: 128, k: 64 }\n  - { name: huge, m: 4000000, n: 4000000, k: 64 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "tune", "--gpu", "h100", "--sim", "--quiet", "--budget", "20",
+        ])
+        .args(["--shapes", s(&shapes), "--cache", s(&cache)])
+        .env_remove("TESSERA_CACHE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tessera");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tune of a 30 TB problem was still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let msg = text(&o);
+    assert!(
+        msg.contains("problem huge (gemm m=4000000 n=4000000 k=64"),
+        "{msg}"
+    );
+    assert!(msg.contains("GiB of device memory"), "{msg}");
+    // Refused before anything was measured: not even the small problem.
+    assert!(!msg.contains("tuned"), "{msg}");
+    assert!(!cache.exists(), "{msg}");
+}
