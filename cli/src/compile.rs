@@ -22,7 +22,7 @@ pub struct Args {
     /// wrapping one).
     model_dir: PathBuf,
     /// GPU to compile for: h100, h200, a100 (with --sim, a simulated one).
-    #[arg(long)]
+    #[arg(long, visible_alias = "device")]
     gpu: String,
     /// Batch sizes of the shape buckets (comma separated).
     #[arg(long, value_delimiter = ',', required = true)]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', required = true)]
     seq: Vec<u64>,
     /// The plan directory to write (replaced if it holds an earlier plan).
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     out: PathBuf,
     /// Weight and activation dtype: f16 or bf16.
     #[arg(long, default_value = "f16")]

@@ -20,13 +20,13 @@ use tessera_tuner::worker::{PlantedFault, Request};
 #[derive(clap::Args)]
 pub struct Args {
     /// GPU to tune for: h100, h200, a100, mi250 or mi300 (checked against the GPUs present).
-    #[arg(long)]
+    #[arg(long, visible_alias = "device")]
     gpu: String,
     /// YAML file listing the problems (see examples/shapes/bert.yaml).
     #[arg(long)]
     shapes: PathBuf,
     /// Only these templates (comma separated); default: every template for each problem's op.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, visible_alias = "template", value_delimiter = ',')]
     templates: Vec<String>,
     /// Stop starting new candidates after this many seconds (unfinished problems keep their
     /// measured rows; finish them later with --resume).
@@ -402,6 +402,15 @@ fn report(
         sum(|s| s.time_s),
         cache
     );
+    let resumable: Vec<&ProblemSummary> = summaries.iter().filter(|s| s.resumable > 0).collect();
+    if !resumable.is_empty() {
+        let names: Vec<&str> = resumable.iter().map(|s| s.name.as_str()).collect();
+        println!(
+            "hint: an earlier run left {} unfinished ({} candidates already stored); they were measured again. Pass --resume to keep finished candidates",
+            names.join(", "),
+            resumable.iter().map(|s| s.resumable).sum::<usize>()
+        );
+    }
     if summaries.iter().any(|s| s.budget_exhausted) {
         println!(
             "the --budget ran out: unfinished problems have no winner yet; run again with --resume"

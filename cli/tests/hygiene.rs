@@ -255,3 +255,155 @@ fn a_problem_bigger_than_the_device_is_refused_before_allocating() {
     assert!(!msg.contains("tuned"), "{msg}");
     assert!(!cache.exists(), "{msg}");
 }
+
+/// Every command users run, as `tessera <these> --help` takes them.
+const COMMANDS: [&[&str]; 21] = [
+    &[],
+    &["templates"],
+    &["emit"],
+    &["devices"],
+    &["tune"],
+    &["cache"],
+    &["cache", "ls"],
+    &["cache", "why"],
+    &["cache", "export"],
+    &["cache", "import"],
+    &["cache", "merge"],
+    &["cache", "diff"],
+    &["cache", "gc"],
+    &["plot"],
+    &["plot", "sweep"],
+    &["plot", "roofline"],
+    &["plot", "compare"],
+    &["compile"],
+    &["inspect"],
+    &["run"],
+    &["bench"],
+];
+
+#[test]
+fn every_help_has_an_example() {
+    for cmd in COMMANDS {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let o = tessera(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let help = String::from_utf8_lossy(&o.stdout);
+        let examples = help
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("{args:?} --help has no Examples:\n{help}"))
+            .1;
+        let first = examples.lines().next().unwrap_or("").trim();
+        assert!(
+            first.starts_with(format!("tessera {}", cmd.join(" ")).trim_end()),
+            "{args:?}: the first example does not run this command: {first}"
+        );
+    }
+}
+
+#[test]
+fn flags_are_named_alike_across_subcommands() {
+    // -o/--out wherever a file or directory is written.
+    for cmd in [
+        &["cache", "export"][..],
+        &["cache", "merge"],
+        &["plot", "sweep"],
+        &["plot", "roofline"],
+        &["plot", "compare"],
+        &["compile"],
+        &["run"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let help = String::from_utf8_lossy(&tessera(&args).stdout).into_owned();
+        assert!(
+            help.contains("-o, --out"),
+            "{cmd:?} has no -o/--out:\n{help}"
+        );
+    }
+    // --device names the device on tune and compile too (alias of --gpu), --template(s)
+    // either way.
+    for cmd in ["tune", "compile"] {
+        let help = String::from_utf8_lossy(&tessera(&[cmd, "--help"]).stdout).into_owned();
+        assert!(help.contains("--device"), "{cmd}:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "tiny.yaml", TINY);
+    let cache = dir.path().join("tune.db");
+    let o = tessera(&[
+        "tune",
+        "--device",
+        "h100",
+        "--sim",
+        "--shapes",
+        s(&shapes),
+        "--cache",
+        s(&cache),
+        "--template",
+        "layernorm",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--templates layernorm"), "{}", text(&o));
+}
+
+#[test]
+fn export_and_merge_refuse_a_json_or_other_foreign_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "tiny.yaml", TINY);
+    let cache = dir.path().join("tune.db");
+    let o = sim_tune(&shapes, &cache, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json = dir.path().join("f.json");
+    let o = tessera(&["cache", "export", "--out", s(&json), "--cache", s(&cache)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("name it .db"), "{}", text(&o));
+    assert!(text(&o).contains("--json"), "{}", text(&o));
+    assert!(!json.exists());
+    let csv = dir.path().join("m.csv");
+    let o = tessera(&["cache", "merge", s(&cache), s(&cache), "-o", s(&csv)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!csv.exists());
+    // .db, .sqlite and no extension are fine.
+    for name in ["f.db", "f.sqlite", "f"] {
+        let out = dir.path().join(name);
+        let o = tessera(&["cache", "export", "-o", s(&out), "--cache", s(&cache)]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+    }
+}
+
+#[test]
+fn a_sweep_that_finds_unfinished_work_hints_at_resume_and_why_shows_compile_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "tiny.yaml", TINY);
+    let cache = dir.path().join("tune.db");
+    // A budget that runs out at once leaves the problem unfinished (its rejected rows stored).
+    let o = sim_tune(&shapes, &cache, &["--budget", "0.000001"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sim_tune(&shapes, &cache, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("hint: an earlier run left tiny unfinished"),
+        "{out}"
+    );
+    assert!(out.contains("--resume"), "{out}");
+    // Finished now: no hint.
+    let o = sim_tune(&shapes, &cache, &[]);
+    assert!(!text(&o).contains("hint:"), "{}", text(&o));
+    // COMPILE s shows the time compiling took, not 0.00 for everything that took < 5 ms.
+    let o = tessera(&["cache", "why", "m=64", "--cache", s(&cache)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let why = String::from_utf8_lossy(&o.stdout).into_owned();
+    let header = why
+        .lines()
+        .find(|l| l.contains("COMPILE s"))
+        .expect("a COMPILE s column");
+    let col = header.find("COMPILE s").unwrap() + "COMPILE s".len();
+    let ok_rows: Vec<&str> = why.lines().filter(|l| l.contains(" ok ")).collect();
+    assert!(!ok_rows.is_empty(), "{why}");
+    for row in ok_rows {
+        let cell = row[..col].split_whitespace().last().unwrap();
+        let seconds: f64 = cell.parse().unwrap_or_else(|_| panic!("{cell}: {row}"));
+        assert!(seconds > 0.0, "compile time shown as {cell}: {row}");
+    }
+}
