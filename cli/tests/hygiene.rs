@@ -407,3 +407,75 @@ fn a_sweep_that_finds_unfinished_work_hints_at_resume_and_why_shows_compile_time
         assert!(seconds > 0.0, "compile time shown as {cell}: {row}");
     }
 }
+
+/// Every `<text>` of an SVG plotters wrote: (its attributes, its text).
+fn svg_texts(svg: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find("<text ") {
+        rest = &rest[i + 6..];
+        let Some(end) = rest.find('>') else { break };
+        let attrs = rest[..end].to_string();
+        rest = &rest[end + 1..];
+        let Some(close) = rest.find("</text>") else {
+            break;
+        };
+        out.push((attrs, rest[..close].trim().to_string()));
+        rest = &rest[close..];
+    }
+    out
+}
+
+fn attr(attrs: &str, name: &str) -> Option<f64> {
+    let start = attrs.find(&format!("{name}=\""))? + name.len() + 2;
+    let len = attrs[start..].find('"')?;
+    attrs[start..start + len].parse().ok()
+}
+
+#[test]
+fn roofline_lists_layernorm_in_gb_s_and_no_label_is_cut_or_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "mixed.yaml",
+        "problems:\n  - { name: proj, op: gemm, m: 64, n: 128, k: 64, epilogue: [bias, gelu] }\n  - { name: ln, op: layernorm, rows: 32, cols: 768, fused: [residual] }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let o = sim_tune(&shapes, &cache, &["--budget", "60"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg_path = dir.path().join("roofline.svg");
+    let o = tessera(&["plot", "roofline", "--cache", s(&cache), "-o", s(&svg_path)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let texts = svg_texts(&svg);
+    let all: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+    // The layernorm winner's throughput in GB/s (not only the bandwidth ceiling's label),
+    // the GEMM's in TFLOP/s.
+    let rates = |unit: &str| {
+        all.iter()
+            .filter(|t| {
+                t.strip_suffix(unit)
+                    .is_some_and(|n| n.trim().parse::<f64>().is_ok() && !t.starts_with("3350"))
+            })
+            .count()
+    };
+    assert_eq!(rates(" GB/s"), 1, "{all:?}");
+    assert_eq!(rates(" TFLOP/s"), 1, "{all:?}");
+    // No label cut short.
+    assert!(!svg.contains('…'), "{all:?}");
+    assert!(all.iter().any(|t| t.contains("fused=residual")), "{all:?}");
+    // The peak label ends left of the ridge, where the dashed slope can't cross it.
+    let find = |prefix: &str| {
+        texts
+            .iter()
+            .find(|(_, t)| t.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {all:?}"))
+    };
+    let (peak, _) = find("peak ");
+    let (ridge, _) = find("ridge ");
+    assert!(peak.contains("text-anchor=\"end\""), "{peak}");
+    assert!(
+        attr(peak, "x").unwrap() < attr(ridge, "x").unwrap(),
+        "{peak} / {ridge}"
+    );
+}

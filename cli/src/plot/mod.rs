@@ -411,12 +411,18 @@ fn bullet_list<I: IntoIterator<Item = String>>(items: I) -> String {
 struct Work {
     flops: f64,
     bytes: f64,
+    /// Reported in GB/s rather than TFLOP/s (layernorm, softmax, embedding).
+    memory_bound: bool,
 }
 
 fn work_of(problem: &ProblemRecord) -> Option<Work> {
     let p: tessera_dsl::Problem = serde_json::from_str(&problem.json).ok()?;
     let (flops, bytes) = (p.flops(), p.bytes());
-    (flops > 0.0 && bytes > 0.0).then_some(Work { flops, bytes })
+    (flops > 0.0 && bytes > 0.0).then_some(Work {
+        flops,
+        bytes,
+        memory_bound: p.memory_bound(),
+    })
 }
 
 /// TFLOP/s of `flops` done in `ms` milliseconds.
