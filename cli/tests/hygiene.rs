@@ -3,6 +3,7 @@
 //! `--json` prints JSON, a filter that matches nothing is an error, problems too big for
 //! the device are refused before anything is allocated, and every `--help` has an example.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -224,6 +225,7 @@ fn a_problem_bigger_than_the_device_is_refused_before_allocating() {
         "defaults: { op: gemm }\nproblems:\n  - { name: tiny, m: 64, n: 128, k: 64 }\n  - { name: huge, m: 4000000, n: 4000000, k: 64 }\n",
     );
     let cache = dir.path().join("tune.db");
+    // Its own process group, so that a run that doesn't stop is killed with its workers.
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
             "tune", "--gpu", "h100", "--sim", "--quiet", "--budget", "20",
@@ -232,12 +234,15 @@ fn a_problem_bigger_than_the_device_is_refused_before_allocating() {
         .env_remove("TESSERA_CACHE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("run tessera");
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.wait();
             panic!("tune of a 30 TB problem was still running after 20 s");
         }
@@ -477,5 +482,28 @@ fn roofline_lists_layernorm_in_gb_s_and_no_label_is_cut_or_crossed() {
     assert!(
         attr(peak, "x").unwrap() < attr(ridge, "x").unwrap(),
         "{peak} / {ridge}"
+    );
+    // A layernorm sweep is drawn in GB/s too.
+    let sweep = dir.path().join("sweep.svg");
+    let o = tessera(&[
+        "plot",
+        "sweep",
+        "--problem",
+        "layernorm",
+        "--cache",
+        s(&cache),
+        "-o",
+        s(&sweep),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg = std::fs::read_to_string(&sweep).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(
+        texts.iter().any(|(_, t)| t == "throughput (GB/s)"),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|(_, t)| t.contains("TFLOP/s")),
+        "{texts:?}"
     );
 }
