@@ -130,7 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     };
     let fp = fingerprint(&info, target);
-    let cache = open_cache(args.cache.clone())?;
+    // Without tuning the cache is only read: a read-only shared cache works.
+    let cache = if args.no_tune || args.strict {
+        crate::settings::open_cache_for_reading(args.cache.clone())?
+    } else {
+        open_cache(args.cache.clone())?
+    };
     let options = Options {
         model_dir: args.model_dir.clone(),
         dtype,

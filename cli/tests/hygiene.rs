@@ -151,6 +151,37 @@ fn a_read_only_cache_is_readable_and_writes_are_refused_up_front() {
     let o = tessera(&["cache", "gc", "--cache", c]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not writable"), "{}", text(&o));
+    // compile without tuning only reads the cache; with tuning it must write it.
+    let model = dir.path().join("bert");
+    tessera_compiler::fixture::Fixture::tiny()
+        .write(&model)
+        .unwrap();
+    let plan = dir.path().join("bert.tsr");
+    let compile = |extra: &[&str]| {
+        let mut args = vec![
+            "compile",
+            s(&model),
+            "--gpu",
+            "h100",
+            "--sim",
+            "--batch",
+            "1",
+            "--seq",
+            "16",
+            "-o",
+            s(&plan),
+            "--cache",
+            c,
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        tessera(&args)
+    };
+    let o = compile(&["--no-tune"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = compile(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not writable"), "{}", text(&o));
     // A new cache in that directory: the same, and nothing is created.
     let fresh = ro.join("new.db");
     let o = sim_tune(&shapes, &fresh, &[]);
