@@ -7,8 +7,11 @@
 //! timeout, and missing migrations are applied in one transaction.
 //!
 //! A cache opened with [`OpenOptions::read_only`] (listing, explaining, exporting, plotting)
-//! is never created, migrated or written, and works in a directory the user can't write:
-//! there the file is opened as immutable (SQLite can't create its `-wal`/`-shm` files). A
+//! is never created, migrated or written (`SQLITE_OPEN_READ_ONLY`), and works in a directory
+//! the user can't write: there the file is opened as immutable (SQLite can't create its
+//! `-wal`/`-shm` files). Where the directory is writable, SQLite creates those two files for a
+//! read-only connection too and, being read-only, can't remove them: they stay, empty, until
+//! the next writer closes the cache. A
 //! cache opened for writing is checked up front: a file or directory that can't be written
 //! is a [`CacheError::NotWritable`] naming the path, before any work starts.
 //!
@@ -673,7 +676,9 @@ fn inspect(path: &Path, options: &OpenOptions) -> Result<(), CacheError> {
 
 /// A connection that can only read `path`. In a directory this process can't write, SQLite
 /// could not create the `-wal`/`-shm` files a WAL-mode file needs, so the file is opened as
-/// immutable: nobody can be writing it there either.
+/// immutable: SQLite reads the main file as it is (a writer would need those files too, so
+/// there is none of this process's users; changes another user's writer has not yet
+/// checkpointed are not seen).
 fn read_only_connection(path: &Path) -> Result<Connection, CacheError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let immutable = match (dir_writable(path), path.to_str()) {
