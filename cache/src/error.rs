@@ -102,6 +102,34 @@ pub enum CacheError {
     #[error("cache file {path} does not exist", path = path.display())]
     NotFound { path: PathBuf },
 
+    /// A command that writes the cache was given a file or directory it can't write. Nothing
+    /// was measured or changed.
+    #[error(
+        "cache {what} {path} is not writable ({source}); fix its permissions or choose another \
+         cache path (--cache or TESSERA_CACHE). Reading it (`tessera cache ls`, `why`, \
+         `export`, `tessera plot`) still works",
+        path = path.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A cache opened read-only has an older schema; only a command that writes upgrades it.
+    #[error(
+        "cache file {path} has schema version {found}, older than this build's {current}, and \
+         reading does not upgrade it: run a command that writes it (e.g. `tessera cache gc`) \
+         where it is writable",
+        path = path.display()
+    )]
+    Outdated {
+        path: PathBuf,
+        found: i64,
+        current: i64,
+    },
+
     /// An output file (export, merge) already exists; it is never overwritten.
     #[error("{path} already exists; it was not overwritten", path = path.display())]
     OutputExists { path: PathBuf },

@@ -6,6 +6,15 @@
 //! byte-for-byte untouched. Then the file is opened read-write in WAL mode with a busy
 //! timeout, and missing migrations are applied in one transaction.
 //!
+//! A cache opened with [`OpenOptions::read_only`] (listing, explaining, exporting, plotting)
+//! is never created, migrated or written (`SQLITE_OPEN_READ_ONLY`), and works in a directory
+//! the user can't write: there the file is opened as immutable (SQLite can't create its
+//! `-wal`/`-shm` files). Where the directory is writable, SQLite creates those two files for a
+//! read-only connection too and, being read-only, can't remove them: they stay, empty, until
+//! the next writer closes the cache. A
+//! cache opened for writing is checked up front: a file or directory that can't be written
+//! is a [`CacheError::NotWritable`] naming the path, before any work starts.
+//!
 //! Every write runs in a `BEGIN IMMEDIATE` transaction (so lock waits go through SQLite's
 //! busy handler instead of failing at the upgrade from reader to writer), and the whole
 //! transaction is retried with backoff while SQLite reports `SQLITE_BUSY`/`SQLITE_LOCKED`,
@@ -38,6 +47,9 @@ pub struct OpenOptions {
     pub retry_for: Duration,
     /// Create the file (and its parent directories) when it does not exist.
     pub create: bool,
+    /// Only read: never create, migrate or write the file (which must exist and have this
+    /// build's schema version). Works in a read-only directory.
+    pub read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -46,6 +58,7 @@ impl Default for OpenOptions {
             busy_timeout: Duration::from_secs(10),
             retry_for: Duration::from_secs(60),
             create: true,
+            read_only: false,
         }
     }
 }
@@ -106,6 +119,16 @@ impl Cache {
         Cache::open_journal(path.as_ref(), options, Journal::Wal)
     }
 
+    /// Opens the existing cache at `path` for reading only (see [`OpenOptions::read_only`]).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
+        let options = OpenOptions {
+            create: false,
+            read_only: true,
+            ..OpenOptions::default()
+        };
+        Cache::open_with(path, &options)
+    }
+
     /// Creates a new file for export or merge output: rollback journal, so the finished file
     /// is self-contained, and no syncs (the caller syncs the finished file once). The caller
     /// makes sure `path` is fresh.
@@ -126,9 +149,15 @@ impl Cache {
                     std::io::Error::other("is a directory, not a cache file"),
                 ))
             }
-            Ok(_) => inspect_existing(path, options)?,
+            Ok(_) => {
+                inspect_existing(path, options)?;
+                if options.read_only {
+                    return Cache::open_reader(path, options);
+                }
+                check_writable(path)?;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !options.create {
+                if !options.create || options.read_only {
                     return Err(CacheError::NotFound {
                         path: path.to_path_buf(),
                     });
@@ -137,6 +166,7 @@ impl Cache {
                     fs::create_dir_all(dir)
                         .map_err(|e| CacheError::io("creating directory", dir, e))?;
                 }
+                check_dir_writable(path)?;
             }
             Err(e) => return Err(CacheError::io("reading metadata of", path, e)),
         }
@@ -152,6 +182,28 @@ impl Cache {
         };
         cache.configure(journal)?;
         cache.write(|tx| schema::migrate(tx, &cache.path, MIGRATIONS))?;
+        Ok(cache)
+    }
+
+    /// The read-only connection of [`OpenOptions::read_only`]; the file has been inspected.
+    fn open_reader(path: &Path, options: &OpenOptions) -> Result<Cache, CacheError> {
+        let cache = Cache {
+            conn: read_only_connection(path)?,
+            path: path.to_path_buf(),
+            options: options.clone(),
+        };
+        cache
+            .conn
+            .busy_timeout(options.busy_timeout)
+            .map_err(cache.sql("configuring the connection"))?;
+        let found = cache.schema_version()?;
+        if found != SCHEMA_VERSION {
+            return Err(CacheError::Outdated {
+                path: path.to_path_buf(),
+                found,
+                current: SCHEMA_VERSION,
+            });
+        }
         Ok(cache)
     }
 
@@ -574,9 +626,7 @@ fn inspect(path: &Path, options: &OpenOptions) -> Result<(), CacheError> {
         detail,
     };
     check_header(path)?;
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| CacheError::sqlite(path, "opening", e))?;
+    let conn = read_only_connection(path)?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| CacheError::sqlite(path, "configuring", e))?;
     // One statement, one snapshot: another process may commit the schema of a new cache
@@ -622,6 +672,86 @@ fn inspect(path: &Path, options: &OpenOptions) -> Result<(), CacheError> {
         return Err(corrupt(format!("integrity check: {}", findings.join("; "))));
     }
     Ok(())
+}
+
+/// A connection that can only read `path`. In a directory this process can't write, SQLite
+/// could not create the `-wal`/`-shm` files a WAL-mode file needs, so the file is opened as
+/// immutable: SQLite reads the main file as it is (a writer would need those files too, so
+/// there is none of this process's users; changes another user's writer has not yet
+/// checkpointed are not seen).
+fn read_only_connection(path: &Path) -> Result<Connection, CacheError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let immutable = match (dir_writable(path), path.to_str()) {
+        (Ok(()), _) | (Err(_), None) => None,
+        (Err(_), Some(p)) => Some(immutable_uri(p)),
+    };
+    match immutable {
+        None => Connection::open_with_flags(path, flags),
+        Some(uri) => Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI),
+    }
+    .map_err(|e| CacheError::sqlite(path, "opening", e))
+}
+
+/// `file:PATH?immutable=1`, with the characters a URI path can't hold escaped.
+fn immutable_uri(path: &str) -> String {
+    let mut uri = String::from("file:");
+    for c in path.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Whether a new file can be created beside `path` (SQLite creates its journal there): tried
+/// for real with a probe file that is removed at once, because permission bits don't tell
+/// (root, read-only mounts, immutable directories).
+fn dir_writable(path: &Path) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "cache".into(), |n| n.to_string_lossy().into_owned());
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = parent_dir(path).join(format!(".{name}.{}.{n}.probe", std::process::id()));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    fs::remove_file(&probe)
+}
+
+/// A cache about to be opened for writing: the directory must take new files.
+fn check_dir_writable(path: &Path) -> Result<(), CacheError> {
+    dir_writable(path).map_err(|source| CacheError::NotWritable {
+        path: parent_dir(path).to_path_buf(),
+        what: "directory",
+        source,
+    })
+}
+
+/// An existing cache about to be opened for writing: the file and its directory must both
+/// be writable. Opening for writing changes nothing in the file.
+fn check_writable(path: &Path) -> Result<(), CacheError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| CacheError::NotWritable {
+            path: path.to_path_buf(),
+            what: "file",
+            source,
+        })?;
+    check_dir_writable(path)
 }
 
 /// A non-empty file must start with the SQLite header; an empty one is a new database.
@@ -685,6 +815,32 @@ mod tests {
             Err(CacheError::NotFound { .. })
         ));
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn read_only_opens_never_create_or_write() {
+        let (_d, p) = temp();
+        assert!(matches!(
+            Cache::open_read_only(&p),
+            Err(CacheError::NotFound { .. })
+        ));
+        assert!(!p.exists());
+        Cache::open(&p)
+            .unwrap()
+            .record_result(&ok_row("k_a", 1.0))
+            .unwrap();
+        let r = Cache::open_read_only(&p).unwrap();
+        assert_eq!(r.summary().unwrap().results, 1);
+        assert!(r.record_result(&ok_row("k_b", 1.0)).is_err());
+        assert_eq!(Cache::open(&p).unwrap().summary().unwrap().results, 1);
+    }
+
+    #[test]
+    fn immutable_uris_escape_what_a_uri_path_cannot_hold() {
+        assert_eq!(
+            immutable_uri("/a b/50%?#.db"),
+            "file:/a b/50%25%3f%23.db?immutable=1"
+        );
     }
 
     #[test]

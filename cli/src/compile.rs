@@ -22,7 +22,7 @@ pub struct Args {
     /// wrapping one).
     model_dir: PathBuf,
     /// GPU to compile for: h100, h200, a100 (with --sim, a simulated one).
-    #[arg(long)]
+    #[arg(long, visible_alias = "device")]
     gpu: String,
     /// Batch sizes of the shape buckets (comma separated).
     #[arg(long, value_delimiter = ',', required = true)]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', required = true)]
     seq: Vec<u64>,
     /// The plan directory to write (replaced if it holds an earlier plan).
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     out: PathBuf,
     /// Weight and activation dtype: f16 or bf16.
     #[arg(long, default_value = "f16")]
@@ -130,7 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     };
     let fp = fingerprint(&info, target);
-    let cache = open_cache(args.cache.clone())?;
+    // Without tuning the cache is only read: a read-only shared cache works.
+    let cache = if args.no_tune || args.strict {
+        crate::settings::open_cache_for_reading(args.cache.clone())?
+    } else {
+        open_cache(args.cache.clone())?
+    };
     let options = Options {
         model_dir: args.model_dir.clone(),
         dtype,

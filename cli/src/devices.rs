@@ -1,8 +1,10 @@
 //! `tessera devices`: the GPUs present, or one sentence saying why there are none (exit 0).
+//! With `--json`, stdout is always JSON (`[]` when there are none; the reason goes to stderr).
 
 use tessera_device::cuda;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  tessera devices\n  tessera devices --json | jq '.[].name'")]
 pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -12,6 +14,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let list = match cuda::list() {
         Ok(list) => list,
+        Err(e) if args.json => {
+            eprintln!("no GPU available: {e}");
+            println!("[]");
+            return Ok(());
+        }
         Err(e) => {
             println!("no GPU available: {e}");
             return Ok(());

@@ -29,7 +29,7 @@ pub struct RunArgs {
     pub input: PathBuf,
     /// Where to write `last_hidden_state` [batch, seq, hidden] (F32; zeros past each
     /// sequence's length).
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     pub out: PathBuf,
     /// Run the launch list eagerly instead of replaying the bucket's CUDA graph.
     #[arg(long)]
@@ -45,9 +45,12 @@ pub struct RunArgs {
 
 #[derive(ClapArgs)]
 pub struct BenchArgs {
+    /// The plan directory `tessera compile` wrote.
     pub plan: PathBuf,
+    /// Batch size of the bucket to time.
     #[arg(long)]
     pub batch: u64,
+    /// Sequence length of the bucket to time.
     #[arg(long)]
     pub seq: u64,
     /// Timed runs (median reported).
@@ -59,6 +62,7 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run on the simulated device (for plans compiled with --sim).
     #[arg(long)]
     pub sim: bool,
 }
@@ -279,10 +283,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         println!("  launches alone sum to {sum:.4} ms; by kernel:");
         for k in breakdown.by_kernel() {
-            println!(
-                "  {:>9.4} ms  {:>3}x  {}",
-                k.total_ms, k.launches, k.kernel
-            );
+            println!("  {:>9.4} ms  {:>3}x  {}", k.total_ms, k.launches, k.kernel);
         }
     }
     Ok(())

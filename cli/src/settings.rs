@@ -18,6 +18,17 @@ pub fn open_cache(explicit: Option<PathBuf>) -> anyhow::Result<Cache> {
     Cache::open(&path).map_err(crate::cache::cache_error)
 }
 
+/// Open the selected cache to read it only: read-only when it exists (so a cache in a
+/// read-only directory works), else created empty as [`open_cache`] does.
+pub fn open_cache_for_reading(explicit: Option<PathBuf>) -> anyhow::Result<Cache> {
+    let path = cache_path(explicit)?;
+    if path.exists() {
+        Cache::open_read_only(&path).map_err(crate::cache::cache_error)
+    } else {
+        Cache::open(&path).map_err(crate::cache::cache_error)
+    }
+}
+
 /// A flag of seconds: finite and greater than zero (`inf`, `nan`, `0` and negatives are usage
 /// errors, not silently clamped).
 pub fn seconds(s: &str) -> Result<f64, String> {

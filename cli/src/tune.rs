@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tessera_cache::DeviceFingerprint;
 use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{Target, Template};
+use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::shapes::{self, NamedProblem};
 use tessera_tuner::supervisor::{call_all, Worker, WorkerSpec};
@@ -19,13 +20,13 @@ use tessera_tuner::worker::{PlantedFault, Request};
 #[derive(clap::Args)]
 pub struct Args {
     /// GPU to tune for: h100, h200, a100, mi250 or mi300 (checked against the GPUs present).
-    #[arg(long)]
+    #[arg(long, visible_alias = "device")]
     gpu: String,
     /// YAML file listing the problems (see examples/shapes/bert.yaml).
     #[arg(long)]
     shapes: PathBuf,
     /// Only these templates (comma separated); default: every template for each problem's op.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, visible_alias = "template", value_delimiter = ',')]
     templates: Vec<String>,
     /// Stop starting new candidates after this many seconds (unfinished problems keep their
     /// measured rows; finish them later with --resume).
@@ -132,10 +133,39 @@ fn templates_for(
         let ops: Vec<_> = problems.iter().map(|p| p.problem.op()).collect();
         return Ok(all.into_iter().filter(|t| ops.contains(&t.op())).collect());
     }
-    args.templates
+    let chosen: Vec<&'static dyn Template> = args
+        .templates
         .iter()
         .map(|n| tessera_dsl::find(n).map_err(usage))
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    let ops: std::collections::BTreeSet<&str> =
+        problems.iter().map(|p| p.problem.op().name()).collect();
+    let (matching, idle): (Vec<_>, Vec<_>) = chosen
+        .into_iter()
+        .partition(|t| problems.iter().any(|p| p.problem.op() == t.op()));
+    let describe = |ts: &[&'static dyn Template]| {
+        ts.iter()
+            .map(|t| format!("{} ({})", t.name(), t.op().name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ops = ops.into_iter().collect::<Vec<_>>().join(", ");
+    if matching.is_empty() {
+        return Err(usage(format!(
+            "--templates {}: no problem in {} is of that op (its problems are: {ops}); \
+             `tessera templates` lists each template's op",
+            describe(&idle),
+            args.shapes.display()
+        )));
+    }
+    if !idle.is_empty() {
+        eprintln!(
+            "warning: --templates {}: no problem in {} is of that op (its problems are: {ops})",
+            describe(&idle),
+            args.shapes.display()
+        );
+    }
+    Ok(matching)
 }
 
 fn faults(args: &Args) -> anyhow::Result<Vec<(String, PlantedFault)>> {
@@ -238,6 +268,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(worker_spec("none")?),
         )
     };
+    let limits = MemoryLimits::of_device(&info.name, info.memory_bytes);
+    for named in &problems {
+        limits.check(&named.name, &named.problem).map_err(usage)?;
+    }
     let cache = open_cache(args.cache.clone())?;
     let settings = TuneSettings {
         jobs,
@@ -368,6 +402,15 @@ fn report(
         sum(|s| s.time_s),
         cache
     );
+    let resumable: Vec<&ProblemSummary> = summaries.iter().filter(|s| s.resumable > 0).collect();
+    if !resumable.is_empty() {
+        let names: Vec<&str> = resumable.iter().map(|s| s.name.as_str()).collect();
+        println!(
+            "hint: an earlier run left {} unfinished ({} candidates already stored); they were measured again. Pass --resume to keep finished candidates",
+            names.join(", "),
+            resumable.iter().map(|s| s.resumable).sum::<usize>()
+        );
+    }
     if summaries.iter().any(|s| s.budget_exhausted) {
         println!(
             "the --budget ran out: unfinished problems have no winner yet; run again with --resume"

@@ -20,6 +20,7 @@ fn tessera(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
         .env_remove("TESSERA_CACHE")
+        .env_remove("COLUMNS")
         .output()
         .expect("run tessera");
     (
@@ -854,4 +855,47 @@ fn a_failed_import_never_removes_a_cache_another_process_holds() {
         .results_for(&p.key(), &h100(), None)
         .unwrap();
     assert_eq!(rows.len(), 2, "{rows:#?}");
+}
+
+#[test]
+fn ls_is_sorted_by_shape_and_fits_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.db");
+    let shapes = [
+        (1024, 768, 768),
+        (64, 768, 768),
+        (384, 3072, 768),
+        (384, 768, 768),
+    ];
+    let rows: Vec<ResultRow> = shapes
+        .iter()
+        .map(|&(m, n, k)| ok(h100(), &problem(m, n, k), C128, 0.01))
+        .collect();
+    write(&path, &rows);
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["cache", "ls", "--cache", s(&path)])
+        .env_remove("TESSERA_CACHE")
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80 columns:\n{line}");
+    }
+    let at = |m: u64, n: u64| {
+        text.find(&format!("m={m} n={n} k=768"))
+            .unwrap_or_else(|| panic!("m={m} n={n} missing:\n{text}"))
+    };
+    assert!(at(64, 768) < at(384, 768), "{text}");
+    assert!(at(384, 768) < at(384, 3072), "{text}");
+    assert!(at(384, 3072) < at(1024, 768), "{text}");
+    assert!(text.contains("NVIDIA H100 80GB HBM3 sm_90a"), "{text}");
+    assert!(text.contains("--wide"), "{text}");
+    // --wide keeps every column.
+    let (rc, wide, _) = cache_cmd(&path, &["ls", "--wide"]);
+    assert_eq!(rc, 0);
+    assert!(wide.contains("gpu-1 (tessera 0.1.0)"), "{wide}");
+    assert!(wide.contains("2025-06-01T12:00:00Z"), "{wide}");
 }

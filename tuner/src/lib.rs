@@ -3,7 +3,8 @@
 //! It owns the measurement path every consumer shares: [`candidate`] (config → source),
 //! [`workload`] (a problem's buffers and launch arguments on a device), [`emulation`] (the CPU
 //! stand-in the simulated device runs), and [`measure`] (compile, poison, launch, verify against
-//! the reference, then time). Sweeps, the cache and reports build on these.
+//! the reference, then time). Sweeps, the cache and reports build on these; [`footprint`]
+//! refuses a problem too big for the device or host before anything is allocated.
 //!
 //! It depends on dsl, codegen, device and library; nothing depends on it but the CLI, the
 //! compiler, benches and tests.
@@ -11,6 +12,7 @@
 pub mod candidate;
 pub mod emulation;
 pub mod error;
+pub mod footprint;
 pub mod measure;
 pub mod pool;
 pub mod shapes;

@@ -103,6 +103,14 @@ pub struct ProblemSummary {
     pub wall_s: f64,
     pub budget_exhausted: bool,
     pub worker_restarts: u32,
+    /// Candidates an earlier, unfinished run already stored for this problem (no winner yet)
+    /// that this run measured again because `resume` was off; `--resume` keeps them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resumable: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn status_of(word: &str) -> Status {
@@ -181,7 +189,11 @@ impl Session<'_> {
     }
 }
 
-fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
+/// Fills `row` from the measuring worker's reply. `compiled_s` is the compile time the
+/// parallel compile step measured for this kernel, when there was one: the measuring worker
+/// then only loads the compiled module (from the module cache), and its own `compile_s` is
+/// that load, not the compile.
+fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem, compiled_s: Option<f64>) {
     row.status = status_of(&reply.status);
     row.reason = if row.status != Status::Ok && reply.reason.is_empty() {
         reply.status.clone()
@@ -189,7 +201,7 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem) {
         reply.reason.clone()
     };
     row.max_rel_error = reply.rel_err.filter(|e| e.is_finite());
-    row.compile_s = Some(reply.compile_s);
+    row.compile_s = Some(compiled_s.unwrap_or(reply.compile_s));
     if let (Some(median_ms), Some(p10_ms), Some(p90_ms)) =
         (reply.median_ms, reply.p10_ms, reply.p90_ms)
     {
@@ -251,9 +263,11 @@ pub fn tune_problem(
         obs.problem_done(&summary);
         return Ok(summary);
     }
+    let earlier = s.cache.done_kernels(&s.fingerprint, &tk, &key)?;
     let done: BTreeSet<String> = if s.settings.resume {
-        s.cache.done_kernels(&s.fingerprint, &tk, &key)?
+        earlier
     } else {
+        summary.resumable = earlier.len();
         BTreeSet::new()
     };
     // enumerate → validate
@@ -283,6 +297,7 @@ pub fn tune_problem(
     obs.problem_started(&named.name, &key, ordered.len());
     // compile in parallel worker processes (a compiler crash costs one worker)
     let mut compile_failed: BTreeMap<String, ResultRow> = BTreeMap::new();
+    let mut compiled_s: BTreeMap<String, f64> = BTreeMap::new();
     if let Some(spec) = s.compile.clone() {
         obs.phase("compile");
         let t0 = Instant::now();
@@ -299,7 +314,10 @@ pub fn tune_problem(
         for ((_, _, c), r) in ordered.iter().zip(replies) {
             let name = c.kernel_name();
             let failure = match r {
-                Ok(reply) if reply.status == "ok" => None,
+                Ok(reply) if reply.status == "ok" => {
+                    compiled_s.insert(name.clone(), reply.compile_s);
+                    None
+                }
                 Ok(reply) => Some(reply.reason),
                 Err(e) => Some(format!("compiler process failed: {e}")),
             };
@@ -345,7 +363,7 @@ pub fn tune_problem(
                 return Err(TunerError::Invalid(format!("worker: {}", reply.reason)))
             }
             Ok(reply) => {
-                apply_reply(&mut row, &reply, problem);
+                apply_reply(&mut row, &reply, problem, compiled_s.get(&name).copied());
                 summary.verify_s += reply.verify_s;
                 summary.time_s += reply.time_s;
             }
@@ -500,7 +518,7 @@ mod tests {
         let problem = Problem::Gemm(GemmProblem::new(384, 768, 768));
         for median in [1e307, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-9] {
             let mut row = blank_row(&problem);
-            apply_reply(&mut row, &reply(median), &problem);
+            apply_reply(&mut row, &reply(median), &problem, None);
             assert_eq!(row.status, Status::LaunchError, "{median}");
             assert!(row.timing.is_none(), "{median}");
             assert!(
@@ -511,9 +529,23 @@ mod tests {
             row.validate().unwrap();
         }
         let mut row = blank_row(&problem);
-        apply_reply(&mut row, &reply(0.05), &problem);
+        apply_reply(&mut row, &reply(0.05), &problem, None);
         assert_eq!(row.status, Status::Ok);
         assert_eq!(row.timing.unwrap().median_ms, 0.05);
         row.validate().unwrap();
+    }
+
+    #[test]
+    fn the_compile_step_s_time_is_the_row_s_compile_time() {
+        let problem = Problem::Gemm(GemmProblem::new(64, 64, 64));
+        let mut row = blank_row(&problem);
+        let reply = Reply {
+            compile_s: 0.002, // the measuring worker's module-cache load
+            ..reply(0.05)
+        };
+        apply_reply(&mut row, &reply, &problem, Some(1.25));
+        assert_eq!(row.compile_s, Some(1.25));
+        apply_reply(&mut row, &reply, &problem, None);
+        assert_eq!(row.compile_s, Some(0.002));
     }
 }

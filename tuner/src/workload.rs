@@ -3,6 +3,7 @@
 //! and [`OpWorkload`] hold GEMM and non-GEMM operands.
 
 use crate::candidate::Candidate;
+use crate::footprint::MemoryLimits;
 use tessera_device::{ArgValue, Buffer, Device, DeviceError, Launch};
 use tessera_dsl::{GemmProblem, Problem};
 use tessera_library::host::HostTensor;
@@ -21,7 +22,15 @@ pub enum Workload {
 
 impl Workload {
     /// Allocate and upload fresh random operands (reproducible from `seed`).
+    /// A problem too big for the device's or the host's memory is refused before anything
+    /// is allocated (see [`crate::footprint`]).
     pub fn new(device: &dyn Device, problem: &Problem, seed: u64) -> Result<Workload, DeviceError> {
+        let info = device.info();
+        MemoryLimits::of_device(&info.name, info.memory_bytes)
+            .check(&problem.key(), problem)
+            .map_err(|e| DeviceError::InvalidRequest {
+                message: e.to_string(),
+            })?;
         Ok(match problem {
             Problem::Gemm(g) => Workload::Gemm(Box::new(GemmWorkload::new(device, g, seed)?)),
             other => Workload::Op(OpWorkload::new(device, other, seed)?),
@@ -259,5 +268,32 @@ impl GemmWorkload {
             device.free(b)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_device::SimDevice;
+    use tessera_dsl::{DType, Layout, Target};
+
+    #[test]
+    fn a_problem_bigger_than_the_device_is_refused_before_allocating() {
+        let device = SimDevice::with_memory_bytes(Target::Sm90a, 1 << 20);
+        let p = Problem::Gemm(GemmProblem {
+            m: 1024,
+            n: 1024,
+            k: 1024,
+            batch: 1,
+            input: DType::F16,
+            output: DType::F16,
+            layout_b: Layout::Col,
+            epilogue: vec![],
+            store: Default::default(),
+        });
+        let Err(DeviceError::InvalidRequest { message }) = Workload::new(&device, &p, 1) else {
+            panic!("a 6 MiB problem on a 1 MiB device must be refused");
+        };
+        assert!(message.contains("of device memory"), "{message}");
     }
 }

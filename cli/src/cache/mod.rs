@@ -45,12 +45,22 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Sub {
     /// List every winner (device, template version, problem, kernel, time, provenance).
+    #[command(
+        after_help = "Examples:\n  tessera cache ls\n  tessera cache ls --json --cache team.db"
+    )]
     Ls {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every column, however wide (by default a terminal's width drops the origin and
+        /// time columns, then puts devices in headings).
+        #[arg(long)]
+        wide: bool,
     },
     /// Show every candidate behind a choice, fastest first, rejected ones with their reasons.
+    #[command(
+        after_help = "Examples:\n  tessera cache why 'm=384 n=768'\n  tessera cache why gemm_f16_f32acc_128x128x32_w2x2_s2_rcr_a8 --json"
+    )]
     Why {
         /// A substring of a problem key (e.g. `m=384 n=768`) or an exact kernel name.
         filter: String,
@@ -59,9 +69,12 @@ enum Sub {
         json: bool,
     },
     /// Write the cache (or one device's rows) to a new shareable file.
+    #[command(
+        after_help = "Examples:\n  tessera cache export -o all.db\n  tessera cache export --device H100 -o h100.db"
+    )]
     Export {
         /// The file to write; it must not exist.
-        #[arg(long, value_name = "FILE")]
+        #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
         /// Only devices whose description contains this text (case-insensitive), e.g. `H100`.
         #[arg(long, value_name = "SUBSTRING")]
@@ -70,6 +83,9 @@ enum Sub {
     /// Take the rows of a shared cache file into this cache. Every row is re-derived and
     /// checked first (kernel name, config, problem, throughput under the device's roof, error
     /// within tolerance); rows measured on this machine are never replaced by default.
+    #[command(
+        after_help = "Examples:\n  tessera cache import h100.db\n  tessera cache import h100.db --cache team.db --json"
+    )]
     Import {
         /// A cache file written by `tessera cache export` (or any Tessera cache).
         file: PathBuf,
@@ -81,6 +97,7 @@ enum Sub {
         json: bool,
     },
     /// Merge two cache files into a new one (every row validated first).
+    #[command(after_help = "Examples:\n  tessera cache merge mine.db theirs.db -o team.db")]
     Merge {
         a: PathBuf,
         b: PathBuf,
@@ -89,6 +106,9 @@ enum Sub {
         out: PathBuf,
     },
     /// Compare the winners of two cache files: changed kernels and times, keys on one side only.
+    #[command(
+        after_help = "Examples:\n  tessera cache diff old.db new.db\n  tessera cache diff old.db new.db --json"
+    )]
     Diff {
         /// The old cache file.
         a: PathBuf,
@@ -99,6 +119,7 @@ enum Sub {
         json: bool,
     },
     /// Drop rows of template versions that are not this build's, then compact the file.
+    #[command(after_help = "Examples:\n  tessera cache gc\n  tessera cache gc --drop-unknown")]
     Gc {
         /// Also drop rows of templates this build does not know (kept by default: they may
         /// come from another build).
@@ -112,18 +133,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tessera_library::templates();
     let path = settings::cache_path(args.cache)?;
     match args.command {
-        Sub::Ls { json } => show::ls(&open_existing(&path)?, json),
-        Sub::Why { filter, json } => show::why(&open_existing(&path)?, &filter, json),
-        Sub::Export { out, device } => share::export(&open_existing(&path)?, &out, device),
+        Sub::Ls { json, wide } => show::ls(&open_existing(&path, Access::Read)?, json, wide),
+        Sub::Why { filter, json } => show::why(&open_existing(&path, Access::Read)?, &filter, json),
+        Sub::Export { out, device } => {
+            sqlite_output("export", &out)?;
+            share::export(&open_existing(&path, Access::Read)?, &out, device)
+        }
         Sub::Import {
             file,
             replace_local,
             json,
         } => share::import(&path, &file, replace_local, json),
-        Sub::Merge { a, b, out } => share::merge(&a, &b, &out),
+        Sub::Merge { a, b, out } => {
+            sqlite_output("merge", &out)?;
+            share::merge(&a, &b, &out)
+        }
         Sub::Diff { a, b, json } => share::diff(&a, &b, json),
-        Sub::Gc { drop_unknown } => gc(&open_existing(&path)?, drop_unknown),
+        Sub::Gc { drop_unknown } => gc(&open_existing(&path, Access::Write)?, drop_unknown),
     }
+}
+
+/// The extensions an export or merge output may have: it is a SQLite cache file.
+const SQLITE_EXTENSIONS: [&str; 3] = ["db", "sqlite", "sqlite3"];
+
+/// Refuses an export or merge output named like another format (`f.json`, `f.csv`): the
+/// file would be a SQLite cache whatever its name says.
+fn sqlite_output(command: &str, out: &Path) -> anyhow::Result<()> {
+    let Some(ext) = out.extension() else {
+        return Ok(());
+    };
+    let ext = ext.to_string_lossy();
+    if SQLITE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{}: `tessera cache {command}` writes a SQLite cache file (what `import`, `merge` and \
+         `diff` read), not .{ext}; name it .db (e.g. {}). For JSON use `tessera cache ls --json` \
+         or `tessera cache why FILTER --json`",
+        out.display(),
+        out.with_extension("db").display()
+    )))
 }
 
 /// A cache error as the CLI reports it: problems with the files the user named (missing,
@@ -138,11 +187,20 @@ pub(crate) fn cache_error(e: CacheError) -> anyhow::Error {
     }
 }
 
+/// Whether a subcommand only reads the cache (opened read-only: works in a read-only
+/// directory) or writes it (refused up front when the file or directory isn't writable).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
 /// Opens the selected cache, which must exist (listing or exporting a cache that was never
 /// written would only create an empty file).
-fn open_existing(path: &Path) -> anyhow::Result<Cache> {
+pub(crate) fn open_existing(path: &Path, access: Access) -> anyhow::Result<Cache> {
     let options = OpenOptions {
         create: false,
+        read_only: access == Access::Read,
         ..OpenOptions::default()
     };
     Cache::open_with(path, &options).map_err(|e| match e {

@@ -96,6 +96,185 @@ fn summary_json(s: &CacheSummary) -> Value {
     })
 }
 
+/// How `cache ls` lays out its table, widest first: the first that fits the terminal is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LsLayout {
+    /// `2025-06-01T12:00:00Z` (else `2025-06-01 12:00`).
+    full_time: bool,
+    origin: bool,
+    measured_at: bool,
+    /// A DEVICE column (else one section per device, under its name).
+    device_column: bool,
+    /// A TEMPLATE column (else one section per device and template version, and problems
+    /// without their op's name).
+    template_column: bool,
+    /// The kernel name on a line of its own under its row (else a KERNEL column).
+    kernel_below: bool,
+}
+
+impl LsLayout {
+    const ALL: [LsLayout; 6] = [
+        LsLayout {
+            full_time: true,
+            origin: true,
+            measured_at: true,
+            device_column: true,
+            template_column: true,
+            kernel_below: false,
+        },
+        LsLayout {
+            full_time: false,
+            origin: false,
+            measured_at: true,
+            device_column: true,
+            template_column: true,
+            kernel_below: false,
+        },
+        LsLayout {
+            full_time: false,
+            origin: false,
+            measured_at: false,
+            device_column: true,
+            template_column: true,
+            kernel_below: false,
+        },
+        LsLayout {
+            full_time: false,
+            origin: false,
+            measured_at: false,
+            device_column: false,
+            template_column: true,
+            kernel_below: false,
+        },
+        LsLayout {
+            full_time: false,
+            origin: false,
+            measured_at: false,
+            device_column: false,
+            template_column: false,
+            kernel_below: false,
+        },
+        LsLayout {
+            full_time: false,
+            origin: false,
+            measured_at: false,
+            device_column: false,
+            template_column: false,
+            kernel_below: true,
+        },
+    ];
+}
+
+/// The `cache ls` table of `winners` (already sorted) in one layout.
+fn ls_render<'a>(
+    layout: &LsLayout,
+    winners: &[&'a WinnerRow],
+    labels: &HashMap<DeviceFingerprint, String>,
+    result_of: &dyn Fn(&WinnerRow) -> Option<&'a ResultRow>,
+) -> String {
+    let mut columns = Vec::new();
+    if layout.device_column {
+        columns.push(("DEVICE", false));
+    }
+    if layout.template_column {
+        columns.push(("TEMPLATE", false));
+    }
+    columns.push(("PROBLEM", false));
+    if !layout.kernel_below {
+        columns.push(("KERNEL", false));
+    }
+    columns.extend([("MEDIAN ms", true), ("THROUGHPUT", true)]);
+    if layout.measured_at {
+        columns.push(("MEASURED AT", false));
+    }
+    if layout.origin {
+        columns.push(("ORIGIN", false));
+    }
+    let row = |w: &WinnerRow| {
+        let mut cells = Vec::new();
+        if layout.device_column {
+            cells.push(labels[&w.device].clone());
+        }
+        if layout.template_column {
+            cells.push(template_cell(&w.template));
+            cells.push(w.problem.key.clone());
+        } else {
+            let key = &w.problem.key;
+            cells.push(
+                key.strip_prefix(&format!("{} ", w.problem.op))
+                    .unwrap_or(key)
+                    .to_string(),
+            );
+        }
+        if !layout.kernel_below {
+            cells.push(w.kernel_name.clone());
+        }
+        cells.extend([
+            ms(w.median_ms),
+            table::throughput(result_of(w).and_then(|r| r.throughput.as_ref())),
+        ]);
+        if layout.measured_at {
+            let at = w.provenance.measured_at.to_string();
+            cells.push(if layout.full_time {
+                at
+            } else {
+                at.get(..16).map_or(at.clone(), |s| s.replace('T', " "))
+            });
+        }
+        if layout.origin {
+            cells.push(format!(
+                "{} ({})",
+                w.provenance.origin_host, w.provenance.tool_version
+            ));
+        }
+        cells
+    };
+    // Sections: one per device (and per template version when it has no column).
+    let heading = |w: &WinnerRow| {
+        let mut h = String::new();
+        if !layout.device_column {
+            h.push_str(&labels[&w.device]);
+        }
+        if !layout.template_column {
+            h.push_str(": ");
+            h.push_str(&template_cell(&w.template));
+        }
+        h
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < winners.len() {
+        let h = heading(winners[i]);
+        let mut t = Table::new(&columns);
+        let mut kernels = Vec::new();
+        while i < winners.len() && heading(winners[i]) == h {
+            t.push(row(winners[i]));
+            kernels.push(&winners[i].kernel_name);
+            i += 1;
+        }
+        let indent = if h.is_empty() { "" } else { "  " };
+        if !h.is_empty() {
+            out.push_str(&h);
+            out.push('\n');
+        }
+        let rendered = t.render(indent);
+        if !layout.kernel_below {
+            out.push_str(&rendered);
+            continue;
+        }
+        // header, then each row followed by its kernel, indented one step further
+        let mut lines = rendered.lines();
+        if let Some(header) = lines.next() {
+            out.push_str(header);
+            out.push('\n');
+        }
+        for (line, kernel) in lines.zip(kernels) {
+            out.push_str(&format!("{line}\n{indent}  {kernel}\n"));
+        }
+    }
+    out
+}
+
 /// The result row behind each winner (for its throughput), by (key, kernel).
 fn winner_results(cache: &Cache) -> anyhow::Result<HashMap<(String, String), ResultRow>> {
     let mut out = HashMap::new();
@@ -112,7 +291,7 @@ fn winner_results(cache: &Cache) -> anyhow::Result<HashMap<(String, String), Res
     Ok(out)
 }
 
-pub fn ls(cache: &Cache, json_out: bool) -> anyhow::Result<()> {
+pub fn ls(cache: &Cache, json_out: bool, wide: bool) -> anyhow::Result<()> {
     let winners = cache.list_winners().map_err(cache_error)?;
     let behind = winner_results(cache)?;
     let summary = cache.summary().map_err(cache_error)?;
@@ -144,37 +323,45 @@ pub fn ls(cache: &Cache, json_out: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let labels = device_labels(winners.iter().map(|w| &w.device));
-    let mut t = Table::new(&[
-        ("DEVICE", false),
-        ("TEMPLATE", false),
-        ("PROBLEM", false),
-        ("KERNEL", false),
-        ("MEDIAN ms", true),
-        ("THROUGHPUT", true),
-        ("MEASURED AT", false),
-        ("ORIGIN", false),
-    ]);
-    for w in &winners {
-        t.push(vec![
+    let mut winners: Vec<&WinnerRow> = winners.iter().collect();
+    winners.sort_by_cached_key(|w| {
+        (
             labels[&w.device].clone(),
-            template_cell(&w.template),
-            w.problem.key.clone(),
+            w.template.name.clone(),
+            w.template.source_hash.clone(),
+            table::natural(&w.problem.key),
             w.kernel_name.clone(),
-            ms(w.median_ms),
-            table::throughput(result_of(w).and_then(|r| r.throughput.as_ref())),
-            w.provenance.measured_at.to_string(),
-            format!(
-                "{} ({})",
-                w.provenance.origin_host, w.provenance.tool_version
-            ),
-        ]);
-    }
-    if t.is_empty() {
+        )
+    });
+    if winners.is_empty() {
         println!("no winners yet");
     } else {
-        print!("{}", t.render(""));
+        let limit = if wide { None } else { table::terminal_width() };
+        let layout = LsLayout::ALL
+            .iter()
+            .copied()
+            .find(|l| {
+                let widest = ls_render(l, &winners, &labels, &result_of)
+                    .lines()
+                    .map(|line| line.chars().count())
+                    .max()
+                    .unwrap_or(0);
+                limit.is_none_or(|w| widest <= w)
+            })
+            .unwrap_or(LsLayout::ALL[LsLayout::ALL.len() - 1]);
+        print!("{}", ls_render(&layout, &winners, &labels, &result_of));
+        if layout != LsLayout::ALL[0] {
+            println!(
+                "(narrowed to fit {} columns; --wide or --json shows every column)",
+                limit.unwrap_or(0)
+            );
+        }
     }
-    println!("{}", summary_line(&summary));
+    let line = summary_line(&summary);
+    match table::terminal_width().filter(|_| !wide) {
+        Some(width) => print!("{}", table::wrap_list(&line, width)),
+        None => println!("{line}"),
+    }
     Ok(())
 }
 
@@ -362,8 +549,7 @@ pub fn why(cache: &Cache, filter: &str, json_out: bool) -> anyhow::Result<()> {
                 table::throughput(r.throughput.as_ref()),
                 r.max_rel_error
                     .map_or_else(|| "-".into(), |x| format!("{x:.1e}")),
-                r.compile_s
-                    .map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+                r.compile_s.map_or_else(|| "-".into(), table::seconds),
                 table::one_line(&r.reason, 100),
             ]);
         }

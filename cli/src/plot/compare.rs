@@ -223,6 +223,11 @@ impl Change {
 /// Pixels per bar.
 const ROW: u32 = 28;
 
+/// The label at the end of a bar: `1.25×  (0.5 → 0.4 ms)`.
+fn value_label(r: &Row) -> String {
+    format!("{:.2}×  ({} → {} ms)", r.speedup, num(r.a_ms), num(r.b_ms))
+}
+
 impl Figure for CompareFigure {
     fn size(&self) -> (u32, u32) {
         let h = header_height(3) + 150 + ROW * self.rows.len() as u32;
@@ -245,8 +250,24 @@ impl Figure for CompareFigure {
             .clamp(100, 560)
             + 14;
         let max = self.rows.iter().map(|r| r.speedup).fold(1.0, f64::max);
-        // Room on the right of the longest bar for its value label.
-        let x_max = (max * 1.3).max(1.3);
+        // Room on the right of every bar (and of the 1.0 line) for its whole value label: the
+        // axis reaches far enough that no label runs past the plotting area.
+        let note = text(NOTE, &DARK);
+        let plot_px = f64::from(
+            body.dim_in_pixel()
+                .0
+                .saturating_sub(label_px + 10 + 30 + 4)
+                .max(200),
+        );
+        let x_max = self
+            .rows
+            .iter()
+            .map(|r| {
+                let label_w = f64::from(width_of(&body, &value_label(r), &note)) + 12.0;
+                let room = (plot_px - label_w).max(plot_px * 0.25);
+                r.speedup.max(1.0) * plot_px / room
+            })
+            .fold((max * 1.05).max(1.3), f64::max);
         let mut chart = ChartBuilder::on(&body)
             .margin_left(10)
             .margin_right(30)
@@ -322,15 +343,11 @@ impl Figure for CompareFigure {
         chart
             .draw_series(self.rows.iter().enumerate().map(|(i, r)| {
                 let y = n - 1 - i as u32;
-                // Right of the bar, and of the 1.0 line when the bar ends near it.
-                let x = if r.speedup > 0.9 * x_max / 1.3 {
-                    r.speedup
-                } else {
-                    r.speedup.max(1.0)
-                };
+                // Right of the bar, and of the 1.0 line when the bar ends before it.
+                let x = r.speedup.max(1.0);
                 EmptyElement::at((x, SegmentValue::CenterOf(y)))
                     + Text::new(
-                        format!("{:.2}×  ({} → {} ms)", r.speedup, num(r.a_ms), num(r.b_ms)),
+                        value_label(r),
                         (8, 0),
                         text(NOTE, &DARK).pos(Pos::new(HPos::Left, VPos::Center)),
                     )

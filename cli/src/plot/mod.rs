@@ -37,11 +37,18 @@ pub struct Args {
 enum Kind {
     /// Every candidate's throughput for one problem, fastest first; the winner highlighted and
     /// candidates that are not `ok` marked at zero with their status.
+    #[command(
+        after_help = "Examples:\n  tessera plot sweep --problem 'm=384 n=768 k=768' -o sweep.png\n  tessera plot sweep --problem 'm=384 n=768 k=768' --device H100 -o sweep.svg --force"
+    )]
     Sweep(sweep::Args),
     /// Every winner at (arithmetic intensity, achieved TFLOP/s) on log-log axes under the
     /// device's compute ceiling and bandwidth slope.
+    #[command(
+        after_help = "Examples:\n  tessera plot roofline -o roofline.png\n  tessera plot roofline --device H100 -o roofline.svg"
+    )]
     Roofline(roofline::Args),
     /// Per-problem speedup of B's winners over A's (same device, template version, problem).
+    #[command(after_help = "Examples:\n  tessera plot compare old.db new.db -o speedup.png")]
     Compare(compare::Args),
 }
 
@@ -49,7 +56,7 @@ enum Kind {
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutArgs {
     /// The file to write; `.png` or `.svg` selects the format.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'o', long, value_name = "FILE")]
     out: PathBuf,
     /// Replace FILE if it exists.
     #[arg(long)]
@@ -359,9 +366,10 @@ fn open_existing(path: &Path) -> anyhow::Result<Cache> {
     }
     let options = OpenOptions {
         create: false,
+        read_only: true,
         ..OpenOptions::default()
     };
-    let cache = Cache::open_with(path, &options)?;
+    let cache = Cache::open_with(path, &options).map_err(crate::cache::cache_error)?;
     let summary = cache.summary()?;
     if summary.results == 0 && summary.winners == 0 {
         return Err(usage(format!(
@@ -403,12 +411,18 @@ fn bullet_list<I: IntoIterator<Item = String>>(items: I) -> String {
 struct Work {
     flops: f64,
     bytes: f64,
+    /// Reported in GB/s rather than TFLOP/s (layernorm, softmax, embedding).
+    memory_bound: bool,
 }
 
 fn work_of(problem: &ProblemRecord) -> Option<Work> {
     let p: tessera_dsl::Problem = serde_json::from_str(&problem.json).ok()?;
     let (flops, bytes) = (p.flops(), p.bytes());
-    (flops > 0.0 && bytes > 0.0).then_some(Work { flops, bytes })
+    (flops > 0.0 && bytes > 0.0).then_some(Work {
+        flops,
+        bytes,
+        memory_bound: p.memory_bound(),
+    })
 }
 
 /// The values a plot axis takes. Anything outside, or not finite, is left out of a figure (and

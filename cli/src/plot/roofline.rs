@@ -16,7 +16,7 @@ use tessera_dsl::Target;
 
 use super::{
     bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
-    plottable, save, text, tflops, width_of, work_of, Figure, OutArgs, AXIS, DARK, GREY,
+    plottable, save, text, tflops, width_of, work_of, wrap, Figure, OutArgs, AXIS, DARK, GREY,
     LIGHT_GREY, NOTE, PALETTE, RED, TICKS,
 };
 use crate::settings;
@@ -75,6 +75,9 @@ struct Point {
     template: String,
     intensity: f64,
     tflops: f64,
+    /// Achieved throughput in the op's own unit: `1834 GB/s` for memory-bound ops
+    /// (layernorm, softmax), `512 TFLOP/s` for the others.
+    achieved: String,
 }
 
 struct Roof {
@@ -129,14 +132,20 @@ impl RooflineFigure {
             let at = work_of(&w.problem).and_then(|work| {
                 let intensity = plottable(work.flops / work.bytes)?;
                 let tflops = plottable(tflops(work.flops, w.median_ms))?;
-                Some((intensity, tflops))
+                let achieved = if work.memory_bound {
+                    format!("{} GB/s", num(work.bytes / (w.median_ms * 1e-3) / 1e9))
+                } else {
+                    format!("{} TFLOP/s", num(tflops))
+                };
+                Some((intensity, tflops, achieved))
             });
             match at {
-                Some((intensity, tflops)) => points.push(Point {
+                Some((intensity, tflops, achieved)) => points.push(Point {
                     short: w.problem.key.clone(),
                     template: w.template.name.clone(),
                     intensity,
                     tflops,
+                    achieved,
                 }),
                 None => skipped += 1,
             }
@@ -197,7 +206,7 @@ impl RooflineFigure {
     }
 }
 
-const PANEL: u32 = 440;
+const PANEL: u32 = 480;
 
 fn p_of(p: &Point) -> (f64, f64) {
     (p.intensity, p.tflops)
@@ -314,13 +323,16 @@ impl Figure for RooflineFigure {
                     ),
                 ))
                 .map_err(drawing)?;
-            // On-chart labels of the two ceilings and the ridge point.
+            // On-chart labels of the two ceilings and the ridge point. The peak label ends
+            // left of the ridge, above the dashed ceiling: right of the ridge the dashed slope
+            // would cross it.
             let ai_label = (x0 * ridge).sqrt();
             let labels = [
                 (
-                    (ridge * 1.4, r.peak_tflops),
+                    (ridge, r.peak_tflops),
                     format!("peak {} TFLOP/s", num(r.peak_tflops)),
-                    (0, -6),
+                    (-10, -6),
+                    HPos::Right,
                     VPos::Bottom,
                     BLACK,
                     TICKS,
@@ -329,6 +341,7 @@ impl Figure for RooflineFigure {
                     (ai_label, r.at(ai_label)),
                     format!("{} GB/s", num(r.bandwidth_gbs)),
                     (14, 4),
+                    HPos::Left,
                     VPos::Top,
                     RED,
                     TICKS,
@@ -337,6 +350,7 @@ impl Figure for RooflineFigure {
                     (ridge, r.peak_tflops),
                     format!("ridge {} FLOP/B", num(ridge)),
                     (8, 8),
+                    HPos::Left,
                     VPos::Top,
                     GREY,
                     NOTE,
@@ -345,10 +359,15 @@ impl Figure for RooflineFigure {
             let (cx0, cy) = chart.backend_coord(&(ridge, r.peak_tflops));
             let (cx1, _) = chart.backend_coord(&(x1, r.peak_tflops));
             fixed.push((cx0, cy - 3, cx1, cy + 3));
-            for (at, label, offset, vpos, color, size) in labels {
+            for (at, label, offset, hpos, vpos, color, size) in labels {
                 let (px, py) = chart.backend_coord(&at);
                 let w = width_of(root, &label, &text(size, &color)) as i32;
                 let (x, y) = (px + offset.0, py + offset.1);
+                let x = if matches!(hpos, HPos::Right) {
+                    x - w
+                } else {
+                    x
+                };
                 fixed.push(match vpos {
                     VPos::Bottom => (x, y - size as i32, x + w, y),
                     _ => (x, y, x + w, y + size as i32),
@@ -359,7 +378,7 @@ impl Figure for RooflineFigure {
                             + Text::new(
                                 label,
                                 offset,
-                                text(size, &color).pos(Pos::new(HPos::Left, vpos)),
+                                text(size, &color).pos(Pos::new(hpos, vpos)),
                             ),
                     ))
                     .map_err(drawing)?;
@@ -484,27 +503,38 @@ impl RooflineFigure {
             put(&format!("all: {}", self.common), 4, y, NOTE, &GREY)?;
             y += 20;
         }
-        let cols: [i32; 4] = [4, 30, 92, 150];
+        // #, achieved (in the op's unit), % of the roof, problem (wrapped, never cut).
+        let cols: [i32; 4] = [4, 30, 128, 186];
         put("#", cols[0], y, NOTE, &GREY)?;
-        put("TFLOP/s", cols[1], y, NOTE, &GREY)?;
+        put("achieved", cols[1], y, NOTE, &GREY)?;
         if self.roof.is_some() {
             put("% roof", cols[2], y, NOTE, &GREY)?;
         }
         put("problem", cols[3], y, NOTE, &GREY)?;
         y += 20;
         let row = 19;
-        let room = ((h as i32 - y - 28) / row).max(0) as usize;
-        let shown = self.points.len().min(room);
-        for (i, p) in self.points.iter().enumerate().take(shown) {
-            let short = p.short.as_str();
+        let line = 15;
+        let problem_style = text(NOTE - 2, &BLACK);
+        let problem_px = width.saturating_sub(cols[3] as u32);
+        let bottom = h as i32 - 28;
+        let mut shown = 0;
+        for (i, p) in self.points.iter().enumerate() {
+            let lines = wrap(panel, &p.short, &problem_style, problem_px, 3);
+            let needed = row + line * (lines.len().max(1) as i32 - 1);
+            if y + needed > bottom {
+                break;
+            }
             put(&format!("{}", i + 1), cols[0], y, NOTE, &BLACK)?;
-            put(&num(p.tflops), cols[1], y, NOTE, &BLACK)?;
+            put(&p.achieved, cols[1], y, NOTE, &BLACK)?;
             if let Some(r) = &self.roof {
                 let share = 100.0 * p.tflops / r.at(p.intensity);
                 put(&format!("{share:.0}%"), cols[2], y, NOTE, &BLACK)?;
             }
-            put(short, cols[3], y, NOTE - 2, &BLACK)?;
-            y += row;
+            for (k, l) in lines.iter().enumerate() {
+                put(l, cols[3], y + 1 + line * k as i32, NOTE - 2, &BLACK)?;
+            }
+            y += needed;
+            shown += 1;
         }
         if shown < self.points.len() {
             put(

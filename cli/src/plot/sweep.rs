@@ -166,7 +166,7 @@ impl SweepFigure {
         let ok_rows: Vec<&ResultRow> = e.candidates.iter().filter(|r| r.is_eligible()).collect();
         #[allow(clippy::type_complexity)]
         let (unit, value): (&'static str, Box<dyn Fn(&ResultRow) -> Option<f64>>) =
-            if let Some(w) = work {
+            if let Some(w) = work.filter(|w| !w.memory_bound) {
                 (
                     "TFLOP/s",
                     Box::new(move |r: &ResultRow| {
