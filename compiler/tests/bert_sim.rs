@@ -502,14 +502,20 @@ fn head_dim_32_compiles_and_other_head_sizes_are_refused_at_import() {
             _ => None,
         })
         .collect();
-    assert!(!attention.is_empty() && attention.iter().all(|&d| d == 32), "{attention:?}");
+    assert!(
+        !attention.is_empty() && attention.iter().all(|&d| d == 32),
+        "{attention:?}"
+    );
     // 16 heads of 4: no kernel has that head size; the importer says which ones exist
     let mut f = Fixture::tiny();
     f.config.hidden = 64;
     f.config.heads = 16;
     f.config.head_dim = 4;
     let e = error_of(&f);
-    assert!(e.contains("head size 4") && e.contains("use 32, 64 or 128"), "{e}");
+    assert!(
+        e.contains("head size 4") && e.contains("use 32, 64 or 128"),
+        "{e}"
+    );
 }
 
 #[test]

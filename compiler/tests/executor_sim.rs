@@ -193,8 +193,16 @@ fn all_kernel_plans_capture_replay_and_time() {
         breakdown.launches.len()
     );
     assert!(kernels.windows(2).all(|w| w[0].total_ms >= w[1].total_ms));
-    let names: Vec<&str> = exec.plan().kernels.iter().map(|k| k.kernel_name.as_str()).collect();
-    assert!(kernels.iter().all(|k| names.contains(&k.kernel.as_str())), "{kernels:?}");
+    let names: Vec<&str> = exec
+        .plan()
+        .kernels
+        .iter()
+        .map(|k| k.kernel_name.as_str())
+        .collect();
+    assert!(
+        kernels.iter().all(|k| names.contains(&k.kernel.as_str())),
+        "{kernels:?}"
+    );
     assert!((kernels.iter().map(|k| k.total_ms).sum::<f64>() - sum).abs() < 1e-9);
     // eager timing of the same list agrees with the graph on the simulated clock
     let eager = Executor::load(

@@ -331,8 +331,14 @@ mod tests {
             assert_eq!(m.caps().target, m.target());
             assert_eq!(GpuModel::from_device_name(&m.caps().name), Some(m), "{m}");
         }
-        assert_eq!(GpuModel::from_device_name("NVIDIA H200"), Some(GpuModel::H200));
-        assert_eq!(GpuModel::from_device_name("simulated NVIDIA H100 SXM (nominal)"), Some(GpuModel::H100));
+        assert_eq!(
+            GpuModel::from_device_name("NVIDIA H200"),
+            Some(GpuModel::H200)
+        );
+        assert_eq!(
+            GpuModel::from_device_name("simulated NVIDIA H100 SXM (nominal)"),
+            Some(GpuModel::H100)
+        );
         assert_eq!(GpuModel::from_device_name("NVIDIA GeForce RTX 4090"), None);
         assert!(GpuModel::H200.caps_source().contains("4.8 TB/s"));
         for t in Target::ALL {

@@ -28,8 +28,8 @@ pub use ir::KernelIr;
 pub use layout::Layout;
 pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
-    head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem, LayernormProblem, Mask,
-    OpKind, Problem, SoftmaxProblem, Store, HEAD_DIMS,
+    head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,
+    LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store, HEAD_DIMS,
 };
 pub use space::{Config, ParamSpace, Variant};
 pub use template::{

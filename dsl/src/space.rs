@@ -107,7 +107,11 @@ impl ParamSpace {
 
     /// The first parameter of a point whose value `target` does not offer, with the targets
     /// that do.
-    pub fn not_offered_on(&self, values: &[i64], target: Target) -> Option<(&ParamDef, i64, Vec<Target>)> {
+    pub fn not_offered_on(
+        &self,
+        values: &[i64],
+        target: Target,
+    ) -> Option<(&ParamDef, i64, Vec<Target>)> {
         self.params.iter().zip(values).find_map(|(p, &v)| {
             p.only_on(v)
                 .filter(|t| !t.contains(&target))

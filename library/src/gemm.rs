@@ -135,7 +135,11 @@ mod tests {
                 .validate(&deep, &p, &target.nominal_caps())
                 .unwrap_err();
             assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
-            assert!(r.reason.contains("stages = 8 is offered on sm_90a only"), "{}", r.reason);
+            assert!(
+                r.reason.contains("stages = 8 is offered on sm_90a only"),
+                "{}",
+                r.reason
+            );
         }
         // on sm_90a, a deep ring the TMA pipeline cannot serve (B row-major) has no pipeline
         let mut rrr = GemmProblem::new(1, 8192, 4096);
@@ -144,10 +148,18 @@ mod tests {
         let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &rrr).unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
-        assert!(r.reason.contains("stages = 8 is a TMA-pipeline value") && r.reason.contains("K-major B"), "{}", r.reason);
+        assert!(
+            r.reason.contains("stages = 8 is a TMA-pipeline value")
+                && r.reason.contains("K-major B"),
+            "{}",
+            r.reason
+        );
         // 4 stages stay in the multistage space
         let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4], &p).unwrap();
-        assert_eq!(TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()), Ok(()));
+        assert_eq!(
+            TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
+            Ok(())
+        );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
         let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
@@ -156,7 +168,11 @@ mod tests {
         let r = TEMPLATE
             .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
             .unwrap_err();
-        assert!(r.reason.contains("tile_n = 192 is offered on sm_90a only"), "{}", r.reason);
+        assert!(
+            r.reason.contains("tile_n = 192 is offered on sm_90a only"),
+            "{}",
+            r.reason
+        );
         // a deep ring of big tiles does not fit Hopper's shared memory
         let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();

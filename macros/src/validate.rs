@@ -371,7 +371,10 @@ fn params(syntax: &[ParamSyntax], diags: &mut Diagnostics) -> Vec<Param> {
         for v in &p.values {
             if let Some(x) = param_value(&name, v, diags) {
                 if values.contains(&x) {
-                    diags.error(v, format!("value {x} appears twice in `{name}`; remove one"));
+                    diags.error(
+                        v,
+                        format!("value {x} appears twice in `{name}`; remove one"),
+                    );
                 } else {
                     values.push(x);
                 }
@@ -411,14 +414,19 @@ fn params(syntax: &[ParamSyntax], diags: &mut Diagnostics) -> Vec<Param> {
             }
             let mut own = Vec::new();
             for v in &t.values {
-                let Some(x) = param_value(&name, v, diags) else { continue };
+                let Some(x) = param_value(&name, v, diags) else {
+                    continue;
+                };
                 if base.contains(&x) {
                     diags.error(
                         v,
                         format!("{x} is already a value of `{name}` on every target; remove it from `+ {written} [...]`"),
                     );
                 } else if own.contains(&x) {
-                    diags.error(v, format!("value {x} appears twice in `+ {written} [...]`; remove one"));
+                    diags.error(
+                        v,
+                        format!("value {x} appears twice in `+ {written} [...]`; remove one"),
+                    );
                 } else {
                     own.push(x);
                     if !values.contains(&x) {

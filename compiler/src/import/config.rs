@@ -8,7 +8,6 @@ use std::path::Path;
 /// The model types the importer understands.
 pub const SUPPORTED_MODEL_TYPES: [&str; 1] = ["bert"];
 
-
 /// The activation between the two FFN GEMMs (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -606,7 +606,10 @@ mod tests {
 
     #[test]
     fn a_simulated_h200_is_not_a_simulated_h100() {
-        let (h100, h200) = (SimDevice::new(Target::Sm90a), SimDevice::for_model(GpuModel::H200));
+        let (h100, h200) = (
+            SimDevice::new(Target::Sm90a),
+            SimDevice::for_model(GpuModel::H200),
+        );
         assert_eq!(h100.info().name, "simulated NVIDIA H100 SXM (nominal)");
         assert_eq!(h200.info().name, "simulated NVIDIA H200 SXM (nominal)");
         assert_eq!(h200.caps().mem_bandwidth_gbs, 4800.0);

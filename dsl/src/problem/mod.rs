@@ -319,7 +319,11 @@ mod tests {
              layout=bshd"
         );
         a.head_dim = 96;
-        assert!(a.check().unwrap_err().to_string().contains("use 32, 64 or 128"));
+        assert!(a
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("use 32, 64 or 128"));
         let mut s = SoftmaxProblem::new(10, 384);
         s.mask_period = Some(3);
         assert!(s.check().unwrap_err().to_string().contains("divide rows"));
