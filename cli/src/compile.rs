@@ -4,7 +4,7 @@
 //! directory. Progress goes to stderr, the summary to stdout.
 
 use crate::settings::open_cache;
-use crate::tune::{find_gpu, fingerprint, gpu_kind, origin_host, worker_spec};
+use crate::tune::{check_simulated_mix, find_gpu, fingerprint, gpu_kind, origin_host, worker_spec};
 use crate::usage::usage;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -45,6 +45,9 @@ pub struct Args {
     /// Compile for a simulated GPU of that kind (modelled timings; the plan says so).
     #[arg(long)]
     sim: bool,
+    /// Let --sim tune into a cache that holds real measurements.
+    #[arg(long, requires = "sim")]
+    mix_simulated: bool,
     /// Cache file (default: $TESSERA_CACHE, else ~/.cache/tessera/tune.db).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -106,25 +109,26 @@ fn compile_error(e: CompileError) -> anyhow::Error {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (target, fragment) = gpu_kind(&args.gpu)?;
+    let model = gpu_kind(&args.gpu)?;
+    let target = model.target();
     let dtype: DType = args
         .dtype
         .parse()
         .map_err(|_| usage(format!("--dtype {}: use f16 or bf16", args.dtype)))?;
     let (info, caps, measure_device, compile_workers) = if args.sim {
-        let sim = SimDevice::new(target);
+        let sim = SimDevice::for_model(model);
         (
             sim.info(),
             sim.caps().clone(),
-            format!("sim:{}", target.name()),
+            format!("sim:{}", model.key()),
             None,
         )
     } else {
-        let info = find_gpu(&args.gpu, target, fragment)?;
+        let info = find_gpu(&args.gpu, model)?;
         let device = format!("cuda:{}", info.ordinal);
         (
             info,
-            target.nominal_caps(),
+            model.caps(),
             device,
             Some(worker_spec("none")?),
         )
@@ -134,7 +138,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cache = if args.no_tune || args.strict {
         crate::settings::open_cache_for_reading(args.cache.clone())?
     } else {
-        open_cache(args.cache.clone())?
+        let cache = open_cache(args.cache.clone())?;
+        check_simulated_mix(&cache, args.sim, args.mix_simulated)?;
+        cache
     };
     let options = Options {
         model_dir: args.model_dir.clone(),

@@ -77,7 +77,13 @@ fn open_device(plan_dir: &Path, sim: bool) -> anyhow::Result<Box<dyn Device>> {
                 plan.device.arch
             ))
         })?;
-        return Ok(Box::new(SimDevice::new(target)));
+        // the simulated model the plan was compiled for (an H200's plan on a simulated H200)
+        return Ok(Box::new(
+            match tessera_dsl::GpuModel::from_device_name(&plan.device.name) {
+                Some(model) if model.target() == target => SimDevice::for_model(model),
+                _ => SimDevice::new(target),
+            },
+        ));
     }
     Ok(Box::new(CudaDevice::open(&DeviceConfig::default())?))
 }

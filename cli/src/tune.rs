@@ -7,9 +7,9 @@ use crate::usage::usage;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tessera_cache::DeviceFingerprint;
+use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
-use tessera_dsl::{Target, Template};
+use tessera_dsl::{GpuModel, Target, Template};
 use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::shapes::{self, NamedProblem};
@@ -48,6 +48,9 @@ pub struct Args {
     /// is labelled simulated).
     #[arg(long)]
     sim: bool,
+    /// Let --sim write into a cache that holds real measurements.
+    #[arg(long, requires = "sim")]
+    mix_simulated: bool,
     /// Timed runs per candidate (median of these).
     #[arg(long, default_value_t = 20, value_parser = crate::settings::at_least_one)]
     iters: u32,
@@ -66,26 +69,38 @@ pub struct Args {
     plant_fault: Vec<String>,
 }
 
-/// The GPU names `--gpu` accepts: (name, target, marketing-name fragment).
-const GPUS: [(&str, Target, &str); 5] = [
-    ("h100", Target::Sm90a, "H100"),
-    ("h200", Target::Sm90a, "H200"),
-    ("a100", Target::Sm80, "A100"),
-    ("mi250", Target::Gfx90a, "MI250"),
-    ("mi300", Target::Gfx942, "MI300"),
-];
+/// The GPU model `--gpu` names (`h100`, `h200`, `a100`, `mi250`, `mi300`).
+pub(crate) fn gpu_kind(name: &str) -> anyhow::Result<GpuModel> {
+    GpuModel::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = GpuModel::ALL.iter().map(|m| m.key()).collect();
+        usage(format!(
+            "unknown GPU `{name}`; use one of {}",
+            names.join(", ")
+        ))
+    })
+}
 
-pub(crate) fn gpu_kind(name: &str) -> anyhow::Result<(Target, &'static str)> {
-    GPUS.iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .map(|&(_, t, frag)| (t, frag))
-        .ok_or_else(|| {
-            let names: Vec<&str> = GPUS.iter().map(|g| g.0).collect();
-            usage(format!(
-                "unknown GPU `{name}`; use one of {}",
-                names.join(", ")
-            ))
-        })
+/// `--sim` rows stay out of a cache that holds real measurements unless `mix` says otherwise
+/// (`--mix-simulated`): a simulated winner must never be taken for a measured one.
+pub(crate) fn check_simulated_mix(cache: &Cache, sim: bool, mix: bool) -> anyhow::Result<()> {
+    if !sim || mix {
+        return Ok(());
+    }
+    let devices = cache.devices().map_err(crate::cache::cache_error)?;
+    let real: Vec<String> = devices
+        .iter()
+        .filter(|d| !d.simulated)
+        .map(|d| d.name.clone())
+        .collect();
+    if real.is_empty() {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "{} holds measurements of real GPUs ({}); simulated rows are kept out of it. Use another \
+         cache (--cache sim.db) or pass --mix-simulated",
+        cache.path().display(),
+        real.join(", ")
+    )))
 }
 
 pub(crate) fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprint {
@@ -93,7 +108,8 @@ pub(crate) fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprin
 }
 
 /// The GPU present that matches `--gpu`, or a usage error listing what is present.
-pub(crate) fn find_gpu(name: &str, target: Target, fragment: &str) -> anyhow::Result<DeviceInfo> {
+pub(crate) fn find_gpu(name: &str, model: GpuModel) -> anyhow::Result<DeviceInfo> {
+    let (target, fragment) = (model.target(), model.name_fragment());
     if target.vendor() == tessera_dsl::Vendor::Amd {
         return Err(usage(format!(
             "--gpu {name}: Tessera has no HIP runtime yet; use --compile-only to build and check every candidate for {target}, or --sim"
@@ -241,7 +257,8 @@ impl Observer for Bars {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (target, fragment) = gpu_kind(&args.gpu)?;
+    let model = gpu_kind(&args.gpu)?;
+    let target = model.target();
     let problems = shapes::parse_file(&args.shapes).map_err(usage)?;
     let templates = templates_for(&args, &problems)?;
     let faults = faults(&args)?;
@@ -258,10 +275,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return compile_only(&args, target, &problems, &templates, jobs, started);
     }
     let (info, measure_device, compile) = if args.sim {
-        let info = SimDevice::new(target).info();
-        (info, format!("sim:{}", target.name()), None)
+        let info = SimDevice::for_model(model).info();
+        (info, format!("sim:{}", model.key()), None)
     } else {
-        let info = find_gpu(&args.gpu, target, fragment)?;
+        let info = find_gpu(&args.gpu, model)?;
         (
             info.clone(),
             format!("cuda:{}", info.ordinal),
@@ -273,6 +290,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         limits.check(&named.name, &named.problem).map_err(usage)?;
     }
     let cache = open_cache(args.cache.clone())?;
+    check_simulated_mix(&cache, args.sim, args.mix_simulated)?;
     let settings = TuneSettings {
         jobs,
         plan: TimingPlan {
@@ -292,11 +310,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut session = Session {
         cache: &cache,
         fingerprint: fingerprint(&info, target),
-        caps: if args.sim {
-            SimDevice::new(target).caps().clone()
-        } else {
-            target.nominal_caps()
-        },
+        caps: model.caps(),
         measure: Worker::new(worker_spec(&measure_device)?),
         compile,
         settings,

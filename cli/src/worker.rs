@@ -4,12 +4,12 @@
 use tessera_device::cuda::CudaDevice;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceConfig, SimDevice};
-use tessera_dsl::Target;
+use tessera_dsl::{GpuModel, Target};
 use tessera_tuner::worker::{serve, WorkerContext};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `cuda:ORDINAL`, `sim:TARGET` or `none` (compile only).
+    /// `cuda:ORDINAL`, `sim:MODEL` (`sim:h200`), `sim:TARGET` or `none` (compile only).
     #[arg(long)]
     device: String,
 }
@@ -25,7 +25,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ..config
             })?))
         }
-        Some(("sim", target)) => Some(Box::new(SimDevice::new(target.parse::<Target>()?))),
+        // `sim:h200` (a model) or `sim:sm_90a` (a target's reference model)
+        Some(("sim", kind)) => Some(Box::new(match GpuModel::parse(kind) {
+            Some(model) => SimDevice::for_model(model),
+            None => SimDevice::new(kind.parse::<Target>()?),
+        })),
         None if args.device == "none" => None,
         _ => anyhow::bail!("worker: unknown --device `{}`", args.device),
     };

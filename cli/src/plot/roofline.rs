@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tessera_cache::{DeviceFingerprint, WinnerRow};
-use tessera_dsl::Target;
+use tessera_dsl::{GpuModel, Target};
 
 use super::{
     bullet_list, device_matches, drawing, fit, header, header_height, num, open_existing,
@@ -169,12 +169,21 @@ impl RooflineFigure {
             }
         }
         let common = common.join(" ");
-        let roof = device.arch.parse::<Target>().ok().map(|t| {
-            let caps = t.nominal_caps();
+        // the roof of the device's model (an H200 is not an H100), else its target's reference
+        let model = device
+            .arch
+            .parse::<Target>()
+            .ok()
+            .map(|t| match GpuModel::from_device_name(&device.name) {
+                Some(m) if m.target() == t => m,
+                _ => GpuModel::reference_of(t),
+            });
+        let roof = model.map(|m| {
+            let caps = m.caps();
             Roof {
                 peak_tflops: caps.peak_tflops_f16,
                 bandwidth_gbs: caps.mem_bandwidth_gbs,
-                source: format!("{}, {}", caps.name, t),
+                source: m.caps_source(),
             }
         });
         let mut second = format!(
