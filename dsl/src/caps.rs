@@ -231,12 +231,13 @@ impl GpuModel {
         }
     }
 
-    /// Where [`GpuModel::caps`]'s peak and bandwidth come from, for plot legends.
+    /// Where [`GpuModel::caps`]'s peak (dense f16) and bandwidth come from, for plot legends
+    /// (the figures are Tessera's table of datasheets, this file).
     pub fn caps_source(self) -> String {
         let c = self.caps();
         format!(
-            "{}: datasheet {} TFLOP/s dense f16, {} TB/s (Tessera's table, dsl/src/caps.rs)",
-            c.name,
+            "{} datasheet: {} TFLOP/s, {} TB/s",
+            self.name_fragment(),
             c.peak_tflops_f16,
             c.mem_bandwidth_gbs / 1000.0
         )
