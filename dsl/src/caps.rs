@@ -148,9 +148,9 @@ pub enum GpuModel {
 
 impl GpuModel {
     pub const ALL: [GpuModel; 5] = [
-        GpuModel::A100,
         GpuModel::H100,
         GpuModel::H200,
+        GpuModel::A100,
         GpuModel::Mi250,
         GpuModel::Mi300,
     ];
