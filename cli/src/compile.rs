@@ -126,12 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         let info = find_gpu(&args.gpu, model)?;
         let device = format!("cuda:{}", info.ordinal);
-        (
-            info,
-            model.caps(),
-            device,
-            Some(worker_spec("none")?),
-        )
+        (info, model.caps(), device, Some(worker_spec("none")?))
     };
     let fp = fingerprint(&info, target);
     // Without tuning the cache is only read: a read-only shared cache works.

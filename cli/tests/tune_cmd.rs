@@ -533,7 +533,9 @@ fn sim_h200_is_its_own_device_and_real_caches_keep_simulated_rows_out() {
     );
     let (sh, sim_db) = (shapes.to_str().unwrap(), dir.path().join("sim.db"));
     let sim_c = sim_db.to_str().unwrap();
-    let o = tune(&["--gpu", "h200", "--sim", "--shapes", sh, "--cache", sim_c, "--quiet"]);
+    let o = tune(&[
+        "--gpu", "h200", "--sim", "--shapes", sh, "--cache", sim_c, "--quiet",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let h200_rows = rows(&sim_db);
     assert!(!h200_rows.is_empty());
@@ -543,15 +545,27 @@ fn sim_h200_is_its_own_device_and_real_caches_keep_simulated_rows_out() {
     // the roofline of the simulated H200 uses the H200's 4.8 TB/s, and says where it comes from
     let svg = dir.path().join("roof.svg");
     let p = Command::new(bin())
-        .args(["plot", "roofline", "--cache", sim_c, "-o", svg.to_str().unwrap()])
+        .args([
+            "plot",
+            "roofline",
+            "--cache",
+            sim_c,
+            "-o",
+            svg.to_str().unwrap(),
+        ])
         .env_remove("TESSERA_CACHE")
         .output()
         .unwrap();
     assert!(p.status.success(), "{}", text(&p));
     let drawn = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawn.contains("4.8 TB/s") && drawn.contains("H200"), "roof source missing");
+    assert!(
+        drawn.contains("4.8 TB/s") && drawn.contains("H200"),
+        "roof source missing"
+    );
     // an H100 simulation is another device of the same cache
-    let o = tune(&["--gpu", "h100", "--sim", "--shapes", sh, "--cache", sim_c, "--quiet"]);
+    let o = tune(&[
+        "--gpu", "h100", "--sim", "--shapes", sh, "--cache", sim_c, "--quiet",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let names: std::collections::BTreeSet<String> =
         rows(&sim_db).into_iter().map(|r| r.device.name).collect();
@@ -563,17 +577,28 @@ fn sim_h200_is_its_own_device_and_real_caches_keep_simulated_rows_out() {
     real.device.name = "NVIDIA H200".into();
     Cache::open(&real_db).unwrap().record_result(&real).unwrap();
     let real_c = real_db.to_str().unwrap();
-    let o = tune(&["--gpu", "h200", "--sim", "--shapes", sh, "--cache", real_c, "--quiet"]);
+    let o = tune(&[
+        "--gpu", "h200", "--sim", "--shapes", sh, "--cache", real_c, "--quiet",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("holds measurements of real GPUs (NVIDIA H200)") && t.contains("--mix-simulated"),
+        t.contains("holds measurements of real GPUs (NVIDIA H200)")
+            && t.contains("--mix-simulated"),
         "{t}"
     );
     assert_eq!(rows(&real_db).len(), 1, "nothing was written");
     // ... unless asked
     let o = tune(&[
-        "--gpu", "h200", "--sim", "--shapes", sh, "--cache", real_c, "--quiet", "--mix-simulated",
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        sh,
+        "--cache",
+        real_c,
+        "--quiet",
+        "--mix-simulated",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(rows(&real_db).len() > 1);

@@ -170,14 +170,12 @@ impl RooflineFigure {
         }
         let common = common.join(" ");
         // the roof of the device's model (an H200 is not an H100), else its target's reference
-        let model = device
-            .arch
-            .parse::<Target>()
-            .ok()
-            .map(|t| match GpuModel::from_device_name(&device.name) {
+        let model = device.arch.parse::<Target>().ok().map(|t| {
+            match GpuModel::from_device_name(&device.name) {
                 Some(m) if m.target() == t => m,
                 _ => GpuModel::reference_of(t),
-            });
+            }
+        });
         let roof = model.map(|m| {
             let caps = m.caps();
             Roof {
