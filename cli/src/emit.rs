@@ -3,7 +3,7 @@
 use crate::problem_args::ProblemArgs;
 use crate::usage::usage;
 use tessera_device::cuda;
-use tessera_device::hipcc::HipToolchain;
+use tessera_device::hipcc::compile_amd;
 use tessera_dsl::{Target, Template, Vendor};
 
 #[derive(clap::Args)]
@@ -78,10 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         }
         Vendor::Amd => {
-            let tools = HipToolchain::discover()?;
-            let r = tools.compile(&src.source, &src.name, target)?;
+            let (tool, r) = compile_amd(&src.source, &src.name, target)?;
             format!(
-                "{} VGPRs, {} AGPRs, {} SGPRs, spills {} VGPR / {} SGPR, scratch {} bytes/lane, {} bytes LDS ({} dynamic + {} static), occupancy {} waves/SIMD, hipcc in {:.2} s",
+                "{} VGPRs, {} AGPRs, {} SGPRs, spills {} VGPR / {} SGPR, scratch {} bytes/lane, {} bytes LDS ({} dynamic + {} static), occupancy {} waves/SIMD, {tool} in {:.2} s",
                 opt(r.vgprs),
                 opt(r.agprs),
                 opt(r.sgprs),

@@ -443,6 +443,24 @@ impl ClangHip {
     }
 }
 
+/// The AMD compiler that serves `target` on this machine: hipcc (code objects) for gfx90a, and
+/// clang-19 with the ROCm device libraries (assembly: Debian's hipcc 5.2 predates gfx942) for
+/// gfx942. Its name and the report.
+pub fn compile_amd(
+    source: &str,
+    kernel: &str,
+    target: Target,
+) -> Result<(&'static str, HipReport), DeviceError> {
+    match target {
+        Target::Gfx942 => ClangHip::discover()?
+            .compile(source, kernel, target)
+            .map(|r| ("clang-19", r)),
+        _ => HipToolchain::discover()?
+            .compile(source, kernel, target)
+            .map(|r| ("hipcc", r)),
+    }
+}
+
 /// Symbols that AMDGPU assembly refers to (`sym@rel32@lo`, `sym@gotpcrel32@lo`, ...) but never
 /// defines as a label, sorted and deduplicated.
 pub fn undefined_symbols(asm: &str) -> Vec<String> {

@@ -14,7 +14,7 @@ use crate::workload::Workload;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use tessera_device::cuda::nvrtc_compile_cached;
-use tessera_device::hipcc::HipToolchain;
+use tessera_device::hipcc::compile_amd;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceError};
 use tessera_dsl::{Problem, Target, Vendor};
@@ -209,9 +209,8 @@ fn compile_job(
             &[],
         )
         .map(|(r, _)| (r.usage.registers, r.usage.spill_bytes(), r.seconds)),
-        Vendor::Amd => HipToolchain::discover()
-            .and_then(|h| h.compile(&c.source.source, &name, target))
-            .map(|r| {
+        Vendor::Amd => compile_amd(&c.source.source, &name, target)
+            .map(|(_, r)| {
                 let spills = r.vgpr_spills.unwrap_or(0)
                     + r.sgpr_spills.unwrap_or(0)
                     + r.scratch_bytes.unwrap_or(0);
