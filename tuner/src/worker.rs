@@ -209,13 +209,12 @@ fn compile_job(
             &[],
         )
         .map(|(r, _)| (r.usage.registers, r.usage.spill_bytes(), r.seconds)),
-        Vendor::Amd => compile_amd(&c.source.source, &name, target)
-            .map(|(_, r)| {
-                let spills = r.vgpr_spills.unwrap_or(0)
-                    + r.sgpr_spills.unwrap_or(0)
-                    + r.scratch_bytes.unwrap_or(0);
-                (r.vgprs, Some(spills), r.seconds)
-            }),
+        Vendor::Amd => compile_amd(&c.source.source, &name, target).map(|(_, r)| {
+            let spills = r.vgpr_spills.unwrap_or(0)
+                + r.sgpr_spills.unwrap_or(0)
+                + r.scratch_bytes.unwrap_or(0);
+            (r.vgprs, Some(spills), r.seconds)
+        }),
     };
     match result {
         Ok((registers, spill_bytes, seconds)) => Reply {
