@@ -388,30 +388,37 @@ fn compile_only_builds_every_candidate_for_the_named_gpu() {
 
 #[test]
 fn compile_only_for_mi250_uses_hipcc() {
-    if tessera_device::hipcc::HipToolchain::discover().is_err() {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_HIPCC").is_none(),
-            "TESSERA_REQUIRE_HIPCC is set but hipcc is missing"
-        );
-        eprintln!("skipped: no hipcc");
-        return;
+    let found = tessera_device::hipcc::HipToolchain::discover().is_ok();
+    if toolchain_present(found, "TESSERA_REQUIRE_HIPCC", "hipcc") {
+        compile_only_for_amd("mi250", "gfx90a");
     }
-    compile_only_for_amd("mi250", "gfx90a");
 }
 
 /// Debian's hipcc predates gfx942: MI300 candidates go through clang-19 and the ROCm device
 /// libraries (assembly, with the same resource report).
 #[test]
 fn compile_only_for_mi300_uses_clang_19() {
-    if tessera_device::hipcc::ClangHip::discover().is_err() {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_GFX942").is_none(),
-            "TESSERA_REQUIRE_GFX942 is set but clang-19 or the ROCm device libraries are missing"
-        );
-        eprintln!("skipped: no clang-19");
-        return;
+    let found = tessera_device::hipcc::ClangHip::discover().is_ok();
+    if toolchain_present(
+        found,
+        "TESSERA_REQUIRE_GFX942",
+        "clang-19 and the ROCm device libraries",
+    ) {
+        compile_only_for_amd("mi300", "gfx942");
     }
-    compile_only_for_amd("mi300", "gfx942");
+}
+
+/// Whether a test can use a toolchain: a missing one skips the test, unless `require` is set
+/// (as CI sets it), where it fails.
+fn toolchain_present(found: bool, require: &str, what: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but {what} is missing"
+        );
+        eprintln!("skipped: no {what}");
+    }
+    found
 }
 
 /// `tune --compile-only` for an AMD GPU: every candidate of one BERT GEMM compiles, none
