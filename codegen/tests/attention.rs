@@ -5,7 +5,8 @@ use tessera_codegen::{emit, CodegenError};
 use tessera_dsl::ir::abi;
 use tessera_dsl::template::variant_for;
 use tessera_dsl::{
-    AttentionProblem, Config, DType, KernelBuilder, KernelIr, Mask, OpKind, Problem, Target,
+    AttentionPipeline, AttentionProblem, AttentionTile, Config, DType, KernelBuilder, KernelIr,
+    Mask, OpKind, Problem, Target,
 };
 
 /// (block_q, block_kv, warps, stages)
@@ -76,7 +77,7 @@ const TARGETS: [Target; 3] = [Target::Sm80, Target::Sm90a, Target::Gfx90a];
 
 #[test]
 fn emits_every_config_deterministically_with_the_abi() {
-    let mut emitted = 0;
+    let (mut emitted, mut hopper) = (0, 0);
     for target in TARGETS {
         for p in space() {
             for hd in [64, 128] {
@@ -93,11 +94,27 @@ fn emits_every_config_deterministically_with_the_abi() {
                         assert_eq!(a, b, "{} is not deterministic", ir.name);
                         assert_eq!(a.tile_m, p.0);
                         let ws = if target == Target::Gfx90a { 64 } else { 32 };
-                        assert_eq!(a.threads, p.2 * ws);
-                        let params: Vec<&str> = abi(OpKind::Attention, &ir.variant)
+                        let mut params: Vec<&str> = abi(OpKind::Attention, &ir.variant)
                             .iter()
                             .map(|x| x.name())
                             .collect();
+                        let tile = AttentionTile {
+                            block_q: p.0,
+                            block_kv: p.1,
+                            head_dim: hd as u32,
+                            warps: p.2,
+                            stages: p.3,
+                        };
+                        match AttentionPipeline::select(target, &tile, &ir.variant) {
+                            AttentionPipeline::Warpspecialized(plan) => {
+                                // a producer warpgroup beside the consumers; Q, K, V maps
+                                assert_eq!(a.threads, plan.threads());
+                                assert_eq!(a.threads, (p.2 / 4 + 1) * 128);
+                                params.extend(["tmap_q", "tmap_k", "tmap_v"]);
+                                hopper += 1;
+                            }
+                            AttentionPipeline::Multistage => assert_eq!(a.threads, p.2 * ws),
+                        }
                         let head = a.source.split(&format!("{}(", ir.name)).nth(1).unwrap();
                         let list = head.split(')').next().unwrap();
                         let got: Vec<&str> = list
@@ -112,6 +129,10 @@ fn emits_every_config_deterministically_with_the_abi() {
         }
     }
     assert!(emitted >= 200, "only {emitted} kernels emitted");
+    assert!(
+        hopper >= 40,
+        "only {hopper} sm_90a kernels on the wgmma pipeline"
+    );
 }
 
 fn source(p: Point, hd: u64, mask: Mask, dt: DType, target: Target) -> String {
@@ -164,7 +185,7 @@ fn cuda_structure_matches_the_tile_math() {
         128,
         Mask::Padding,
         DType::BF16,
-        Target::Sm90a,
+        Target::Sm80,
     );
     assert!(bf.contains("tsr_mma_bf16(") && !bf.contains("tsr_mma_f16(f_"));
     assert!(bf.contains("tsr_pack_bf16x2("));
@@ -186,9 +207,15 @@ fn causal_block_skipping_only_with_the_causal_mask() {
         assert!(c.contains("kv_end = min(kv_end, q0 + 128);"), "{target}");
         assert!(c.contains("> qi) "), "{target}: causal element test");
         // warps skip key blocks past their queries only where P stays in registers (no
-        // block-wide barrier inside the warp's work)
+        // block-wide barrier inside the warp's work); on sm_90a whole consumer warpgroups do
         let warp_skip = c.contains("if (kv0 <= q0 + wr0 + 15)");
-        assert_eq!(warp_skip, target != Target::Gfx90a, "{target}: warp skip");
+        assert_eq!(warp_skip, target == Target::Sm80, "{target}: warp skip");
+        let group_skip = c.contains("if (kv0 <= q0 + cw * 64 + 63)");
+        assert_eq!(
+            group_skip,
+            target == Target::Sm90a,
+            "{target}: warpgroup skip"
+        );
         // with key blocks as long as the query block no block lies past a warp's queries
         let square = source((64, 64, 4, 2), 64, Mask::Causal, DType::F16, target);
         assert!(!square.contains("if (kv0 <= q0 + wr0"), "{target}");
@@ -198,6 +225,51 @@ fn causal_block_skipping_only_with_the_causal_mask() {
             assert!(!n.contains("> qi"), "{target} {mask}");
         }
     }
+}
+
+#[test]
+fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
+    // 2 consumer warpgroups of 64 rows, 128-key blocks, head_dim 128 in two 64-wide panels
+    let s = source(
+        (128, 128, 8, 2),
+        128,
+        Mask::Causal,
+        DType::F16,
+        Target::Sm90a,
+    );
+    assert!(s.contains("setmaxnreg.dec.sync.aligned.u32 24"));
+    assert!(s.contains("setmaxnreg.inc.sync.aligned.u32 240"));
+    // Q once (2 panels), K and V per stage (2 panels each), each on its own barrier
+    assert_eq!(s.matches("&tmap_q,").count(), 2);
+    assert_eq!(s.matches("&tmap_k,").count(), 2);
+    assert_eq!(s.matches("&tmap_v,").count(), 2);
+    assert!(s.contains("tsr_mbar_expect_tx(q_full, 32768);"));
+    assert!(s.contains("tsr_mbar_expect_tx(k_full + stage * 8, 32768);"));
+    // S: head_dim/16 SS wgmmas 128 wide; O: block_kv/16 RS wgmmas head_dim wide, V N-major
+    assert!(s.contains("for (int kk = 0; kk < 8; ++kk)"));
+    assert!(s.contains("tsr_wgmma_m64n128(s_acc, da, db);"));
+    assert!(s.contains("tsr_wgmma_rs_m64n128(o_acc, pa[kk], dv);"));
+    assert!(s.contains(", p, 1, 1, 1; }"), "imm-trans-b = 1 for V");
+    assert!(s.contains("tsr_pack_f16x2(s_acc[8 * kk + 2], s_acc[8 * kk + 3])"));
+    assert!(s.contains("tsr_mbar_init(empty + s * 8, 2);"));
+    // the vendor-neutral mask, softmax and store are shared with the multistage kernel
+    assert!(s.contains("kv_end = min(kv_end, q0 + 128);"));
+    assert!(s.contains("__shfl_xor_sync(0xffffffffu, mx[r], 2)"));
+    let body = s.split("__launch_bounds__").nth(1).expect("kernel");
+    assert!(!body.contains("cp_async") && !body.contains("ldmatrix") && !body.contains("tsr_mma_"));
+    let k = emit(
+        &build(&config((128, 128, 8, 2), 128, Mask::Causal, DType::F16)),
+        Target::Sm90a,
+    )
+    .unwrap();
+    assert_eq!(k.tensor_maps.len(), 3);
+    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 56 + 1024);
+    // head_dim 32: one 32-wide panel, 64-byte swizzle, bf16
+    let b = source((64, 64, 4, 3), 32, Mask::None, DType::BF16, Target::Sm90a);
+    assert!(b.contains("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"));
+    assert!(b.contains("setmaxnreg.inc.sync.aligned.u32 232"));
+    assert_eq!(b.matches("&tmap_k,").count(), 1);
+    assert!(b.contains("swizzle 64 B"));
 }
 
 #[test]

@@ -282,7 +282,8 @@ pub struct ResolvedTensorMap {
 }
 
 /// Resolve a module's tensor maps against a launch's (already ABI-checked) arguments; the
-/// batch count is the grid's z extent. A map that cannot describe the arguments (a null or
+/// batch count is the grid's y × z extent (GEMM: y is 1, z the batches; attention: heads ×
+/// batch). A map that cannot describe the arguments (a null or
 /// misaligned tensor, a stride TMA cannot take) is a `Launch` error naming the kernel, which
 /// the tuner records as that candidate's rejection. A view argument's map starts at the view:
 /// its offset must be 16-byte aligned (TMA's rule for a global address) and the map must fit
@@ -326,7 +327,10 @@ pub fn resolve_tensor_maps(
                 )));
             }
             let geometry = map
-                .resolve(&value, u64::from(launch.grid[2]))
+                .resolve(
+                    &value,
+                    u64::from(launch.grid[1]) * u64::from(launch.grid[2]),
+                )
                 .map_err(|e| fail(e.to_string()))?;
             let last = geometry.strides[1] * (geometry.dims[2] - 1)
                 + geometry.strides[0] * (geometry.dims[1] - 1)

@@ -26,6 +26,7 @@ pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;
 pub use layout::Layout;
+pub use pipeline::attention::{AttentionPipeline, AttentionTile, AttentionWarpgroupPlan};
 pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
     head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,
@@ -35,7 +36,7 @@ pub use space::{Config, ParamSpace, Variant};
 pub use template::{
     find, registry, BuildError, DTypeRules, Reject, RejectKind, Template, TemplateEntry,
 };
-pub use tensor_map::{Swizzle, TensorMapArg, TensorMapError, TensorMapGeometry};
+pub use tensor_map::{Extent, Swizzle, TensorMapArg, TensorMapError, TensorMapGeometry};
 pub use tessera_macros::gpu_template;
 /// The op table (operands, scalars, extents per op), shared with the macro.
 pub use tessera_ops as ops;

@@ -58,6 +58,39 @@ impl Swizzle {
     }
 }
 
+/// A launch quantity a tensor map is built from: an integer ABI argument, a constant fixed at
+/// code generation (a head size), or an argument times a constant (a head's elements,
+/// `seq_kv × head_dim`). A string converts to [`Extent::Arg`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Extent {
+    Arg(String),
+    Const(u64),
+    Scaled(String, u64),
+}
+
+impl From<&str> for Extent {
+    fn from(arg: &str) -> Extent {
+        Extent::Arg(arg.to_string())
+    }
+}
+
+impl Extent {
+    /// The value for one launch; `value(name)` returns an integer argument's value.
+    fn value(&self, value: &dyn Fn(&str) -> Option<i64>) -> Result<u64, String> {
+        let get = |arg: &str| -> Result<u64, String> {
+            let v = value(arg).ok_or_else(|| format!("no integer argument `{arg}`"))?;
+            u64::try_from(v).map_err(|_| format!("`{arg}` is negative ({v})"))
+        };
+        match self {
+            Extent::Arg(a) => get(a),
+            Extent::Const(c) => Ok(*c),
+            Extent::Scaled(a, c) => get(a)?
+                .checked_mul(*c)
+                .ok_or_else(|| format!("`{a}` × {c} overflows")),
+        }
+    }
+}
+
 /// How to build one tensor map from a launch: a 3-D view `[batch][lines][inner]` of the ABI
 /// tensor `tensor`, copied in boxes of `box_lines × box_inner` elements.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,14 +100,15 @@ pub struct TensorMapArg {
     /// The ABI pointer argument the map points into.
     pub tensor: String,
     pub dtype: DType,
-    /// The ABI i32 argument giving the contiguous extent (elements).
-    pub inner: String,
-    /// The ABI i32 argument giving the number of lines.
-    pub lines: String,
-    /// The ABI i64 argument giving the elements between lines.
-    pub line_stride: String,
-    /// The ABI i64 argument giving the elements between batches (grid z).
-    pub batch_stride: String,
+    /// The contiguous extent (elements).
+    pub inner: Extent,
+    /// The number of lines.
+    pub lines: Extent,
+    /// The elements between lines.
+    pub line_stride: Extent,
+    /// The elements between batches (the grid's y × z blocks: GEMM batches, or attention's
+    /// batch × heads).
+    pub batch_stride: Extent,
     pub box_inner: u32,
     pub box_lines: u32,
     pub swizzle: Swizzle,
@@ -122,10 +156,7 @@ impl TensorMapArg {
             tensor: self.tensor.clone(),
             reason,
         };
-        let get = |arg: &str| -> Result<u64, TensorMapError> {
-            let v = value(arg).ok_or_else(|| fail(format!("no integer argument `{arg}`")))?;
-            u64::try_from(v).map_err(|_| fail(format!("`{arg}` is negative ({v})")))
-        };
+        let get = |e: &Extent| e.value(value).map_err(&fail);
         let elem = u64::from(self.dtype.size_bytes());
         let (inner, lines) = (get(&self.inner)?, get(&self.lines)?);
         let line_stride = get(&self.line_stride)? * elem;

@@ -32,18 +32,35 @@ pub mod attention {
         epilogue acc -> o;
     }
 
-    use tessera_dsl::{Config, DeviceCaps, Problem, Reject, RejectKind, Template};
+    use tessera_dsl::{
+        AttentionPipeline, AttentionTile, Config, DeviceCaps, Problem, Reject, RejectKind, Template,
+    };
 
     /// f32 accumulators (scores and output) one thread may hold: with operands, addresses and
     /// softmax statistics on top, more than this overflows ~160 registers and spills.
     pub const MAX_ACC_PER_THREAD: u32 = 160;
 
     /// Reject configs whose score and output fragments need more than
-    /// [`MAX_ACC_PER_THREAD`] f32 registers per thread on this device's warp size.
+    /// [`MAX_ACC_PER_THREAD`] f32 registers per thread on this device's warp size. A config
+    /// the sm_90a TMA + wgmma pipeline serves has passed that pipeline's own register and
+    /// shared-memory budgets instead.
     fn check(config: &Config, _problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let ir = TEMPLATE
             .build(config)
             .map_err(|e| Reject::new(RejectKind::Unsupported, e.to_string()))?;
+        let u = |n: &str| u32::try_from(config.get(n).unwrap_or(0)).unwrap_or(0);
+        let tile = AttentionTile {
+            block_q: u("block_q"),
+            block_kv: u("block_kv"),
+            head_dim: ir.variant.extent,
+            warps: u("warps"),
+            stages: u("stages"),
+        };
+        if let AttentionPipeline::Warpspecialized(_) =
+            AttentionPipeline::select(caps.target, &tile, &config.variant)
+        {
+            return Ok(());
+        }
         // Wavefront-64 targets (MFMA) re-layout P through LDS: one padded block_q × block_kv
         // tile of 16-bit probabilities beside the Q, K and V tiles.
         if caps.warp_size == 64 {

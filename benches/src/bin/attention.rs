@@ -2,15 +2,20 @@
 //! B8 H16 S2048 D64 and B4 H16 S4096 D128, causal and not; best of the whole space, each
 //! candidate verified (against the f64 reference on sampled query rows) before it is timed.
 //!
+//! Each candidate is labelled with the mainloop the attention dispatch policy gives it on this
+//! device (`multistage`: `mma.sync` FlashAttention-2 style; `wgmma`: the sm_90a TMA + wgmma
+//! warp-specialized one), and the best of each is reported: the first rung of the ladder.
+//!
 //! Usage: `attention OUT.json`; `scripts/gpu-run.sh attention` runs it beside
 //! `F.scaled_dot_product_attention`.
 
 use anyhow::Context;
 use serde_json::json;
+use std::collections::HashMap;
 use tessera_benches::{time_candidates, Search};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
-use tessera_dsl::{AttentionProblem, Mask, Problem};
+use tessera_dsl::{AttentionPipeline, AttentionProblem, AttentionTile, Mask, Problem, Template};
 use tessera_tuner::measure::TimingPlan;
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +43,15 @@ fn main() -> anyhow::Result<()> {
             let p = Problem::Attention(a);
             let measured = time_candidates(&device, t, &p, plan, Search::WholeSpace)?;
             let best = &measured[0];
+            let pipelines = pipelines(t, &p, device.caps().target);
+            let pipeline = |kernel: &str| pipelines.get(kernel).copied().unwrap_or("unknown");
+            let mut ladder = serde_json::Map::new();
+            for m in &measured {
+                ladder.entry(pipeline(&m.kernel)).or_insert_with(|| {
+                    json!({"kernel": m.kernel, "median_ms": m.median_ms,
+                                              "tflops": p.flops() / (m.median_ms * 1e-3) / 1e12})
+                });
+            }
             let tflops = p.flops() / (best.median_ms * 1e-3) / 1e12;
             eprintln!(
                 "{p}: {} {:.4} ms {:.1} TFLOP/s ({} candidates)",
@@ -50,12 +64,43 @@ fn main() -> anyhow::Result<()> {
                              "dtype": "f16", "flops": p.flops(), "best_kernel": best.kernel,
                              "median_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
                              "tflops": tflops, "rel_err": best.rel_err, "registers": best.registers,
+                             "pipeline": pipeline(&best.kernel), "best_per_pipeline": ladder,
                              "candidates": measured.len(),
-                             "all": measured.iter().map(|m| m.json()).collect::<Vec<_>>()}));
+                             "all": measured.iter().map(|m| {
+                                 let mut j = m.json();
+                                 j["pipeline"] = json!(pipeline(&m.kernel));
+                                 j
+                             }).collect::<Vec<_>>()}));
         }
     }
     let doc = json!({"benchmark": "attention", "side": "tessera", "device": info,
                      "timing": {"warmup": plan.warmup, "iters": plan.iters, "l2_flush": plan.l2_flush}, "results": rows});
     std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
     Ok(())
+}
+
+/// Kernel name → the mainloop the dispatch policy gives that config on `target`.
+fn pipelines(
+    t: &'static dyn Template,
+    p: &Problem,
+    target: tessera_dsl::Target,
+) -> HashMap<String, &'static str> {
+    let mut out = HashMap::new();
+    for v in t.space().enumerate() {
+        let Ok(c) = t.config(&v, p) else { continue };
+        let u = |n: &str| u32::try_from(c.get(n).unwrap_or(0)).unwrap_or(0);
+        let tile = AttentionTile {
+            block_q: u("block_q"),
+            block_kv: u("block_kv"),
+            head_dim: c.variant.extent,
+            warps: u("warps"),
+            stages: u("stages"),
+        };
+        let name = match AttentionPipeline::select(target, &tile, &c.variant) {
+            AttentionPipeline::Warpspecialized(_) => "wgmma",
+            AttentionPipeline::Multistage => "multistage",
+        };
+        out.insert(c.kernel_name(), name);
+    }
+    out
 }

@@ -21,7 +21,10 @@
 //! changes only the output's base and row stride.
 //!
 //! Everything vendor-specific (MMA, fragment layouts, row reductions, P's route) is behind
-//! [`Dialect`]; this file never asks which vendor it writes for.
+//! [`Dialect`]; this file never asks which vendor it writes for. Where the attention dispatch
+//! policy ([`AttentionPipeline`]) picks the warp-specialized TMA + `wgmma` mainloop (sm_90a),
+//! [`crate::hopper::attention`] writes the kernel, with this file's block origin, masking,
+//! online softmax and store.
 
 pub mod plan;
 
@@ -31,7 +34,7 @@ use crate::source::Source;
 use crate::CodegenError;
 use plan::{AttnPlan, AttnShape};
 use tessera_dsl::ir::{abi, SharedTile};
-use tessera_dsl::{AttentionLayout, KernelIr, Mask};
+use tessera_dsl::{AttentionLayout, AttentionPipeline, AttentionTile, KernelIr, Mask};
 
 /// Byte alignment of each region inside the dynamic shared-memory block.
 const SMEM_ALIGN: u32 = 128;
@@ -75,6 +78,18 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             ir.variant.layout
         ))
     })?;
+    let tile = AttentionTile {
+        block_q: sh.block_q,
+        block_kv: sh.block_kv,
+        head_dim: sh.head_dim,
+        warps: sh.s.warps_m,
+        stages: sh.stages,
+    };
+    if let AttentionPipeline::Warpspecialized(plan) =
+        AttentionPipeline::select(d.target(), &tile, &ir.variant)
+    {
+        return crate::hopper::attention::emit(ir, d, &sh, &plan, layout);
+    }
     let p = plan::plan(&sh, d)?;
     let threads = sh.s.warps_m * d.warp_size();
     let (q_off, k_off, v_off, p_off, smem_bytes) = smem_layout(&sh, d, &p);
@@ -107,32 +122,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int lane = tid % {};", d.warp_size()));
     w.line(format!("const int warp = tid / {};", d.warp_size()));
     w.line(format!("const int wr0 = warp * {};", p.s.wm));
-    w.line(format!("const int q0 = blockIdx.x * {bq};"));
-    w.line("const int b = blockIdx.z;");
-    w.line("const long long bh = (long long)b * heads + blockIdx.y;");
-    w.line(format!("q += bh * seq_q * {hd};"));
-    match layout {
-        AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
-        AttentionLayout::Bshd => {
-            w.line("// O is token-major [batch, seq_q, heads, head_dim]");
-            w.line(format!(
-                "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
-            ))
-        }
-    }
-    w.line(format!("k += bh * seq_kv * {hd};"));
-    w.line(format!("v += bh * seq_kv * {hd};"));
-    w.line("// keys >= kv_end take no part for any query of this block");
-    w.line("int kv_end = seq_kv;");
-    match ir.variant.mask {
-        Mask::Padding => w.line("kv_end = min(kv_end, kv_lens[b]);"),
-        Mask::Causal => w.line(format!("kv_end = min(kv_end, q0 + {bq});")),
-        _ => {}
-    }
-    w.line(format!(
-        "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
-    ));
-    w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+    emit_block_origin(&mut w, ir.variant.mask, layout, bq, bkv, hd);
     for (t, off) in [(sh.sq, q_off), (sh.sk, k_off), (sh.sv, v_off)] {
         w.line(format!(
             "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
@@ -253,6 +243,46 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     })
 }
 
+/// The block's place in the problem, shared by every attention pipeline: `q0` (first query),
+/// `b`, `bh` (batch × heads index), Q/K/V/O moved to this (batch, head), `kv_end` (keys at or
+/// past it take no part for any query of the block), `kv_blocks` and `sl2` (the scale in the
+/// log2 domain).
+pub(crate) fn emit_block_origin(
+    w: &mut Source,
+    mask: Mask,
+    layout: AttentionLayout,
+    bq: u32,
+    bkv: u32,
+    hd: u32,
+) {
+    w.line(format!("const int q0 = blockIdx.x * {bq};"));
+    w.line("const int b = blockIdx.z;");
+    w.line("const long long bh = (long long)b * heads + blockIdx.y;");
+    w.line(format!("q += bh * seq_q * {hd};"));
+    match layout {
+        AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
+        AttentionLayout::Bshd => {
+            w.line("// O is token-major [batch, seq_q, heads, head_dim]");
+            w.line(format!(
+                "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
+            ))
+        }
+    }
+    w.line(format!("k += bh * seq_kv * {hd};"));
+    w.line(format!("v += bh * seq_kv * {hd};"));
+    w.line("// keys >= kv_end take no part for any query of this block");
+    w.line("int kv_end = seq_kv;");
+    match mask {
+        Mask::Padding => w.line("kv_end = min(kv_end, kv_lens[b]);"),
+        Mask::Causal => w.line(format!("kv_end = min(kv_end, q0 + {bq});")),
+        _ => {}
+    }
+    w.line(format!(
+        "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
+    ));
+    w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+}
+
 /// Copy `lines` rows of `head_dim` elements from global `src` (rows `row0 + r`) into the shared
 /// tile at `dst`, 16 bytes per copy; rows at or past `limit` are zero-filled, never read.
 #[allow(clippy::too_many_arguments)]
@@ -305,7 +335,7 @@ fn emit_copy(
 }
 
 /// Scale, mask (edge blocks only) and the online-softmax update of one key block.
-fn emit_mask_and_softmax(
+pub(crate) fn emit_mask_and_softmax(
     w: &mut Source,
     d: &dyn Dialect,
     p: &AttnPlan,
@@ -388,7 +418,7 @@ fn emit_mask_and_softmax(
 }
 
 /// Reduce `l` over each row's threads, divide O by it and store rows `< seq_q`.
-fn emit_normalize_and_store(
+pub(crate) fn emit_normalize_and_store(
     w: &mut Source,
     d: &dyn Dialect,
     p: &AttnPlan,

@@ -46,6 +46,15 @@ impl SmemDescriptor {
         SmemDescriptor { start: 0, swizzle }.encode()
     }
 
+    /// Everything but the start address of an N-major (transposed) B operand: lines of
+    /// `swizzle.span()` bytes hold consecutive N (for attention's V: head-dim elements of one
+    /// key), K advances by lines. The leading byte offset is the stride between N panels
+    /// (`panel_bytes`, used when N spans more than one swizzle span), the stride byte offset
+    /// one 8-line core matrix along K.
+    pub fn n_major_high_bits(swizzle: Swizzle, panel_bytes: u32) -> u64 {
+        field(panel_bytes) << 16 | field(swizzle.atom_bytes()) << 32 | mode(swizzle) << 62
+    }
+
     pub fn encode(self) -> u64 {
         field(self.start)
             | field(Self::LEADING_BYTES) << 16
@@ -82,6 +91,19 @@ mod tests {
         .encode();
         assert_eq!((d64 >> 32) & 0x3FFF, 32, "SBO 512 bytes");
         assert_eq!(d64 >> 62, 2);
+    }
+
+    #[test]
+    fn n_major_bits() {
+        // V stage of 128 keys × 128 head-dim: two 64-wide panels of 128 lines × 128 bytes
+        let v = SmemDescriptor::n_major_high_bits(Swizzle::B128, 128 * 128);
+        assert_eq!((v >> 16) & 0x3FFF, 1024, "LBO: one panel, 16 KiB");
+        assert_eq!((v >> 32) & 0x3FFF, 64, "SBO: 8 lines of 128 bytes");
+        assert_eq!(v >> 62, 1);
+        assert_eq!(v & 0x3FFF, 0, "no start address");
+        let v = SmemDescriptor::n_major_high_bits(Swizzle::B64, 64 * 64);
+        assert_eq!((v >> 32) & 0x3FFF, 32, "SBO: 8 lines of 64 bytes");
+        assert_eq!(v >> 62, 2);
     }
 
     proptest! {

@@ -6,6 +6,7 @@
 //! compiles it. It depends on the vendor-neutral parts of codegen (the epilogue, the tile
 //! rasterisation) and never on the AMD dialect.
 
+pub mod attention;
 pub mod descriptor;
 pub mod gemm;
 
@@ -50,16 +51,59 @@ pub(crate) fn prelude(w: &mut Source, input: DType, shapes: &[u32]) {
     }
 }
 
+/// The Hopper prelude plus the wgmma functions of attention: `S = Q·Kᵀ` (both operands from
+/// shared memory, N = `block_kv`) and `O += P·V` (P from registers, V N-major, N = `head_dim`).
+pub(crate) fn attention_prelude(w: &mut Source, input: DType, block_kv: u32, head_dim: u32) {
+    w.lines(PRELUDE);
+    wgmma_fn(w, input, block_kv);
+    wgmma_rs_fn(w, input, head_dim);
+}
+
+/// The accumulator operands `"+f"(d[0]), ...` of an `n`-wide wgmma, eight a line.
+fn accumulator_operands(w: &mut Source, n: u32) {
+    let outs: Vec<String> = (0..n / 2).map(|i| format!("\"+f\"(d[{i}])")).collect();
+    let rows: Vec<String> = outs.chunks(8).map(|c| c.join(", ")).collect();
+    w.lines(&format!("    : {}", rows.join(",\n      ")));
+}
+
+fn ptx_type(input: DType) -> &'static str {
+    match input {
+        DType::BF16 => "bf16",
+        _ => "f16",
+    }
+}
+
+/// `tsr_wgmma_rs_m64n{n}(d, a, desc_b)`: D (n/2 f32 per thread) += A·B, A 64×16 from four
+/// 16-bit-pair registers per thread (the m64k16 A fragment), B 16×n from shared memory,
+/// N-major (`imm-trans-b` = 1).
+fn wgmma_rs_fn(w: &mut Source, input: DType, n: u32) {
+    let ty = ptx_type(input);
+    let regs = n / 2;
+    let list: Vec<String> = (0..regs).map(|i| format!("%{i}")).collect();
+    w.line(format!(
+        "static __device__ __forceinline__ void tsr_wgmma_rs_m64n{n}(float (&d)[{regs}], const unsigned (&a)[4], unsigned long long db) {{"
+    ));
+    w.line(format!(
+        "  asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %{}, 0; wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{}}}, {{%{}, %{}, %{}, %{}}}, %{}, p, 1, 1, 1; }}\"",
+        regs + 5,
+        list.join(", "),
+        regs,
+        regs + 1,
+        regs + 2,
+        regs + 3,
+        regs + 4
+    ));
+    accumulator_operands(w, n);
+    w.line("    : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(db), \"r\"(1));");
+    w.line("}");
+}
+
 /// `tsr_wgmma_m64n{n}(d, desc_a, desc_b)`: D (n/2 f32 per thread) += A·B, A 64×16 and B 16×n
 /// from shared memory, both K-major.
 fn wgmma_fn(w: &mut Source, input: DType, n: u32) {
-    let ty = match input {
-        DType::BF16 => "bf16",
-        _ => "f16",
-    };
+    let ty = ptx_type(input);
     let regs = n / 2;
     let list: Vec<String> = (0..regs).map(|i| format!("%{i}")).collect();
-    let outs: Vec<String> = (0..regs).map(|i| format!("\"+f\"(d[{i}])")).collect();
     w.line(format!(
         "static __device__ __forceinline__ void tsr_wgmma_m64n{n}(float (&d)[{regs}], unsigned long long da, unsigned long long db) {{"
     ));
@@ -70,8 +114,7 @@ fn wgmma_fn(w: &mut Source, input: DType, n: u32) {
         regs,
         regs + 1
     ));
-    let rows: Vec<String> = outs.chunks(8).map(|c| c.join(", ")).collect();
-    w.lines(&format!("    : {}", rows.join(",\n      ")));
+    accumulator_operands(w, n);
     w.line("    : \"l\"(da), \"l\"(db), \"r\"(1));");
     w.line("}");
 }

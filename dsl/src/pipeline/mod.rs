@@ -1,3 +1,6 @@
+//! The dispatch policies: which mainloop pipeline and MMA lowering a kernel gets on a target.
+//! The GEMM's is here; attention's is in [`attention`].
+//!
 //! The GEMM dispatch policy: which mainloop pipeline and MMA lowering a kernel gets on a
 //! target (CUTLASS-style: the kernel and its epilogue stay the same, the policy picks the
 //! mainloop).
@@ -15,6 +18,8 @@
 //! The policy lives here, beside the IR, because two crates need the same answer: codegen
 //! (which mainloop to emit) and the GEMM template's validation (which resource rules apply).
 //! Pure arithmetic: no code generation, no device.
+
+pub mod attention;
 
 use crate::{Store, Swizzle, Target, Variant};
 

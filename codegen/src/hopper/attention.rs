@@ -1,0 +1,420 @@
+//! The sm_90a attention mainloop: warp-specialized TMA + `wgmma`, FlashAttention-3 style.
+//!
+//! Warpgroup 0 produces: after `setmaxnreg.dec`, one thread loads the block's Q tile once, then
+//! walks the key blocks, waiting for a free stage (`empty`), and copies K and V into it with
+//! TMA, each on its own `full` barrier so the scores can start before V lands. Tiles are stored
+//! as column panels of `rows × panel` head-dim elements (one swizzled line per row, one TMA box
+//! per panel); rows past the tensor's end arrive as zeros.
+//!
+//! Warpgroups 1.. consume, 64 query rows each: after `setmaxnreg.inc`, per key block
+//! 1. `S = Q·Kᵀ`: `head_dim / 16` `wgmma.m64n{block_kv}k16`, both operands through K-major
+//!    descriptors;
+//! 2. mask, online softmax and the rescale of O: the vendor-neutral code of
+//!    [`crate::attention`], since a warp's share of a wgmma accumulator (16 rows) has exactly
+//!    the `mma.sync` m16n8 accumulator layout;
+//! 3. `O += P·V`: P converted to 16-bit pairs in registers, which are the wgmma A fragments
+//!    (the RS form), V through an N-major descriptor (`imm-trans-b`);
+//! 4. the stage goes back to the producer.
+//!
+//! With a causal mask a consumer whose 64 rows all precede a key block skips its math (it
+//! still takes part in the ring). The store is the shared one, straight from registers.
+
+use super::descriptor::SmemDescriptor;
+use crate::attention::plan::{AttnPlan, AttnShape};
+use crate::attention::{emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store};
+use crate::dialect::{Dialect, MmaPlan, SmemOperand};
+use crate::kernel::{abi_params, KernelSource, TileSchedule};
+use crate::source::Source;
+use crate::CodegenError;
+use tessera_dsl::ir::abi;
+use tessera_dsl::pipeline::attention::{register_split, ROWS_PER_CONSUMER};
+use tessera_dsl::{
+    AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, Mask, TensorMapArg,
+};
+
+/// The tensor maps of Q (`block_q × panel` boxes) and K, V (`block_kv × panel` boxes), each a
+/// 3-D view `[batch × heads][seq][head_dim]`.
+fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan) -> Vec<TensorMapArg> {
+    let hd = u64::from(plan.head_dim);
+    let map = |name: &str, tensor: &str, seq: &str, box_lines: u32| TensorMapArg {
+        name: name.into(),
+        tensor: tensor.into(),
+        dtype: input,
+        inner: Extent::Const(hd),
+        lines: seq.into(),
+        line_stride: Extent::Const(hd),
+        batch_stride: Extent::Scaled(seq.into(), hd),
+        box_inner: plan.panel,
+        box_lines,
+        swizzle: plan.swizzle,
+    };
+    vec![
+        map("tmap_q", "q", "seq_q", plan.block_q),
+        map("tmap_k", "k", "seq_kv", plan.block_kv),
+        map("tmap_v", "v", "seq_kv", plan.block_kv),
+    ]
+}
+
+/// A warp's share of a consumer's accumulators as the dialect's warp-tile plan (16 rows of the
+/// warpgroup's 64, all columns), so the shared mask, softmax and store code walks it.
+fn warp_plans(sh: &AttnShape, d: &dyn Dialect) -> Result<AttnPlan, CodegenError> {
+    let atom = d.atom(sh.sq.dtype)?;
+    let unused = || SmemOperand {
+        ptr: String::new(),
+        stride: 0,
+        layout: Layout::Row,
+    };
+    let warp_tile = |wn: u32, tile_k: u32, acc: String| MmaPlan {
+        input: sh.sq.dtype,
+        atom,
+        wm: 16,
+        wn,
+        tile_k,
+        warp_row: "wr0".into(),
+        warp_col: "0".into(),
+        a: unused(),
+        b: unused(),
+        acc,
+    };
+    if atom.m != 16 || atom.n != 8 {
+        return Err(CodegenError::Unsupported(format!(
+            "the wgmma accumulator layout is the m16n8 one; {} has a {}x{} atom",
+            d.target(),
+            atom.m,
+            atom.n
+        )));
+    }
+    Ok(AttnPlan {
+        s: warp_tile(sh.block_kv, sh.head_dim, format!("f_{}", sh.s.name)),
+        o: warp_tile(sh.head_dim, sh.block_kv, format!("f_{}", sh.acc.name)),
+        q_resident: false,
+    })
+}
+
+pub fn emit(
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    sh: &AttnShape,
+    plan: &AttentionWarpgroupPlan,
+    layout: AttentionLayout,
+) -> Result<KernelSource, CodegenError> {
+    let p = warp_plans(sh, d)?;
+    let threads = plan.threads();
+    let maps = tensor_maps(ir.variant.input, plan);
+    let mut w = Source::new();
+    d.prelude(&mut w);
+    super::attention_prelude(&mut w, ir.variant.input, plan.block_kv, plan.head_dim);
+    w.line("");
+    w.line(format!(
+        "// {} for {}: {} queries x {}-key blocks, head_dim {}, TMA + wgmma, 1 producer + {} consumer warpgroups, {} stages, mask {}",
+        ir.name,
+        d.target(),
+        plan.block_q,
+        plan.block_kv,
+        plan.head_dim,
+        plan.consumers,
+        plan.stages,
+        ir.variant.mask
+    ));
+    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    let mut params = abi_params(d, &abi(ir.op, &ir.variant));
+    for m in &maps {
+        params.push_str(&format!(
+            ",\n    const __grid_constant__ tsr_tmap {}",
+            m.name
+        ));
+    }
+    w.lines(&params);
+    w.open(")");
+    emit_body(&mut w, ir, d, plan, &p, layout)?;
+    w.close("");
+    Ok(KernelSource {
+        name: ir.name.clone(),
+        target: d.target(),
+        source: w.finish(),
+        threads,
+        smem_bytes: plan.smem_bytes(),
+        tile_m: plan.block_q,
+        tile_n: plan.head_dim,
+        tensor_maps: maps,
+        schedule: TileSchedule::PerBlock,
+    })
+}
+
+/// `stage`/`phase` to the next slot of the ring.
+fn advance(w: &mut Source, stages: u32) {
+    w.line(format!(
+        "if (++stage == {stages}) {{ stage = 0; phase ^= 1; }}"
+    ));
+}
+
+fn emit_body(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    plan: &AttentionWarpgroupPlan,
+    p: &AttnPlan,
+    layout: AttentionLayout,
+) -> Result<(), CodegenError> {
+    let (bq, bkv, hd, stages) = (plan.block_q, plan.block_kv, plan.head_dim, plan.stages);
+    let (q_bytes, kv_bytes) = (plan.q_bytes(), plan.kv_bytes());
+    let (line, panel) = (plan.line_bytes(), plan.panel);
+    let panels = hd / panel;
+    let atom = plan.swizzle.atom_bytes();
+    let (consumer_regs, producer_regs) = register_split(plan.consumers).ok_or_else(|| {
+        CodegenError::Unsupported(format!("{} consumer warpgroups", plan.consumers))
+    })?;
+    w.line("extern __shared__ __align__(1024) unsigned char smem[];");
+    w.line("const int tid = threadIdx.x;");
+    w.line("const int wg = tid / 128;");
+    emit_block_origin(w, ir.variant.mask, layout, bq, bkv, hd);
+    w.line("const int bh32 = (int)bh;");
+    w.line(format!(
+        "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
+        plan.swizzle.span()
+    ));
+    w.line(format!(
+        "const unsigned s_q = (tsr_smem_addr(smem) + {}) & ~{}u;",
+        atom - 1,
+        atom - 1
+    ));
+    w.line(format!("const unsigned s_k = s_q + {q_bytes};"));
+    w.line(format!("const unsigned s_v = s_k + {};", stages * kv_bytes));
+    w.line(format!(
+        "const unsigned q_full = s_v + {};",
+        stages * kv_bytes
+    ));
+    w.line("const unsigned k_full = q_full + 8; // per stage");
+    w.line(format!(
+        "const unsigned v_full = k_full + {}; // per stage",
+        stages * 8
+    ));
+    w.line(format!(
+        "const unsigned empty = v_full + {}; // per stage",
+        stages * 8
+    ));
+    w.open("if (tid == 0)");
+    w.line("tsr_mbar_init(q_full, 1);");
+    w.open(format!("for (int s = 0; s < {stages}; ++s)"));
+    w.line("tsr_mbar_init(k_full + s * 8, 1);");
+    w.line("tsr_mbar_init(v_full + s * 8, 1);");
+    w.line(format!("tsr_mbar_init(empty + s * 8, {});", plan.consumers));
+    w.close("");
+    w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
+    w.close("");
+    w.line("__syncthreads();");
+    w.open("if (wg == 0)");
+    w.line(format!(
+        "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
+    ));
+    w.line("// producer: one thread loads Q, then fills the K/V ring");
+    w.open("if (tid == 0)");
+    w.line(format!("tsr_mbar_expect_tx(q_full, {q_bytes});"));
+    for pn in 0..panels {
+        w.line(format!(
+            "tsr_tma_load(s_q + {}, &tmap_q, {}, q0, bh32, q_full);",
+            pn * bq * line,
+            pn * panel
+        ));
+    }
+    w.line("int stage = 0, phase = 0;");
+    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
+    w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
+    for (tensor, base, full) in [("k", "s_k", "k_full"), ("v", "s_v", "v_full")] {
+        w.line(format!(
+            "tsr_mbar_expect_tx({full} + stage * 8, {kv_bytes});"
+        ));
+        for pn in 0..panels {
+            w.line(format!(
+                "tsr_tma_load({base} + stage * {kv_bytes} + {}, &tmap_{tensor}, {}, kt * {bkv}, bh32, {full} + stage * 8);",
+                pn * bkv * line,
+                pn * panel
+            ));
+        }
+    }
+    advance(w, stages);
+    w.close("");
+    w.close("");
+    w.close("");
+    w.open("else");
+    w.line(format!(
+        "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
+    ));
+    emit_consumer(w, ir, d, plan, p, layout)?;
+    w.close("");
+    Ok(())
+}
+
+fn emit_consumer(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    plan: &AttentionWarpgroupPlan,
+    p: &AttnPlan,
+    layout: AttentionLayout,
+) -> Result<(), CodegenError> {
+    let (bq, bkv, hd, stages) = (plan.block_q, plan.block_kv, plan.head_dim, plan.stages);
+    let kv_bytes = plan.kv_bytes();
+    let (line, panel) = (plan.line_bytes(), plan.panel);
+    let steps_per_panel = panel / 16;
+    let rows = ROWS_PER_CONSUMER;
+    let pack = match ir.variant.input {
+        DType::BF16 => "tsr_pack_bf16x2",
+        _ => "tsr_pack_f16x2",
+    };
+    w.line(format!(
+        "// consumer warpgroup: {rows} query rows; warp wq owns 16 of them"
+    ));
+    w.line("const int cw = wg - 1;");
+    w.line("const int lane = tid % 32;");
+    w.line("const int wq = (tid / 32) % 4;");
+    w.line(format!("const int wr0 = cw * {rows} + wq * 16;"));
+    w.line(format!(
+        "const unsigned long long desc_k = 0x{:016x}ull; // K-major, SBO {} B, swizzle {} B",
+        SmemDescriptor::high_bits(plan.swizzle),
+        plan.swizzle.atom_bytes(),
+        plan.swizzle.span()
+    ));
+    w.line(format!(
+        "const unsigned long long desc_v = 0x{:016x}ull; // N-major, panels {} B apart",
+        SmemDescriptor::n_major_high_bits(plan.swizzle, bkv * line),
+        bkv * line
+    ));
+    d.declare_acc(w, &p.s);
+    d.declare_acc(w, &p.o);
+    w.line("// a warp's 16 rows of a wgmma accumulator are its m16n8 tiles, in order");
+    w.line(format!(
+        "float (&s_acc)[{}] = *reinterpret_cast<float (*)[{}]>(&{}[0][0][0]);",
+        bkv / 2,
+        bkv / 2,
+        p.s.acc
+    ));
+    w.line(format!(
+        "float (&o_acc)[{}] = *reinterpret_cast<float (*)[{}]>(&{}[0][0][0]);",
+        hd / 2,
+        hd / 2,
+        p.o.acc
+    ));
+    let (slots, _) = d.acc_row_slots(&p.s);
+    w.line(format!(
+        "// online-softmax state of this thread's {slots} rows (log2 domain)"
+    ));
+    w.line(format!("float row_m[{slots}], row_l[{slots}];"));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int r = 0; r < {slots}; ++r) {{ row_m[r] = tsr_neg_inf(); row_l[r] = 0.f; }}"
+    ));
+    w.line(format!("const unsigned q_wg = s_q + cw * {};", rows * line));
+    w.line("tsr_mbar_wait(q_full, 0);");
+    w.line("int stage = 0, phase = 0;");
+    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
+    w.line(format!("const int kv0 = kt * {bkv};"));
+    w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
+    let causal = ir.variant.mask == Mask::Causal;
+    if causal {
+        w.line("// causal: a key block entirely after this warpgroup's rows adds nothing");
+        w.open(format!("if (kv0 <= q0 + cw * {rows} + {})", rows - 1));
+    }
+    w.line(format!("// S = Q K^T ({rows} x {bkv} per warpgroup)"));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int j = 0; j < {}; ++j) s_acc[j] = 0.f;",
+        bkv / 2
+    ));
+    w.line(format!(
+        "const unsigned k_stage = s_k + stage * {kv_bytes};"
+    ));
+    w.line("tsr_wgmma_fence();");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", hd / 16));
+    w.line(format!(
+        "const unsigned pn = kk / {steps_per_panel}, k32 = (kk % {steps_per_panel}) * 32;"
+    ));
+    w.line(format!(
+        "const unsigned long long da = desc_k | (((q_wg + pn * {} + k32) & 0x3FFFF) >> 4);",
+        bq * line
+    ));
+    w.line(format!(
+        "const unsigned long long db = desc_k | (((k_stage + pn * {} + k32) & 0x3FFFF) >> 4);",
+        bkv * line
+    ));
+    w.line(format!("tsr_wgmma_m64n{bkv}(s_acc, da, db);"));
+    w.close("");
+    w.line("tsr_wgmma_commit();");
+    w.line("tsr_wgmma_wait<0>();");
+    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
+    w.line("// P as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
+    w.line(format!("unsigned pa[{}][4];", bkv / 16));
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
+    w.line(format!(
+        "pa[kk][0] = {pack}(s_acc[8 * kk + 0], s_acc[8 * kk + 1]);"
+    ));
+    w.line(format!(
+        "pa[kk][1] = {pack}(s_acc[8 * kk + 2], s_acc[8 * kk + 3]);"
+    ));
+    w.line(format!(
+        "pa[kk][2] = {pack}(s_acc[8 * kk + 4], s_acc[8 * kk + 5]);"
+    ));
+    w.line(format!(
+        "pa[kk][3] = {pack}(s_acc[8 * kk + 6], s_acc[8 * kk + 7]);"
+    ));
+    w.close("");
+    w.line(format!("// O += P V ({rows} x {hd} per warpgroup)"));
+    w.line("tsr_mbar_wait(v_full + stage * 8, phase);");
+    w.line(format!(
+        "const unsigned v_stage = s_v + stage * {kv_bytes};"
+    ));
+    w.line("tsr_wgmma_fence();");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
+    w.line(format!(
+        "const unsigned long long dv = desc_v | (((v_stage + kk * {}) & 0x3FFFF) >> 4);",
+        16 * line
+    ));
+    w.line(format!("tsr_wgmma_rs_m64n{hd}(o_acc, pa[kk], dv);"));
+    w.close("");
+    w.line("tsr_wgmma_commit();");
+    w.line("tsr_wgmma_wait<0>();");
+    if causal {
+        w.close("");
+    }
+    w.line("// this warpgroup is done with the stage");
+    w.line("if (tid % 128 == 0) tsr_mbar_arrive(empty + stage * 8);");
+    advance(w, stages);
+    w.close("");
+    emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_dsl::Swizzle;
+
+    fn plan(block_kv: u32, head_dim: u32) -> AttentionWarpgroupPlan {
+        let panel = head_dim.min(64);
+        AttentionWarpgroupPlan {
+            consumers: 2,
+            block_q: 128,
+            block_kv,
+            head_dim,
+            stages: 2,
+            swizzle: Swizzle::for_line_bytes(panel * 2).unwrap(),
+            panel,
+        }
+    }
+
+    /// One TMA box per panel fills a stage exactly: the bytes each `expect_tx` announces.
+    #[test]
+    fn boxes_fill_the_tiles() {
+        for (bkv, hd) in [(64, 32), (128, 64), (128, 128), (64, 128)] {
+            let p = plan(bkv, hd);
+            let maps = tensor_maps(DType::F16, &p);
+            let panels = hd / p.panel;
+            assert_eq!(maps[0].box_bytes() * panels, p.q_bytes());
+            assert_eq!(maps[1].box_bytes() * panels, p.kv_bytes());
+            assert_eq!(maps[2].box_bytes() * panels, p.kv_bytes());
+            assert!(maps.iter().all(|m| m.box_inner * 2 == p.swizzle.span()));
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The attention dispatch policy: which mainloop a fused-attention kernel gets on a target.
+//!
+//! - [`AttentionPipeline::Multistage`]: every warp copies Q, K and V with per-thread
+//!   asynchronous copies into padded shared tiles and runs warp-level MMAs (`mma.sync`, MFMA),
+//!   FlashAttention-2 style. Every target.
+//! - [`AttentionPipeline::Warpspecialized`]: sm_90a only, FlashAttention-3 style. A producer
+//!   warpgroup loads Q once and K/V per key block with TMA into an mbarrier ring; each consumer
+//!   warpgroup owns 64 query rows, computes `S = Q·Kᵀ` with `wgmma` from shared memory, the
+//!   online softmax in registers, and `O += P·V` with P taken from registers (the RS form of
+//!   `wgmma`, V read N-major through its descriptor).
+//!
+//! A config the Hopper pipeline cannot serve keeps the multistage one, which runs on sm_90a too;
+//! [`AttentionPipeline::hopper_plan`] says why. Pure arithmetic: no code generation, no device.
+
+use crate::{Mask, Swizzle, Target, Variant};
+
+/// The attention geometry the policy looks at (from the template's config and the problem's
+/// head size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionTile {
+    pub block_q: u32,
+    pub block_kv: u32,
+    pub head_dim: u32,
+    pub warps: u32,
+    pub stages: u32,
+}
+
+/// The geometry of the warp-specialized attention kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionWarpgroupPlan {
+    /// Consumer warpgroups, 64 query rows each; one more warpgroup produces.
+    pub consumers: u32,
+    pub block_q: u32,
+    pub block_kv: u32,
+    pub head_dim: u32,
+    pub stages: u32,
+    /// Swizzle of every shared tile: one line holds one panel row.
+    pub swizzle: Swizzle,
+    /// Head-dim elements per panel: tiles are stored as `head_dim / panel` column panels of
+    /// `rows × panel` elements, each one TMA box (a box line may not exceed the swizzle span).
+    pub panel: u32,
+}
+
+/// Query rows one consumer warpgroup owns (the M of `wgmma`).
+pub const ROWS_PER_CONSUMER: u32 = 64;
+/// Registers one consumer thread may spend on S, O and P (of the 240 it gets with two
+/// consumers, the rest going to addresses and softmax state).
+const MAX_STATE_REGS: u32 = 176;
+/// Shared memory a block may use on sm_90a.
+const SMEM_LIMIT: u32 = 227 * 1024;
+
+impl AttentionWarpgroupPlan {
+    pub fn threads(&self) -> u32 {
+        128 * (self.consumers + 1)
+    }
+
+    /// Bytes of one panel line (the swizzle span).
+    pub fn line_bytes(&self) -> u32 {
+        self.panel * 2
+    }
+
+    /// Bytes of the Q tile.
+    pub fn q_bytes(&self) -> u32 {
+        self.block_q * self.head_dim * 2
+    }
+
+    /// Bytes of one K (or V) stage.
+    pub fn kv_bytes(&self) -> u32 {
+        self.block_kv * self.head_dim * 2
+    }
+
+    /// Registers per consumer thread for S and O (f32) and P (two 16-bit values a register).
+    pub fn state_regs(&self) -> u32 {
+        let rows = ROWS_PER_CONSUMER;
+        (rows * self.block_kv + rows * self.head_dim) / 128 + rows * self.block_kv / 256
+    }
+
+    /// Dynamic shared memory: Q, the K and V stages, the barriers (Q full; K full, V full and
+    /// empty per stage) and slack to align the base to the swizzle atom at run time.
+    pub fn smem_bytes(&self) -> u32 {
+        self.q_bytes()
+            + 2 * self.stages * self.kv_bytes()
+            + 8 * (1 + 3 * self.stages)
+            + self.swizzle.atom_bytes()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPipeline {
+    Multistage,
+    Warpspecialized(AttentionWarpgroupPlan),
+}
+
+impl AttentionPipeline {
+    /// The policy: the Hopper pipeline wherever it applies on sm_90a, else the multistage one.
+    pub fn select(target: Target, tile: &AttentionTile, variant: &Variant) -> AttentionPipeline {
+        match target {
+            Target::Sm90a => match Self::hopper_plan(tile, variant) {
+                Ok(plan) => AttentionPipeline::Warpspecialized(plan),
+                Err(_) => AttentionPipeline::Multistage,
+            },
+            Target::Sm80 | Target::Gfx90a | Target::Gfx942 => AttentionPipeline::Multistage,
+        }
+    }
+
+    /// The warp-specialized plan of an attention kernel, or why it has none.
+    pub fn hopper_plan(
+        tile: &AttentionTile,
+        variant: &Variant,
+    ) -> Result<AttentionWarpgroupPlan, String> {
+        if variant.input.size_bytes() != 2 || variant.output != variant.input {
+            return Err(format!(
+                "wgmma attention takes 16-bit inputs and stores O in the same dtype ({} -> {})",
+                variant.input, variant.output
+            ));
+        }
+        if variant.mask == Mask::Additive {
+            return Err("an additive mask has no TMA path".into());
+        }
+        if tile.warps % 4 != 0 || tile.block_q != tile.warps * 16 {
+            return Err(format!(
+                "{} warps for {} query rows: each consumer warpgroup owns {ROWS_PER_CONSUMER} rows",
+                tile.warps, tile.block_q
+            ));
+        }
+        let consumers = tile.warps / 4;
+        let (consumer_regs, _) = register_split(consumers)
+            .ok_or_else(|| format!("{consumers} consumer warpgroups (1 to 3)"))?;
+        let hd = tile.head_dim;
+        if hd == 0 || hd % 16 != 0 || hd > 256 {
+            return Err(format!("head_dim {hd} is not a multiple of 16 up to 256"));
+        }
+        if tile.block_kv == 0 || tile.block_kv % 16 != 0 || tile.block_kv > 256 {
+            return Err(format!(
+                "block_kv {} is not a multiple of 16 up to 256",
+                tile.block_kv
+            ));
+        }
+        if tile.stages < 2 {
+            return Err("the K/V ring needs at least 2 stages".into());
+        }
+        let panel = [64, 32, 16].into_iter().find(|p| hd % p == 0).unwrap_or(16);
+        let swizzle = Swizzle::for_line_bytes(panel * 2)
+            .ok_or_else(|| format!("head_dim {hd} has no swizzled panel"))?;
+        let plan = AttentionWarpgroupPlan {
+            consumers,
+            block_q: tile.block_q,
+            block_kv: tile.block_kv,
+            head_dim: hd,
+            stages: tile.stages,
+            swizzle,
+            panel,
+        };
+        let budget = MAX_STATE_REGS.min(consumer_regs - 64);
+        if plan.state_regs() > budget {
+            return Err(format!(
+                "S, O and P need {} registers per consumer thread (at most {budget})",
+                plan.state_regs()
+            ));
+        }
+        let smem = plan.smem_bytes();
+        if smem > SMEM_LIMIT {
+            return Err(format!("{smem} bytes of shared memory"));
+        }
+        Ok(plan)
+    }
+}
+
+/// Registers a producer thread keeps and a consumer thread gets, for `consumers` consumer
+/// warpgroups (Σ threads · registers ≤ 64K), or `None` for an unsupported count.
+pub fn register_split(consumers: u32) -> Option<(u32, u32)> {
+    match consumers {
+        1 => Some((232, 40)),
+        2 => Some((240, 24)),
+        3 => Some((160, 24)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+    use proptest::prelude::*;
+
+    fn variant(mask: Mask) -> Variant {
+        Variant {
+            input: DType::F16,
+            acc: DType::F32,
+            output: DType::F16,
+            layout: "bhsd".into(),
+            epilogue: vec![],
+            align: 8,
+            store: Default::default(),
+            extent: 64,
+            mask,
+        }
+    }
+
+    fn tile(block_q: u32, block_kv: u32, head_dim: u32, warps: u32, stages: u32) -> AttentionTile {
+        AttentionTile {
+            block_q,
+            block_kv,
+            head_dim,
+            warps,
+            stages,
+        }
+    }
+
+    #[test]
+    fn hopper_serves_one_warpgroup_per_64_rows() {
+        let v = variant(Mask::Causal);
+        let AttentionPipeline::Warpspecialized(p) =
+            AttentionPipeline::select(Target::Sm90a, &tile(128, 128, 128, 8, 2), &v)
+        else {
+            panic!("no Hopper plan");
+        };
+        assert_eq!((p.consumers, p.panel, p.swizzle), (2, 64, Swizzle::B128));
+        assert_eq!(p.threads(), 384);
+        // 32 KiB of Q, 2 × 2 × 32 KiB of K/V, 7 barriers, 1 KiB of alignment slack
+        assert_eq!(p.smem_bytes(), 32768 + 131072 + 56 + 1024);
+        // 64 S + 64 O + 32 P
+        assert_eq!(p.state_regs(), 160);
+        let hd32 = AttentionPipeline::hopper_plan(&tile(64, 64, 32, 4, 3), &v).unwrap();
+        assert_eq!((hd32.panel, hd32.swizzle), (32, Swizzle::B64));
+        // other targets, and geometries the pipeline has no shape for, stay multistage
+        for (target, t) in [
+            (Target::Sm80, tile(128, 128, 64, 8, 2)),
+            (Target::Sm90a, tile(128, 64, 64, 4, 2)),
+            (Target::Sm90a, tile(64, 32, 64, 8, 2)),
+            (Target::Sm90a, tile(128, 64, 64, 8, 1)),
+        ] {
+            assert_eq!(
+                AttentionPipeline::select(target, &t, &v),
+                AttentionPipeline::Multistage,
+                "{t:?}"
+            );
+        }
+        let e = AttentionPipeline::hopper_plan(&tile(128, 256, 128, 8, 2), &v).unwrap_err();
+        assert!(e.contains("registers per consumer thread"), "{e}");
+        let e =
+            AttentionPipeline::hopper_plan(&tile(128, 128, 128, 8, 3), &variant(Mask::Additive))
+                .unwrap_err();
+        assert!(e.contains("additive"), "{e}");
+    }
+
+    proptest! {
+        /// Every plan the policy hands out fits the register and shared-memory budgets, has
+        /// whole panels and a thread count the register split covers.
+        #[test]
+        fn plans_fit_their_budgets(
+            bq in prop::sample::select(vec![64u32, 128, 192, 256]),
+            bkv in (1u32..=16).prop_map(|x| x * 16),
+            hd in prop::sample::select(vec![32u32, 64, 96, 128, 256]),
+            warps in prop::sample::select(vec![4u32, 8, 12, 16]),
+            stages in 1u32..=8,
+        ) {
+            if let Ok(p) = AttentionPipeline::hopper_plan(&tile(bq, bkv, hd, warps, stages), &variant(Mask::None)) {
+                prop_assert!(p.smem_bytes() <= SMEM_LIMIT);
+                prop_assert_eq!(p.head_dim % p.panel, 0);
+                prop_assert_eq!(p.line_bytes(), p.swizzle.span());
+                let (c, pr) = register_split(p.consumers).unwrap();
+                prop_assert!(128 * pr + 128 * p.consumers * c <= 65536);
+                prop_assert!(p.state_regs() + 64 <= c);
+                prop_assert_eq!(p.block_q, 64 * p.consumers);
+            }
+        }
+    }
+}
