@@ -207,15 +207,9 @@ fn causal_block_skipping_only_with_the_causal_mask() {
         assert!(c.contains("kv_end = min(kv_end, q0 + 128);"), "{target}");
         assert!(c.contains("> qi) "), "{target}: causal element test");
         // warps skip key blocks past their queries only where P stays in registers (no
-        // block-wide barrier inside the warp's work); on sm_90a whole consumer warpgroups do
+        // block-wide barrier inside the warp's work, no warpgroup-wide wgmma)
         let warp_skip = c.contains("if (kv0 <= q0 + wr0 + 15)");
         assert_eq!(warp_skip, target == Target::Sm80, "{target}: warp skip");
-        let group_skip = c.contains("if (kv0 <= q0 + cw * 64 + 63)");
-        assert_eq!(
-            group_skip,
-            target == Target::Sm90a,
-            "{target}: warpgroup skip"
-        );
         // with key blocks as long as the query block no block lies past a warp's queries
         let square = source((64, 64, 4, 2), 64, Mask::Causal, DType::F16, target);
         assert!(!square.contains("if (kv0 <= q0 + wr0"), "{target}");
@@ -252,6 +246,16 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     assert!(s.contains(", p, 1, 1, 1; }"), "imm-trans-b = 1 for V");
     assert!(s.contains("tsr_pack_f16x2(s_acc[8 * kk + 2], s_acc[8 * kk + 3])"));
     assert!(s.contains("tsr_mbar_init(empty + s * 8, 2);"));
+    // S of block kt is issued before P V of block kt - 1, whose P waits in registers
+    let (s_at, pv_at) = (
+        s.find("tsr_wgmma_m64n128(s_acc").unwrap(),
+        s.find("tsr_wgmma_rs_m64n128(o_acc").unwrap(),
+    );
+    assert!(s_at < pv_at);
+    assert!(s.contains("if (kt > 0) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();"));
+    // pingpong between the two consumers
+    assert!(s.contains("bar.sync %0, 256;"));
+    assert!(s.contains("if (cw == 1 && kv_blocks > 0) asm volatile(\"bar.arrive 1, 256;\""));
     // the vendor-neutral mask, softmax and store are shared with the multistage kernel
     assert!(s.contains("kv_end = min(kv_end, q0 + 128);"));
     assert!(s.contains("__shfl_xor_sync(0xffffffffu, mx[r], 2)"));
@@ -269,6 +273,10 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     assert!(b.contains("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"));
     assert!(b.contains("setmaxnreg.inc.sync.aligned.u32 232"));
     assert_eq!(b.matches("&tmap_k,").count(), 1);
+    assert!(
+        !b.contains("bar.sync %0, 256;"),
+        "one consumer: no pingpong"
+    );
     assert!(b.contains("swizzle 64 B"));
 }
 

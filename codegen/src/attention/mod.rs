@@ -220,6 +220,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("// S = Q K^T ({} x {bkv} per warp)", p.s.wm));
     d.attn_scores(&mut w, &p);
     emit_mask_and_softmax(&mut w, d, &p, ir.variant.mask, bkv)?;
+    emit_rescale_o(&mut w, d, &p);
     w.line(format!("// O += P V ({} x {hd} per warp)", p.o.wm));
     d.attn_pv(&mut w, &p);
     if warp_skip {
@@ -334,7 +335,8 @@ fn emit_copy(
     Ok(())
 }
 
-/// Scale, mask (edge blocks only) and the online-softmax update of one key block.
+/// Scale, mask (edge blocks only) and the online-softmax update of one key block: P in the
+/// score registers, `alpha` per row for [`emit_rescale_o`].
 pub(crate) fn emit_mask_and_softmax(
     w: &mut Source,
     d: &dyn Dialect,
@@ -407,6 +409,11 @@ pub(crate) fn emit_mask_and_softmax(
             w.line(format!("row_l[{slot}] += {reg};"));
         }
     });
+    Ok(())
+}
+
+/// Rescale O by `alpha = exp2(m_old − m_new)` of the last [`emit_mask_and_softmax`].
+pub(crate) fn emit_rescale_o(w: &mut Source, d: &dyn Dialect, p: &AttnPlan) {
     w.line("// rescale O by exp2(m_old - m_new)");
     let (_, oslot) = d.acc_row_slots(&p.o);
     d.for_each_acc(w, &p.o, &mut |w, g| {
@@ -414,7 +421,6 @@ pub(crate) fn emit_mask_and_softmax(
             w.line(format!("{reg} *= alpha[{oslot}];"));
         }
     });
-    Ok(())
 }
 
 /// Reduce `l` over each row's threads, divide O by it and store rows `< seq_q`.

@@ -6,22 +6,27 @@
 //! as column panels of `rows × panel` head-dim elements (one swizzled line per row, one TMA box
 //! per panel); rows past the tensor's end arrive as zeros.
 //!
-//! Warpgroups 1.. consume, 64 query rows each: after `setmaxnreg.inc`, per key block
-//! 1. `S = Q·Kᵀ`: `head_dim / 16` `wgmma.m64n{block_kv}k16`, both operands through K-major
-//!    descriptors;
-//! 2. mask, online softmax and the rescale of O: the vendor-neutral code of
-//!    [`crate::attention`], since a warp's share of a wgmma accumulator (16 rows) has exactly
-//!    the `mma.sync` m16n8 accumulator layout;
-//! 3. `O += P·V`: P converted to 16-bit pairs in registers, which are the wgmma A fragments
-//!    (the RS form), V through an N-major descriptor (`imm-trans-b`);
-//! 4. the stage goes back to the producer.
+//! Warpgroups 1.. consume, 64 query rows each: after `setmaxnreg.inc`, per key block `kt`
+//! 1. issue `S = Q·Kᵀ` for block `kt`: `head_dim / 16` `wgmma.m64n{block_kv}k16`, both
+//!    operands through K-major descriptors;
+//! 2. issue `O += P·V` for block `kt − 1` behind it: P (converted to 16-bit pairs in registers,
+//!    which are the wgmma A fragments: the RS form), V through an N-major descriptor
+//!    (`imm-trans-b`);
+//! 3. once S has landed, mask and online softmax of block `kt` while that `P·V` still runs
+//!    (intra-warpgroup overlap), using the vendor-neutral code of [`crate::attention`], since a
+//!    warp's share of a wgmma accumulator (16 rows) has exactly the `mma.sync` m16n8 layout;
+//! 4. once `P·V` is done, block `kt − 1`'s stage goes back to the producer, O is rescaled and
+//!    block `kt`'s P packed.
 //!
-//! With a causal mask a consumer whose 64 rows all precede a key block skips its math (it
-//! still takes part in the ring). The store is the shared one, straight from registers.
+//! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
+//! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
+//! the shared one, straight from registers.
 
 use super::descriptor::SmemDescriptor;
 use crate::attention::plan::{AttnPlan, AttnShape};
-use crate::attention::{emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store};
+use crate::attention::{
+    emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o,
+};
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
 use crate::kernel::{abi_params, KernelSource, TileSchedule};
 use crate::source::Source;
@@ -29,7 +34,7 @@ use crate::CodegenError;
 use tessera_dsl::ir::abi;
 use tessera_dsl::pipeline::attention::{register_split, ROWS_PER_CONSUMER};
 use tessera_dsl::{
-    AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, Mask, TensorMapArg,
+    AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, TensorMapArg,
 };
 
 /// The tensor maps of Q (`block_q × panel` boxes) and K, V (`block_kv × panel` boxes), each a
@@ -139,6 +144,27 @@ pub fn emit(
         tensor_maps: maps,
         schedule: TileSchedule::PerBlock,
     })
+}
+
+/// Issue `O += P·V` for the key block in ring slot `stage` (V N-major through its descriptor,
+/// P from `pa`), once V has landed; committed as one group, not waited for.
+fn emit_pv(w: &mut Source, plan: &AttentionWarpgroupPlan, stage: &str, phase: &str) {
+    let (bkv, hd) = (plan.block_kv, plan.head_dim);
+    w.line(format!("tsr_mbar_wait(v_full + {stage} * 8, {phase});"));
+    w.line(format!(
+        "const unsigned v_stage = s_v + {stage} * {};",
+        plan.kv_bytes()
+    ));
+    w.line("tsr_wgmma_fence();");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
+    w.line(format!(
+        "const unsigned long long dv = desc_v | (((v_stage + kk * {}) & 0x3FFFF) >> 4);",
+        16 * plan.line_bytes()
+    ));
+    w.line(format!("tsr_wgmma_rs_m64n{hd}(o_acc, pa[kk], dv);"));
+    w.close("");
+    w.line("tsr_wgmma_commit();");
 }
 
 /// `stage`/`phase` to the next slot of the ring.
@@ -305,17 +331,32 @@ fn emit_consumer(
         "for (int r = 0; r < {slots}; ++r) {{ row_m[r] = tsr_neg_inf(); row_l[r] = 0.f; }}"
     ));
     w.line(format!("const unsigned q_wg = s_q + cw * {};", rows * line));
+    w.line(format!(
+        "unsigned pa[{}][4]; // P of the previous key block: wgmma A fragments",
+        bkv / 16
+    ));
+    let pingpong = plan.consumers == 2;
+    if pingpong {
+        w.line(
+            "// pingpong: the two consumers issue their GEMMs in turn (named barriers 1 and 2),",
+        );
+        w.line("// so one's softmax runs while the other's GEMMs hold the tensor cores");
+        w.line(
+            "if (cw == 1 && kv_blocks > 0) asm volatile(\"bar.arrive 1, 256;\" ::: \"memory\");",
+        );
+    }
     w.line("tsr_mbar_wait(q_full, 0);");
-    w.line("int stage = 0, phase = 0;");
+    w.line("int stage = 0, phase = 0; // key block kt");
+    w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     w.line(format!("const int kv0 = kt * {bkv};"));
     w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
-    let causal = ir.variant.mask == Mask::Causal;
-    if causal {
-        w.line("// causal: a key block entirely after this warpgroup's rows adds nothing");
-        w.open(format!("if (kv0 <= q0 + cw * {rows} + {})", rows - 1));
+    if pingpong {
+        w.line("asm volatile(\"bar.sync %0, 256;\" :: \"r\"(1 + cw) : \"memory\");");
     }
-    w.line(format!("// S = Q K^T ({rows} x {bkv} per warpgroup)"));
+    w.line(format!(
+        "// issue S = Q K^T ({rows} x {bkv} per warpgroup) for block kt"
+    ));
     w.line("#pragma unroll");
     w.line(format!(
         "for (int j = 0; j < {}; ++j) s_acc[j] = 0.f;",
@@ -341,47 +382,40 @@ fn emit_consumer(
     w.line(format!("tsr_wgmma_m64n{bkv}(s_acc, da, db);"));
     w.close("");
     w.line("tsr_wgmma_commit();");
-    w.line("tsr_wgmma_wait<0>();");
-    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
-    w.line("// P as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
-    w.line(format!("unsigned pa[{}][4];", bkv / 16));
-    w.line("#pragma unroll");
-    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
-    w.line(format!(
-        "pa[kk][0] = {pack}(s_acc[8 * kk + 0], s_acc[8 * kk + 1]);"
-    ));
-    w.line(format!(
-        "pa[kk][1] = {pack}(s_acc[8 * kk + 2], s_acc[8 * kk + 3]);"
-    ));
-    w.line(format!(
-        "pa[kk][2] = {pack}(s_acc[8 * kk + 4], s_acc[8 * kk + 5]);"
-    ));
-    w.line(format!(
-        "pa[kk][3] = {pack}(s_acc[8 * kk + 6], s_acc[8 * kk + 7]);"
-    ));
+    w.line("// and O += P V for block kt - 1 behind it: its softmax-rescaled O is ready");
+    w.open("if (kt > 0)");
+    emit_pv(w, plan, "pstage", "pphase");
     w.close("");
-    w.line(format!("// O += P V ({rows} x {hd} per warpgroup)"));
-    w.line("tsr_mbar_wait(v_full + stage * 8, phase);");
-    w.line(format!(
-        "const unsigned v_stage = s_v + stage * {kv_bytes};"
-    ));
-    w.line("tsr_wgmma_fence();");
-    w.line("#pragma unroll");
-    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
-    w.line(format!(
-        "const unsigned long long dv = desc_v | (((v_stage + kk * {}) & 0x3FFFF) >> 4);",
-        16 * line
-    ));
-    w.line(format!("tsr_wgmma_rs_m64n{hd}(o_acc, pa[kk], dv);"));
-    w.close("");
-    w.line("tsr_wgmma_commit();");
-    w.line("tsr_wgmma_wait<0>();");
-    if causal {
-        w.close("");
+    if pingpong {
+        w.line("// the other consumer's turn (consumer 1 owes consumer 0 no turn after its last block)");
+        w.line("if (cw == 0 || kt + 1 < kv_blocks) asm volatile(\"bar.arrive %0, 256;\" :: \"r\"(2 - cw) : \"memory\");");
     }
-    w.line("// this warpgroup is done with the stage");
-    w.line("if (tid % 128 == 0) tsr_mbar_arrive(empty + stage * 8);");
+    w.line("// S has landed once at most the P V group is in flight");
+    w.line("if (kt > 0) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();");
+    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
+    w.line("tsr_wgmma_wait<0>();");
+    w.line("// block kt - 1 is done: its stage goes back to the producer");
+    w.line("if (kt > 0 && tid % 128 == 0) tsr_mbar_arrive(empty + pstage * 8);");
+    emit_rescale_o(w, d, p);
+    w.line("// P of block kt as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
+    for r in 0..4 {
+        w.line(format!(
+            "pa[kk][{r}] = {pack}(s_acc[8 * kk + {}], s_acc[8 * kk + {}]);",
+            2 * r,
+            2 * r + 1
+        ));
+    }
+    w.close("");
+    w.line("pstage = stage; pphase = phase;");
     advance(w, stages);
+    w.close("");
+    w.line("// the last block's O += P V");
+    w.open("if (kv_blocks > 0)");
+    emit_pv(w, plan, "pstage", "pphase");
+    w.line("tsr_wgmma_wait<0>();");
+    w.line("if (tid % 128 == 0) tsr_mbar_arrive(empty + pstage * 8);");
     w.close("");
     emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)
 }
