@@ -64,6 +64,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Vendor::Nvidia => {
             let r = cuda::nvrtc_compile(&src.source, &src.name, target, &[])?;
             let u = &r.usage;
+            // the compiler's warnings (ptxas: wgmma serialization, stack frames) belong to the
+            // resource report
+            let warnings: Vec<&str> = r
+                .log
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("warning") || l.contains("performance loss")
+                })
+                .collect();
+            for w in &warnings {
+                eprintln!("{w}");
+            }
             format!(
                 "{} registers, {} bytes spilled (stores {} / loads {}), {} bytes shared memory ({} dynamic + {} static), {} in {:.2} s",
                 opt(u.registers),

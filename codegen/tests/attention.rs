@@ -245,7 +245,8 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     assert!(s.contains("tsr_wgmma_rs_m64n128(o_acc, pa[kk], dv);"));
     assert!(s.contains(", p, 1, 1, 1; }"), "imm-trans-b = 1 for V");
     assert!(s.contains("tsr_pack_f16x2(s_acc[8 * kk + 2], s_acc[8 * kk + 3])"));
-    assert!(s.contains("tsr_mbar_init(empty + s * 8, 2);"));
+    assert!(s.contains("tsr_mbar_init(k_empty + s * 8, 2);"));
+    assert!(s.contains("tsr_mbar_init(v_empty + s * 8, 2);"));
     // S of block kt is issued before P V of block kt - 1, whose P waits in registers
     let (s_at, pv_at) = (
         s.find("tsr_wgmma_m64n128(s_acc").unwrap(),
@@ -267,7 +268,7 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     )
     .unwrap();
     assert_eq!(k.tensor_maps.len(), 3);
-    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 56 + 1024);
+    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 72 + 1024);
     // head_dim 32: one 32-wide panel, 64-byte swizzle, bf16
     let b = source((64, 64, 4, 3), 32, Mask::None, DType::BF16, Target::Sm90a);
     assert!(b.contains("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"));

@@ -1,8 +1,9 @@
 //! The sm_90a attention mainloop: warp-specialized TMA + `wgmma`, FlashAttention-3 style.
 //!
 //! Warpgroup 0 produces: after `setmaxnreg.dec`, one thread loads the block's Q tile once, then
-//! walks the key blocks, waiting for a free stage (`empty`), and copies K and V into it with
-//! TMA, each on its own `full` barrier so the scores can start before V lands. Tiles are stored
+//! walks the key blocks, copying K and V with TMA into the next stage, each on its own `full`
+//! and `empty` barriers: the scores can start before V lands, and a K stage is free again as
+//! soon as its scores are computed, so K runs a block ahead even with two stages. Tiles are stored
 //! as column panels of `rows × panel` head-dim elements (one swizzled line per row, one TMA box
 //! per panel); rows past the tensor's end arrive as zeros.
 //!
@@ -15,8 +16,8 @@
 //! 3. once S has landed, mask and online softmax of block `kt` while that `P·V` still runs
 //!    (intra-warpgroup overlap), using the vendor-neutral code of [`crate::attention`], since a
 //!    warp's share of a wgmma accumulator (16 rows) has exactly the `mma.sync` m16n8 layout;
-//! 4. once `P·V` is done, block `kt − 1`'s stage goes back to the producer, O is rescaled and
-//!    block `kt`'s P packed.
+//! 4. once `P·V` is done, block `kt − 1`'s V stage goes back to the producer (its K stage went
+//!    back when its scores landed), O is rescaled and block `kt`'s P packed.
 //!
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
@@ -216,7 +217,11 @@ fn emit_body(
         stages * 8
     ));
     w.line(format!(
-        "const unsigned empty = v_full + {}; // per stage",
+        "const unsigned k_empty = v_full + {}; // per stage",
+        stages * 8
+    ));
+    w.line(format!(
+        "const unsigned v_empty = k_empty + {}; // per stage",
         stages * 8
     ));
     w.open("if (tid == 0)");
@@ -224,7 +229,14 @@ fn emit_body(
     w.open(format!("for (int s = 0; s < {stages}; ++s)"));
     w.line("tsr_mbar_init(k_full + s * 8, 1);");
     w.line("tsr_mbar_init(v_full + s * 8, 1);");
-    w.line(format!("tsr_mbar_init(empty + s * 8, {});", plan.consumers));
+    w.line(format!(
+        "tsr_mbar_init(k_empty + s * 8, {});",
+        plan.consumers
+    ));
+    w.line(format!(
+        "tsr_mbar_init(v_empty + s * 8, {});",
+        plan.consumers
+    ));
     w.close("");
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
     w.close("");
@@ -245,8 +257,11 @@ fn emit_body(
     }
     w.line("int stage = 0, phase = 0;");
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
-    w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
-    for (tensor, base, full) in [("k", "s_k", "k_full"), ("v", "s_v", "v_full")] {
+    for (tensor, base, full, empty) in [
+        ("k", "s_k", "k_full", "k_empty"),
+        ("v", "s_v", "v_full", "v_empty"),
+    ] {
+        w.line(format!("tsr_mbar_wait({empty} + stage * 8, phase ^ 1);"));
         w.line(format!(
             "tsr_mbar_expect_tx({full} + stage * 8, {kv_bytes});"
         ));
@@ -386,16 +401,23 @@ fn emit_consumer(
     w.open("if (kt > 0)");
     emit_pv(w, plan, "pstage", "pphase");
     w.close("");
-    if pingpong {
-        w.line("// the other consumer's turn (consumer 1 owes consumer 0 no turn after its last block)");
-        w.line("if (cw == 0 || kt + 1 < kv_blocks) asm volatile(\"bar.arrive %0, 256;\" :: \"r\"(2 - cw) : \"memory\");");
-    }
     w.line("// S has landed once at most the P V group is in flight");
     w.line("if (kt > 0) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();");
+    w.line("// K of block kt is read: its stage may take the next K block");
+    w.line("if (tid % 128 == 0) tsr_mbar_arrive(k_empty + stage * 8);");
+    if pingpong {
+        w.line("// the other consumer's turn to issue (its GEMMs queue behind this one's P V); consumer 1");
+        w.line("// owes consumer 0 no turn after its last block. After the S wait, and predicated in PTX:");
+        w.line(
+            "// an arrive or a branch between issue and wait splits the wgmma pipeline stage and",
+        );
+        w.line("// ptxas serializes it");
+        w.line("asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %1, 0; @p bar.arrive %0, 256; }\" :: \"r\"(2 - cw), \"r\"((int)(cw == 0 || kt + 1 < kv_blocks)) : \"memory\");");
+    }
     emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
     w.line("tsr_wgmma_wait<0>();");
-    w.line("// block kt - 1 is done: its stage goes back to the producer");
-    w.line("if (kt > 0 && tid % 128 == 0) tsr_mbar_arrive(empty + pstage * 8);");
+    w.line("// P V of block kt - 1 is done: its V stage goes back to the producer");
+    w.line("if (kt > 0 && tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     emit_rescale_o(w, d, p);
     w.line("// P of block kt as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
     w.line("#pragma unroll");
@@ -415,7 +437,7 @@ fn emit_consumer(
     w.open("if (kv_blocks > 0)");
     emit_pv(w, plan, "pstage", "pphase");
     w.line("tsr_wgmma_wait<0>();");
-    w.line("if (tid % 128 == 0) tsr_mbar_arrive(empty + pstage * 8);");
+    w.line("if (tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     w.close("");
     emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)
 }
