@@ -313,6 +313,57 @@ mod tests {
         );
     }
 
+    const AXPY: &str = "#include <hip/hip_runtime.h>\n\
+        extern \"C\" __global__ void axpy(float a, const float* x, float* y, int n) {\n\
+            int i = blockIdx.x * blockDim.x + threadIdx.x;\n\
+            if (i < n) y[i] = a * x[i] + y[i];\n\
+        }\n";
+
+    /// hiprtc needs no GPU: where it loads (ROCm, or Debian's libamdhip64 5.2, which carries
+    /// it), a kernel compiles to an ELF code object for each AMD target hiprtc knows, a bad one
+    /// is a `Compile` error with hiprtc's log, and the module cache is hit the second time.
+    #[test]
+    fn hiprtc_compiles_code_objects_without_a_gpu() {
+        let Ok((rtc, library)) = api::rtc() else {
+            eprintln!("hiprtc not loadable here; skipped");
+            return;
+        };
+        let toolchain = toolchain().expect("hiprtc loaded, so it has a version");
+        eprintln!("{toolchain} from {library}");
+        let (r, outcome) = compile(None, AXPY, "axpy", Target::Gfx90a, &[]).unwrap();
+        assert_eq!(outcome, CacheOutcome::Disabled);
+        assert!(r.image.starts_with(b"\x7fELF"), "not an ELF code object");
+        assert_eq!(
+            (r.format, r.arch.as_str()),
+            (ImageFormat::CodeObject, "gfx90a")
+        );
+        assert_eq!(r.toolchain, toolchain);
+
+        let bad = AXPY.replace("y[i] = a", "y[i] = undeclared_name");
+        let e = compile_rtc(
+            rtc,
+            toolchain,
+            &bad,
+            "axpy",
+            Target::Gfx90a,
+            base_options(Target::Gfx90a).unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, DeviceError::Compile { kernel, log } if kernel == "axpy" && log.contains("undeclared_name")),
+            "{e}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("tessera-hiprtc-test-{}", std::process::id()));
+        let cache = ModuleCache::new(&dir);
+        let (first, miss) = compile(Some(&cache), AXPY, "axpy", Target::Gfx90a, &[]).unwrap();
+        let (second, hit) = compile(Some(&cache), AXPY, "axpy", Target::Gfx90a, &[]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((miss, hit), (CacheOutcome::Miss, CacheOutcome::Hit));
+        assert_eq!(first.image, second.image);
+        assert_eq!(second.format, ImageFormat::CodeObject);
+    }
+
     /// Whatever this machine has (hiprtc, hipcc, neither), the toolchain query is a name or a
     /// `NoCompiler` error, never a panic.
     #[test]
