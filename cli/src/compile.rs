@@ -4,7 +4,9 @@
 //! directory. Progress goes to stderr, the summary to stdout.
 
 use crate::settings::open_cache;
-use crate::tune::{check_simulated_mix, find_gpu, fingerprint, gpu_kind, origin_host, worker_spec};
+use crate::tune::{
+    check_simulated_mix, find_gpu, fingerprint, gpu_kind, origin_host, worker_device, worker_spec,
+};
 use crate::usage::usage;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -125,8 +127,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     } else {
         let info = find_gpu(&args.gpu, model)?;
-        let device = format!("cuda:{}", info.ordinal);
-        (info, model.caps(), device, Some(worker_spec("none")?))
+        let device = worker_device(&info);
+        (
+            info,
+            model.caps(),
+            device,
+            crate::tune::compile_workers(target)?,
+        )
     };
     let fp = fingerprint(&info, target);
     // Without tuning the cache is only read: a read-only shared cache works.

@@ -1,7 +1,20 @@
 //! `tessera devices`: the GPUs present, or one sentence saying why there are none (exit 0).
 //! With `--json`, stdout is always JSON (`[]` when there are none; the reason goes to stderr).
+//! NVIDIA GPUs come from the CUDA driver, AMD ones from the HIP runtime (when it loads).
 
-use tessera_device::cuda;
+use tessera_device::{cuda, hip, DeviceError, DeviceInfo};
+
+/// AMD GPUs, when the HIP runtime is here; no ROCm is the usual case and says nothing.
+fn amd_gpus() -> Vec<DeviceInfo> {
+    match hip::list() {
+        Ok(list) => list,
+        Err(DeviceError::NoHipRuntime { .. }) => Vec::new(),
+        Err(e) => {
+            eprintln!("AMD GPUs cannot be listed: {e}");
+            Vec::new()
+        }
+    }
+}
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  tessera devices\n  tessera devices --json | jq '.[].name'")]
@@ -12,8 +25,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let amd = amd_gpus();
     let list = match cuda::list() {
-        Ok(list) => list,
+        Ok(mut list) => {
+            list.extend(amd);
+            list
+        }
+        Err(_) if !amd.is_empty() => amd,
         Err(e) if args.json => {
             eprintln!("no GPU available: {e}");
             println!("[]");

@@ -15,6 +15,7 @@ use tessera_compiler::executor::ExecError;
 use tessera_compiler::import::safetensors::{self, SafetensorsFile};
 use tessera_compiler::{ExecOptions, Executor, Inputs, Plan};
 use tessera_device::cuda::CudaDevice;
+use tessera_device::hip::HipDevice;
 use tessera_device::{Device, DeviceConfig, SimDevice};
 use tessera_dsl::{DType, Target};
 use tessera_library::host::HostTensor;
@@ -67,7 +68,8 @@ pub struct BenchArgs {
     pub sim: bool,
 }
 
-/// The device a plan runs on: the simulated one of the plan's target, or GPU 0.
+/// The device a plan runs on: the simulated one of the plan's target, or GPU 0 (AMD GPU 0
+/// through the HIP runtime for a plan compiled for an AMD target).
 fn open_device(plan_dir: &Path, sim: bool) -> anyhow::Result<Box<dyn Device>> {
     if sim {
         let plan = Plan::load(plan_dir)?;
@@ -84,6 +86,13 @@ fn open_device(plan_dir: &Path, sim: bool) -> anyhow::Result<Box<dyn Device>> {
                 _ => SimDevice::new(target),
             },
         ));
+    }
+    let amd = Plan::load(plan_dir)
+        .ok()
+        .and_then(|plan| plan.device.arch.parse::<Target>().ok())
+        .is_some_and(|t| t.vendor() == tessera_dsl::Vendor::Amd);
+    if amd {
+        return Ok(Box::new(HipDevice::open(&DeviceConfig::default())?));
     }
     Ok(Box::new(CudaDevice::open(&DeviceConfig::default())?))
 }

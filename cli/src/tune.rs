@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tessera_cache::{Cache, DeviceFingerprint};
-use tessera_device::{cuda, Device, DeviceInfo, SimDevice};
+use tessera_device::{cuda, hip, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{GpuModel, Target, Template};
 use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
@@ -107,17 +107,20 @@ pub(crate) fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprin
     tessera_tuner::sweep::device_fingerprint(info, target)
 }
 
-/// The GPU present that matches `--gpu`, or a usage error listing what is present.
+/// The GPU present that matches `--gpu`, or a usage error listing what is present. AMD models
+/// are looked for through the HIP runtime, NVIDIA ones through the CUDA driver.
 pub(crate) fn find_gpu(name: &str, model: GpuModel) -> anyhow::Result<DeviceInfo> {
     let (target, fragment) = (model.target(), model.name_fragment());
-    if target.vendor() == tessera_dsl::Vendor::Amd {
-        return Err(usage(format!(
-            "--gpu {name}: Tessera has no HIP runtime yet; use --compile-only to build and check every candidate for {target}, or --sim"
-        )));
-    }
-    let present = cuda::list().map_err(|e| {
+    let amd = target.vendor() == tessera_dsl::Vendor::Amd;
+    // what to do instead, for a model that is not here
+    let instead = if amd {
+        format!("use --compile-only to build and check every candidate for {target}, or --sim")
+    } else {
+        "use --compile-only or --sim".to_string()
+    };
+    let present = if amd { hip::list() } else { cuda::list() }.map_err(|e| {
         usage(format!(
-            "--gpu {name}: no GPU can be used here ({e}); use --compile-only or --sim"
+            "--gpu {name}: no GPU can be used here ({e}); {instead}"
         ))
     })?;
     present
@@ -130,14 +133,38 @@ pub(crate) fn find_gpu(name: &str, model: GpuModel) -> anyhow::Result<DeviceInfo
                 .map(|d| format!("{}: {} ({})", d.ordinal, d.name, d.arch))
                 .collect();
             usage(format!(
-                "--gpu {name}: no {fragment} here; GPUs present: {}",
+                "--gpu {name}: no {fragment} here; GPUs present: {}{}",
                 if list.is_empty() {
                     "none".to_string()
                 } else {
                     list.join("; ")
+                },
+                if amd {
+                    format!("; {instead}")
+                } else {
+                    String::new()
                 }
             ))
         })
+}
+
+/// The `tessera worker --device` that measures on a GPU [`find_gpu`] found: `hip:N` for an AMD
+/// GPU, `cuda:N` for an NVIDIA one.
+pub(crate) fn worker_device(info: &DeviceInfo) -> String {
+    match info.target.map(Target::vendor) {
+        Some(tessera_dsl::Vendor::Amd) => format!("hip:{}", info.ordinal),
+        _ => format!("cuda:{}", info.ordinal),
+    }
+}
+
+/// Compile workers for a real GPU: NVRTC ones for NVIDIA; none for AMD, whose measuring
+/// worker compiles with the GPU's own hiprtc (the compile-only hipcc/clang route may not be
+/// installed beside ROCm).
+pub(crate) fn compile_workers(target: Target) -> anyhow::Result<Option<WorkerSpec>> {
+    match target.vendor() {
+        tessera_dsl::Vendor::Amd => Ok(None),
+        tessera_dsl::Vendor::Nvidia => Ok(Some(worker_spec("none")?)),
+    }
 }
 
 fn templates_for(
@@ -279,11 +306,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (info, format!("sim:{}", model.key()), None)
     } else {
         let info = find_gpu(&args.gpu, model)?;
-        (
-            info.clone(),
-            format!("cuda:{}", info.ordinal),
-            Some(worker_spec("none")?),
-        )
+        let device = worker_device(&info);
+        (info, device, compile_workers(target)?)
     };
     let limits = MemoryLimits::of_device(&info.name, info.memory_bytes);
     for named in &problems {

@@ -2,6 +2,7 @@
 //! candidates; it reads JSON requests on stdin and answers on stdout (see `tessera_tuner::worker`).
 
 use tessera_device::cuda::CudaDevice;
+use tessera_device::hip::HipDevice;
 use tessera_device::module_cache::ModuleCache;
 use tessera_device::{Device, DeviceConfig, SimDevice};
 use tessera_dsl::{GpuModel, Target};
@@ -9,7 +10,8 @@ use tessera_tuner::worker::{serve, WorkerContext};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `cuda:ORDINAL`, `sim:MODEL` (`sim:h200`), `sim:TARGET` or `none` (compile only).
+    /// `cuda:ORDINAL`, `hip:ORDINAL`, `sim:MODEL` (`sim:h200`), `sim:TARGET` or `none` (compile
+    /// only).
     #[arg(long)]
     device: String,
 }
@@ -21,6 +23,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(("cuda", ordinal)) => {
             let ordinal: u32 = ordinal.parse()?;
             Some(Box::new(CudaDevice::open(&DeviceConfig {
+                ordinal,
+                ..config
+            })?))
+        }
+        Some(("hip", ordinal)) => {
+            let ordinal: u32 = ordinal.parse()?;
+            Some(Box::new(HipDevice::open(&DeviceConfig {
                 ordinal,
                 ..config
             })?))

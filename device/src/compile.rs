@@ -138,6 +138,10 @@ pub enum ImageFormat {
     Cubin,
     /// PTX text (NUL-terminated), JIT-compiled by the driver.
     Ptx,
+    /// An AMD GPU code object (an ELF from hiprtc, or hipcc's offload bundle holding one),
+    /// loaded by `hipModuleLoadData`.
+    #[serde(rename = "code_object")]
+    CodeObject,
 }
 
 /// What a runtime compiler produced for one kernel.

@@ -5,6 +5,9 @@
 //! problems (no driver, no device, no compiler) end a run, while per-kernel failures
 //! (`Compile`, `Launch`, `OutOfMemory`, `ArgMismatch`) become rejected candidates.
 //!
+//! CUDA's and HIP's infrastructure errors are separate variants (`NoDriver`/`Driver` and
+//! `NoHipRuntime`/`Hip`), so every message names the right vendor's library and call.
+//!
 //! This module depends on nothing but `std` and `thiserror`.
 
 /// Why a device operation failed.
@@ -92,6 +95,20 @@ pub enum DeviceError {
     /// Any other driver call failure, naming the call.
     #[error("CUDA driver call {call} failed: {message}")]
     Driver { call: &'static str, message: String },
+
+    /// The AMD HIP runtime library could not be loaded (no ROCm on this machine, or not on the
+    /// library path); `library` names what was tried, `message` says why the last one failed.
+    #[error("no AMD HIP runtime found ({library} could not be loaded: {message}); Tessera can still compile for AMD targets with --compile-only")]
+    NoHipRuntime { library: String, message: String },
+
+    /// The HIP runtime (or hiprtc) loaded but lacks an entry point Tessera calls.
+    #[error("the HIP library {library} is too old for Tessera: it lacks `{symbol}` (ROCm 5.2 or newer is needed)")]
+    HipTooOld { library: String, symbol: String },
+
+    /// Any other HIP runtime call failure, naming the call; `message` is HIP's own error name
+    /// and string (`hipErrorInvalidValue: invalid argument`).
+    #[error("HIP runtime call {call} failed: {message}")]
+    Hip { call: &'static str, message: String },
 }
 
 impl DeviceError {
@@ -120,6 +137,9 @@ impl DeviceError {
                 | DeviceError::NoDevice { .. }
                 | DeviceError::NoCompiler { .. }
                 | DeviceError::Driver { .. }
+                | DeviceError::NoHipRuntime { .. }
+                | DeviceError::HipTooOld { .. }
+                | DeviceError::Hip { .. }
         )
     }
 }
@@ -135,6 +155,33 @@ mod tests {
         assert!(msg.contains("--compile-only"));
         assert!(!msg.contains('\n'));
         assert!(DeviceError::NoDriver.is_infrastructure());
+    }
+
+    #[test]
+    fn hip_errors_name_the_library_and_call() {
+        let e = DeviceError::NoHipRuntime {
+            library: "libamdhip64.so".into(),
+            message: "cannot open shared object file".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("no AMD HIP runtime found (libamdhip64.so"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("--compile-only") && !msg.contains('\n'),
+            "{msg}"
+        );
+        assert!(e.is_infrastructure());
+        let e = DeviceError::Hip {
+            call: "hipMalloc",
+            message: "hipErrorInvalidValue: invalid argument".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "HIP runtime call hipMalloc failed: hipErrorInvalidValue: invalid argument"
+        );
+        assert!(e.is_infrastructure());
     }
 
     #[test]

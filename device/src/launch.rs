@@ -1,6 +1,8 @@
 //! What a launch needs: the launch shape ([`Launch`]), argument values ([`ArgValue`]), an
-//! optional analytic [`Cost`], and the check of argument values against the kernel's ABI
-//! (`tessera_dsl::ir::Arg`).
+//! optional analytic [`Cost`], the check of argument values against the kernel's ABI
+//! (`tessera_dsl::ir::Arg`) and the packing of checked values into the parameter slots that
+//! both GPU runtimes read ([`pack_args`]: CUDA's `cuLaunchKernel` and HIP's
+//! `hipModuleLaunchKernel` take the same array of pointers to parameter values).
 //!
 //! This module depends on `tessera-dsl` (for the ABI) and nothing else; it knows no driver.
 
@@ -56,6 +58,27 @@ impl Launch {
                 message: format!(
                     "launch of `{kernel}` has a zero dimension: grid {:?}, block {:?}",
                     self.grid, self.block
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Check static plus dynamic shared memory (LDS on AMD) against the device's per-block
+    /// limit: too much is a `Launch` error naming the kernel, as on hardware.
+    pub(crate) fn check_total_smem(
+        &self,
+        kernel: &str,
+        static_smem: u32,
+        caps: &DeviceCaps,
+    ) -> Result<(), DeviceError> {
+        let total = u64::from(self.dynamic_smem) + u64::from(static_smem);
+        if total > u64::from(caps.smem_per_block) {
+            return Err(DeviceError::Launch {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "needs {total} bytes of shared memory ({static_smem} static + {} dynamic); the device allows {} per block",
+                    self.dynamic_smem, caps.smem_per_block
                 ),
             });
         }
@@ -268,6 +291,39 @@ pub fn check_args(kernel: &str, abi: &[Arg], args: &[ArgValue]) -> Result<(), De
         }
     }
     Ok(())
+}
+
+/// The storage of one kernel parameter: pointers and 64-bit values fill all eight bytes,
+/// 32-bit values the first four (native-endian), the rest is zero. A runtime reads as many
+/// bytes from the front as the kernel's parameter has, so one slot fits every ABI kind.
+pub type ArgSlot = [u8; 8];
+
+/// Pack (already [`check_args`]-checked) argument values into one [`ArgSlot`] each, in order.
+/// `address` gives the device address of a buffer the device holds (its error, typically
+/// `InvalidBuffer`, is returned as is); a view's address is its buffer's plus its offset; a
+/// null pointer is zero.
+pub fn pack_args(
+    args: &[ArgValue],
+    mut address: impl FnMut(&Buffer) -> Result<u64, DeviceError>,
+) -> Result<Vec<ArgSlot>, DeviceError> {
+    args.iter()
+        .map(|a| {
+            let mut slot = [0u8; 8];
+            match a {
+                ArgValue::Ptr(None) => {}
+                ArgValue::Ptr(Some(b)) => slot = address(b)?.to_ne_bytes(),
+                ArgValue::View(v) => {
+                    // a view was checked against the handle's length; the allocation behind a
+                    // live handle has the same length, so the sum stays inside it
+                    slot = (address(&v.buffer())? + v.offset()).to_ne_bytes()
+                }
+                ArgValue::I32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
+                ArgValue::I64(v) => slot = v.to_ne_bytes(),
+                ArgValue::F32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
+            }
+            Ok(slot)
+        })
+        .collect()
 }
 
 /// One tensor map of a launch, resolved against its argument values: the buffer it points
@@ -513,6 +569,41 @@ mod tests {
     }
 
     #[test]
+    fn args_pack_into_eight_byte_slots() {
+        let b = Buffer::fresh(64);
+        let other = Buffer::fresh(8);
+        let base = |buf: &Buffer| {
+            if *buf == b {
+                Ok(0x7f00_0000_1000)
+            } else {
+                Err(DeviceError::InvalidBuffer { id: buf.id() })
+            }
+        };
+        let slots = pack_args(
+            &[
+                ArgValue::ptr(&b),
+                ArgValue::view(b.view(16, 8).unwrap()),
+                ArgValue::null(),
+                ArgValue::I32(-2),
+                ArgValue::I64(1 << 40),
+                ArgValue::F32(1.5),
+            ],
+            base,
+        )
+        .unwrap();
+        assert_eq!(slots[0], 0x7f00_0000_1000u64.to_ne_bytes());
+        assert_eq!(slots[1], 0x7f00_0000_1010u64.to_ne_bytes());
+        assert_eq!(slots[2], [0; 8]);
+        assert_eq!(slots[3][..4], (-2i32).to_ne_bytes());
+        assert_eq!(slots[3][4..], [0; 4]);
+        assert_eq!(slots[4], (1i64 << 40).to_ne_bytes());
+        assert_eq!(slots[5][..4], 1.5f32.to_ne_bytes());
+        assert_eq!(slots[5][4..], [0; 4]);
+        let e = pack_args(&[ArgValue::I32(1), ArgValue::ptr(&other)], base).unwrap_err();
+        assert_eq!(e, DeviceError::InvalidBuffer { id: other.id() });
+    }
+
+    #[test]
     fn launch_shape_and_cost_checks() {
         let l = Launch::new([2, 3, 1], [128, 1, 1]);
         assert_eq!(l.threads_per_block(), 128);
@@ -530,6 +621,12 @@ mod tests {
             .check_limits("k", &caps)
             .unwrap_err();
         assert!(matches!(e, DeviceError::Launch { .. }), "{e}");
+        l.check_total_smem("k", 1024, &caps).unwrap();
+        let e = l
+            .with_dynamic_smem(caps.smem_per_block)
+            .check_total_smem("k", 16, &caps)
+            .unwrap_err();
+        assert!(e.to_string().contains("(16 static + "), "{e}");
         Cost::new(1.0, 1.0, 0.5).check("k").unwrap();
         assert!(Cost::new(1.0, 1.0, 0.0).check("k").is_err());
         assert!(Cost::new(f64::NAN, 1.0, 1.0).check("k").is_err());

@@ -2,7 +2,8 @@
 //!
 //! It owns the [`Device`] trait (capabilities, compile, memory, launch, event timing) and its
 //! implementations: [`cuda`] over cudarc (the driver and NVRTC, both loaded at run time, so a
-//! binary built here runs on machines with or without a GPU), and [`sim`], a deterministic
+//! binary built here runs on machines with or without a GPU), [`hip`] over the HIP runtime and
+//! hiprtc (loaded at run time with `libloading` the same way), and [`sim`], a deterministic
 //! simulated device with an analytic cost model for CI, always labelled as simulated. It also
 //! owns the on-disk [`module_cache`] and [`cuda::nvrtc_compile`], which compiles CUDA source on
 //! machines that have only libnvrtc (no driver, no GPU).
@@ -12,8 +13,9 @@
 //!
 //! Beside one-shot launches (`launch`, `time`: each waits for its kernel) the trait offers what
 //! an executor needs: created [`Stream`]s, asynchronous launches and copies of [`BufferView`]s
-//! on them, stream capture into replayable [`Graph`]s, and [`Event`]s for timing. Both devices
-//! implement it (the simulated one records captures and replays them through its emulations).
+//! on them, stream capture into replayable [`Graph`]s, and [`Event`]s for timing. The CUDA and
+//! simulated devices implement all of it (the simulated one records captures and replays them
+//! through its emulations); the HIP device implements streams, copies and events, not capture.
 //!
 //! Ownership rules: a [`Buffer`] or [`Module`] is a plain handle; the device that made it owns
 //! the memory or code and releases it on [`Device::free`] / [`Device::unload`], or, for all that
@@ -23,6 +25,7 @@ pub mod compile;
 pub mod config;
 pub mod cuda;
 pub mod error;
+pub mod hip;
 pub mod hipcc;
 pub mod info;
 pub mod launch;
@@ -39,7 +42,9 @@ pub use compile::{
 pub use config::DeviceConfig;
 pub use error::DeviceError;
 pub use info::DeviceInfo;
-pub use launch::{check_args, resolve_tensor_maps, ArgValue, Cost, Launch, ResolvedTensorMap};
+pub use launch::{
+    check_args, pack_args, resolve_tensor_maps, ArgSlot, ArgValue, Cost, Launch, ResolvedTensorMap,
+};
 pub use memory::{Buffer, BufferView};
 pub use sim::{SimDevice, SimMemory};
 pub use stream::{Event, Graph, Stream};

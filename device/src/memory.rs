@@ -101,6 +101,22 @@ impl BufferView {
         self.len == 0
     }
 
+    /// The device address of the view in an allocation at `base` of `allocation_len` bytes
+    /// (`InvalidView` when the view runs past the allocation).
+    pub(crate) fn address_in(&self, base: u64, allocation_len: u64) -> Result<u64, DeviceError> {
+        match self.offset.checked_add(self.len) {
+            Some(end) if end <= allocation_len => Ok(base + self.offset),
+            _ => Err(DeviceError::InvalidView {
+                buffer: self.buffer.id,
+                offset: self.offset,
+                message: format!(
+                    "{} bytes run past the allocation ({allocation_len} bytes)",
+                    self.len
+                ),
+            }),
+        }
+    }
+
     /// `InvalidView` unless the offset is a multiple of `align` bytes.
     pub fn check_alignment(&self, align: u64, what: &str) -> Result<(), DeviceError> {
         if align > 1 && !self.offset.is_multiple_of(align) {
@@ -144,6 +160,12 @@ mod tests {
             "overflow is an error, not a wrap"
         );
         v.check_alignment(16, "x").unwrap();
+        assert_eq!(v.address_in(0x1000, 64).unwrap(), 0x1010);
+        let e = v.address_in(0x1000, 32).unwrap_err().to_string();
+        assert!(
+            e.contains("48 bytes run past the allocation (32 bytes)"),
+            "{e}"
+        );
         let e = b
             .view(6, 8)
             .unwrap()

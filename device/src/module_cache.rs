@@ -9,7 +9,8 @@
 //!
 //! This module depends on `sha2`, `serde_json` and the compile vocabulary; it knows no compiler.
 
-use crate::compile::{CompileReport, ImageFormat, ResourceUsage};
+use crate::compile::{CacheOutcome, CompileReport, ImageFormat, ResourceUsage};
+use crate::error::DeviceError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -143,6 +144,40 @@ impl ModuleCache {
             format!("{}: {e}", self.path(key).display())
         })
     }
+}
+
+/// Compile through the cache, for any compiler: a hit under `key` (for the same kernel and
+/// target) is returned as is; otherwise `compile` runs and its report is stored, and the
+/// outcome says how the cache took part. `key` is only computed when a cache is configured.
+pub(crate) fn compile_cached_with(
+    cache: Option<&ModuleCache>,
+    kernel: &str,
+    target: Target,
+    key: impl FnOnce() -> Result<ModuleKey, DeviceError>,
+    compile: impl FnOnce() -> Result<CompileReport, DeviceError>,
+) -> Result<(CompileReport, CacheOutcome), DeviceError> {
+    let Some(cache) = cache else {
+        return Ok((compile()?, CacheOutcome::Disabled));
+    };
+    let key = key()?;
+    let corrupt = match cache.load(&key) {
+        Lookup::Hit(report) if report.kernel == kernel && report.target == target => {
+            return Ok((report, CacheOutcome::Hit))
+        }
+        Lookup::Hit(report) => Some(format!(
+            "entry holds kernel `{}` for {}",
+            report.kernel, report.target
+        )),
+        Lookup::Miss => None,
+        Lookup::Corrupt(why) => Some(why),
+    };
+    let report = compile()?;
+    let outcome = match (cache.store(&key, &report), corrupt) {
+        (Err(reason), _) => CacheOutcome::StoreFailed { reason },
+        (Ok(()), Some(reason)) => CacheOutcome::Corrupt { reason },
+        (Ok(()), None) => CacheOutcome::Miss,
+    };
+    Ok((report, outcome))
 }
 
 fn encode(key: &ModuleKey, r: &CompileReport) -> Result<Vec<u8>, String> {

@@ -21,7 +21,9 @@ use crate::compile::{
 use crate::config::DeviceConfig;
 use crate::error::DeviceError;
 use crate::info::DeviceInfo;
-use crate::launch::{check_args, resolve_tensor_maps, ArgValue, Launch, ResolvedTensorMap};
+use crate::launch::{
+    check_args, pack_args, resolve_tensor_maps, ArgSlot, ArgValue, Launch, ResolvedTensorMap,
+};
 use crate::memory::{Buffer, BufferView};
 use crate::module_cache::ModuleCache;
 use crate::stream::{Event, Graph, Stream};
@@ -241,26 +243,11 @@ impl CudaDevice {
         args: &[ArgValue],
         maps: &[ResolvedTensorMap],
     ) -> Result<Vec<ParamSlot>, DeviceError> {
-        let mut slots = args
-            .iter()
-            .map(|a| {
-                let mut slot = [0u8; 8];
-                match a {
-                    ArgValue::Ptr(None) => {}
-                    ArgValue::Ptr(Some(b)) => slot = Self::allocation(state, b)?.ptr.to_ne_bytes(),
-                    ArgValue::View(v) => {
-                        let a = Self::allocation(state, &v.buffer())?;
-                        // a view was checked against the handle's length; the allocation
-                        // behind a live handle has the same length
-                        slot = (a.ptr + v.offset()).to_ne_bytes()
-                    }
-                    ArgValue::I32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
-                    ArgValue::I64(v) => slot = v.to_ne_bytes(),
-                    ArgValue::F32(v) => slot[..4].copy_from_slice(&v.to_ne_bytes()),
-                }
-                Ok(ParamSlot::Word(slot))
-            })
-            .collect::<Result<Vec<_>, DeviceError>>()?;
+        let mut slots: Vec<ParamSlot> =
+            pack_args(args, |b| Self::allocation(state, b).map(|a| a.ptr))?
+                .into_iter()
+                .map(ParamSlot::Word)
+                .collect();
         for m in maps {
             let ptr = Self::allocation(state, &m.buffer)?.ptr + m.offset;
             slots.push(ParamSlot::TensorMap(Box::new(
@@ -294,16 +281,8 @@ impl CudaDevice {
                 .ok_or_else(|| DeviceError::UnknownModule {
                     kernel: kernel.to_string(),
                 })?;
+        launch.check_total_smem(kernel, loaded.static_smem, &self.caps)?;
         let total = u64::from(launch.dynamic_smem) + u64::from(loaded.static_smem);
-        if total > u64::from(self.caps.smem_per_block) {
-            return Err(DeviceError::Launch {
-                kernel: kernel.to_string(),
-                message: format!(
-                    "needs {total} bytes of shared memory ({} static + {} dynamic); the device allows {} per block",
-                    loaded.static_smem, launch.dynamic_smem, self.caps.smem_per_block
-                ),
-            });
-        }
         if total > u64::from(DEFAULT_SMEM_LIMIT) && launch.dynamic_smem > loaded.dynamic_smem_limit
         {
             let bytes =
@@ -414,18 +393,7 @@ fn event_of(state: &State, e: &Event) -> Result<sys::CUevent, DeviceError> {
 /// The device address of a view, checked against the allocation.
 fn view_ptr(state: &State, v: &BufferView) -> Result<sys::CUdeviceptr, DeviceError> {
     let a = CudaDevice::allocation(state, &v.buffer())?;
-    if v.offset() + v.len() > a.len {
-        return Err(DeviceError::InvalidView {
-            buffer: v.buffer().id(),
-            offset: v.offset(),
-            message: format!(
-                "{} bytes run past the allocation ({} bytes)",
-                v.len(),
-                a.len
-            ),
-        });
-    }
-    Ok(a.ptr + v.offset())
+    v.address_in(a.ptr, a.len)
 }
 
 fn oom_or(e: DriverError, bytes: u64, call: &'static str) -> DeviceError {
@@ -446,7 +414,7 @@ fn launch_err(kernel: &str) -> impl Fn(DriverError) -> DeviceError + '_ {
 /// The storage of one kernel parameter for `cuLaunchKernel`.
 enum ParamSlot {
     /// A pointer or scalar (the driver reads the parameter's size from the front).
-    Word([u8; 8]),
+    Word(ArgSlot),
     /// A 128-byte TMA descriptor, passed by value.
     TensorMap(Box<sys::CUtensorMap>),
 }

@@ -11,7 +11,7 @@
 use super::{cubin, loader, ptxas_log};
 use crate::compile::{CacheOutcome, CompileReport, ImageFormat};
 use crate::error::DeviceError;
-use crate::module_cache::{Lookup, ModuleCache, ModuleKey};
+use crate::module_cache::{compile_cached_with, ModuleCache, ModuleKey};
 use cudarc::nvrtc::sys as nv;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::time::Instant;
@@ -176,35 +176,21 @@ pub(crate) fn compile_cached(
     arch: &str,
     extra: &[String],
 ) -> Result<(CompileReport, CacheOutcome), DeviceError> {
-    let compile = || compile_for_arch(source, kernel, target, arch, extra);
-    let Some(cache) = cache else {
-        return Ok((compile()?, CacheOutcome::Disabled));
-    };
-    let key = ModuleKey::new(
-        source,
+    compile_cached_with(
+        cache,
         kernel,
-        &full_options(arch, nvrtc_version()?, extra),
-        &toolchain()?,
-        arch,
-    );
-    let corrupt = match cache.load(&key) {
-        Lookup::Hit(report) if report.kernel == kernel && report.target == target => {
-            return Ok((report, CacheOutcome::Hit))
-        }
-        Lookup::Hit(report) => Some(format!(
-            "entry holds kernel `{}` for {}",
-            report.kernel, report.target
-        )),
-        Lookup::Miss => None,
-        Lookup::Corrupt(why) => Some(why),
-    };
-    let report = compile()?;
-    let outcome = match (cache.store(&key, &report), corrupt) {
-        (Err(reason), _) => CacheOutcome::StoreFailed { reason },
-        (Ok(()), Some(reason)) => CacheOutcome::Corrupt { reason },
-        (Ok(()), None) => CacheOutcome::Miss,
-    };
-    Ok((report, outcome))
+        target,
+        || {
+            Ok(ModuleKey::new(
+                source,
+                kernel,
+                &full_options(arch, nvrtc_version()?, extra),
+                &toolchain()?,
+                arch,
+            ))
+        },
+        || compile_for_arch(source, kernel, target, arch, extra),
+    )
 }
 
 pub(crate) fn full_options(arch: &str, nvrtc_version: (u32, u32), extra: &[String]) -> Vec<String> {
