@@ -320,6 +320,9 @@ pub fn validate_space(
     Ok((valid, rejected))
 }
 
+/// A candidate's values, config and estimate, before the ranking.
+type Estimated = (Vec<i64>, Config, Result<Estimate, CostError>);
+
 /// Estimate and rank `candidates` (valid configs of `t` for `problem`, with their values)
 /// under `prune`. A candidate the model cannot estimate ranks last, in its own policy group
 /// (so the floor still keeps one of them), and is never silently lost.
@@ -330,7 +333,7 @@ pub fn plan(
     candidates: Vec<(Vec<i64>, Config)>,
     prune: PruneConfig,
 ) -> Plan {
-    let estimated: Vec<(Vec<i64>, Config, Result<Estimate, CostError>)> = candidates
+    let estimated: Vec<Estimated> = candidates
         .into_iter()
         .map(|(v, c)| {
             let e = cost_model::estimate(t, &c, problem, caps);
@@ -350,8 +353,7 @@ pub fn plan(
         })
         .collect();
     let ranking = rank(&scored, prune.keep, prune.per_tile);
-    let mut slots: Vec<Option<(Vec<i64>, Config, Result<Estimate, CostError>)>> =
-        estimated.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<Estimated>> = estimated.into_iter().map(Some).collect();
     let mut out = Plan::default();
     for &i in &ranking.order {
         let (Some(slot), Some(&verdict)) = (slots.get_mut(i), ranking.verdicts.get(i)) else {
@@ -623,7 +625,7 @@ mod measured {
                 (s("key"), s("winner"))
             })
             .collect();
-        let problems = crate::shapes::parse_file(&root.join("examples/shapes/bert.yaml")).unwrap();
+        let problems = crate::shapes::parse_file(root.join("examples/shapes/bert.yaml")).unwrap();
         let caps = tessera_dsl::GpuModel::H200.caps();
         let (mut kept, mut total) = (0, 0);
         for named in &problems {
