@@ -37,10 +37,14 @@ pub enum Status {
     Timeout,
     /// Pruned: a quick probe showed it far slower than the best so far.
     SkippedSlow,
+    /// Pruned before compiling: the cost model ranked it outside the candidates a sweep keeps
+    /// (the reason says its rank and estimate). Never compiled, never measured; stored so
+    /// `cache why` can say why it was not tried. Written since schema version 2.
+    Pruned,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Ok,
         Status::Rejected,
         Status::CompileError,
@@ -48,6 +52,7 @@ impl Status {
         Status::WrongResult,
         Status::Timeout,
         Status::SkippedSlow,
+        Status::Pruned,
     ];
 
     /// The word stored in the database.
@@ -60,6 +65,7 @@ impl Status {
             Status::WrongResult => "wrong_result",
             Status::Timeout => "timeout",
             Status::SkippedSlow => "skipped_slow",
+            Status::Pruned => "pruned",
         }
     }
 }

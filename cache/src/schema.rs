@@ -18,6 +18,10 @@
 //! * `winners`: one row per (device, template name + hash, problem key): kernel name, config,
 //!   median ms, guards JSON, provenance.
 //!
+//! Version 2 adds the `pruned` status (a candidate the cost model dropped before compiling;
+//! the status column is checked by the code, not by SQL) and an index of a key's results by
+//! status.
+//!
 //! There is no column for code: shared caches carry parameters and measurements only.
 //!
 //! Depends on [`crate::error`] and rusqlite.
@@ -41,10 +45,11 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: never edit one that has shipped.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "devices, templates, problems, results, winners",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "devices, templates, problems, results, winners",
+        sql: r#"
 CREATE TABLE devices (
     id        TEXT PRIMARY KEY NOT NULL,
     name      TEXT NOT NULL,
@@ -114,7 +119,20 @@ CREATE TABLE winners (
 ) STRICT;
 CREATE INDEX winners_by_kernel ON winners(kernel_name);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "pruned results: status `pruned`, and an index to find a key's rows by status",
+        // Rows of status `pruned` (candidates the cost model dropped before compiling) exist
+        // from this version on; a build that does not know the status refuses a version-2
+        // file as too new instead of reading it as damaged. The index serves `--resume`,
+        // which skips measured rows but not pruned ones.
+        sql: r#"
+CREATE INDEX results_by_key_status
+    ON results(device_id, template_name, template_hash, problem_key, status);
+"#,
+    },
+];
 
 /// The schema version this build writes: the last migration's.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -216,7 +234,7 @@ mod tests {
     fn later_steps_apply_in_order_on_an_older_database() {
         let conn = Connection::open_in_memory().unwrap();
         let p = Path::new(":memory:");
-        migrate(&conn, p, MIGRATIONS).unwrap();
+        migrate(&conn, p, &MIGRATIONS[..1]).unwrap();
         let extended = [
             MIGRATIONS[0],
             Migration {
@@ -234,6 +252,38 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), 3);
         conn.execute("INSERT INTO t2 (x, y) VALUES (1, 2)", [])
             .unwrap();
+    }
+
+    #[test]
+    fn a_version_1_cache_gains_the_pruned_status_index_and_keeps_its_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        let p = Path::new(":memory:");
+        migrate(&conn, p, &MIGRATIONS[..1]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO problems VALUES ('k', 'gemm', '{}');
+             INSERT INTO devices VALUES ('d', 'n', 'sm_90a', 132, 'drv', 'tc', 0);
+             INSERT INTO templates VALUES ('gemm', 'h');
+             INSERT INTO results (device_id, template_name, template_hash, problem_key, \
+                 kernel_name, config, config_json, guards_json, status, reason, samples, \
+                 measured_at, origin_host, tool_version) \
+             VALUES ('d', 'gemm', 'h', 'k', 'gemm_x', 'a=1', '{}', '{}', 'timeout', 't', 0, \
+                 '2024-01-01T00:00:00Z', 'h', 'tessera');",
+        )
+        .unwrap();
+        assert_eq!(migrate(&conn, p, MIGRATIONS).unwrap(), MIGRATIONS.len() - 1);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM results", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'results_by_key_status'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64),
                 faults: Vec::new(),
+                prune: tessera_tuner::prune::PruneConfig::default(),
             },
             origin_host: origin_host(),
             tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_device::{cuda, hip, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{GpuModel, Target, Template};
+use tessera_tuner::audit::{self, ProblemAudit};
 use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
+use tessera_tuner::prune::PruneConfig;
 use tessera_tuner::shapes::{self, NamedProblem};
 use tessera_tuner::supervisor::{call_all, Worker, WorkerSpec};
 use tessera_tuner::sweep::{tune_problem, Observer, ProblemSummary, Session, TuneSettings};
@@ -44,6 +46,19 @@ pub struct Args {
     /// Keep the finished candidates of problems a previous run did not finish.
     #[arg(long)]
     resume: bool,
+    /// Compile and measure only the N candidates per problem the cost model ranks best (at
+    /// most 3 per tile while other tiles are left, plus the best of each dispatch policy);
+    /// the rest are stored as `pruned` rows, never compiled [default: 8].
+    #[arg(long, value_name = "N", value_parser = crate::settings::at_least_one)]
+    keep: Option<u32>,
+    /// Compile and measure every valid candidate (a full sweep).
+    #[arg(long, conflicts_with = "keep")]
+    no_prune: bool,
+    /// Tune with no pruning (use a fresh cache), then report per problem whether pruning to
+    /// --keep N would have kept the measured winner, and how much slower the best kept
+    /// candidate is.
+    #[arg(long, conflicts_with = "no_prune")]
+    prune_audit: bool,
     /// Run on a simulated GPU of that kind (CPU reference outputs, modelled timings; every row
     /// is labelled simulated).
     #[arg(long)]
@@ -330,6 +345,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
         faults,
+        prune: if args.no_prune || args.prune_audit {
+            PruneConfig::off()
+        } else {
+            keep_config(&args)
+        },
     };
     let mut session = Session {
         cache: &cache,
@@ -372,19 +392,91 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     bars.overall.finish_and_clear();
+    let audits = if args.prune_audit {
+        let mut out = Vec::new();
+        for named in &problems {
+            for &t in templates.iter().filter(|t| t.op() == named.problem.op()) {
+                let tk = tessera_cache::TemplateKey::new(t.name(), t.source_hash());
+                let rows = cache
+                    .results_for(&named.problem.key(), &session.fingerprint, Some(&tk))
+                    .map_err(crate::cache::cache_error)?;
+                let a = audit::audit(t, &named.problem, &session.caps, &rows, keep_config(&args))?;
+                out.push((named.name.clone(), a));
+            }
+        }
+        Some(out)
+    } else {
+        None
+    };
     report(
         &args,
         &info,
         &summaries,
+        audits.as_deref(),
         started.elapsed().as_secs_f64(),
         cache.path().display().to_string(),
     )
+}
+
+/// The pruning `--keep` asks for (the default when absent).
+fn keep_config(args: &Args) -> PruneConfig {
+    args.keep
+        .map_or_else(PruneConfig::default, |k| PruneConfig::top(k as usize))
+}
+
+/// `--prune-audit`: one line per problem and a summary.
+fn print_audit(audits: &[(String, ProblemAudit)], keep: PruneConfig) {
+    let k = keep.keep.unwrap_or(0);
+    println!();
+    println!(
+        "prune audit (keep {k} per problem, at most {} per tile, plus each dispatch policy's best):",
+        keep.per_tile.unwrap_or(0)
+    );
+    println!(
+        "{:<24} {:>5} {:>5} {:>9} {:>8} {:>7}  winner",
+        "problem", "valid", "kept", "win rank", "kept?", "ratio"
+    );
+    for (name, a) in audits {
+        println!(
+            "{:<24} {:>5} {:>5} {:>9} {:>8} {:>7}  {}",
+            name,
+            a.candidates,
+            a.kept,
+            a.winner_rank.map_or("-".into(), |r| r.to_string()),
+            match (a.complete, a.winner_kept) {
+                (false, _) => "partial",
+                (true, Some(true)) => "yes",
+                (true, Some(false)) => "NO",
+                (true, None) => "-",
+            },
+            a.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            a.winner.as_deref().unwrap_or("-"),
+        );
+    }
+    let just: Vec<ProblemAudit> = audits.iter().map(|(_, a)| a.clone()).collect();
+    let s = audit::summarize(&just);
+    println!(
+        "pruning would keep the winner of {} of {} fully swept problems; best kept vs winner: worst {}, geomean {}{}",
+        s.winner_kept,
+        s.audited,
+        s.worst_ratio.map_or("-".into(), |r| format!("{r:.3}x")),
+        s.geomean_ratio.map_or("-".into(), |r| format!("{r:.3}x")),
+        if s.incomplete > 0 {
+            format!(
+                "; {} problems not audited (no winner, or their stored sweep was pruned: tune them into a fresh cache with --prune-audit)",
+                s.incomplete
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn report(
     args: &Args,
     info: &DeviceInfo,
     summaries: &[ProblemSummary],
+    audits: Option<&[(String, ProblemAudit)]>,
     wall: f64,
     cache: String,
 ) -> anyhow::Result<()> {
@@ -396,7 +488,24 @@ fn report(
             "device": info, "cache": cache, "wall_s": wall, "problems": summaries.len(), "measured_problems": measured,
             "candidates": candidates, "compile_s": sum(|s| s.compile_s), "verify_s": sum(|s| s.verify_s), "time_s": sum(|s| s.time_s),
             "results": summaries,
+            "prune": match (args.no_prune || args.prune_audit, keep_config(args)) {
+                (true, _) => serde_json::json!({"keep": null}),
+                (false, k) => serde_json::json!({"keep": k.keep, "per_tile": k.per_tile}),
+            },
         });
+        let mut doc = doc;
+        if let Some(audits) = audits {
+            let just: Vec<ProblemAudit> = audits.iter().map(|(_, a)| a.clone()).collect();
+            doc["prune_audit"] = serde_json::json!({
+                "keep": keep_config(args).keep,
+                "summary": audit::summarize(&just),
+                "problems": audits.iter().map(|(name, a)| {
+                    let mut v = serde_json::to_value(a).unwrap_or_default();
+                    v["name"] = serde_json::Value::String(name.clone());
+                    v
+                }).collect::<Vec<_>>(),
+            });
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -453,6 +562,9 @@ fn report(
         println!(
             "the --budget ran out: unfinished problems have no winner yet; run again with --resume"
         );
+    }
+    if let Some(audits) = audits {
+        print_audit(audits, keep_config(args));
     }
     Ok(())
 }

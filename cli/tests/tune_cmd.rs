@@ -111,6 +111,7 @@ fn sim_kill_9_mid_sweep_then_resume_loses_no_finished_result() {
             "h100",
             "--sim",
             "--quiet",
+            "--no-prune",
             "--shapes",
             shapes.to_str().unwrap(),
             "--cache",
@@ -153,6 +154,7 @@ fn sim_kill_9_mid_sweep_then_resume_loses_no_finished_result() {
         "h100",
         "--sim",
         "--resume",
+        "--no-prune",
         "--quiet",
         "--shapes",
         shapes.to_str().unwrap(),
@@ -234,6 +236,7 @@ fn sim_planted_faults_become_rows_and_the_sweep_goes_on() {
         shapes.to_str().unwrap(),
         "--cache",
         cache.to_str().unwrap(),
+        "--no-prune",
         "--plant-fault",
         "128x128x32_w2x2_s3=wrong_value",
         "--plant-fault",
@@ -630,4 +633,211 @@ fn sim_h200_is_its_own_device_and_real_caches_keep_simulated_rows_out() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(rows(&real_db).len() > 1);
+}
+
+#[test]
+fn sim_pruned_candidates_are_stored_with_their_rank_and_never_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 128, n: 256, k: 64 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let (s, c) = (shapes.to_str().unwrap(), cache.to_str().unwrap());
+    let o = tune(&[
+        "--gpu", "h200", "--sim", "--shapes", s, "--cache", c, "--keep", "4", "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["prune"]["keep"], 4, "{doc}");
+    let all = rows(&cache);
+    let pruned: Vec<_> = all.iter().filter(|r| r.status == Status::Pruned).collect();
+    let measured: Vec<_> = all
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Pruned | Status::Rejected))
+        .collect();
+    // 4 kept (the per-tile cap and the policy floor may add one per dispatch policy)
+    assert!(
+        (4..=6).contains(&measured.len()),
+        "{} measured",
+        measured.len()
+    );
+    assert!(pruned.len() > 100, "{} pruned", pruned.len());
+    for r in &pruned {
+        assert!(
+            r.reason.starts_with("pruned before compiling: rank ")
+                && r.reason.contains("by the cost model (estimate ")
+                && r.reason.contains("keeps the top 4"),
+            "{}",
+            r.reason
+        );
+        assert!(r.timing.is_none() && r.compile_s.is_none(), "{r:?}");
+    }
+    assert_eq!(
+        doc["results"][0]["counts"]["pruned"].as_u64(),
+        Some(pruned.len() as u64)
+    );
+    // `cache why` explains them
+    let why = Command::new(bin())
+        .args(["cache", "why", "m=128 n=256", "--cache", c])
+        .output()
+        .unwrap();
+    let w = text(&why);
+    assert!(why.status.success(), "{w}");
+    assert!(
+        w.contains(&format!(
+            "{} pruned before compiling by the cost model",
+            pruned.len()
+        )) && w.contains("pruned before compiling: rank"),
+        "{w}"
+    );
+}
+
+#[test]
+fn sim_no_prune_measures_every_valid_candidate_and_a_warm_run_compiles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 64, n: 128, k: 64 }\n  - { op: layernorm, rows: 16, cols: 768 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let (s, c) = (shapes.to_str().unwrap(), cache.to_str().unwrap());
+    let o = tune(&[
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        s,
+        "--cache",
+        c,
+        "--no-prune",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = rows(&cache);
+    assert!(all.iter().all(|r| r.status != Status::Pruned));
+    assert!(all.iter().filter(|r| r.status == Status::Ok).count() > 100);
+    // --no-prune and --keep contradict each other
+    let o = tune(&[
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        s,
+        "--cache",
+        c,
+        "--no-prune",
+        "--keep",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // warm: every winner cached, nothing planned, compiled or measured, well under a second
+    let started = Instant::now();
+    let o = tune(&[
+        "--gpu", "h200", "--sim", "--shapes", s, "--cache", c, "--json",
+    ]);
+    let wall = started.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["measured_problems"], 0, "{doc}");
+    assert_eq!(doc["candidates"], 0, "{doc}");
+    assert_eq!(doc["compile_s"], 0.0, "{doc}");
+    assert!(
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["cached"] == true && r["counts"].as_object().unwrap().is_empty()),
+        "{doc}"
+    );
+    assert_eq!(rows(&cache).len(), all.len(), "a warm run wrote rows");
+    assert!(wall < Duration::from_secs(5), "warm run took {wall:?}");
+}
+
+#[test]
+fn sim_prune_audit_reports_whether_the_winner_survives_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { name: g, op: gemm, m: 256, n: 384, k: 64 }\n  - { name: ln, op: layernorm, rows: 32, cols: 768 }\n",
+    );
+    let cache = dir.path().join("full.db");
+    let (s, c) = (shapes.to_str().unwrap(), cache.to_str().unwrap());
+    let o = tune(&[
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        s,
+        "--cache",
+        c,
+        "--prune-audit",
+        "--keep",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // the sweep itself was not pruned
+    assert!(rows(&cache).iter().all(|r| r.status != Status::Pruned));
+    let audit = &doc["prune_audit"];
+    assert_eq!(audit["keep"], 5, "{doc}");
+    let problems = audit["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2);
+    for p in problems {
+        assert_eq!(p["complete"], true, "{p}");
+        assert!(p["kept"].as_u64().unwrap() >= 5, "{p}");
+        let ratio = p["ratio"].as_f64().unwrap();
+        assert!(ratio >= 1.0 - 0.006, "{p}"); // near-ties go to the smaller name
+        let kept = p["winner_kept"].as_bool().unwrap();
+        if kept {
+            assert_eq!(p["best_kept"], p["winner"], "{p}");
+        }
+    }
+    assert_eq!(audit["summary"]["audited"], 2, "{audit}");
+    // text form, warm (nothing measured again), with a summary line
+    let o = tune(&[
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        s,
+        "--cache",
+        c,
+        "--prune-audit",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("prune audit (keep 8 per problem") && t.contains("fully swept problems"),
+        "{t}"
+    );
+    // a pruned sweep cannot be audited: it says so instead of guessing
+    let pruned_cache = dir.path().join("pruned.db");
+    let p = pruned_cache.to_str().unwrap();
+    let o = tune(&[
+        "--gpu", "h200", "--sim", "--shapes", s, "--cache", p, "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tune(&[
+        "--gpu",
+        "h200",
+        "--sim",
+        "--shapes",
+        s,
+        "--cache",
+        p,
+        "--prune-audit",
+        "--json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["prune_audit"]["summary"]["incomplete"], 2, "{doc}");
+    assert!(doc["prune_audit"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["complete"] == false));
 }

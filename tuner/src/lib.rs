@@ -6,15 +6,23 @@
 //! the reference, then time). Sweeps, the cache and reports build on these; [`footprint`]
 //! refuses a problem too big for the device or host before anything is allocated.
 //!
+//! A sweep ([`sweep`]) runs enumerate → validate → prune → compile → verify → time → select
+//! → store. The prune stage ([`prune`]) ranks the valid candidates with [`cost_model`] and
+//! keeps the best few per problem before anything is compiled; [`audit`] measures, on a
+//! cache holding a full unpruned sweep, how often that would have dropped the winner.
+//!
 //! It depends on dsl, codegen, device and library; nothing depends on it but the CLI, the
 //! compiler, benches and tests.
 
+pub mod audit;
 pub mod candidate;
+pub mod cost_model;
 pub mod emulation;
 pub mod error;
 pub mod footprint;
 pub mod measure;
 pub mod pool;
+pub mod prune;
 pub mod shapes;
 pub mod shortlist;
 pub mod supervisor;

@@ -1,11 +1,14 @@
-//! One tuning run over problems: enumerate → validate → prune → compile (parallel worker
-//! processes) → verify → time (one measuring worker, early stop for candidates over 3× the
-//! best so far) → select → store. Every finished candidate is written to the cache at once, so
+//! One tuning run over problems: enumerate → validate → prune (the cost model keeps the best
+//! few per problem, [`crate::prune`]; the rest are stored as `pruned` rows and never compiled)
+//! → compile (parallel worker processes) → verify → time (one measuring worker, early stop for
+//! candidates over 3× the best so far) → select → store. A problem whose winner is cached
+//! costs one lookup: nothing is enumerated, compiled or measured. Every finished candidate is written to the cache at once, so
 //! a run that is killed loses nothing it finished, and `resume` picks up where it stopped.
 
 use crate::candidate::{sim_cost, Candidate};
 use crate::error::TunerError;
 use crate::measure::TimingPlan;
+use crate::prune::{plan, validate_space, PruneConfig, Verdict};
 use crate::shapes::NamedProblem;
 use crate::supervisor::{call_all, Worker, WorkerFailure, WorkerSpec};
 use crate::worker::{PlantedFault, Reply, Request};
@@ -35,6 +38,8 @@ pub struct TuneSettings {
     pub seed: u64,
     /// Planted faults, for tests of the failure paths: (kernel-name substring, fault).
     pub faults: Vec<(String, PlantedFault)>,
+    /// How many candidates per problem survive the pruning stage (before compiling).
+    pub prune: PruneConfig,
 }
 
 /// The device a session measures on, and who it is.
@@ -95,8 +100,11 @@ pub struct ProblemSummary {
     /// GB/s of the winner (memory-bound ops: layernorm, softmax).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gbs: Option<f64>,
-    /// Candidates by status (this run's rows only).
+    /// Candidates by status (this run's rows only; `pruned`: dropped before compiling).
     pub counts: BTreeMap<String, usize>,
+    /// Candidates the pruning stage kept (compiled and measured unless already done).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept: usize,
     pub compile_s: f64,
     pub verify_s: f64,
     pub time_s: f64,
@@ -121,6 +129,7 @@ fn status_of(word: &str) -> Status {
         "skipped_slow" => Status::SkippedSlow,
         "timeout" => Status::Timeout,
         "rejected" => Status::Rejected,
+        "pruned" => Status::Pruned,
         _ => Status::LaunchError,
     }
 }
@@ -263,37 +272,58 @@ pub fn tune_problem(
         obs.problem_done(&summary);
         return Ok(summary);
     }
-    let earlier = s.cache.done_kernels(&s.fingerprint, &tk, &key)?;
+    // rows an earlier run stored for this key: `--resume` keeps the measured ones (a pruned
+    // row is a decision, not work done: it is planned again)
+    let stored = s.cache.results_for(&key, &s.fingerprint, Some(&tk))?;
+    let earlier: BTreeSet<String> = stored
+        .iter()
+        .filter(|r| r.status != Status::Pruned)
+        .map(|r| r.kernel_name.clone())
+        .collect();
     let done: BTreeSet<String> = if s.settings.resume {
-        earlier
+        earlier.clone()
     } else {
         summary.resumable = earlier.len();
         BTreeSet::new()
     };
     // enumerate → validate
-    let mut candidates = Vec::new();
-    let mut rejected = Vec::new();
-    for values in t.space().enumerate() {
-        let config = match t.config(&values, problem) {
-            Ok(c) => c,
-            Err(r) => return Err(TunerError::Invalid(format!("{}: {r}", t.name()))),
-        };
-        if done.contains(&config.kernel_name()) {
-            continue;
-        }
-        match t.validate(&config, problem, &s.caps) {
-            Ok(()) => candidates.push((values, config)),
-            Err(r) => rejected.push(s.row(t, problem, &config, Status::Rejected, r.to_string())),
-        }
-    }
+    let (valid, invalid) = validate_space(t, problem, &s.caps)?;
+    let rejected: Vec<ResultRow> = invalid
+        .iter()
+        .filter(|(c, _)| !done.contains(&c.kernel_name()))
+        .map(|(c, r)| s.row(t, problem, c, Status::Rejected, r.to_string()))
+        .collect();
     s.cache.record_results(&rejected)?;
     *summary.counts.entry("rejected".into()).or_default() += rejected.len();
-    // prune: order by the cost model so the best-so-far (and the early stop) comes early
-    let mut ordered: Vec<(f64, Vec<i64>, Config)> = candidates
-        .into_iter()
-        .filter_map(|(v, c)| Some((predicted_cost(t, &c, problem, s.caps.target)?, v, c)))
+    // prune: rank every valid candidate (done ones too, so a resumed sweep keeps the same
+    // set) by the cost model; keep the best few, store the rest as `pruned` rows with their
+    // rank and estimate. Nothing pruned is generated or compiled.
+    obs.phase("prune");
+    let plan = plan(t, problem, &s.caps, valid, s.settings.prune);
+    let pruned: Vec<ResultRow> = plan
+        .pruned
+        .iter()
+        .filter(|p| !earlier.contains(&p.name()))
+        .filter_map(|p| match p.verdict {
+            Verdict::Pruned(why) => {
+                Some(s.row(t, problem, &p.config, Status::Pruned, why.to_string()))
+            }
+            Verdict::Kept { .. } => None,
+        })
         .collect();
-    ordered.sort_by(|a, b| by_prediction((a.0, &a.2), (b.0, &b.2)));
+    s.cache.record_results(&pruned)?;
+    if !pruned.is_empty() {
+        *summary.counts.entry("pruned".into()).or_default() += pruned.len();
+    }
+    summary.kept = plan.kept.len();
+    // the kept candidates still to measure, best estimate first (so the best-so-far, and the
+    // early stop, come early)
+    let ordered: Vec<(Vec<i64>, Config)> = plan
+        .kept
+        .into_iter()
+        .filter(|p| !done.contains(&p.name()))
+        .map(|p| (p.values, p.config))
+        .collect();
     obs.problem_started(&named.name, &key, ordered.len());
     // compile in parallel worker processes (a compiler crash costs one worker)
     let mut compile_failed: BTreeMap<String, ResultRow> = BTreeMap::new();
@@ -303,7 +333,7 @@ pub fn tune_problem(
         let t0 = Instant::now();
         let requests: Vec<Request> = ordered
             .iter()
-            .map(|(_, values, _)| Request::Compile {
+            .map(|(values, _)| Request::Compile {
                 template: t.name().into(),
                 values: values.clone(),
                 problem: problem.clone(),
@@ -311,7 +341,7 @@ pub fn tune_problem(
             })
             .collect();
         let replies = call_all(&spec, s.settings.jobs, &requests, s.settings.timeout, || {});
-        for ((_, _, c), r) in ordered.iter().zip(replies) {
+        for ((_, c), r) in ordered.iter().zip(replies) {
             let name = c.kernel_name();
             let failure = match r {
                 Ok(reply) if reply.status == "ok" => {
@@ -329,14 +359,12 @@ pub fn tune_problem(
     }
     // verify → time, one candidate at a time on the measuring worker
     obs.phase("measure");
-    let mut best: Option<f64> = s
-        .cache
-        .results_for(&key, &s.fingerprint, Some(&tk))?
+    let mut best: Option<f64> = stored
         .iter()
         .filter(|r| r.status == Status::Ok)
         .filter_map(|r| r.timing.map(|t| t.median_ms))
         .min_by(f64::total_cmp);
-    for (_, values, config) in &ordered {
+    for (values, config) in &ordered {
         let name = config.kernel_name();
         let mut row = s.row(t, problem, config, Status::LaunchError, String::new());
         if let Some(failed) = compile_failed.remove(&name) {
@@ -410,8 +438,9 @@ pub fn tune_problem(
     Ok(summary)
 }
 
-/// The cost model's estimate for one config of `t` on `problem` (lower is better); `None` when
-/// no source can be generated for it.
+/// The simulated device's cost ([`sim_cost`]) for one config of `t` on `problem` (lower is
+/// better); `None` when no source can be generated for it. Sweeps rank with
+/// [`crate::cost_model`] instead; this older order still picks a compile's untuned kernels.
 pub fn predicted_cost(
     t: &'static dyn Template,
     config: &Config,
@@ -422,14 +451,14 @@ pub fn predicted_cost(
     Some(problem.flops() / sim_cost(&cand, problem).efficiency)
 }
 
-/// The order a sweep measures candidates in: best prediction first, ties by kernel name.
+/// Best [`predicted_cost`] first, ties by kernel name.
 fn by_prediction(a: (f64, &Config), b: (f64, &Config)) -> std::cmp::Ordering {
     a.0.total_cmp(&b.0)
         .then_with(|| a.1.kernel_name().cmp(&b.1.kernel_name()))
 }
 
-/// The config a sweep would measure first: the valid config of `t` for `problem` that the cost
-/// model ranks best (what a compile without tuning uses). `None` if no config is valid.
+/// The valid config of `t` for `problem` that [`predicted_cost`] ranks best (what a compile
+/// without tuning uses). `None` if no config is valid.
 pub fn first_by_prediction(
     t: &'static dyn Template,
     problem: &Problem,

@@ -433,10 +433,20 @@ fn verdict(e: &Explanation) -> String {
             ms(w.median_ms)
         ),
     };
+    let pruned = e
+        .candidates
+        .iter()
+        .filter(|r| r.status == tessera_cache::Status::Pruned)
+        .count();
     if rejected > 0 {
         s.push_str(&format!(
             "; {} not eligible (below)",
             count(rejected as u64, "candidate")
+        ));
+    }
+    if pruned > 0 {
+        s.push_str(&format!(
+            ", of them {pruned} pruned before compiling by the cost model (tune with --no-prune to measure them)"
         ));
     }
     s

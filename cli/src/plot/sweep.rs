@@ -285,7 +285,7 @@ fn spread(v: f64, t: &Timing) -> Option<(f64, f64)> {
 fn status_color(s: Status) -> RGBColor {
     match s {
         Status::Ok => BLUE,
-        Status::Rejected => GREY,
+        Status::Rejected | Status::Pruned => GREY,
         Status::CompileError => RED,
         Status::LaunchError => BROWN,
         Status::WrongResult => PURPLE,
