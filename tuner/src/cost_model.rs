@@ -75,6 +75,8 @@ pub enum Dispatch {
     TmaPingpong,
     /// Fused attention: Q block resident, K/V blocks through a ring.
     FusedAttention,
+    /// sm_90a fused attention: TMA producer warpgroup, `wgmma` consumer warpgroups.
+    TmaAttention,
     /// Row-wise kernels (layernorm, softmax, embedding).
     RowWise,
 }
@@ -86,6 +88,7 @@ impl Dispatch {
             Dispatch::TmaCooperative => "tma_cooperative",
             Dispatch::TmaPingpong => "tma_pingpong",
             Dispatch::FusedAttention => "fused_attention",
+            Dispatch::TmaAttention => "tma_attention",
             Dispatch::RowWise => "row_wise",
         }
     }
@@ -395,9 +398,27 @@ fn attention(
     let bkv = param(t, config, "block_kv")?;
     let stages = param(t, config, "stages")? as f64;
     let ir = t.build(config)?;
-    let threads = ir.threads(m.warp_size);
-    let regs = ir.acc_per_thread(m.warp_size) + OVERHEAD_REGS;
-    let bps = m.blocks_per_sm(threads, ir.smem_bytes(), regs);
+    let tile = tessera_dsl::AttentionTile {
+        block_q: u32::try_from(bq).unwrap_or(0),
+        block_kv: u32::try_from(bkv).unwrap_or(0),
+        head_dim: ir.variant.extent,
+        warps: ir.warps(),
+        stages: stages as u32,
+    };
+    let hopper = tessera_dsl::AttentionPipeline::select(m.target, &tile, &config.variant);
+    let (dispatch, bps, mma_eff) = match hopper {
+        // one block of warpgroups per SM; wgmma from shared memory
+        tessera_dsl::AttentionPipeline::Warpspecialized(_) => (Dispatch::TmaAttention, 1, 0.75),
+        tessera_dsl::AttentionPipeline::Multistage => {
+            let threads = ir.threads(m.warp_size);
+            let regs = ir.acc_per_thread(m.warp_size) + OVERHEAD_REGS;
+            (
+                Dispatch::FusedAttention,
+                m.blocks_per_sm(threads, ir.smem_bytes(), regs),
+                warp_mma_efficiency(m.target, 64.0, 64.0),
+            )
+        }
+    };
     let tiles = a.seq_q.div_ceil(bq) * a.batch.max(1) * a.heads.max(1);
     let mut kv_steps = a.seq_kv.div_ceil(bkv) as f64;
     if a.mask == tessera_dsl::Mask::Causal {
@@ -407,7 +428,7 @@ fn attention(
     let elem = a.dtype.size_bytes() as f64;
     // exp and rescale cost beside the two products; the block's occupancy and ring decide
     // the rest
-    let eff = warp_mma_efficiency(m.target, 64.0, 64.0) / (1.0 + 16.0 / d);
+    let eff = mma_eff / (1.0 + 16.0 / d);
     let step_bytes = 2.0 * bkv * d * elem;
     let wave_s = |b: u32| {
         let b = f64::from(b);
@@ -421,7 +442,7 @@ fn attention(
     let (count, efficiency, total) = waves(m, tiles, bps, wave_s);
     let flops = 4.0 * tiles as f64 * bq * (kv_steps * bkv) * d;
     Ok(finish(
-        Dispatch::FusedAttention,
+        dispatch,
         (bq as u64, bkv as u64),
         flops,
         problem.bytes(),
