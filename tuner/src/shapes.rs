@@ -1345,4 +1345,26 @@ mod tests {
         let e = err("problems: [{op: gemm, m: 1, n: 2, k: 3, packed: true}]");
         assert!(e.contains("`packed` does not apply to op gemm"), "{e}");
     }
+
+    #[test]
+    fn the_gqa_and_packed_example_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/shapes/attention-gqa-packed.yaml"
+        );
+        let parsed = parse_file(path).unwrap();
+        let names: Vec<&str> = parsed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "gqa[kv_heads=1]",
+                "gqa[kv_heads=8]",
+                "packed-bert",
+                "packed-ragged-gqa"
+            ]
+        );
+        for p in &parsed {
+            p.problem.check().unwrap();
+        }
+    }
 }
