@@ -150,12 +150,17 @@ fn gpu_attention_matches_reference() {
     run_all("gpu_attention_matches_reference", "attention", &problems);
 }
 
+/// A GQA case: (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout).
+type GqaCase = (u64, u64, u64, u64, u64, u64, Mask, AttentionLayout);
+
+/// A packed case: (lens_q, lens_kv, heads, kv_heads, head_dim, mask).
+type PackedCase = (Vec<u64>, Vec<u64>, u64, u64, u64, Mask);
+
 /// Grouped-query and multi-query attention: kv_heads 1, 2 and heads / 2 (and one group of 4),
 /// odd and unequal lengths, every mask, both output layouts, head_dim 32/64/128, f16 and bf16.
 #[test]
 fn gpu_attention_gqa_matches_reference() {
-    // (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout)
-    let shapes: [(u64, u64, u64, u64, u64, u64, Mask, AttentionLayout); 9] = [
+    let shapes: [GqaCase; 9] = [
         (2, 8, 1, 77, 77, 32, Mask::None, AttentionLayout::Bhsd),
         (2, 8, 2, 100, 100, 64, Mask::Causal, AttentionLayout::Bhsd),
         (1, 8, 4, 197, 333, 128, Mask::None, AttentionLayout::Bhsd),
@@ -205,8 +210,7 @@ fn gpu_attention_packed_matches_reference() {
     };
     let ragged = vec![1, 77, 100, 197, 384];
     let random = random_lens(16, 384);
-    // (lens_q, lens_kv, heads, kv_heads, head_dim, mask)
-    let cases: Vec<(Vec<u64>, Vec<u64>, u64, u64, u64, Mask)> = vec![
+    let cases: Vec<PackedCase> = vec![
         (ragged.clone(), ragged.clone(), 4, 4, 64, Mask::None),
         (ragged.clone(), ragged.clone(), 4, 2, 128, Mask::Causal),
         (
