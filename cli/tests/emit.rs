@@ -92,6 +92,20 @@ fn emit_prints_fused_snapshots_for_any_op() {
             "attention_f16_f32acc_q64_kv64_w4_s2_bshd_d64_padding_a8__sm_80__f16_d64_padding_bshd",
         ),
         (
+            "attention",
+            "block_q=64,block_kv=64,warps=4,stages=2",
+            "sm_80",
+            "{op: attention, heads: 8, kv_heads: 2, head_dim: 64, mask: causal, packed: true, lens: [1, 77, 100, 197, 384]}",
+            "attention_f16_f32acc_q64_kv64_w4_s2_thd_d64_causal_a8__sm_80__f16_d64_packed_causal",
+        ),
+        (
+            "attention",
+            "block_q=64,block_kv=64,warps=4,stages=2",
+            "gfx90a",
+            "{op: attention, batch: 2, heads: 32, kv_heads: 8, seq: 512, head_dim: 64}",
+            "attention_f16_f32acc_q64_kv64_w4_s2_bhsd_d64_a8__gfx90a__f16_d64_gqa",
+        ),
+        (
             "embedding",
             "rows_per_block=4,threads_per_row=128,vector=8",
             "sm_80",

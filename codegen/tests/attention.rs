@@ -354,3 +354,77 @@ fn dump() {
         .unwrap();
     }
 }
+
+/// A config for `problem` at point `p` (the template's label and parameters).
+fn config_of(p: Point, problem: AttentionProblem) -> Config {
+    let mut c = config(p, problem.head_dim, problem.mask, problem.dtype);
+    c.variant = variant_for(DType::F32, &Problem::Attention(problem));
+    c
+}
+
+#[test]
+fn grouped_kv_heads_move_only_the_kv_bases() {
+    let mut g = AttentionProblem::new(2, 8, 100, 64);
+    g.kv_heads = 2;
+    for target in TARGETS {
+        let s = emit(&build(&config_of((64, 64, 4, 2), g.clone())), target)
+            .unwrap()
+            .source;
+        assert!(s.contains("const int kvh = blockIdx.y / (heads / kv_heads);"));
+        assert!(s.contains("const long long bkvh = (long long)b * kv_heads + kvh;"));
+        assert!(s.contains("k += bkvh * seq_kv * 64;") && s.contains("v += bkvh * seq_kv * 64;"));
+        assert!(
+            s.contains("q += bh * seq_q * 64;"),
+            "{target}: Q keeps its head"
+        );
+        assert!(!s.contains("cu_seqlens_q["), "{target}: not packed");
+    }
+    // kv_heads is a runtime argument: the kernel (and its name) is the one of plain attention
+    let plain = AttentionProblem::new(2, 8, 100, 64);
+    assert_eq!(
+        build(&config_of((64, 64, 4, 2), g)).name,
+        build(&config_of((64, 64, 4, 2), plain)).name
+    );
+}
+
+#[test]
+fn packed_batches_read_offsets_and_exit_past_the_sequence() {
+    let mut p = AttentionProblem::new(1, 4, 1, 128).with_packing(tessera_dsl::Packing {
+        lens_q: vec![1, 77, 197],
+        lens_kv: vec![5, 100, 197],
+    });
+    p.kv_heads = 2;
+    p.mask = Mask::Causal;
+    p.check().unwrap();
+    for target in TARGETS {
+        let ir = build(&config_of((64, 32, 4, 2), p.clone()));
+        assert!(ir.name.contains("_thd_d128_causal"), "{}", ir.name);
+        let s = emit(&ir, target).unwrap().source;
+        for line in [
+            "const int tq0 = cu_seqlens_q[b];",
+            "seq_q = cu_seqlens_q[b + 1] - tq0;",
+            "seq_kv = cu_seqlens_kv[b + 1] - tk0;",
+            "if (q0 >= seq_q) return;",
+            "const int ldq = heads * 128;",
+            "const int ldkv = kv_heads * 128;",
+            "k += ((long long)tk0 * kv_heads + kvh) * 128;",
+            "const long long di = (long long)qi * heads * 128 +",
+            "kv_end = min(kv_end, q0 + 64);",
+        ] {
+            assert!(s.contains(line), "{target}: no `{line}`");
+        }
+        // the early return comes before the first barrier and the first copy
+        let exit = s.find("if (q0 >= seq_q) return;").unwrap();
+        let copy = s.find("const int r0 = tid /").unwrap();
+        assert!(exit < copy, "{target}");
+        assert!(s.contains("* ldq + c;") && s.contains("* ldkv + c;"));
+        assert!(!s.contains("bh * seq_q"), "{target}: no padded base");
+    }
+    let mut padded = p.clone();
+    padded.mask = Mask::Padding;
+    let c = config_of((64, 32, 4, 2), padded);
+    assert!(matches!(
+        emit(&build(&c), Target::Sm80),
+        Err(CodegenError::Unsupported(m)) if m.contains("no key padding")
+    ));
+}

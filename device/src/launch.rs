@@ -531,6 +531,7 @@ mod tests {
             lines: "m".into(),
             line_stride: "lda".into(),
             batch_stride: "stride_a".into(),
+            batches: None,
             box_inner: 64,
             box_lines: 64,
             swizzle: tessera_dsl::Swizzle::B128,

@@ -404,9 +404,9 @@ impl KernelBuilder {
         match shape {
             Shape::Vector => Ok(RowExpr::Col(g.operand)),
             Shape::Matrix => Ok(RowExpr::At(g.operand)),
-            Shape::Table | Shape::Ids | Shape::Lens => Err(BuildError::Malformed(format!(
-                "`{name}` is read through a gather (`TABLE[IDS]`), not by itself"
-            ))),
+            Shape::Table | Shape::Ids | Shape::Lens | Shape::Offsets => Err(BuildError::Malformed(
+                format!("`{name}` is read through a gather (`TABLE[IDS]`), not by itself"),
+            )),
         }
     }
 

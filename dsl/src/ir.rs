@@ -431,7 +431,8 @@ pub enum Arg {
         dtype: DType,
         written: bool,
     },
-    /// A device pointer to i32 values (attention's per-batch key lengths; may be null).
+    /// A device pointer to i32 values (attention's per-batch key lengths or packed-sequence
+    /// offsets; may be null).
     I32Ptr(&'static str),
     I32(&'static str),
     I64(&'static str),
@@ -510,7 +511,8 @@ pub fn gemm_abi(variant: &Variant) -> Vec<Arg> {
 ///
 /// - layernorm: `x, residual, bias, gamma, beta, y, rows, cols, eps`
 /// - softmax: `x, mask, y, rows, cols, mask_period, scale`
-/// - attention: `q, k, v, o, kv_lens, batch, heads, seq_q, seq_kv, scale`
+/// - attention: `q, k, v, o, kv_lens, cu_seqlens_q, cu_seqlens_kv, batch, heads, kv_heads,
+///   seq_q, seq_kv, scale`
 /// - embedding: `input_ids, token_type_ids, word, position, token_type, gamma, beta, y, rows,
 ///   cols, seq, eps`
 pub fn abi(op: OpKind, variant: &Variant) -> Vec<Arg> {
@@ -562,9 +564,26 @@ mod tests {
         let at = Problem::Attention(AttentionProblem::new(1, 2, 8, 64));
         let abi_at = abi(OpKind::Attention, &variant_for(DType::F32, &at));
         assert_eq!(abi_at[4], Arg::I32Ptr("kv_lens"));
+        assert_eq!(abi_at[5], Arg::I32Ptr("cu_seqlens_q"));
+        assert_eq!(abi_at[6], Arg::I32Ptr("cu_seqlens_kv"));
+        assert_eq!(abi_at[9], Arg::I32("kv_heads"));
         assert_eq!(
             names(OpKind::Attention, &at),
-            ["q", "k", "v", "o", "kv_lens", "batch", "heads", "seq_q", "seq_kv", "scale"]
+            [
+                "q",
+                "k",
+                "v",
+                "o",
+                "kv_lens",
+                "cu_seqlens_q",
+                "cu_seqlens_kv",
+                "batch",
+                "heads",
+                "kv_heads",
+                "seq_q",
+                "seq_kv",
+                "scale"
+            ]
         );
         let mut emb = EmbeddingProblem::new(16, 64, 8);
         emb.dtype = DType::BF16;
@@ -600,7 +619,7 @@ mod tests {
         for op in tessera_ops::OPS {
             for o in op.operands {
                 assert!(
-                    o.shape.is_int() && o.name == "kv_lens" || Operand::from_name(o.name).is_some(),
+                    o.shape.is_int() || Operand::from_name(o.name).is_some(),
                     "{}",
                     o.name
                 );

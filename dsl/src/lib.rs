@@ -30,7 +30,7 @@ pub use pipeline::attention::{AttentionPipeline, AttentionTile, AttentionWarpgro
 pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
     head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,
-    LayernormProblem, Mask, OpKind, Problem, SoftmaxProblem, Store, HEAD_DIMS,
+    LayernormProblem, Mask, OpKind, Packing, Problem, SoftmaxProblem, Store, HEAD_DIMS,
 };
 pub use space::{Config, ParamSpace, Variant};
 pub use template::{

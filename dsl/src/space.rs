@@ -234,8 +234,8 @@ pub struct Variant {
     pub acc: DType,
     pub output: DType,
     /// Layout code, e.g. `rcr` for a GEMM (A, B, D), O's [`AttentionLayout`] code for
-    /// attention (`bhsd`, `bshd`; see [`Variant::attention_layout`]); empty where it does not
-    /// apply.
+    /// attention (`bhsd`, `bshd`; see [`Variant::attention_layout`]) or `thd` for packed
+    /// attention ([`Variant::attention_packed`]); empty where it does not apply.
     ///
     /// [`AttentionLayout`]: crate::problem::AttentionLayout
     pub layout: String,
@@ -258,6 +258,15 @@ impl Variant {
     /// O's layout when this is an attention variant (its layout code is an attention layout's).
     pub fn attention_layout(&self) -> Option<crate::problem::AttentionLayout> {
         crate::problem::AttentionLayout::from_code(&self.layout)
+    }
+
+    /// Whether this is a packed (padding-free) attention variant: layout code
+    /// [`PACKED_LAYOUT`](crate::problem::PACKED_LAYOUT), Q, K, V and O token-major with
+    /// `cu_seqlens` offsets. Its O layout is not an [`AttentionLayout`].
+    ///
+    /// [`AttentionLayout`]: crate::problem::AttentionLayout
+    pub fn attention_packed(&self) -> bool {
+        self.layout == crate::problem::PACKED_LAYOUT
     }
 }
 
@@ -315,9 +324,9 @@ impl Config {
             name.push_str(&v.store.label());
         }
         if v.extent != 0 {
-            // attention kernels (layout `bhsd` or `bshd`) are specialised per head size,
-            // row-wise kernels per hidden size
-            let tag = if v.attention_layout().is_some() {
+            // attention kernels (layout `bhsd`, `bshd` or `thd`) are specialised per head
+            // size, row-wise kernels per hidden size
+            let tag = if v.attention_layout().is_some() || v.attention_packed() {
                 'd'
             } else {
                 'h'

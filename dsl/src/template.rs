@@ -183,7 +183,7 @@ pub fn variant_for(acc: DType, problem: &Problem) -> Variant {
         Problem::Embedding(e) => rows(e.dtype, e.hidden, e.alignment(), Mask::None),
         // every supported head_dim (HEAD_DIMS) is a multiple of 8: rows are 8-element aligned
         Problem::Attention(a) => Variant {
-            layout: a.layout.code().into(),
+            layout: a.layout_code().into(),
             ..rows(a.dtype, a.head_dim, 8, a.mask)
         },
     }

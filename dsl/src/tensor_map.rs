@@ -66,6 +66,8 @@ pub enum Extent {
     Arg(String),
     Const(u64),
     Scaled(String, u64),
+    /// The product of two arguments (attention's K/V heads of all batches: `batch × kv_heads`).
+    Product(String, String),
 }
 
 impl From<&str> for Extent {
@@ -87,6 +89,9 @@ impl Extent {
             Extent::Scaled(a, c) => get(a)?
                 .checked_mul(*c)
                 .ok_or_else(|| format!("`{a}` × {c} overflows")),
+            Extent::Product(a, b) => get(a)?
+                .checked_mul(get(b)?)
+                .ok_or_else(|| format!("`{a}` × `{b}` overflows")),
         }
     }
 }
@@ -106,9 +111,12 @@ pub struct TensorMapArg {
     pub lines: Extent,
     /// The elements between lines.
     pub line_stride: Extent,
-    /// The elements between batches (the grid's y × z blocks: GEMM batches, or attention's
-    /// batch × heads).
+    /// The elements between batches.
     pub batch_stride: Extent,
+    /// The number of batches; absent: the grid's y × z extent (GEMM batches, attention's batch ×
+    /// heads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<Extent>,
     pub box_inner: u32,
     pub box_lines: u32,
     pub swizzle: Swizzle,
@@ -143,7 +151,8 @@ const MAX_BOX: u32 = 256;
 
 impl TensorMapArg {
     /// The geometry for one launch, given the values of the ABI arguments the map names
-    /// (`value(name)` returns an integer argument's value) and the batch count, checked
+    /// (`value(name)` returns an integer argument's value) and the launch's batch count (used
+    /// unless the map names its own [`TensorMapArg::batches`]), checked
     /// against every rule of the driver's `cuTensorMapEncodeTiled`, so a violation is a
     /// readable error here rather than an opaque driver code.
     pub fn resolve(
@@ -157,6 +166,10 @@ impl TensorMapArg {
             reason,
         };
         let get = |e: &Extent| e.value(value).map_err(&fail);
+        let batch = match &self.batches {
+            Some(e) => get(e)?,
+            None => batch,
+        };
         let elem = u64::from(self.dtype.size_bytes());
         let (inner, lines) = (get(&self.inner)?, get(&self.lines)?);
         let line_stride = get(&self.line_stride)? * elem;
@@ -221,6 +234,7 @@ mod tests {
             lines: "M".into(),
             line_stride: "lda".into(),
             batch_stride: "stride_a".into(),
+            batches: None,
             box_inner: 64,
             box_lines: 128,
             swizzle: Swizzle::B128,

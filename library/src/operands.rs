@@ -22,7 +22,8 @@ pub enum Slot {
         dtype: DType,
         len: u64,
     },
-    /// i32 data: attention's per-batch key lengths, an embedding's per-token ids.
+    /// i32 data: attention's per-batch key lengths or packed-sequence offsets, an
+    /// embedding's per-token ids.
     Ints(Vec<i32>),
 }
 
@@ -83,7 +84,7 @@ impl OpInputs {
                     slots.push((name, slot));
                 }
                 Arg::I32Ptr(name) => {
-                    let slot = match int_range(problem, name) {
+                    let slot = match int_operand(problem, name) {
                         Some(_) => Slot::Ints(Vec::new()),
                         None => Slot::Absent,
                     };
@@ -112,8 +113,8 @@ impl OpInputs {
                     let len = input_len(problem, name).unwrap_or(0);
                     *t = random_input(name, t.dtype, len, &mut rng);
                 }
-                Slot::Ints(ints) => {
-                    if let Some((count, lo, hi)) = int_range(problem, name) {
+                Slot::Ints(ints) => match int_operand(problem, name) {
+                    Some(Ints::Random { count, lo, hi }) => {
                         // uniform in lo..=hi; the last value is hi (attention: the last batch
                         // attends every key; an embedding: the largest id is read)
                         *ints = (0..count)
@@ -127,7 +128,9 @@ impl OpInputs {
                             })
                             .collect();
                     }
-                }
+                    Some(Ints::Fixed(values)) => *ints = values,
+                    None => {}
+                },
                 Slot::Absent | Slot::Output { .. } => {}
             }
         }
@@ -193,19 +196,38 @@ pub fn output_len(problem: &Problem) -> u64 {
         Problem::Gemm(g) => g.batch * g.m * g.n,
         Problem::Layernorm(l) => l.rows * l.cols,
         Problem::Softmax(s) => s.rows * s.cols,
-        Problem::Attention(a) => a.batch * a.heads * a.seq_q * a.head_dim,
+        Problem::Attention(a) => a.q_len(),
         Problem::Embedding(e) => e.tokens * e.hidden,
     }
 }
 
-/// An i32 operand the problem uses: (count, smallest, largest value), or `None` when absent.
-fn int_range(problem: &Problem, name: &str) -> Option<(u64, u64, u64)> {
+/// The values of an i32 operand the problem uses.
+enum Ints {
+    /// `count` values drawn uniformly from `lo..=hi` (fresh per seed).
+    Random { count: u64, lo: u64, hi: u64 },
+    /// Values the problem fixes (a packed batch's sequence offsets).
+    Fixed(Vec<i32>),
+}
+
+/// An i32 operand the problem uses, or `None` when absent.
+fn int_operand(problem: &Problem, name: &str) -> Option<Ints> {
+    let random = |count, lo, hi| Some(Ints::Random { count, lo, hi });
+    let offsets = |lens: &[u64]| {
+        let cu = tessera_dsl::Packing::offsets(lens);
+        Some(Ints::Fixed(cu.into_iter().map(i32_of).collect()))
+    };
     match (problem, name) {
         (Problem::Attention(a), "kv_lens") if a.mask == Mask::Padding => {
-            Some((a.batch, 1, a.seq_kv))
+            random(a.batch, 1, a.seq_kv)
         }
-        (Problem::Embedding(e), "input_ids") => Some((e.tokens, 0, e.vocab.saturating_sub(1))),
-        (Problem::Embedding(e), "token_type_ids") => Some((e.tokens, 0, e.types.saturating_sub(1))),
+        (Problem::Attention(a), "cu_seqlens_q") => {
+            a.packed.as_ref().and_then(|p| offsets(&p.lens_q))
+        }
+        (Problem::Attention(a), "cu_seqlens_kv") => {
+            a.packed.as_ref().and_then(|p| offsets(&p.lens_kv))
+        }
+        (Problem::Embedding(e), "input_ids") => random(e.tokens, 0, e.vocab.saturating_sub(1)),
+        (Problem::Embedding(e), "token_type_ids") => random(e.tokens, 0, e.types.saturating_sub(1)),
         _ => None,
     }
 }
@@ -219,8 +241,8 @@ fn input_len(problem: &Problem, name: &str) -> Option<u64> {
         (Problem::Layernorm(l), "gamma" | "beta") => Some(l.cols),
         (Problem::Softmax(s), "x") => Some(s.rows * s.cols),
         (Problem::Softmax(s), "mask") => s.mask_period.map(|p| s.rows / p.max(1) * s.cols),
-        (Problem::Attention(a), "q") => Some(a.batch * a.heads * a.seq_q * a.head_dim),
-        (Problem::Attention(a), "k" | "v") => Some(a.batch * a.heads * a.seq_kv * a.head_dim),
+        (Problem::Attention(a), "q") => Some(a.q_len()),
+        (Problem::Attention(a), "k" | "v") => Some(a.kv_len()),
         (Problem::Embedding(e), "word") => Some(e.vocab * e.hidden),
         (Problem::Embedding(e), "position") => Some(e.positions * e.hidden),
         (Problem::Embedding(e), "token_type") => Some(e.types * e.hidden),
@@ -249,6 +271,7 @@ fn int_arg(problem: &Problem, name: &str) -> i32 {
         (Problem::Softmax(s), "mask_period") => s.mask_period.unwrap_or(1),
         (Problem::Attention(a), "batch") => a.batch,
         (Problem::Attention(a), "heads") => a.heads,
+        (Problem::Attention(a), "kv_heads") => a.kv_heads,
         (Problem::Attention(a), "seq_q") => a.seq_q,
         (Problem::Attention(a), "seq_kv") => a.seq_kv,
         (Problem::Embedding(e), "rows") => e.tokens,
@@ -296,6 +319,45 @@ mod tests {
         assert!(
             OpInputs::random(&Problem::Gemm(tessera_dsl::GemmProblem::new(1, 1, 2)), 0).is_err()
         );
+
+        // grouped-query and packed attention: K/V sized by kv_heads, offsets fixed by the lengths
+        let mut g = AttentionProblem::new(2, 8, 1, 32)
+            .with_packing(tessera_dsl::Packing::uniform_self(vec![3, 5]));
+        g.kv_heads = 2;
+        let x = OpInputs::random(&Problem::Attention(g), 4).unwrap();
+        let names: Vec<&str> = x.slots.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "q",
+                "k",
+                "v",
+                "o",
+                "kv_lens",
+                "cu_seqlens_q",
+                "cu_seqlens_kv"
+            ]
+        );
+        assert_eq!(x.values("q").len(), 8 * 8 * 32);
+        assert_eq!(x.values("k").len(), 8 * 2 * 32);
+        assert_eq!(x.output(), (DType::F16, 8 * 8 * 32));
+        assert_eq!(x.ints("cu_seqlens_q"), Some(&[0, 3, 8][..]));
+        assert_eq!(x.ints("cu_seqlens_kv"), Some(&[0, 3, 8][..]));
+        assert!(x.kv_lens().is_none());
+        let ints: Vec<(&str, Scalar)> = x.scalars[..5].to_vec();
+        assert_eq!(
+            ints,
+            [
+                ("batch", Scalar::I32(2)),
+                ("heads", Scalar::I32(8)),
+                ("kv_heads", Scalar::I32(2)),
+                ("seq_q", Scalar::I32(5)),
+                ("seq_kv", Scalar::I32(5))
+            ]
+        );
+        let plain =
+            OpInputs::random(&Problem::Attention(AttentionProblem::new(1, 2, 4, 32)), 4).unwrap();
+        assert!(plain.ints("cu_seqlens_q").is_none() && plain.ints("cu_seqlens_kv").is_none());
 
         let mut e = tessera_dsl::EmbeddingProblem::new(40, 64, 8);
         (e.vocab, e.positions, e.types) = (50, 16, 3);

@@ -134,7 +134,8 @@ pub fn check_gemm_expected_bytes(p: &GemmProblem, e: &Expected, out: &[u8]) -> V
 
 /// Rows of a row-wise or attention output checked in full: every row of a small problem;
 /// otherwise the first and last rows and a seeded sample. A row is `(0, row)` for row-wise
-/// ops and `(batch·heads + head, query)` for attention.
+/// ops and `(batch·heads + head, query)` for attention (a packed batch's queries stop at
+/// their sequence's length).
 pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
     // work: reference operations per output row; width: output elements per row
     let (outer, rows, work, width) = match problem {
@@ -149,16 +150,32 @@ pub fn op_rows(problem: &Problem) -> Vec<(u64, u64)> {
             a.head_dim,
         ),
     };
-    if outer * rows * work <= FULL_CHECK_MACS && outer * rows * width <= FULL_CHECK_ELEMENTS {
+    // rows of `outer` index `o` (all `rows` unless packed)
+    let rows_of = |o: u64| match problem {
+        Problem::Attention(a) if a.packed.is_some() => a.lens(o / a.heads.max(1)).0,
+        _ => rows,
+    };
+    let total = match problem {
+        Problem::Attention(a) => a.heads * a.tokens_q(),
+        _ => outer * rows,
+    };
+    if total * work <= FULL_CHECK_MACS && total * width <= FULL_CHECK_ELEMENTS {
         return (0..outer)
-            .flat_map(|o| (0..rows).map(move |r| (o, r)))
+            .flat_map(|o| (0..rows_of(o)).map(move |r| (o, r)))
             .collect();
     }
     let mut rng = Rng::new(POSITION_SEED);
-    let mut out = vec![(0, 0), (0, rows - 1), (outer - 1, 0), (outer - 1, rows - 1)];
+    let last = |o: u64| rows_of(o).saturating_sub(1);
+    let mut out = vec![
+        (0, 0),
+        (0, last(0)),
+        (outer - 1, 0),
+        (outer - 1, last(outer - 1)),
+    ];
     let sample = (FULL_CHECK_MACS / work.max(1)).clamp(16, 256);
     for _ in 0..sample {
-        out.push((rng.below(outer), rng.below(rows)));
+        let o = rng.below(outer);
+        out.push((o, rng.below(rows_of(o).max(1))));
     }
     out.sort_unstable();
     out.dedup();
@@ -358,6 +375,25 @@ mod tests {
         assert_eq!(out.values[bhsd_at(0, 2, 36)], tok.values[bshd_at(0, 2, 36)]);
         // a bhsd-ordered buffer fails the token-major check
         assert!(!check_op_expected_bytes(&xt, &et, &out.to_bytes()).pass);
+
+        // a packed batch: rows stop at each sequence's length, O is token-major like Q
+        let mut packed = AttentionProblem::new(1, 2, 1, 32)
+            .with_packing(tessera_dsl::Packing::uniform_self(vec![3, 1, 4]));
+        packed.kv_heads = 1;
+        let pp = Problem::Attention(packed.clone());
+        let rows = op_rows(&pp);
+        assert_eq!(rows.len(), 2 * (3 + 1 + 4));
+        assert!(rows.contains(&(5, 3)) && !rows.contains(&(3, 1)));
+        // (sequence 2, head 1, query 3) is token 4 + 3
+        assert_eq!(op_output_index(&pp, 5, 3, 7), ((7 * 2) + 1) * 32 + 7);
+        let xp = OpInputs::random(&pp, 9).unwrap();
+        let ep = expected_op(&xp);
+        assert_eq!(ep.positions.len(), 2 * 8 * 32);
+        let big = AttentionProblem::new(1, 16, 1, 128)
+            .with_packing(tessera_dsl::Packing::uniform_self(vec![1, 2000, 7, 4000]));
+        for (o, r) in op_rows(&Problem::Attention(big.clone())) {
+            assert!(r < big.lens(o / 16).0, "({o}, {r}) past its sequence");
+        }
 
         for (r, c) in [(65536, 4096), (65536, 1024), (12288, 768)] {
             let rows = op_rows(&Problem::Softmax(SoftmaxProblem::new(r, c)));

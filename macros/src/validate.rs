@@ -739,8 +739,8 @@ impl Scope<'_> {
                     self.op.name
                 )
             }
-            Shape::Lens => format!(
-                "`{ident}` holds i32 lengths that the kernel applies itself; it is not read in the body"
+            Shape::Lens | Shape::Offsets => format!(
+                "`{ident}` holds i32 lengths or sequence offsets that the kernel applies itself; it is not read in the body"
             ),
         };
         self.diags.error(ident, hint);

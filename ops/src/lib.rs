@@ -32,12 +32,16 @@ pub enum Shape {
     Ids,
     /// One i32 per batch: attention's key lengths (null when the problem has no padding).
     Lens,
+    /// `batch + 1` cumulative i32 offsets: where each sequence of a packed (padding-free)
+    /// batch starts, the last entry being the token total (attention's `cu_seqlens_q`,
+    /// `cu_seqlens_kv`; null when the problem is not packed).
+    Offsets,
 }
 
 impl Shape {
     /// Whether the operand is i32 data (an index, a length), not elements of the op's dtype.
     pub fn is_int(self) -> bool {
-        matches!(self, Shape::Ids | Shape::Lens)
+        matches!(self, Shape::Ids | Shape::Lens | Shape::Offsets)
     }
 }
 
@@ -192,8 +196,14 @@ pub const OPS: &[Op] = &[
             operand("v", Role::Input, false),
             operand("o", Role::Output, true),
             optional("kv_lens", Role::Input, Shape::Lens),
+            // packed batches: Q, O are [tokens_q, heads, head_dim], K, V [tokens_kv, kv_heads,
+            // head_dim]; sequence b owns tokens cu_seqlens[b]..cu_seqlens[b + 1]
+            optional("cu_seqlens_q", Role::Input, Shape::Offsets),
+            optional("cu_seqlens_kv", Role::Input, Shape::Offsets),
         ],
-        ints: &["batch", "heads", "seq_q", "seq_kv"],
+        // kv_heads: K/V heads (grouped-query attention; = heads without grouping), query head
+        // h reads K/V head h / (heads / kv_heads); seq_q, seq_kv: the longest sequence when packed
+        ints: &["batch", "heads", "kv_heads", "seq_q", "seq_kv"],
         args: &["scale"],
         extents: &[Extent {
             name: "head_dim",
@@ -269,9 +279,20 @@ mod tests {
         assert_eq!(sm.args, ["scale"]);
         let at = find("attention").unwrap();
         assert_eq!((at.extents[0].name, at.extents[0].max), ("head_dim", 128));
-        assert_eq!(at.operand_names(|o| o.optional), ["kv_lens"]);
+        assert_eq!(
+            at.operand_names(|o| o.optional),
+            ["kv_lens", "cu_seqlens_q", "cu_seqlens_kv"]
+        );
         assert_eq!(ops_with("rows"), ["layernorm", "softmax", "embedding"]);
-        assert_eq!(at.operand_names(|o| o.shape.is_int()), ["kv_lens"]);
+        assert_eq!(
+            at.operand_names(|o| o.shape.is_int()),
+            ["kv_lens", "cu_seqlens_q", "cu_seqlens_kv"]
+        );
+        assert_eq!(
+            at.operand_names(|o| o.shape == Shape::Offsets),
+            ["cu_seqlens_q", "cu_seqlens_kv"]
+        );
+        assert_eq!(at.ints, ["batch", "heads", "kv_heads", "seq_q", "seq_kv"]);
         let emb = find("embedding").unwrap();
         assert_eq!(
             emb.operand_names(|o| o.shape == Shape::Table),

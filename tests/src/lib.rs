@@ -78,7 +78,8 @@ pub struct Fixture {
 /// threads_per_row, vector), attention (block_q, block_kv, warps, stages).
 pub fn fused_fixtures() -> Vec<Fixture> {
     use tessera_dsl::{
-        AttentionLayout, AttentionProblem, EmbeddingProblem, LayernormProblem, Mask, SoftmaxProblem,
+        AttentionLayout, AttentionProblem, EmbeddingProblem, LayernormProblem, Mask, Packing,
+        SoftmaxProblem,
     };
     let row_points = vec![vec![4, 128, 8], vec![2, 256, 8], vec![1, 1024, 4]];
     let mut ln = LayernormProblem::new(12288, 768);
@@ -102,6 +103,16 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     let mut att_narrow = AttentionProblem::new(4, 12, 128, 32);
     att_narrow.mask = Mask::Padding;
     att_narrow.layout = AttentionLayout::Bshd;
+    // grouped-query attention (LLaMA-class: 32 query heads over 8 K/V heads)
+    let mut att_gqa = AttentionProblem::new(2, 32, 512, 64);
+    att_gqa.kv_heads = 8;
+    // a packed batch (ragged lengths, cross lengths for K/V), causal, 2 K/V heads
+    let mut att_packed = AttentionProblem::new(1, 8, 1, 64).with_packing(Packing {
+        lens_q: vec![1, 77, 100, 197, 384],
+        lens_kv: vec![1, 77, 100, 197, 384],
+    });
+    att_packed.kv_heads = 2;
+    att_packed.mask = Mask::Causal;
     let emb = EmbeddingProblem::new(32 * 128, 768, 128);
     let mut emb_wide = EmbeddingProblem::new(8 * 512, 1024, 512);
     emb_wide.dtype = DType::BF16;
@@ -149,6 +160,15 @@ pub fn fused_fixtures() -> Vec<Fixture> {
             problems: vec![
                 ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
                 ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
+            ],
+        },
+        // grouped-query and packed attention: one config per target
+        Fixture {
+            template: "attention",
+            points: vec![vec![64, 64, 4, 2]],
+            problems: vec![
+                ("f16_d64_gqa", Problem::Attention(att_gqa)),
+                ("f16_d64_packed_causal", Problem::Attention(att_packed)),
             ],
         },
     ]

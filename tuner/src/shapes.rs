@@ -31,7 +31,11 @@
 //! | `m`, `n`, `k` | gemm: a positive integer, or a list of them | an error |
 //! | `rows`, `cols` | layernorm and softmax: a positive integer, or a list of them | an error |
 //! | `mask_period` | softmax: rows sharing one row of the additive mask | no mask |
-//! | `heads`, `head_dim`, and `seq` (or `seq_q` and `seq_kv`) | attention sizes | an error |
+//! | `heads`, `head_dim`, and `seq` (or `seq_q` and `seq_kv`) | attention sizes (a packed entry takes `lens` instead of `seq`) | an error |
+//! | `kv_heads` | attention: K/V heads, a divisor of `heads` (grouped-query attention; 1 is multi-query) | `heads` |
+//! | `packed` | attention: `true` for a packed (padding-free) batch: sequences back to back, token-major, found through `cu_seqlens` offsets; needs `lens` | `false` |
+//! | `lens` | packed attention: the sequence lengths, a list (`[1, 77, 100]`, the batch is its length) or a distribution `{dist: uniform, max: 384, min: 1, seed: 0}` drawing `batch` lengths uniformly in `min..=max` (`min` 1 and `seed` 0 when absent) | an error when `packed` |
+//! | `lens_kv` | packed attention: key lengths, as `lens` (cross-attention) | `lens` (self-attention) |
 //! | `fused` | layernorm: operands added before the norm, `[residual, bias]` | none |
 //! | `mask` | attention: `none`, `causal` or `padding` | `none` |
 //! | `seq`, `hidden`, and optionally `vocab`, `positions`, `types` | embedding: `batch` sequences of `seq` tokens (token `t` at position `t % seq`), rows of `hidden`, table sizes | `vocab` 30522, `positions` 512, `types` 2 (BERT's) |
@@ -66,7 +70,7 @@ use tessera_dsl::epilogue::UnknownEpilogueOp;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
     AttentionLayout, AttentionProblem, DType, EmbeddingProblem, EpilogueOp, GemmProblem,
-    LayernormProblem, Layout, Mask, OpKind, Problem, SoftmaxProblem, Store,
+    LayernormProblem, Layout, Mask, OpKind, Packing, Problem, SoftmaxProblem, Store,
 };
 
 /// One problem of a shapes file with the name it is reported under.
@@ -162,6 +166,8 @@ pub enum ShapeIssue {
     UnknownFused { got: String },
     #[error("unknown mask `{got}`; attention masks: none, causal, padding")]
     UnknownMask { got: String },
+    #[error("packed attention: {what}")]
+    Packed { what: String },
 }
 
 const TOP_KEYS: &[&str] = &["defaults", "problems"];
@@ -183,6 +189,7 @@ const SIZE_KEYS: &[&str] = &[
     "rows",
     "cols",
     "heads",
+    "kv_heads",
     "seq",
     "seq_q",
     "seq_kv",
@@ -202,6 +209,7 @@ const PROBLEM_KEYS: &[&str] = &[
     "rows",
     "cols",
     "heads",
+    "kv_heads",
     "seq",
     "seq_q",
     "seq_kv",
@@ -211,6 +219,9 @@ const PROBLEM_KEYS: &[&str] = &[
     "vocab",
     "positions",
     "types",
+    "packed",
+    "lens",
+    "lens_kv",
     "fused",
     "mask",
     "batch",
@@ -459,6 +470,88 @@ struct Settings {
     /// Layernorm's fused operands (`residual`, `bias`).
     fused: Option<Vec<&'static str>>,
     mask: Option<Mask>,
+    /// Attention: a packed batch (entries only, not `defaults`).
+    packed: Option<bool>,
+    lens: Option<Lengths>,
+    lens_kv: Option<Lengths>,
+}
+
+/// A packed batch's sequence lengths as a shapes entry gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lengths {
+    /// The lengths themselves (the batch is their count).
+    List(Vec<u64>),
+    /// `batch` lengths drawn uniformly from `min..=max` by a generator seeded with `seed`.
+    Uniform { min: u64, max: u64, seed: u64 },
+}
+
+impl Lengths {
+    /// The lengths of a batch of `batch` sequences.
+    fn lengths(&self, key: &'static str, batch: u64) -> Result<Vec<u64>, ShapeIssue> {
+        match self {
+            Lengths::List(l) if l.len() as u64 == batch => Ok(l.clone()),
+            Lengths::List(l) => Err(ShapeIssue::Packed {
+                what: format!("`{key}` lists {} lengths for batch {batch}", l.len()),
+            }),
+            &Lengths::Uniform { min, max, seed } => {
+                let mut rng = tessera_library::host::Rng::new(seed);
+                Ok((0..batch).map(|_| min + rng.below(max - min + 1)).collect())
+            }
+        }
+    }
+
+    /// The batch a list fixes.
+    fn count(&self) -> Option<u64> {
+        match self {
+            Lengths::List(l) => Some(l.len() as u64),
+            Lengths::Uniform { .. } => None,
+        }
+    }
+}
+
+/// `[1, 77, 100]` or `{dist: uniform, max: 384, min: 1, seed: 0}`.
+fn parse_lengths(key: &'static str, v: &Value) -> Result<Lengths, ShapeIssue> {
+    const EXPECTED: &str =
+        "a list of positive lengths or a distribution {dist: uniform, max, min, seed}";
+    let positive = |k: &'static str, v: &Value| {
+        v.as_u64()
+            .filter(|&x| x > 0)
+            .ok_or_else(|| wrong(k, "a positive integer", v))
+    };
+    match v {
+        Value::Sequence(seq) if seq.is_empty() => Err(ShapeIssue::EmptyList { key }),
+        Value::Sequence(seq) => Ok(Lengths::List(
+            seq.iter()
+                .map(|x| positive(key, x))
+                .collect::<Result<_, _>>()?,
+        )),
+        Value::Mapping(map) => {
+            let f = fields(map, &["dist", "max", "min", "seed"])?;
+            match f.get("dist") {
+                None => return Err(ShapeIssue::MissingKey { key: "dist" }),
+                Some(d) if d.as_str() == Some("uniform") => {}
+                Some(d) => return Err(wrong("dist", "`uniform`", d)),
+            }
+            let max = positive(
+                "max",
+                f.get("max").ok_or(ShapeIssue::MissingKey { key: "max" })?,
+            )?;
+            let min = f.get("min").map_or(Ok(1), |v| positive("min", v))?;
+            let seed = match f.get("seed") {
+                None => 0,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| wrong("seed", "a non-negative integer", v))?,
+            };
+            if min > max {
+                return Err(ShapeIssue::Packed {
+                    what: format!("`{key}`: min {min} is above max {max}"),
+                });
+            }
+            Ok(Lengths::Uniform { min, max, seed })
+        }
+        other => Err(wrong(key, EXPECTED, other)),
+    }
 }
 
 /// An entry's own sizes by key (`batch` lives in [`Settings`]).
@@ -502,6 +595,18 @@ impl Settings {
         if let Some(v) = f.get("mask") {
             s.mask = Some(parse_mask(v)?);
         }
+        if let Some(v) = f.get("packed") {
+            s.packed = Some(
+                v.as_bool()
+                    .ok_or_else(|| wrong("packed", "`true` or `false`", v))?,
+            );
+        }
+        if let Some(v) = f.get("lens") {
+            s.lens = Some(parse_lengths("lens", v)?);
+        }
+        if let Some(v) = f.get("lens_kv") {
+            s.lens_kv = Some(parse_lengths("lens_kv", v)?);
+        }
         for key in SIZE_KEYS {
             if let Some(v) = f.get(key) {
                 sizes.insert(key, parse_sizes(key, v)?);
@@ -523,6 +628,9 @@ impl Settings {
             store: self.store.or(defaults.store),
             fused: self.fused.or_else(|| defaults.fused.clone()),
             mask: self.mask.or(defaults.mask),
+            packed: self.packed,
+            lens: self.lens,
+            lens_kv: self.lens_kv,
         }
     }
 }
@@ -663,7 +771,10 @@ fn op_sizes(op: OpKind) -> (&'static [&'static str], &'static [&'static str]) {
         OpKind::Gemm => (&["m", "n", "k"], &[]),
         OpKind::Layernorm => (&["rows", "cols"], &[]),
         OpKind::Softmax => (&["rows", "cols"], &["mask_period"]),
-        OpKind::Attention => (&["heads", "head_dim"], &["seq", "seq_q", "seq_kv"]),
+        OpKind::Attention => (
+            &["heads", "head_dim"],
+            &["kv_heads", "seq", "seq_q", "seq_kv"],
+        ),
         OpKind::Embedding => (&["seq", "hidden"], &["vocab", "positions", "types"]),
     }
 }
@@ -709,7 +820,37 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
     if s.batch.is_some() && !matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) {
         return Err(not_for("batch"));
     }
-    if op == OpKind::Attention {
+    let packed = s.packed == Some(true);
+    for (key, given) in [
+        ("packed", s.packed.is_some()),
+        ("lens", s.lens.is_some()),
+        ("lens_kv", s.lens_kv.is_some()),
+    ] {
+        if given && op != OpKind::Attention {
+            return Err(not_for(key));
+        }
+    }
+    if !packed && (s.lens.is_some() || s.lens_kv.is_some()) {
+        return Err(ShapeIssue::Packed {
+            what: "`lens` and `lens_kv` describe a packed batch; add `packed: true`".into(),
+        });
+    }
+    if packed {
+        if s.lens.is_none() {
+            return Err(ShapeIssue::MissingKey { key: "lens" });
+        }
+        if let Some(key) = ["seq", "seq_q", "seq_kv"]
+            .into_iter()
+            .find(|k| sizes.contains_key(k))
+        {
+            return Err(ShapeIssue::Packed {
+                what: format!(
+                    "`{key}` does not apply: the lengths come from `lens` (and `lens_kv`), the \
+                     longest is the launch bound"
+                ),
+            });
+        }
+    } else if op == OpKind::Attention {
         let has = |k| sizes.contains_key(k);
         match (has("seq"), has("seq_q"), has("seq_kv")) {
             (true, false, false) | (false, true, true) => {}
@@ -728,8 +869,26 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
         .iter()
         .filter_map(|k| sizes.get(k).map(|v| (*k, v)))
         .collect();
+    // a list of lengths fixes the batch (a `batch` given as well must agree)
+    let listed = [&s.lens, &s.lens_kv]
+        .into_iter()
+        .flatten()
+        .find_map(Lengths::count)
+        .map(|n| vec![i128::from(n)]);
+    if let (Some(n), Some(batch)) = (&listed, &s.batch) {
+        if batch != n {
+            return Err(ShapeIssue::Packed {
+                what: format!(
+                    "`batch` {} disagrees with the {} lengths listed",
+                    names_of(batch),
+                    n[0]
+                ),
+            });
+        }
+    }
     if matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) {
-        dims.push(("batch", s.batch.as_ref().unwrap_or(&one)));
+        let batch = listed.as_ref().or(s.batch.as_ref()).unwrap_or(&one);
+        dims.push(("batch", batch));
     }
     // the cartesian product, the first dimension varying slowest
     let mut points: Vec<Vec<i128>> = vec![Vec::new()];
@@ -763,18 +922,31 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
             for ((dim, _), &v) in dims.iter().zip(&values) {
                 got.insert(dim, size(op, dim, v)?);
             }
-            Ok(build(op, s, &got))
+            build(op, s, &got)
         })();
         out.push((suffix, problem));
     }
     Ok(out)
 }
 
+/// `[1, 2]` for error messages.
+fn names_of(values: &[i128]) -> String {
+    let v: Vec<String> = values.iter().map(i128::to_string).collect();
+    match v.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", v.join(", ")),
+    }
+}
+
 /// The problem of one expanded point (`dims` holds every size the op needs).
-fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem {
+fn build(
+    op: OpKind,
+    s: &Settings,
+    dims: &HashMap<&'static str, u64>,
+) -> Result<Problem, ShapeIssue> {
     let get = |k: &str| dims.get(k).copied().unwrap_or(1);
     let input = s.dtype.unwrap_or(DType::F16);
-    match op {
+    Ok(match op {
         OpKind::Gemm => Problem::Gemm(GemmProblem {
             m: get("m"),
             n: get("n"),
@@ -804,16 +976,28 @@ fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem
         }),
         OpKind::Attention => {
             let seq = dims.get("seq").copied();
-            Problem::Attention(AttentionProblem {
+            let heads = get("heads");
+            let mut a = AttentionProblem {
                 batch: get("batch"),
-                heads: get("heads"),
+                heads,
+                kv_heads: dims.get("kv_heads").copied().unwrap_or(heads),
                 seq_q: seq.unwrap_or_else(|| get("seq_q")),
                 seq_kv: seq.unwrap_or_else(|| get("seq_kv")),
                 head_dim: get("head_dim"),
                 dtype: input,
                 mask: s.mask.unwrap_or_default(),
                 layout: s.attention_layout.unwrap_or_default(),
-            })
+                packed: None,
+            };
+            if let (Some(true), Some(lens)) = (s.packed, &s.lens) {
+                let lens_q = lens.lengths("lens", a.batch)?;
+                let lens_kv = match &s.lens_kv {
+                    Some(l) => l.lengths("lens_kv", a.batch)?,
+                    None => lens_q.clone(),
+                };
+                a = a.with_packing(Packing { lens_q, lens_kv });
+            }
+            Problem::Attention(a)
         }
         OpKind::Embedding => {
             let bert = EmbeddingProblem::new(1, 1, 1);
@@ -828,7 +1012,7 @@ fn build(op: OpKind, s: &Settings, dims: &HashMap<&'static str, u64>) -> Problem
                 dtype: input,
             })
         }
-    }
+    })
 }
 
 /// A size as `u64`: negatives are rejected here (zero and huge values by the problem's check).
@@ -955,7 +1139,7 @@ mod tests {
     fn foreign_sizes_and_unknown_layout() {
         assert_eq!(
             err("problems: [{op: attention, m: 1, n: 2, k: 3}]"),
-            "t.yaml: problems[0]: `m` does not apply to op attention; its keys are: heads, head_dim, seq, seq_q, seq_kv"
+            "t.yaml: problems[0]: `m` does not apply to op attention; its keys are: heads, head_dim, kv_heads, seq, seq_q, seq_kv"
         );
         assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, layout: crr}]")
             .contains("unknown layout `crr`; use rcr"));
@@ -1041,5 +1225,146 @@ mod tests {
     fn f32_input_is_rejected_by_the_problem_check() {
         assert!(err("problems: [{op: gemm, m: 1, n: 2, k: 3, dtype: f32}]")
             .contains("gemm: input dtype must be f16 or bf16 (got f32)"));
+    }
+
+    #[test]
+    fn grouped_query_attention_entries() {
+        let parsed = parse_str(
+            "problems:\n\
+             - {name: gqa, op: attention, heads: 32, kv_heads: [1, 8, 32], seq: 512, head_dim: 128}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let kv: Vec<u64> = parsed
+            .iter()
+            .map(|p| match &p.problem {
+                Problem::Attention(a) => a.kv_heads,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kv, [1, 8, 32]);
+        assert_eq!(parsed[1].name, "gqa[kv_heads=8]");
+        assert_eq!(
+            parsed[1].problem.key(),
+            "attention batch=1 heads=32 kv_heads=8 seq_q=512 seq_kv=512 head_dim=128 f16"
+        );
+        // kv_heads = heads is plain attention: the same key as without it
+        assert_eq!(
+            parsed[2].problem.key(),
+            "attention batch=1 heads=32 seq_q=512 seq_kv=512 head_dim=128 f16"
+        );
+        let e = err("problems: [{op: attention, heads: 12, kv_heads: 5, seq: 8, head_dim: 64}]");
+        assert!(e.contains("kv_heads 5 must divide heads 12"), "{e}");
+        let e = err("problems: [{op: gemm, m: 1, n: 2, k: 3, kv_heads: 2}]");
+        assert!(e.contains("`kv_heads` does not apply to op gemm"), "{e}");
+    }
+
+    #[test]
+    fn packed_attention_entries() {
+        let parsed = parse_str(
+            "problems:\n\
+             - {op: attention, heads: 4, head_dim: 64, packed: true, lens: [1, 77, 100, 197], mask: causal}\n\
+             - {op: attention, heads: 4, kv_heads: 2, head_dim: 32, packed: true, lens: [3, 5], lens_kv: [7, 2]}\n\
+             - {op: attention, batch: 32, heads: 12, head_dim: 64, packed: true, lens: {dist: uniform, max: 384, seed: 1}}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let a = |i: usize| match &parsed[i].problem {
+            Problem::Attention(a) => a.clone(),
+            other => panic!("{other:?}"),
+        };
+        let p = a(0);
+        assert_eq!(
+            (p.batch, p.seq_q, p.seq_kv, p.mask),
+            (4, 197, 197, Mask::Causal)
+        );
+        assert_eq!(p.packed, Some(Packing::uniform_self(vec![1, 77, 100, 197])));
+        assert_eq!(
+            parsed[0].name,
+            "attention batch=4 heads=4 seq_q=197 seq_kv=197 head_dim=64 f16 mask=causal \
+             packed=1,77,100,197"
+        );
+        let c = a(1);
+        assert_eq!((c.batch, c.seq_q, c.seq_kv, c.kv_heads), (2, 5, 7, 2));
+        assert_eq!(c.packed.as_ref().unwrap().lens_kv, [7, 2]);
+        let u = a(2);
+        let lens = &u.packed.as_ref().unwrap().lens_q;
+        assert_eq!(lens.len(), 32);
+        assert!(lens.iter().all(|l| (1..=384).contains(l)));
+        assert_eq!(u.seq_q, *lens.iter().max().unwrap());
+        // the same seed draws the same lengths: the key is stable
+        let again = parse_str(
+            "problems: [{op: attention, batch: 32, heads: 12, head_dim: 64, packed: true, lens: {dist: uniform, max: 384, seed: 1}}]",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(again[0].problem, parsed[2].problem);
+
+        for (text, want) in [
+            ("packed: true, lens: [3, 4], seq: 8", "`seq` does not apply"),
+            ("packed: true", "missing key `lens`"),
+            ("lens: [3, 4]", "add `packed: true`"),
+            (
+                "packed: true, lens: [3, 0]",
+                "`lens` must be a positive integer (got `0`)",
+            ),
+            (
+                "packed: true, lens: [3, 4], batch: 3",
+                "`batch` 3 disagrees with the 2 lengths",
+            ),
+            (
+                "packed: true, lens: [3, 4], lens_kv: [1]",
+                "`lens_kv` lists 1 lengths for batch 2",
+            ),
+            (
+                "packed: true, lens: {dist: normal, max: 4}",
+                "`dist` must be `uniform`",
+            ),
+            (
+                "packed: true, lens: {dist: uniform, max: 4, min: 9}",
+                "min 9 is above max 4",
+            ),
+            (
+                "packed: true, lens: [3, 4], mask: padding",
+                "drop `mask: padding`",
+            ),
+            (
+                "packed: true, lens: [3, 4], layout: bshd",
+                "drop `layout: bshd`",
+            ),
+            (
+                "packed: yes, lens: [3]",
+                "`packed` must be `true` or `false`",
+            ),
+        ] {
+            let e = err(&format!(
+                "problems: [{{op: attention, heads: 2, head_dim: 64, {text}}}]"
+            ));
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let e = err("problems: [{op: gemm, m: 1, n: 2, k: 3, packed: true}]");
+        assert!(e.contains("`packed` does not apply to op gemm"), "{e}");
+    }
+
+    #[test]
+    fn the_gqa_and_packed_example_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/shapes/attention-gqa-packed.yaml"
+        );
+        let parsed = parse_file(path).unwrap();
+        let names: Vec<&str> = parsed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "gqa[kv_heads=1]",
+                "gqa[kv_heads=8]",
+                "packed-bert",
+                "packed-ragged-gqa"
+            ]
+        );
+        for p in &parsed {
+            p.problem.check().unwrap();
+        }
     }
 }

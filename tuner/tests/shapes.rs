@@ -172,8 +172,9 @@ fn unknown_choices_are_listed() {
     assert_eq!(
         e.to_string(),
         "bad.yaml: problems[0]: unknown key `bias`; valid keys: \
-         name, op, m, n, k, rows, cols, heads, seq, seq_q, seq_kv, head_dim, mask_period, hidden, \
-         vocab, positions, types, fused, mask, batch, dtype, out_dtype, layout, epilogue, store"
+         name, op, m, n, k, rows, cols, heads, kv_heads, seq, seq_q, seq_kv, head_dim, \
+         mask_period, hidden, vocab, positions, types, packed, lens, lens_kv, fused, mask, batch, \
+         dtype, out_dtype, layout, epilogue, store"
     );
 }
 

@@ -20,6 +20,14 @@
 //! `[b][h][q][..]` or, token-major (`AttentionLayout::Bshd`), at `[b][q][h][..]`: the layout
 //! changes only the output's base and row stride.
 //!
+//! Grouped-query attention: K and V have `kv_heads` heads and query head `h` reads K/V head
+//! `h / (heads / kv_heads)`; only K's and V's base offsets change. A packed batch (variant
+//! layout `thd`) finds sequence `b` through `cu_seqlens_q` / `cu_seqlens_kv`: Q, O are
+//! `[tokens, heads, head_dim]` and K, V `[tokens, kv_heads, head_dim]` (rows `heads·head_dim`
+//! or `kv_heads·head_dim` apart), `seq_q` / `seq_kv` become the sequence's own lengths (the
+//! launch bounds are the longest), and a block whose queries start past its sequence's end
+//! returns before its first barrier. Masks count positions from the sequence's start.
+//!
 //! Everything vendor-specific (MMA, fragment layouts, row reductions, P's route) is behind
 //! [`Dialect`]; this file never asks which vendor it writes for. Where the attention dispatch
 //! policy ([`AttentionPipeline`]) picks the warp-specialized TMA + `wgmma` mainloop (sm_90a),
@@ -72,12 +80,23 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             "attention takes a causal or padding mask, not an additive one".into(),
         ));
     }
-    let layout = ir.variant.attention_layout().ok_or_else(|| {
-        CodegenError::Malformed(format!(
-            "attention variant has layout `{}`, not an attention layout",
-            ir.variant.layout
-        ))
-    })?;
+    let packed = ir.variant.attention_packed();
+    if packed && ir.variant.mask == Mask::Padding {
+        return Err(CodegenError::Unsupported(
+            "a packed batch has no key padding: its sequences have their own lengths".into(),
+        ));
+    }
+    // a packed O is [tokens, heads, head_dim]: stored as token-major rows from its base
+    let layout = match ir.variant.attention_layout() {
+        _ if packed => AttentionLayout::Bshd,
+        Some(l) => l,
+        None => {
+            return Err(CodegenError::Malformed(format!(
+                "attention variant has layout `{}`, not an attention layout",
+                ir.variant.layout
+            )))
+        }
+    };
     let tile = AttentionTile {
         block_q: sh.block_q,
         block_kv: sh.block_kv,
@@ -122,7 +141,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int lane = tid % {};", d.warp_size()));
     w.line(format!("const int warp = tid / {};", d.warp_size()));
     w.line(format!("const int wr0 = warp * {};", p.s.wm));
-    emit_block_origin(&mut w, ir.variant.mask, layout, bq, bkv, hd);
+    let (ldq, ldkv) = emit_block_origin(&mut w, ir.variant.mask, layout, packed, bq, bkv, hd);
     for (t, off) in [(sh.sq, q_off), (sh.sk, k_off), (sh.sv, v_off)] {
         w.line(format!(
             "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
@@ -147,6 +166,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         "q",
         "q0",
         "seq_q",
+        &ldq,
         threads_copy,
     )?;
     d.copy_commit(&mut w);
@@ -155,7 +175,17 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int kv0 = kt * {bkv};"));
     for (t, src) in [(sh.sk, "k"), (sh.sv, "v")] {
         let dst = format!("s_{} + stage * {}", t.name, t.stage_bytes() / 2);
-        emit_copy(&mut w, d, t, &dst, src, "kv0", "kv_end", threads_copy)?;
+        emit_copy(
+            &mut w,
+            d,
+            t,
+            &dst,
+            src,
+            "kv0",
+            "kv_end",
+            &ldkv,
+            threads_copy,
+        )?;
     }
     w.close(";");
     let stages = sh.stages;
@@ -245,32 +275,44 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
 }
 
 /// The block's place in the problem, shared by every attention pipeline: `q0` (first query),
-/// `b`, `bh` (batch × heads index), Q/K/V/O moved to this (batch, head), `kv_end` (keys at or
-/// past it take no part for any query of the block), `kv_blocks` and `sl2` (the scale in the
-/// log2 domain).
+/// `b`, `kvh` (its K/V head: grouped-query attention shares one among `heads / kv_heads` query
+/// heads), `bh` and `bkvh` (the batch × heads indices of Q and of K/V; not for packed batches),
+/// Q/K/V/O moved to this (batch, head), `kv_end` (keys at or past it take no part for any
+/// query of the block), `kv_blocks` and `sl2` (the scale in the log2 domain). Returns the row
+/// strides of Q (and O) and of K, V: `head_dim`, or (packed) a token's heads apart.
 pub(crate) fn emit_block_origin(
     w: &mut Source,
     mask: Mask,
     layout: AttentionLayout,
+    packed: bool,
     bq: u32,
     bkv: u32,
     hd: u32,
-) {
+) -> (String, String) {
     w.line(format!("const int q0 = blockIdx.x * {bq};"));
     w.line("const int b = blockIdx.z;");
-    w.line("const long long bh = (long long)b * heads + blockIdx.y;");
-    w.line(format!("q += bh * seq_q * {hd};"));
-    match layout {
-        AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
-        AttentionLayout::Bshd => {
-            w.line("// O is token-major [batch, seq_q, heads, head_dim]");
-            w.line(format!(
-                "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
-            ))
+    w.line("// grouped-query attention: heads / kv_heads query heads share one K/V head");
+    w.line("const int kvh = blockIdx.y / (heads / kv_heads);");
+    let strides = if packed {
+        emit_packed_bases(w, hd);
+        ("ldq".to_string(), "ldkv".to_string())
+    } else {
+        w.line("const long long bh = (long long)b * heads + blockIdx.y;");
+        w.line("const long long bkvh = (long long)b * kv_heads + kvh;");
+        w.line(format!("q += bh * seq_q * {hd};"));
+        match layout {
+            AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
+            AttentionLayout::Bshd => {
+                w.line("// O is token-major [batch, seq_q, heads, head_dim]");
+                w.line(format!(
+                    "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
+                ))
+            }
         }
-    }
-    w.line(format!("k += bh * seq_kv * {hd};"));
-    w.line(format!("v += bh * seq_kv * {hd};"));
+        w.line(format!("k += bkvh * seq_kv * {hd};"));
+        w.line(format!("v += bkvh * seq_kv * {hd};"));
+        (hd.to_string(), hd.to_string())
+    };
     w.line("// keys >= kv_end take no part for any query of this block");
     w.line("int kv_end = seq_kv;");
     match mask {
@@ -282,10 +324,40 @@ pub(crate) fn emit_block_origin(
         "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
     ));
     w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+    strides
 }
 
-/// Copy `lines` rows of `head_dim` elements from global `src` (rows `row0 + r`) into the shared
-/// tile at `dst`, 16 bytes per copy; rows at or past `limit` are zero-filled, never read.
+/// The bases of a packed batch's sequence `b` (`cu_seqlens_q`, `cu_seqlens_kv`): Q, O, K and
+/// V moved to the sequence's first token and this block's head, the row strides `ldq` and
+/// `ldkv`, `seq_q` / `seq_kv` narrowed to the sequence's lengths, and an early return for a
+/// block past the sequence's end (uniform over the block, before any barrier).
+fn emit_packed_bases(w: &mut Source, hd: u32) {
+    w.line("// packed batch: sequence b owns query tokens cu_seqlens_q[b] .. cu_seqlens_q[b + 1]");
+    w.line("// and key tokens cu_seqlens_kv[b] .. cu_seqlens_kv[b + 1]");
+    w.line("const int tq0 = cu_seqlens_q[b];");
+    w.line("const int tk0 = cu_seqlens_kv[b];");
+    w.line(
+        "// from here on seq_q and seq_kv are this sequence's lengths (the arguments: the longest)",
+    );
+    w.line("seq_q = cu_seqlens_q[b + 1] - tq0;");
+    w.line("seq_kv = cu_seqlens_kv[b + 1] - tk0;");
+    w.line("if (q0 >= seq_q) return; // the whole block is past its sequence's end");
+    w.line("// Q, O: [tokens, heads, head_dim]; K, V: [tokens, kv_heads, head_dim]");
+    w.line(format!("const int ldq = heads * {hd};"));
+    w.line(format!("const int ldkv = kv_heads * {hd};"));
+    w.line(format!(
+        "q += ((long long)tq0 * heads + blockIdx.y) * {hd};"
+    ));
+    w.line(format!(
+        "o += ((long long)tq0 * heads + blockIdx.y) * {hd};"
+    ));
+    w.line(format!("k += ((long long)tk0 * kv_heads + kvh) * {hd};"));
+    w.line(format!("v += ((long long)tk0 * kv_heads + kvh) * {hd};"));
+}
+
+/// Copy `lines` rows of `head_dim` elements from global `src` (rows `row0 + r`, `ld` elements
+/// apart) into the shared tile at `dst`, 16 bytes per copy; rows at or past `limit` are
+/// zero-filled, never read.
 #[allow(clippy::too_many_arguments)]
 fn emit_copy(
     w: &mut Source,
@@ -295,6 +367,7 @@ fn emit_copy(
     src: &str,
     row0: &str,
     limit: &str,
+    ld: &str,
     threads: u32,
 ) -> Result<(), CodegenError> {
     let (lines, stride) = t.storage();
@@ -313,7 +386,7 @@ fn emit_copy(
     w.line(format!("const int r0 = tid / {per_line};"));
     w.line(format!("const int c = (tid % {per_line}) * {CHUNK};"));
     w.line(format!(
-        "const {}* const src0 = {src} + (long long)({row0} + r0) * {width} + c;",
+        "const {}* const src0 = {src} + (long long)({row0} + r0) * {ld} + c;",
         d.storage_type(t.dtype)
     ));
     w.line("#pragma unroll");
@@ -326,7 +399,7 @@ fn emit_copy(
     d.copy_chunk(
         w,
         &format!("{dst} + r * {stride} + c"),
-        &format!("p ? src0 + (long long)(it * {rows_per_pass}) * {width} : {src}"),
+        &format!("p ? src0 + (long long)(it * {rows_per_pass}) * {ld} : {src}"),
         CHUNK * 2,
         "p",
     );

@@ -39,10 +39,10 @@ use tessera_dsl::{
 };
 
 /// The tensor maps of Q (`block_q × panel` boxes) and K, V (`block_kv × panel` boxes), each a
-/// 3-D view `[batch × heads][seq][head_dim]`.
+/// 3-D view `[batch × heads][seq][head_dim]` (K, V: `batch × kv_heads`).
 fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan) -> Vec<TensorMapArg> {
     let hd = u64::from(plan.head_dim);
-    let map = |name: &str, tensor: &str, seq: &str, box_lines: u32| TensorMapArg {
+    let map = |name: &str, tensor: &str, seq: &str, heads: &str, box_lines: u32| TensorMapArg {
         name: name.into(),
         tensor: tensor.into(),
         dtype: input,
@@ -50,14 +50,15 @@ fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan) -> Vec<TensorMapArg>
         lines: seq.into(),
         line_stride: Extent::Const(hd),
         batch_stride: Extent::Scaled(seq.into(), hd),
+        batches: Some(Extent::Product("batch".into(), heads.into())),
         box_inner: plan.panel,
         box_lines,
         swizzle: plan.swizzle,
     };
     vec![
-        map("tmap_q", "q", "seq_q", plan.block_q),
-        map("tmap_k", "k", "seq_kv", plan.block_kv),
-        map("tmap_v", "v", "seq_kv", plan.block_kv),
+        map("tmap_q", "q", "seq_q", "heads", plan.block_q),
+        map("tmap_k", "k", "seq_kv", "kv_heads", plan.block_kv),
+        map("tmap_v", "v", "seq_kv", "kv_heads", plan.block_kv),
     ]
 }
 
@@ -194,8 +195,8 @@ fn emit_body(
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
-    emit_block_origin(w, ir.variant.mask, layout, bq, bkv, hd);
-    w.line("const int bh32 = (int)bh;");
+    emit_block_origin(w, ir.variant.mask, layout, false, bq, bkv, hd);
+    w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
     w.line(format!(
         "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
         plan.swizzle.span()
@@ -267,7 +268,7 @@ fn emit_body(
         ));
         for pn in 0..panels {
             w.line(format!(
-                "tsr_tma_load({base} + stage * {kv_bytes} + {}, &tmap_{tensor}, {}, kt * {bkv}, bh32, {full} + stage * 8);",
+                "tsr_tma_load({base} + stage * {kv_bytes} + {}, &tmap_{tensor}, {}, kt * {bkv}, bkvh32, {full} + stage * 8);",
                 pn * bkv * line,
                 pn * panel
             ));

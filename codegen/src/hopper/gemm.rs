@@ -41,6 +41,7 @@ fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
             lines: lines.into(),
             line_stride: ld.into(),
             batch_stride: stride.into(),
+            batches: None,
             box_inner: ir.tile_k,
             box_lines,
             swizzle: plan.swizzle,

@@ -114,10 +114,15 @@ impl AttentionPipeline {
                 variant.input, variant.output
             ));
         }
+        if variant.attention_packed() {
+            return Err(
+                "a packed batch has no TMA path yet (sequence offsets are per block)".into(),
+            );
+        }
         if variant.mask == Mask::Additive {
             return Err("an additive mask has no TMA path".into());
         }
-        if tile.warps % 4 != 0 || tile.block_q != tile.warps * 16 {
+        if !tile.warps.is_multiple_of(4) || tile.block_q != tile.warps * 16 {
             return Err(format!(
                 "{} warps for {} query rows: each consumer warpgroup owns {ROWS_PER_CONSUMER} rows",
                 tile.warps, tile.block_q
@@ -127,10 +132,10 @@ impl AttentionPipeline {
         let (consumer_regs, _) = register_split(consumers)
             .ok_or_else(|| format!("{consumers} consumer warpgroups (1 to 3)"))?;
         let hd = tile.head_dim;
-        if hd == 0 || hd % 16 != 0 || hd > 256 {
+        if hd == 0 || !hd.is_multiple_of(16) || hd > 256 {
             return Err(format!("head_dim {hd} is not a multiple of 16 up to 256"));
         }
-        if tile.block_kv == 0 || tile.block_kv % 16 != 0 || tile.block_kv > 256 {
+        if tile.block_kv == 0 || !tile.block_kv.is_multiple_of(16) || tile.block_kv > 256 {
             return Err(format!(
                 "block_kv {} is not a multiple of 16 up to 256",
                 tile.block_kv
@@ -139,7 +144,10 @@ impl AttentionPipeline {
         if tile.stages < 2 {
             return Err("the K/V ring needs at least 2 stages".into());
         }
-        let panel = [64, 32, 16].into_iter().find(|p| hd % p == 0).unwrap_or(16);
+        let panel = [64, 32, 16]
+            .into_iter()
+            .find(|p| hd.is_multiple_of(*p))
+            .unwrap_or(16);
         let swizzle = Swizzle::for_line_bytes(panel * 2)
             .ok_or_else(|| format!("head_dim {hd} has no swizzled panel"))?;
         let plan = AttentionWarpgroupPlan {

@@ -8,7 +8,9 @@ mod embedding;
 mod gemm;
 mod rows;
 
-pub use attention::{head_dims_text, AttentionLayout, AttentionProblem, Mask, HEAD_DIMS};
+pub use attention::{
+    head_dims_text, AttentionLayout, AttentionProblem, Mask, Packing, HEAD_DIMS, PACKED_LAYOUT,
+};
 pub use embedding::EmbeddingProblem;
 pub use gemm::{GemmProblem, Store};
 pub use rows::{LayernormProblem, SoftmaxProblem, LAYERNORM_EPS, MAX_ROW};
@@ -77,6 +79,17 @@ pub enum ProblemError {
     HeadStore { op: OpKind, what: String },
     #[error("{op}: {what}")]
     Mask { op: OpKind, what: String },
+    #[error(
+        "{op}: kv_heads {kv_heads} must divide heads {heads} (each K/V head serves \
+         heads / kv_heads query heads)"
+    )]
+    KvHeads {
+        op: OpKind,
+        heads: u64,
+        kv_heads: u64,
+    },
+    #[error("{op}: packed batch: {what}")]
+    Packing { op: OpKind, what: String },
 }
 
 /// Every size must be positive and fit an i32 (the kernels' index type).
@@ -231,16 +244,23 @@ impl fmt::Display for Problem {
                 Ok(())
             }
             Problem::Attention(a) => {
+                write!(f, "attention batch={} heads={}", a.batch, a.heads)?;
+                if a.kv_heads != a.heads {
+                    write!(f, " kv_heads={}", a.kv_heads)?;
+                }
                 write!(
                     f,
-                    "attention batch={} heads={} seq_q={} seq_kv={} head_dim={} {}",
-                    a.batch, a.heads, a.seq_q, a.seq_kv, a.head_dim, a.dtype
+                    " seq_q={} seq_kv={} head_dim={} {}",
+                    a.seq_q, a.seq_kv, a.head_dim, a.dtype
                 )?;
                 if !a.mask.is_none() {
                     write!(f, " mask={}", a.mask)?;
                 }
                 if !a.layout.is_bhsd() {
                     write!(f, " layout={}", a.layout)?;
+                }
+                if let Some(p) = &a.packed {
+                    write!(f, " {}", p.label())?;
                 }
                 Ok(())
             }
@@ -317,6 +337,18 @@ mod tests {
             Problem::Attention(a.clone()).key(),
             "attention batch=32 heads=12 seq_q=384 seq_kv=384 head_dim=64 f16 mask=causal \
              layout=bshd"
+        );
+        let mut g = AttentionProblem::new(2, 32, 512, 128);
+        g.kv_heads = 8;
+        assert_eq!(
+            Problem::Attention(g.clone()).key(),
+            "attention batch=2 heads=32 kv_heads=8 seq_q=512 seq_kv=512 head_dim=128 f16"
+        );
+        let packed = g.with_packing(Packing::uniform_self(vec![1, 77, 512]));
+        assert_eq!(
+            Problem::Attention(packed).key(),
+            "attention batch=3 heads=32 kv_heads=8 seq_q=512 seq_kv=512 head_dim=128 f16 \
+             packed=1,77,512"
         );
         a.head_dim = 96;
         assert!(a
