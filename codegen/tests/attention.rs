@@ -272,7 +272,12 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     // head_dim 32: one 32-wide panel, 64-byte swizzle, bf16
     let b = source((64, 64, 4, 3), 32, Mask::None, DType::BF16, Target::Sm90a);
     assert!(b.contains("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"));
-    assert!(b.contains("setmaxnreg.inc.sync.aligned.u32 232"));
+    // its S, O and P fit half the register file: two blocks an SM, no register reallocation
+    assert!(b.contains("__launch_bounds__(256, 2)"));
+    assert!(!b.contains("setmaxnreg"));
+    let one = source((64, 128, 4, 2), 64, Mask::None, DType::F16, Target::Sm90a);
+    assert!(one.contains("__launch_bounds__(256, 1)"));
+    assert!(one.contains("setmaxnreg.inc.sync.aligned.u32 232"));
     assert_eq!(b.matches("&tmap_k,").count(), 1);
     assert!(
         !b.contains("bar.sync %0, 256;"),

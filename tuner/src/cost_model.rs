@@ -408,7 +408,9 @@ fn attention(
     let hopper = tessera_dsl::AttentionPipeline::select(m.target, &tile, &config.variant);
     let (dispatch, bps, mma_eff) = match hopper {
         // one block of warpgroups per SM; wgmma from shared memory
-        tessera_dsl::AttentionPipeline::Warpspecialized(_) => (Dispatch::TmaAttention, 1, 0.75),
+        tessera_dsl::AttentionPipeline::Warpspecialized(plan) => {
+            (Dispatch::TmaAttention, plan.blocks_per_sm, 0.75)
+        }
         tessera_dsl::AttentionPipeline::Multistage => {
             let threads = ir.threads(m.warp_size);
             let regs = ir.acc_per_thread(m.warp_size) + OVERHEAD_REGS;

@@ -19,6 +19,10 @@
 //! 4. once `P·V` is done, block `kt − 1`'s V stage goes back to the producer (its K stage went
 //!    back when its scores landed), O is rescaled and block `kt`'s P packed.
 //!
+//! A plan with one consumer whose state fits half the register file runs two blocks per
+//! multiprocessor (no `setmaxnreg` then): for short sequences, where one block's prologue and
+//! store would otherwise leave the tensor cores idle.
+//!
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
 //! the shared one, straight from registers.
@@ -33,7 +37,7 @@ use crate::kernel::{abi_params, KernelSource, TileSchedule};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::abi;
-use tessera_dsl::pipeline::attention::{register_split, ROWS_PER_CONSUMER};
+use tessera_dsl::pipeline::attention::ROWS_PER_CONSUMER;
 use tessera_dsl::{
     AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, TensorMapArg,
 };
@@ -123,7 +127,11 @@ pub fn emit(
         plan.stages,
         ir.variant.mask
     ));
-    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    // sm_90a only: the launch bounds carry the blocks per multiprocessor the plan counts on
+    w.line(format!(
+        "extern \"C\" __global__ void __launch_bounds__({threads}, {}) {}(",
+        plan.blocks_per_sm, ir.name
+    ));
     let mut params = abi_params(d, &abi(ir.op, &ir.variant));
     for m in &maps {
         params.push_str(&format!(
@@ -189,9 +197,7 @@ fn emit_body(
     let (line, panel) = (plan.line_bytes(), plan.panel);
     let panels = hd / panel;
     let atom = plan.swizzle.atom_bytes();
-    let (consumer_regs, producer_regs) = register_split(plan.consumers).ok_or_else(|| {
-        CodegenError::Unsupported(format!("{} consumer warpgroups", plan.consumers))
-    })?;
+    let split = plan.register_split();
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
@@ -243,9 +249,11 @@ fn emit_body(
     w.close("");
     w.line("__syncthreads();");
     w.open("if (wg == 0)");
-    w.line(format!(
-        "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
-    ));
+    if let Some((_, producer_regs)) = split {
+        w.line(format!(
+            "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
+        ));
+    }
     w.line("// producer: one thread loads Q, then fills the K/V ring");
     w.open("if (tid == 0)");
     w.line(format!("tsr_mbar_expect_tx(q_full, {q_bytes});"));
@@ -279,9 +287,15 @@ fn emit_body(
     w.close("");
     w.close("");
     w.open("else");
-    w.line(format!(
-        "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
-    ));
+    match split {
+        Some((consumer_regs, _)) => w.line(format!(
+            "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
+        )),
+        None => w.line(format!(
+            "// {} blocks share a multiprocessor: every thread keeps its even register share",
+            plan.blocks_per_sm
+        )),
+    }
     emit_consumer(w, ir, d, plan, p, layout)?;
     w.close("");
     Ok(())
@@ -458,6 +472,7 @@ mod tests {
             stages: 2,
             swizzle: Swizzle::for_line_bytes(panel * 2).unwrap(),
             panel,
+            blocks_per_sm: 1,
         }
     }
 

@@ -39,6 +39,10 @@ pub struct AttentionWarpgroupPlan {
     /// Head-dim elements per panel: tiles are stored as `head_dim / panel` column panels of
     /// `rows × panel` elements, each one TMA box (a box line may not exceed the swizzle span).
     pub panel: u32,
+    /// Blocks resident per multiprocessor: 2 where one consumer's state fits half the register
+    /// file and two blocks fit the shared memory, so one block's prologue, softmax and store
+    /// hide behind the other's GEMMs (short sequences); then no register reallocation.
+    pub blocks_per_sm: u32,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -48,10 +52,22 @@ pub const ROWS_PER_CONSUMER: u32 = 64;
 const MAX_STATE_REGS: u32 = 176;
 /// Shared memory a block may use on sm_90a.
 const SMEM_LIMIT: u32 = 227 * 1024;
+/// Registers per thread when two 256-thread blocks share a multiprocessor (64K / 512); 48 of
+/// them go to addresses, softmax state and loop counters, the rest may hold S, O and P.
+const SHARED_SM_REGS: u32 = 128;
 
 impl AttentionWarpgroupPlan {
     pub fn threads(&self) -> u32 {
         128 * (self.consumers + 1)
+    }
+
+    /// Registers a consumer thread gets and a producer thread keeps (`setmaxnreg`), or `None`
+    /// where two blocks share a multiprocessor and every thread keeps its even share.
+    pub fn register_split(&self) -> Option<(u32, u32)> {
+        match self.blocks_per_sm {
+            1 => register_split(self.consumers),
+            _ => None,
+        }
     }
 
     /// Bytes of one panel line (the swizzle span).
@@ -158,6 +174,7 @@ impl AttentionPipeline {
             stages: tile.stages,
             swizzle,
             panel,
+            blocks_per_sm: 1,
         };
         let budget = MAX_STATE_REGS.min(consumer_regs - 64);
         if plan.state_regs() > budget {
@@ -169,6 +186,12 @@ impl AttentionPipeline {
         let smem = plan.smem_bytes();
         if smem > SMEM_LIMIT {
             return Err(format!("{smem} bytes of shared memory"));
+        }
+        if consumers == 1 && plan.state_regs() + 48 <= SHARED_SM_REGS && 2 * smem <= SMEM_LIMIT {
+            return Ok(AttentionWarpgroupPlan {
+                blocks_per_sm: 2,
+                ..plan
+            });
         }
         Ok(plan)
     }
@@ -229,8 +252,15 @@ mod tests {
         assert_eq!(p.smem_bytes(), 32768 + 131072 + 72 + 1024);
         // 64 S + 64 O + 32 P
         assert_eq!(p.state_regs(), 160);
+        assert_eq!((p.blocks_per_sm, p.register_split()), (1, Some((240, 24))));
         let hd32 = AttentionPipeline::hopper_plan(&tile(64, 64, 32, 4, 3), &v).unwrap();
         assert_eq!((hd32.panel, hd32.swizzle), (32, Swizzle::B64));
+        // one consumer with 64 keys of head_dim 64: 80 state registers, two blocks an SM
+        let short = AttentionPipeline::hopper_plan(&tile(64, 64, 64, 4, 2), &v).unwrap();
+        assert_eq!((short.state_regs(), short.blocks_per_sm), (80, 2));
+        assert_eq!(short.register_split(), None);
+        let long = AttentionPipeline::hopper_plan(&tile(64, 128, 64, 4, 2), &v).unwrap();
+        assert_eq!(long.blocks_per_sm, 1);
         // other targets, and geometries the pipeline has no shape for, stay multistage
         for (target, t) in [
             (Target::Sm80, tile(128, 128, 64, 8, 2)),
@@ -271,6 +301,11 @@ mod tests {
                 prop_assert!(128 * pr + 128 * p.consumers * c <= 65536);
                 prop_assert!(p.state_regs() + 64 <= c);
                 prop_assert_eq!(p.block_q, 64 * p.consumers);
+                if p.blocks_per_sm == 2 {
+                    prop_assert!(2 * p.smem_bytes() <= SMEM_LIMIT);
+                    prop_assert!(p.state_regs() + 48 <= SHARED_SM_REGS);
+                    prop_assert_eq!(p.threads() * 2 * SHARED_SM_REGS, 65536);
+                }
             }
         }
     }
