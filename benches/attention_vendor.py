@@ -1,7 +1,8 @@
 """Fused attention benchmark, PyTorch side, and the comparison with the Tessera side of the same
 run. F.scaled_dot_product_attention on [B, H, S, D] f16 tensors (on the H100 PyTorch picks cuDNN
 or FlashAttention; the backend it chose is not forced), causal and not. Same method as Tessera:
-warm-up, CUDA events, L2 flushed, median of 30. FLOPs: 4·B·H·S²·D, halved when causal.
+warm-up, CUDA events, L2 flushed, median of 30. FLOPs: 4·B·H·Sq·Skv·D, halved when causal. Decode
+(Sq = 1) also reports K/V read bandwidth beside a device copy of the same bytes.
 Usage: python3 attention_vendor.py TESSERA.json OUT.json COMMIT COMMAND"""
 import datetime, json, statistics, sys
 import torch
@@ -26,16 +27,29 @@ ours = json.load(open(sys.argv[1]))
 rows, summary = [], {}
 print(f"{'problem':28} {'impl':54} {'ms':>8} {'TFLOP/s':>8}")
 for r in ours["results"]:
-    b, h, s, d, causal = r["batch"], r["heads"], r["seq"], r["head_dim"], r["causal"]
-    q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(3))
+    b, h, d, causal = r["batch"], r["heads"], r["head_dim"], r["causal"]
+    sq, skv = r.get("seq_q", r["seq"]), r.get("seq_kv", r["seq"])
+    q = torch.rand(b, h, sq, d, device="cuda", dtype=torch.float16) * 2 - 1
+    k, v = (torch.rand(b, h, skv, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(2))
     sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
     backend = sdpa_backend(q, k, v, causal)
     flops = r["flops"]
-    key = f"B{b} H{h} S{s} D{d}{' causal' if causal else ''}"
+    key = (f"B{b} H{h} S{sq} D{d}" if sq == skv else f"B{b} H{h} Sq{sq} Skv{skv} D{d}") + (" causal" if causal else "")
     for name, ms in [("F.scaled_dot_product_attention", sdpa_ms), (f"tessera {r['best_kernel']}", r["median_ms"])]:
         rows.append({"problem": key, "impl": name, "median_ms": ms, "tflops": flops / (ms * 1e-3) / 1e12})
         print(f"{key:28} {name[:54]:54} {ms:8.4f} {flops / (ms * 1e-3) / 1e12:8.1f}")
+    if sq != skv:
+        # decode is bound by reading K and V: their bandwidth beside a device copy of the same bytes
+        kv_bytes = r["kv_bytes"]
+        src = torch.empty(kv_bytes, dtype=torch.uint8, device="cuda")
+        dst = torch.empty_like(src)
+        copy_ms = timed(lambda: dst.copy_(src))
+        copy_bw = 2 * kv_bytes / (copy_ms * 1e-3)  # read + write
+        kv_bw = kv_bytes / (r["median_ms"] * 1e-3)
+        print(f"{key:28} K/V read {kv_bw / 1e9:.0f} GB/s; copy {copy_bw / 1e9:.0f} GB/s; ratio {kv_bw / copy_bw:.2f}")
+        r["kv_read_vs_copy"] = kv_bw / copy_bw
     summary[key] = {"vs_sdpa": sdpa_ms / r["median_ms"], "sdpa_backend": backend,
+                    **({"kv_read_vs_copy": r["kv_read_vs_copy"]} if "kv_read_vs_copy" in r else {}),
                     "tflops": flops / (r["median_ms"] * 1e-3) / 1e12, "sdpa_tflops": flops / (sdpa_ms * 1e-3) / 1e12,
                     "pipeline": r.get("pipeline"),
                     "ladder_tflops": {k: round(x["tflops"], 1) for k, x in r.get("best_per_pipeline", {}).items()}}

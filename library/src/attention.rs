@@ -10,7 +10,12 @@ use tessera_dsl::gpu_template;
 /// Fused multi-head attention (online softmax) on tensor cores, with causal or padding masks.
 #[gpu_template(name = "attention", op = attention, label = "q{block_q}_kv{block_kv}_w{warps}_s{stages}")]
 pub mod attention {
-    params! { block_q in [64, 128], block_kv in [32, 64, 128], warps in [4, 8], stages in [2, 3] }
+    params! {
+        block_q in [64, 128] + sm_90a [192],
+        block_kv in [32, 64, 128],
+        warps in [4, 8] + sm_90a [12],
+        stages in [2, 3]
+    }
     constraints! { block_q % (warps * 16) == 0 }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
     kernel! {
@@ -60,6 +65,27 @@ pub mod attention {
             AttentionPipeline::select(caps.target, &tile, &config.variant)
         {
             return Ok(());
+        }
+        // values only sm_90a offers (`+ sm_90a` above: three consumer warpgroups of 64 rows)
+        // exist for the TMA pipeline; when it cannot serve the config, the multistage one has
+        // no such value
+        if let Some((p, value)) = TEMPLATE
+            .space()
+            .params
+            .iter()
+            .zip(config.values())
+            .find(|(p, value)| p.only_on(*value).is_some())
+        {
+            let why = AttentionPipeline::hopper_plan(&tile, &config.variant)
+                .err()
+                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()));
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "{} = {value} is a TMA-pipeline value, and that pipeline cannot serve this config: {why}",
+                    p.name
+                ),
+            ));
         }
         // Wavefront-64 targets (MFMA) re-layout P through LDS: one padded block_q × block_kv
         // tile of 16-bit probabilities beside the Q, K and V tiles.
@@ -204,5 +230,28 @@ mod tests {
         assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
         // The same config passes the generic validation too.
         TEMPLATE.validate(&config, &p, &caps).unwrap();
+    }
+
+    #[test]
+    fn three_consumer_values_exist_for_the_tma_pipeline_only() {
+        let p = problem(64);
+        let hopper = Target::Sm90a.nominal_caps();
+        // 3 consumer warpgroups of 64 rows: S, O and P of 64 keys fit their 160 registers
+        let c = TEMPLATE.config(&[192, 64, 12, 2], &p).unwrap();
+        TEMPLATE.check(&c, &p, &hopper).unwrap();
+        // 128 keys do not: the value has no pipeline to run on, and says why
+        let c = TEMPLATE.config(&[192, 128, 12, 2], &p).unwrap();
+        let r = TEMPLATE.check(&c, &p, &hopper).unwrap_err();
+        assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
+        assert!(
+            r.reason.contains("registers per consumer thread"),
+            "{}",
+            r.reason
+        );
+        // other targets are never offered 192 queries or 12 warps
+        let space = TEMPLATE.space();
+        assert!(space.params[0].only_on(192).is_some());
+        assert!(space.params[2].only_on(12).is_some());
+        assert!(space.params[0].only_on(128).is_none());
     }
 }

@@ -32,13 +32,18 @@ fn main() -> anyhow::Result<()> {
         l2_flush: true,
     };
     let mut rows = Vec::new();
-    for (b, h, s, d) in [
-        (32u64, 12u64, 384u64, 64u64),
-        (8, 16, 2048, 64),
-        (4, 16, 4096, 128),
+    // (batch, heads, seq_q, seq_kv, head_dim, masks); the last is decode: one query row
+    // against a long KV, bound by reading K and V
+    let both = [Mask::None, Mask::Causal];
+    for (b, h, sq, skv, d, masks) in [
+        (32u64, 12u64, 384u64, 384u64, 64u64, &both[..]),
+        (8, 16, 2048, 2048, 64, &both[..]),
+        (4, 16, 4096, 4096, 128, &both[..]),
+        (8, 16, 1, 8192, 128, &both[..1]),
     ] {
-        for mask in [Mask::None, Mask::Causal] {
-            let mut a = AttentionProblem::new(b, h, s, d);
+        for &mask in masks {
+            let mut a = AttentionProblem::new(b, h, sq, d);
+            a.seq_kv = skv;
             a.mask = mask;
             let p = Problem::Attention(a);
             let measured = time_candidates(&device, t, &p, plan, Search::WholeSpace)?;
@@ -60,7 +65,8 @@ fn main() -> anyhow::Result<()> {
                 tflops,
                 measured.len()
             );
-            rows.push(json!({"batch": b, "heads": h, "seq": s, "head_dim": d, "causal": mask == Mask::Causal,
+            rows.push(json!({"batch": b, "heads": h, "seq": sq, "seq_q": sq, "seq_kv": skv, "head_dim": d, "causal": mask == Mask::Causal,
+                             "kv_bytes": 2 * b * h * skv * d * 2,
                              "dtype": "f16", "flops": p.flops(), "best_kernel": best.kernel,
                              "median_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
                              "tflops": tflops, "rel_err": best.rel_err, "registers": best.registers,
