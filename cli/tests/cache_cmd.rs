@@ -1030,3 +1030,76 @@ fn ok_rows_without_verification_evidence_are_refused_and_nothing_arrives_half_wa
         ]
     );
 }
+
+#[test]
+fn why_and_ls_tell_pruned_rows_from_failed_ones() {
+    // Pruned candidates were never compiled: a key whose tried candidates all failed must
+    // not say that the pruned ones failed verification too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.db");
+    let p = problem(384, 768, 768);
+    let p2 = problem(384, 3072, 768);
+    // Never compiled: no compile time either.
+    let pruned = |config, rank| ResultRow {
+        compile_s: None,
+        ..failed(
+            ok(h100(), &p, config, 1.0),
+            Status::Pruned,
+            &format!("pruned before compiling: rank {rank} of 4 by the cost model"),
+        )
+    };
+    write(
+        &path,
+        &[
+            failed(
+                ok(h100(), &p, C128, 1.0),
+                Status::WrongResult,
+                "max rel error 0.31 > 0.002",
+            ),
+            pruned(C64, 3),
+            pruned(C128S4, 4),
+            ok(h100(), &p2, C128X256, 0.0312),
+            failed(
+                ok(h100(), &p2, C64, 1.0),
+                Status::Pruned,
+                "pruned: rank 2 of 2",
+            ),
+        ],
+    );
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=768 k=768"]);
+    assert_eq!(rc, 0, "{err}");
+    println!("{out}");
+    assert!(
+        out.contains(
+            "no winner: none of the 1 candidate tried passed verification and timing; 2 more \
+             were pruned before compiling"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("none of the 3 candidates"), "{out}");
+    assert!(
+        out.contains("pruned before compiling: rank 3 of 4"),
+        "{out}"
+    );
+    // With a winner: the pruned ones are counted apart.
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=3072"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("1 candidate not eligible (below), of them 1 pruned before compiling"),
+        "{out}"
+    );
+    let (rc, out, err) = cache_cmd(&path, &["ls"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("1 ok"), "{out}");
+    assert!(out.contains("3 pruned"), "{out}");
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=768 k=768", "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<&str> = v[0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["wrong_result", "pruned", "pruned"]);
+}
