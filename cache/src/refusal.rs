@@ -1,7 +1,7 @@
 //! Why a row of an untrusted file was not taken: the typed reasons import reports.
 //!
 //! Owns [`Refusal`] (a [`RefusalKind`] and a human-readable detail) and [`RefusalKind`]. The
-//! cache's own checks produce [`RefusalKind::InvalidField`] and
+//! cache's own checks produce [`RefusalKind::InvalidField`], [`RefusalKind::Unverified`] and
 //! [`RefusalKind::LocalMeasurement`]; the other kinds name what a caller's
 //! [`crate::CandidateCheck`] re-derives from this build's templates and devices (the cache
 //! crate knows none of them, so it only carries the vocabulary).
@@ -35,7 +35,12 @@ pub enum RefusalKind {
     AboveRoof,
     /// The stored throughput is not the one the problem and the median imply.
     ThroughputMismatch,
-    /// An `ok` row whose error against the reference is missing or above the tolerance.
+    /// An `ok` row claims to have passed the correctness gate without the evidence: no
+    /// recorded error against the reference, or (for a winner row) no `ok` result row with
+    /// one behind it in the same file.
+    Unverified,
+    /// An `ok` row whose recorded error against the reference is above the tolerance of the
+    /// gate for its output dtype.
     AboveTolerance,
     /// The local row of this candidate was measured on this machine; imports never replace
     /// those unless asked to.
@@ -56,6 +61,7 @@ impl RefusalKind {
             RefusalKind::UnknownDevice => "unknown_device",
             RefusalKind::AboveRoof => "above_roof",
             RefusalKind::ThroughputMismatch => "throughput_mismatch",
+            RefusalKind::Unverified => "unverified",
             RefusalKind::AboveTolerance => "above_tolerance",
             RefusalKind::LocalMeasurement => "local_measurement",
         }
@@ -104,5 +110,6 @@ mod tests {
             "invalid_field: timing.median_ms: 1e307 ms is too long"
         );
         assert_eq!(RefusalKind::AboveRoof.to_string(), "above_roof");
+        assert_eq!(RefusalKind::Unverified.to_string(), "unverified");
     }
 }

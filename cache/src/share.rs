@@ -9,11 +9,16 @@
 //!   SQLite's defensive mode on and schema-defined functions distrusted, checked (SQLite
 //!   header, `quick_check`, application id, schema version no newer than ours, the expected
 //!   tables), read through parameterized SQL with every text value bounded, and each row is
-//!   validated field by field ([`crate::ResultRow::validate`], every time bounded) and then
-//!   by the caller's optional [`CandidateCheck`] (the CLI re-derives kernel name, config,
-//!   problem key, throughput roof and error tolerance from this build's templates). Rows that
-//!   fail are skipped and reported, every one of them, with a typed [`Refusal`]; they do not
-//!   fail the import.
+//!   validated field by field ([`crate::ResultRow::validate`], every time bounded), then for
+//!   evidence of verification, and then by the caller's optional [`CandidateCheck`] (the CLI
+//!   re-derives kernel name, config, problem key, throughput roof and error tolerance from
+//!   this build's templates). Rows that fail are skipped and reported, every one of them,
+//!   with a typed [`Refusal`]; they do not fail the import.
+//! * Evidence of verification (contract 4): an `ok` result row must carry its recorded error
+//!   against the reference, and a winner row (which carries none) is taken only with an `ok`
+//!   result row of the same key and kernel accepted from the same file; both are refused
+//!   otherwise with [`RefusalKind::Unverified`]. Rows of other statuses (`pruned`, failures)
+//!   claim no verification and need none. Diff only compares winners and checks no evidence.
 //! * The whole file is read and checked ([`Incoming::read`]) before the destination is
 //!   written ([`Cache::absorb`], one transaction): a failing import has written nothing and
 //!   never needs to remove anything. Nothing here ever unlinks a cache file.
@@ -42,7 +47,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{CacheError, FieldError};
 use crate::key::{DeviceFingerprint, WinnerKey};
 use crate::policy;
-use crate::record::{CandidateCheck, Provenance, ResultRow, WinnerRow};
+use crate::record::{CandidateCheck, Provenance, ResultRow, Status, WinnerRow};
 use crate::refusal::{Refusal, RefusalKind};
 use crate::schema::{self, APPLICATION_ID, SCHEMA_VERSION, TABLES};
 use crate::store::{self, Cache, OpenOptions};
@@ -224,6 +229,37 @@ pub struct DiffReport {
 /// Result rows refused while reading a file, by (key, kernel): their winner rows go too.
 type RefusedResults = BTreeMap<(WinnerKey, String), Refusal>;
 
+/// The status of every result row accepted from a file, by (key, kernel): what a winner row
+/// of that file needs behind it.
+type AcceptedResults = BTreeMap<(WinnerKey, String), Status>;
+
+/// An untrusted `ok` result row must carry the evidence that it passed the correctness gate:
+/// its recorded error against the reference. Whether that error is within the tolerance
+/// depends on the template's output dtype, which the caller's check knows.
+fn verified(r: &ResultRow) -> Result<(), Refusal> {
+    if r.status == Status::Ok && r.max_rel_error.is_none() {
+        return Err(Refusal::new(
+            RefusalKind::Unverified,
+            "an ok row with no recorded error against the reference (max_rel_error): \
+             nothing shows it passed verification",
+        ));
+    }
+    Ok(())
+}
+
+/// A winner row carries no error against the reference, so an untrusted one is taken only
+/// with an accepted `ok` result row of the same key and kernel from the same file.
+fn backed(w: &WinnerRow, accepted: &AcceptedResults) -> Result<(), Refusal> {
+    let detail = match accepted.get(&(w.key(), w.kernel_name.clone())) {
+        Some(Status::Ok) => return Ok(()),
+        Some(status) => format!("its result row in the file is {status}, not ok"),
+        None => "no result row in the file measured and verified it (a winner row carries \
+                 no error against the reference)"
+            .to_string(),
+    };
+    Err(Refusal::new(RefusalKind::Unverified, detail))
+}
+
 /// An untrusted cache file, open read-only and checked.
 struct Untrusted {
     conn: Connection,
@@ -329,7 +365,11 @@ impl Untrusted {
                 .as_ref()
                 .ok()
                 .map(|r| (r.winner_key(), r.kernel_name.clone()));
-            match accept(decoded, ResultRow::validate, |r| r.candidate(), check) {
+            let valid = |r: &ResultRow| {
+                r.validate()?;
+                verified(r)
+            };
+            match accept(decoded, valid, |r| r.candidate(), check) {
                 Ok(r) => out.push((rowid, r)),
                 Err(reason) => {
                     skipped.push(
@@ -351,12 +391,15 @@ impl Untrusted {
     /// logged.
     /// A winner row whose own result row (same key and kernel) was refused is refused for
     /// the same reason: a winner row carries no error or throughput to check, so it must
-    /// not let a refused measurement in by the back door.
+    /// not let a refused measurement in by the back door. With `accepted` (the result rows
+    /// taken from the same file), a winner row with no `ok` result row behind it is refused
+    /// as [`RefusalKind::Unverified`]; `None` (diff) checks no evidence.
     fn winners(
         &self,
         check: Option<CandidateCheck<'_>>,
         skipped: &mut SkipLog,
         refused: &RefusedResults,
+        accepted: Option<&AcceptedResults>,
     ) -> Result<Vec<(i64, WinnerRow)>, CacheError> {
         let sql = format!("{} ORDER BY w.rowid", table::winner_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.incompatible(e))?;
@@ -367,7 +410,8 @@ impl Untrusted {
         for row in rows {
             let (rowid, decoded) = row.map_err(|e| self.incompatible(e))?;
             let name = decoded.as_ref().ok().map(|w| w.kernel_name.clone());
-            match accept(decoded, WinnerRow::validate, |w| w.candidate(), check) {
+            let valid = |w: &WinnerRow| w.validate().map_err(Refusal::from);
+            match accept(decoded, valid, |w| w.candidate(), check) {
                 Ok(w) => match refused.get(&(w.key(), w.kernel_name.clone())) {
                     Some(why) => skipped.push(
                         "winners",
@@ -378,7 +422,10 @@ impl Untrusted {
                             format!("its result row was refused: {}", why.detail),
                         ),
                     ),
-                    None => out.push((rowid, w)),
+                    None => match accepted.map_or(Ok(()), |a| backed(&w, a)) {
+                        Ok(()) => out.push((rowid, w)),
+                        Err(why) => skipped.push("winners", rowid, name.as_deref(), why),
+                    },
                 },
                 Err(reason) => skipped.push("winners", rowid, name.as_deref(), reason),
             }
@@ -389,7 +436,7 @@ impl Untrusted {
 
 fn accept<T>(
     decoded: Result<T, FieldError>,
-    validate: impl Fn(&T) -> Result<(), FieldError>,
+    validate: impl Fn(&T) -> Result<(), Refusal>,
     candidate: impl for<'a> Fn(&'a T) -> crate::record::Candidate<'a>,
     check: Option<CandidateCheck<'_>>,
 ) -> Result<T, Refusal> {
@@ -423,7 +470,11 @@ impl Incoming {
         let mut skipped = SkipLog::default();
         let mut refused = RefusedResults::new();
         let results = src.results(check, &mut skipped, &mut refused)?;
-        let winners = src.winners(check, &mut skipped, &refused)?;
+        let accepted: AcceptedResults = results
+            .iter()
+            .map(|(_, r)| ((r.winner_key(), r.kernel_name.clone()), r.status))
+            .collect();
+        let winners = src.winners(check, &mut skipped, &refused, Some(&accepted))?;
         Ok(Incoming {
             source: path.to_path_buf(),
             schema_version: src.version,
@@ -704,7 +755,7 @@ pub fn merge(
 pub fn diff(old: &Path, new: &Path) -> Result<DiffReport, CacheError> {
     let read = |p: &Path| -> Result<(BTreeMap<WinnerKey, WinnerRow>, SkipLog), CacheError> {
         let mut skipped = SkipLog::default();
-        let rows = Untrusted::open(p)?.winners(None, &mut skipped, &RefusedResults::new())?;
+        let rows = Untrusted::open(p)?.winners(None, &mut skipped, &RefusedResults::new(), None)?;
         let mut by_key: BTreeMap<WinnerKey, Vec<WinnerRow>> = BTreeMap::new();
         for (_, w) in rows {
             by_key.entry(w.key()).or_default().push(w);

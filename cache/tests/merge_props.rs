@@ -1,5 +1,6 @@
-//! Property tests of `merge` on real files: commutative, idempotent, never loses a key, and
-//! keeps per candidate exactly what the policy keeps.
+//! Property tests of `merge` on real files: commutative, idempotent, never loses a key that
+//! has results, keeps per candidate exactly what the policy keeps, and refuses winners with
+//! no verified result behind them.
 
 mod common;
 
@@ -8,14 +9,15 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use tessera_cache::{
-    merge, policy, Cache, DeviceFingerprint, Explanation, ResultRow, Status, Timestamp, Timing,
-    WinnerKey, WinnerRow,
+    merge, policy, Cache, DeviceFingerprint, Explanation, RefusalKind, ResultRow, Status,
+    Timestamp, Timing, WinnerKey, WinnerRow,
 };
 
 #[derive(Debug, Clone)]
 struct Spec {
     results: Vec<ResultRow>,
-    /// Winners recorded with no results behind them (e.g. a winners-only cache).
+    /// Winners recorded with no results behind them (e.g. a winners-only cache): merge
+    /// refuses them, since nothing shows they passed verification.
     bare_winners: Vec<WinnerRow>,
 }
 
@@ -136,6 +138,14 @@ fn results_by_pk(d: &[Explanation]) -> BTreeMap<Pk, ResultRow> {
         .collect()
 }
 
+/// The keys that have results (what a merge keeps; bare winners are refused).
+fn with_results(d: &[Explanation]) -> Vec<Explanation> {
+    d.iter()
+        .filter(|e| !e.candidates.is_empty())
+        .cloned()
+        .collect()
+}
+
 fn winner_keys(d: &[Explanation]) -> Vec<WinnerKey> {
     d.iter()
         .filter(|e| e.winner.is_some())
@@ -152,15 +162,23 @@ proptest! {
         let p = |n: &str| dir.path().join(n);
         write(&p("a.db"), &a);
         write(&p("b.db"), &b);
-        merge(&p("a.db"), &p("b.db"), &p("ab.db"), None).unwrap();
+        let s = merge(&p("a.db"), &p("b.db"), &p("ab.db"), None).unwrap();
         merge(&p("b.db"), &p("a.db"), &p("ba.db"), None).unwrap();
         merge(&p("a.db"), &p("a.db"), &p("aa.db"), None).unwrap();
         let (da, db, dab) = (dump(&p("a.db")), dump(&p("b.db")), dump(&p("ab.db")));
 
+        // Only bare winners are refused, each as unverified.
+        for side in [&s.from_a, &s.from_b] {
+            for k in &side.skipped.rows {
+                prop_assert_eq!(k.table, "winners");
+                prop_assert_eq!(k.reason.kind, RefusalKind::Unverified);
+            }
+        }
+        prop_assert!(dab.iter().all(|e| !e.candidates.is_empty()), "a winner with no results");
         // Commutative: the same rows, winners and problem descriptions either way round.
         prop_assert_eq!(&dab, &dump(&p("ba.db")));
-        // Idempotent: merging a cache with itself gives that cache.
-        prop_assert_eq!(&dump(&p("aa.db")), &da);
+        // Idempotent: merging a cache with itself gives that cache (less its bare winners).
+        prop_assert_eq!(&dump(&p("aa.db")), &with_results(&da));
 
         // Lossless: every candidate and every winner key of either input is in the merge, and
         // each candidate is the one the policy keeps.
@@ -178,7 +196,7 @@ proptest! {
             prop_assert_eq!(&merged, &kept);
         }
         let wab = winner_keys(&dab);
-        for k in winner_keys(&da).into_iter().chain(winner_keys(&db)) {
+        for k in winner_keys(&with_results(&da)).into_iter().chain(winner_keys(&with_results(&db))) {
             prop_assert!(wab.contains(&k), "winner of {} lost", k);
         }
         // Every merged winner is the policy's choice among the merged candidates.

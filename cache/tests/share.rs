@@ -200,7 +200,7 @@ fn hostile_file(path: &Path) -> rusqlite::Connection {
 const INSERT_RESULT: &str = "INSERT INTO results (device_id, template_name, template_hash, problem_key, \
     kernel_name, config, config_json, guards_json, status, reason, median_ms, p10_ms, p90_ms, samples, \
     throughput, throughput_unit, max_rel_error, compile_s, measured_at, origin_host, tool_version) \
-    VALUES (?1, 'gemm', '3f2a9c', ?2, ?3, ?4, '{}', '{}', ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL, NULL, ?11, 'evil-host', 'tessera 0.1.0')";
+    VALUES (?1, 'gemm', '3f2a9c', ?2, ?3, ?4, '{}', '{}', ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, 1e-3, NULL, ?11, 'evil-host', 'tessera 0.1.0')";
 
 #[test]
 fn hostile_rows_are_skipped_with_reasons_and_good_rows_taken() {
@@ -785,7 +785,9 @@ fn every_refused_row_is_reported() {
 }
 
 #[test]
-fn winners_without_results_are_merged_too() {
+fn winners_without_results_are_refused_as_unverified() {
+    // A winner row carries no error against the reference: alone, it would claim that a
+    // kernel passed verification with nothing to show for it.
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.db");
     let b = dir.path().join("b.db");
@@ -794,12 +796,103 @@ fn winners_without_results_are_merged_too() {
     Cache::open(&a).unwrap().record_winner(&wa).unwrap();
     Cache::open(&b).unwrap().record_winner(&wb).unwrap();
     let ab = dir.path().join("ab.db");
-    let ba = dir.path().join("ba.db");
-    merge(&a, &b, &ab, None).unwrap();
-    merge(&b, &a, &ba, None).unwrap();
-    let (ab, ba) = (Cache::open(&ab).unwrap(), Cache::open(&ba).unwrap());
-    assert_eq!(ab.list_winners().unwrap(), vec![wb.clone()]);
-    assert_eq!(ba.list_winners().unwrap(), vec![wb]);
+    let s = merge(&a, &b, &ab, None).unwrap();
+    assert_eq!((s.results, s.winners), (0, 0), "{s:#?}");
+    for side in [&s.from_a, &s.from_b] {
+        assert_eq!(side.skipped.count(), 1, "{side:#?}");
+        assert_eq!(side.skipped.rows[0].table, "winners");
+        assert_eq!(side.skipped.rows[0].reason.kind, RefusalKind::Unverified);
+    }
+    let dst = Cache::open(dir.path().join("dst.db")).unwrap();
+    let s = dst.import(&a, None, &ImportPolicy::default()).unwrap();
+    assert_eq!(s.skipped.rows[0].reason.kind, RefusalKind::Unverified);
+    assert!(
+        s.skipped.rows[0]
+            .reason
+            .detail
+            .contains("no result row in the file"),
+        "{}",
+        s.skipped.rows[0].reason
+    );
+    assert!(dst.list_winners().unwrap().is_empty());
+    let sum = dst.summary().unwrap();
+    assert_eq!((sum.results, sum.winners, sum.problems), (0, 0, 0));
+}
+
+#[test]
+fn ok_rows_without_a_recorded_error_are_refused_as_unverified() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = result(&h100(), 384, "k_good", 1.0, 10);
+    let mut bare = result(&h100(), 384, "k_bare", 0.5, 10);
+    bare.max_rel_error = None;
+    // Another problem whose only row is unverified: nothing of it may arrive.
+    let mut alone = result(&h100(), 768, "k_alone", 0.5, 10);
+    alone.max_rel_error = None;
+    // Pruned and failed rows claim no verification: they need no error.
+    let pruned = failed(
+        &h100(),
+        384,
+        "k_pruned",
+        Status::Pruned,
+        "rank 12 of 40 (estimate 0.9 ms)",
+    );
+    let timeout = failed(&h100(), 384, "k_timeout", Status::Timeout, "over 2 s");
+    let a = dir.path().join("a.db");
+    drop(build(
+        &a,
+        &[good.clone(), bare, alone, pruned.clone(), timeout.clone()],
+    ));
+    let dst = Cache::open(dir.path().join("dst.db")).unwrap();
+    let s = dst.import(&a, None, &ImportPolicy::default()).unwrap();
+    assert_eq!(s.results_added, 3, "{s:#?}");
+    // The two result rows and their winner rows.
+    let refused: Vec<_> = s
+        .skipped
+        .rows
+        .iter()
+        .map(|k| {
+            (
+                k.table,
+                k.kernel_name.as_deref().unwrap_or(""),
+                k.reason.kind,
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            ("results", "k_bare", RefusalKind::Unverified),
+            ("results", "k_alone", RefusalKind::Unverified),
+            ("winners", "k_bare", RefusalKind::Unverified),
+            ("winners", "k_alone", RefusalKind::Unverified),
+        ],
+        "{s:#?}"
+    );
+    assert!(
+        s.skipped.rows[0]
+            .reason
+            .to_string()
+            .starts_with("unverified: an ok row with no recorded error against the reference"),
+        "{}",
+        s.skipped.rows[0].reason
+    );
+    let w = dst.list_winners().unwrap();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(
+        w[0].kernel_name, "k_good",
+        "the faster unverified row did not win"
+    );
+    let mut kept = dst
+        .results_for(&common::problem(384).key, &h100(), None)
+        .unwrap();
+    kept.sort_by(|x, y| x.kernel_name.cmp(&y.kernel_name));
+    assert_eq!(kept, vec![good, pruned, timeout]);
+    assert!(dst
+        .results_for(&common::problem(768).key, &h100(), None)
+        .unwrap()
+        .is_empty());
+    // Nothing of the refused problem arrived half-way (not even its description).
+    assert_eq!(dst.summary().unwrap().problems, 1);
 }
 
 #[test]

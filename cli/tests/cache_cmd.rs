@@ -899,3 +899,207 @@ fn ls_is_sorted_by_shape_and_fits_the_terminal() {
     assert!(wide.contains("gpu-1 (tessera 0.1.0)"), "{wide}");
     assert!(wide.contains("2025-06-01T12:00:00Z"), "{wide}");
 }
+
+#[test]
+fn ok_rows_without_verification_evidence_are_refused_and_nothing_arrives_half_way() {
+    // An `ok` row claims the kernel passed the correctness gate; a shared cache must carry
+    // the evidence (the recorded error against the reference, within the gate's tolerance).
+    let dir = tempfile::tempdir().unwrap();
+    let p = problem(384, 768, 768);
+    let p2 = problem(384, 3072, 768);
+    let p3 = problem(128, 768, 768);
+    let tol = tessera_library::verify::tolerance(DType::F16);
+    let good = ok(h100(), &p, C128, 0.0123);
+    // Faster than the good row, with no recorded error: it would win.
+    let mut bare = ok(h100(), &p, C64, 0.0100);
+    bare.max_rel_error = None;
+    // Just above the gate's f16 tolerance.
+    let mut loose = ok(h100(), &p, C128S4, 0.0110);
+    loose.max_rel_error = Some(tol * 1.5);
+    // Pruned rows carry no timing and no error, and claim no verification.
+    let pruned = failed(
+        ok(h100(), &p, C128X256, 1.0),
+        Status::Pruned,
+        "pruned before compile: rank 9 of 12 (estimate 0.05 ms)",
+    );
+    // The only row of another problem, unverified: nothing of that problem may arrive.
+    let mut alone = ok(h100(), &p2, C128X256, 0.0312);
+    alone.max_rel_error = None;
+    let shared = dir.path().join("shared.db");
+    write(
+        &shared,
+        &[
+            good.clone(),
+            bare.clone(),
+            loose.clone(),
+            pruned.clone(),
+            alone.clone(),
+        ],
+    );
+    // A winner row with no result row behind it at all.
+    let orphan = WinnerRow::from_result(&ok(h100(), &p3, C128, 0.005)).unwrap();
+    Cache::open(&shared)
+        .unwrap()
+        .record_winner(&orphan)
+        .unwrap();
+    assert_eq!(winners(&shared).len(), 3);
+
+    let mine = dir.path().join("mine.db");
+    let (rc, out, err) = cache_cmd(&mine, &["import", s(&shared)]);
+    assert_eq!(rc, 0, "{err}");
+    println!("{out}");
+    assert!(out.contains("results 2 added"), "{out}");
+    assert!(out.contains("6 invalid rows skipped"), "{out}");
+    for needle in [
+        format!(
+            "results row 2 ({}): unverified: an ok row with no recorded error against the reference",
+            bare.kernel_name
+        ),
+        format!(
+            "results row 3 ({}): above_tolerance: an ok row with relative error 3e-3, above the \
+             f16 tolerance 2e-3",
+            loose.kernel_name
+        ),
+        format!(
+            "results row 5 ({}): unverified: an ok row with no recorded error",
+            alone.kernel_name
+        ),
+        format!(
+            "winners row 1 ({}): unverified: its result row was refused",
+            bare.kernel_name
+        ),
+        format!(
+            "({}): unverified: no result row in the file measured and verified it",
+            orphan.kernel_name
+        ),
+    ] {
+        assert!(out.contains(&needle), "no {needle:?} in {out}");
+    }
+
+    // Nothing half-way: the good and the pruned rows only, the good row wins, and no trace of
+    // the refused problems (no winner, no result, no description).
+    let c = Cache::open(&mine).unwrap();
+    let mut rows = c.results_for(&p.key(), &h100(), None).unwrap();
+    rows.sort_by(|a, b| a.kernel_name.cmp(&b.kernel_name));
+    let mut want = vec![good.clone(), pruned.clone()];
+    want.sort_by(|a, b| a.kernel_name.cmp(&b.kernel_name));
+    assert_eq!(rows, want);
+    let w = c.list_winners().unwrap();
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].kernel_name, good.kernel_name);
+    let sum = c.summary().unwrap();
+    assert_eq!((sum.problems, sum.results, sum.winners), (1, 2, 1));
+    drop(c);
+    let (rc, _, err) = cache_cmd(&mine, &["why", "n=3072"]);
+    assert_eq!(rc, 2, "no key of the refused problem: {err}");
+
+    // --json: every refusal with its kind; the counts match.
+    let again = dir.path().join("again.db");
+    let (rc, out, err) = cache_cmd(&again, &["import", s(&shared), "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["results_added"], 2, "{v:#}");
+    assert_eq!(v["refused"]["count"], 6, "{v:#}");
+    let refused: Vec<(&str, &str, &str)> = v["refused"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["table"].as_str().unwrap(),
+                r["kernel"].as_str().unwrap(),
+                r["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (b, l, a, o) = (
+        bare.kernel_name.as_str(),
+        loose.kernel_name.as_str(),
+        alone.kernel_name.as_str(),
+        orphan.kernel_name.as_str(),
+    );
+    assert_eq!(
+        refused,
+        vec![
+            ("results", b, "unverified"),
+            ("results", l, "above_tolerance"),
+            ("results", a, "unverified"),
+            ("winners", b, "unverified"),
+            ("winners", a, "unverified"),
+            ("winners", o, "unverified"),
+        ]
+    );
+}
+
+#[test]
+fn why_and_ls_tell_pruned_rows_from_failed_ones() {
+    // Pruned candidates were never compiled: a key whose tried candidates all failed must
+    // not say that the pruned ones failed verification too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.db");
+    let p = problem(384, 768, 768);
+    let p2 = problem(384, 3072, 768);
+    // Never compiled: no compile time either.
+    let pruned = |config, rank| ResultRow {
+        compile_s: None,
+        ..failed(
+            ok(h100(), &p, config, 1.0),
+            Status::Pruned,
+            &format!("pruned before compiling: rank {rank} of 4 by the cost model"),
+        )
+    };
+    write(
+        &path,
+        &[
+            failed(
+                ok(h100(), &p, C128, 1.0),
+                Status::WrongResult,
+                "max rel error 0.31 > 0.002",
+            ),
+            pruned(C64, 3),
+            pruned(C128S4, 4),
+            ok(h100(), &p2, C128X256, 0.0312),
+            failed(
+                ok(h100(), &p2, C64, 1.0),
+                Status::Pruned,
+                "pruned: rank 2 of 2",
+            ),
+        ],
+    );
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=768 k=768"]);
+    assert_eq!(rc, 0, "{err}");
+    println!("{out}");
+    assert!(
+        out.contains(
+            "no winner: none of the 1 candidate tried passed verification and timing; 2 more \
+             were pruned before compiling"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("none of the 3 candidates"), "{out}");
+    assert!(
+        out.contains("pruned before compiling: rank 3 of 4"),
+        "{out}"
+    );
+    // With a winner: the pruned ones are counted apart.
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=3072"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("1 candidate not eligible (below), of them 1 pruned before compiling"),
+        "{out}"
+    );
+    let (rc, out, err) = cache_cmd(&path, &["ls"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("1 ok"), "{out}");
+    assert!(out.contains("3 pruned"), "{out}");
+    let (rc, out, err) = cache_cmd(&path, &["why", "n=768 k=768", "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<&str> = v[0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["wrong_result", "pruned", "pruned"]);
+}

@@ -460,3 +460,129 @@ fn bad_input_is_exit_code_2_naming_what_exists() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A text of a plotters SVG: its anchor point, the box a text of its length can at most
+/// cover (every character as wide as the font is high), and the text.
+struct SvgText {
+    x0: f64,
+    y0: f64,
+    x1: f64,
+    y1: f64,
+    text: String,
+}
+
+impl SvgText {
+    fn intersects(&self, o: &SvgText) -> bool {
+        self.x0 < o.x1 && o.x0 < self.x1 && self.y0 < o.y1 && o.y0 < self.y1
+    }
+}
+
+/// Every `<text>` of an SVG written by plotters, with a conservative bounding box: plotters
+/// writes `font-size` as the pixel size / 1.24 and places the anchor with `dy` (`0.76em`: top,
+/// `0.5ex`: centre, `-0.5ex`: bottom) and `text-anchor`.
+fn svg_texts(svg: &str) -> Vec<SvgText> {
+    let attr = |tag: &str, name: &str| -> String {
+        let key = format!(" {name}=\"");
+        let at = tag.find(&key).map(|i| i + key.len()).unwrap();
+        tag[at..].split('"').next().unwrap().to_string()
+    };
+    svg.split("<text")
+        .skip(1)
+        .map(|t| {
+            let (tag, rest) = t.split_once('>').unwrap();
+            let text = rest.split("</text>").next().unwrap().trim().to_string();
+            let x: f64 = attr(tag, "x").parse().unwrap();
+            let y: f64 = attr(tag, "y").parse().unwrap();
+            let px = attr(tag, "font-size").parse::<f64>().unwrap() * 1.24;
+            let w = text.chars().count() as f64 * px;
+            let (y0, y1) = match attr(tag, "dy").as_str() {
+                "0.76em" => (y, y + px),
+                "-0.5ex" => (y - px, y),
+                _ => (y - px / 2.0 - 1.0, y + px / 2.0 + 1.0),
+            };
+            let (x0, x1) = match attr(tag, "text-anchor").as_str() {
+                "end" => (x - w, x),
+                "middle" => (x - w / 2.0, x + w / 2.0),
+                _ => (x, x + w),
+            };
+            SvgText {
+                x0,
+                y0,
+                x1,
+                y1,
+                text,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_sweep_winner_label_never_overlaps_the_legend() {
+    // Issue 14, item 8: the winner's label ran into the legend. A stored winner that is not
+    // the fastest candidate (a near-tie, or a winner kept from an earlier sweep) has its bar
+    // at the right, under where the legend was.
+    let d = dir("sweep_label");
+    let db = d.join("tune.db");
+    write_cache(&db, |_| 1.0);
+    let p = &problems()[2];
+    let slowest = rows(p, 2, 1.0)
+        .into_iter()
+        .filter(|r| r.is_eligible())
+        .max_by(|a, b| {
+            a.timing
+                .unwrap()
+                .median_ms
+                .total_cmp(&b.timing.unwrap().median_ms)
+        })
+        .unwrap();
+    let cache = Cache::open(&db).unwrap();
+    cache
+        .record_winner(&WinnerRow::from_result(&slowest).unwrap())
+        .unwrap();
+    drop(cache);
+    for (problem, out) in [
+        ("n=3072 k=768", "right.svg"),
+        ("m=384 n=768 k=768", "left.svg"),
+    ] {
+        let svg = d.join(out);
+        let (code, _, err) = tessera(&[
+            "plot",
+            "sweep",
+            "--cache",
+            s(&db),
+            "--problem",
+            problem,
+            "--out",
+            s(&svg),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let texts = svg_texts(&read_svg(&svg));
+        let label: Vec<&SvgText> = texts
+            .iter()
+            .filter(|t| t.text.starts_with("winner: "))
+            .collect();
+        assert_eq!(label.len(), 1, "{out}");
+        let legend: Vec<&SvgText> = texts
+            .iter()
+            .filter(|t| {
+                t.text == "winner"
+                    || t.text.starts_with("ok (")
+                    || t.text == "p10–p90 spread"
+                    || t.text.ends_with(", at 0")
+            })
+            .collect();
+        assert!(legend.len() >= 4, "{out}: the legend is drawn");
+        for l in legend {
+            assert!(
+                !label[0].intersects(l),
+                "{out}: the winner label {:?} at ({}, {}) overlaps the legend entry {:?} at ({}, {})",
+                label[0].text,
+                label[0].x0,
+                label[0].y0,
+                l.text,
+                l.x0,
+                l.y0
+            );
+        }
+    }
+}

@@ -3,11 +3,13 @@
 //! * `ls`, `why` ([`show`]): what a cache holds, and why each winner won.
 //! * `export`, `import`, `merge`, `diff` ([`share`]): moving results between people and
 //!   machines. Every file read by import, merge and diff is untrusted: the cache crate
-//!   validates each row field by field, and [`CandidateChecker`] then re-derives it from this
-//!   build's templates (template version, problem key from its description, config, kernel
-//!   name, config JSON, throughput under the device's roof, error within tolerance); rows
-//!   that fail are refused and reported with a typed reason. An import never replaces rows
-//!   measured on this machine unless `--replace-local` is given, and never removes a file.
+//!   validates each row field by field (and refuses an `ok` row with no recorded error, or a
+//!   winner row with no verified result behind it, as unverified), and [`CandidateChecker`]
+//!   then re-derives it from this build's templates (template version, problem key from its
+//!   description, config, kernel name, config JSON, throughput under the device's roof, error
+//!   within tolerance); rows that fail are refused and reported with a typed reason. An import
+//!   never replaces rows measured on this machine unless `--replace-local` is given, and never
+//!   removes a file.
 //! * `gc`: drop rows of template versions that are no longer current.
 //!
 //! Every subcommand takes `--cache PATH` (default: `TESSERA_CACHE`, else
@@ -81,8 +83,9 @@ enum Sub {
         device: Option<String>,
     },
     /// Take the rows of a shared cache file into this cache. Every row is re-derived and
-    /// checked first (kernel name, config, problem, throughput under the device's roof, error
-    /// within tolerance); rows measured on this machine are never replaced by default.
+    /// checked first (kernel name, config, problem, throughput under the device's roof, a
+    /// recorded error within tolerance for every ok row, a verified result behind every
+    /// winner); rows measured on this machine are never replaced by default.
     #[command(
         after_help = "Examples:\n  tessera cache import h100.db\n  tessera cache import h100.db --cache team.db --json"
     )]
@@ -250,7 +253,9 @@ const THROUGHPUT_MATCH: f64 = 1e-6;
 ///   nominal compute and bandwidth ceilings, scaled by its SM count, times [`ROOF_SLACK`]),
 ///   and a stored throughput is the one the median implies;
 /// * an `ok` row's error against the reference is within the template's tolerance for the
-///   output dtype (the tuner's own verification bound).
+///   output dtype (the tuner's own verification bound, [`tessera_library::verify::tolerance`]).
+///   An `ok` row with no recorded error, and a winner row with no `ok` result row behind it,
+///   never get here: the cache crate refuses them as [`RefusalKind::Unverified`].
 ///
 /// Spaces are built once per template.
 #[derive(Default)]

@@ -391,12 +391,24 @@ fn verdict(e: &Explanation) -> String {
         .find(|r| r.is_eligible())
         .and_then(|r| r.timing.map(|t| (r, t.median_ms)));
     let rejected = e.candidates.len() - eligible.len();
+    let pruned = e
+        .candidates
+        .iter()
+        .filter(|r| r.status == Status::Pruned)
+        .count();
     let Some(w) = &e.winner else {
         return match fastest {
             Some((r, m)) => format!(
                 "no winner recorded; the fastest verified candidate is {} ({} ms)",
                 r.kernel_name,
                 ms(m)
+            ),
+            // Pruned candidates were never tried: they did not fail anything.
+            None if pruned > 0 => format!(
+                "no winner: none of the {} tried passed verification and timing; {pruned} \
+                 more were pruned before compiling by the cost model (tune with --no-prune \
+                 to measure them)",
+                count((e.candidates.len() - pruned) as u64, "candidate")
             ),
             None => format!(
                 "no winner: none of the {} candidates passed verification and timing",
@@ -433,11 +445,6 @@ fn verdict(e: &Explanation) -> String {
             ms(w.median_ms)
         ),
     };
-    let pruned = e
-        .candidates
-        .iter()
-        .filter(|r| r.status == tessera_cache::Status::Pruned)
-        .count();
     if rejected > 0 {
         s.push_str(&format!(
             "; {} not eligible (below)",

@@ -4,6 +4,11 @@
 //! p10–p90 range as whiskers; the winner is highlighted and labelled. Candidates that did not
 //! (rejected, compile errors, wrong results, ...) are marked at zero after them, one marker
 //! shape and colour per status, and listed with their reasons in a side panel.
+//!
+//! The legend is a strip under the chart (rows that wrap), outside the plotting area, and the
+//! winner's label is placed in pixels from its measured width inside the plotting area (right
+//! of its leader line, or left of it near the right edge), so the two never overlap
+//! ([`Placed`] records where both went; the tests check it, and the drawn SVG).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -16,8 +21,8 @@ use tessera_cache::{Explanation, ResultRow, Status, ThroughputUnit, Timing};
 
 use super::{
     bullet_list, common_affixes, device_matches, drawing, fit, header, header_height, num,
-    open_existing, plottable, save, shorten, text, tflops, work_of, wrap, OutArgs, AXIS, BLUE,
-    BROWN, DARK, GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS,
+    open_existing, plottable, save, shorten, text, tflops, width_of, work_of, wrap, OutArgs, AXIS,
+    BLUE, BROWN, DARK, GREY, LIGHT_GREY, NOTE, ORANGE, PINK, PURPLE, RED, TICKS,
 };
 use crate::settings;
 use crate::usage::usage;
@@ -296,21 +301,191 @@ fn status_color(s: Status) -> RGBColor {
 
 const PANEL: u32 = 340;
 
+/// Space of the y axis labels and the chart's left margin: where the plotting area starts in
+/// the chart's column (the legend is aligned with it).
+const Y_LABELS: u32 = 75;
+const CHART_LEFT: u32 = 10;
+
+/// A rectangle in pixels of the whole figure: `x0..x1` × `y0..y1` (end-exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PxBox {
+    x0: i32,
+    y0: i32,
+    x1: i32,
+    y1: i32,
+}
+
+impl PxBox {
+    fn intersects(&self, o: &PxBox) -> bool {
+        self.x0 < o.x1 && o.x0 < self.x1 && self.y0 < o.y1 && o.y0 < self.y1
+    }
+
+    fn contains(&self, o: &PxBox) -> bool {
+        self.x0 <= o.x0 && o.x1 <= self.x1 && self.y0 <= o.y0 && o.y1 <= self.y1
+    }
+
+    /// The box of a drawing area, in the figure's pixels.
+    fn of_area<DB: DrawingBackend, C: CoordTranslate>(a: &DrawingArea<DB, C>) -> PxBox {
+        let (x, y) = a.get_pixel_range();
+        PxBox {
+            x0: x.start,
+            y0: y.start,
+            x1: x.end,
+            y1: y.end,
+        }
+    }
+}
+
+/// What a legend entry shows before its label.
+#[derive(Debug, Clone, Copy)]
+enum Swatch {
+    Bar(RGBColor),
+    Whisker,
+    Cross(RGBColor),
+}
+
+/// Legend geometry: a swatch and a gap before each label, a gap between entries, rows of
+/// this height (entries wrap to a new row rather than leave the strip), padding above.
+const SWATCH_PX: i32 = 22;
+const ENTRY_GAP: i32 = 28;
+const LEGEND_ROW: i32 = 24;
+const LEGEND_PAD: i32 = 8;
+
+/// The boxes of legend entries whose labels are `widths` pixels wide, laid out in rows from
+/// `left` within a strip `width` pixels wide, relative to the strip's top-left corner. An
+/// entry wider than a row gets a row of its own.
+fn legend_layout(widths: &[u32], left: i32, width: u32) -> Vec<PxBox> {
+    let right = i32::try_from(width).unwrap_or(i32::MAX);
+    let (mut x, mut y) = (left, LEGEND_PAD);
+    let mut out = Vec::with_capacity(widths.len());
+    for &w in widths {
+        let w = SWATCH_PX + i32::try_from(w).unwrap_or(i32::MAX / 2);
+        if x > left && x + w > right {
+            x = left;
+            y += LEGEND_ROW;
+        }
+        out.push(PxBox {
+            x0: x,
+            y0: y,
+            x1: x + w,
+            y1: y + LEGEND_ROW - 4,
+        });
+        x += w + ENTRY_GAP;
+    }
+    out
+}
+
+/// Height of the legend strip under the chart for entry boxes laid out by [`legend_layout`].
+fn legend_height(boxes: &[PxBox]) -> u32 {
+    let bottom = boxes.iter().map(|b| b.y1).max().unwrap_or(0);
+    u32::try_from(bottom + LEGEND_PAD).unwrap_or(0)
+}
+
+/// Where the winner's label goes: a `w`×`h` box whose bottom is at `bottom` (the top of the
+/// leader line at `x`), starting just right of the line when it fits in `plot`, else ending
+/// just left of it; kept inside `plot` either way (the label is fitted to the plot's width
+/// first).
+fn winner_label_box(plot: PxBox, x: i32, bottom: i32, w: i32, h: i32) -> PxBox {
+    let x0 = if x + 4 + w <= plot.x1 {
+        x + 4
+    } else {
+        (x - 4 - w).max(plot.x0)
+    };
+    let y1 = bottom.min(plot.y1).max(plot.y0 + h);
+    PxBox {
+        x0,
+        y0: y1 - h,
+        x1: x0 + w,
+        y1,
+    }
+}
+
+/// Where the parts that must not overlap were drawn, in the figure's pixels.
+#[derive(Debug, Clone)]
+struct Placed {
+    /// The plotting area (inside the axes).
+    plot: PxBox,
+    /// Every legend entry (swatch and label).
+    legend: Vec<PxBox>,
+    /// The winner's label, when there is a winner.
+    winner_label: Option<PxBox>,
+}
+
+impl Placed {
+    /// The legend lies outside the plotting area, so neither the winner's label nor any bar
+    /// can be under it; the label lies inside the plotting area.
+    fn is_clear(&self) -> bool {
+        self.legend.iter().all(|l| {
+            !l.intersects(&self.plot) && self.winner_label.is_none_or(|w| !w.intersects(l))
+        }) && self.winner_label.is_none_or(|w| self.plot.contains(&w))
+    }
+}
+
 impl super::Figure for SweepFigure {
     fn size(&self) -> (u32, u32) {
         (1200, 700)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let placed = self.draw_placed(root)?;
+        debug_assert!(placed.is_clear(), "sweep plot parts overlap: {placed:?}");
+        Ok(())
+    }
+}
+
+impl SweepFigure {
+    /// The legend's entries: what the chart shows, in drawing order.
+    fn legend_entries(&self) -> Vec<(Swatch, String)> {
+        let mut v = vec![(Swatch::Bar(BLUE), format!("ok ({})", self.ok.len()))];
+        if self.winner.is_some() {
+            v.push((Swatch::Bar(ORANGE), "winner".into()));
+        }
+        if self.ok.len() <= 120 && self.ok.iter().any(|b| b.range.is_some()) {
+            v.push((Swatch::Whisker, "p10–p90 spread".into()));
+        }
+        for (status, count) in self.statuses() {
+            v.push((
+                Swatch::Cross(status_color(status)),
+                format!("{status} ({count}), at 0"),
+            ));
+        }
+        v
+    }
+
+    /// Draws the figure and says where its legend and winner label went. The legend is a
+    /// strip under the chart, outside the plotting area (as in the compare plot), and the
+    /// winner's label is placed from the measured label width inside the plotting area, so
+    /// the two can never overlap, however many entries or long a kernel name.
+    fn draw_placed<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> anyhow::Result<Placed> {
         let (top, body) = root.split_vertically(header_height(self.lines.len()));
         header(&top, &self.title, &self.lines)?;
-        let (chart_area, panel) = if self.not_ok.is_empty() {
+        let (column, panel) = if self.not_ok.is_empty() {
             (body, None)
         } else {
             let w = body.dim_in_pixel().0;
             let (c, p) = body.split_horizontally(w - PANEL);
             (c, Some(p))
         };
+        let legend_style = text(TICKS, &BLACK);
+        let left = CHART_LEFT + Y_LABELS;
+        let strip_w = column.dim_in_pixel().0;
+        // Each label fits a row of the strip.
+        let room = strip_w.saturating_sub(left + SWATCH_PX as u32 + 4);
+        let entries: Vec<(Swatch, String)> = self
+            .legend_entries()
+            .into_iter()
+            .map(|(sw, l)| (sw, fit(&column, &l, &legend_style, room)))
+            .collect();
+        let widths: Vec<u32> = entries
+            .iter()
+            .map(|(_, l)| width_of(&column, l, &legend_style))
+            .collect();
+        let boxes = legend_layout(&widths, left as i32, strip_w);
+        let h = column.dim_in_pixel().1;
+        let (chart_area, legend) = column.split_vertically(h.saturating_sub(legend_height(&boxes)));
         let n = self.ok.len() + self.not_ok.len();
         let top_value = self
             .ok
@@ -322,12 +497,12 @@ impl super::Figure for SweepFigure {
         let y_max = top_value * 1.18;
         let y_min = -y_max * 0.03;
         let mut chart = ChartBuilder::on(&chart_area)
-            .margin_left(10)
+            .margin_left(CHART_LEFT)
             .margin_right(20)
             .margin_top(10)
-            .margin_bottom(10)
+            .margin_bottom(4)
             .x_label_area_size(55)
-            .y_label_area_size(75)
+            .y_label_area_size(Y_LABELS)
             .build_cartesian_2d(0.5f64..n as f64 + 0.5, y_min..y_max)
             .map_err(drawing)?;
         chart
@@ -350,6 +525,7 @@ impl super::Figure for SweepFigure {
             .y_label_formatter(&|v| if *v < 0.0 { String::new() } else { num(*v) })
             .draw()
             .map_err(drawing)?;
+        let plot = PxBox::of_area(chart.plotting_area());
 
         let half: f64 = if n > 150 { 0.5 } else { 0.4 };
         // The winner's bar is at least 6 pixels wide however many candidates there are.
@@ -361,7 +537,6 @@ impl super::Figure for SweepFigure {
                 BLUE.filled(),
             )
         };
-        let ok_label = format!("ok ({})", self.ok.len());
         chart
             .draw_series(
                 self.ok
@@ -370,9 +545,8 @@ impl super::Figure for SweepFigure {
                     .filter(|(i, _)| Some(*i) != self.winner)
                     .map(|(i, b)| bar(i, b.value)),
             )
-            .map_err(drawing)?
-            .label(ok_label)
-            .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], BLUE.filled()));
+            .map_err(drawing)?;
+        let mut winner_label = None;
         if let Some(w) = self.winner {
             let b = &self.ok[w];
             let x = w as f64 + 1.0;
@@ -381,12 +555,10 @@ impl super::Figure for SweepFigure {
                     [(x - winner_half, 0.0), (x + winner_half, b.value)],
                     ORANGE.filled(),
                 )))
-                .map_err(drawing)?
-                .label("winner")
-                .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], ORANGE.filled()));
+                .map_err(drawing)?;
             // Label above every bar (they may all be about as tall), with a leader line
-            // down to the winner's bar.
-            let label = format!("winner: {} — {} {}", b.label, num(b.value), self.unit);
+            // down to the winner's bar; right of the line, or left of it when it would run
+            // past the plotting area.
             let label_y = top_value * 1.09;
             let bar_top = b.range.map_or(b.value, |r| r.1);
             chart
@@ -395,16 +567,25 @@ impl super::Figure for SweepFigure {
                     ORANGE.stroke_width(2),
                 )))
                 .map_err(drawing)?;
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((x, label_y))
-                        + Text::new(
-                            label,
-                            (4, -2),
-                            text(TICKS, &BLACK).pos(Pos::new(HPos::Left, VPos::Bottom)),
-                        ),
-                ))
+            let style = text(TICKS, &BLACK).pos(Pos::new(HPos::Left, VPos::Top));
+            let label = fit(
+                root,
+                &format!("winner: {} — {} {}", b.label, num(b.value), self.unit),
+                &style,
+                u32::try_from(plot.x1 - plot.x0 - 8).unwrap_or(0),
+            );
+            let (lw, lh) = root.estimate_text_size(&label, &style).map_err(drawing)?;
+            let (px, py) = chart.backend_coord(&(x, label_y));
+            let placed = winner_label_box(
+                plot,
+                px,
+                py - 2,
+                i32::try_from(lw).unwrap_or(i32::MAX / 2),
+                i32::try_from(lh).unwrap_or(i32::MAX / 2),
+            );
+            root.draw(&Text::new(label, (placed.x0, placed.y0), style))
                 .map_err(drawing)?;
+            winner_label = Some(placed);
         }
         if self.ok.len() <= 120 {
             chart
@@ -416,11 +597,7 @@ impl super::Figure for SweepFigure {
                         BLACK.stroke_width(1),
                     ))
                 }))
-                .map_err(drawing)?
-                .label("p10–p90 spread")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x + 8, y - 7), (x + 8, y + 7)], BLACK.stroke_width(1))
-                });
+                .map_err(drawing)?;
         }
         if !self.not_ok.is_empty() {
             let split = self.ok.len() as f64 + 0.5;
@@ -440,7 +617,7 @@ impl super::Figure for SweepFigure {
                         ),
                 ))
                 .map_err(drawing)?;
-            for (status, count) in self.statuses() {
+            for status in self.statuses().into_keys() {
                 let color = status_color(status);
                 let first = self.ok.len();
                 chart
@@ -457,25 +634,52 @@ impl super::Figure for SweepFigure {
                                 )
                             }),
                     )
-                    .map_err(drawing)?
-                    .label(format!("{status} ({count}), at 0"))
-                    .legend(move |(x, y)| Cross::new((x + 8, y), 5, color.stroke_width(2)));
+                    .map_err(drawing)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(text(TICKS, &BLACK))
-            .margin(12)
-            .draw()
+
+        // The legend strip, under the chart.
+        let (bx, by) = legend.get_base_pixel();
+        let mut legend_boxes = Vec::with_capacity(boxes.len());
+        for ((swatch, label), b) in entries.iter().zip(&boxes) {
+            let mid = (b.y0 + b.y1) / 2;
+            match *swatch {
+                Swatch::Bar(color) => legend.draw(&Rectangle::new(
+                    [(b.x0, mid - 6), (b.x0 + 16, mid + 6)],
+                    color.filled(),
+                )),
+                Swatch::Whisker => legend.draw(&PathElement::new(
+                    vec![(b.x0 + 8, mid - 7), (b.x0 + 8, mid + 7)],
+                    BLACK.stroke_width(1),
+                )),
+                Swatch::Cross(color) => {
+                    legend.draw(&Cross::new((b.x0 + 8, mid), 5, color.stroke_width(2)))
+                }
+            }
             .map_err(drawing)?;
+            legend
+                .draw(&Text::new(
+                    label.as_str(),
+                    (b.x0 + SWATCH_PX, mid),
+                    legend_style.pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(drawing)?;
+            legend_boxes.push(PxBox {
+                x0: b.x0 + bx,
+                y0: b.y0 + by,
+                x1: b.x1 + bx,
+                y1: b.y1 + by,
+            });
+        }
 
         if let Some(panel) = panel {
             self.draw_panel(&panel)?;
         }
-        Ok(())
+        Ok(Placed {
+            plot,
+            legend: legend_boxes,
+            winner_label,
+        })
     }
 }
 
@@ -568,7 +772,7 @@ impl SweepFigure {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{draw_to, register_fonts, Format};
+    use super::super::{draw_to, register_fonts, Figure, Format};
     use super::*;
     use std::time::Duration;
     use tessera_cache::{
@@ -652,5 +856,179 @@ mod tests {
             .expect("the plot finishes in bounded time");
         drawn.unwrap();
         assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    }
+
+    /// A figure of `ok` timed candidates (kernel names as given, medians in ms), `failed`
+    /// candidates of distinct statuses, and the stored winner named `winner`.
+    fn figure(ok: &[(&str, f64)], failed: &[Status], winner: &str) -> SweepFigure {
+        let mut candidates: Vec<ResultRow> = ok
+            .iter()
+            .map(|&(k, ms)| row(k, ms, ms * 0.97, ms * 1.05, None))
+            .collect();
+        for (i, &status) in failed.iter().enumerate() {
+            let mut r = row(&format!("gemm_failed_{i}"), 1.0, 1.0, 1.0, None);
+            r.status = status;
+            r.reason = format!("{status} for a reason that is long enough to wrap in the panel");
+            r.timing = None;
+            candidates.push(r);
+        }
+        let winner = candidates
+            .iter()
+            .find(|r| r.kernel_name == winner)
+            .and_then(tessera_cache::WinnerRow::from_result);
+        assert!(winner.is_some(), "no ok candidate {winner:?}");
+        let e = Explanation {
+            key: candidates[0].winner_key(),
+            winner,
+            candidates,
+        };
+        SweepFigure::new(&e).unwrap()
+    }
+
+    /// Draws `fig` as SVG in memory: where its parts went, and the SVG text.
+    fn render(fig: &SweepFigure) -> (Placed, String) {
+        register_fonts();
+        let mut svg = String::new();
+        let placed = {
+            let root = SVGBackend::with_string(&mut svg, fig.size()).into_drawing_area();
+            root.fill(&WHITE).unwrap();
+            let placed = fig.draw_placed(&root).unwrap();
+            root.present().unwrap();
+            placed
+        };
+        (placed, svg)
+    }
+
+    /// The `(x, y, dy, text)` of every `<text>` element of an SVG written by plotters.
+    fn svg_texts(svg: &str) -> Vec<(i32, i32, String, String)> {
+        let attr = |tag: &str, name: &str| -> String {
+            let key = format!(" {name}=\"");
+            let at = tag.find(&key).map(|i| i + key.len()).unwrap();
+            tag[at..].split('"').next().unwrap().to_string()
+        };
+        svg.split("<text")
+            .skip(1)
+            .map(|t| {
+                let (tag, rest) = t.split_once('>').unwrap();
+                let body = rest.split("</text>").next().unwrap().trim().to_string();
+                (
+                    attr(tag, "x").parse().unwrap(),
+                    attr(tag, "y").parse().unwrap(),
+                    attr(tag, "dy"),
+                    body,
+                )
+            })
+            .collect()
+    }
+
+    fn long_name(tag: &str) -> String {
+        format!("gemm_f16_f32acc_{tag}_with_a_very_long_epilogue_name_bias_gelu_residual_layernorm_dropout_scale_a8")
+    }
+
+    #[test]
+    fn legend_rows_wrap_inside_the_strip() {
+        let boxes = legend_layout(&[60, 300, 300, 300, 900], 85, 860);
+        assert_eq!(boxes[0].x0, 85);
+        for b in &boxes[..4] {
+            assert!(b.x1 <= 860, "{b:?}");
+        }
+        // An entry that would overflow its row starts the next one.
+        assert_eq!(boxes[1].y0, boxes[0].y0, "{boxes:?}");
+        assert!(boxes[2].y0 > boxes[0].y0 && boxes[2].x0 == 85, "{boxes:?}");
+        assert_eq!(boxes[3].y0, boxes[2].y0, "{boxes:?}");
+        // Wider than a row: a row of its own.
+        assert!(boxes[4].y0 > boxes[3].y0 && boxes[4].x0 == 85, "{boxes:?}");
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                assert!(!a.intersects(b), "{a:?} {b:?}");
+            }
+        }
+        assert!(legend_height(&boxes) as i32 >= boxes[4].y1);
+    }
+
+    #[test]
+    fn the_winner_label_turns_left_at_the_right_edge_and_stays_inside() {
+        let plot = PxBox {
+            x0: 85,
+            y0: 100,
+            x1: 840,
+            y1: 600,
+        };
+        let right = winner_label_box(plot, 100, 130, 300, 15);
+        assert_eq!((right.x0, right.y1), (104, 130));
+        let left = winner_label_box(plot, 830, 130, 300, 15);
+        assert_eq!(left.x1, 826);
+        let squeezed = winner_label_box(plot, 200, 90, 700, 15);
+        assert!(plot.contains(&squeezed), "{squeezed:?}");
+        for b in [right, left, squeezed] {
+            assert!(plot.contains(&b), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn the_winner_label_never_overlaps_the_legend() {
+        // The issue: the label above the winner's bar ran into the legend in the upper right.
+        // Winners first (the usual), last (stored winner slower than the rest: the label
+        // turns left), in the middle, with long names, with and without a side panel, with a
+        // legend of every status (it wraps).
+        let names: Vec<String> = (0..40).map(|i| long_name(&format!("k{i:02}"))).collect();
+        let many: Vec<(&str, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), 0.01 + 0.0005 * i as f64))
+            .collect();
+        let statuses = [
+            Status::Rejected,
+            Status::CompileError,
+            Status::LaunchError,
+            Status::WrongResult,
+            Status::Timeout,
+            Status::SkippedSlow,
+            Status::Pruned,
+        ];
+        let cases = [
+            figure(&many, &statuses, &names[0]),
+            figure(&many, &statuses, &names[39]),
+            figure(&many, &[], &names[39]),
+            figure(&many, &[Status::CompileError], &names[20]),
+            figure(&many[..2], &[], &names[1]),
+            figure(&[("gemm_a", 0.01), ("gemm_b", 0.011)], &[], "gemm_a"),
+        ];
+        for (i, fig) in cases.iter().enumerate() {
+            let (placed, svg) = render(fig);
+            assert!(placed.is_clear(), "case {i}: {placed:?}");
+            let label = placed.winner_label.expect("a winner label");
+            assert!(placed.plot.contains(&label), "case {i}: {placed:?}");
+            for l in &placed.legend {
+                assert!(!l.intersects(&label), "case {i}: {l:?} and {label:?}");
+                assert!(!l.intersects(&placed.plot), "case {i}: {l:?}");
+                let (w, h) = fig.size();
+                assert!(
+                    l.x1 <= w as i32 && l.y1 <= h as i32,
+                    "case {i}: {l:?} off the figure"
+                );
+            }
+            // The output puts the label where the layout says.
+            let texts = svg_texts(&svg);
+            let drawn: Vec<_> = texts
+                .iter()
+                .filter(|t| t.3.starts_with("winner: "))
+                .collect();
+            assert_eq!(drawn.len(), 1, "case {i}");
+            assert_eq!((drawn[0].0, drawn[0].1), (label.x0, label.y0), "case {i}");
+            assert_eq!(drawn[0].2, "0.76em", "case {i}: anchored at its top");
+            // Every legend label was drawn inside its entry's box, which the label misses.
+            let legend_texts: Vec<_> = fig.legend_entries().into_iter().map(|e| e.1).collect();
+            for (entry, b) in legend_texts.iter().zip(&placed.legend) {
+                let t = texts
+                    .iter()
+                    .find(|t| &t.3 == entry)
+                    .unwrap_or_else(|| panic!("case {i}: no legend text {entry:?}"));
+                assert!(
+                    b.x0 <= t.0 && t.0 < b.x1 && b.y0 <= t.1 && t.1 < b.y1,
+                    "case {i}: {t:?} outside {b:?}"
+                );
+            }
+        }
     }
 }
