@@ -233,12 +233,6 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     );
     assert!(s.contains("setmaxnreg.dec.sync.aligned.u32 24"));
     assert!(s.contains("setmaxnreg.inc.sync.aligned.u32 240"));
-    // persistent: the tiles a block walks, Q released after each tile's last scores
-    assert!(
-        s.contains("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)")
-    );
-    assert!(s.contains("tsr_mbar_wait(q_empty, (it & 1) ^ 1);"));
-    assert!(s.contains("if (kt + 1 == kv_blocks && tid % 128 == 0) tsr_mbar_arrive(q_empty);"));
     // Q once (2 panels), K and V per stage (2 panels each), each on its own barrier
     assert_eq!(s.matches("&tmap_q,").count(), 2);
     assert_eq!(s.matches("&tmap_k,").count(), 2);
@@ -274,25 +268,13 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
     )
     .unwrap();
     assert_eq!(k.tensor_maps.len(), 3);
-    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 80 + 1024);
-    // persistent: at most one block per SM over the (query block, head, batch) tiles
-    let many = Problem::Attention(AttentionProblem::new(32, 12, 384, 128));
-    assert_eq!(k.grid(&many, 132), [132, 1, 1]);
-    let few = Problem::Attention(AttentionProblem::new(1, 2, 100, 128));
-    assert_eq!(k.grid(&few, 132), [2, 1, 1]);
+    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 72 + 1024);
     // head_dim 32: one 32-wide panel, 64-byte swizzle, bf16
     let b = source((64, 64, 4, 3), 32, Mask::None, DType::BF16, Target::Sm90a);
     assert!(b.contains("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16"));
     // its S, O and P fit half the register file: two blocks an SM, no register reallocation
     assert!(b.contains("__launch_bounds__(256, 2)"));
     assert!(!b.contains("setmaxnreg"));
-    // one tile per block there: the grid of the multistage kernel
-    let kb = emit(
-        &build(&config((64, 64, 4, 3), 32, Mask::None, DType::BF16)),
-        Target::Sm90a,
-    )
-    .unwrap();
-    assert_eq!(kb.grid(&many, 132), [6, 12, 32]);
     let one = source((64, 128, 4, 2), 64, Mask::None, DType::F16, Target::Sm90a);
     assert!(one.contains("__launch_bounds__(256, 1)"));
     assert!(one.contains("setmaxnreg.inc.sync.aligned.u32 232"));
@@ -393,19 +375,7 @@ fn grouped_kv_heads_move_only_the_kv_bases() {
         let s = emit(&build(&config_of((64, 64, 4, 2), g.clone())), target)
             .unwrap()
             .source;
-        // the sm_90a kernel numbers its tiles (a persistent block walks several)
-        let head = if target == Target::Sm90a {
-            "t_h"
-        } else {
-            "blockIdx.y"
-        };
-        assert!(s.contains(&format!("const int kvh = {head} / (heads / kv_heads);")));
-        if target == Target::Sm90a {
-            assert!(
-                s.contains("&tmap_k, 0, kt * 64, bkvh32,"),
-                "K read by kv head"
-            );
-        }
+        assert!(s.contains("const int kvh = blockIdx.y / (heads / kv_heads);"));
         assert!(s.contains("const long long bkvh = (long long)b * kv_heads + kvh;"));
         assert!(s.contains("k += bkvh * seq_kv * 64;") && s.contains("v += bkvh * seq_kv * 64;"));
         assert!(

@@ -141,16 +141,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int lane = tid % {};", d.warp_size()));
     w.line(format!("const int warp = tid / {};", d.warp_size()));
     w.line(format!("const int wr0 = warp * {};", p.s.wm));
-    let (ldq, ldkv) = emit_block_origin(
-        &mut w,
-        &TileIndex::grid(),
-        ir.variant.mask,
-        layout,
-        packed,
-        bq,
-        bkv,
-        hd,
-    );
+    let (ldq, ldkv) = emit_block_origin(&mut w, ir.variant.mask, layout, packed, bq, bkv, hd);
     for (t, off) in [(sh.sq, q_off), (sh.sk, k_off), (sh.sv, v_off)] {
         w.line(format!(
             "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
@@ -283,35 +274,14 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     })
 }
 
-/// Where a tile's (query block, head, batch) indices come from: the block's own grid position,
-/// or a persistent block's tile counter.
-pub(crate) struct TileIndex {
-    pub query_block: String,
-    pub head: String,
-    pub batch: String,
-}
-
-impl TileIndex {
-    /// One block per tile: `(blockIdx.x, blockIdx.y, blockIdx.z)`.
-    pub(crate) fn grid() -> TileIndex {
-        TileIndex {
-            query_block: "blockIdx.x".into(),
-            head: "blockIdx.y".into(),
-            batch: "blockIdx.z".into(),
-        }
-    }
-}
-
-/// The tile's place in the problem, shared by every attention pipeline: `q0` (first query),
+/// The block's place in the problem, shared by every attention pipeline: `q0` (first query),
 /// `b`, `kvh` (its K/V head: grouped-query attention shares one among `heads / kv_heads` query
 /// heads), `bh` and `bkvh` (the batch × heads indices of Q and of K/V; not for packed batches),
 /// Q/K/V/O moved to this (batch, head), `kv_end` (keys at or past it take no part for any
 /// query of the block), `kv_blocks` and `sl2` (the scale in the log2 domain). Returns the row
 /// strides of Q (and O) and of K, V: `head_dim`, or (packed) a token's heads apart.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_block_origin(
     w: &mut Source,
-    tile: &TileIndex,
     mask: Mask,
     layout: AttentionLayout,
     packed: bool,
@@ -319,27 +289,24 @@ pub(crate) fn emit_block_origin(
     bkv: u32,
     hd: u32,
 ) -> (String, String) {
-    let TileIndex {
-        query_block: x,
-        head: y,
-        batch: z,
-    } = tile;
-    w.line(format!("const int q0 = {x} * {bq};"));
-    w.line(format!("const int b = {z};"));
+    w.line(format!("const int q0 = blockIdx.x * {bq};"));
+    w.line("const int b = blockIdx.z;");
     w.line("// grouped-query attention: heads / kv_heads query heads share one K/V head");
-    w.line(format!("const int kvh = {y} / (heads / kv_heads);"));
+    w.line("const int kvh = blockIdx.y / (heads / kv_heads);");
     let strides = if packed {
-        emit_packed_bases(w, y, hd);
+        emit_packed_bases(w, hd);
         ("ldq".to_string(), "ldkv".to_string())
     } else {
-        w.line(format!("const long long bh = (long long)b * heads + {y};"));
+        w.line("const long long bh = (long long)b * heads + blockIdx.y;");
         w.line("const long long bkvh = (long long)b * kv_heads + kvh;");
         w.line(format!("q += bh * seq_q * {hd};"));
         match layout {
             AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
             AttentionLayout::Bshd => {
                 w.line("// O is token-major [batch, seq_q, heads, head_dim]");
-                w.line(format!("o += ((long long)b * seq_q * heads + {y}) * {hd};"))
+                w.line(format!(
+                    "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
+                ))
             }
         }
         w.line(format!("k += bkvh * seq_kv * {hd};"));
@@ -364,7 +331,7 @@ pub(crate) fn emit_block_origin(
 /// V moved to the sequence's first token and this block's head, the row strides `ldq` and
 /// `ldkv`, `seq_q` / `seq_kv` narrowed to the sequence's lengths, and an early return for a
 /// block past the sequence's end (uniform over the block, before any barrier).
-fn emit_packed_bases(w: &mut Source, head: &str, hd: u32) {
+fn emit_packed_bases(w: &mut Source, hd: u32) {
     w.line("// packed batch: sequence b owns query tokens cu_seqlens_q[b] .. cu_seqlens_q[b + 1]");
     w.line("// and key tokens cu_seqlens_kv[b] .. cu_seqlens_kv[b + 1]");
     w.line("const int tq0 = cu_seqlens_q[b];");
@@ -378,8 +345,12 @@ fn emit_packed_bases(w: &mut Source, head: &str, hd: u32) {
     w.line("// Q, O: [tokens, heads, head_dim]; K, V: [tokens, kv_heads, head_dim]");
     w.line(format!("const int ldq = heads * {hd};"));
     w.line(format!("const int ldkv = kv_heads * {hd};"));
-    w.line(format!("q += ((long long)tq0 * heads + {head}) * {hd};"));
-    w.line(format!("o += ((long long)tq0 * heads + {head}) * {hd};"));
+    w.line(format!(
+        "q += ((long long)tq0 * heads + blockIdx.y) * {hd};"
+    ));
+    w.line(format!(
+        "o += ((long long)tq0 * heads + blockIdx.y) * {hd};"
+    ));
     w.line(format!("k += ((long long)tk0 * kv_heads + kvh) * {hd};"));
     w.line(format!("v += ((long long)tk0 * kv_heads + kvh) * {hd};"));
 }

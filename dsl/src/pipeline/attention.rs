@@ -91,12 +91,12 @@ impl AttentionWarpgroupPlan {
         (rows * self.block_kv + rows * self.head_dim) / 128 + rows * self.block_kv / 256
     }
 
-    /// Dynamic shared memory: Q, the K and V stages, the barriers (Q full and empty; full and
-    /// empty of K and of V per stage) and slack to align the base to the swizzle atom at run time.
+    /// Dynamic shared memory: Q, the K and V stages, the barriers (Q full; full and empty of K
+    /// and of V per stage) and slack to align the base to the swizzle atom at run time.
     pub fn smem_bytes(&self) -> u32 {
         self.q_bytes()
             + 2 * self.stages * self.kv_bytes()
-            + 8 * (2 + 4 * self.stages)
+            + 8 * (1 + 4 * self.stages)
             + self.swizzle.atom_bytes()
     }
 }
@@ -248,8 +248,8 @@ mod tests {
         };
         assert_eq!((p.consumers, p.panel, p.swizzle), (2, 64, Swizzle::B128));
         assert_eq!(p.threads(), 384);
-        // 32 KiB of Q, 2 × 2 × 32 KiB of K/V, 10 barriers, 1 KiB of alignment slack
-        assert_eq!(p.smem_bytes(), 32768 + 131072 + 80 + 1024);
+        // 32 KiB of Q, 2 × 2 × 32 KiB of K/V, 9 barriers, 1 KiB of alignment slack
+        assert_eq!(p.smem_bytes(), 32768 + 131072 + 72 + 1024);
         // 64 S + 64 O + 32 P
         assert_eq!(p.state_regs(), 160);
         assert_eq!((p.blocks_per_sm, p.register_split()), (1, Some((240, 24))));
