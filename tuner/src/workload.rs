@@ -92,7 +92,7 @@ impl Workload {
     pub fn launch(&self, c: &Candidate) -> Launch {
         let sm_count = match self {
             Workload::Gemm(w) => w.sm_count,
-            Workload::Op(_) => 1,
+            Workload::Op(w) => w.sm_count,
         };
         let grid = c.source.grid(&self.problem(), sm_count);
         Launch::new(grid, [c.source.threads, 1, 1]).with_dynamic_smem(c.source.smem_bytes)
@@ -111,6 +111,8 @@ pub struct OpWorkload {
     pub inputs: OpInputs,
     buffers: Vec<Option<Buffer>>,
     output: Buffer,
+    /// Multiprocessors of the device (a persistent kernel launches at most one block per each).
+    sm_count: u32,
 }
 
 impl OpWorkload {
@@ -149,6 +151,7 @@ impl OpWorkload {
             inputs,
             buffers,
             output,
+            sm_count: device.caps().sm_count,
         })
     }
 
