@@ -162,7 +162,8 @@ mod tests {
                     a: "sq".into(),
                     b: "sk".into(),
                     b_transposed: true,
-                    fresh: true
+                    fresh: true,
+                    atom: None
                 },
                 Stmt::Mask { frag: "s".into() },
                 Stmt::OnlineSoftmax {
@@ -174,7 +175,8 @@ mod tests {
                     a: "s".into(),
                     b: "sv".into(),
                     b_transposed: false,
-                    fresh: false
+                    fresh: false,
+                    atom: None
                 },
             ]
         );
