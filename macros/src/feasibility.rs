@@ -557,7 +557,7 @@ fn atom_rows(
         let (rt, wt) = (text(&f.rows.source), text(&f.warps_m.source));
         report.once(format!("atom warp {}", f.name), &node.source, || {
             format!(
-                "`{}`'s warp tile {tm}×{tn} is not a multiple of the {m}×{m} atom `atom {src}` asks                  for (at {}); constrain it, e.g. `{rt} % ({wt} * {src}) == 0`",
+                "`{}`'s warp tile {tm}×{tn} is not a multiple of the {m}×{m} atom `atom {src}` asks for (at {}); constrain it, e.g. `{rt} % ({wt} * {src}) == 0`",
                 f.name,
                 here()
             )
