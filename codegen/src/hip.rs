@@ -761,16 +761,16 @@ mod tests {
                 }
             }
         }
-        for r in 0..tm {
-            for c in 0..tn {
+        for (r, row) in d.iter().enumerate() {
+            for (c, got) in row.iter().enumerate() {
                 let inside = (wr0 as usize..wr0 as usize + wm as usize).contains(&r)
                     && (wc0 as usize..wc0 as usize + wn as usize).contains(&c);
                 if !inside {
-                    assert!(d[r][c].is_none(), "({r}, {c}) outside the warp tile");
+                    assert!(got.is_none(), "({r}, {c}) outside the warp tile");
                     continue;
                 }
                 let want: f32 = (0..tk).map(|k| sa[r * a_stride + k] * b_at(k, c)).sum();
-                assert_eq!(d[r][c], Some(want), "D[{r}][{c}], atom {m}, B {b_layout:?}");
+                assert_eq!(*got, Some(want), "D[{r}][{c}], atom {m}, B {b_layout:?}");
             }
         }
     }
