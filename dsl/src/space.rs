@@ -124,6 +124,16 @@ impl ParamSpace {
         })
     }
 
+    /// Whether a point sets a target knob ([`ParamDef::default`]) to a value `target` lacks
+    /// (`mfma = 32` on NVIDIA): such a point is no point of that target's space at all, so
+    /// sweeps skip it rather than record a rejection.
+    pub fn foreign_knob(&self, values: &[i64], target: Target) -> bool {
+        self.params
+            .iter()
+            .zip(values)
+            .any(|(p, &v)| p.default.is_some() && !p.offered_on(v, target))
+    }
+
     /// Every point that satisfies all constraints, in lexicographic order of the value lists.
     pub fn enumerate(&self) -> Vec<Vec<i64>> {
         let mut out = Vec::new();

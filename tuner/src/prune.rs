@@ -313,12 +313,7 @@ pub fn validate_space(
     for values in space.enumerate() {
         // a target knob's value the target lacks (`mfma = 32` on NVIDIA) is no point of this
         // target's space: no candidate, no rejected row (its caches stay as they were)
-        let foreign_knob = space
-            .params
-            .iter()
-            .zip(&values)
-            .any(|(p, &v)| p.default.is_some() && !p.offered_on(v, caps.target));
-        if foreign_knob {
+        if space.foreign_knob(&values, caps.target) {
             continue;
         }
         let config = t
