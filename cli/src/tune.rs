@@ -585,7 +585,12 @@ fn compile_only(
     let mut seen = std::collections::BTreeSet::new();
     for named in problems {
         for &t in templates.iter().filter(|t| t.op() == named.problem.op()) {
-            for values in t.space().enumerate() {
+            let space = t.space();
+            for values in space.enumerate() {
+                // a target knob's value the target lacks is not rejected, it is not there
+                if space.foreign_knob(&values, target) {
+                    continue;
+                }
                 let Ok(config) = t.config(&values, &named.problem) else {
                     continue;
                 };

@@ -135,9 +135,26 @@ pub trait InstructionSet {
 /// The warp-level MMA lowering (`mma.sync` on NVIDIA, MFMA on AMD): the atom, operand
 /// fragments loaded from shared tiles, the accumulator layout, and what attention builds on it
 /// (row reductions over accumulator rows, Q·Kᵀ and P·V steps).
-pub trait WarpMma {
+pub trait WarpMma: InstructionSet {
     /// The MMA atom this dialect uses for an input dtype.
     fn atom(&self, input: DType) -> Result<MmaAtom, CodegenError>;
+
+    /// The atom with `m` rows a kernel asks for (`mma ... atom M`), or the default one
+    /// ([`WarpMma::atom`]) when `m` is `None`. By default only the default atom's rows are
+    /// offered; a dialect with several atoms (MFMA 16x16x16 and 32x32x8) overrides this.
+    fn atom_with(&self, input: DType, m: Option<u32>) -> Result<MmaAtom, CodegenError> {
+        let atom = self.atom(input)?;
+        match m {
+            Some(m) if m != atom.m => Err(CodegenError::Unsupported(format!(
+                "{}: no {m}-row MMA atom for {input} (the atom is {}x{}x{})",
+                self.target(),
+                atom.m,
+                atom.n,
+                atom.k
+            ))),
+            _ => Ok(atom),
+        }
+    }
 
     /// Declare and zero the accumulators of one warp tile.
     fn declare_acc(&self, w: &mut Source, plan: &MmaPlan);

@@ -190,23 +190,25 @@ pub(crate) fn check(ir: &KernelIr, d: &dyn Dialect) -> Result<(), CodegenError> 
             ));
         }
     }
-    let atom = d.atom(ir.variant.input)?;
     for f in ir.fragments() {
+        let atom = d.atom_with(ir.variant.input, ir.mma_atom(&f.name))?;
+        // the B operand is loaded for two n8 atoms at a time on NVIDIA (n16), for 32 columns
+        // at a time on AMD's 16x16 atom, one atom's columns for wider atoms
+        let n_step = (atom.n * 2).clamp(16, 32).max(atom.n);
         let (wm, wn) = f.warp_tile();
-        if wm % atom.m != 0 || wn % (atom.n * 2).max(16) != 0 {
+        if wm % atom.m != 0 || wn % n_step != 0 {
             return Err(CodegenError::Unsupported(format!(
-                "warp tile {wm}x{wn} is not a multiple of {}x{} on {}",
+                "warp tile {wm}x{wn} is not a multiple of {}x{n_step} on {}",
                 atom.m,
-                (atom.n * 2).max(16),
                 d.target()
             )));
         }
-    }
-    if !ir.tile_k.is_multiple_of(atom.k) {
-        return Err(CodegenError::Unsupported(format!(
-            "tile_k {} is not a multiple of the atom K {}",
-            ir.tile_k, atom.k
-        )));
+        if !ir.tile_k.is_multiple_of(atom.k) {
+            return Err(CodegenError::Unsupported(format!(
+                "tile_k {} is not a multiple of the atom K {}",
+                ir.tile_k, atom.k
+            )));
+        }
     }
     if let Store::Heads { head_dim, .. } = ir.variant.store {
         if head_dim % 2 != 0 {
@@ -363,7 +365,7 @@ fn plan_for(
     let (wm, wn) = frag.warp_tile();
     Ok(MmaPlan {
         input: ir.variant.input,
-        atom: d.atom(ir.variant.input)?,
+        atom: d.atom_with(ir.variant.input, ir.mma_atom(acc))?,
         wm,
         wn,
         tile_k: ir.tile_k,

@@ -139,7 +139,8 @@ fn choice(
         template: t.name().to_string(),
         template_hash: t.source_hash().to_string(),
         kernel_name: config.kernel_name(),
-        config: config.params.iter().cloned().collect(),
+        // target knobs at their default left out, as caches write them
+        config: t.space().written(&config.values()).into_iter().collect(),
         status,
     }
 }
@@ -154,9 +155,9 @@ fn config_from(
 ) -> Option<Config> {
     let values: Vec<i64> = t
         .space()
-        .param_names()
+        .params
         .iter()
-        .map(|n| params.get(n).copied())
+        .map(|p| params.get(&p.name).copied().or(p.default))
         .collect::<Option<_>>()?;
     let config = t.config(&values, problem).ok()?;
     t.validate(&config, problem, caps).ok()?;

@@ -223,6 +223,27 @@ impl KernelBuilder {
         b_transposed: bool,
         fresh: bool,
     ) -> Result<(), BuildError> {
+        self.mma_atom(acc, a, b, b_transposed, fresh, None)
+    }
+
+    /// `mma ... atom M;`: [`KernelBuilder::mma_with`] asking for the MMA atom with `atom` rows
+    /// (a positive parameter value, e.g. 16 or 32); `None` takes the target's default atom.
+    pub fn mma_atom(
+        &mut self,
+        acc: &str,
+        a: &str,
+        b: &str,
+        b_transposed: bool,
+        fresh: bool,
+        atom: Option<i64>,
+    ) -> Result<(), BuildError> {
+        let atom = atom
+            .map(|m| {
+                u32::try_from(m).ok().filter(|&m| m > 0).ok_or_else(|| {
+                    BuildError::Malformed(format!("mma atom {m} is not a positive row count"))
+                })
+            })
+            .transpose()?;
         self.need_fragment(acc)?;
         if self.ir.shared_tile(a).is_none() && !self.has_fragment(a) {
             return Err(BuildError::Unknown {
@@ -242,6 +263,7 @@ impl KernelBuilder {
             b: b.into(),
             b_transposed,
             fresh,
+            atom,
         });
         Ok(())
     }

@@ -59,9 +59,14 @@ impl Target {
             MmaAtom::new(16, 8, 16, DType::F16),
             MmaAtom::new(16, 8, 16, DType::BF16),
         ];
+        // CDNA's MFMA: 16x16x16 is the default atom, 32x32x8 the one a kernel may ask for
+        // (`mma ... atom 32`): the same flops per instruction group with half the operand
+        // traffic per flop
         let amd_atoms = vec![
             MmaAtom::new(16, 16, 16, DType::F16),
             MmaAtom::new(16, 16, 16, DType::BF16),
+            MmaAtom::new(32, 32, 8, DType::F16),
+            MmaAtom::new(32, 32, 8, DType::BF16),
         ];
         match self {
             Target::Sm80 => DeviceCaps {
@@ -309,9 +314,22 @@ pub struct DeviceCaps {
 }
 
 impl DeviceCaps {
-    /// The MMA atom for an input dtype, if the device has one.
+    /// The MMA atom for an input dtype, if the device has one: the first listed (the default).
     pub fn atom_for(&self, input: DType) -> Option<MmaAtom> {
         self.mma_atoms.iter().copied().find(|a| a.input == input)
+    }
+
+    /// The MMA atom for an input dtype with `m` rows (a kernel's `mma ... atom M`), or the
+    /// default one when `m` is `None`; `None` if the device has no such atom.
+    pub fn atom_with(&self, input: DType, m: Option<u32>) -> Option<MmaAtom> {
+        match m {
+            None => self.atom_for(input),
+            Some(m) => self
+                .mma_atoms
+                .iter()
+                .copied()
+                .find(|a| a.input == input && a.m == m),
+        }
     }
 }
 

@@ -291,7 +291,9 @@ pub enum Stmt {
     },
     /// `acc += a · b` (or `a · bᵀ` when `b_transposed`) over the current shared stage, in MMA
     /// atoms. `a` names a shared tile or a fragment (attention's P, converted to the input
-    /// dtype); with `fresh` the accumulator is zeroed first (`=` instead of `+=`).
+    /// dtype); with `fresh` the accumulator is zeroed first (`=` instead of `+=`). `atom`
+    /// asks for the atom with that many rows (`mma ... atom 32`: MFMA 32x32x8 on AMD); `None`
+    /// takes the target's default atom.
     Mma {
         acc: String,
         a: String,
@@ -300,6 +302,8 @@ pub enum Stmt {
         b_transposed: bool,
         #[serde(default)]
         fresh: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        atom: Option<u32>,
     },
     /// Copy a whole tile from global memory into a one-stage shared tile, outside any mainloop
     /// (attention's Q block).
@@ -411,6 +415,19 @@ impl KernelIr {
         let mut out = Vec::new();
         walk(&self.body, &mut out);
         out
+    }
+
+    /// The atom rows the MMA statement feeding fragment `acc` asks for (`None`: the target's
+    /// default atom).
+    pub fn mma_atom(&self, acc: &str) -> Option<u32> {
+        fn walk(stmts: &[Stmt], acc: &str) -> Option<u32> {
+            stmts.iter().find_map(|s| match s {
+                Stmt::Mma { acc: x, atom, .. } if x == acc => *atom,
+                Stmt::Mainloop { body, .. } => walk(body, acc),
+                _ => None,
+            })
+        }
+        walk(&self.body, acc)
     }
 
     /// Accumulator values each thread holds (a first register-pressure estimate).

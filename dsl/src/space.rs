@@ -20,6 +20,11 @@ pub struct ParamDef {
     /// also in `values`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_values: Vec<TargetValues>,
+    /// A target knob's default: the one value every target offers when `+ TARGET [...]` lists
+    /// add others (`mfma in [16] + gfx90a [32] + gfx942 [32]`). Kernel names and `--config`
+    /// strings leave the knob out at this value, so adding a knob renames no existing kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<i64>,
 }
 
 /// Values of a parameter that one target alone offers.
@@ -119,6 +124,16 @@ impl ParamSpace {
         })
     }
 
+    /// Whether a point sets a target knob ([`ParamDef::default`]) to a value `target` lacks
+    /// (`mfma = 32` on NVIDIA): such a point is no point of that target's space at all, so
+    /// sweeps skip it rather than record a rejection.
+    pub fn foreign_knob(&self, values: &[i64], target: Target) -> bool {
+        self.params
+            .iter()
+            .zip(values)
+            .any(|(p, &v)| p.default.is_some() && !p.offered_on(v, target))
+    }
+
     /// Every point that satisfies all constraints, in lexicographic order of the value lists.
     pub fn enumerate(&self) -> Vec<Vec<i64>> {
         let mut out = Vec::new();
@@ -195,7 +210,8 @@ impl ParamSpace {
         }
         let mut point = Vec::with_capacity(self.params.len());
         for (p, v) in self.params.iter().zip(given) {
-            let v = v.ok_or_else(|| SpaceError::Missing {
+            // a target knob left out takes its default
+            let v = v.or(p.default).ok_or_else(|| SpaceError::Missing {
                 name: p.name.clone(),
                 values: list(&p.values),
             })?;
@@ -216,6 +232,27 @@ impl ParamSpace {
 
     pub fn param_names(&self) -> Vec<String> {
         self.params.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// `name=value,...` of a point (the form `--config` takes and caches store), target knobs
+    /// at their default left out.
+    pub fn assignment(&self, values: &[i64]) -> String {
+        self.written(values)
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A point's parameters by name as caches and plans write them: target knobs at their
+    /// default left out ([`ParamSpace::parse_point`] and readers fill them back in).
+    pub fn written(&self, values: &[i64]) -> Vec<(String, i64)> {
+        self.params
+            .iter()
+            .zip(values)
+            .filter(|(p, v)| p.default != Some(**v))
+            .map(|(p, v)| (p.name.clone(), *v))
+            .collect()
     }
 }
 
@@ -369,11 +406,13 @@ mod tests {
                     name: "tile_m".into(),
                     values: vec![64, 128, 256],
                     target_values: vec![],
+                    default: None,
                 },
                 ParamDef {
                     name: "warps_m".into(),
                     values: vec![1, 2, 4],
                     target_values: vec![],
+                    default: None,
                 },
                 ParamDef {
                     name: "stages".into(),
@@ -382,6 +421,7 @@ mod tests {
                         target: Target::Sm90a,
                         values: vec![6],
                     }],
+                    default: None,
                 },
             ],
             constraints: vec![Constraint {

@@ -355,7 +355,20 @@ pub fn validate_generic<T: Template + ?Sized>(
         // a row-wise kernel: no MMA atoms to divide
         return Ok(());
     }
-    if let Some(atom) = caps.atom_for(v.input) {
+    for f in ir.fragments() {
+        let asked = ir.mma_atom(&f.name);
+        let Some(atom) = caps.atom_with(v.input, asked) else {
+            return Err(Reject::new(
+                Unsupported,
+                match asked {
+                    Some(m) => format!(
+                        "{} has no {m}-row MMA atom for {} (`mma ... atom {m}`)",
+                        caps.name, v.input
+                    ),
+                    None => format!("{} has no MMA atom for {}", caps.name, v.input),
+                },
+            ));
+        };
         if ir.tile_k % atom.k != 0 {
             return Err(Reject::new(
                 Unsupported,
@@ -365,23 +378,16 @@ pub fn validate_generic<T: Template + ?Sized>(
                 ),
             ));
         }
-        for f in ir.fragments() {
-            let (wm, wn) = f.warp_tile();
-            if wm % atom.m != 0 || wn % atom.n != 0 {
-                return Err(Reject::new(
-                    Unsupported,
-                    format!(
-                        "warp tile {wm}×{wn} is not a multiple of the MMA atom {}×{}",
-                        atom.m, atom.n
-                    ),
-                ));
-            }
+        let (wm, wn) = f.warp_tile();
+        if wm % atom.m != 0 || wn % atom.n != 0 {
+            return Err(Reject::new(
+                Unsupported,
+                format!(
+                    "warp tile {wm}×{wn} is not a multiple of the MMA atom {}×{}",
+                    atom.m, atom.n
+                ),
+            ));
         }
-    } else {
-        return Err(Reject::new(
-            Unsupported,
-            format!("{} has no MMA atom for {}", caps.name, v.input),
-        ));
     }
     Ok(())
 }

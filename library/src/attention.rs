@@ -188,7 +188,8 @@ mod tests {
                     a: "sq".into(),
                     b: "sk".into(),
                     b_transposed: true,
-                    fresh: true
+                    fresh: true,
+                    atom: None
                 },
                 Stmt::Mask { frag: "s".into() },
                 Stmt::OnlineSoftmax {
@@ -200,7 +201,8 @@ mod tests {
                     a: "s".into(),
                     b: "sv".into(),
                     b_transposed: false,
-                    fresh: false
+                    fresh: false,
+                    atom: None
                 },
             ]
         );

@@ -1,6 +1,8 @@
 //! The GEMM template: `D = epilogue(alpha·A·B)` with A row-major, B row- or column-major,
 //! f16/bf16 inputs, f32 accumulation and f16/bf16/f32 output; any M, N, K whose contiguous
-//! dimensions meet the config's alignment (edges are predicated).
+//! dimensions meet the config's alignment (edges are predicated). On AMD the `mfma` knob picks
+//! the MFMA atom (16x16x16 or 32x32x8); NVIDIA offers only its default, and kernel names show
+//! it only off the default (`..._s3_mfma32_rcr_a8`).
 
 use tessera_dsl::gpu_template;
 
@@ -14,6 +16,9 @@ pub mod gemm {
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],
         stages in [2, 3, 4] + sm_90a [6, 8],
+        // the MFMA atom's rows on AMD: 16x16x16 everywhere, 32x32x8 (half the operand traffic
+        // per flop) on CDNA; a target knob, named `_mfma32` only off its default
+        mfma in [16] + gfx90a [32] + gfx942 [32],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -32,14 +37,14 @@ pub mod gemm {
         mainloop k step tile_k stages stages {
             load a -> sa;
             load b -> sb;
-            mma acc += sa * sb;
+            mma acc += sa * sb atom mfma;
         }
         epilogue acc -> d;
     }
 
     use tessera_dsl::{
         Config, DeviceCaps, EpilogueOp, GemmPipeline, GemmTile, Problem, Reject, RejectKind,
-        Template,
+        Target, Template,
     };
 
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
@@ -67,12 +72,16 @@ pub mod gemm {
         }
         // values only sm_90a offers (`+ sm_90a` above: deep rings, 192-wide tiles) exist for
         // the TMA pipeline; when it cannot serve the config, the multistage one has no such value
-        if let Some((p, value)) = TEMPLATE
-            .space()
-            .params
-            .iter()
-            .zip(config.values())
-            .find(|(p, value)| p.only_on(*value).is_some())
+        if let Some((p, value)) =
+            TEMPLATE
+                .space()
+                .params
+                .iter()
+                .zip(config.values())
+                .find(|(p, value)| {
+                    p.only_on(*value)
+                        .is_some_and(|on| on.iter().all(|t| *t == Target::Sm90a))
+                })
         {
             let why = GemmPipeline::hopper_plan(&tile, &config.variant)
                 .err()
@@ -126,7 +135,7 @@ mod tests {
         assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
         assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
-        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &p).unwrap();
+        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &p).unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
         // sm_80 and gfx90a do not offer 8 stages (`+ sm_90a [6, 8]`)
@@ -145,7 +154,7 @@ mod tests {
         let mut rrr = GemmProblem::new(1, 8192, 4096);
         rrr.layout_b = Layout::Row;
         let rrr = Problem::Gemm(rrr);
-        let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8], &rrr).unwrap();
+        let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &rrr).unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(
@@ -155,15 +164,15 @@ mod tests {
             r.reason
         );
         // 4 stages stay in the multistage space
-        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4], &p).unwrap();
+        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16], &p).unwrap();
         assert_eq!(
             TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
             Ok(())
         );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
-        let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4], &p).unwrap();
+        let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4, 16], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
-        let narrow_k = TEMPLATE.config(&[128, 192, 32, 2, 4, 3], &p).unwrap();
+        let narrow_k = TEMPLATE.config(&[128, 192, 32, 2, 4, 3, 16], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
         let r = TEMPLATE
             .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
@@ -174,8 +183,64 @@ mod tests {
             r.reason
         );
         // a deep ring of big tiles does not fit Hopper's shared memory
-        let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8], &p).unwrap();
+        let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8, 16], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
+    }
+
+    #[test]
+    fn mfma_32x32x8_is_an_amd_knob_that_renames_no_default_kernel() {
+        let p = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+        let space = TEMPLATE.space();
+        let mfma = space.params.iter().find(|p| p.name == "mfma").unwrap();
+        assert_eq!(mfma.values, vec![16, 32]);
+        assert_eq!(mfma.default, Some(16));
+        assert_eq!(mfma.only_on(32), Some(vec![Target::Gfx90a, Target::Gfx942]));
+        let at16 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 16], &p).unwrap();
+        let at32 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 32], &p).unwrap();
+        // the default keeps the name (and `--config` string) every target had before the knob
+        assert_eq!(
+            at16.kernel_name(),
+            "gemm_f16_f32acc_128x128x32_w2x2_s3_rcr_a8"
+        );
+        assert_eq!(
+            space.assignment(&at16.values()),
+            "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3"
+        );
+        assert_eq!(
+            space.parse_point(&space.assignment(&at16.values())),
+            Ok(at16.values())
+        );
+        assert_eq!(
+            at32.kernel_name(),
+            "gemm_f16_f32acc_128x128x32_w2x2_s3_mfma32_rcr_a8"
+        );
+        assert_eq!(
+            space.parse_point(&space.assignment(&at32.values())),
+            Ok(at32.values())
+        );
+        for target in [Target::Gfx90a, Target::Gfx942] {
+            let caps = target.nominal_caps();
+            assert_eq!(TEMPLATE.validate(&at32, &p, &caps), Ok(()), "{target}");
+            assert_eq!(TEMPLATE.validate(&at16, &p, &caps), Ok(()), "{target}");
+        }
+        for target in [Target::Sm80, Target::Sm90a] {
+            let r = TEMPLATE
+                .validate(&at32, &p, &target.nominal_caps())
+                .unwrap_err();
+            assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
+            assert!(
+                r.reason
+                    .contains("mfma = 32 is offered on gfx90a, gfx942 only"),
+                "{}",
+                r.reason
+            );
+        }
+        // the IR asks for the atom; a device without a 32-row atom for the dtype rejects it
+        let mut caps = Target::Gfx942.nominal_caps();
+        caps.mma_atoms.retain(|a| a.m == 16);
+        let r = TEMPLATE.validate(&at32, &p, &caps).unwrap_err();
+        assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
+        assert!(r.reason.contains("no 32-row MMA atom"), "{}", r.reason);
     }
 }

@@ -73,11 +73,19 @@ pub fn template(t: &Template, shell: &Shell, hash: &str) -> TokenStream {
                 }
             }
         });
+        let default = match p.default {
+            Some(d) => {
+                let d = Literal::i64_suffixed(d);
+                quote!(::core::option::Option::Some(#d))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             ::tessera_dsl::space::ParamDef {
                 name: ::std::string::String::from(#n),
                 values: ::std::vec![#(#vs),*],
                 target_values: ::std::vec![#(#targets),*],
+                default: #default,
             }
         }
     });
@@ -109,15 +117,31 @@ pub fn template(t: &Template, shell: &Shell, hash: &str) -> TokenStream {
     let outputs = t.dtypes.output.iter().map(dtype);
     let acc = dtype(&t.dtypes.acc);
 
-    let label = t.label.segments.iter().map(|s| match s {
-        Segment::Text(text) => quote!(__label.push_str(#text);),
-        Segment::Param(i) => quote! {
-            match __values.get(#i) {
-                ::core::option::Option::Some(__v) => __label.push_str(&::std::string::ToString::to_string(__v)),
-                ::core::option::Option::None => __label.push('?'),
+    let knobs = t.label.knobs.iter().map(|(i, text, default)| {
+        let default = Literal::i64_suffixed(*default);
+        quote! {
+            if let ::core::option::Option::Some(__v) = __values.get(#i) {
+                if *__v != #default {
+                    __label.push_str(#text);
+                    __label.push_str(&::std::string::ToString::to_string(__v));
+                }
             }
-        },
+        }
     });
+    let label = t
+        .label
+        .segments
+        .iter()
+        .map(|s| match s {
+            Segment::Text(text) => quote!(__label.push_str(#text);),
+            Segment::Param(i) => quote! {
+                match __values.get(#i) {
+                    ::core::option::Option::Some(__v) => __label.push_str(&::std::string::ToString::to_string(__v)),
+                    ::core::option::Option::None => __label.push('?'),
+                }
+            },
+        })
+        .chain(knobs);
 
     let arity = params.len();
     let statements = statements(&t.kernel, &params, &acc);
@@ -263,9 +287,16 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 b,
                 b_transposed,
                 fresh,
+                atom,
             } => {
                 let (f, a, b) = (f.to_string(), a.to_string(), b.to_string());
-                quote_spanned!(span=> __k.mma_with(#f, #a, #b, #b_transposed, #fresh)?;)
+                match atom {
+                    None => quote_spanned!(span=> __k.mma_with(#f, #a, #b, #b_transposed, #fresh)?;),
+                    Some(m) => {
+                        let m = n(m);
+                        quote_spanned!(span=> __k.mma_atom(#f, #a, #b, #b_transposed, #fresh, ::core::option::Option::Some(#m))?;)
+                    }
+                }
             }
             TileOp::Mask { frag } => {
                 let frag = frag.to_string();

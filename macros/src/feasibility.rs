@@ -2,7 +2,8 @@
 //! targets can run. Checked at compile time over the whole space:
 //!
 //! - every size is a positive 32-bit integer (and evaluating it cannot divide by zero);
-//! - the mainloop step (the MMA's K) and each warp tile are multiples of the MMA atom;
+//! - the mainloop step (the MMA's K) and each warp tile are multiples of the MMA atom, and an
+//!   `mma ... atom M` asks for an atom some target has (M = 16 or 32) that divides the warp tile;
 //! - `mma` operands have matching shapes (a GEMM's K slices match the step; a block product
 //!   such as attention's `S = Q·Kᵀ` agrees on one K), and loaded tiles hold the loop's stages;
 //! - a row tile's block (rows × threads) fits [`MAX_THREADS`] and its vector is 1, 2, 4 or 8;
@@ -11,7 +12,7 @@
 
 use crate::expr::{text, Node};
 use crate::kernel::TileOp;
-use crate::target::{ATOM_K, ATOM_M, ATOM_N, MAX_SMEM, MAX_SMEM_TARGET, MAX_THREADS};
+use crate::target::{ATOM_K, ATOM_M, ATOM_N, ATOM_ROWS, MAX_SMEM, MAX_SMEM_TARGET, MAX_THREADS};
 use crate::template::{point_text, Template};
 use proc_macro2::TokenStream;
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,8 @@ struct Mma<'a> {
     b: usize,
     b_transposed: bool,
     fresh: bool,
+    /// `atom M`: the atom rows asked for.
+    atom: Option<&'a Node>,
 }
 
 /// A `load` inside a loop, by index into the shared tiles.
@@ -85,7 +88,10 @@ fn position(names: &[String], ident: &Ident) -> usize {
 
 /// Check the whole space; `head` (`mod NAME`) is where space-wide errors point.
 pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
-    let points = crate::space::satisfying(&t.params, &t.constraints, head)?;
+    let mut points = crate::space::satisfying(&t.params, &t.constraints, head)?;
+    // a point mixing values that disjoint targets alone offer (`+ sm_90a [192]` with
+    // `+ gfx942 [32]`) is a kernel of no target
+    points.retain(|p| offered_somewhere(t, p));
 
     let mut shared = Vec::new();
     let mut fragments = Vec::new();
@@ -157,6 +163,7 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                         b,
                         b_transposed,
                         fresh,
+                        atom,
                     } => l.mmas.push(Mma {
                         at: &s.at,
                         names: (acc, a, b),
@@ -169,6 +176,7 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                         b: position(&shared_names, b),
                         b_transposed: *b_transposed,
                         fresh: *fresh,
+                        atom: atom.as_ref(),
                     }),
                     TileOp::Load { shared: name, .. } => l.loads.push(Load {
                         at: &s.at,
@@ -370,6 +378,9 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
                 }
             }
             for mma in &l.mmas {
+                if let Some(node) = mma.atom {
+                    atom_rows(node, &fragments[mma.acc], point, &here, &mut report);
+                }
                 let a = match mma.a {
                     Ok(i) => tiles[i].map(|(r, c, _)| (r, c)),
                     Err(i) => frags[i],
@@ -484,6 +495,73 @@ pub fn check(t: &Template, head: &TokenStream) -> syn::Result<()> {
             }
             Err(first)
         }
+    }
+}
+
+/// Whether some target offers every value of `point` (a value in no `+ TARGET [...]` list is
+/// offered everywhere).
+fn offered_somewhere(t: &Template, point: &[i64]) -> bool {
+    crate::target::TARGETS.iter().any(|(_, variant)| {
+        t.params.iter().zip(point).all(|(p, v)| {
+            let only: Vec<&str> = p
+                .target_values
+                .iter()
+                .filter(|(_, vs)| vs.contains(v))
+                .map(|(t, _)| *t)
+                .collect();
+            only.is_empty() || only.contains(variant)
+        })
+    })
+}
+
+/// `mma ... atom M`: M is a row count some target has an atom of ([`ATOM_ROWS`]), and the
+/// accumulator's warp tile is a multiple of the M×M atom.
+fn atom_rows(
+    node: &Node,
+    f: &Fragment,
+    point: &[i64],
+    here: &dyn Fn() -> String,
+    report: &mut Report,
+) {
+    let Ok(m) = node.eval(point) else {
+        return;
+    };
+    let src = text(&node.source);
+    if !ATOM_ROWS.contains(&m) {
+        report.once(format!("atom {m}"), &node.source, || {
+            format!(
+                "`atom {src}` = {m} at {}: MMA atoms have {} rows; use one of those",
+                here(),
+                ATOM_ROWS
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        });
+        return;
+    }
+    let (Ok(rows), Ok(cols), Ok(wm), Ok(wn)) = (
+        f.rows.eval(point),
+        f.cols.eval(point),
+        f.warps_m.eval(point),
+        f.warps_n.eval(point),
+    ) else {
+        return;
+    };
+    if wm <= 0 || wn <= 0 || rows % wm != 0 || cols % wn != 0 {
+        return;
+    }
+    let (tm, tn) = (rows / wm, cols / wn);
+    if tm % m != 0 || tn % m != 0 {
+        let (rt, wt) = (text(&f.rows.source), text(&f.warps_m.source));
+        report.once(format!("atom warp {}", f.name), &node.source, || {
+            format!(
+                "`{}`'s warp tile {tm}×{tn} is not a multiple of the {m}×{m} atom `atom {src}` asks for (at {}); constrain it, e.g. `{rt} % ({wt} * {src}) == 0`",
+                f.name,
+                here()
+            )
+        });
     }
 }
 

@@ -36,7 +36,7 @@ fn grammar(word: &str) -> &'static str {
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
         "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
-        "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, e.g. `mma acc += sa * sb;`",
+        "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, optionally ending in `atom M` (the MMA atom's rows), e.g. `mma acc += sa * sb;` or `mma acc += sa * sb atom mfma;`",
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
         "softmax" => "`softmax SCORES online ACC;`, e.g. `softmax s online acc;`",
         "normalize" => "`normalize ACC;`, e.g. `normalize acc;`",
@@ -86,6 +86,9 @@ pub enum TileOp<E> {
         b_transposed: bool,
         /// `=` (zero the accumulator first) rather than `+=`.
         fresh: bool,
+        /// `atom M`: the rows of the MMA atom to use (16, or 32 for AMD's 32x32x8); the
+        /// target's default atom when absent.
+        atom: Option<E>,
     },
     Epilogue {
         acc: Ident,
@@ -484,6 +487,25 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             input.parse::<Token![*]>()?;
             let b: Ident = input.parse()?;
             let b_transposed = maybe_transposed(input).map_err(Failure::Nested)?;
+            let atom = match input.fork().call(Ident::parse_any) {
+                Ok(word) if word == "atom" => {
+                    input.call(Ident::parse_any)?;
+                    if input.peek(Token![;]) || input.is_empty() {
+                        return Err(Failure::Nested(syn::Error::new_spanned(
+                            &word,
+                            "`atom` needs the atom's rows: write `atom 32` or `atom PARAM`, e.g. `mma acc += sa * sb atom mfma;`",
+                        )));
+                    }
+                    Some(input.parse::<Expr>()?)
+                }
+                Ok(word) => {
+                    return Err(Failure::Nested(syn::Error::new_spanned(
+                        &word,
+                        format!("unexpected `{word}` after `mma ... * {b}`; only `atom M` (the MMA atom's rows) may follow, e.g. `mma acc += sa * sb atom mfma;`"),
+                    )))
+                }
+                Err(_) => None,
+            };
             let end = semi(input)?;
             (
                 TileOp::Mma {
@@ -492,6 +514,7 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
                     b,
                     b_transposed,
                     fresh,
+                    atom,
                 },
                 end,
             )

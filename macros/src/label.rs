@@ -1,5 +1,9 @@
 //! Labels: the part of a kernel name that spells a config's parameter values, from the
 //! `label = "{tile_m}x{tile_n}..."` format or, by default, `tile_m128_tile_n64_...`.
+//!
+//! A target knob (a parameter with one value every target offers and values some targets add,
+//! `mfma in [16] + gfx90a [32] + gfx942 [32]`) that the format leaves out is appended as
+//! `_mfma32` when it is not at its default, so adding one keeps every existing name.
 
 use crate::diagnostics::list;
 use syn::{Ident, LitStr};
@@ -16,6 +20,9 @@ pub struct Label {
     pub segments: Vec<Segment>,
     /// The format string, when the author gave one.
     pub format: Option<LitStr>,
+    /// Target knobs the format does not mention: (parameter index, `_name` text, default),
+    /// appended as `_name<value>` off their default.
+    pub knobs: Vec<(usize, String, i64)>,
 }
 
 impl Label {
@@ -34,7 +41,19 @@ impl Label {
         Label {
             segments,
             format: None,
+            knobs: Vec::new(),
         }
+    }
+
+    /// Add the target knobs among `params` that the label does not mention.
+    pub fn with_knobs(mut self, params: &[crate::template::Param]) -> Label {
+        self.knobs = params
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.segments.contains(&Segment::Param(*i)))
+            .filter_map(|(i, p)| p.default.map(|d| (i, format!("_{}", p.ident), d)))
+            .collect();
+        self
     }
 
     /// Parse a `{param}` format string. Text between placeholders becomes part of a symbol, so
@@ -80,23 +99,32 @@ impl Label {
         Ok(Label {
             segments,
             format: Some(format.clone()),
+            knobs: Vec::new(),
         })
     }
 
     pub fn render(&self, point: &[i64]) -> String {
-        self.segments
+        let mut out: String = self
+            .segments
             .iter()
             .map(|s| match s {
                 Segment::Text(t) => t.clone(),
                 Segment::Param(i) => point[*i].to_string(),
             })
-            .collect()
+            .collect();
+        for (i, text, default) in &self.knobs {
+            if point[*i] != *default {
+                out.push_str(&format!("{text}{}", point[*i]));
+            }
+        }
+        out
     }
 
-    /// Parameters the label does not mention.
+    /// Parameters the label does not mention (target knobs it appends are mentioned).
     pub fn missing(&self, params: usize) -> Vec<usize> {
         (0..params)
             .filter(|i| !self.segments.contains(&Segment::Param(*i)))
+            .filter(|i| !self.knobs.iter().any(|(k, _, _)| k == i))
             .collect()
     }
 }

@@ -7,6 +7,9 @@
 pub const ATOM_M: i64 = 16;
 /// lcm of the atoms' N (8 on NVIDIA, 16 on AMD): a warp tile must work on both.
 pub const ATOM_N: i64 = 16;
+/// The rows an `mma ... atom M` may ask for: 16 (every target's default atom) and 32 (AMD's
+/// MFMA 32x32x8, whose K of 8 divides [`ATOM_K`]).
+pub const ATOM_ROWS: [i64; 2] = [16, 32];
 /// The atoms' K.
 pub const ATOM_K: i64 = 16;
 /// `Target::max_smem_any_target()`: sm_90a's opt-in maximum per block, bytes.

@@ -17,6 +17,10 @@ pub struct Param {
     pub target_values: Vec<(&'static str, Vec<i64>)>,
     /// The value literals as written (where per-value errors point).
     pub literals: Vec<Expr>,
+    /// The value every target offers when it is the only one and `+ TARGET [...]` lists add
+    /// others (`mfma in [16] + gfx90a [32] + gfx942 [32]`): a target knob, left out of kernel
+    /// names and `--config` strings at this value.
+    pub default: Option<i64>,
 }
 
 pub struct Constraint {

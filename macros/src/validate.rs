@@ -156,7 +156,8 @@ pub fn template(attr: &Attr, source: &Source) -> syn::Result<Template> {
     let label = match &attr.label {
         Some(format) => diags.take(Label::parse(format, &idents)),
         None => Some(Label::default_for(&idents)),
-    };
+    }
+    .map(|l| l.with_knobs(&params));
 
     let kernel = match (&source.kernel, op) {
         (None, _) => {
@@ -437,11 +438,13 @@ fn params(syntax: &[ParamSyntax], diags: &mut Diagnostics) -> Vec<Param> {
             }
             target_values.push((variant, own));
         }
+        let default = (base.len() == 1 && !target_values.is_empty()).then(|| base[0]);
         out.push(Param {
             ident: p.name.clone(),
             values,
             target_values,
             literals,
+            default,
         });
     }
     out
@@ -1134,7 +1137,15 @@ impl Scope<'_> {
                     b,
                     b_transposed,
                     fresh,
+                    atom,
                 } => {
+                    let atom = match atom {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
                     let acc_ok = self.fragment(acc, "`mma` accumulating into it");
                     // A may be a fragment (attention's probabilities feeding the second MMA).
                     let a_def = if self.fragments.contains(a) {
@@ -1184,6 +1195,7 @@ impl Scope<'_> {
                         b: b.clone(),
                         b_transposed: *b_transposed,
                         fresh: *fresh,
+                        atom,
                     }
                 }
                 TileOp::Mask { frag } => {

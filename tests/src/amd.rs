@@ -1,9 +1,12 @@
 //! The AMD compile check that `hipcc_gfx90a.rs` (hipcc, code objects) and `clang_gfx942.rs`
 //! (clang-19, assembly) share: every template × representative config × problem class valid on
 //! the target is compiled, and each kernel must compile, not call out of the kernel, not spill,
-//! fit LDS and, for the MMA templates (GEMM, attention), contain `v_mfma` instructions.
+//! fit LDS and, for the MMA templates (GEMM, attention), contain `v_mfma` instructions — for a
+//! GEMM with `mfma = 32`, `v_mfma_f32_32x32x8` ones only.
 
-use crate::{fused_configs, gemm, required, valid_config, variants, REPRESENTATIVE};
+use crate::{
+    fused_configs, gemm, required, valid_config, variants, REPRESENTATIVE, REPRESENTATIVE_MFMA32,
+};
 use tessera_device::hipcc::{ClangHip, HipReport, HipToolchain};
 use tessera_device::DeviceError;
 use tessera_dsl::{Config, Target, Template};
@@ -72,12 +75,13 @@ fn or_skip(found: Result<AmdCompiler, DeviceError>, gate: &str) -> Option<AmdCom
 }
 
 /// Every template × representative config × problem class valid on `target`: the GEMM's
-/// [`REPRESENTATIVE`] points × [`variants`], then the fused fixtures.
+/// [`REPRESENTATIVE`] points (and, on AMD, the [`REPRESENTATIVE_MFMA32`] ones) × [`variants`],
+/// then the fused fixtures.
 pub fn representative_configs(target: Target) -> Vec<(&'static dyn Template, Config)> {
     let mut jobs = Vec::new();
     for (_, problem) in variants() {
-        for v in REPRESENTATIVE {
-            if let Some(c) = valid_config(gemm(), &v, &problem, target) {
+        for v in REPRESENTATIVE.iter().chain(&REPRESENTATIVE_MFMA32) {
+            if let Some(c) = valid_config(gemm(), v, &problem, target) {
                 jobs.push((gemm(), c));
             }
         }
@@ -142,6 +146,18 @@ pub fn check_representative(tools: &AmdCompiler, target: Target, min_per_templat
         let mfma = asm.lines().filter(|l| l.contains("v_mfma")).count();
         if MMA_TEMPLATES.contains(&t.name()) && mfma == 0 {
             fail("no v_mfma instruction".into());
+        }
+        // the `mfma` knob picks the atom: 32 must lower to the 32x32x8 instruction alone
+        let (wide, narrow) = (
+            asm.matches("v_mfma_f32_32x32x8").count(),
+            asm.matches("v_mfma_f32_16x16x16").count(),
+        );
+        match c.get("mfma") {
+            Some(32) if wide == 0 || narrow != 0 => fail(format!(
+                "mfma = 32: {wide} v_mfma_f32_32x32x8 and {narrow} v_mfma_f32_16x16x16"
+            )),
+            Some(16) if wide != 0 => fail(format!("mfma = 16: {wide} v_mfma_f32_32x32x8")),
+            _ => {}
         }
         println!(
             "{name}: {} VGPRs, {} AGPRs, {lds} bytes LDS, {mfma} v_mfma",

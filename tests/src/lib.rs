@@ -10,11 +10,18 @@ pub fn gemm() -> &'static dyn Template {
     tessera_dsl::find("gemm").expect("the gemm template is registered")
 }
 
-/// Representative points of the GEMM space (tile_m, tile_n, tile_k, warps_m, warps_n, stages).
-pub const REPRESENTATIVE: [[i64; 6]; 3] = [
-    [64, 64, 32, 2, 2, 2],
-    [128, 128, 32, 2, 2, 3],
-    [128, 256, 32, 2, 4, 3],
+/// Representative points of the GEMM space (tile_m, tile_n, tile_k, warps_m, warps_n, stages,
+/// mfma).
+pub const REPRESENTATIVE: [[i64; 7]; 3] = [
+    [64, 64, 32, 2, 2, 2, 16],
+    [128, 128, 32, 2, 2, 3, 16],
+    [128, 256, 32, 2, 4, 3, 16],
+];
+
+/// Representative points with AMD's 32x32x8 MFMA atom (`mfma = 32`, gfx90a and gfx942 only).
+pub const REPRESENTATIVE_MFMA32: [[i64; 7]; 2] = [
+    [64, 64, 32, 2, 2, 2, 32],
+    [128, 128, 32, 2, 2, 3, 32],
 ];
 
 /// Representative problem classes: (label, problem).

@@ -2,7 +2,7 @@
 //! config × problem class × target. `tessera emit` prints exactly these (cli/tests/emit.rs).
 
 use tessera_dsl::Target;
-use tessera_tests::{config_for, gemm, variants, REPRESENTATIVE};
+use tessera_tests::{config_for, gemm, variants, REPRESENTATIVE, REPRESENTATIVE_MFMA32};
 
 #[test]
 fn gemm_sources_match_snapshots() {
@@ -25,6 +25,28 @@ fn gemm_sources_match_snapshots() {
         }
     }
     assert!(taken >= 18, "only {taken} snapshots");
+}
+
+/// AMD's 32x32x8 MFMA atom (`mfma = 32`): one GEMM per CDNA target, K-contiguous B on
+/// gfx90a, N-contiguous B with a fused epilogue on gfx942.
+#[test]
+fn mfma32_gemm_sources_match_snapshots() {
+    let all = variants();
+    for (target, values, label) in [
+        (Target::Gfx90a, REPRESENTATIVE_MFMA32[1], "f16_rcr"),
+        (Target::Gfx942, REPRESENTATIVE_MFMA32[0], "bf16_rrr_bias_gelu"),
+    ] {
+        let (_, problem) = all.iter().find(|(l, _)| *l == label).expect("variant");
+        let config = config_for(&values, problem, target).expect("valid on AMD");
+        assert!(config.kernel_name().contains("_mfma32_"), "{config}");
+        let src = tessera_codegen::generate(gemm(), &config, target).expect("codegen");
+        assert!(src.source.contains("__builtin_amdgcn_mfma_f32_32x32x8"));
+        assert!(!src.source.contains("__builtin_amdgcn_mfma_f32_16x16x16"));
+        insta::assert_snapshot!(
+            format!("{}__{}__{}", config.kernel_name(), target, label),
+            src.source
+        );
+    }
 }
 
 #[test]

@@ -666,7 +666,7 @@ mod tests {
     fn a_partial_wave_costs_a_wave() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4], p).unwrap();
+        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16], p).unwrap();
         // 132 tiles of 128x128 fill one wave of one block per SM; 133 need a second wave
         let full = gemm_problem(128 * 12, 128 * 11, 768);
         let spill = gemm_problem(128 * 12 + 1, 128 * 11, 768);
@@ -689,7 +689,7 @@ mod tests {
         let caps = GpuModel::H100.caps();
         let t = template("gemm");
         let p = gemm_problem(64, 64, 64);
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
         let ln = Problem::Layernorm(LayernormProblem::new(8, 768));
         assert!(matches!(
             estimate(t, &c, &ln, &caps),
@@ -703,7 +703,7 @@ mod tests {
                 ..
             })
         ));
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
         c.params[0].1 = -64;
         assert!(matches!(
             estimate(t, &c, &p, &caps),

@@ -298,7 +298,8 @@ impl Plan {
 /// Valid and rejected configs of a template's whole space for a problem.
 pub type Validated = (Vec<(Vec<i64>, Config)>, Vec<(Config, Reject)>);
 
-/// enumerate → validate: every point of `t`'s space specialised to `problem`, split into
+/// enumerate → validate: every point of `t`'s space (less target knobs the target lacks)
+/// specialised to `problem`, split into
 /// the valid ones (with their values) and the rejected ones (with why). A point the template
 /// cannot even make a config of is a template bug, an error.
 pub fn validate_space(
@@ -308,7 +309,13 @@ pub fn validate_space(
 ) -> Result<Validated, TunerError> {
     let mut valid = Vec::new();
     let mut rejected = Vec::new();
-    for values in t.space().enumerate() {
+    let space = t.space();
+    for values in space.enumerate() {
+        // a target knob's value the target lacks (`mfma = 32` on NVIDIA) is no point of this
+        // target's space: no candidate, no rejected row (its caches stay as they were)
+        if space.foreign_knob(&values, caps.target) {
+            continue;
+        }
         let config = t
             .config(&values, problem)
             .map_err(|r| TunerError::Invalid(format!("{}: {r}", t.name())))?;

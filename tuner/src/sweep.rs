@@ -143,10 +143,12 @@ impl Session<'_> {
         status: Status,
         reason: String,
     ) -> ResultRow {
-        let params: serde_json::Map<String, serde_json::Value> = config
-            .params
-            .iter()
-            .map(|(n, v)| (n.clone(), serde_json::Value::from(*v)))
+        // target knobs at their default are left out (`ParamSpace::written`)
+        let space = t.space();
+        let params: serde_json::Map<String, serde_json::Value> = space
+            .written(&config.values())
+            .into_iter()
+            .map(|(n, v)| (n, serde_json::Value::from(v)))
             .collect();
         let v = &config.variant;
         let guards = serde_json::json!({
@@ -162,7 +164,7 @@ impl Session<'_> {
                 serde_json::to_string(problem).unwrap_or_default(),
             ),
             kernel_name: config.kernel_name(),
-            config: config.assignment(),
+            config: space.assignment(&config.values()),
             config_json: serde_json::Value::Object(params).to_string(),
             guards_json: guards.to_string(),
             status,

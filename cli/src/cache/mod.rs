@@ -294,16 +294,24 @@ impl CandidateChecker {
                 ),
             ));
         }
-        let values = {
+        let (values, written) = {
             let mut spaces = self.spaces.borrow_mut();
             let space = spaces.entry(t.name()).or_insert_with(|| t.space());
-            space.parse_point(c.config).map_err(|e| {
+            let values = space.parse_point(c.config).map_err(|e| {
                 Refusal::new(
                     ConfigOutsideSpace,
                     format!("config `{}` is not in the space of {name}: {e}", c.config),
                 )
-            })?
+            })?;
+            // as this build writes it: target knobs at their default left out
+            let written = space.written(&values);
+            (values, written)
         };
+        let assignment = written
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let config = t.config(&values, &problem).map_err(|e| {
             Refusal::new(
                 ConfigOutsideSpace,
@@ -327,21 +335,19 @@ impl CandidateChecker {
                 ),
             ));
         }
-        if config.assignment() != c.config {
+        if assignment != c.config {
             return Err(Refusal::new(
                 ConfigMismatch,
                 format!(
-                    "config `{}` is not written as this build writes it (`{}`)",
+                    "config `{}` is not written as this build writes it (`{assignment}`)",
                     c.config,
-                    config.assignment()
                 ),
             ));
         }
         let want_json = serde_json::Value::Object(
-            config
-                .params
-                .iter()
-                .map(|(n, v)| (n.clone(), serde_json::Value::from(*v)))
+            written
+                .into_iter()
+                .map(|(n, v)| (n, serde_json::Value::from(v)))
                 .collect(),
         );
         let got_json: Option<serde_json::Value> = serde_json::from_str(c.config_json).ok();

@@ -102,12 +102,14 @@ pub fn shape(ir: &KernelIr) -> Result<AttnShape<'_>, CodegenError> {
             b: kb,
             b_transposed: true,
             fresh: true,
+            atom: None,
         }, Stmt::Mask { frag: s2 }, Stmt::OnlineSoftmax { scores: s3, acc: o1 }, Stmt::Mma {
             acc: o2,
             a: pa,
             b: vb,
             b_transposed: false,
             fresh: false,
+            atom: None,
         }] if s1 == s2
             && s2 == s3
             && s3 == pa
@@ -120,7 +122,7 @@ pub fn shape(ir: &KernelIr) -> Result<AttnShape<'_>, CodegenError> {
         }
         other => {
             return malformed(format!(
-                "attention mainloop must be `mma S = Q*K^T; mask S; softmax S online O; mma O += S*V`, got {other:?}"
+                "attention mainloop must be `mma S = Q*K^T; mask S; softmax S online O; mma O += S*V` (default MMA atoms), got {other:?}"
             ))
         }
     };
