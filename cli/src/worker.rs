@@ -52,6 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ctx = WorkerContext {
         device: device.as_deref(),
         module_cache,
+        log: std::env::var_os("TESSERA_WORKER_LOG")
+            .map(|p| (std::path::PathBuf::from(p), args.device.clone())),
     };
     let stdin = std::io::stdin();
     serve(&ctx, stdin.lock(), std::io::stdout())?;

@@ -934,6 +934,7 @@ fn sim_two_tuners_on_one_cache_measure_each_problem_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let shapes = write(dir.path(), "four.yaml", FOUR);
     let cache = dir.path().join("shared.db");
+    let log = dir.path().join("workers.log");
     let spawn = || {
         Command::new(bin())
             .args([
@@ -950,6 +951,7 @@ fn sim_two_tuners_on_one_cache_measure_each_problem_exactly_once() {
                 cache.to_str().unwrap(),
             ])
             .env_remove("TESSERA_CACHE")
+            .env("TESSERA_WORKER_LOG", &log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -979,6 +981,38 @@ fn sim_two_tuners_on_one_cache_measure_each_problem_exactly_once() {
     let c = Cache::open(&cache).unwrap();
     assert_eq!(c.list_winners().unwrap().len(), 4);
     assert!(c.claims().unwrap().is_empty(), "claims left behind");
+    // the workers' own log: one line per candidate measured, and never two processes timing
+    // on one GPU at once
+    let text = std::fs::read_to_string(&log).unwrap();
+    let jobs: Vec<(String, u32, u128, u128)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect();
+    let measured_rows = rows(&cache)
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Rejected | Status::Pruned))
+        .count();
+    assert_eq!(jobs.len(), measured_rows, "a candidate was measured twice");
+    for gpu in ["sim:h100:0", "sim:h100:1"] {
+        let mut on: Vec<_> = jobs.iter().filter(|j| j.0 == gpu).collect();
+        on.sort_by_key(|j| j.2);
+        for w in on.windows(2) {
+            assert!(
+                w[0].1 == w[1].1 || w[0].3 <= w[1].2,
+                "two tuners timed on {gpu} at once: {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
 }
 
 #[test]
@@ -1059,7 +1093,10 @@ fn sim_a_killed_tuner_s_claims_are_taken_over_by_the_next_run() {
         .filter_map(|r| r["took_over_claim"].as_str())
         .collect();
     assert_eq!(took.len(), left.len(), "{doc}");
-    assert!(took.iter().all(|t| t.contains(&format!("pid {pid} "))), "{took:?}");
+    assert!(
+        took.iter().all(|t| t.contains(&format!("pid {pid} "))),
+        "{took:?}"
+    );
     let c = Cache::open(&cache).unwrap();
     assert_eq!(c.list_winners().unwrap().len(), 2);
     assert!(c.claims().unwrap().is_empty());
