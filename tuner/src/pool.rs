@@ -86,4 +86,27 @@ mod tests {
         assert_eq!(out, items.iter().map(|x| x * x).collect::<Vec<_>>());
         assert!(parallel_map(&Vec::<u8>::new(), 4, |x| *x).is_empty());
     }
+
+    #[test]
+    fn slots_bound_how_many_run_at_once_across_callers() {
+        let slots = Slots::new(2);
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items: Vec<u32> = (0..40).collect();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    parallel_map(&items, 4, |_| {
+                        let _slot = slots.take();
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    });
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
 }

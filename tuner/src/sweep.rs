@@ -1,7 +1,8 @@
 //! One tuning run over problems: enumerate → validate → prune (the cost model keeps the best
 //! few per problem, [`crate::prune`]; the rest are stored as `pruned` rows and never compiled)
 //! → compile (parallel worker processes) → verify → time (one measuring worker, early stop for
-//! candidates over 3× the best so far) → select → store. A problem whose winner is cached
+//! candidates over 3× the best so far) → select → store. [`crate::fleet`] runs one session per
+//! GPU over a shared job queue, each problem claimed in the cache while its session works. A problem whose winner is cached
 //! costs one lookup: nothing is enumerated, compiled or measured. Every finished candidate is written to the cache at once, so
 //! a run that is killed loses nothing it finished, and `resume` picks up where it stopped.
 
