@@ -1101,3 +1101,99 @@ fn sim_a_killed_tuner_s_claims_are_taken_over_by_the_next_run() {
     assert_eq!(c.list_winners().unwrap().len(), 2);
     assert!(c.claims().unwrap().is_empty());
 }
+
+#[test]
+fn sim_stale_claims_of_a_dead_process_or_past_the_claim_timeout_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 64, n: 128, k: 64 }\n",
+    );
+    let run = |cache: &Path| {
+        tune_json(&[
+            "--gpu",
+            "h100",
+            "--sim",
+            "--json",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+    };
+    // learn the problem's claim key (device id, template version, problem key) from a first run
+    let first = dir.path().join("first.db");
+    run(&first);
+    let w = Cache::open(&first)
+        .unwrap()
+        .list_winners()
+        .unwrap()
+        .remove(0);
+    let key = tessera_cache::claim_key(
+        w.device.id().as_str(),
+        &w.template.name,
+        &w.template.source_hash,
+        &w.problem.key,
+    );
+    // a fresh cache where a process of this host that has since died claimed that problem
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let ghost = tessera_cache::ClaimOwner {
+        host: w.provenance.origin_host.clone(),
+        pid,
+        gpu: "sim:h100:0".into(),
+    };
+    let cache = dir.path().join("stale.db");
+    let c = Cache::open(&cache).unwrap();
+    assert!(matches!(
+        c.claim(&key, &ghost, Duration::from_secs(600)).unwrap(),
+        tessera_cache::ClaimOutcome::Claimed { .. }
+    ));
+    drop(c);
+    let doc = run(&cache);
+    let r = &doc["results"][0];
+    assert_eq!(r["cached"], false, "{doc}");
+    assert!(
+        r["took_over_claim"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("pid {pid} on {}", ghost.host))),
+        "{doc}"
+    );
+    let c = Cache::open(&cache).unwrap();
+    assert_eq!(c.list_winners().unwrap().len(), 1);
+    assert!(c.claims().unwrap().is_empty());
+
+    // a live claim of another host blocks the problem until it is not refreshed for
+    // --claim-timeout seconds; then it is taken over too
+    let far = tessera_cache::ClaimOwner {
+        host: "another-host".into(),
+        pid: 1,
+        gpu: "cuda:0".into(),
+    };
+    let cache = dir.path().join("expired.db");
+    Cache::open(&cache)
+        .unwrap()
+        .claim(&key, &far, Duration::from_secs(600))
+        .unwrap();
+    let t0 = Instant::now();
+    let doc = tune_json(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--json",
+        "--claim-timeout",
+        "1",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "a live claim was ignored"
+    );
+    let took = doc["results"][0]["took_over_claim"].as_str().unwrap_or("");
+    assert!(took.contains("another-host"), "{doc}");
+}
