@@ -12,6 +12,8 @@
 //! * [`policy`]: which measurement is kept and which kernel wins (the merge policy).
 //! * [`share`]: export / import (untrusted input, validated, never replacing this machine's
 //!   measurements by default) / merge / diff; [`refusal`]: why a row was not taken.
+//! * [`claims`]: a tuner claims a problem before measuring it (stale claims are taken over)
+//!   and locks the GPU it times on.
 //! * [`explain`]: `why` a kernel won. [`gc`]: dropping stale template versions.
 //! * [`settings`]: where the file lives. [`timestamp`], `field`, `table`: plumbing.
 //!
@@ -28,6 +30,7 @@
 //! # Ok::<(), tessera_cache::CacheError>(())
 //! ```
 
+pub mod claims;
 pub mod error;
 pub mod explain;
 mod field;
@@ -43,6 +46,7 @@ pub mod store;
 mod table;
 pub mod timestamp;
 
+pub use claims::{claim_key, pid_alive, Claim, ClaimOutcome, ClaimOwner, GpuLock};
 pub use error::{CacheError, FieldError};
 pub use explain::Explanation;
 pub use gc::{GcSummary, UnknownTemplates};

@@ -22,6 +22,11 @@
 //! the status column is checked by the code, not by SQL) and an index of a key's results by
 //! status.
 //!
+//! Version 3 adds `claims(key PK, host, pid, gpu, claimed_at)`: a tuner claims a problem
+//! (device id + template version + problem key) before measuring it, so two tuners on one
+//! cache never measure it twice (see [`crate::claims`]). `claimed_at` is Unix seconds,
+//! refreshed while the owner works.
+//!
 //! There is no column for code: shared caches carry parameters and measurements only.
 //!
 //! Depends on [`crate::error`] and rusqlite.
@@ -130,6 +135,19 @@ CREATE INDEX winners_by_kernel ON winners(kernel_name);
         sql: r#"
 CREATE INDEX results_by_key_status
     ON results(device_id, template_name, template_hash, problem_key, status);
+"#,
+    },
+    Migration {
+        version: 3,
+        description: "claims: which tuner (host, pid, GPU) is measuring which problem",
+        sql: r#"
+CREATE TABLE claims (
+    key        TEXT PRIMARY KEY NOT NULL,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL CHECK (pid >= 0),
+    gpu        TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
+) STRICT;
 "#,
     },
 ];
@@ -284,6 +302,18 @@ mod tests {
             )
             .unwrap();
         assert_eq!(index, 1);
+    }
+
+    #[test]
+    fn a_version_2_cache_gains_an_empty_claims_table() {
+        let conn = Connection::open_in_memory().unwrap();
+        let p = Path::new(":memory:");
+        migrate(&conn, p, &MIGRATIONS[..2]).unwrap();
+        assert_eq!(migrate(&conn, p, MIGRATIONS).unwrap(), 1);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM claims", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]

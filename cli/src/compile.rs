@@ -192,6 +192,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             origin_host: origin_host(),
             tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
             started,
+            claim: None,
+            compile_slots: None,
         };
         Mode::Tune(&mut session)
     };

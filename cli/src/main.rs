@@ -60,7 +60,7 @@ enum Command {
     Templates(templates::Args),
     /// Tune templates for the problems of a shapes file on a GPU; results go to the cache.
     #[command(
-        after_help = "Examples:\n  tessera tune --gpu h100 --shapes examples/shapes/bert.yaml\n  tessera tune --gpu h100 --sim --shapes examples/shapes/bert.yaml --templates gemm --budget 60\n  tessera tune --gpu h100 --shapes examples/shapes/bert.yaml --resume\n  tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --keep 4\n  tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --cache full.db --prune-audit\n  tessera tune --gpu mi250 --compile-only --shapes examples/shapes/bert.yaml"
+        after_help = "Examples:\n  tessera tune --gpu h100 --shapes examples/shapes/bert.yaml\n  tessera tune --gpu h100 --sim --shapes examples/shapes/bert.yaml --templates gemm --budget 60\n  tessera tune --gpu h100 --shapes examples/shapes/bert.yaml --resume\n  tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --gpus 0,1\n  tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --keep 4\n  tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --cache full.db --prune-audit\n  tessera tune --gpu mi250 --compile-only --shapes examples/shapes/bert.yaml"
     )]
     Tune(Box<tune::Args>),
     /// Inspect and share tuning caches: ls, why, export, import, merge, diff, gc.

@@ -1,6 +1,13 @@
 //! `tessera tune --gpu NAME --shapes FILE`: tune every template for every problem of a shapes
 //! file on the named GPU (or `--sim` it, or `--compile-only` for it), store every result and
 //! the winners in the cache, show progress and a summary.
+//!
+//! Every GPU of the host of the requested model is used (or those `--gpus` names): one
+//! measuring worker per GPU, problems handed out from one queue, compilation shared (see
+//! `tessera_tuner::fleet`). Problems are claimed in the cache and GPUs locked beside it, so
+//! several `tessera tune` processes can share one cache and one host. With `--sim` the host has
+//! [`SIM_GPUS`] simulated GPUs (`TESSERA_SIM_GPUS` overrides) and GPU 0 is used unless `--gpus`
+//! names others.
 
 use crate::settings::open_cache;
 use crate::usage::usage;
@@ -11,12 +18,13 @@ use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_device::{cuda, hip, Device, DeviceInfo, SimDevice};
 use tessera_dsl::{GpuModel, Target, Template};
 use tessera_tuner::audit::{self, ProblemAudit};
+use tessera_tuner::fleet::{self, Fleet, FleetReport, Gpu, GpuReport, Job};
 use tessera_tuner::footprint::MemoryLimits;
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::prune::PruneConfig;
 use tessera_tuner::shapes::{self, NamedProblem};
-use tessera_tuner::supervisor::{call_all, Worker, WorkerSpec};
-use tessera_tuner::sweep::{tune_problem, Observer, ProblemSummary, Session, TuneSettings};
+use tessera_tuner::supervisor::{call_all, WorkerSpec};
+use tessera_tuner::sweep::{Observer, ProblemSummary, TuneSettings};
 use tessera_tuner::worker::{PlantedFault, Request};
 
 #[derive(clap::Args)]
@@ -24,6 +32,14 @@ pub struct Args {
     /// GPU to tune for: h100, h200, a100, mi250 or mi300 (checked against the GPUs present).
     #[arg(long, visible_alias = "device")]
     gpu: String,
+    /// Measure on these GPUs (ordinals, comma separated) [default: every GPU of the --gpu
+    /// model; with --sim, simulated GPU 0]. Each GPU measures whole problems.
+    #[arg(long, value_delimiter = ',', value_name = "N,N")]
+    gpus: Vec<u32>,
+    /// Seconds after which another tuner's claim on a problem that was not refreshed counts as
+    /// stale and is taken over (a dead tuner of this host is taken over at once).
+    #[arg(long, default_value_t = 600.0, value_parser = crate::settings::seconds)]
+    claim_timeout: f64,
     /// YAML file listing the problems (see examples/shapes/bert.yaml).
     #[arg(long)]
     shapes: PathBuf,
@@ -120,6 +136,103 @@ pub(crate) fn check_simulated_mix(cache: &Cache, sim: bool, mix: bool) -> anyhow
 
 pub(crate) fn fingerprint(info: &DeviceInfo, target: Target) -> DeviceFingerprint {
     tessera_tuner::sweep::device_fingerprint(info, target)
+}
+
+/// GPUs the simulated host has (`--sim`), unless `TESSERA_SIM_GPUS` says otherwise.
+pub(crate) const SIM_GPUS: u32 = 8;
+
+/// The GPUs of the `--gpu` model to measure on, with the worker device and label of each:
+/// those `--gpus` names (each must be present and of that model) or every one present.
+fn find_gpus(args: &Args, model: GpuModel) -> anyhow::Result<(DeviceInfo, Vec<Gpu>)> {
+    if args.sim {
+        let info = SimDevice::for_model(model).info();
+        let count = std::env::var("TESSERA_SIM_GPUS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(SIM_GPUS)
+            .max(1);
+        let chosen = if args.gpus.is_empty() {
+            vec![0]
+        } else {
+            args.gpus.clone()
+        };
+        if let Some(bad) = chosen.iter().find(|&&g| g >= count) {
+            return Err(usage(format!(
+                "--gpus {bad}: no such GPU; GPUs present: 0..{} ({count} x {})",
+                count - 1,
+                info.name
+            )));
+        }
+        let gpus = dedup(chosen)
+            .into_iter()
+            .map(|n| {
+                let label = format!("sim:{}:{n}", model.key());
+                Ok(Gpu {
+                    worker: worker_spec(&label)?,
+                    label,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        return Ok((info, gpus));
+    }
+    let first = find_gpu(&args.gpu, model)?;
+    let present = match first.target.map(Target::vendor) {
+        Some(tessera_dsl::Vendor::Amd) => hip::list(),
+        _ => cuda::list(),
+    }
+    .unwrap_or_default();
+    let fits = |d: &DeviceInfo| {
+        d.target == Some(model.target()) && d.name.to_uppercase().contains(model.name_fragment())
+    };
+    let chosen: Vec<DeviceInfo> = if args.gpus.is_empty() {
+        present.iter().filter(|d| fits(d)).cloned().collect()
+    } else {
+        let list = || {
+            present
+                .iter()
+                .map(|d| format!("{}: {} ({})", d.ordinal, d.name, d.arch))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        dedup(args.gpus.clone())
+            .into_iter()
+            .map(|n| match present.iter().find(|d| d.ordinal == n) {
+                None => Err(usage(format!(
+                    "--gpus {n}: no such GPU; GPUs present: {}",
+                    list()
+                ))),
+                Some(d) if !fits(d) => Err(usage(format!(
+                    "--gpus {n}: GPU {n} is a {}, not a {}; GPUs present: {}",
+                    d.name,
+                    model.name_fragment(),
+                    list()
+                ))),
+                Some(d) => Ok(d.clone()),
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let chosen = if chosen.is_empty() {
+        vec![first]
+    } else {
+        chosen
+    };
+    let gpus = chosen
+        .iter()
+        .map(|d| {
+            let label = worker_device(d);
+            Ok(Gpu {
+                worker: worker_spec(&label)?,
+                label,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((chosen[0].clone(), gpus))
+}
+
+fn dedup(mut v: Vec<u32>) -> Vec<u32> {
+    let mut seen = std::collections::BTreeSet::new();
+    v.retain(|g| seen.insert(*g));
+    v
 }
 
 /// The GPU present that matches `--gpu`, or a usage error listing what is present. AMD models
@@ -258,6 +371,8 @@ struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     current: Option<ProgressBar>,
+    /// The GPU this observer reports for.
+    gpu: String,
 }
 
 impl Observer for Bars {
@@ -270,7 +385,7 @@ impl Observer for Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_prefix(name.to_string());
+        bar.set_prefix(format!("[{}] {name}", self.gpu));
         self.current = Some(bar);
     }
     fn phase(&mut self, what: &str) {
@@ -292,7 +407,12 @@ impl Observer for Bars {
             (Some(w), Some(t)) => format!("{w} {t}{}", if s.cached { " (cached)" } else { "" }),
             _ => "no winner".into(),
         };
-        self.overall.println(format!("{}: {what}", s.name));
+        let on = if s.cached {
+            String::new()
+        } else {
+            format!(" [{}]", self.gpu)
+        };
+        self.overall.println(format!("{}: {what}{on}", s.name));
         self.overall.inc(1);
     }
 }
@@ -316,13 +436,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.compile_only {
         return compile_only(&args, target, &problems, &templates, jobs, started);
     }
-    let (info, measure_device, compile) = if args.sim {
-        let info = SimDevice::for_model(model).info();
-        (info, format!("sim:{}", model.key()), None)
+    let (info, gpus) = find_gpus(&args, model)?;
+    let compile = if args.sim {
+        None
     } else {
-        let info = find_gpu(&args.gpu, model)?;
-        let device = worker_device(&info);
-        (info, device, compile_workers(target)?)
+        compile_workers(target)?
     };
     let limits = MemoryLimits::of_device(&info.name, info.memory_bytes);
     for named in &problems {
@@ -351,16 +469,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             keep_config(&args)
         },
     };
-    let mut session = Session {
-        cache: &cache,
+    let fleet = Fleet {
+        cache_path: cache.path().to_path_buf(),
         fingerprint: fingerprint(&info, target),
         caps: model.caps(),
-        measure: Worker::new(worker_spec(&measure_device)?),
         compile,
         settings,
         origin_host: origin_host(),
         tool_version: format!("tessera {}", env!("CARGO_PKG_VERSION")),
         started,
+        claim_ttl: Duration::from_secs_f64(args.claim_timeout),
     };
     let total = (problems.len() * templates.len()) as u64;
     let multi = MultiProgress::with_draw_target(if args.quiet || args.json {
@@ -376,31 +494,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    overall.set_prefix(format!("tune {} ({})", args.gpu, info.name));
-    let mut bars = Bars {
-        multi,
-        overall,
-        current: None,
+    let labels: Vec<&str> = gpus.iter().map(|g| g.label.as_str()).collect();
+    overall.set_prefix(format!(
+        "tune {} ({}) on {}",
+        args.gpu,
+        info.name,
+        labels.join(", ")
+    ));
+    let jobs: Vec<Job> = problems
+        .iter()
+        .flat_map(|named| {
+            templates
+                .iter()
+                .filter(|t| t.op() == named.problem.op())
+                .map(move |&template| Job { named, template })
+        })
+        .collect();
+    let factory = |gpu: &str| -> Box<dyn Observer + Send> {
+        Box::new(Bars {
+            multi: multi.clone(),
+            overall: overall.clone(),
+            current: None,
+            gpu: gpu.to_string(),
+        })
     };
-    let mut summaries = Vec::new();
-    for named in &problems {
-        for &t in &templates {
-            if t.op() != named.problem.op() {
-                continue;
-            }
-            summaries.push(tune_problem(&mut session, named, t, &mut bars)?);
-        }
-    }
-    bars.overall.finish_and_clear();
+    let FleetReport {
+        summaries,
+        gpus: per_gpu,
+    } = fleet::tune_on_gpus(&fleet, &gpus, &jobs, &factory)?;
+    overall.finish_and_clear();
     let audits = if args.prune_audit {
         let mut out = Vec::new();
         for named in &problems {
             for &t in templates.iter().filter(|t| t.op() == named.problem.op()) {
                 let tk = tessera_cache::TemplateKey::new(t.name(), t.source_hash());
                 let rows = cache
-                    .results_for(&named.problem.key(), &session.fingerprint, Some(&tk))
+                    .results_for(&named.problem.key(), &fleet.fingerprint, Some(&tk))
                     .map_err(crate::cache::cache_error)?;
-                let a = audit::audit(t, &named.problem, &session.caps, &rows, keep_config(&args))?;
+                let a = audit::audit(t, &named.problem, &fleet.caps, &rows, keep_config(&args))?;
                 out.push((named.name.clone(), a));
             }
         }
@@ -412,6 +543,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args,
         &info,
         &summaries,
+        &per_gpu,
         audits.as_deref(),
         started.elapsed().as_secs_f64(),
         cache.path().display().to_string(),
@@ -476,6 +608,7 @@ fn report(
     args: &Args,
     info: &DeviceInfo,
     summaries: &[ProblemSummary],
+    per_gpu: &[GpuReport],
     audits: Option<&[(String, ProblemAudit)]>,
     wall: f64,
     cache: String,
@@ -488,6 +621,7 @@ fn report(
             "device": info, "cache": cache, "wall_s": wall, "problems": summaries.len(), "measured_problems": measured,
             "candidates": candidates, "compile_s": sum(|s| s.compile_s), "verify_s": sum(|s| s.verify_s), "time_s": sum(|s| s.time_s),
             "results": summaries,
+            "gpus": per_gpu,
             "prune": match (args.no_prune || args.prune_audit, keep_config(args)) {
                 (true, _) => serde_json::json!({"keep": null}),
                 (false, k) => serde_json::json!({"keep": k.keep, "per_tile": k.per_tile}),
@@ -549,6 +683,26 @@ fn report(
         sum(|s| s.time_s),
         cache
     );
+    if per_gpu.len() > 1 || summaries.iter().any(|s| s.took_over_claim.is_some()) {
+        let each: Vec<String> = per_gpu
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {} problems, {} candidates, busy {:.1} s of {:.1} s",
+                    g.gpu, g.problems, g.candidates, g.busy_s, g.wall_s
+                )
+            })
+            .collect();
+        println!("per GPU: {}", each.join("; "));
+    }
+    for s in summaries {
+        if let Some(who) = &s.took_over_claim {
+            println!(
+                "{}: took over the stale claim of {who} (a tuner that died or stopped refreshing it)",
+                s.name
+            );
+        }
+    }
     let resumable: Vec<&ProblemSummary> = summaries.iter().filter(|s| s.resumable > 0).collect();
     if !resumable.is_empty() {
         let names: Vec<&str> = resumable.iter().map(|s| s.name.as_str()).collect();

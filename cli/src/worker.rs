@@ -10,8 +10,8 @@ use tessera_tuner::worker::{serve, WorkerContext};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `cuda:ORDINAL`, `hip:ORDINAL`, `sim:MODEL` (`sim:h200`), `sim:TARGET` or `none` (compile
-    /// only).
+    /// `cuda:ORDINAL`, `hip:ORDINAL`, `sim:MODEL` (`sim:h200`, or `sim:h200:1` for GPU 1 of a
+    /// simulated host), `sim:TARGET` or `none` (compile only).
     #[arg(long)]
     device: String,
 }
@@ -34,10 +34,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ..config
             })?))
         }
-        // `sim:h200` (a model) or `sim:sm_90a` (a target's reference model)
-        Some(("sim", kind)) => Some(Box::new(match GpuModel::parse(kind) {
-            Some(model) => SimDevice::for_model(model),
-            None => SimDevice::new(kind.parse::<Target>()?),
+        // `sim:h200` (a model) or `sim:sm_90a` (a target's reference model), optionally
+        // `:N` for one GPU of a simulated multi-GPU host (all alike)
+        Some(("sim", spec)) => Some(Box::new({
+            let kind = match spec.rsplit_once(':') {
+                Some((kind, n)) if n.parse::<u32>().is_ok() => kind,
+                _ => spec,
+            };
+            match GpuModel::parse(kind) {
+                Some(model) => SimDevice::for_model(model),
+                None => SimDevice::new(kind.parse::<Target>()?),
+            }
         })),
         None if args.device == "none" => None,
         _ => anyhow::bail!("worker: unknown --device `{}`", args.device),
@@ -45,6 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ctx = WorkerContext {
         device: device.as_deref(),
         module_cache,
+        log: std::env::var_os("TESSERA_WORKER_LOG")
+            .map(|p| (std::path::PathBuf::from(p), args.device.clone())),
     };
     let stdin = std::io::stdin();
     serve(&ctx, stdin.lock(), std::io::stdout())?;

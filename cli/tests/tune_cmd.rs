@@ -841,3 +841,359 @@ fn sim_prune_audit_reports_whether_the_winner_survives_pruning() {
         .iter()
         .all(|p| p["complete"] == false));
 }
+
+/// Four small problems, so two GPUs each get some.
+const FOUR: &str = "defaults: { op: gemm }\nproblems:\n  - { name: p1, m: 64, n: 128, k: 64 }\n  - { name: p2, m: 96, n: 256, k: 128, epilogue: [bias, gelu] }\n  - { name: p3, m: 128, n: 256, k: 64 }\n  - { name: p4, m: 64, n: 256, k: 128 }\n";
+
+fn tune_json(args: &[&str]) -> serde_json::Value {
+    let o = tune(args);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+}
+
+fn winners(cache: &Path) -> Vec<(String, String, f64)> {
+    let mut w: Vec<_> = Cache::open(cache)
+        .unwrap()
+        .list_winners()
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.problem.key.clone(), w.kernel_name, w.median_ms))
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+#[test]
+fn sim_two_gpus_split_the_problems_and_pick_the_winners_one_gpu_picks() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "four.yaml", FOUR);
+    let (one, two) = (dir.path().join("one.db"), dir.path().join("two.db"));
+    let run = |cache: &Path, gpus: &str| {
+        tune_json(&[
+            "--gpu",
+            "h100",
+            "--sim",
+            "--gpus",
+            gpus,
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let a = run(&one, "0");
+    let b = run(&two, "0,1");
+    assert_eq!(a["gpus"].as_array().unwrap().len(), 1, "{a}");
+    let gpus = b["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{b}");
+    let labels: Vec<&str> = gpus.iter().map(|g| g["gpu"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["sim:h100:0", "sim:h100:1"]);
+    for g in gpus {
+        assert!(g["problems"].as_u64().unwrap() >= 1, "a GPU idled: {b}");
+        assert!(g["wall_s"].as_f64().unwrap() > 0.0, "{b}");
+    }
+    let total: u64 = gpus.iter().map(|g| g["problems"].as_u64().unwrap()).sum();
+    assert_eq!(total, 4, "{b}");
+    // every problem names the one GPU that timed all its candidates
+    for r in b["results"].as_array().unwrap() {
+        assert!(labels.contains(&r["gpu"].as_str().unwrap()), "{r}");
+    }
+    let (wa, wb) = (winners(&one), winners(&two));
+    assert_eq!(wa.len(), 4);
+    assert_eq!(wa, wb, "two GPUs chose other winners than one");
+}
+
+#[test]
+fn sim_gpus_that_do_not_exist_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "four.yaml", FOUR);
+    let cache = dir.path().join("t.db");
+    let o = tune(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--gpus",
+        "0,9",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("--gpus 9: no such GPU") && t.contains("GPUs present: 0..7"),
+        "{t}"
+    );
+    assert!(!cache.exists(), "a refused run created the cache");
+}
+
+#[test]
+fn sim_two_tuners_on_one_cache_measure_each_problem_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(dir.path(), "four.yaml", FOUR);
+    let cache = dir.path().join("shared.db");
+    let log = dir.path().join("workers.log");
+    let spawn = || {
+        Command::new(bin())
+            .args([
+                "tune",
+                "--gpu",
+                "h100",
+                "--sim",
+                "--gpus",
+                "0,1",
+                "--json",
+                "--shapes",
+                shapes.to_str().unwrap(),
+                "--cache",
+                cache.to_str().unwrap(),
+            ])
+            .env_remove("TESSERA_CACHE")
+            .env("TESSERA_WORKER_LOG", &log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut measured: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in [a, b] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["problems"], 4, "{doc}");
+        for r in doc["results"].as_array().unwrap() {
+            let n = measured
+                .entry(r["key"].as_str().unwrap().to_string())
+                .or_default();
+            if r["cached"] == false {
+                *n += 1;
+            }
+        }
+    }
+    assert_eq!(measured.len(), 4);
+    assert!(
+        measured.values().all(|&n| n == 1),
+        "problems measured by both tuners (or neither): {measured:?}"
+    );
+    let c = Cache::open(&cache).unwrap();
+    assert_eq!(c.list_winners().unwrap().len(), 4);
+    assert!(c.claims().unwrap().is_empty(), "claims left behind");
+    // the workers' own log: one line per candidate measured, and never two processes timing
+    // on one GPU at once
+    let text = std::fs::read_to_string(&log).unwrap();
+    let jobs: Vec<(String, u32, u128, u128)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect();
+    let measured_rows = rows(&cache)
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Rejected | Status::Pruned))
+        .count();
+    assert_eq!(jobs.len(), measured_rows, "a candidate was measured twice");
+    for gpu in ["sim:h100:0", "sim:h100:1"] {
+        let mut on: Vec<_> = jobs.iter().filter(|j| j.0 == gpu).collect();
+        on.sort_by_key(|j| j.2);
+        for w in on.windows(2) {
+            assert!(
+                w[0].1 == w[1].1 || w[0].3 <= w[1].2,
+                "two tuners timed on {gpu} at once: {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}
+
+#[test]
+fn sim_a_killed_tuner_s_claims_are_taken_over_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "big.yaml",
+        "defaults: { op: gemm }\nproblems:\n  - { name: a, m: 1024, n: 1024, k: 512 }\n  - { name: b, m: 1024, n: 768, k: 512 }\n",
+    );
+    let cache = dir.path().join("tune.db");
+    let mut child = Command::new(bin())
+        .args([
+            "tune",
+            "--gpu",
+            "h100",
+            "--sim",
+            "--gpus",
+            "0,1",
+            "--quiet",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+        .env_remove("TESSERA_CACHE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let held = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let claims = if cache.exists() {
+            Cache::open(&cache).unwrap().claims().unwrap()
+        } else {
+            Vec::new()
+        };
+        let ok = if cache.exists() {
+            rows(&cache)
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .count()
+        } else {
+            0
+        };
+        if (claims.len() == 2 && ok >= 1) || Instant::now() > deadline {
+            break claims;
+        }
+    };
+    child.kill().unwrap(); // SIGKILL: no chance to release anything
+    child.wait().unwrap();
+    assert_eq!(held.len(), 2, "the tuner never held both claims");
+    assert!(held.iter().all(|c| c.owner.pid == pid));
+    assert!(
+        Cache::open(&cache).unwrap().list_winners().unwrap().len() < 2,
+        "the kill came too late"
+    );
+    let left = Cache::open(&cache).unwrap().claims().unwrap();
+    assert!(!left.is_empty(), "a killed tuner's claims vanished");
+    let doc = tune_json(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--gpus",
+        "0,1",
+        "--json",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let took: Vec<&str> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["took_over_claim"].as_str())
+        .collect();
+    assert_eq!(took.len(), left.len(), "{doc}");
+    assert!(
+        took.iter().all(|t| t.contains(&format!("pid {pid} "))),
+        "{took:?}"
+    );
+    let c = Cache::open(&cache).unwrap();
+    assert_eq!(c.list_winners().unwrap().len(), 2);
+    assert!(c.claims().unwrap().is_empty());
+}
+
+#[test]
+fn sim_stale_claims_of_a_dead_process_or_past_the_claim_timeout_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = write(
+        dir.path(),
+        "one.yaml",
+        "problems:\n  - { op: gemm, m: 64, n: 128, k: 64 }\n",
+    );
+    let run = |cache: &Path| {
+        tune_json(&[
+            "--gpu",
+            "h100",
+            "--sim",
+            "--json",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+    };
+    // learn the problem's claim key (device id, template version, problem key) from a first run
+    let first = dir.path().join("first.db");
+    run(&first);
+    let w = Cache::open(&first)
+        .unwrap()
+        .list_winners()
+        .unwrap()
+        .remove(0);
+    let key = tessera_cache::claim_key(
+        w.device.id().as_str(),
+        &w.template.name,
+        &w.template.source_hash,
+        &w.problem.key,
+    );
+    // a fresh cache where a process of this host that has since died claimed that problem
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let ghost = tessera_cache::ClaimOwner {
+        host: w.provenance.origin_host.clone(),
+        pid,
+        gpu: "sim:h100:0".into(),
+    };
+    let cache = dir.path().join("stale.db");
+    let c = Cache::open(&cache).unwrap();
+    assert!(matches!(
+        c.claim(&key, &ghost, Duration::from_secs(600)).unwrap(),
+        tessera_cache::ClaimOutcome::Claimed { .. }
+    ));
+    drop(c);
+    let doc = run(&cache);
+    let r = &doc["results"][0];
+    assert_eq!(r["cached"], false, "{doc}");
+    assert!(
+        r["took_over_claim"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("pid {pid} on {}", ghost.host))),
+        "{doc}"
+    );
+    let c = Cache::open(&cache).unwrap();
+    assert_eq!(c.list_winners().unwrap().len(), 1);
+    assert!(c.claims().unwrap().is_empty());
+
+    // a live claim of another host blocks the problem until it is not refreshed for
+    // --claim-timeout seconds; then it is taken over too
+    let far = tessera_cache::ClaimOwner {
+        host: "another-host".into(),
+        pid: 1,
+        gpu: "cuda:0".into(),
+    };
+    let cache = dir.path().join("expired.db");
+    Cache::open(&cache)
+        .unwrap()
+        .claim(&key, &far, Duration::from_secs(600))
+        .unwrap();
+    let t0 = Instant::now();
+    let doc = tune_json(&[
+        "--gpu",
+        "h100",
+        "--sim",
+        "--json",
+        "--claim-timeout",
+        "1",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "a live claim was ignored"
+    );
+    let took = doc["results"][0]["took_over_claim"].as_str().unwrap_or("");
+    assert!(took.contains("another-host"), "{doc}");
+}

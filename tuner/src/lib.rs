@@ -11,6 +11,9 @@
 //! keeps the best few per problem before anything is compiled; [`audit`] measures, on a
 //! cache holding a full unpruned sweep, how often that would have dropped the winner.
 //!
+//! [`fleet`] runs sweeps on several GPUs (one measuring worker each, one job queue) and
+//! beside other tuners on one cache (problems claimed in the cache, GPUs locked).
+//!
 //! It depends on dsl, codegen, device and library; nothing depends on it but the CLI, the
 //! compiler, benches and tests.
 
@@ -19,6 +22,7 @@ pub mod candidate;
 pub mod cost_model;
 pub mod emulation;
 pub mod error;
+pub mod fleet;
 pub mod footprint;
 pub mod measure;
 pub mod pool;

@@ -177,3 +177,29 @@ pub fn call_all(
         reply
     })
 }
+
+/// [`call_all`], but each request first takes one of `slots` (shared with other callers, so
+/// several sessions together run at most that many requests at once).
+pub fn call_all_shared(
+    spec: &WorkerSpec,
+    jobs: usize,
+    requests: &[Request],
+    timeout: Duration,
+    slots: &crate::pool::Slots,
+    done: impl Fn() + Sync,
+) -> Vec<Result<Reply, WorkerFailure>> {
+    let workers: Vec<std::sync::Mutex<Worker>> = (0..jobs.max(1))
+        .map(|_| std::sync::Mutex::new(Worker::new(spec.clone())))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    crate::pool::parallel_map(requests, workers.len(), |req| {
+        let _slot = slots.take();
+        let w = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % workers.len();
+        let reply = workers[w]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .call(req, timeout);
+        done();
+        reply
+    })
+}

@@ -1,7 +1,8 @@
 //! One tuning run over problems: enumerate → validate → prune (the cost model keeps the best
 //! few per problem, [`crate::prune`]; the rest are stored as `pruned` rows and never compiled)
 //! → compile (parallel worker processes) → verify → time (one measuring worker, early stop for
-//! candidates over 3× the best so far) → select → store. A problem whose winner is cached
+//! candidates over 3× the best so far) → select → store. [`crate::fleet`] runs one session per
+//! GPU over a shared job queue, each problem claimed in the cache while its session works. A problem whose winner is cached
 //! costs one lookup: nothing is enumerated, compiled or measured. Every finished candidate is written to the cache at once, so
 //! a run that is killed loses nothing it finished, and `resume` picks up where it stopped.
 
@@ -55,6 +56,23 @@ pub struct Session<'a> {
     pub origin_host: String,
     pub tool_version: String,
     pub started: Instant,
+    /// The cache claim this session holds on the problem it measures (multi-GPU and
+    /// multi-process tuning, [`crate::fleet`]): refreshed while candidates are measured, so a
+    /// long problem's claim never looks stale.
+    pub claim: Option<ActiveClaim>,
+    /// Compile slots shared with other sessions of this process (one per GPU), so that all of
+    /// them together run at most `jobs` compiles; `None`: this session's own `jobs`.
+    pub compile_slots: Option<std::sync::Arc<crate::pool::Slots>>,
+}
+
+/// A claim a session holds (see [`tessera_cache::claims`]).
+#[derive(Debug, Clone)]
+pub struct ActiveClaim {
+    pub key: String,
+    pub owner: tessera_cache::ClaimOwner,
+    /// Refresh `claimed_at` after this long.
+    pub refresh_every: Duration,
+    pub refreshed: Instant,
 }
 
 /// The cache's identity for a device: who measured (name, arch, SMs, driver, toolchain, and
@@ -111,6 +129,12 @@ pub struct ProblemSummary {
     pub wall_s: f64,
     pub budget_exhausted: bool,
     pub worker_restarts: u32,
+    /// The GPU that measured this problem (`cuda:1`, `sim:h100:0`); absent when cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// The stale claim this run took over before measuring (a killed or vanished tuner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_over_claim: Option<String>,
     /// Candidates an earlier, unfinished run already stored for this problem (no winner yet)
     /// that this run measured again because `resume` was off; `--resume` keeps them.
     #[serde(skip_serializing_if = "is_zero")]
@@ -342,7 +366,17 @@ pub fn tune_problem(
                 target: s.caps.target,
             })
             .collect();
-        let replies = call_all(&spec, s.settings.jobs, &requests, s.settings.timeout, || {});
+        let replies = match &s.compile_slots {
+            Some(slots) => crate::supervisor::call_all_shared(
+                &spec,
+                s.settings.jobs,
+                &requests,
+                s.settings.timeout,
+                slots,
+                || {},
+            ),
+            None => call_all(&spec, s.settings.jobs, &requests, s.settings.timeout, || {}),
+        };
         for ((_, c), r) in ordered.iter().zip(replies) {
             let name = c.kernel_name();
             let failure = match r {
@@ -418,6 +452,12 @@ pub fn tune_problem(
             };
         }
         s.cache.record_result(&row)?;
+        if let Some(c) = s.claim.as_mut() {
+            if c.refreshed.elapsed() >= c.refresh_every {
+                s.cache.refresh_claim(&c.key, &c.owner)?;
+                c.refreshed = Instant::now();
+            }
+        }
         *summary
             .counts
             .entry(row.status.as_str().into())

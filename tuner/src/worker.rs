@@ -96,6 +96,34 @@ pub struct WorkerContext<'a> {
     pub device: Option<&'a dyn Device>,
     /// Where compiled CUDA modules are cached (shared with the measuring device).
     pub module_cache: Option<ModuleCache>,
+    /// Test hook (`TESSERA_WORKER_LOG`): append one line per measure job to this file,
+    /// `DEVICE PID START_NS END_NS KERNEL` (Unix nanoseconds), so tests can check that no two
+    /// workers ever timed on one GPU at once and that no candidate was measured twice.
+    pub log: Option<(std::path::PathBuf, String)>,
+}
+
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn log_job(ctx: &WorkerContext, start: u128, kernel: &str) {
+    let Some((path, device)) = &ctx.log else {
+        return;
+    };
+    let line = format!(
+        "{device} {} {start} {} {kernel}\n",
+        std::process::id(),
+        unix_ns()
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 struct Current {
@@ -140,17 +168,22 @@ pub fn serve(
                     "protocol_error",
                     "this worker has no device".into(),
                 ),
-                Some(device) => measure_job(
-                    device,
-                    &mut current,
-                    &template,
-                    &values,
-                    &problem,
-                    seed,
-                    plan,
-                    stop_above_ms,
-                    fault,
-                )?,
+                Some(device) => {
+                    let start = unix_ns();
+                    let reply = measure_job(
+                        device,
+                        &mut current,
+                        &template,
+                        &values,
+                        &problem,
+                        seed,
+                        plan,
+                        stop_above_ms,
+                        fault,
+                    )?;
+                    log_job(ctx, start, &reply.kernel);
+                    reply
+                }
             },
         };
         let text = serde_json::to_string(&reply)
