@@ -19,10 +19,8 @@ pub const REPRESENTATIVE: [[i64; 7]; 3] = [
 ];
 
 /// Representative points with AMD's 32x32x8 MFMA atom (`mfma = 32`, gfx90a and gfx942 only).
-pub const REPRESENTATIVE_MFMA32: [[i64; 7]; 2] = [
-    [64, 64, 32, 2, 2, 2, 32],
-    [128, 128, 32, 2, 2, 3, 32],
-];
+pub const REPRESENTATIVE_MFMA32: [[i64; 7]; 2] =
+    [[64, 64, 32, 2, 2, 2, 32], [128, 128, 32, 2, 2, 3, 32]];
 
 /// Representative problem classes: (label, problem).
 pub fn variants() -> Vec<(&'static str, Problem)> {

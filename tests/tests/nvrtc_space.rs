@@ -18,6 +18,8 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
     let t = gemm();
     let space = t.space();
     let mut jobs = Vec::new();
+    // the most points one target's space samples: every one of them must compile there
+    let mut sampled = 0;
     for target in [Target::Sm80, Target::Sm90a] {
         // the target's own space: knob values only AMD offers (`mfma = 32`) are no points of it
         let offered: Vec<Vec<i64>> = space
@@ -32,6 +34,7 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
                 .map(|i| &offered[i * offered.len() / 1000])
                 .collect()
         };
+        sampled = sampled.max(points.len());
         let plain = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
         for v in points {
             if let Some(c) = config_for(v, &plain, target) {
@@ -57,8 +60,8 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
         failures.join("\n")
     );
     assert!(
-        jobs.len() >= space.len().min(1000),
-        "too few kernels compiled: {}",
+        jobs.len() >= sampled,
+        "too few kernels compiled: {} (a target samples {sampled} points)",
         jobs.len()
     );
 }

@@ -34,7 +34,11 @@ fn mfma32_gemm_sources_match_snapshots() {
     let all = variants();
     for (target, values, label) in [
         (Target::Gfx90a, REPRESENTATIVE_MFMA32[1], "f16_rcr"),
-        (Target::Gfx942, REPRESENTATIVE_MFMA32[0], "bf16_rrr_bias_gelu"),
+        (
+            Target::Gfx942,
+            REPRESENTATIVE_MFMA32[0],
+            "bf16_rrr_bias_gelu",
+        ),
     ] {
         let (_, problem) = all.iter().find(|(l, _)| *l == label).expect("variant");
         let config = config_for(&values, problem, target).expect("valid on AMD");
