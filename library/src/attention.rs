@@ -53,40 +53,18 @@ pub mod attention {
         let ir = TEMPLATE
             .build(config)
             .map_err(|e| Reject::new(RejectKind::Unsupported, e.to_string()))?;
-        let u = |n: &str| u32::try_from(config.get(n).unwrap_or(0)).unwrap_or(0);
-        let tile = AttentionTile {
-            block_q: u("block_q"),
-            block_kv: u("block_kv"),
-            head_dim: ir.variant.extent,
-            warps: u("warps"),
-            stages: u("stages"),
-        };
+        let tile = AttentionTile::of(config);
         if let AttentionPipeline::Warpspecialized(_) =
             AttentionPipeline::select(caps.target, &tile, &config.variant)
         {
             return Ok(());
         }
-        // values only sm_90a offers (`+ sm_90a` above: three consumer warpgroups of 64 rows)
-        // exist for the TMA pipeline; when it cannot serve the config, the multistage one has
-        // no such value
-        if let Some((p, value)) = TEMPLATE
-            .space()
-            .params
-            .iter()
-            .zip(config.values())
-            .find(|(p, value)| p.only_on(*value).is_some())
-        {
-            let why = AttentionPipeline::hopper_plan(&tile, &config.variant)
+        // `+ sm_90a` above: three consumer warpgroups of 64 rows
+        crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
+            AttentionPipeline::hopper_plan(&tile, &config.variant)
                 .err()
-                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()));
-            return Err(Reject::new(
-                RejectKind::Unsupported,
-                format!(
-                    "{} = {value} is a TMA-pipeline value, and that pipeline cannot serve this config: {why}",
-                    p.name
-                ),
-            ));
-        }
+                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()))
+        })?;
         // Wavefront-64 targets (MFMA) re-layout P through LDS: one padded block_q × block_kv
         // tile of 16-bit probabilities beside the Q, K and V tiles.
         if caps.warp_size == 64 {

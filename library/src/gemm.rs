@@ -44,7 +44,7 @@ pub mod gemm {
 
     use tessera_dsl::{
         Config, DeviceCaps, EpilogueOp, GemmPipeline, GemmTile, Problem, Reject, RejectKind,
-        Target, Template,
+        Template,
     };
 
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
@@ -70,30 +70,12 @@ pub mod gemm {
         {
             return Ok(());
         }
-        // values only sm_90a offers (`+ sm_90a` above: deep rings, 192-wide tiles) exist for
-        // the TMA pipeline; when it cannot serve the config, the multistage one has no such value
-        if let Some((p, value)) =
-            TEMPLATE
-                .space()
-                .params
-                .iter()
-                .zip(config.values())
-                .find(|(p, value)| {
-                    p.only_on(*value)
-                        .is_some_and(|on| on.iter().all(|t| *t == Target::Sm90a))
-                })
-        {
-            let why = GemmPipeline::hopper_plan(&tile, &config.variant)
+        // `+ sm_90a` above: deep rings, 192-wide tiles
+        crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
+            GemmPipeline::hopper_plan(&tile, &config.variant)
                 .err()
-                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()));
-            return Err(Reject::new(
-                RejectKind::Unsupported,
-                format!(
-                    "{} = {value} is a TMA-pipeline value, and that pipeline cannot serve this config: {why}",
-                    p.name
-                ),
-            ));
-        }
+                .unwrap_or_else(|| format!("{} has no TMA pipeline", caps.target.name()))
+        })?;
         let warp_tile = (v("tile_m") / v("warps_m")) * (v("tile_n") / v("warps_n"));
         if v("tile_k") > 32 && warp_tile > 2048 {
             return Err(Reject::new(

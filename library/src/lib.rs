@@ -14,6 +14,7 @@ pub mod layernorm;
 pub mod operands;
 pub mod reference;
 pub mod softmax;
+mod tma_values;
 pub mod verify;
 
 /// Every template this crate defines (they also register themselves with

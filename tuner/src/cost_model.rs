@@ -398,13 +398,7 @@ fn attention(
     let bkv = param(t, config, "block_kv")?;
     let stages = param(t, config, "stages")? as f64;
     let ir = t.build(config)?;
-    let tile = tessera_dsl::AttentionTile {
-        block_q: u32::try_from(bq).unwrap_or(0),
-        block_kv: u32::try_from(bkv).unwrap_or(0),
-        head_dim: ir.variant.extent,
-        warps: ir.warps(),
-        stages: stages as u32,
-    };
+    let tile = tessera_dsl::AttentionTile::of(config);
     let hopper = tessera_dsl::AttentionPipeline::select(m.target, &tile, &config.variant);
     let (dispatch, bps, mma_eff) = match hopper {
         // one block of warpgroups per SM; wgmma from shared memory

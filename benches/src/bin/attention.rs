@@ -94,15 +94,7 @@ fn pipelines(
     let mut out = HashMap::new();
     for v in t.space().enumerate() {
         let Ok(c) = t.config(&v, p) else { continue };
-        let u = |n: &str| u32::try_from(c.get(n).unwrap_or(0)).unwrap_or(0);
-        let tile = AttentionTile {
-            block_q: u("block_q"),
-            block_kv: u("block_kv"),
-            head_dim: c.variant.extent,
-            warps: u("warps"),
-            stages: u("stages"),
-        };
-        let name = match AttentionPipeline::select(target, &tile, &c.variant) {
+        let name = match AttentionPipeline::select(target, &AttentionTile::of(&c), &c.variant) {
             AttentionPipeline::Warpspecialized(_) => "wgmma",
             AttentionPipeline::Multistage => "multistage",
         };

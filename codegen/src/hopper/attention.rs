@@ -33,10 +33,9 @@ use crate::attention::{
     emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o,
 };
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
-use crate::kernel::{abi_params, KernelSource, TileSchedule};
+use crate::kernel::{KernelSource, TileSchedule};
 use crate::source::Source;
 use crate::CodegenError;
-use tessera_dsl::ir::abi;
 use tessera_dsl::pipeline::attention::ROWS_PER_CONSUMER;
 use tessera_dsl::{
     AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, TensorMapArg,
@@ -132,14 +131,7 @@ pub fn emit(
         "extern \"C\" __global__ void __launch_bounds__({threads}, {}) {}(",
         plan.blocks_per_sm, ir.name
     ));
-    let mut params = abi_params(d, &abi(ir.op, &ir.variant));
-    for m in &maps {
-        params.push_str(&format!(
-            ",\n    const __grid_constant__ tsr_tmap {}",
-            m.name
-        ));
-    }
-    w.lines(&params);
+    w.lines(&super::params_with_tensor_maps(d, ir, &maps));
     w.open(")");
     emit_body(&mut w, ir, d, plan, &p, layout)?;
     w.close("");

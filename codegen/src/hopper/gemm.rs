@@ -12,11 +12,11 @@
 use super::descriptor::SmemDescriptor;
 use crate::dialect::{AccGroup, Dialect};
 use crate::kernel::{
-    abi_params, emit_tile_counts, emit_tile_origin, EpilogueStore, KernelSource, TileSchedule,
+    emit_tile_counts, emit_tile_origin, EpilogueStore, KernelSource, TileSchedule,
 };
 use crate::source::Source;
 use crate::CodegenError;
-use tessera_dsl::ir::{abi, Stmt};
+use tessera_dsl::ir::Stmt;
 use tessera_dsl::{
     ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, TensorMapArg, WarpgroupPlan,
 };
@@ -88,14 +88,7 @@ pub fn emit(
         plan.stages
     ));
     w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
-    let mut params = abi_params(d, &abi(ir.op, &ir.variant));
-    for m in &maps {
-        params.push_str(&format!(
-            ",\n    const __grid_constant__ tsr_tmap {}",
-            m.name
-        ));
-    }
-    w.lines(&params);
+    w.lines(&super::params_with_tensor_maps(d, ir, &maps));
     w.open(")");
     emit_body(&mut w, ir, tile, plan, &maps, &store, acc)?;
     w.close("");

@@ -10,8 +10,28 @@ pub mod attention;
 pub mod descriptor;
 pub mod gemm;
 
+use crate::dialect::Dialect;
+use crate::kernel::abi_params;
 use crate::source::Source;
-use tessera_dsl::DType;
+use tessera_dsl::ir::abi;
+use tessera_dsl::{DType, KernelIr, TensorMapArg};
+
+/// The kernel's parameter list: its launch ABI, then one `__grid_constant__` tensor map per
+/// TMA-copied operand, in declaration order.
+pub(crate) fn params_with_tensor_maps(
+    d: &dyn Dialect,
+    ir: &KernelIr,
+    maps: &[TensorMapArg],
+) -> String {
+    let mut params = abi_params(d, &abi(ir.op, &ir.variant));
+    for m in maps {
+        params.push_str(&format!(
+            ",\n    const __grid_constant__ tsr_tmap {}",
+            m.name
+        ));
+    }
+    params
+}
 
 /// The PTX helpers of the Hopper pipeline (after the dialect's own prelude).
 const PRELUDE: &str = r#"// Hopper: TMA, mbarriers, wgmma

@@ -12,7 +12,7 @@
 //! A config the Hopper pipeline cannot serve keeps the multistage one, which runs on sm_90a too;
 //! [`AttentionPipeline::hopper_plan`] says why. Pure arithmetic: no code generation, no device.
 
-use crate::{Mask, Swizzle, Target, Variant};
+use crate::{Config, Mask, Swizzle, Target, Variant};
 
 /// The attention geometry the policy looks at (from the template's config and the problem's
 /// head size).
@@ -23,6 +23,22 @@ pub struct AttentionTile {
     pub head_dim: u32,
     pub warps: u32,
     pub stages: u32,
+}
+
+impl AttentionTile {
+    /// The geometry of an attention config (`block_q`, `block_kv`, `warps`, `stages`; the head
+    /// size from its variant). A missing or out-of-range parameter reads as 0, which no plan
+    /// accepts.
+    pub fn of(config: &Config) -> AttentionTile {
+        let u = |n: &str| u32::try_from(config.get(n).unwrap_or(0)).unwrap_or(0);
+        AttentionTile {
+            block_q: u("block_q"),
+            block_kv: u("block_kv"),
+            head_dim: config.variant.extent,
+            warps: u("warps"),
+            stages: u("stages"),
+        }
+    }
 }
 
 /// The geometry of the warp-specialized attention kernel.
