@@ -6,7 +6,9 @@
 # BERT executor (benches/bert_hf.py correctness against Hugging Face, benches/bert_bench.py
 # timing beside PyTorch eager / CUDA graph / torch.compile; JSON + one log; not part of `all`,
 # it needs its own command's time); `tune`: `tessera tune --gpu h200 --shapes examples/shapes/bert.yaml`
-# from empty caches, then warm (wall times, JSON summaries, `cache ls`); `all`: everything else.
+# from empty caches, then warm (wall times, JSON summaries, `cache ls`); `tune-gpus` (a machine
+# with two GPUs): the same tune from empty caches on `--gpus 0` and on `--gpus 0,1`, pruned and
+# with `--no-prune` (wall times, JSON summaries); `all`: everything else.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +65,21 @@ if [ "$what" = tune ]; then
     echo "$run: $(( ($(date +%s%N) - start) / 1000000 )) ms wall" | tee -a "$out/bert-tune.log"
   done
   .gpu/bin/tessera cache ls --cache "$cache" > "$out/bert-tune-$day-cache-ls.txt" 2>&1 || status=1
+fi
+if [ "$what" = tune-gpus ]; then
+  for space in pruned full; do
+    flags=""; [ "$space" = full ] && flags="--no-prune"
+    for gpus in 0 0,1; do
+      cache=${TMPDIR:-/tmp}/tessera-tune-gpus.db
+      xdg=${TMPDIR:-/tmp}/tessera-xdg-tune-gpus
+      rm -rf "$cache" "$cache"-* "$xdg"
+      tag="$space-gpus${gpus/,/}"
+      start=$(date +%s%N)
+      XDG_CACHE_HOME="$xdg" .gpu/bin/tessera tune --gpu h200 --shapes examples/shapes/bert.yaml --gpus "$gpus" \
+        $flags --cache "$cache" --quiet --json > "$out/tune-$tag.json" 2>> "$out/tune-gpus.log" || status=1
+      echo "$tag: $(( ($(date +%s%N) - start) / 1000000 )) ms wall" | tee -a "$out/tune-gpus.log"
+    done
+  done
 fi
 if [ "$what" = bert ]; then
   work=${TMPDIR:-/tmp}/tessera-bert
