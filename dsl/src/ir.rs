@@ -37,13 +37,14 @@ pub enum Operand {
     /// Embedding: the per-token ids (i32), the three tables gathered by them.
     InputIds,
     TokenTypeIds,
+    PositionIds,
     Word,
     Position,
     TokenType,
 }
 
 impl Operand {
-    pub const ALL: [Operand; 20] = [
+    pub const ALL: [Operand; 21] = [
         Operand::A,
         Operand::B,
         Operand::C,
@@ -61,6 +62,7 @@ impl Operand {
         Operand::O,
         Operand::InputIds,
         Operand::TokenTypeIds,
+        Operand::PositionIds,
         Operand::Word,
         Operand::Position,
         Operand::TokenType,
@@ -90,6 +92,7 @@ impl Operand {
             Operand::O => "o",
             Operand::InputIds => "input_ids",
             Operand::TokenTypeIds => "token_type_ids",
+            Operand::PositionIds => "position_ids",
             Operand::Word => "word",
             Operand::Position => "position",
             Operand::TokenType => "token_type",
@@ -530,8 +533,8 @@ pub fn gemm_abi(variant: &Variant) -> Vec<Arg> {
 /// - softmax: `x, mask, y, rows, cols, mask_period, scale`
 /// - attention: `q, k, v, o, kv_lens, cu_seqlens_q, cu_seqlens_kv, batch, heads, kv_heads,
 ///   seq_q, seq_kv, scale`
-/// - embedding: `input_ids, token_type_ids, word, position, token_type, gamma, beta, y, rows,
-///   cols, seq, eps`
+/// - embedding: `input_ids, token_type_ids, position_ids, word, position, token_type, gamma,
+///   beta, y, rows, cols, seq, eps`
 pub fn abi(op: OpKind, variant: &Variant) -> Vec<Arg> {
     if op == OpKind::Gemm {
         return gemm_abi(variant);
@@ -611,6 +614,7 @@ mod tests {
             [
                 "input_ids",
                 "token_type_ids",
+                "position_ids",
                 "word",
                 "position",
                 "token_type",
@@ -625,7 +629,7 @@ mod tests {
         );
         assert_eq!(abi_emb[0], Arg::I32Ptr("input_ids"));
         assert_eq!(
-            abi_emb[7],
+            abi_emb[8],
             Arg::Ptr {
                 name: "y",
                 dtype: DType::BF16,

@@ -1,4 +1,4 @@
-//! The embedding template: per token `t`, `h = word[input_ids[t]] + position[t % seq] +
+//! The embedding template: per token `t`, `h = word[input_ids[t]] + position[position_ids[t]] +
 //! token_type[token_type_ids[t]]`, then layernorm over the `hidden` elements of the row
 //! (population variance, f32 statistics, `eps` a runtime scalar), stored in the tables' dtype.
 //! The shape of the layernorm template (`crate::layernorm`): a block handles `rows_per_block`
@@ -17,7 +17,7 @@ pub mod embedding {
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
     kernel! {
         rows h: word[input_ids][rows_per_block] threads threads_per_row vector vector;
-        h = h + position[row % seq] + token_type[token_type_ids];
+        h = h + position[position_ids] + token_type[token_type_ids];
         reduce total = sum(h);
         let mean = total / cols;
         h = h - mean;
@@ -74,7 +74,7 @@ mod tests {
                         RowExpr::bin(
                             BinOp::Add,
                             RowExpr::Tile("h".into()),
-                            gather(Operand::Position, RowIndex::RowMod("seq".into())),
+                            gather(Operand::Position, RowIndex::Ids(Operand::PositionIds)),
                         ),
                         gather(Operand::TokenType, RowIndex::Ids(Operand::TokenTypeIds)),
                     ),

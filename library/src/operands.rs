@@ -228,6 +228,7 @@ fn int_operand(problem: &Problem, name: &str) -> Option<Ints> {
         }
         (Problem::Embedding(e), "input_ids") => random(e.tokens, 0, e.vocab.saturating_sub(1)),
         (Problem::Embedding(e), "token_type_ids") => random(e.tokens, 0, e.types.saturating_sub(1)),
+        (Problem::Embedding(e), "position_ids") => random(e.tokens, 0, e.seq.saturating_sub(1)),
         _ => None,
     }
 }
@@ -368,6 +369,7 @@ mod tests {
             [
                 "input_ids",
                 "token_type_ids",
+                "position_ids",
                 "word",
                 "position",
                 "token_type",
@@ -383,6 +385,8 @@ mod tests {
         assert!(ids.iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
         let types = x.ints("token_type_ids").unwrap();
         assert!(types.iter().all(|&i| (0..3).contains(&i)) && types.contains(&0));
+        let positions = x.ints("position_ids").unwrap();
+        assert!(positions.iter().all(|&i| (0..8).contains(&i)) && positions.contains(&7));
         assert_eq!(x.values("word").len(), 50 * 64);
         assert_eq!(x.values("position").len(), 16 * 64);
         assert_eq!(x.output(), (DType::F16, 40 * 64));

@@ -218,6 +218,7 @@ pub const OPS: &[Op] = &[
         operands: &[
             shaped("input_ids", Role::Input, Shape::Ids, false),
             shaped("token_type_ids", Role::Input, Shape::Ids, false),
+            shaped("position_ids", Role::Input, Shape::Ids, false),
             shaped("word", Role::Input, Shape::Table, false),
             shaped("position", Role::Input, Shape::Table, false),
             shaped("token_type", Role::Input, Shape::Table, false),
@@ -225,7 +226,8 @@ pub const OPS: &[Op] = &[
             vector("beta"),
             operand("y", Role::Output, true),
         ],
-        // rows = tokens of a padded [batch, seq] batch; token t sits at position t % seq
+        // rows = tokens (a padded [batch, seq] batch, or a packed one); token t sits at
+        // position position_ids[t], each in 0..seq
         ints: &["rows", "cols", "seq"],
         args: &["eps"],
         extents: &[],
@@ -300,7 +302,7 @@ mod tests {
         );
         assert_eq!(
             emb.operand_names(|o| o.shape == Shape::Ids),
-            ["input_ids", "token_type_ids"]
+            ["input_ids", "token_type_ids", "position_ids"]
         );
         assert_eq!(
             (emb.ints, emb.args),

@@ -1,5 +1,6 @@
-//! The embedding step of an encoder: per token `t` of a padded `[batch, seq]` batch,
-//! `h = word[input_ids[t]] + position[t % seq] + token_type[token_type_ids[t]]`, then
+//! The embedding step of an encoder: per token `t` (of a padded `[batch, seq]` batch, or of a
+//! packed one whose sequences sit back to back),
+//! `h = word[input_ids[t]] + position[position_ids[t]] + token_type[token_type_ids[t]]`, then
 //! layernorm (`gamma`, `beta`, eps as a runtime scalar), written `[tokens, hidden]` in the
 //! tables' dtype. Ids are i32; every id must index a row of its table (the caller's contract,
 //! as in PyTorch's `nn.Embedding`): the kernel does not bounds-check them.
@@ -14,11 +15,12 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EmbeddingProblem {
-    /// Rows of the output: `batch · seq`.
+    /// Rows of the output: `batch · seq`, or a packed batch's token count.
     pub tokens: u64,
     /// Row length of every table and of the output.
     pub hidden: u64,
-    /// Tokens per sequence: token `t` takes position `t % seq`.
+    /// The longest sequence: position ids lie in `0..seq` (a padded batch's token `t` has
+    /// position `t % seq`).
     pub seq: u64,
     /// Rows of the word table (valid `input_ids` are `0..vocab`).
     pub vocab: u64,
@@ -87,12 +89,12 @@ impl EmbeddingProblem {
         max_alignment(&[self.hidden])
     }
 
-    /// Compulsory traffic: three table rows read and one row written per token, ids read,
-    /// gamma and beta read once.
+    /// Compulsory traffic: three table rows read and one row written per token, three ids
+    /// read per token, gamma and beta read once.
     pub fn bytes(&self) -> f64 {
         let e = self.dtype.size_bytes() as f64;
         let rows = 4.0 * (self.tokens * self.hidden) as f64 * e;
-        rows + 8.0 * self.tokens as f64 + 2.0 * self.hidden as f64 * e
+        rows + 12.0 * self.tokens as f64 + 2.0 * self.hidden as f64 * e
     }
 
     /// About ten flops per element (two adds, the two reductions, the affine transform).

@@ -1,5 +1,5 @@
 //! The embedding reference: one token's row of
-//! `LN(word[input_ids[t]] + position[t % seq] + token_type[token_type_ids[t]]) · gamma + beta`
+//! `LN(word[input_ids[t]] + position[position_ids[t]] + token_type[token_type_ids[t]]) · gamma + beta`
 //! in f64 (population variance, eps inside the square root, as layernorm).
 
 use crate::operands::OpInputs;
@@ -16,7 +16,7 @@ pub fn embedding_row(p: &EmbeddingProblem, x: &OpInputs, token: u64) -> Option<V
     };
     let word = id("input_ids", p.vocab)? * hidden;
     let kind = id("token_type_ids", p.types)? * hidden;
-    let pos = usize::try_from(token % p.seq.max(1)).ok()? * hidden;
+    let pos = id("position_ids", p.positions)? * hidden;
     let table =
         |name: &str, at: usize| -> Option<f64> { x.values(name).get(at).map(|&v| f64::from(v)) };
     let h = (0..hidden)
