@@ -32,6 +32,10 @@ pub struct Args {
     /// Sequence lengths of the shape buckets (comma separated).
     #[arg(long, value_delimiter = ',', required = true)]
     seq: Vec<u64>,
+    /// Packed (padding-free) buckets under each (batch, seq) bucket: token counts in N even
+    /// steps up to batch × seq, rounded up to 128; 0 compiles padded buckets only.
+    #[arg(long, value_name = "N", default_value_t = tessera_compiler::bucket::DEFAULT_PACKED_STEPS)]
+    packed_buckets: u64,
     /// The plan directory to write (replaced if it holds an earlier plan).
     #[arg(short = 'o', long)]
     out: PathBuf,
@@ -149,6 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype,
         batches: args.batch.clone(),
         seqs: args.seq.clone(),
+        packed_steps: args.packed_buckets,
         dump_graph: args.dump_graph.clone(),
     };
     let lookup = Lookup {

@@ -63,9 +63,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let buckets: Vec<String> = plan
         .buckets
         .iter()
+        .filter(|b| !b.bucket.is_packed())
         .map(|b| format!("{}x{}", b.bucket.batch, b.bucket.seq))
         .collect();
     println!("buckets (batch x seq): {}", buckets.join(", "));
+    let packed: Vec<String> = plan
+        .buckets
+        .iter()
+        .filter(|b| b.bucket.is_packed())
+        .map(|b| {
+            format!(
+                "{}/{}/{}",
+                b.bucket.tokens(),
+                b.bucket.batch,
+                b.bucket.longest()
+            )
+        })
+        .collect();
+    if packed.is_empty() {
+        println!("packed buckets: none (compiled with --packed-buckets 0): every batch runs padded");
+    } else {
+        println!(
+            "packed buckets (tokens/sequences/longest): {}",
+            packed.join(", ")
+        );
+        println!(
+            "padding: `--padding auto` (the default of run and bench) runs a batch in the faster of the smallest padded bucket and the smallest packed bucket that hold it, by the graph replay times the executor measures for every bucket when it loads the plan on the device (packed buckets timed at their representative lengths: one longest sequence, the other tokens spread evenly); `--padding padded|packed` forces one"
+        );
+    }
     println!(
         "memory: arena {} ({} bytes) vs naive {} ({} bytes), {:.1}% of naive, alignment {} B; weights {} in {}",
         mib(plan.arena.bytes),

@@ -1,6 +1,8 @@
 //! `tessera run` and `tessera bench`: a compiled plan loaded by the executor and run on inputs
-//! from a safetensors file, or timed on one bucket (graph replay or the eager launch list, by
-//! device events, median; plus each launch timed alone, eagerly, summed per kernel kind).
+//! from a safetensors file, or timed on one bucket or on a batch of given lengths (graph replay
+//! or the eager launch list, by device events, median; plus each launch timed alone, eagerly,
+//! summed per kernel kind). `--padding` picks padded or packed buckets, or lets the executor
+//! choose by the times it measures at load.
 //!
 //! It owns argument parsing, the input/output files and the report; everything that runs is
 //! `tessera_compiler::executor`'s.
@@ -11,7 +13,7 @@ use clap::Args as ClapArgs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tessera_compiler::bucket::Bucket;
-use tessera_compiler::executor::ExecError;
+use tessera_compiler::executor::{ExecError, Padding};
 use tessera_compiler::import::safetensors::{self, SafetensorsFile};
 use tessera_compiler::{ExecOptions, Executor, Inputs, Plan};
 use tessera_device::cuda::CudaDevice;
@@ -32,6 +34,12 @@ pub struct RunArgs {
     /// sequence's length).
     #[arg(short = 'o', long)]
     pub out: PathBuf,
+    /// Write the real tokens only: `last_hidden_state` [tokens, hidden] and `cu_seqlens`
+    /// [batch + 1] (I64 offsets where each sequence starts, then the total).
+    #[arg(long)]
+    pub packed_output: bool,
+    #[command(flatten)]
+    pub padding: PaddingArg,
     /// Run the launch list eagerly instead of replaying the bucket's CUDA graph.
     #[arg(long)]
     pub no_graph: bool,
@@ -44,16 +52,49 @@ pub struct RunArgs {
     pub sim: bool,
 }
 
+/// `--padding`, shared by run and bench.
+#[derive(ClapArgs)]
+pub struct PaddingArg {
+    /// Run a batch padded to a (batch, seq) bucket, packed (its real tokens only, in a
+    /// token-count bucket), or `auto`: the faster of the two buckets that fit it, by graph
+    /// replay times measured when the plan is loaded.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub padding: PaddingChoice,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PaddingChoice {
+    Padded,
+    Packed,
+    Auto,
+}
+
+impl PaddingArg {
+    fn get(&self) -> Padding {
+        match self.padding {
+            PaddingChoice::Padded => Padding::Padded,
+            PaddingChoice::Packed => Padding::Packed,
+            PaddingChoice::Auto => Padding::Auto,
+        }
+    }
+}
+
 #[derive(ClapArgs)]
 pub struct BenchArgs {
     /// The plan directory `tessera compile` wrote.
     pub plan: PathBuf,
-    /// Batch size of the bucket to time.
-    #[arg(long)]
-    pub batch: u64,
-    /// Sequence length of the bucket to time.
+    /// Batch size of the padded bucket to time.
+    #[arg(long, required_unless_present = "lens", conflicts_with = "lens")]
+    pub batch: Option<u64>,
+    /// Sequence length of the bucket to time (with --lens: the batch's padded length).
     #[arg(long)]
     pub seq: u64,
+    /// Time a batch of sequences of these lengths (comma separated, each in 1..=seq) in the
+    /// bucket `--padding` picks for it, on those lengths.
+    #[arg(long, value_delimiter = ',')]
+    pub lens: Option<Vec<u64>>,
+    #[command(flatten)]
+    pub padding: PaddingArg,
     /// Timed runs (median reported).
     #[arg(long, default_value_t = 50, value_parser = crate::settings::at_least_one)]
     pub iters: u32,
@@ -177,6 +218,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let options = ExecOptions {
         graphs: !args.no_graph,
         debug_nodes: args.debug_nodes,
+        padding: args.padding.get(),
     };
     let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
     let (nodes, result) = exec.run_debug(&inputs);
@@ -197,17 +239,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         eprintln!("{} node outputs in {}", nodes.len(), dir.display());
     }
     let out = result.map_err(exec_error)?;
-    write_f32(
-        &args.out,
-        "last_hidden_state",
-        vec![out.batch, out.seq, out.hidden],
-        out.last_hidden_state,
-    )?;
+    if args.packed_output {
+        let (rows, offsets) = out.packed();
+        let total = offsets.last().copied().unwrap_or(0);
+        let name = "last_hidden_state".to_string();
+        let tensors = BTreeMap::from([(
+            name.clone(),
+            HostTensor {
+                dtype: DType::F32,
+                values: rows,
+            },
+        )]);
+        let shapes = BTreeMap::from([(name, vec![total, out.hidden])]);
+        let ints = BTreeMap::from([(
+            "cu_seqlens".to_string(),
+            offsets.iter().map(|&o| o as i64).collect(),
+        )]);
+        std::fs::write(
+            &args.out,
+            safetensors::to_bytes_with_ints(&tensors, &shapes, &ints),
+        )
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    } else {
+        write_f32(
+            &args.out,
+            "last_hidden_state",
+            vec![out.batch, out.seq, out.hidden],
+            out.last_hidden_state,
+        )?;
+    }
     eprintln!(
-        "ran batch {} × seq {} in bucket {} ({}){}; wrote {}",
+        "ran batch {} × seq {} in bucket {} (padding {}, {}){}; wrote {}",
         out.batch,
         out.seq,
         out.bucket,
+        options.padding.name(),
         if options.graphs && !options.debug_nodes {
             "graph"
         } else {
@@ -228,24 +294,40 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let options = ExecOptions {
         graphs: !args.no_graph,
         debug_nodes: false,
+        padding: args.padding.get(),
     };
-    let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
-    let bucket = Bucket {
-        batch: args.batch,
-        seq: args.seq,
-    };
-    if !exec.plan().bucket_list().contains(&bucket) {
-        return Err(usage(format!(
-            "the plan has no bucket {bucket}; it has {}",
-            exec.plan()
-                .bucket_list()
-                .iter()
-                .map(|b| format!("{}x{}", b.batch, b.seq))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+    if let Some(lens) = &args.lens {
+        if let Some(&bad) = lens.iter().find(|&&l| l == 0 || l > args.seq) {
+            return Err(usage(format!(
+                "--lens: length {bad} is outside 1..={} (--seq)",
+                args.seq
+            )));
+        }
     }
-    let t = exec.time(bucket, 5, args.iters).map_err(exec_error)?;
+    let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
+    let (bucket, t) = match (&args.lens, args.batch) {
+        (Some(lens), _) => {
+            let x = Inputs::with_lengths(args.seq, lens);
+            exec.time_input(&x, 5, args.iters).map_err(exec_error)?
+        }
+        (None, Some(batch)) => {
+            let bucket = Bucket::padded(batch, args.seq);
+            if !exec.plan().bucket_list().contains(&bucket) {
+                return Err(usage(format!(
+                    "the plan has no bucket {bucket}; it has {}",
+                    exec.plan()
+                        .bucket_list()
+                        .iter()
+                        .filter(|b| !b.is_packed())
+                        .map(|b| format!("{}x{}", b.batch, b.seq))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            (bucket, exec.time(bucket, 5, args.iters).map_err(exec_error)?)
+        }
+        (None, None) => return Err(usage("give --batch or --lens")),
+    };
     let breakdown = exec.breakdown(bucket, 5).map_err(exec_error)?;
     let parts = breakdown.by_kind();
     let sum = breakdown.total_ms();
@@ -257,8 +339,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .map(|(k, v)| (k.name().to_string(), serde_json::json!(v)))
             .collect();
         let v = serde_json::json!({
-            "batch": args.batch,
+            "batch": args.batch.unwrap_or(bucket.batch),
             "seq": args.seq,
+            "bucket": bucket.to_string(),
+            "packed_tokens": bucket.packed_tokens,
+            "padding": options.padding.name(),
+            "lens": args.lens,
             "mode": mode,
             "iters": args.iters,
             "median_ms": t.median(),

@@ -89,7 +89,7 @@ pub fn plan_bucket(
                 buffer: Buffer::Arena,
                 offset: arena.get(&v).copied().unwrap_or(0) + offset,
                 bytes: bytes
-                    .unwrap_or_else(|| graph.value(v).bytes(b.batch, b.seq).saturating_sub(offset)),
+                    .unwrap_or_else(|| graph.value(v).bytes(&b).saturating_sub(offset)),
             },
         }
     };
@@ -98,7 +98,7 @@ pub fn plan_bucket(
             .value(v)
             .shape
             .iter()
-            .map(|d| d.bind(b.batch, b.seq))
+            .map(|d| d.bind(&b))
             .collect::<Vec<u64>>()
     };
     let inputs = graph
@@ -172,7 +172,7 @@ fn lifetimes(graph: &Graph, b: Bucket, steps: &[Step]) -> BTreeMap<ValueId, Life
             let l = life.entry(o.value).or_insert(Lifetime {
                 first,
                 last,
-                bytes: value.bytes(b.batch, b.seq),
+                bytes: value.bytes(&b),
             });
             l.first = l.first.min(first);
             l.last = l.last.max(last);

@@ -1,30 +1,113 @@
-//! Shape buckets: a plan is compiled for every (batch, seq) pair of the requested lists, and
-//! at run time an input of `batch` sequences of up to `seq` tokens runs in the smallest bucket
-//! that holds it (padded; the attention mask hides the padding). [`choose`] is that choice, as a
-//! pure function.
+//! Shape buckets. A plan is compiled for every (batch, seq) pair of the requested lists
+//! (padded buckets: an input of `batch` sequences of up to `seq` tokens runs padded to the
+//! smallest one that holds it; the attention mask hides the padding) and, unless turned off,
+//! for token-count buckets under each of them (packed buckets: only the real tokens, back to
+//! back, `tokens` rows for every GEMM and layernorm, attention over `cu_seqlens`).
+//! [`choose`] and [`choose_packed`] are the run-time choices, as pure functions; which of the
+//! two kinds a batch runs in is the executor's (`executor::Padding`).
 
 use serde::{Deserialize, Serialize};
 
-/// One compiled shape: `batch` sequences of `seq` tokens.
+/// Packed buckets are multiples of this many tokens (a GEMM's M tile), or the whole
+/// `batch · seq`.
+pub const TOKEN_GRANULE: u64 = 128;
+
+/// Packed buckets compiled under each padded bucket when the caller does not say.
+pub const DEFAULT_PACKED_STEPS: u64 = 8;
+
+/// One compiled shape: `batch` sequences of `seq` tokens, padded; or, with `packed_tokens`,
+/// up to `batch` sequences of up to [`Bucket::longest`] tokens, `packed_tokens` in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Bucket {
     pub batch: u64,
     pub seq: u64,
+    /// The token capacity of a packed bucket; `None` for a padded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_tokens: Option<u64>,
 }
 
 impl Bucket {
-    pub fn tokens(&self) -> u64 {
-        self.batch * self.seq
+    pub fn padded(batch: u64, seq: u64) -> Bucket {
+        Bucket {
+            batch,
+            seq,
+            packed_tokens: None,
+        }
     }
 
+    pub fn packed(batch: u64, seq: u64, tokens: u64) -> Bucket {
+        Bucket {
+            batch,
+            seq,
+            packed_tokens: Some(tokens),
+        }
+    }
+
+    pub fn is_packed(&self) -> bool {
+        self.packed_tokens.is_some()
+    }
+
+    /// Rows of every token-major activation: `batch · seq`, or the packed capacity.
+    pub fn tokens(&self) -> u64 {
+        self.packed_tokens.unwrap_or(self.batch * self.seq)
+    }
+
+    /// The longest sequence the bucket takes: `seq`; packed, also no more than what leaves
+    /// one token for each other sequence (the attention kernel's launch bound).
+    pub fn longest(&self) -> u64 {
+        match self.packed_tokens {
+            None => self.seq,
+            Some(t) => self.seq.min(t.saturating_sub(self.batch.saturating_sub(1))),
+        }
+    }
+
+    /// A padded bucket that holds `batch` sequences padded to `seq`.
     pub fn fits(&self, batch: u64, seq: u64) -> bool {
-        batch <= self.batch && seq <= self.seq
+        !self.is_packed() && batch <= self.batch && seq <= self.seq
+    }
+
+    /// A packed bucket that holds sequences of these lengths.
+    pub fn admits(&self, lens: &[u64]) -> bool {
+        let total: u64 = lens.iter().sum();
+        self.is_packed()
+            && lens.len() as u64 <= self.batch
+            && lens.iter().all(|&l| l <= self.longest())
+            && total <= self.tokens()
+    }
+
+    /// The lengths a packed bucket is tuned, timed and warmed up with: one sequence of
+    /// [`Bucket::longest`] and the rest of the tokens spread evenly over the other sequences
+    /// (each at least 1, at most the longest); a padded bucket's are all `seq`.
+    pub fn representative_lens(&self) -> Vec<u64> {
+        let n = self.batch as usize;
+        let Some(t) = self.packed_tokens else {
+            return vec![self.seq; n];
+        };
+        let longest = self.longest().max(1);
+        let mut lens = vec![longest];
+        let others = self.batch.saturating_sub(1);
+        if others > 0 {
+            let rest = t.saturating_sub(longest);
+            let (each, extra) = (rest / others, rest % others);
+            lens.extend(
+                (0..others).map(|i| (each + u64::from(i < extra)).clamp(1, longest)),
+            );
+        }
+        lens
     }
 }
 
 impl std::fmt::Display for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "batch {} × seq {}", self.batch, self.seq)
+        match self.packed_tokens {
+            None => write!(f, "batch {} × seq {}", self.batch, self.seq),
+            Some(t) => write!(
+                f,
+                "packed {t} tokens (≤ {} sequences of ≤ {})",
+                self.batch,
+                self.longest()
+            ),
+        }
     }
 }
 
@@ -43,10 +126,17 @@ pub enum BucketError {
         max_batch: u64,
         max_seq: u64,
     },
+    #[error("no packed bucket holds {count} sequences of {total} tokens, the longest {longest} (the plan's packed buckets: {have}); compile with larger --batch/--seq, or run it padded")]
+    NoPackedFit {
+        count: u64,
+        total: u64,
+        longest: u64,
+        have: String,
+    },
 }
 
-/// Every (batch, seq) pair of the two lists, sorted and without repeats. `max_seq` is the
-/// model's position count.
+/// Every (batch, seq) pair of the two lists, padded, sorted and without repeats. `max_seq` is
+/// the model's position count.
 pub fn cross(batches: &[u64], seqs: &[u64], max_seq: u64) -> Result<Vec<Bucket>, BucketError> {
     if batches.is_empty() || seqs.is_empty() {
         return Err(BucketError::Empty);
@@ -64,15 +154,38 @@ pub fn cross(batches: &[u64], seqs: &[u64], max_seq: u64) -> Result<Vec<Bucket>,
     }
     let mut all: Vec<Bucket> = batches
         .iter()
-        .flat_map(|&batch| seqs.iter().map(move |&seq| Bucket { batch, seq }))
+        .flat_map(|&batch| seqs.iter().map(move |&seq| Bucket::padded(batch, seq)))
         .collect();
     all.sort();
     all.dedup();
     Ok(all)
 }
 
-/// The bucket an input of `batch` × `seq` runs in: the fitting bucket with the fewest tokens
-/// (then the smaller batch). An empty input or one larger than every bucket is an error.
+/// The packed buckets under each padded one: `steps` token counts `k · batch · seq / steps`
+/// (k = 1..=steps) rounded up to [`TOKEN_GRANULE`] (never past `batch · seq`), without
+/// repeats; a count below `batch` (no room for one token per sequence) is skipped. `steps`
+/// 0: none.
+pub fn packed_under(padded: &[Bucket], steps: u64) -> Vec<Bucket> {
+    let mut all = Vec::new();
+    for b in padded.iter().filter(|b| !b.is_packed()) {
+        let full = b.batch * b.seq;
+        for k in 1..=steps {
+            let t = (k * full)
+                .div_ceil(steps)
+                .next_multiple_of(TOKEN_GRANULE)
+                .min(full);
+            if t >= b.batch {
+                all.push(Bucket::packed(b.batch, b.seq, t));
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The padded bucket an input of `batch` × `seq` runs in: the fitting bucket with the fewest
+/// tokens (then the smaller batch). An empty input or one larger than every bucket is an error.
 pub fn choose(buckets: &[Bucket], batch: u64, seq: u64) -> Result<Bucket, BucketError> {
     if batch == 0 {
         return Err(BucketError::Zero { what: "batch size" });
@@ -82,16 +195,51 @@ pub fn choose(buckets: &[Bucket], batch: u64, seq: u64) -> Result<Bucket, Bucket
             what: "sequence length",
         });
     }
-    buckets
-        .iter()
+    let padded = || buckets.iter().filter(|b| !b.is_packed());
+    padded()
         .filter(|b| b.fits(batch, seq))
         .min_by_key(|b| (b.tokens(), b.batch, b.seq))
         .copied()
         .ok_or_else(|| BucketError::NoFit {
             batch,
             seq,
-            max_batch: buckets.iter().map(|b| b.batch).max().unwrap_or(0),
-            max_seq: buckets.iter().map(|b| b.seq).max().unwrap_or(0),
+            max_batch: padded().map(|b| b.batch).max().unwrap_or(0),
+            max_seq: padded().map(|b| b.seq).max().unwrap_or(0),
+        })
+}
+
+/// The packed bucket sequences of these lengths run in: the admitting bucket with the fewest
+/// tokens (then the fewest sequences, then the shortest bound).
+pub fn choose_packed(buckets: &[Bucket], lens: &[u64]) -> Result<Bucket, BucketError> {
+    if lens.is_empty() {
+        return Err(BucketError::Zero { what: "batch size" });
+    }
+    if lens.contains(&0) {
+        return Err(BucketError::Zero {
+            what: "sequence length",
+        });
+    }
+    buckets
+        .iter()
+        .filter(|b| b.admits(lens))
+        .min_by_key(|b| (b.tokens(), b.batch, b.seq))
+        .copied()
+        .ok_or_else(|| {
+            let have: Vec<String> = buckets
+                .iter()
+                .filter(|b| b.is_packed())
+                .map(|b| format!("{}/{}/{}", b.tokens(), b.batch, b.longest()))
+                .collect();
+            BucketError::NoPackedFit {
+                count: lens.len() as u64,
+                total: lens.iter().sum(),
+                longest: lens.iter().copied().max().unwrap_or(0),
+                have: if have.is_empty() {
+                    "none".into()
+                } else {
+                    format!("tokens/sequences/longest {}", have.join(", "))
+                },
+            }
         })
 }
 
@@ -104,14 +252,11 @@ mod tests {
     fn picks_the_smallest_fitting_bucket() {
         let b = cross(&[1, 8, 32], &[128, 384], 512).unwrap();
         assert_eq!(b.len(), 6);
-        assert_eq!(choose(&b, 1, 100).unwrap(), Bucket { batch: 1, seq: 128 });
-        assert_eq!(choose(&b, 2, 129).unwrap(), Bucket { batch: 8, seq: 384 });
+        assert_eq!(choose(&b, 1, 100).unwrap(), Bucket::padded(1, 128));
+        assert_eq!(choose(&b, 2, 129).unwrap(), Bucket::padded(8, 384));
         assert_eq!(
             choose(&b, 32, 384).unwrap(),
-            Bucket {
-                batch: 32,
-                seq: 384
-            }
+            Bucket::padded(32, 384)
         );
         let e = choose(&b, 33, 10).unwrap_err().to_string();
         assert!(
@@ -154,6 +299,66 @@ mod tests {
                     let is_no_fit = matches!(e, BucketError::NoFit { .. });
                     prop_assert!(is_no_fit);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_buckets_step_in_granules_and_admit_by_tokens() {
+        let padded = cross(&[8, 32], &[384], 512).unwrap();
+        let packed = packed_under(&padded, 8);
+        let b32: Vec<u64> = packed
+            .iter()
+            .filter(|b| b.batch == 32)
+            .map(Bucket::tokens)
+            .collect();
+        assert_eq!(b32, [1536, 3072, 4608, 6144, 7680, 9216, 10752, 12288]);
+        let b8: Vec<u64> = packed.iter().filter(|b| b.batch == 8).map(Bucket::tokens).collect();
+        assert_eq!(b8, [384, 768, 1152, 1536, 1920, 2304, 2688, 3072]);
+        // the smallest 8-sequence bucket leaves a token for each of the other 7
+        let small = Bucket::packed(8, 384, 384);
+        assert_eq!(small.longest(), 377);
+        assert!(small.admits(&[377, 1, 1, 1, 1, 1, 1, 1]));
+        assert!(!small.admits(&[378]), "longer than the launch bound");
+        assert!(!small.admits(&[100; 4]), "400 tokens");
+        assert!(!padded[0].admits(&[1]), "a padded bucket admits nothing packed");
+        let all: Vec<Bucket> = padded.iter().chain(&packed).copied().collect();
+        assert_eq!(
+            choose_packed(&all, &[300, 5, 1]).unwrap(),
+            Bucket::packed(8, 384, 384)
+        );
+        assert_eq!(
+            choose_packed(&all, &[384; 9]).unwrap(),
+            Bucket::packed(32, 384, 4608)
+        );
+        let e = choose_packed(&all, &[384; 33]).unwrap_err().to_string();
+        assert!(e.contains("33 sequences of 12672 tokens"), "{e}");
+        // a padded choice never lands in a packed bucket
+        assert_eq!(choose(&all, 2, 10).unwrap(), Bucket::padded(8, 384));
+        assert!(packed_under(&padded, 0).is_empty());
+        // tiny buckets: a token count under the batch is skipped, the whole batch kept
+        let tiny = packed_under(&[Bucket::padded(4, 2)], 8);
+        assert_eq!(tiny, [Bucket::packed(4, 2, 8)]);
+        assert_eq!(
+            Bucket::packed(32, 384, 6144).to_string(),
+            "packed 6144 tokens (≤ 32 sequences of ≤ 384)"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn representative_lengths_fill_a_packed_bucket(
+            batch in 1u64..64,
+            seq in 1u64..512,
+            steps in 1u64..12,
+        ) {
+            for b in packed_under(&[Bucket::padded(batch, seq)], steps) {
+                let lens = b.representative_lens();
+                prop_assert_eq!(lens.len() as u64, b.batch);
+                prop_assert!(b.admits(&lens), "{b}: {lens:?}");
+                prop_assert_eq!(lens.iter().copied().max(), Some(b.longest()));
+                prop_assert!(lens.iter().all(|&l| l >= 1));
+                prop_assert_eq!(choose_packed(&[b], &lens), Ok(b));
             }
         }
     }

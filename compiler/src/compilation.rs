@@ -22,6 +22,8 @@ pub struct Options {
     pub dtype: DType,
     pub batches: Vec<u64>,
     pub seqs: Vec<u64>,
+    /// Packed buckets under each padded one (`bucket::packed_under`); 0: padded buckets only.
+    pub packed_steps: u64,
     /// Write the graph before and after every pass here.
     pub dump_graph: Option<PathBuf>,
 }
@@ -72,7 +74,9 @@ pub fn optimize(options: &Options, obs: &mut dyn Observer) -> Result<Optimized, 
     }
     obs.phase(&format!("import {}", options.model_dir.display()));
     let mut model = import::import(&options.model_dir, options.dtype)?;
-    let buckets = bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
+    let mut buckets =
+        bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
+    buckets.extend(bucket::packed_under(&buckets, options.packed_steps));
     obs.phase("graph passes");
     let passes = passes::optimize(
         &mut model.graph,

@@ -8,10 +8,17 @@
 //! kernel source and the problem). Each bucket whose launches can all run is run once eagerly
 //! (warm-up: module loads, shared-memory opt-ins) and captured into a CUDA graph.
 //!
-//! [`Executor::run`] checks the inputs, picks the bucket (`bucket::choose`), pads the inputs to
-//! it, uploads them into the plan's input slots, replays the bucket's graph (or, with graphs
-//! off or `debug_nodes`, runs the same launches eagerly, syncing and keeping every node's
-//! output in debug mode) and downloads the last hidden state of the real tokens.
+//! [`Executor::run`] checks the inputs, picks the bucket, pads the inputs to it (a padded
+//! bucket) or packs the real tokens back to back with their positions and the sequence offsets
+//! (a packed bucket), uploads them into the plan's input slots, replays the bucket's graph (or,
+//! with graphs off or `debug_nodes`, runs the same launches eagerly, syncing and keeping every
+//! node's output in debug mode) and downloads the last hidden state of the real tokens,
+//! scattered back to `[batch, seq, hidden]` (padding zero; [`Output::packed`] gives it packed).
+//!
+//! Which kind of bucket a batch runs in is [`Padding`]: `padded`, `packed`, or `auto`, which
+//! takes the faster of the two buckets that fit the batch by the graph-replay times measured
+//! on this device when the plan is loaded ([`Executor::bucket_ms`]; a bucket is timed with its
+//! representative lengths, so the rule follows the device, not a fixed padding threshold).
 //!
 //! Plans from this build are kernels only (the embedding is a kernel, attention writes
 //! token-major, the pooler is not compiled). A launch with no kernel (a `glue` step, or an
@@ -44,6 +51,31 @@ use tessera_library::reference::GemmStrides;
 use tessera_tuner::sweep::device_fingerprint;
 use tessera_tuner::Candidate;
 
+/// Which kind of bucket a batch runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// The smallest padded bucket that holds the batch.
+    Padded,
+    /// The smallest packed bucket that holds its real tokens.
+    Packed,
+    /// The faster of the two by the times measured at load (either, when only one fits).
+    #[default]
+    Auto,
+}
+
+impl Padding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding::Padded => "padded",
+            Padding::Packed => "packed",
+            Padding::Auto => "auto",
+        }
+    }
+}
+
+/// Replays per bucket when [`Padding::Auto`] times the buckets at load (after one warm-up).
+const AUTO_TIMING_ITERS: u32 = 3;
+
 /// How the executor runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecOptions {
@@ -52,6 +84,8 @@ pub struct ExecOptions {
     /// Run eagerly, synchronize after every launch (a fault names its node) and keep every
     /// node's output.
     pub debug_nodes: bool,
+    /// Padded or packed buckets, or the measured choice.
+    pub padding: Padding,
 }
 
 impl Default for ExecOptions {
@@ -59,6 +93,7 @@ impl Default for ExecOptions {
         ExecOptions {
             graphs: true,
             debug_nodes: false,
+            padding: Padding::Auto,
         }
     }
 }
@@ -181,6 +216,25 @@ pub struct Inputs {
     pub token_type_ids: Option<Vec<i64>>,
 }
 
+impl Inputs {
+    /// A batch of `lens.len()` sequences of these lengths padded to `seq`: ids 0, the mask
+    /// from the lengths (what `tessera bench --lens` times).
+    pub fn with_lengths(seq: u64, lens: &[u64]) -> Inputs {
+        let n = lens.len() * seq as usize;
+        let mask = lens
+            .iter()
+            .flat_map(|&l| (0..seq).map(move |t| i64::from(t < l)))
+            .collect();
+        Inputs {
+            batch: lens.len() as u64,
+            seq,
+            input_ids: vec![0; n],
+            attention_mask: Some(mask),
+            token_type_ids: None,
+        }
+    }
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -196,6 +250,21 @@ pub struct Output {
     pub nodes: NodeOutputs,
 }
 
+impl Output {
+    /// The real tokens only, back to back (`[total, hidden]`), and the `batch + 1` offsets
+    /// where each sequence starts (then the total).
+    pub fn packed(&self) -> (Vec<f32>, Vec<u64>) {
+        let offsets = tessera_dsl::Packing::offsets(&self.lengths);
+        let h = self.hidden as usize;
+        let mut rows = Vec::with_capacity(offsets.last().copied().unwrap_or(0) as usize * h);
+        for (r, &len) in self.lengths.iter().enumerate() {
+            let start = r * self.seq as usize * h;
+            rows.extend_from_slice(&self.last_hidden_state[start..start + len as usize * h]);
+        }
+        (rows, offsets)
+    }
+}
+
 /// A plan loaded on a device, ready to run.
 pub struct Executor<'d> {
     device: &'d dyn Device,
@@ -207,6 +276,8 @@ pub struct Executor<'d> {
     stream: Stream,
     buckets: Vec<BucketExec>,
     host_glue: std::collections::HashMap<Glue, HostGlue>,
+    /// Per bucket, the median replay time measured at load ([`Padding::Auto`] only).
+    bucket_ms: Vec<Option<f64>>,
 }
 
 impl<'d> Executor<'d> {
@@ -271,13 +342,33 @@ impl<'d> Executor<'d> {
             stream,
             buckets,
             host_glue: std::collections::HashMap::new(),
+            bucket_ms: Vec::new(),
         };
         if options.graphs && !options.debug_nodes {
             for i in 0..exec.buckets.len() {
                 exec.capture(i)?;
             }
         }
+        if options.padding == Padding::Auto {
+            let mut ms = Vec::with_capacity(exec.buckets.len());
+            for i in 0..exec.buckets.len() {
+                let b = exec.plan.buckets[i].bucket;
+                ms.push(match exec.kernels_only(i) {
+                    Ok(()) => Some(exec.time(b, 1, AUTO_TIMING_ITERS)?.median()),
+                    Err(_) => None,
+                });
+            }
+            exec.bucket_ms = ms;
+        }
         Ok(exec)
+    }
+
+    /// The replay time of each bucket measured at load, in plan order (`None`: not measured,
+    /// because the padding is not `auto` or the bucket cannot run on kernels alone).
+    pub fn bucket_ms(&self) -> Vec<Option<f64>> {
+        (0..self.plan.buckets.len())
+            .map(|i| self.bucket_ms.get(i).copied().flatten())
+            .collect()
     }
 
     pub fn plan(&self) -> &Plan {
@@ -346,10 +437,12 @@ impl<'d> Executor<'d> {
             }))
     }
 
-    /// Inputs that are valid for bucket `i` (all tokens real, ids 0), uploaded.
+    /// Inputs that are valid for bucket `i` (ids 0; a padded bucket's tokens all real, a
+    /// packed one's at its representative lengths), uploaded.
     fn upload_default_inputs(&self, i: usize) -> Result<(), ExecError> {
         let b = self.plan.buckets[i].bucket;
         let n = (b.batch * b.seq) as usize;
+        let lens = b.representative_lens();
         let inputs = Inputs {
             batch: b.batch,
             seq: b.seq,
@@ -357,7 +450,6 @@ impl<'d> Executor<'d> {
             attention_mask: None,
             token_type_ids: None,
         };
-        let lens = vec![b.seq; b.batch as usize];
         self.upload_inputs(i, &inputs, &lens)
     }
 
@@ -484,17 +576,17 @@ impl<'d> Executor<'d> {
 
     fn upload_inputs(&self, i: usize, x: &Inputs, lens: &[u64]) -> Result<(), ExecError> {
         let bp = &self.plan.buckets[i];
-        let b = bp.bucket;
+        let rows = Rows::of(bp.bucket, x, lens);
+        let positions: Vec<i64> = (0..x.batch * x.seq).map(|t| (t % x.seq) as i64).collect();
         for slot in &bp.inputs {
             let values: Vec<i32> = match slot.kind {
-                InputKind::InputIds => pad(&x.input_ids, x, b, 0),
+                InputKind::InputIds => rows.place(&x.input_ids),
                 InputKind::TokenTypeIds => match &x.token_type_ids {
-                    Some(t) => pad(t, x, b, 0),
-                    None => vec![0; (b.batch * b.seq) as usize],
+                    Some(t) => rows.place(t),
+                    None => vec![0; bp.bucket.tokens() as usize],
                 },
-                InputKind::SeqLens => (0..b.batch as usize)
-                    .map(|r| lens.get(r).copied().unwrap_or(1) as i32)
-                    .collect(),
+                InputKind::PositionIds => rows.place(&positions),
+                InputKind::SeqLens => rows.lens_operand(),
             };
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             let name = format!("input {:?}", slot.kind);
@@ -522,9 +614,36 @@ impl<'d> Executor<'d> {
         check_inputs(&self.plan, x)
     }
 
-    /// The bucket `x` runs in.
+    /// The bucket `x` runs in, by the [`Padding`] option (see the module docs).
     pub fn bucket_for(&self, x: &Inputs) -> Result<Bucket, ExecError> {
-        Ok(bucket::choose(&self.plan.bucket_list(), x.batch, x.seq)?)
+        let lens = self.check_inputs(x)?;
+        self.choose(x, &lens)
+    }
+
+    fn choose(&self, x: &Inputs, lens: &[u64]) -> Result<Bucket, ExecError> {
+        let list = self.plan.bucket_list();
+        let padded = || bucket::choose(&list, x.batch, x.seq);
+        let packed = || bucket::choose_packed(&list, lens);
+        match self.options.padding {
+            Padding::Padded => Ok(padded()?),
+            Padding::Packed => Ok(packed()?),
+            Padding::Auto => {
+                let ms = |b: &Bucket| {
+                    let i = list.iter().position(|l| l == b)?;
+                    self.bucket_ms.get(i).copied().flatten()
+                };
+                match (padded(), packed()) {
+                    (Ok(a), Ok(p)) => Ok(match (ms(&a), ms(&p)) {
+                        (Some(ta), Some(tp)) if ta < tp => a,
+                        (Some(_), None) => a,
+                        _ => p,
+                    }),
+                    (Ok(a), Err(_)) => Ok(a),
+                    (Err(_), Ok(p)) => Ok(p),
+                    (Err(e), Err(_)) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Run the model on `x` (see the module docs).
@@ -545,7 +664,7 @@ impl<'d> Executor<'d> {
 
     fn run_into(&self, x: &Inputs, nodes: &mut NodeOutputs) -> Result<Output, ExecError> {
         let lens = self.check_inputs(x)?;
-        let b = self.bucket_for(x)?;
+        let b = self.choose(x, &lens)?;
         let i = self.bucket_index(b)?;
         if !self.options.debug_nodes {
             if let Some(e) = self.blocked(i) {
@@ -585,9 +704,10 @@ impl<'d> Executor<'d> {
                 what: e.to_string(),
             })?;
         let mut out = vec![0f32; (x.batch * x.seq * hidden) as usize];
+        let rows = Rows::of(b, x, &lens);
         for (r, &len) in lens.iter().enumerate() {
             for t in 0..len as usize {
-                let src = (r * b.seq as usize + t) * hidden as usize;
+                let src = rows.row(r, t) * hidden as usize;
                 let dst = (r * x.seq as usize + t) * hidden as usize;
                 let row = all.values.get(src..src + hidden as usize).ok_or_else(|| {
                     ExecError::Malformed {
@@ -636,12 +756,33 @@ impl<'d> Executor<'d> {
     pub fn time(&self, b: Bucket, warmup: u32, iters: u32) -> Result<Timing, ExecError> {
         let i = self.bucket_index(b)?;
         self.kernels_only(i)?;
+        self.upload_default_inputs(i)?;
+        self.replays(i, warmup, iters)
+    }
+
+    /// Time the bucket input `x` runs in (chosen as [`Executor::run`] chooses), on `x`
+    /// itself: its tokens, lengths and offsets uploaded once, then as [`Executor::time`].
+    pub fn time_input(
+        &self,
+        x: &Inputs,
+        warmup: u32,
+        iters: u32,
+    ) -> Result<(Bucket, Timing), ExecError> {
+        let lens = self.check_inputs(x)?;
+        let b = self.choose(x, &lens)?;
+        let i = self.bucket_index(b)?;
+        self.kernels_only(i)?;
+        self.upload_inputs(i, x, &lens)?;
+        Ok((b, self.replays(i, warmup, iters)?))
+    }
+
+    /// `iters` timed runs of bucket `i` on the uploaded inputs, after `warmup` untimed ones.
+    fn replays(&self, i: usize, warmup: u32, iters: u32) -> Result<Timing, ExecError> {
         if iters == 0 {
             return Err(ExecError::Mode(
                 "timing needs at least one iteration".into(),
             ));
         }
-        self.upload_default_inputs(i)?;
         let once = || -> Result<(), ExecError> {
             match &self.buckets[i].graph {
                 Some(g) => self
@@ -800,16 +941,71 @@ fn glue_name(g: Glue) -> &'static str {
 }
 
 /// `v` (`x.batch × x.seq`) padded to the bucket with `fill`, as i32.
-fn pad(v: &[i64], x: &Inputs, b: Bucket, fill: i32) -> Vec<i32> {
-    let mut out = vec![fill; (b.batch * b.seq) as usize];
-    for r in 0..x.batch as usize {
-        for t in 0..x.seq as usize {
-            if let Some(&id) = v.get(r * x.seq as usize + t) {
-                out[r * b.seq as usize + t] = id as i32;
-            }
+/// Where an input's tokens sit in a bucket's rows: padded, sequence `r` at row `r · seq`;
+/// packed, the real tokens back to back from the offsets.
+struct Rows {
+    bucket: Bucket,
+    /// The input's padded length (its row stride).
+    seq: usize,
+    lens: Vec<u64>,
+    offsets: Vec<u64>,
+}
+
+impl Rows {
+    fn of(bucket: Bucket, x: &Inputs, lens: &[u64]) -> Rows {
+        Rows {
+            bucket,
+            seq: x.seq as usize,
+            lens: lens.to_vec(),
+            offsets: tessera_dsl::Packing::offsets(lens),
         }
     }
-    out
+
+    /// The bucket row of token `t` of sequence `r`.
+    fn row(&self, r: usize, t: usize) -> usize {
+        if self.bucket.is_packed() {
+            self.offsets[r] as usize + t
+        } else {
+            r * self.bucket.seq as usize + t
+        }
+    }
+
+    /// A `[batch, seq]` input's values at the bucket's rows (0 elsewhere): every token of a
+    /// padded bucket, the real ones of a packed bucket.
+    fn place(&self, v: &[i64]) -> Vec<i32> {
+        let mut out = vec![0; self.bucket.tokens() as usize];
+        for (r, &len) in self.lens.iter().enumerate() {
+            let n = if self.bucket.is_packed() {
+                len as usize
+            } else {
+                self.seq
+            };
+            for t in 0..n {
+                if let (Some(&id), Some(o)) = (v.get(r * self.seq + t), out.get_mut(self.row(r, t)))
+                {
+                    *o = id as i32;
+                }
+            }
+        }
+        out
+    }
+
+    /// The attention lengths operand: padded, each sequence's length (1 for the bucket's
+    /// empty rows); packed, the `batch + 1` offsets (sequences past the input's are empty).
+    fn lens_operand(&self) -> Vec<i32> {
+        let n = self.bucket.batch as usize;
+        let i32_of = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+        if self.bucket.is_packed() {
+            let total = self.offsets.last().copied().unwrap_or(0);
+            (0..=n)
+                .map(|r| i32_of(self.offsets.get(r).copied().unwrap_or(total)))
+                .collect()
+        } else {
+            (0..n)
+                .map(|r| i32_of(self.lens.get(r).copied().unwrap_or(1)))
+                .collect()
+        }
+    }
 }
 
 /// The attention kernel of this build writes `[b, h, s, d]`; a plan that asks for the
@@ -817,12 +1013,14 @@ fn pad(v: &[i64], x: &Inputs, b: Bucket, fill: i32) -> Vec<i32> {
 /// once the template has one (any problem field whose value names tokens), so this check
 /// follows the library without a change here.
 fn attention_writes(problem: &Problem, store: AttentionStore) -> bool {
+    let Problem::Attention(a) = problem else {
+        return true;
+    };
+    let token_major =
+        a.packed.is_some() || a.layout == tessera_dsl::problem::AttentionLayout::Bshd;
     match store {
-        AttentionStore::Heads => true,
-        AttentionStore::Tokens => matches!(
-            problem,
-            Problem::Attention(a) if a.layout == tessera_dsl::problem::AttentionLayout::Bshd
-        ),
+        AttentionStore::Heads => !token_major,
+        AttentionStore::Tokens => token_major,
     }
 }
 

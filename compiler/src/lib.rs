@@ -40,6 +40,6 @@ pub mod tuning;
 pub mod weights;
 
 pub use compilation::{compile, optimize, CompileError, Compiled, Options};
-pub use executor::{ExecError, ExecOptions, Executor, Inputs, Output};
+pub use executor::{ExecError, ExecOptions, Executor, Inputs, Output, Padding};
 pub use plan::Plan;
 pub use tuning::{Lookup, Mode};

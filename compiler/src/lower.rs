@@ -6,6 +6,12 @@
 //! operands named as the kernel's ABI names them and given as views: a graph value and a byte
 //! offset in it.
 //!
+//! A packed bucket lowers the same graph over its token capacity: the embedding, every GEMM
+//! and every layernorm run on `tokens` rows (a head store writes `[parts, tokens, heads,
+//! head_dim]`, which is `thd` per part), and attention is the packed (`cu_seqlens`) kernel over
+//! the bucket's sequences, tuned at [`Bucket::representative_lens`]; the kernel reads the real
+//! offsets at run time, so one launch serves every batch the bucket admits.
+//!
 //! A node the passes left unfused (a lone bias add, say) has no kernel: that is an error
 //! naming it, not a silent fallback.
 
@@ -16,7 +22,7 @@ use std::collections::BTreeMap;
 use tessera_dsl::problem::ProblemError;
 use tessera_dsl::{
     AttentionLayout, AttentionProblem, DType, EmbeddingProblem, EpilogueOp, GemmProblem,
-    LayernormProblem, Layout, Mask, Problem, Store,
+    LayernormProblem, Layout, Mask, Packing, Problem, Store,
 };
 
 /// A step with no kernel template yet; an executor slots one in by this name. (The embedding
@@ -76,6 +82,8 @@ pub enum LowerError {
     },
     #[error("node `{node}`: unexpected operand shape {what}")]
     Shape { node: String, what: String },
+    #[error("node `{node}`: a packed bucket needs attention to write token-major rows (the `absorb_layout` pass makes it so); this graph's attention writes [batch, heads, seq, head_dim]")]
+    PackedHeads { node: String },
 }
 
 fn fixed_last(graph: &Graph, node: &Node, v: ValueId) -> Result<u64, LowerError> {
@@ -134,6 +142,11 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 qkv,
                 store,
             } => {
+                if bucket.is_packed() && store != AttentionStore::Tokens {
+                    return Err(LowerError::PackedHeads {
+                        node: node.name.clone(),
+                    });
+                }
                 let mut step = attention(ins, heads, head_dim, qkv, store, bucket, dtype);
                 step.scalars.insert("scale".into(), scale);
                 step.attention_store = Some(store);
@@ -159,6 +172,7 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
                 let names = [
                     "input_ids",
                     "token_type_ids",
+                    "position_ids",
                     "word",
                     "position",
                     "token_type",
@@ -202,8 +216,8 @@ pub fn lower(graph: &Graph, bucket: Bucket, dtype: DType) -> Result<Vec<Step>, L
     Ok(steps)
 }
 
-/// The embedding over the bucket's padded `[batch, seq]` tokens (token `t` at position
-/// `t % seq`), table sizes from the word, position and token-type tables (`[rows, hidden]`).
+/// The embedding over the bucket's tokens (positions below its longest sequence), table
+/// sizes from the word, position and token-type tables (`[rows, hidden]`).
 fn embedding(
     graph: &Graph,
     node: &Node,
@@ -230,11 +244,11 @@ fn embedding(
     let mut e = EmbeddingProblem::new(
         bucket.tokens(),
         fixed_last(graph, node, node.output)?,
-        bucket.seq,
+        bucket.longest(),
     );
-    e.vocab = rows(2)?;
-    e.positions = rows(3)?;
-    e.types = rows(4)?;
+    e.vocab = rows(3)?;
+    e.positions = rows(4)?;
+    e.types = rows(5)?;
     e.dtype = dtype;
     Ok(e)
 }
@@ -261,10 +275,11 @@ fn linear(
     g.layout_b = Layout::Col;
     g.epilogue = epilogue.to_vec();
     if let LinearStore::Heads { heads, head_dim } = store {
+        // packed: every token is a sequence of one here, so each part is [tokens, heads, head_dim]
         g.store = Store::Heads {
             heads,
             head_dim,
-            seq: bucket.seq,
+            seq: if bucket.is_packed() { 1 } else { bucket.seq },
         };
     }
     let mut ops = vec![operand("a", ins[0]), operand("b", ins[1])];
@@ -291,8 +306,9 @@ pub fn attention_layout(store: AttentionStore) -> AttentionLayout {
     }
 }
 
-/// Attention with the key-padding mask (`seq_lens`) writing O as `store` asks; a packed QKV
-/// is three consecutive views.
+/// Attention with the key-padding mask (`seq_lens`) writing O as `store` asks, or, in a packed
+/// bucket, over the sequences `seq_lens` holds the offsets of (both `cu_seqlens` operands); a
+/// packed QKV is three consecutive views.
 fn attention(
     ins: &[ValueId],
     heads: u64,
@@ -302,31 +318,40 @@ fn attention(
     bucket: Bucket,
     dtype: DType,
 ) -> Lowered {
-    let mut a = AttentionProblem::new(bucket.batch, heads, bucket.seq, head_dim);
+    let mut a = AttentionProblem::new(bucket.batch, heads, bucket.longest(), head_dim);
     a.dtype = dtype;
-    a.mask = Mask::Padding;
-    a.layout = attention_layout(store);
+    if bucket.is_packed() {
+        a = a.with_packing(Packing::uniform_self(bucket.representative_lens()));
+    } else {
+        a.mask = Mask::Padding;
+        a.layout = attention_layout(store);
+    }
+    let lens = |v: ValueId| -> Vec<Operand> {
+        if bucket.is_packed() {
+            vec![operand("cu_seqlens_q", v), operand("cu_seqlens_kv", v)]
+        } else {
+            vec![operand("kv_lens", v)]
+        }
+    };
     let ops = match qkv {
-        AttentionQkv::Separate => vec![
-            operand("q", ins[0]),
-            operand("k", ins[1]),
-            operand("v", ins[2]),
-            operand("kv_lens", ins[3]),
-        ],
+        AttentionQkv::Separate => [
+            vec![
+                operand("q", ins[0]),
+                operand("k", ins[1]),
+                operand("v", ins[2]),
+            ],
+            lens(ins[3]),
+        ]
+        .concat(),
         AttentionQkv::Packed => {
-            let part = bucket.batch * heads * bucket.seq * head_dim * u64::from(dtype.size_bytes());
+            let part = bucket.tokens() * heads * head_dim * u64::from(dtype.size_bytes());
             let view = |name: &str, i: u64| Operand {
                 name: name.into(),
                 value: ins[0],
                 offset: i * part,
                 bytes: Some(part),
             };
-            vec![
-                view("q", 0),
-                view("k", 1),
-                view("v", 2),
-                operand("kv_lens", ins[1]),
-            ]
+            [vec![view("q", 0), view("k", 1), view("v", 2)], lens(ins[1])].concat()
         }
     };
     Lowered::new(StepKind::Kernel(Problem::Attention(a)), ops, "o")

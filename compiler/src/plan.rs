@@ -21,7 +21,7 @@ use tessera_cache::DeviceFingerprint;
 use tessera_dsl::DType;
 
 /// Bumped on every incompatible change of [`Plan`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 pub const PLAN_FILE: &str = "plan.json";
 pub const WEIGHTS_FILE: &str = "weights.bin";
 

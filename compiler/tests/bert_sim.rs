@@ -8,7 +8,7 @@
 use std::path::Path;
 use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_compiler::fixture::Fixture;
-use tessera_compiler::graph::{AttentionQkv, AttentionStore, LinearStore, Op};
+use tessera_compiler::graph::{AttentionQkv, AttentionStore, InputKind, LinearStore, Op};
 use tessera_compiler::plan::{Buffer, Callee, PlanError, View};
 use tessera_compiler::tuning::{TuningError, TuningStatus};
 use tessera_compiler::{compile, optimize, CompileError, Compiled, Lookup, Mode, Options, Plan};
@@ -16,12 +16,16 @@ use tessera_device::{Device, SimDevice};
 use tessera_dsl::{AttentionLayout, DType, EpilogueOp, Mask, Problem, Store, Target};
 use tessera_tuner::sweep::{device_fingerprint, Silent};
 
+/// Packed buckets under each padded one (see `common::PACKED_STEPS`).
+const PACKED_STEPS: u64 = 2;
+
 fn options(dir: &Path) -> Options {
     Options {
         model_dir: dir.to_path_buf(),
         dtype: DType::F16,
         batches: vec![1, 2],
         seqs: vec![16, 32],
+        packed_steps: PACKED_STEPS,
         dump_graph: None,
     }
 }
@@ -158,7 +162,7 @@ fn passes_leave_one_fused_qkv_gemm_per_layer_and_fused_epilogues() {
     }
     // the embedding stays a node with all its operands (a later kernel slots in there)
     let emb = &g.nodes[0];
-    assert_eq!((emb.op.kind(), emb.inputs.len()), ("embedding", 7));
+    assert_eq!((emb.op.kind(), emb.inputs.len()), ("embedding", 8));
     // every pass reported and dumped
     let names: Vec<&str> = out.passes.iter().map(|p| p.pass.as_str()).collect();
     assert_eq!(
@@ -193,12 +197,22 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     let cache = Cache::open(dir.path().join("tune.db")).unwrap();
     let compiled = compile_with(dir.path(), &cache, Mode::NoTune).unwrap();
     let plan = &compiled.plan;
-    assert_eq!(plan.buckets.len(), 4);
-    // per bucket: embedding, qkv, attention, out-proj, layernorm, ffn up, ffn down (both layers
-    // and both layernorms share them); buckets 1×32 and 2×16 have the same 32 rows, so their
-    // out-proj, layernorm and FFN problems are shared too (the embedding's positions, QKV's
-    // head store and attention know seq)
-    assert_eq!(plan.kernels.len(), 7 * 4 - 4);
+    // 4 padded buckets, and under each one packed bucket (their token counts are under one
+    // granule): 16, 32, 32 and 64 tokens
+    assert_eq!(plan.buckets.len(), 8);
+    let packed: Vec<_> = plan.buckets.iter().filter(|b| b.bucket.is_packed()).collect();
+    assert_eq!(
+        packed.iter().map(|b| b.bucket.tokens()).collect::<Vec<_>>(),
+        [16, 32, 32, 64]
+    );
+    // per padded bucket: embedding, qkv, attention, out-proj, layernorm, ffn up, ffn down
+    // (both layers and both layernorms share them); buckets 1×32 and 2×16 have the same 32
+    // rows, so their out-proj, layernorm and FFN problems are shared too (the embedding's
+    // positions, QKV's head store and attention know seq). A packed bucket shares its
+    // token-count's embedding, out-proj, layernorm and FFN problems, and adds its QKV GEMM
+    // (a head store of one-token sequences: [3, tokens, heads, head_dim]; one per token count)
+    // and its packed attention.
+    assert_eq!(plan.kernels.len(), 7 * 4 - 4 + 3 + 4);
     for k in &plan.kernels {
         assert!(matches!(k.status, TuningStatus::Untuned { .. }), "{k:?}");
         assert!(k.kernel_name.starts_with(&k.template), "{}", k.kernel_name);
@@ -224,17 +238,57 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
             _ => None,
         })
         .collect();
-    assert_eq!(attention.len(), 4, "one attention problem per bucket");
+    assert_eq!(attention.len(), 8, "one attention problem per bucket");
     for (a, name) in &attention {
-        assert_eq!((a.layout, a.mask), (AttentionLayout::Bshd, Mask::Padding));
-        assert!(name.contains("_bshd_"), "{name}");
+        if a.packed.is_some() {
+            assert_eq!(a.mask, Mask::None);
+            assert!(name.contains("_thd_"), "{name}");
+        } else {
+            assert_eq!((a.layout, a.mask), (AttentionLayout::Bshd, Mask::Padding));
+            assert!(name.contains("_bshd_"), "{name}");
+        }
+    }
+    for b in &packed {
+        let kernel = |node: &str| {
+            b.launches
+                .iter()
+                .find(|l| l.node.ends_with(node))
+                .and_then(|l| match l.callee {
+                    Callee::Kernel { kernel } => Some((l, &plan.kernels[kernel].problem)),
+                    Callee::Glue { .. } => None,
+                })
+                .unwrap_or_else(|| panic!("{}: no kernel `{node}`", b.bucket))
+        };
+        let (_, qkv) = kernel(".qkv");
+        let Problem::Gemm(g) = qkv else {
+            panic!("{qkv}")
+        };
+        assert_eq!((g.m, g.store), (b.bucket.tokens(), Store::Heads { heads: 2, head_dim: 64, seq: 1 }));
+        let (l, at) = kernel(".attention");
+        let Problem::Attention(a) = at else {
+            panic!("{at}")
+        };
+        assert_eq!(a.batch, b.bucket.batch);
+        assert_eq!(a.seq_q, b.bucket.longest());
+        let lens = b.inputs.iter().find(|s| s.kind == InputKind::SeqLens).unwrap();
+        assert_eq!(lens.shape, [b.bucket.batch + 1], "the offsets");
+        for name in ["cu_seqlens_q", "cu_seqlens_kv"] {
+            let arg = l.args.iter().find(|a| a.name == name).unwrap();
+            assert_eq!(arg.view, lens.view, "{name}");
+        }
+        assert!(l.args.iter().all(|a| a.name != "kv_lens"));
+        let ids = b.inputs.iter().find(|s| s.kind == InputKind::PositionIds).unwrap();
+        assert_eq!(ids.shape, [1, b.bucket.tokens()]);
     }
     for b in &plan.buckets {
         for l in &b.launches {
             if let (Some(store), Callee::Kernel { kernel }) = (l.attention_store, &l.callee) {
                 assert_eq!(store, AttentionStore::Tokens);
                 match &plan.kernels[*kernel].problem {
-                    Problem::Attention(a) => assert_eq!(a.layout, AttentionLayout::Bshd),
+                    Problem::Attention(a) => assert!(
+                        a.packed.is_some() || a.layout == AttentionLayout::Bshd,
+                        "{a:?}"
+                    ),
                     other => panic!("{} has an attention store but runs {other}", l.node),
                 }
             }
@@ -250,7 +304,7 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
             Problem::Embedding(e) => {
                 assert_eq!(
                     (e.tokens, e.seq, e.hidden),
-                    (b.bucket.tokens(), b.bucket.seq, 128)
+                    (b.bucket.tokens(), b.bucket.longest(), 128)
                 );
                 assert_eq!(b.launches[0].scalars.keys().collect::<Vec<_>>(), ["eps"]);
             }
@@ -339,12 +393,12 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     let text = std::fs::read_to_string(out.join("plan.json")).unwrap();
     std::fs::write(
         out.join("plan.json"),
-        text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+        text.replace("\"schema_version\": 2", "\"schema_version\": 99"),
     )
     .unwrap();
     let e = Plan::load(&out).unwrap_err().to_string();
     assert!(
-        e.contains("schema version 99") && e.contains("reads version 1"),
+        e.contains("schema version 99") && e.contains("reads version 2"),
         "{e}"
     );
     compiled.write(&out).unwrap();
@@ -368,7 +422,7 @@ fn strict_lists_every_miss() {
     let cache = Cache::open(dir.path().join("tune.db")).unwrap();
     match compile_with(dir.path(), &cache, Mode::Strict) {
         Err(CompileError::Tuning(TuningError::Strict(misses))) => {
-            assert_eq!(misses.len(), 24);
+            assert_eq!(misses.len(), 31, "every distinct problem, padded and packed");
             assert!(
                 misses
                     .iter()

@@ -11,7 +11,7 @@ mod common;
 
 use common::{f16s, weight};
 use std::path::Path;
-use tessera_compiler::executor::{ExecError, KernelKind};
+use tessera_compiler::executor::{ExecError, KernelKind, Padding};
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::{ExecOptions, Executor, Inputs};
 use tessera_device::SimDevice;
@@ -111,8 +111,13 @@ fn tiny_bert_matches_the_f64_forward_pass() {
     let w = common::checkpoint(dir.path());
     let (x, lens) = common::padded_batch();
     let d = SimDevice::new(Target::Sm90a);
-    let exec = Executor::load(&plan_path, &d, ExecOptions::default()).unwrap();
+    let padded = ExecOptions {
+        padding: Padding::Padded,
+        ..ExecOptions::default()
+    };
+    let exec = Executor::load(&plan_path, &d, padded).unwrap();
     let out = exec.run(&x).unwrap();
+    assert!(!out.bucket.is_packed());
     let (cos, err) = common::against_reference(&out, &w, &fixture, &x, &lens);
     assert!(cos >= 0.9999 && err < 0.05, "cosine {cos}, abs error {err}");
     drop(exec);
@@ -122,6 +127,7 @@ fn tiny_bert_matches_the_f64_forward_pass() {
         ExecOptions {
             graphs: false,
             debug_nodes: true,
+            padding: Padding::Padded,
         },
     )
     .unwrap();
@@ -166,7 +172,11 @@ fn all_kernel_plans_capture_replay_and_time() {
     let plan_path = plan_dir(dir.path());
     common::all_kernel_plan(&plan_path);
     let d = SimDevice::new(Target::Sm90a);
-    let exec = Executor::load(&plan_path, &d, ExecOptions::default()).unwrap();
+    let padded = ExecOptions {
+        padding: Padding::Padded,
+        ..ExecOptions::default()
+    };
+    let exec = Executor::load(&plan_path, &d, padded).unwrap();
     for i in 0..exec.plan().buckets.len() {
         assert!(exec.has_graph(i), "bucket {i} captured");
     }
@@ -211,6 +221,7 @@ fn all_kernel_plans_capture_replay_and_time() {
         ExecOptions {
             graphs: false,
             debug_nodes: false,
+            padding: Padding::Padded,
         },
     )
     .unwrap();
@@ -220,7 +231,7 @@ fn all_kernel_plans_capture_replay_and_time() {
     // graph replay writes what the eager list writes, from the same history (a zeroed arena,
     // every bucket once in order, as the graph executor's warm-up does at load)
     let d2 = SimDevice::new(Target::Sm90a);
-    let graph = Executor::load(&plan_path, &d2, ExecOptions::default()).unwrap();
+    let graph = Executor::load(&plan_path, &d2, padded).unwrap();
     let g = graph.run(&inputs(2, 12)).unwrap();
     let d3 = SimDevice::new(Target::Sm90a);
     let eager = Executor::load(
@@ -229,6 +240,7 @@ fn all_kernel_plans_capture_replay_and_time() {
         ExecOptions {
             graphs: false,
             debug_nodes: false,
+            padding: Padding::Padded,
         },
     )
     .unwrap();
@@ -238,4 +250,72 @@ fn all_kernel_plans_capture_replay_and_time() {
     let e = eager.run(&inputs(2, 12)).unwrap();
     assert_eq!(g.last_hidden_state, e.last_hidden_state);
     assert!(g.last_hidden_state.iter().any(|v| *v != 0.0));
+}
+
+/// Packed buckets run the real tokens only and give the padded plan's answer: ragged batches
+/// (a full-length sequence, one of length 1, random others) against the f64 forward pass,
+/// packed, padded and auto; the packed output is the real rows; an input no packed bucket
+/// holds is a clear error.
+#[test]
+fn packed_buckets_match_the_f64_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = plan_dir(dir.path());
+    let fixture = Fixture::tiny();
+    let w = common::checkpoint(dir.path());
+    let d = SimDevice::new(Target::Sm90a);
+    let load = |padding| {
+        Executor::load(
+            &plan_path,
+            &d,
+            ExecOptions {
+                padding,
+                ..ExecOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let packed = load(Padding::Packed);
+    let padded = load(Padding::Padded);
+    let auto = load(Padding::Auto);
+    assert!(auto.bucket_ms().iter().all(Option::is_some), "auto times every bucket");
+    assert!(packed.bucket_ms().iter().all(Option::is_none));
+    for (batch, seq, seed) in [(2, 32, 1), (2, 20, 2), (1, 7, 3)] {
+        let (x, lens) = common::ragged_batch(batch, seq, seed);
+        let p = packed.run(&x).unwrap();
+        let total: usize = lens.iter().sum();
+        assert!(p.bucket.is_packed() && p.bucket.tokens() >= total as u64, "{}", p.bucket);
+        let (cos, err) = common::against_reference(&p, &w, &fixture, &x, &lens);
+        assert!(cos >= 0.9999 && err < 0.05, "packed {lens:?}: cosine {cos}, abs error {err}");
+        let q = padded.run(&x).unwrap();
+        assert!(!q.bucket.is_packed());
+        let (cos, err) = common::against_reference(&q, &w, &fixture, &x, &lens);
+        assert!(cos >= 0.9999 && err < 0.05, "padded {lens:?}: cosine {cos}, abs error {err}");
+        let a = auto.run(&x).unwrap();
+        let (cos, _) = common::against_reference(&a, &w, &fixture, &x, &lens);
+        assert!(cos >= 0.9999, "auto ({}) {lens:?}: cosine {cos}", a.bucket);
+        // padding rows stay zero, and the packed form is the real rows back to back
+        let h = p.hidden as usize;
+        for (r, &len) in lens.iter().enumerate() {
+            let row = &p.last_hidden_state[(r * seq as usize + len) * h..(r + 1) * seq as usize * h];
+            assert!(row.iter().all(|&v| v == 0.0), "padding of sequence {r}");
+        }
+        let (rows, offsets) = p.packed();
+        assert_eq!(rows.len(), total * h);
+        assert_eq!(*offsets.last().unwrap(), total as u64);
+        let last = lens.len() - 1;
+        let at = (last * seq as usize) * h;
+        assert_eq!(
+            &rows[offsets[last] as usize * h..(offsets[last] as usize + 1) * h],
+            &p.last_hidden_state[at..at + h]
+        );
+    }
+    // three sequences fit no bucket of batch ≤ 2, packed or padded
+    let (x, _) = common::ragged_batch(3, 8, 4);
+    let e = err(packed.run(&x));
+    assert!(e.contains("no packed bucket holds 3 sequences"), "{e}");
+    let (b, t) = packed
+        .time_input(&Inputs::with_lengths(32, &[32, 5]), 1, 3)
+        .unwrap();
+    assert_eq!(b.tokens(), 64);
+    assert!(t.simulated() && t.median() > 0.0);
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use tessera_compiler::executor::Padding;
 use tessera_compiler::fixture::Fixture;
 use tessera_compiler::{ExecOptions, Executor, Inputs};
 use tessera_device::cuda::CudaDevice;
@@ -34,6 +35,7 @@ fn gpu_executor_qkv_gemm_matches_reference() {
         ExecOptions {
             graphs: false,
             debug_nodes: true,
+            padding: Padding::Padded,
         },
     )
     .unwrap();
@@ -95,6 +97,7 @@ fn gpu_executor_graph_replay_equals_eager() {
         ExecOptions {
             graphs: false,
             debug_nodes: false,
+            padding: Padding::Padded,
         },
     )
     .unwrap();
@@ -130,6 +133,7 @@ fn gpu_executor_tiny_bert_matches_f64_reference() {
             ExecOptions {
                 graphs,
                 debug_nodes: false,
+                padding: Padding::Padded,
             },
         )
         .unwrap();

@@ -116,7 +116,9 @@ pub fn gemm(template: &GemmProblem, fault: Option<Fault>) -> Emulation {
 
 /// The emulation of any row-wise or attention kernel for `problem`: the inputs are read back
 /// from the buffers the launch arguments name (in `ir::abi` order), the checked rows are
-/// computed by the reference and written to the output.
+/// computed by the reference and written to the output. Packed attention takes its sequences
+/// from the `cu_seqlens` operands, as the kernel does (a launch may carry other lengths than
+/// the problem it was built for; empty sequences have no rows).
 pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
     let problem = problem.clone();
     Arc::new(move |mem: &mut SimMemory, args: &[ArgValue]| {
@@ -158,6 +160,7 @@ pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
                 other => return Err(format!("unexpected scalar {other:?}")),
             };
         }
+        runtime_packing(&mut x);
         let (d, dtype) = out.ok_or("no output argument")?;
         let mut values = read(mem, &ArgValue::Ptr(Some(d)), dtype)?.ok_or("the output is null")?;
         let e = expected_op(&x);
@@ -167,7 +170,7 @@ pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
             } else {
                 v
             };
-            values.values[op_output_index(&problem, o, r, c) as usize] =
+            values.values[op_output_index(&x.problem, o, r, c) as usize] =
                 tessera_library::host::round_to(dtype, v as f32);
         }
         let bytes = values.to_bytes();
@@ -176,4 +179,30 @@ pub fn op(problem: &Problem, fault: Option<Fault>) -> Emulation {
             .copy_from_slice(&bytes);
         Ok(())
     })
+}
+
+/// Packed attention's lengths as the launch's `cu_seqlens` operands give them.
+fn runtime_packing(x: &mut OpInputs) {
+    let Problem::Attention(a) = &x.problem else {
+        return;
+    };
+    if a.packed.is_none() {
+        return;
+    }
+    let lens = |name: &str| -> Option<Vec<u64>> {
+        let cu = x.ints(name)?;
+        cu.windows(2)
+            .map(|w| u64::try_from(w[1].saturating_sub(w[0])).ok())
+            .collect()
+    };
+    if let (Some(q), Some(kv)) = (lens("cu_seqlens_q"), lens("cu_seqlens_kv")) {
+        if let Problem::Attention(a) = &mut x.problem {
+            a.seq_q = q.iter().copied().max().unwrap_or(0);
+            a.seq_kv = kv.iter().copied().max().unwrap_or(0);
+            a.packed = Some(tessera_dsl::Packing {
+                lens_q: q,
+                lens_kv: kv,
+            });
+        }
+    }
 }

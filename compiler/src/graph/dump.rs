@@ -25,6 +25,7 @@ impl Graph {
             .map(|d| match d {
                 Dim::Batch => "B".to_string(),
                 Dim::Seq => "S".to_string(),
+                Dim::Lens => "L".to_string(),
                 Dim::Fixed(n) => n.to_string(),
             })
             .collect();

@@ -2,14 +2,16 @@
 //! (always topological); passes rewrite the node list and redirect uses, values they orphan
 //! simply stop being referenced.
 //!
-//! Shapes are over symbolic `Batch` and `Seq` dimensions, bound per shape bucket at lowering.
-//! The graph knows nothing of kernels, buckets, devices or files.
+//! Shapes are over symbolic `Batch`, `Seq` and `Lens` dimensions, bound per shape bucket at
+//! lowering ([`Dim::bind`]: a packed bucket's token-major values are `[1, tokens, ..]`). The
+//! graph knows nothing of kernels, devices or files.
 
 mod dump;
 mod op;
 
 pub use op::{AttentionQkv, AttentionStore, LinearStore, Op};
 
+use crate::bucket::Bucket;
 use crate::weights::WeightId;
 use serde::{Deserialize, Serialize};
 use tessera_dsl::DType;
@@ -23,16 +25,24 @@ pub struct ValueId(pub usize);
 pub enum Dim {
     Batch,
     Seq,
+    /// One i32 per sequence: its length in a padded bucket; in a packed bucket the sequence
+    /// offsets, one more (`cu_seqlens`).
+    Lens,
     Fixed(u64),
 }
 
 impl Dim {
-    /// The size in a bucket of `batch` × `seq`.
-    pub fn bind(self, batch: u64, seq: u64) -> u64 {
-        match self {
-            Dim::Batch => batch,
-            Dim::Seq => seq,
-            Dim::Fixed(n) => n,
+    /// The size in bucket `b`. A packed bucket binds `Batch` to 1 and `Seq` to its token
+    /// capacity, so a `[batch, seq, hidden]` activation holds the packed tokens as rows.
+    pub fn bind(self, b: &Bucket) -> u64 {
+        match (self, b.packed_tokens) {
+            (Dim::Batch, None) => b.batch,
+            (Dim::Batch, Some(_)) => 1,
+            (Dim::Seq, None) => b.seq,
+            (Dim::Seq, Some(t)) => t,
+            (Dim::Lens, None) => b.batch,
+            (Dim::Lens, Some(_)) => b.batch + 1,
+            (Dim::Fixed(n), _) => n,
         }
     }
 }
@@ -70,8 +80,11 @@ pub enum InputKind {
     /// Segment ids, `[batch, seq]` i32.
     TokenTypeIds,
     /// The attention mask as per-sequence lengths, `[batch]` i32 (a row of HF's 0/1
-    /// `attention_mask` is `len` ones then zeros): attention's key-padding mask.
+    /// `attention_mask` is `len` ones then zeros): attention's key-padding mask. A packed
+    /// bucket holds the `batch + 1` sequence offsets instead ([`Dim::Lens`]).
     SeqLens,
+    /// Each token's position, `[batch, seq]` i32 (`0..len` along a sequence).
+    PositionIds,
 }
 
 /// The model outputs.
@@ -102,11 +115,11 @@ pub struct Value {
 }
 
 impl Value {
-    /// Bytes in a bucket of `batch` × `seq`.
-    pub fn bytes(&self, batch: u64, seq: u64) -> u64 {
+    /// Bytes in bucket `b`.
+    pub fn bytes(&self, b: &Bucket) -> u64 {
         self.shape
             .iter()
-            .map(|d| d.bind(batch, seq))
+            .map(|d| d.bind(b))
             .product::<u64>()
             * self.elem.bytes()
     }

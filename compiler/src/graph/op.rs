@@ -40,7 +40,7 @@ pub enum AttentionStore {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Word + position + token-type embedding gather, then layernorm.
-    /// Reads `input_ids, token_type_ids, word, position, token_type, gamma, beta`.
+    /// Reads `input_ids, token_type_ids, position_ids, word, position, token_type, gamma, beta`.
     Embedding { eps: f64 },
     /// `x · Wᵀ` then the epilogue chain. Reads `x, weight [n, k]`, then one operand per
     /// epilogue op that takes one, in chain order (`bias` a vector, `residual` like the output).
@@ -101,7 +101,7 @@ impl Op {
     /// How many operands the op reads (the variant docs list them).
     pub fn arity(&self) -> usize {
         match self {
-            Op::Embedding { .. } => 7,
+            Op::Embedding { .. } => 8,
             Op::Linear { epilogue, .. } => {
                 let operands = [EpilogueOp::Bias, EpilogueOp::Residual, EpilogueOp::BetaC];
                 2 + epilogue.iter().filter(|e| operands.contains(e)).count()

@@ -149,7 +149,7 @@ pub fn build(
         weights: &mut weights,
     };
     let mut x = embeddings(&mut w, c)?;
-    let lens = w.input(InputKind::SeqLens, "seq_lens", vec![Dim::Batch]);
+    let lens = w.input(InputKind::SeqLens, "seq_lens", vec![Dim::Lens]);
     for l in 0..c.layers {
         x = encoder_layer(&mut w, c, l, x, lens)?;
     }
@@ -169,9 +169,15 @@ fn embeddings(w: &mut Loader, c: &BertConfig) -> Result<ValueId, ImportError> {
         "token_type_ids",
         vec![Dim::Batch, Dim::Seq],
     );
+    let positions = w.input(
+        InputKind::PositionIds,
+        "position_ids",
+        vec![Dim::Batch, Dim::Seq],
+    );
     let inputs = vec![
         ids,
         types,
+        positions,
         w.weight("embeddings.word_embeddings.weight", &[c.vocab, h])?,
         w.weight(
             "embeddings.position_embeddings.weight",

@@ -217,6 +217,15 @@ pub fn to_bytes(
     tensors: &BTreeMap<String, HostTensor>,
     shapes: &BTreeMap<String, Vec<u64>>,
 ) -> Vec<u8> {
+    to_bytes_with_ints(tensors, shapes, &BTreeMap::new())
+}
+
+/// [`to_bytes`] plus one-dimensional I64 tensors (after the float ones).
+pub fn to_bytes_with_ints(
+    tensors: &BTreeMap<String, HostTensor>,
+    shapes: &BTreeMap<String, Vec<u64>>,
+    ints: &BTreeMap<String, Vec<i64>>,
+) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let mut data = Vec::new();
     for (name, t) in tensors {
@@ -235,6 +244,14 @@ pub fn to_bytes(
         header.insert(
             name.clone(),
             serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [begin, data.len()]}),
+        );
+    }
+    for (name, v) in ints {
+        let begin = data.len();
+        data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "I64", "shape": [v.len()], "data_offsets": [begin, data.len()]}),
         );
     }
     let mut text = serde_json::Value::Object(header).to_string().into_bytes();
