@@ -8,7 +8,14 @@ of a seeded random BERT-base (Tessera's plan also runs the embedding, so the com
 slightly in PyTorch's favour). Same method both sides: warm-up, events, median (PyTorch: L2
 flushed, benches/timing.py; Tessera: graph replay median). summary[case]["vs_<baseline>"] is
 baseline time / Tessera time (> 1: Tessera is faster).
-Usage: python3 bert_bench.py --tessera PATH --work DIR --json OUT.json [--commit C] [--tune]"""
+With --packed-json: ragged batches (BERT-base, batch 32 and 8 at max seq 384; lengths uniform in
+1..384, about half padding; short-heavy, 85 % in 1..64; and no padding at all) on a second plan
+compiled with packed buckets (`--batch 8,32 --seq 384 --packed-buckets 8`, same tuning cache):
+`tessera bench --lens ... --padding packed|padded|auto` beside PyTorch eager, eager graph and
+torch.compile + graph on the padded batch with the key-padding mask; summary ratios
+`vs_padded_plan`, `vs_eager`, `vs_eager_graph`, `vs_compile_graph` per case and padding mode.
+Usage: python3 bert_bench.py --tessera PATH --work DIR --json OUT.json [--commit C] [--tune]
+       [--packed-json PACKED.json]"""
 import argparse, datetime, json, os, subprocess, sys
 import torch
 import torch.nn.functional as F
@@ -25,6 +32,7 @@ ap.add_argument("--gpu", default="h200")
 ap.add_argument("--tune", action="store_true", help="tune cache misses while compiling (default: --no-tune)")
 ap.add_argument("--batches", default="1,8,32")
 ap.add_argument("--seqs", default="128,384")
+ap.add_argument("--packed-json", help="also run the ragged-batch (packed execution) benchmark into this file")
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
 L, H, NH, I = 12, 768, 12, 3072
@@ -61,7 +69,7 @@ from transformers import BertConfig, BertModel
 mdir, plan = os.path.join(a.work, "bench-bert-base"), os.path.join(a.work, "bench-bert-base.tsr")
 BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH, intermediate_size=I)).save_pretrained(mdir)
 cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
-       "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
+       "--packed-buckets", "0", "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
 print("$", " ".join(cmd), flush=True)
 import time
 started = time.time()
@@ -104,8 +112,66 @@ with torch.no_grad():
             print(case, {k: round(v, 4) for k, v in base.items()},
                   row.get("tessera", {}).get("median_ms", row.get("tessera_error", "")), flush=True)
             rows.append(row)
+
+def tessera_bench(plan, args):
+    r = subprocess.run([a.tessera, "bench", plan, "--json", "--iters", "30"] + args, capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else {"error": (r.stdout + r.stderr).strip()}
+
+
+packed_ok = True
+if a.packed_json:
+    pplan = os.path.join(a.work, "bench-bert-base-packed.tsr")
+    cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", "8,32", "--seq", "384", "--packed-buckets", "8",
+           "--quiet", "--out", pplan] + ([] if a.tune else ["--no-tune"])
+    print("$", " ".join(cmd), flush=True)
+    started = time.time()
+    c = subprocess.run(cmd, capture_output=True, text=True)
+    pcompile_s = time.time() - started
+    print(f"tessera compile (packed buckets): {pcompile_s:.1f} s", flush=True)
+    perr = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
+    g = torch.Generator().manual_seed(11)
+    dists = {
+        "uniform": lambda b: torch.randint(1, 385, (b,), generator=g),
+        "short_heavy": lambda b: torch.where(torch.rand(b, generator=g) < 0.85, torch.randint(1, 65, (b,), generator=g),
+                                             torch.randint(65, 385, (b,), generator=g)),
+        "no_padding": lambda b: torch.full((b,), 384),
+    }
+    prows, psummary = [], {}
+    with torch.no_grad():
+        for b in [32, 8]:
+            for dist, draw in dists.items():
+                lens = [int(v) for v in draw(b)]
+                case = f"B{b} S384 {dist}"
+                x = torch.randn(b, 384, H, device=dev, dtype=dt)
+                mask = (torch.arange(384, device=dev)[None, :] < torch.tensor(lens, device=dev)[:, None])[:, None, None, :]
+                base = {"eager": timed(lambda: encoder(x, mask))}
+                base["eager_graph"] = timed(graphed(encoder, x, mask))
+                base["compile_graph"] = timed(graphed(compiled, x, mask))
+                row = {"case": case, "batch": b, "seq": 384, "lens": lens, "tokens": sum(lens),
+                       "padding_fraction": 1 - sum(lens) / (b * 384), **{f"{k}_ms": v for k, v in base.items()}}
+                if perr:
+                    row["tessera_error"] = perr; packed_ok = False
+                else:
+                    for mode in ["packed", "padded", "auto"]:
+                        row[mode] = tessera_bench(pplan, ["--seq", "384", "--lens", ",".join(map(str, lens)), "--padding", mode])
+                        packed_ok &= "median_ms" in row[mode]
+                    if all("median_ms" in row[m] for m in ["packed", "padded", "auto"]):
+                        for mode in ["packed", "auto"]:
+                            t = row[mode]["median_ms"]
+                            psummary[f"{case} {mode}"] = {"vs_padded_plan": row["padded"]["median_ms"] / t,
+                                                          **{f"vs_{k}": v / t for k, v in base.items()}}
+                        psummary[f"{case} padded"] = {f"vs_{k}": v / row["padded"]["median_ms"] for k, v in base.items()}
+                print(case, f"{row['padding_fraction']:.2f} padding", {k: round(v, 3) for k, v in base.items()},
+                      {m: row.get(m, {}).get("median_ms") for m in ["packed", "padded", "auto"]},
+                      {m: row.get(m, {}).get("bucket") for m in ["packed", "auto"]}, flush=True)
+                prows.append(row)
+    json.dump({"benchmark": "bert_packed", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "commit": a.commit, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
+               "tessera_compile": "tuned" if a.tune else "--no-tune", "tessera_compile_s": pcompile_s,
+               "command": "python3 " + " ".join(sys.argv), "summary": psummary, "results": prows}, open(a.packed_json, "w"), indent=1)
+
 json.dump({"benchmark": "bert", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": a.commit, "torch": torch.__version__, "device": torch.cuda.get_device_name(),
            "tessera_compile": "tuned" if a.tune else "--no-tune", "tessera_compile_s": compile_s,
            "tessera_compile_warm_s": compile_warm_s, "command": "python3 " + " ".join(sys.argv), "summary": summary, "results": rows}, open(a.json, "w"), indent=1)
-sys.exit(0 if len(summary) == len(rows) else 1)
+sys.exit(0 if len(summary) == len(rows) and packed_ok else 1)

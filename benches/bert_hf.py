@@ -6,7 +6,10 @@ Geometries: BERT-base, and 6 layers x hidden 384 x 12 heads of 32 (skipped with 
 `tessera compile` refuses it). One plan per geometry with buckets batch 1,4 x seq 64,128; the
 inputs reach every bucket: batch 4 x seq 128 without padding and with lengths 128/77/5/100 (right
 padding), batch 3 x seq 64 (lengths 64/1/33: bucket 4x64), batch 1 x seq 40 (bucket 1x64) and
-batch 1 x seq 100 (bucket 1x128); the executor pads each input up to its bucket. Each row records
+batch 1 x seq 100 (bucket 1x128), and ragged batches with random lengths from 1 to the maximum (4 x
+128 with lengths 128, 1 and two random ones; 4 x 64 random with one of length 1); every case runs
+padded (`--padding padded`: the executor pads each input up to its bucket) and packed (`--padding
+packed`: the real tokens only, in a packed bucket, attention over cu_seqlens). Each row records
 the bucket `tessera run` reports.
 Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json [--commit C]"""
 import argparse, json, os, subprocess, sys
@@ -29,8 +32,12 @@ GEOMETRIES = {
 }
 BATCHES, SEQS = [1, 4], [64, 128]
 # case: (seq, lengths per sequence); the batch is len(lengths)
+_rng = torch.Generator().manual_seed(7)
+_r = lambda hi, n: [int(v) for v in torch.randint(1, hi + 1, (n,), generator=_rng)]
 CASES = {"no_padding": (128, [128, 128, 128, 128]), "padding": (128, [128, 77, 5, 100]),
-         "b3_s64": (64, [64, 1, 33]), "b1_s40": (40, [40]), "b1_s100": (100, [100])}
+         "b3_s64": (64, [64, 1, 33]), "b1_s40": (40, [40]), "b1_s100": (100, [100]),
+         "ragged_s128": (128, [128, 1] + _r(128, 2)), "ragged_s64": (64, [1] + _r(64, 3))}
+PADDINGS = ["padded", "packed"]
 
 
 def sh(cmd):
@@ -68,28 +75,29 @@ for name, geo in GEOMETRIES.items():
             kw = dict(input_ids=ids.cuda(), attention_mask=mask.cuda(), token_type_ids=types.cuda())
             h32 = ref32(**kw).last_hidden_state.double().cpu()
             h16 = ref16(**kw).last_hidden_state.double().cpu()
-        row = {"geometry": name, "case": case, "lens": lens}
-        r = sh([a.tessera, "run", plan, "--input", inp, "--out", out])
-        if r.returncode != 0:
-            row["error"] = (r.stdout + r.stderr).strip(); ok = False
-            print(f"FAIL {name} {case}: tessera run: {row['error']}", flush=True)
-            results.append(row); continue
-        row["run"] = (r.stdout + r.stderr).strip().splitlines()[-1:]
-        ht = load_file(out)["last_hidden_state"].double()
-        keep = mask.bool()
-        t, f16, ref = ht[keep], h16[keep], h32[keep]
-        et, e16 = (t - ref).abs(), (f16 - ref).abs()
-        cos = torch.nn.functional.cosine_similarity(t, ref, dim=-1)
-        row.update(tessera_max=et.max().item(), tessera_mean=et.mean().item(), hf16_max=e16.max().item(),
-                   hf16_mean=e16.mean().item(), min_cosine=cos.min().item())
-        row["pass"] = (row["tessera_max"] <= 2 * row["hf16_max"] + 1e-3 and row["tessera_mean"] <= 2 * row["hf16_mean"] + 1e-3
-                       and row["min_cosine"] >= 0.9999)
-        ok &= row["pass"]
-        print(f"{'PASS' if row['pass'] else 'FAIL'} {name} {case}: tessera max {row['tessera_max']:.4g} mean {row['tessera_mean']:.4g} | "
-              f"hf fp16 max {row['hf16_max']:.4g} mean {row['hf16_mean']:.4g} | min cosine {row['min_cosine']:.6f} | {' '.join(row['run'])}", flush=True)
-        results.append(row)
+        for padding in PADDINGS:
+            row = {"geometry": name, "case": case, "padding": padding, "lens": lens}
+            r = sh([a.tessera, "run", plan, "--input", inp, "--out", out, "--padding", padding])
+            if r.returncode != 0:
+                row["error"] = (r.stdout + r.stderr).strip(); ok = False
+                print(f"FAIL {name} {case} {padding}: tessera run: {row['error']}", flush=True)
+                results.append(row); continue
+            row["run"] = (r.stdout + r.stderr).strip().splitlines()[-1:]
+            ht = load_file(out)["last_hidden_state"].double()
+            keep = mask.bool()
+            t, f16, ref = ht[keep], h16[keep], h32[keep]
+            et, e16 = (t - ref).abs(), (f16 - ref).abs()
+            cos = torch.nn.functional.cosine_similarity(t, ref, dim=-1)
+            row.update(tessera_max=et.max().item(), tessera_mean=et.mean().item(), hf16_max=e16.max().item(),
+                       hf16_mean=e16.mean().item(), min_cosine=cos.min().item())
+            row["pass"] = (row["tessera_max"] <= 2 * row["hf16_max"] + 1e-3 and row["tessera_mean"] <= 2 * row["hf16_mean"] + 1e-3
+                           and row["min_cosine"] >= 0.9999)
+            ok &= row["pass"]
+            print(f"{'PASS' if row['pass'] else 'FAIL'} {name} {case} {padding}: tessera max {row['tessera_max']:.4g} mean {row['tessera_mean']:.4g} | "
+                  f"hf fp16 max {row['hf16_max']:.4g} mean {row['hf16_mean']:.4g} | min cosine {row['min_cosine']:.6f} | {' '.join(row['run'])}", flush=True)
+            results.append(row)
 # per case: HF fp16's max error over Tessera's (both against HF fp32; > 1: Tessera is closer)
-summary = {f"{r['geometry']} {r['case']}": {"vs_hf_fp16_max_error": r["hf16_max"] / max(r["tessera_max"], 1e-12),
+summary = {f"{r['geometry']} {r['case']} {r['padding']}": {"vs_hf_fp16_max_error": r["hf16_max"] / max(r["tessera_max"], 1e-12),
                                            "min_cosine": r["min_cosine"]} for r in results if "tessera_max" in r}
 json.dump({"benchmark": "bert_hf", "commit": a.commit, "command": "python3 " + " ".join(sys.argv), "torch": torch.__version__, "device": torch.cuda.get_device_name(), "pass": ok,
            "summary": summary, "results": results}, open(a.json, "w"), indent=1)

@@ -86,6 +86,7 @@ if [ "$what" = bert ]; then
   python3 benches/bert_hf.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-hf.json" \
     --commit "$commit" > "$out/bert.log" 2>&1 || status=1
   python3 benches/bert_bench.py --tessera .gpu/bin/tessera --work "$work" --json "$out/bert-bench.json" --tune \
+    --packed-json "$out/bert-packed.json" \
     --commit "$commit" >> "$out/bert.log" 2>&1 || status=1
   tail -n 40 "$out/bert.log"
 fi
