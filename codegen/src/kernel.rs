@@ -37,7 +37,8 @@ pub enum TileSchedule {
     /// One block per tile.
     PerBlock,
     /// At most one block per multiprocessor (per batch), each looping over tiles
-    /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z`.
+    /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z` (attention: of all
+    /// its (query block, head, batch) tiles).
     Persistent,
 }
 
@@ -66,8 +67,17 @@ impl KernelSource {
             Problem::Layernorm(l) => [blocks(l.rows, self.tile_m), 1, 1],
             Problem::Softmax(s) => [blocks(s.rows, self.tile_m), 1, 1],
             Problem::Embedding(e) => [blocks(e.tokens, self.tile_m), 1, 1],
-            // attention: `tile_m` queries of one head per block
-            Problem::Attention(a) => [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)],
+            // attention: `tile_m` queries of one head per block, or (persistent) at most one
+            // block per multiprocessor walking the (query block, head, batch) tiles
+            Problem::Attention(a) => match self.schedule {
+                TileSchedule::PerBlock => {
+                    [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)]
+                }
+                TileSchedule::Persistent => {
+                    let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
+                    [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
+                }
+            },
         }
     }
 }

@@ -5,8 +5,8 @@ use tessera_codegen::{emit, CodegenError};
 use tessera_dsl::ir::abi;
 use tessera_dsl::template::variant_for;
 use tessera_dsl::{
-    AttentionPipeline, AttentionProblem, AttentionTile, Config, DType, KernelBuilder, KernelIr,
-    Mask, OpKind, Problem, Target,
+    AttentionPipeline, AttentionProblem, AttentionSchedule, AttentionTile, Config, DType,
+    KernelBuilder, KernelIr, Mask, OpKind, Problem, Target,
 };
 
 /// (block_q, block_kv, warps, stages)
@@ -33,6 +33,11 @@ fn config(p: Point, head_dim: u64, mask: Mask, dtype: DType) -> Config {
 
 /// The IR the attention template builds (mirrors library/src/attention.rs).
 fn build(c: &Config) -> KernelIr {
+    build_scheduled(c, 0)
+}
+
+/// [`build`] with the template's `persistent` knob (`mainloop ... schedule persistent`).
+fn build_scheduled(c: &Config, schedule: i64) -> KernelIr {
     let v = |n: &str| c.get(n).expect("param");
     let (bq, bkv, warps, stages) = (v("block_q"), v("block_kv"), v("warps"), v("stages"));
     let hd = i64::from(c.variant.extent);
@@ -43,6 +48,7 @@ fn build(c: &Config) -> KernelIr {
     b.fragment("s", DType::F32, bq, bkv, warps, 1).unwrap();
     b.fragment("acc", DType::F32, bq, hd, warps, 1).unwrap();
     b.load("q", "sq").unwrap();
+    b.schedule(schedule).unwrap();
     b.begin_mainloop(bkv, stages).unwrap();
     b.load("k", "sk").unwrap();
     b.load("v", "sv").unwrap();
@@ -104,6 +110,7 @@ fn emits_every_config_deterministically_with_the_abi() {
                             head_dim: hd as u32,
                             warps: p.2,
                             stages: p.3,
+                            schedule: AttentionSchedule::TilePerBlock,
                         };
                         match AttentionPipeline::select(target, &tile, &ir.variant) {
                             AttentionPipeline::Warpspecialized(plan) => {
@@ -284,6 +291,61 @@ fn hopper_kernels_are_warp_specialized_tma_and_wgmma() {
         "one consumer: no pingpong"
     );
     assert!(b.contains("swizzle 64 B"));
+}
+
+#[test]
+fn persistent_hopper_kernels_walk_the_tiles() {
+    let c = config((128, 128, 8, 2), 128, Mask::Causal, DType::F16);
+    let per_block = emit(&build(&c), Target::Sm90a).unwrap();
+    let k = emit(&build_scheduled(&c, 1), Target::Sm90a).unwrap();
+    let s = &k.source;
+    // the tiles a block walks, Q released after each tile's last scores, the ring running on
+    assert!(
+        s.contains("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)")
+    );
+    assert!(s.contains("const int first_tile = blockIdx.x, tile_step = gridDim.x;"));
+    assert!(s.contains("tsr_mbar_init(q_empty, 2);"));
+    assert!(s.contains("tsr_mbar_wait(q_empty, (it & 1) ^ 1);"));
+    assert!(s.contains("tsr_mbar_wait(q_full, it & 1);"));
+    assert!(s.contains("if (kt + 1 == kv_blocks && tid % 128 == 0) tsr_mbar_arrive(q_empty);"));
+    assert!(s.contains("const int kvh = t_h / (heads / kv_heads);"));
+    assert!(
+        s.contains("&tmap_k, 64, kt * 128, bkvh32,"),
+        "K read by kv head"
+    );
+    // the same warpgroups, registers and pingpong as the one-tile-per-block kernel
+    assert!(s.contains("__launch_bounds__(384, 1)"));
+    assert!(s.contains("setmaxnreg.inc.sync.aligned.u32 240"));
+    assert!(s.contains("bar.sync %0, 256;"));
+    assert!(!per_block.source.contains("q_empty") && !per_block.source.contains("first_tile"));
+    // one more barrier (Q empty)
+    assert_eq!(k.smem_bytes, per_block.smem_bytes + 8);
+    assert_eq!(k.smem_bytes, 32768 + 4 * 32768 + 80 + 1024);
+    // grid: at most one block per SM over the (query block, head, batch) tiles
+    let many = Problem::Attention(AttentionProblem::new(32, 12, 384, 128));
+    assert_eq!(k.grid(&many, 132), [132, 1, 1]);
+    let few = Problem::Attention(AttentionProblem::new(1, 2, 100, 128));
+    assert_eq!(k.grid(&few, 132), [2, 1, 1]);
+    assert_eq!(per_block.grid(&many, 132), [3, 12, 32]);
+    // one consumer, one block an SM: persistent too
+    let one = config((64, 128, 4, 2), 64, Mask::None, DType::F16);
+    let o = emit(&build_scheduled(&one, 1), Target::Sm90a).unwrap();
+    assert!(o.source.contains("__launch_bounds__(256, 1)"));
+    assert!(o.source.contains("tsr_mbar_init(q_empty, 1);"));
+    assert_eq!(o.grid(&many, 132), [132, 1, 1]);
+    // two blocks an SM, or no warp-specialized pipeline: no persistent kernel, and why
+    let two = config((64, 64, 4, 3), 32, Mask::None, DType::BF16);
+    for (c, target, why) in [
+        (&two, Target::Sm90a, "two blocks per SM"),
+        (&c, Target::Sm80, "sm_80 has no warp-specialized pipeline"),
+    ] {
+        match emit(&build_scheduled(c, 1), target) {
+            Err(CodegenError::Unsupported(m)) => {
+                assert!(m.contains("persistent") && m.contains(why), "{m}")
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+    }
 }
 
 #[test]

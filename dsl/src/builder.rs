@@ -81,6 +81,7 @@ impl KernelBuilder {
                 globals,
                 shared: Vec::new(),
                 body: Vec::new(),
+                persistent: false,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -166,6 +167,20 @@ impl KernelBuilder {
         }
         self.push(Stmt::Fragment(f));
         Ok(())
+    }
+
+    /// `mainloop ... schedule SCHEDULE`: a nonzero schedule asks for a persistent grid (blocks
+    /// walking tiles, [`KernelIr::persistent`]); 0 keeps one tile per block.
+    pub fn schedule(&mut self, schedule: i64) -> Result<(), BuildError> {
+        match schedule {
+            0 | 1 => {
+                self.ir.persistent = schedule == 1;
+                Ok(())
+            }
+            s => Err(BuildError::Malformed(format!(
+                "schedule {s}: 0 (one tile per block) or 1 (persistent)"
+            ))),
+        }
     }
 
     /// Open `mainloop k step STEP stages STAGES { ... }`.

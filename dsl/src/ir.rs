@@ -367,6 +367,11 @@ pub struct KernelIr {
     pub globals: Vec<GlobalTensor>,
     pub shared: Vec<SharedTile>,
     pub body: Vec<Stmt>,
+    /// The kernel asks for a persistent grid (`mainloop ... schedule S` with `S` nonzero): at
+    /// most one block per multiprocessor, each walking several tiles. A pipeline that cannot
+    /// walk tiles refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
 }
 
 impl KernelIr {

@@ -26,7 +26,9 @@ pub use dtype::DType;
 pub use epilogue::EpilogueOp;
 pub use ir::KernelIr;
 pub use layout::Layout;
-pub use pipeline::attention::{AttentionPipeline, AttentionTile, AttentionWarpgroupPlan};
+pub use pipeline::attention::{
+    AttentionPipeline, AttentionSchedule, AttentionTile, AttentionWarpgroupPlan,
+};
 pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
 pub use problem::{
     head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,

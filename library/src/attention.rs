@@ -4,6 +4,10 @@
 //! time (`stages` K/V blocks in flight), computing the scores, masking keys past `seq_kv`
 //! (and causal or padding positions), updating the online softmax and accumulating `P·V`;
 //! finally it divides by the running sum and stores O for the queries below `seq_q`.
+//!
+//! On sm_90a the `persistent` knob makes a warp-specialized plan of one block per SM persistent
+//! (at most one block per SM walking the tiles); kernel names show it only off its default
+//! (`..._s2_persistent1_bhsd_...`).
 
 use tessera_dsl::gpu_template;
 
@@ -14,7 +18,11 @@ pub mod attention {
         block_q in [64, 128] + sm_90a [192],
         block_kv in [32, 64, 128],
         warps in [4, 8] + sm_90a [12],
-        stages in [2, 3]
+        stages in [2, 3],
+        // the grid schedule of the sm_90a TMA + wgmma pipeline: 1 makes a one-block-per-SM plan
+        // persistent (blocks walk the tiles, prefetching the next tile's Q and K/V); a target
+        // knob, named `_persistent1` only off its default
+        persistent in [0] + sm_90a [1],
     }
     constraints! { block_q % (warps * 16) == 0 }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
@@ -25,7 +33,7 @@ pub mod attention {
         fragment s: acc[block_q, block_kv] warps [warps, 1];
         fragment acc: acc[block_q, head_dim] warps [warps, 1];
         load q -> sq;
-        mainloop kv step block_kv stages stages {
+        mainloop kv step block_kv stages stages schedule persistent {
             load k -> sk;
             load v -> sv;
             mma s = sq * sk^T;
@@ -108,7 +116,7 @@ mod tests {
 
     #[test]
     fn builds_the_fused_loop() {
-        let config = TEMPLATE.config(&[128, 64, 8, 2], &problem(64)).unwrap();
+        let config = TEMPLATE.config(&[128, 64, 8, 2, 0], &problem(64)).unwrap();
         let ir = TEMPLATE.build(&config).unwrap();
         // head_dim comes from the problem.
         let dims: Vec<_> = ir
@@ -190,7 +198,7 @@ mod tests {
             Stmt::Epilogue { acc, dst: Operand::O, .. } if acc == "acc"
         ));
         assert_eq!(ir.body.len(), 6);
-        let wide = TEMPLATE.config(&[128, 64, 8, 2], &problem(128)).unwrap();
+        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0], &problem(128)).unwrap();
         let wide = TEMPLATE.build(&wide).unwrap();
         assert_eq!(wide.shared[0].cols, 128);
     }
@@ -200,12 +208,12 @@ mod tests {
         let caps = Target::Sm90a.nominal_caps();
         let p = problem(128);
         // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
-        let config = TEMPLATE.config(&[128, 128, 4, 2], &p).unwrap();
+        let config = TEMPLATE.config(&[128, 128, 4, 2, 0], &p).unwrap();
         let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
         assert_eq!(reject.kind, RejectKind::Resources);
         assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
         // 64 × (64 + 128) / (4 · 32) = 96.
-        let config = TEMPLATE.config(&[64, 64, 4, 2], &p).unwrap();
+        let config = TEMPLATE.config(&[64, 64, 4, 2, 0], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
         assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
         // The same config passes the generic validation too.
@@ -217,10 +225,10 @@ mod tests {
         let p = problem(64);
         let hopper = Target::Sm90a.nominal_caps();
         // 3 consumer warpgroups of 64 rows: S, O and P of 64 keys fit their 160 registers
-        let c = TEMPLATE.config(&[192, 64, 12, 2], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 64, 12, 2, 0], &p).unwrap();
         TEMPLATE.check(&c, &p, &hopper).unwrap();
         // 128 keys do not: the value has no pipeline to run on, and says why
-        let c = TEMPLATE.config(&[192, 128, 12, 2], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 128, 12, 2, 0], &p).unwrap();
         let r = TEMPLATE.check(&c, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
         assert!(
@@ -233,5 +241,57 @@ mod tests {
         assert!(space.params[0].only_on(192).is_some());
         assert!(space.params[2].only_on(12).is_some());
         assert!(space.params[0].only_on(128).is_none());
+    }
+
+    #[test]
+    fn persistent_is_an_sm90a_knob_for_one_block_per_sm_plans() {
+        let p = problem(128);
+        let space = TEMPLATE.space();
+        let knob = space
+            .params
+            .iter()
+            .find(|p| p.name == "persistent")
+            .unwrap();
+        assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
+        assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
+        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0], &p).unwrap();
+        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1], &p).unwrap();
+        // the default keeps the name (and `--config` string) of every kernel before the knob
+        assert_eq!(
+            tiled.kernel_name(),
+            "attention_f16_f32acc_q128_kv128_w8_s2_bhsd_d128_causal_a8"
+        );
+        assert_eq!(
+            space.assignment(&tiled.values()),
+            "block_q=128,block_kv=128,warps=8,stages=2"
+        );
+        assert_eq!(
+            walking.kernel_name(),
+            "attention_f16_f32acc_q128_kv128_w8_s2_persistent1_bhsd_d128_causal_a8"
+        );
+        assert_eq!(
+            space.parse_point("block_q=128,block_kv=128,warps=8,stages=2,persistent=1"),
+            Ok(walking.values())
+        );
+        let hopper = Target::Sm90a.nominal_caps();
+        TEMPLATE.validate(&walking, &p, &hopper).unwrap();
+        assert!(TEMPLATE.build(&walking).unwrap().persistent);
+        assert!(!TEMPLATE.build(&tiled).unwrap().persistent);
+        // other targets are never offered it
+        let r = TEMPLATE
+            .validate(&walking, &p, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
+        // a plan of two blocks an SM (one consumer, 64 keys of head_dim 64) is not persistent
+        let p64 = problem(64);
+        let two = TEMPLATE.config(&[64, 64, 4, 2, 1], &p64).unwrap();
+        let r = TEMPLATE.validate(&two, &p64, &hopper).unwrap_err();
+        assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
+        assert!(r.reason.contains("persistent = 1"), "{}", r.reason);
+        assert!(r.reason.contains("two blocks per SM"), "{}", r.reason);
+        // nor is a config the TMA pipeline does not serve at all (4 warps for 128 rows)
+        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1], &p64).unwrap();
+        let r = TEMPLATE.validate(&multistage, &p64, &hopper).unwrap_err();
+        assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
     }
 }

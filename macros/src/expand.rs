@@ -267,11 +267,23 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 quote_spanned!(span=> __k.fragment(#name, #acc, #rows, #cols, #wm, #wn)?;)
             }
             TileOp::Mainloop {
-                step, stages, body, ..
+                step,
+                stages,
+                schedule,
+                body,
+                ..
             } => {
                 let (step, stages) = (n(step), n(stages));
                 let body = statements(body, params, acc);
+                let schedule = schedule
+                    .as_ref()
+                    .map(|s| {
+                        let s = n(s);
+                        quote_spanned!(span=> __k.schedule(#s)?;)
+                    })
+                    .unwrap_or_default();
                 quote_spanned! {span=>
+                    #schedule
                     __k.begin_mainloop(#step, #stages)?;
                     #body
                     __k.end_mainloop()?;

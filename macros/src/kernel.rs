@@ -34,7 +34,7 @@ fn grammar(word: &str) -> &'static str {
     match word {
         "shared" => "`shared NAME: OPERAND[ROWS, COLS] x STAGES;`, e.g. `shared sa: a[tile_m, tile_k] x stages;`",
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
+        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
         "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, optionally ending in `atom M` (the MMA atom's rows), e.g. `mma acc += sa * sb;` or `mma acc += sa * sb atom mfma;`",
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
@@ -72,6 +72,9 @@ pub enum TileOp<E> {
         var: Ident,
         step: E,
         stages: E,
+        /// `schedule S`: 1 asks for a persistent grid (blocks walking tiles), 0 (or no clause)
+        /// one tile per block.
+        schedule: Option<E>,
         body: Vec<Statement<E>>,
     },
     Load {
@@ -375,12 +378,18 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             let step = Expr::parse_without_eager_brace(input)?;
             keyword(input, "stages")?;
             let stages = Expr::parse_without_eager_brace(input)?;
+            let schedule = if keyword(input, "schedule").is_ok() {
+                Some(Expr::parse_without_eager_brace(input)?)
+            } else {
+                None
+            };
             let (body, end) = block(input)?;
             (
                 TileOp::Mainloop {
                     var,
                     step,
                     stages,
+                    schedule,
                     body,
                 },
                 end,
@@ -619,12 +628,16 @@ mod tests {
         )
         .unwrap();
         let TileOp::Mainloop {
-            var, body: inner, ..
+            var,
+            body: inner,
+            schedule,
+            ..
         } = &body[1].op
         else {
             panic!("{:?}", body[1].op)
         };
         assert_eq!(var, "kv");
+        assert!(schedule.is_none());
         assert!(matches!(
             &inner[0].op,
             TileOp::Mma {
@@ -642,5 +655,13 @@ mod tests {
             }
         ));
         assert!(matches!(&body[2].op, TileOp::Normalize { .. }));
+        // `schedule S` after the stages: the grid schedule (1: persistent)
+        let body =
+            parse("mainloop kv step block_kv stages stages schedule persistent { load k -> sk; }")
+                .unwrap();
+        assert!(matches!(
+            &body[0].op,
+            TileOp::Mainloop { schedule: Some(_), body, .. } if body.len() == 1
+        ));
     }
 }

@@ -1065,9 +1065,17 @@ impl Scope<'_> {
                     var,
                     step,
                     stages,
+                    schedule,
                     body,
                 } => {
                     let (step, stages) = (self.size(step), self.size(stages));
+                    let schedule = match schedule {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
                     let mut scope = LoopScope::default();
                     let body = self.statements(body, Some(&mut scope));
                     let (Some(step), Some(stages)) = (step, stages) else {
@@ -1077,6 +1085,7 @@ impl Scope<'_> {
                         var: var.clone(),
                         step,
                         stages,
+                        schedule,
                         body,
                     }
                 }

@@ -80,7 +80,7 @@ pub struct Fixture {
 }
 
 /// The fused templates' fixtures: layernorm, softmax and embedding (rows_per_block,
-/// threads_per_row, vector), attention (block_q, block_kv, warps, stages).
+/// threads_per_row, vector), attention (block_q, block_kv, warps, stages, persistent).
 pub fn fused_fixtures() -> Vec<Fixture> {
     use tessera_dsl::{
         AttentionLayout, AttentionProblem, EmbeddingProblem, LayernormProblem, Mask, Packing,
@@ -141,9 +141,9 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         Fixture {
             template: "attention",
             points: vec![
-                vec![64, 64, 4, 2],
-                vec![128, 64, 4, 2],
-                vec![128, 128, 8, 3],
+                vec![64, 64, 4, 2, 0],
+                vec![128, 64, 4, 2, 0],
+                vec![128, 128, 8, 3, 0],
             ],
             problems: vec![
                 ("f16_d64_padding", Problem::Attention(att)),
@@ -161,7 +161,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // token-major O (the compiled BERT plan's attention): one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2]],
+            points: vec![vec![64, 64, 4, 2, 0]],
             problems: vec![
                 ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
                 ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
@@ -170,7 +170,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // grouped-query and packed attention: one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2]],
+            points: vec![vec![64, 64, 4, 2, 0]],
             problems: vec![
                 ("f16_d64_gqa", Problem::Attention(att_gqa)),
                 ("f16_d64_packed_causal", Problem::Attention(att_packed)),
@@ -178,6 +178,14 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         },
     ]
 }
+
+/// Persistent sm_90a attention points (block_q, block_kv, warps, stages, persistent = 1) and
+/// the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
+/// tiles (two consumers at D128, three at D64), made persistent.
+pub const PERSISTENT_ATTENTION: [([i64; 5], &str); 2] = [
+    ([128, 128, 8, 2, 1], "bf16_d128_causal"),
+    ([192, 64, 12, 2, 1], "f16_d64_padding"),
+];
 
 /// Every (template, config, label) of the fused fixtures that is valid on `target`.
 pub fn fused_configs(target: Target) -> Vec<(&'static dyn Template, Config, &'static str)> {

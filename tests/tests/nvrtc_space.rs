@@ -140,6 +140,17 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
             }
         }
     }
+    // sm_90a's persistent attention (`persistent = 1`) is part of its space
+    let persistent = jobs
+        .iter()
+        .filter(|(_, c, target)| {
+            *target == Target::Sm90a && c.kernel_name().contains("_persistent1_")
+        })
+        .count();
+    assert!(
+        persistent >= 10,
+        "only {persistent} persistent attention configs"
+    );
     let failures = compile_all(&jobs, "layernorm, softmax and attention spaces");
     assert!(
         failures.is_empty(),

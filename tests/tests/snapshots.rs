@@ -70,3 +70,37 @@ fn fused_sources_match_snapshots() {
     }
     assert!(taken >= 36, "only {taken} snapshots");
 }
+
+/// The persistent sm_90a attention (`persistent = 1`): one block per SM walking the tiles.
+/// Only sm_90a offers the knob; its default keeps every other snapshot's name and source.
+#[test]
+fn persistent_attention_sources_match_snapshots() {
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").expect("registered");
+    let fixtures = tessera_tests::fused_fixtures();
+    for (values, label) in tessera_tests::PERSISTENT_ATTENTION {
+        let (_, problem) = fixtures
+            .iter()
+            .flat_map(|f| &f.problems)
+            .find(|(l, _)| *l == label)
+            .expect("fixture problem");
+        for target in [Target::Sm80, Target::Gfx90a] {
+            assert!(
+                tessera_tests::valid_config(t, &values, problem, target).is_none(),
+                "{target} offers persistent = 1"
+            );
+        }
+        let target = Target::Sm90a;
+        let config = tessera_tests::valid_config(t, &values, problem, target).expect("valid");
+        assert!(config.kernel_name().contains("_persistent1_"), "{config}");
+        let src = tessera_codegen::generate(t, &config, target).expect("codegen");
+        let again = tessera_codegen::generate(t, &config, target).expect("codegen");
+        assert_eq!(src.source, again.source, "generation is not deterministic");
+        assert_eq!(src.schedule, tessera_codegen::TileSchedule::Persistent);
+        assert!(src.source.contains("tsr_mbar_arrive(q_empty)"));
+        insta::assert_snapshot!(
+            format!("{}__{}__{}", config.kernel_name(), target, label),
+            src.source
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //!
 //! Each candidate is labelled with the mainloop the attention dispatch policy gives it on this
 //! device (`multistage`: `mma.sync` FlashAttention-2 style; `wgmma`: the sm_90a TMA + wgmma
-//! warp-specialized one), and the best of each is reported: the first rung of the ladder.
+//! warp-specialized one, one tile per block; `wgmma-persistent`: the same with `persistent = 1`,
+//! one block per SM walking the tiles), and the best of each is reported: the first rung of the
+//! ladder.
 //!
 //! Usage: `attention OUT.json`; `scripts/gpu-run.sh attention` runs it beside
 //! `F.scaled_dot_product_attention`.
@@ -95,6 +97,7 @@ fn pipelines(
     for v in t.space().enumerate() {
         let Ok(c) = t.config(&v, p) else { continue };
         let name = match AttentionPipeline::select(target, &AttentionTile::of(&c), &c.variant) {
+            AttentionPipeline::Warpspecialized(plan) if plan.persistent() => "wgmma-persistent",
             AttentionPipeline::Warpspecialized(_) => "wgmma",
             AttentionPipeline::Multistage => "multistage",
         };

@@ -42,7 +42,9 @@ use crate::source::Source;
 use crate::CodegenError;
 use plan::{AttnPlan, AttnShape};
 use tessera_dsl::ir::{abi, SharedTile};
-use tessera_dsl::{AttentionLayout, AttentionPipeline, AttentionTile, KernelIr, Mask};
+use tessera_dsl::{
+    AttentionLayout, AttentionPipeline, AttentionSchedule, AttentionTile, KernelIr, Mask,
+};
 
 /// Byte alignment of each region inside the dynamic shared-memory block.
 const SMEM_ALIGN: u32 = 128;
@@ -103,11 +105,24 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         head_dim: sh.head_dim,
         warps: sh.s.warps_m,
         stages: sh.stages,
+        schedule: if ir.persistent {
+            AttentionSchedule::Persistent
+        } else {
+            AttentionSchedule::TilePerBlock
+        },
     };
     if let AttentionPipeline::Warpspecialized(plan) =
         AttentionPipeline::select(d.target(), &tile, &ir.variant)
     {
         return crate::hopper::attention::emit(ir, d, &sh, &plan, layout);
+    }
+    if ir.persistent {
+        let why = AttentionPipeline::hopper_plan(&tile, &ir.variant)
+            .err()
+            .unwrap_or_else(|| format!("{} has no warp-specialized pipeline", d.target()));
+        return Err(CodegenError::Unsupported(format!(
+            "a persistent attention schedule needs the sm_90a warp-specialized pipeline: {why}"
+        )));
     }
     let p = plan::plan(&sh, d)?;
     let threads = sh.s.warps_m * d.warp_size();
@@ -141,7 +156,16 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     w.line(format!("const int lane = tid % {};", d.warp_size()));
     w.line(format!("const int warp = tid / {};", d.warp_size()));
     w.line(format!("const int wr0 = warp * {};", p.s.wm));
-    let (ldq, ldkv) = emit_block_origin(&mut w, ir.variant.mask, layout, packed, bq, bkv, hd);
+    let (ldq, ldkv) = emit_block_origin(
+        &mut w,
+        &TileIndex::grid(),
+        ir.variant.mask,
+        layout,
+        packed,
+        bq,
+        bkv,
+        hd,
+    );
     for (t, off) in [(sh.sq, q_off), (sh.sk, k_off), (sh.sv, v_off)] {
         w.line(format!(
             "{ty}* const s_{} = ({ty}*)(smem + {off}); // {} stages x {} bytes",
@@ -274,14 +298,35 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     })
 }
 
-/// The block's place in the problem, shared by every attention pipeline: `q0` (first query),
+/// Where a tile's (query block, head, batch) indices come from: the block's own grid position,
+/// or a persistent block's tile counter.
+pub(crate) struct TileIndex {
+    pub query_block: String,
+    pub head: String,
+    pub batch: String,
+}
+
+impl TileIndex {
+    /// One block per tile: `(blockIdx.x, blockIdx.y, blockIdx.z)`.
+    pub(crate) fn grid() -> TileIndex {
+        TileIndex {
+            query_block: "blockIdx.x".into(),
+            head: "blockIdx.y".into(),
+            batch: "blockIdx.z".into(),
+        }
+    }
+}
+
+/// The tile's place in the problem, shared by every attention pipeline: `q0` (first query),
 /// `b`, `kvh` (its K/V head: grouped-query attention shares one among `heads / kv_heads` query
 /// heads), `bh` and `bkvh` (the batch × heads indices of Q and of K/V; not for packed batches),
 /// Q/K/V/O moved to this (batch, head), `kv_end` (keys at or past it take no part for any
 /// query of the block), `kv_blocks` and `sl2` (the scale in the log2 domain). Returns the row
 /// strides of Q (and O) and of K, V: `head_dim`, or (packed) a token's heads apart.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_block_origin(
     w: &mut Source,
+    tile: &TileIndex,
     mask: Mask,
     layout: AttentionLayout,
     packed: bool,
@@ -289,24 +334,27 @@ pub(crate) fn emit_block_origin(
     bkv: u32,
     hd: u32,
 ) -> (String, String) {
-    w.line(format!("const int q0 = blockIdx.x * {bq};"));
-    w.line("const int b = blockIdx.z;");
+    let TileIndex {
+        query_block: x,
+        head: y,
+        batch: z,
+    } = tile;
+    w.line(format!("const int q0 = {x} * {bq};"));
+    w.line(format!("const int b = {z};"));
     w.line("// grouped-query attention: heads / kv_heads query heads share one K/V head");
-    w.line("const int kvh = blockIdx.y / (heads / kv_heads);");
+    w.line(format!("const int kvh = {y} / (heads / kv_heads);"));
     let strides = if packed {
-        emit_packed_bases(w, hd);
+        emit_packed_bases(w, y, hd);
         ("ldq".to_string(), "ldkv".to_string())
     } else {
-        w.line("const long long bh = (long long)b * heads + blockIdx.y;");
+        w.line(format!("const long long bh = (long long)b * heads + {y};"));
         w.line("const long long bkvh = (long long)b * kv_heads + kvh;");
         w.line(format!("q += bh * seq_q * {hd};"));
         match layout {
             AttentionLayout::Bhsd => w.line(format!("o += bh * seq_q * {hd};")),
             AttentionLayout::Bshd => {
                 w.line("// O is token-major [batch, seq_q, heads, head_dim]");
-                w.line(format!(
-                    "o += ((long long)b * seq_q * heads + blockIdx.y) * {hd};"
-                ))
+                w.line(format!("o += ((long long)b * seq_q * heads + {y}) * {hd};"))
             }
         }
         w.line(format!("k += bkvh * seq_kv * {hd};"));
@@ -331,7 +379,7 @@ pub(crate) fn emit_block_origin(
 /// V moved to the sequence's first token and this block's head, the row strides `ldq` and
 /// `ldkv`, `seq_q` / `seq_kv` narrowed to the sequence's lengths, and an early return for a
 /// block past the sequence's end (uniform over the block, before any barrier).
-fn emit_packed_bases(w: &mut Source, hd: u32) {
+fn emit_packed_bases(w: &mut Source, head: &str, hd: u32) {
     w.line("// packed batch: sequence b owns query tokens cu_seqlens_q[b] .. cu_seqlens_q[b + 1]");
     w.line("// and key tokens cu_seqlens_kv[b] .. cu_seqlens_kv[b + 1]");
     w.line("const int tq0 = cu_seqlens_q[b];");
@@ -345,12 +393,8 @@ fn emit_packed_bases(w: &mut Source, hd: u32) {
     w.line("// Q, O: [tokens, heads, head_dim]; K, V: [tokens, kv_heads, head_dim]");
     w.line(format!("const int ldq = heads * {hd};"));
     w.line(format!("const int ldkv = kv_heads * {hd};"));
-    w.line(format!(
-        "q += ((long long)tq0 * heads + blockIdx.y) * {hd};"
-    ));
-    w.line(format!(
-        "o += ((long long)tq0 * heads + blockIdx.y) * {hd};"
-    ));
+    w.line(format!("q += ((long long)tq0 * heads + {head}) * {hd};"));
+    w.line(format!("o += ((long long)tq0 * heads + {head}) * {hd};"));
     w.line(format!("k += ((long long)tk0 * kv_heads + kvh) * {hd};"));
     w.line(format!("v += ((long long)tk0 * kv_heads + kvh) * {hd};"));
 }

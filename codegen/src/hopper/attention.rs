@@ -19,9 +19,16 @@
 //! 4. once `P·V` is done, block `kt − 1`'s V stage goes back to the producer (its K stage went
 //!    back when its scores landed), O is rescaled and block `kt`'s P packed.
 //!
-//! A plan with one consumer whose state fits half the register file runs two blocks per
-//! multiprocessor (no `setmaxnreg` then): for short sequences, where one block's prologue and
-//! store would otherwise leave the tensor cores idle.
+//! Tiles are (query block, head, batch); a block owns one by default. A plan with one block per
+//! multiprocessor may be persistent instead ([`AttentionSchedule::Persistent`], the template's
+//! `persistent = 1`): at most one block per SM walks the tiles `gridDim.x` apart, the producer
+//! loading the next tile's Q (once the consumers have computed the last scores of the current
+//! one, on a `q_empty` barrier) and K/V while the consumers finish the current tile, so short
+//! sequences do not pay a prologue and a store per block with the tensor cores idle. A plan
+//! with one consumer whose state fits half the register file instead runs two blocks per
+//! multiprocessor, one tile each (no `setmaxnreg` then): for short sequences too.
+//!
+//! [`AttentionSchedule::Persistent`]: tessera_dsl::AttentionSchedule::Persistent
 //!
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
@@ -30,7 +37,7 @@
 use super::descriptor::SmemDescriptor;
 use crate::attention::plan::{AttnPlan, AttnShape};
 use crate::attention::{
-    emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o,
+    emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o, TileIndex,
 };
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
 use crate::kernel::{KernelSource, TileSchedule};
@@ -144,8 +151,40 @@ pub fn emit(
         tile_m: plan.block_q,
         tile_n: plan.head_dim,
         tensor_maps: maps,
-        schedule: TileSchedule::PerBlock,
+        schedule: if plan.persistent() {
+            TileSchedule::Persistent
+        } else {
+            TileSchedule::PerBlock
+        },
     })
+}
+
+/// One tile's origin from the tile counter `tile`: its (query block, head, batch), the
+/// arguments moved from their saved values, and the TMA coordinates of its Q and K/V heads.
+fn emit_tile_origin(
+    w: &mut Source,
+    ir: &KernelIr,
+    layout: AttentionLayout,
+    plan: &AttentionWarpgroupPlan,
+) {
+    w.line("const int t_q = tile % q_blocks, t_h = (tile / q_blocks) % heads, t_b = tile / (q_blocks * heads);");
+    w.line("q = q_arg; k = k_arg; v = v_arg; o = o_arg;");
+    let index = TileIndex {
+        query_block: "t_q".into(),
+        head: "t_h".into(),
+        batch: "t_b".into(),
+    };
+    emit_block_origin(
+        w,
+        &index,
+        ir.variant.mask,
+        layout,
+        false,
+        plan.block_q,
+        plan.block_kv,
+        plan.head_dim,
+    );
+    w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
 }
 
 /// Issue `O += P·V` for the key block in ring slot `stage` (V N-major through its descriptor,
@@ -193,8 +232,32 @@ fn emit_body(
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
-    emit_block_origin(w, ir.variant.mask, layout, false, bq, bkv, hd);
-    w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
+    let persistent = plan.persistent();
+    if persistent {
+        w.line(
+            "// tiles: (query block, head, batch), query blocks fastest; a persistent block walks",
+        );
+        w.line("// them gridDim.x apart, the ring and its phases running on across tiles");
+        w.line(format!("const int q_blocks = (seq_q + {bq} - 1) / {bq};"));
+        w.line("const int tiles = q_blocks * heads * batch;");
+        w.line("const int first_tile = blockIdx.x, tile_step = gridDim.x;");
+        w.line("// the arguments each tile's origin moves from");
+        w.line(
+            "const auto q_arg = q; const auto k_arg = k; const auto v_arg = v; const auto o_arg = o;",
+        );
+    } else {
+        emit_block_origin(
+            w,
+            &TileIndex::grid(),
+            ir.variant.mask,
+            layout,
+            false,
+            bq,
+            bkv,
+            hd,
+        );
+        w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
+    }
     w.line(format!(
         "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
         plan.swizzle.span()
@@ -210,7 +273,12 @@ fn emit_body(
         "const unsigned q_full = s_v + {};",
         stages * kv_bytes
     ));
-    w.line("const unsigned k_full = q_full + 8; // per stage");
+    if persistent {
+        w.line("const unsigned q_empty = q_full + 8;");
+        w.line("const unsigned k_full = q_empty + 8; // per stage");
+    } else {
+        w.line("const unsigned k_full = q_full + 8; // per stage");
+    }
     w.line(format!(
         "const unsigned v_full = k_full + {}; // per stage",
         stages * 8
@@ -225,6 +293,9 @@ fn emit_body(
     ));
     w.open("if (tid == 0)");
     w.line("tsr_mbar_init(q_full, 1);");
+    if persistent {
+        w.line(format!("tsr_mbar_init(q_empty, {});", plan.consumers));
+    }
     w.open(format!("for (int s = 0; s < {stages}; ++s)"));
     w.line("tsr_mbar_init(k_full + s * 8, 1);");
     w.line("tsr_mbar_init(v_full + s * 8, 1);");
@@ -246,8 +317,20 @@ fn emit_body(
             "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
         ));
     }
-    w.line("// producer: one thread loads Q, then fills the K/V ring");
-    w.open("if (tid == 0)");
+    if persistent {
+        w.line(
+            "// producer: one thread loads each tile's Q once the consumers are done with the last,",
+        );
+        w.line("// then fills the K/V ring");
+        w.open("if (tid == 0)");
+        w.line("int stage = 0, phase = 0;");
+        w.open("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)");
+        emit_tile_origin(w, ir, layout, plan);
+        w.line("tsr_mbar_wait(q_empty, (it & 1) ^ 1);");
+    } else {
+        w.line("// producer: one thread loads Q, then fills the K/V ring");
+        w.open("if (tid == 0)");
+    }
     w.line(format!("tsr_mbar_expect_tx(q_full, {q_bytes});"));
     for pn in 0..panels {
         w.line(format!(
@@ -256,7 +339,9 @@ fn emit_body(
             pn * panel
         ));
     }
-    w.line("int stage = 0, phase = 0;");
+    if !persistent {
+        w.line("int stage = 0, phase = 0;");
+    }
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     for (tensor, base, full, empty) in [
         ("k", "s_k", "k_full", "k_empty"),
@@ -276,6 +361,9 @@ fn emit_body(
     }
     advance(w, stages);
     w.close("");
+    if persistent {
+        w.close("");
+    }
     w.close("");
     w.close("");
     w.open("else");
@@ -328,6 +416,12 @@ fn emit_consumer(
         SmemDescriptor::n_major_high_bits(plan.swizzle, bkv * line),
         bkv * line
     ));
+    let persistent = plan.persistent();
+    if persistent {
+        w.line("int stage = 0, phase = 0; // the ring slot of key block kt");
+        w.open("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)");
+        emit_tile_origin(w, ir, layout, plan);
+    }
     d.declare_acc(w, &p.s);
     d.declare_acc(w, &p.o);
     w.line("// a warp's 16 rows of a wgmma accumulator are its m16n8 tiles, in order");
@@ -367,8 +461,14 @@ fn emit_consumer(
             "if (cw == 1 && kv_blocks > 0) asm volatile(\"bar.arrive 1, 256;\" ::: \"memory\");",
         );
     }
-    w.line("tsr_mbar_wait(q_full, 0);");
-    w.line("int stage = 0, phase = 0; // key block kt");
+    if persistent {
+        w.line("tsr_mbar_wait(q_full, it & 1);");
+        w.line("// no key block (a zero key length): Q goes back at once");
+        w.line("if (kv_blocks == 0 && tid % 128 == 0) tsr_mbar_arrive(q_empty);");
+    } else {
+        w.line("tsr_mbar_wait(q_full, 0);");
+        w.line("int stage = 0, phase = 0; // key block kt");
+    }
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     w.line(format!("const int kv0 = kt * {bkv};"));
@@ -412,6 +512,10 @@ fn emit_consumer(
     w.line("if (kt > 0) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();");
     w.line("// K of block kt is read: its stage may take the next K block");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(k_empty + stage * 8);");
+    if persistent {
+        w.line("// after the tile's last scores Q is free for the next tile's");
+        w.line("if (kt + 1 == kv_blocks && tid % 128 == 0) tsr_mbar_arrive(q_empty);");
+    }
     if pingpong {
         w.line("// the other consumer's turn to issue (its GEMMs queue behind this one's P V); consumer 1");
         w.line("// owes consumer 0 no turn after its last block. After the S wait, and predicated in PTX:");
@@ -446,7 +550,11 @@ fn emit_consumer(
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     w.close("");
-    emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)
+    emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)?;
+    if persistent {
+        w.close("");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -465,6 +573,7 @@ mod tests {
             swizzle: Swizzle::for_line_bytes(panel * 2).unwrap(),
             panel,
             blocks_per_sm: 1,
+            schedule: tessera_dsl::AttentionSchedule::TilePerBlock,
         }
     }
 

@@ -9,6 +9,10 @@
 //!   online softmax in registers, and `O += P·V` with P taken from registers (the RS form of
 //!   `wgmma`, V read N-major through its descriptor).
 //!
+//! The Hopper pipeline's grid follows the config's [`AttentionSchedule`] (the template's
+//! `persistent` knob, sm_90a only): one tile per block, or, for a plan that runs one block per
+//! multiprocessor, persistent blocks walking the tiles.
+//!
 //! A config the Hopper pipeline cannot serve keeps the multistage one, which runs on sm_90a too;
 //! [`AttentionPipeline::hopper_plan`] says why. Pure arithmetic: no code generation, no device.
 
@@ -23,12 +27,37 @@ pub struct AttentionTile {
     pub head_dim: u32,
     pub warps: u32,
     pub stages: u32,
+    /// The grid schedule the config asks for.
+    pub schedule: AttentionSchedule,
+}
+
+/// How an attention kernel's blocks map to its (query block, head, batch) tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionSchedule {
+    /// One block per tile: a `ceil(seq_q / block_q) × heads × batch` grid.
+    #[default]
+    TilePerBlock,
+    /// At most one block per multiprocessor, each walking the tiles `gridDim.x` apart, the
+    /// producer prefetching the next tile's Q and K/V while the consumers finish the current
+    /// one (the template's `persistent = 1`; only for plans that run one block per SM).
+    Persistent,
+}
+
+impl AttentionSchedule {
+    /// The schedule of the template's `persistent` knob value (0 or absent: one tile per block).
+    pub fn of_knob(persistent: i64) -> AttentionSchedule {
+        if persistent == 0 {
+            AttentionSchedule::TilePerBlock
+        } else {
+            AttentionSchedule::Persistent
+        }
+    }
 }
 
 impl AttentionTile {
     /// The geometry of an attention config (`block_q`, `block_kv`, `warps`, `stages`; the head
-    /// size from its variant). A missing or out-of-range parameter reads as 0, which no plan
-    /// accepts.
+    /// size from its variant) and its schedule (`persistent`, 0 when absent). A missing or
+    /// out-of-range parameter reads as 0, which no plan accepts.
     pub fn of(config: &Config) -> AttentionTile {
         let u = |n: &str| u32::try_from(config.get(n).unwrap_or(0)).unwrap_or(0);
         AttentionTile {
@@ -37,6 +66,7 @@ impl AttentionTile {
             head_dim: config.variant.extent,
             warps: u("warps"),
             stages: u("stages"),
+            schedule: AttentionSchedule::of_knob(config.get("persistent").unwrap_or(0)),
         }
     }
 }
@@ -59,6 +89,8 @@ pub struct AttentionWarpgroupPlan {
     /// file and two blocks fit the shared memory, so one block's prologue, softmax and store
     /// hide behind the other's GEMMs (short sequences); then no register reallocation.
     pub blocks_per_sm: u32,
+    /// One tile per block, or (one block per SM only) persistent blocks walking the tiles.
+    pub schedule: AttentionSchedule,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -107,12 +139,18 @@ impl AttentionWarpgroupPlan {
         (rows * self.block_kv + rows * self.head_dim) / 128 + rows * self.block_kv / 256
     }
 
-    /// Dynamic shared memory: Q, the K and V stages, the barriers (Q full; full and empty of K
-    /// and of V per stage) and slack to align the base to the swizzle atom at run time.
+    /// Whether blocks walk the tiles (persistent) rather than own one each.
+    pub fn persistent(&self) -> bool {
+        self.schedule == AttentionSchedule::Persistent
+    }
+
+    /// Dynamic shared memory: Q, the K and V stages, the barriers (Q full, and Q empty when
+    /// persistent; full and empty of K and of V per stage) and slack to align the base to the
+    /// swizzle atom at run time.
     pub fn smem_bytes(&self) -> u32 {
         self.q_bytes()
             + 2 * self.stages * self.kv_bytes()
-            + 8 * (1 + 4 * self.stages)
+            + 8 * (1 + u32::from(self.persistent()) + 4 * self.stages)
             + self.swizzle.atom_bytes()
     }
 }
@@ -191,6 +229,7 @@ impl AttentionPipeline {
             swizzle,
             panel,
             blocks_per_sm: 1,
+            schedule: tile.schedule,
         };
         let budget = MAX_STATE_REGS.min(consumer_regs - 64);
         if plan.state_regs() > budget {
@@ -204,6 +243,13 @@ impl AttentionPipeline {
             return Err(format!("{smem} bytes of shared memory"));
         }
         if consumers == 1 && plan.state_regs() + 48 <= SHARED_SM_REGS && 2 * smem <= SMEM_LIMIT {
+            if plan.persistent() {
+                return Err(format!(
+                    "a persistent schedule is for plans of one block per SM; one consumer with {} \
+                     state registers runs two blocks per SM, one tile each",
+                    plan.state_regs()
+                ));
+            }
             return Ok(AttentionWarpgroupPlan {
                 blocks_per_sm: 2,
                 ..plan
@@ -251,7 +297,35 @@ mod tests {
             head_dim,
             warps,
             stages,
+            schedule: AttentionSchedule::TilePerBlock,
         }
+    }
+
+    #[test]
+    fn persistence_is_for_one_block_per_sm_plans() {
+        let v = variant(Mask::Causal);
+        let persistent = |t: AttentionTile| AttentionTile {
+            schedule: AttentionSchedule::Persistent,
+            ..t
+        };
+        let p = AttentionPipeline::hopper_plan(&persistent(tile(128, 128, 128, 8, 2)), &v).unwrap();
+        assert_eq!(
+            (p.blocks_per_sm, p.schedule),
+            (1, AttentionSchedule::Persistent)
+        );
+        // one more barrier (Q empty) than the one-tile-per-block plan
+        assert_eq!(p.smem_bytes(), 32768 + 131072 + 80 + 1024);
+        let long =
+            AttentionPipeline::hopper_plan(&persistent(tile(64, 128, 64, 4, 2)), &v).unwrap();
+        assert!(long.persistent());
+        // two blocks an SM: no persistent plan, and the reason says so
+        let e =
+            AttentionPipeline::hopper_plan(&persistent(tile(64, 64, 64, 4, 2)), &v).unwrap_err();
+        assert!(e.contains("two blocks per SM"), "{e}");
+        assert_eq!(
+            AttentionPipeline::select(Target::Sm90a, &persistent(tile(64, 64, 64, 4, 2)), &v),
+            AttentionPipeline::Multistage
+        );
     }
 
     #[test]
