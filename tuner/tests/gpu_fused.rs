@@ -30,7 +30,19 @@ fn points_for(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64
     if n <= 24 {
         return valid;
     }
-    (0..24).map(|i| valid[i * n / 24].clone()).collect()
+    let mut points: Vec<Vec<i64>> = (0..24).map(|i| valid[i * n / 24].clone()).collect();
+    // every value of every parameter that some valid config takes is verified at least once
+    // (a per-target knob such as attention's `persistent` is not left to the sampling)
+    for v in &valid {
+        let new_value = v
+            .iter()
+            .enumerate()
+            .any(|(i, x)| !points.iter().any(|p| p[i] == *x));
+        if new_value {
+            points.push(v.clone());
+        }
+    }
+    points
 }
 
 fn run_all(test: &str, template: &str, problems: &[Problem]) {
