@@ -81,7 +81,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     if packed.is_empty() {
-        println!("packed buckets: none (compiled with --packed-buckets 0): every batch runs padded");
+        println!(
+            "packed buckets: none (compiled with --packed-buckets 0): every batch runs padded"
+        );
     } else {
         println!(
             "packed buckets (tokens/sequences/longest): {}",

@@ -324,7 +324,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                         .join(", ")
                 )));
             }
-            (bucket, exec.time(bucket, 5, args.iters).map_err(exec_error)?)
+            (
+                bucket,
+                exec.time(bucket, 5, args.iters).map_err(exec_error)?,
+            )
         }
         (None, None) => return Err(usage("give --batch or --lens")),
     };

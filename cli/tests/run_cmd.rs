@@ -153,7 +153,17 @@ fn plans_run_and_bench() {
     write_ints(&input, &[("input_ids", "I64", vec![1, 20], ids(1, 20))]);
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     for extra in [&[][..], &["--no-graph"][..]] {
-        let mut args = vec!["run", p, "--input", i, "--out", o, "--sim", "--padding", "padded"];
+        let mut args = vec![
+            "run",
+            p,
+            "--input",
+            i,
+            "--out",
+            o,
+            "--sim",
+            "--padding",
+            "padded",
+        ];
         args.extend_from_slice(extra);
         let r = tessera(&args);
         assert!(r.status.success(), "{}", text(&r));
@@ -193,7 +203,9 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     let p = plan.to_str().unwrap();
     let input = dir.path().join("in.safetensors");
     let out = dir.path().join("out.safetensors");
-    let mask: Vec<i64> = (0..2 * 20).map(|i| i64::from(i % 20 < if i < 20 { 20 } else { 3 })).collect();
+    let mask: Vec<i64> = (0..2 * 20)
+        .map(|i| i64::from(i % 20 < if i < 20 { 20 } else { 3 }))
+        .collect();
     write_ints(
         &input,
         &[
@@ -203,15 +215,31 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     );
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     let r = tessera(&[
-        "run", p, "--input", i, "--out", o, "--sim", "--padding", "packed", "--packed-output",
+        "run",
+        p,
+        "--input",
+        i,
+        "--out",
+        o,
+        "--sim",
+        "--padding",
+        "packed",
+        "--packed-output",
     ]);
     assert!(r.status.success(), "{}", text(&r));
-    assert!(text(&r).contains("bucket packed 64 tokens (≤ 2 sequences of ≤ 32)"), "{}", text(&r));
+    assert!(
+        text(&r).contains("bucket packed 64 tokens (≤ 2 sequences of ≤ 32)"),
+        "{}",
+        text(&r)
+    );
     assert!(text(&r).contains("padding packed"), "{}", text(&r));
     let bytes = std::fs::read(&out).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    assert_eq!(header["last_hidden_state"]["shape"], serde_json::json!([23, 128]));
+    assert_eq!(
+        header["last_hidden_state"]["shape"],
+        serde_json::json!([23, 128])
+    );
     assert_eq!(header["cu_seqlens"]["dtype"], "I64");
     let at = header["cu_seqlens"]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n;
     let offsets: Vec<i64> = bytes[at..at + 24]
@@ -222,12 +250,32 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     let r = tessera(&["run", p, "--input", i, "--out", o, "--sim"]);
     assert!(r.status.success(), "{}", text(&r));
     assert!(text(&r).contains("padding auto"), "{}", text(&r));
-    let r = tessera(&["run", p, "--input", i, "--out", o, "--sim", "--padding", "sideways"]);
+    let r = tessera(&[
+        "run",
+        p,
+        "--input",
+        i,
+        "--out",
+        o,
+        "--sim",
+        "--padding",
+        "sideways",
+    ]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
 
     let r = tessera(&[
-        "bench", p, "--seq", "32", "--lens", "32,5", "--padding", "packed", "--sim", "--json",
-        "--iters", "3",
+        "bench",
+        p,
+        "--seq",
+        "32",
+        "--lens",
+        "32,5",
+        "--padding",
+        "packed",
+        "--sim",
+        "--json",
+        "--iters",
+        "3",
     ]);
     assert!(r.status.success(), "{}", text(&r));
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
@@ -237,12 +285,18 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     assert!(j["median_ms"].as_f64().unwrap() > 0.0);
     let r = tessera(&["bench", p, "--seq", "16", "--lens", "17", "--sim"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
-    assert!(text(&r).contains("--lens: length 17 is outside 1..=16"), "{}", text(&r));
+    assert!(
+        text(&r).contains("--lens: length 17 is outside 1..=16"),
+        "{}",
+        text(&r)
+    );
 
     let r = tessera(&["inspect", p]);
     assert!(r.status.success(), "{}", text(&r));
     assert!(
-        text(&r).contains("packed buckets (tokens/sequences/longest): 16/1/16, 32/1/32, 32/2/16, 64/2/32"),
+        text(&r).contains(
+            "packed buckets (tokens/sequences/longest): 16/1/16, 32/1/32, 32/2/16, 64/2/32"
+        ),
         "{}",
         text(&r)
     );

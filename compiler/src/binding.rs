@@ -88,8 +88,7 @@ pub fn plan_bucket(
             None => View {
                 buffer: Buffer::Arena,
                 offset: arena.get(&v).copied().unwrap_or(0) + offset,
-                bytes: bytes
-                    .unwrap_or_else(|| graph.value(v).bytes(&b).saturating_sub(offset)),
+                bytes: bytes.unwrap_or_else(|| graph.value(v).bytes(&b).saturating_sub(offset)),
             },
         }
     };

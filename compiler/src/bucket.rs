@@ -86,12 +86,9 @@ impl Bucket {
         let longest = self.longest().max(1);
         let mut lens = vec![longest];
         let others = self.batch.saturating_sub(1);
-        if others > 0 {
-            let rest = t.saturating_sub(longest);
-            let (each, extra) = (rest / others, rest % others);
-            lens.extend(
-                (0..others).map(|i| (each + u64::from(i < extra)).clamp(1, longest)),
-            );
+        let rest = t.saturating_sub(longest);
+        if let (Some(each), Some(extra)) = (rest.checked_div(others), rest.checked_rem(others)) {
+            lens.extend((0..others).map(|i| (each + u64::from(i < extra)).clamp(1, longest)));
         }
         lens
     }
@@ -254,10 +251,7 @@ mod tests {
         assert_eq!(b.len(), 6);
         assert_eq!(choose(&b, 1, 100).unwrap(), Bucket::padded(1, 128));
         assert_eq!(choose(&b, 2, 129).unwrap(), Bucket::padded(8, 384));
-        assert_eq!(
-            choose(&b, 32, 384).unwrap(),
-            Bucket::padded(32, 384)
-        );
+        assert_eq!(choose(&b, 32, 384).unwrap(), Bucket::padded(32, 384));
         let e = choose(&b, 33, 10).unwrap_err().to_string();
         assert!(
             e.contains("batch 33") && e.contains("(batch 32, seq 384)"),
@@ -313,7 +307,11 @@ mod tests {
             .map(Bucket::tokens)
             .collect();
         assert_eq!(b32, [1536, 3072, 4608, 6144, 7680, 9216, 10752, 12288]);
-        let b8: Vec<u64> = packed.iter().filter(|b| b.batch == 8).map(Bucket::tokens).collect();
+        let b8: Vec<u64> = packed
+            .iter()
+            .filter(|b| b.batch == 8)
+            .map(Bucket::tokens)
+            .collect();
         assert_eq!(b8, [384, 768, 1152, 1536, 1920, 2304, 2688, 3072]);
         // the smallest 8-sequence bucket leaves a token for each of the other 7
         let small = Bucket::packed(8, 384, 384);
@@ -321,7 +319,10 @@ mod tests {
         assert!(small.admits(&[377, 1, 1, 1, 1, 1, 1, 1]));
         assert!(!small.admits(&[378]), "longer than the launch bound");
         assert!(!small.admits(&[100; 4]), "400 tokens");
-        assert!(!padded[0].admits(&[1]), "a padded bucket admits nothing packed");
+        assert!(
+            !padded[0].admits(&[1]),
+            "a padded bucket admits nothing packed"
+        );
         let all: Vec<Bucket> = padded.iter().chain(&packed).copied().collect();
         assert_eq!(
             choose_packed(&all, &[300, 5, 1]).unwrap(),

@@ -74,8 +74,7 @@ pub fn optimize(options: &Options, obs: &mut dyn Observer) -> Result<Optimized, 
     }
     obs.phase(&format!("import {}", options.model_dir.display()));
     let mut model = import::import(&options.model_dir, options.dtype)?;
-    let mut buckets =
-        bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
+    let mut buckets = bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
     buckets.extend(bucket::packed_under(&buckets, options.packed_steps));
     obs.phase("graph passes");
     let passes = passes::optimize(

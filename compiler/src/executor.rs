@@ -1016,8 +1016,7 @@ fn attention_writes(problem: &Problem, store: AttentionStore) -> bool {
     let Problem::Attention(a) = problem else {
         return true;
     };
-    let token_major =
-        a.packed.is_some() || a.layout == tessera_dsl::problem::AttentionLayout::Bshd;
+    let token_major = a.packed.is_some() || a.layout == tessera_dsl::problem::AttentionLayout::Bshd;
     match store {
         AttentionStore::Heads => !token_major,
         AttentionStore::Tokens => token_major,

@@ -200,7 +200,11 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
     // 4 padded buckets, and under each one packed bucket (their token counts are under one
     // granule): 16, 32, 32 and 64 tokens
     assert_eq!(plan.buckets.len(), 8);
-    let packed: Vec<_> = plan.buckets.iter().filter(|b| b.bucket.is_packed()).collect();
+    let packed: Vec<_> = plan
+        .buckets
+        .iter()
+        .filter(|b| b.bucket.is_packed())
+        .collect();
     assert_eq!(
         packed.iter().map(|b| b.bucket.tokens()).collect::<Vec<_>>(),
         [16, 32, 32, 64]
@@ -263,21 +267,39 @@ fn no_tune_plan_has_every_launch_untuned_and_round_trips() {
         let Problem::Gemm(g) = qkv else {
             panic!("{qkv}")
         };
-        assert_eq!((g.m, g.store), (b.bucket.tokens(), Store::Heads { heads: 2, head_dim: 64, seq: 1 }));
+        assert_eq!(
+            (g.m, g.store),
+            (
+                b.bucket.tokens(),
+                Store::Heads {
+                    heads: 2,
+                    head_dim: 64,
+                    seq: 1
+                }
+            )
+        );
         let (l, at) = kernel(".attention");
         let Problem::Attention(a) = at else {
             panic!("{at}")
         };
         assert_eq!(a.batch, b.bucket.batch);
         assert_eq!(a.seq_q, b.bucket.longest());
-        let lens = b.inputs.iter().find(|s| s.kind == InputKind::SeqLens).unwrap();
+        let lens = b
+            .inputs
+            .iter()
+            .find(|s| s.kind == InputKind::SeqLens)
+            .unwrap();
         assert_eq!(lens.shape, [b.bucket.batch + 1], "the offsets");
         for name in ["cu_seqlens_q", "cu_seqlens_kv"] {
             let arg = l.args.iter().find(|a| a.name == name).unwrap();
             assert_eq!(arg.view, lens.view, "{name}");
         }
         assert!(l.args.iter().all(|a| a.name != "kv_lens"));
-        let ids = b.inputs.iter().find(|s| s.kind == InputKind::PositionIds).unwrap();
+        let ids = b
+            .inputs
+            .iter()
+            .find(|s| s.kind == InputKind::PositionIds)
+            .unwrap();
         assert_eq!(ids.shape, [1, b.bucket.tokens()]);
     }
     for b in &plan.buckets {
@@ -422,7 +444,11 @@ fn strict_lists_every_miss() {
     let cache = Cache::open(dir.path().join("tune.db")).unwrap();
     match compile_with(dir.path(), &cache, Mode::Strict) {
         Err(CompileError::Tuning(TuningError::Strict(misses))) => {
-            assert_eq!(misses.len(), 31, "every distinct problem, padded and packed");
+            assert_eq!(
+                misses.len(),
+                31,
+                "every distinct problem, padded and packed"
+            );
             assert!(
                 misses
                     .iter()

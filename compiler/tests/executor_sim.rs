@@ -277,26 +277,40 @@ fn packed_buckets_match_the_f64_forward_pass() {
     let packed = load(Padding::Packed);
     let padded = load(Padding::Padded);
     let auto = load(Padding::Auto);
-    assert!(auto.bucket_ms().iter().all(Option::is_some), "auto times every bucket");
+    assert!(
+        auto.bucket_ms().iter().all(Option::is_some),
+        "auto times every bucket"
+    );
     assert!(packed.bucket_ms().iter().all(Option::is_none));
     for (batch, seq, seed) in [(2, 32, 1), (2, 20, 2), (1, 7, 3)] {
         let (x, lens) = common::ragged_batch(batch, seq, seed);
         let p = packed.run(&x).unwrap();
         let total: usize = lens.iter().sum();
-        assert!(p.bucket.is_packed() && p.bucket.tokens() >= total as u64, "{}", p.bucket);
+        assert!(
+            p.bucket.is_packed() && p.bucket.tokens() >= total as u64,
+            "{}",
+            p.bucket
+        );
         let (cos, err) = common::against_reference(&p, &w, &fixture, &x, &lens);
-        assert!(cos >= 0.9999 && err < 0.05, "packed {lens:?}: cosine {cos}, abs error {err}");
+        assert!(
+            cos >= 0.9999 && err < 0.05,
+            "packed {lens:?}: cosine {cos}, abs error {err}"
+        );
         let q = padded.run(&x).unwrap();
         assert!(!q.bucket.is_packed());
         let (cos, err) = common::against_reference(&q, &w, &fixture, &x, &lens);
-        assert!(cos >= 0.9999 && err < 0.05, "padded {lens:?}: cosine {cos}, abs error {err}");
+        assert!(
+            cos >= 0.9999 && err < 0.05,
+            "padded {lens:?}: cosine {cos}, abs error {err}"
+        );
         let a = auto.run(&x).unwrap();
         let (cos, _) = common::against_reference(&a, &w, &fixture, &x, &lens);
         assert!(cos >= 0.9999, "auto ({}) {lens:?}: cosine {cos}", a.bucket);
         // padding rows stay zero, and the packed form is the real rows back to back
         let h = p.hidden as usize;
         for (r, &len) in lens.iter().enumerate() {
-            let row = &p.last_hidden_state[(r * seq as usize + len) * h..(r + 1) * seq as usize * h];
+            let row =
+                &p.last_hidden_state[(r * seq as usize + len) * h..(r + 1) * seq as usize * h];
             assert!(row.iter().all(|&v| v == 0.0), "padding of sequence {r}");
         }
         let (rows, offsets) = p.packed();

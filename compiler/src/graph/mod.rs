@@ -117,11 +117,7 @@ pub struct Value {
 impl Value {
     /// Bytes in bucket `b`.
     pub fn bytes(&self, b: &Bucket) -> u64 {
-        self.shape
-            .iter()
-            .map(|d| d.bind(b))
-            .product::<u64>()
-            * self.elem.bytes()
+        self.shape.iter().map(|d| d.bind(b)).product::<u64>() * self.elem.bytes()
     }
 }
 

@@ -267,7 +267,9 @@ pub fn padded_batch() -> (Inputs, Vec<usize>) {
 /// `batch` sequences padded to `seq` with random lengths in 1..=seq (seeded), the first of
 /// the full length and the second of length 1 (when there are two).
 pub fn ragged_batch(batch: u64, seq: u64, seed: u64) -> (Inputs, Vec<usize>) {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
         state = state
             .wrapping_mul(6364136223846793005)
