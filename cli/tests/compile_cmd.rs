@@ -62,11 +62,11 @@ fn sim_compile_no_tune_then_inspect() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("4 bucket(s), 24 kernels (0 cached, 0 tuned now, 24 untuned)"),
+        t.contains("8 bucket(s), 31 kernels (0 cached, 0 tuned now, 31 untuned)"),
         "{t}"
     );
     assert!(
-        t.contains("lower 4 bucket(s)") && t.contains("warning: 24 kernel(s) are untuned"),
+        t.contains("lower 8 bucket(s)") && t.contains("warning: 31 kernel(s) are untuned"),
         "{t}"
     );
     let o = tessera(&["inspect", out.to_str().unwrap()]);
@@ -76,6 +76,8 @@ fn sim_compile_no_tune_then_inspect() {
         "2 layers, hidden 128, 2 heads of 64",
         "SIMULATED",
         "buckets (batch x seq): 1x16, 1x32, 2x16, 2x32",
+        "packed buckets (tokens/sequences/longest): 16/1/16, 32/1/32, 32/2/16, 64/2/32",
+        "--padding auto",
         "vs naive",
         "UNTUNED",
         "store=heads2x64_seq32",
@@ -87,7 +89,7 @@ fn sim_compile_no_tune_then_inspect() {
     }
     let o = tessera(&["inspect", out.to_str().unwrap(), "--json"]);
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(plan["schema_version"], 1);
+    assert_eq!(plan["schema_version"], 2);
     assert_eq!(only_entries(&out), ["plan.json", "weights.bin"]);
 }
 
@@ -103,7 +105,7 @@ fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("7 kernels (0 cached, 7 tuned now, 0 untuned)"),
+        t.contains("9 kernels (0 cached, 9 tuned now, 0 untuned)"),
         "{t}"
     );
     assert!(
@@ -114,7 +116,7 @@ fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
     let o = compile(&model, &out, &cache, &strict);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("7 kernels (7 cached, 0 tuned now, 0 untuned)"),
+        text(&o).contains("9 kernels (9 cached, 0 tuned now, 0 untuned)"),
         "{}",
         text(&o)
     );
@@ -137,7 +139,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let o = compile(&model, &out, &cache, &strict);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("--strict: 7 kernel problem(s) have no tuned winner"),
+        text(&o).contains("--strict: 9 kernel problem(s) have no tuned winner"),
         "{}",
         text(&o)
     );

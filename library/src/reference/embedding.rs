@@ -68,11 +68,14 @@ mod tests {
             mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-3,
             "{mean} {var}"
         );
-        // token 6 sits at position 6 % 4 = 2: changing position row 2 changes it, row 1 not
+        // token 6 sits at the position its position id names: changing that position row
+        // changes it, another row does not
+        let pos = x.ints("position_ids").unwrap()[6] as usize;
+        let other = (pos + 1) % 4;
         let before = embedding_row(&p, &x, 6).unwrap();
-        x.tensor_mut("position").unwrap().values[64] += 3.0;
+        x.tensor_mut("position").unwrap().values[other * 64] += 3.0;
         assert_eq!(embedding_row(&p, &x, 6).unwrap(), before);
-        x.tensor_mut("position").unwrap().values[2 * 64 + 5] += 3.0;
+        x.tensor_mut("position").unwrap().values[pos * 64 + 5] += 3.0;
         assert_ne!(embedding_row(&p, &x, 6).unwrap(), before);
         // the word row is the one input_ids names
         let w = x.ints("input_ids").unwrap()[6] as usize;
