@@ -1,12 +1,15 @@
 //! `tessera inspect PLAN`: what a compiled plan holds: the model and its source hashes, the
 //! device it was compiled for, the passes, the buckets, every kernel with its tuning status and
-//! how often it launches, and the arena against the naive sum.
+//! how often it launches, and the arena against the naive sum. `--shapes` prints the plan's
+//! distinct kernel problems as a shapes file instead, for `tessera tune --shapes` to prepare a
+//! cache for them (padded and packed buckets alike) ahead of time.
 
 use crate::usage::usage;
 use std::path::PathBuf;
 use tessera_compiler::plan::Callee;
 use tessera_compiler::tuning::TuningStatus;
 use tessera_compiler::Plan;
+use tessera_tuner::shapes::{to_yaml, NamedProblem};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +18,10 @@ pub struct Args {
     /// Print the plan JSON (after validation) instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Print the plan's distinct kernel problems as a shapes file (for `tessera tune --shapes`)
+    /// instead of the summary.
+    #[arg(long, conflicts_with = "json")]
+    shapes: bool,
 }
 
 fn mib(bytes: u64) -> String {
@@ -25,6 +32,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let plan = Plan::load(&args.plan).map_err(usage)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    if args.shapes {
+        print!("{}", shapes_file(&plan, &args.plan));
         return Ok(());
     }
     let m = &plan.model;
@@ -157,4 +168,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("\n{} kernel(s) untuned: {reason}", untuned.len());
     }
     Ok(())
+}
+
+/// The plan's distinct kernel problems as a shapes file, in kernel order, each named after its
+/// first kernel and that kernel's first launch: `k3 layer0.qkv @ 2x32` (padded bucket
+/// batch x seq) or `k3 layer0.qkv @ packed 64/2/32` (tokens/sequences/longest).
+fn shapes_file(plan: &Plan, dir: &std::path::Path) -> String {
+    let mut first_use: Vec<Option<String>> = vec![None; plan.kernels.len()];
+    for b in &plan.buckets {
+        let bucket = if b.bucket.is_packed() {
+            format!(
+                "packed {}/{}/{}",
+                b.bucket.tokens(),
+                b.bucket.batch,
+                b.bucket.longest()
+            )
+        } else {
+            format!("{}x{}", b.bucket.batch, b.bucket.seq)
+        };
+        for l in &b.launches {
+            if let Callee::Kernel { kernel } = l.callee {
+                if let Some(slot @ None) = first_use.get_mut(kernel) {
+                    *slot = Some(format!("{} @ {bucket}", l.node));
+                }
+            }
+        }
+    }
+    let mut problems: Vec<NamedProblem> = Vec::new();
+    for (i, k) in plan.kernels.iter().enumerate() {
+        if problems.iter().any(|p| p.problem == k.problem) {
+            continue;
+        }
+        let name = match &first_use[i] {
+            Some(used) => format!("k{i} {used}"),
+            None => format!("k{i}"),
+        };
+        problems.push(NamedProblem {
+            name,
+            problem: k.problem.clone(),
+        });
+    }
+    format!(
+        "# The {} distinct kernel problems of plan {} ({} kernels), for\n\
+         # `tessera tune --gpu GPU --shapes THIS_FILE` to tune ahead of time.\n{}",
+        problems.len(),
+        dir.display().to_string().replace(['\n', '\r'], " "),
+        plan.kernels.len(),
+        to_yaml(&problems)
+    )
 }

@@ -85,7 +85,7 @@ enum Command {
     Compile(Box<compile::Args>),
     /// Show a compiled plan: buckets, kernels and their tuning, memory plan.
     #[command(
-        after_help = "Examples:\n  tessera inspect bert.tsr\n  tessera inspect bert.tsr --json"
+        after_help = "Examples:\n  tessera inspect bert.tsr\n  tessera inspect bert.tsr --json\n  tessera inspect bert.tsr --shapes > bert-plan.yaml && tessera tune --gpu h200 --shapes bert-plan.yaml"
     )]
     Inspect(inspect::Args),
     /// Run a compiled plan on inputs from a safetensors file.

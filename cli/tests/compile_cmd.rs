@@ -199,3 +199,81 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("plan.json"), "{}", text(&o));
 }
+
+/// `tessera inspect PLAN --shapes` writes the plan's distinct kernel problems (padded and packed
+/// buckets) as a shapes file: it parses back to exactly those problems, `tessera tune` tunes
+/// them all, and a strict compile then finds every kernel in that cache.
+#[test]
+fn sim_inspect_shapes_tunes_the_plans_problems_ahead_of_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    Fixture::tiny().write(&model).unwrap();
+    let out = dir.path().join("bert.tsr");
+    let buckets = ["--batch", "1,2", "--seq", "16,32"];
+    let no_tune = [&buckets[..], &["--no-tune"]].concat();
+    let o = compile(&model, &out, &dir.path().join("unused.db"), &no_tune);
+    assert!(o.status.success(), "{}", text(&o));
+    let plan = tessera_compiler::Plan::load(&out).unwrap();
+    assert!(
+        plan.buckets.iter().any(|b| b.bucket.is_packed()),
+        "the plan has packed buckets"
+    );
+
+    let o = tessera(&["inspect", out.to_str().unwrap(), "--shapes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let yaml = String::from_utf8(o.stdout).unwrap();
+    let shapes = dir.path().join("plan.yaml");
+    std::fs::write(&shapes, &yaml).unwrap();
+    let parsed = tessera_tuner::shapes::parse_file(&shapes).unwrap_or_else(|e| panic!("{e}"));
+    let mut want: Vec<&tessera_dsl::Problem> = Vec::new();
+    for k in &plan.kernels {
+        if !want.contains(&&k.problem) {
+            want.push(&k.problem);
+        }
+    }
+    let got: Vec<&tessera_dsl::Problem> = parsed.iter().map(|p| &p.problem).collect();
+    assert_eq!(got, want, "{yaml}");
+    assert!(
+        yaml.contains("packed: true, lens: [") && yaml.contains("op: embedding"),
+        "{yaml}"
+    );
+    assert!(
+        parsed
+            .iter()
+            .all(|p| p.name.starts_with('k') && p.name.contains(" @ ")),
+        "{yaml}"
+    );
+    assert!(
+        parsed.iter().any(|p| p.name.contains("@ packed ")),
+        "{yaml}"
+    );
+
+    let cache = dir.path().join("ahead.db");
+    let o = tessera(&[
+        "tune",
+        "--sim",
+        "--gpu",
+        "h200",
+        "--shapes",
+        shapes.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["problems"], want.len(), "{doc}");
+    assert_eq!(doc["measured_problems"], want.len(), "{doc}");
+
+    // the cache tuned ahead of time holds every kernel the plan needs
+    let strict = [&buckets[..], &["--strict"]].concat();
+    let o = compile(&model, &out, &cache, &strict);
+    assert!(o.status.success(), "{}", text(&o));
+    let n = plan.kernels.len();
+    assert!(
+        text(&o).contains(&format!("{n} kernels ({n} cached, 0 tuned now, 0 untuned)")),
+        "{}",
+        text(&o)
+    );
+}

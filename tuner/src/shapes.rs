@@ -38,7 +38,8 @@
 //! | `lens_kv` | packed attention: key lengths, as `lens` (cross-attention) | `lens` (self-attention) |
 //! | `fused` | layernorm: operands added before the norm, `[residual, bias]` | none |
 //! | `mask` | attention: `none`, `causal` or `padding` | `none` |
-//! | `seq`, `hidden`, and optionally `vocab`, `positions`, `types` | embedding: `batch` sequences of `seq` tokens (token `t` at position `t % seq`), rows of `hidden`, table sizes | `vocab` 30522, `positions` 512, `types` 2 (BERT's) |
+//! | `seq`, `hidden`, and optionally `vocab`, `positions`, `types` | embedding: rows of `hidden`, position ids (the `position_ids` operand) in `0..seq`, table sizes | `vocab` 30522, `positions` 512, `types` 2 (BERT's) |
+//! | `tokens` | embedding: the token rows (a packed bucket's capacity, not necessarily a multiple of `seq`); not together with the entry's own `batch` (a `batch` in `defaults` does not apply) | `batch`·`seq` (`batch` sequences of `seq` tokens) |
 //! | `batch` | gemm, attention and embedding: a positive integer, or a list of them | from `defaults`, else 1 |
 //! | `dtype` | dtype of A and B: `f16` or `bf16` (`f32` is known but not an MMA input) | from `defaults`, else `f16` |
 //! | `out_dtype` | dtype of D (and of C, bias, residual): `f16`, `bf16` or `f32` | from `defaults`, else `dtype` |
@@ -60,6 +61,13 @@
 //!   (with the valid choices), a size that is not a positive integer (through
 //!   [`GemmProblem::check`], naming the op and the dimension), a repeated epilogue op, or a
 //!   problem or name that an earlier entry already has.
+//!
+//! # Writing
+//!
+//! [`to_yaml`] writes problems back as a shapes file (one flow mapping per problem, only the
+//! keys that differ from the defaults), so that `tessera inspect PLAN --shapes` can hand a
+//! compiled plan's problems to `tessera tune` ahead of time: parsing its text gives the same
+//! names and problems.
 
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::HashMap;
@@ -168,6 +176,11 @@ pub enum ShapeIssue {
     UnknownMask { got: String },
     #[error("packed attention: {what}")]
     Packed { what: String },
+    #[error(
+        "`tokens` and `batch` together: `tokens` gives the token rows itself (in place of \
+         batch·seq); drop one"
+    )]
+    TokensAndBatch,
 }
 
 const TOP_KEYS: &[&str] = &["defaults", "problems"];
@@ -199,6 +212,7 @@ const SIZE_KEYS: &[&str] = &[
     "vocab",
     "positions",
     "types",
+    "tokens",
 ];
 const PROBLEM_KEYS: &[&str] = &[
     "name",
@@ -219,6 +233,7 @@ const PROBLEM_KEYS: &[&str] = &[
     "vocab",
     "positions",
     "types",
+    "tokens",
     "packed",
     "lens",
     "lens_kv",
@@ -474,6 +489,8 @@ struct Settings {
     packed: Option<bool>,
     lens: Option<Lengths>,
     lens_kv: Option<Lengths>,
+    /// The entry itself (not `defaults`) gives `batch`.
+    own_batch: bool,
 }
 
 /// A packed batch's sequence lengths as a shapes entry gives them.
@@ -570,6 +587,7 @@ impl Settings {
         }
         if let Some(v) = f.get("batch") {
             s.batch = Some(parse_sizes("batch", v)?);
+            s.own_batch = true;
         }
         if let Some(v) = f.get("dtype") {
             s.dtype = Some(string("dtype", "a dtype name", v)?.parse()?);
@@ -631,6 +649,7 @@ impl Settings {
             packed: self.packed,
             lens: self.lens,
             lens_kv: self.lens_kv,
+            own_batch: self.own_batch,
         }
     }
 }
@@ -775,7 +794,10 @@ fn op_sizes(op: OpKind) -> (&'static [&'static str], &'static [&'static str]) {
             &["heads", "head_dim"],
             &["kv_heads", "seq", "seq_q", "seq_kv"],
         ),
-        OpKind::Embedding => (&["seq", "hidden"], &["vocab", "positions", "types"]),
+        OpKind::Embedding => (
+            &["seq", "hidden"],
+            &["vocab", "positions", "types", "tokens"],
+        ),
     }
 }
 
@@ -886,7 +908,13 @@ fn expand(s: &Settings, sizes: &Sizes) -> Result<Expanded, ShapeIssue> {
             });
         }
     }
-    if matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) {
+    // `tokens` (embedding) replaces batch·seq: an entry's own `batch` conflicts with it, a
+    // `batch` from `defaults` does not apply
+    let tokens = sizes.contains_key("tokens");
+    if tokens && s.own_batch {
+        return Err(ShapeIssue::TokensAndBatch);
+    }
+    if matches!(op, OpKind::Gemm | OpKind::Attention | OpKind::Embedding) && !tokens {
         let batch = listed.as_ref().or(s.batch.as_ref()).unwrap_or(&one);
         dims.push(("batch", batch));
     }
@@ -1003,7 +1031,10 @@ fn build(
             let bert = EmbeddingProblem::new(1, 1, 1);
             let seq = get("seq");
             Problem::Embedding(EmbeddingProblem {
-                tokens: get("batch").saturating_mul(seq),
+                tokens: dims
+                    .get("tokens")
+                    .copied()
+                    .unwrap_or_else(|| get("batch").saturating_mul(seq)),
                 hidden: get("hidden"),
                 seq,
                 vocab: dims.get("vocab").copied().unwrap_or(bert.vocab),
@@ -1013,6 +1044,158 @@ fn build(
             })
         }
     })
+}
+
+/// `problems` as a shapes file: `problems:` and one flow mapping per problem, its name first,
+/// then only the keys whose value differs from the default (so a plain f16 `rcr` GEMM is
+/// `{name: "..", op: gemm, m: .., n: .., k: ..}`). Parsing the text ([`parse_str`]) gives
+/// `problems` back, names and order included, for problems that pass their `check` and have
+/// distinct names and values (as a shapes file needs). A packed attention problem is written
+/// with its lengths (`packed: true, lens: [..]`, `lens_kv` for cross-attention), from which
+/// the parser derives its batch and longest lengths; an embedding whose `tokens` is a multiple
+/// of `seq` is written with `batch`, any other with `tokens`.
+pub fn to_yaml(problems: &[NamedProblem]) -> String {
+    if problems.is_empty() {
+        return "problems: []\n".to_string();
+    }
+    let mut out = String::from("problems:\n");
+    for p in problems {
+        let mut keys: Vec<(&str, String)> = vec![("name", quoted(&p.name))];
+        problem_keys(&p.problem, &mut keys);
+        let body: Vec<String> = keys.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        out.push_str(&format!("  - {{{}}}\n", body.join(", ")));
+    }
+    out
+}
+
+/// A YAML double-quoted scalar (JSON's string escapes are valid YAML ones).
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// `[1, 2, 3]`.
+fn flow_list<T: fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(T::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The keys of one problem (after `name`), in the order of the module table.
+fn problem_keys(problem: &Problem, keys: &mut Vec<(&'static str, String)>) {
+    keys.push(("op", problem.op().name().to_string()));
+    let dtype = |keys: &mut Vec<(&'static str, String)>, d: DType| {
+        if d != DType::F16 {
+            keys.push(("dtype", d.name().to_string()));
+        }
+    };
+    match problem {
+        Problem::Gemm(g) => {
+            keys.push(("m", g.m.to_string()));
+            keys.push(("n", g.n.to_string()));
+            keys.push(("k", g.k.to_string()));
+            if g.batch != 1 {
+                keys.push(("batch", g.batch.to_string()));
+            }
+            dtype(keys, g.input);
+            if g.output != g.input {
+                keys.push(("out_dtype", g.output.name().to_string()));
+            }
+            if g.layout_b != Layout::Col {
+                keys.push(("layout", format!("r{}r", g.layout_b.letter())));
+            }
+            if !g.epilogue.is_empty() {
+                let names: Vec<&str> = g.epilogue.iter().map(|e| e.name()).collect();
+                keys.push(("epilogue", flow_list(&names)));
+            }
+            if let Store::Heads {
+                heads,
+                head_dim,
+                seq,
+            } = g.store
+            {
+                keys.push((
+                    "store",
+                    format!("{{heads: {heads}, head_dim: {head_dim}, seq: {seq}}}"),
+                ));
+            }
+        }
+        Problem::Layernorm(l) => {
+            keys.push(("rows", l.rows.to_string()));
+            keys.push(("cols", l.cols.to_string()));
+            let fused: Vec<&str> = [("residual", l.residual), ("bias", l.bias)]
+                .into_iter()
+                .filter_map(|(name, on)| on.then_some(name))
+                .collect();
+            if !fused.is_empty() {
+                keys.push(("fused", flow_list(&fused)));
+            }
+            dtype(keys, l.dtype);
+        }
+        Problem::Softmax(sm) => {
+            keys.push(("rows", sm.rows.to_string()));
+            keys.push(("cols", sm.cols.to_string()));
+            if let Some(period) = sm.mask_period {
+                keys.push(("mask_period", period.to_string()));
+            }
+            dtype(keys, sm.dtype);
+        }
+        Problem::Attention(a) => {
+            keys.push(("heads", a.heads.to_string()));
+            if a.kv_heads != a.heads {
+                keys.push(("kv_heads", a.kv_heads.to_string()));
+            }
+            match &a.packed {
+                Some(p) => {
+                    keys.push(("head_dim", a.head_dim.to_string()));
+                    keys.push(("packed", "true".to_string()));
+                    keys.push(("lens", flow_list(&p.lens_q)));
+                    if !p.is_self() {
+                        keys.push(("lens_kv", flow_list(&p.lens_kv)));
+                    }
+                }
+                None => {
+                    if a.seq_q == a.seq_kv {
+                        keys.push(("seq", a.seq_q.to_string()));
+                    } else {
+                        keys.push(("seq_q", a.seq_q.to_string()));
+                        keys.push(("seq_kv", a.seq_kv.to_string()));
+                    }
+                    keys.push(("head_dim", a.head_dim.to_string()));
+                    if a.batch != 1 {
+                        keys.push(("batch", a.batch.to_string()));
+                    }
+                }
+            }
+            if !a.mask.is_none() {
+                keys.push(("mask", a.mask.name().to_string()));
+            }
+            dtype(keys, a.dtype);
+            if !a.layout.is_bhsd() {
+                keys.push(("layout", a.layout.code().to_string()));
+            }
+        }
+        Problem::Embedding(e) => {
+            keys.push(("seq", e.seq.to_string()));
+            keys.push(("hidden", e.hidden.to_string()));
+            let bert = EmbeddingProblem::new(1, 1, 1);
+            for (key, value, default) in [
+                ("vocab", e.vocab, bert.vocab),
+                ("positions", e.positions, bert.positions),
+                ("types", e.types, bert.types),
+            ] {
+                if value != default {
+                    keys.push((key, value.to_string()));
+                }
+            }
+            if e.seq != 0 && e.tokens.is_multiple_of(e.seq) {
+                if e.tokens != e.seq {
+                    keys.push(("batch", (e.tokens / e.seq).to_string()));
+                }
+            } else {
+                keys.push(("tokens", e.tokens.to_string()));
+            }
+            dtype(keys, e.dtype);
+        }
+    }
 }
 
 /// A size as `u64`: negatives are rejected here (zero and huge values by the problem's check).
@@ -1344,6 +1527,378 @@ mod tests {
         }
         let e = err("problems: [{op: gemm, m: 1, n: 2, k: 3, packed: true}]");
         assert!(e.contains("`packed` does not apply to op gemm"), "{e}");
+    }
+
+    #[test]
+    fn embedding_tokens_key() {
+        let parsed = parse_str(
+            "defaults: {batch: 4}\n\
+             problems:\n\
+             - {name: packed, op: embedding, tokens: [100, 200], seq: 64, hidden: 128}\n\
+             - {name: padded, op: embedding, seq: 64, hidden: 128}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let tokens: Vec<(&str, u64, u64)> = parsed
+            .iter()
+            .map(|p| match &p.problem {
+                Problem::Embedding(e) => (p.name.as_str(), e.tokens, e.seq),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // a `batch` from `defaults` does not apply to an entry with `tokens`
+        assert_eq!(
+            tokens,
+            [
+                ("packed[tokens=100]", 100, 64),
+                ("packed[tokens=200]", 200, 64),
+                ("padded", 256, 64)
+            ]
+        );
+        let e = err("problems: [{op: embedding, batch: 2, tokens: 100, seq: 64, hidden: 128}]");
+        assert_eq!(
+            e,
+            "t.yaml: problems[0]: `tokens` and `batch` together: `tokens` gives the token rows \
+             itself (in place of batch·seq); drop one"
+        );
+        let e = err("problems: [{op: gemm, m: 1, n: 2, k: 3, tokens: 4}]");
+        assert!(e.contains("`tokens` does not apply to op gemm"), "{e}");
+        let e = err("problems: [{op: embedding, tokens: 0, seq: 8, hidden: 64}]");
+        assert!(e.contains("`tokens` must be positive"), "{e}");
+    }
+
+    fn named(name: &str, problem: Problem) -> NamedProblem {
+        NamedProblem {
+            name: name.to_string(),
+            problem,
+        }
+    }
+
+    fn round_trip(problems: &[NamedProblem]) {
+        let text = to_yaml(problems);
+        let back = parse_str(&text, "<to_yaml>").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, problems, "{text}");
+    }
+
+    /// Every variant and option through `to_yaml` and back.
+    #[test]
+    fn to_yaml_round_trips_every_variant_and_option() {
+        let gemm = GemmProblem::new(384, 2304, 768);
+        let attn = AttentionProblem::new(2, 12, 128, 64);
+        let mut ps = vec![
+            named("plain gemm", Problem::Gemm(gemm.clone())),
+            named(
+                "qkv: heads \"store\" seq 1",
+                Problem::Gemm(GemmProblem {
+                    m: 77,
+                    epilogue: vec![EpilogueOp::Bias],
+                    store: Store::Heads {
+                        heads: 12,
+                        head_dim: 64,
+                        seq: 1,
+                    },
+                    ..gemm.clone()
+                }),
+            ),
+            named(
+                "qkv seq 128",
+                Problem::Gemm(GemmProblem {
+                    m: 256,
+                    store: Store::Heads {
+                        heads: 12,
+                        head_dim: 64,
+                        seq: 128,
+                    },
+                    ..gemm.clone()
+                }),
+            ),
+            named(
+                "rrr f32 out chain",
+                Problem::Gemm(GemmProblem {
+                    m: 57,
+                    n: 130,
+                    k: 72,
+                    batch: 3,
+                    input: DType::BF16,
+                    output: DType::F32,
+                    layout_b: Layout::Row,
+                    epilogue: vec![
+                        EpilogueOp::BetaC,
+                        EpilogueOp::Bias,
+                        EpilogueOp::GeluTanh,
+                        EpilogueOp::Residual,
+                    ],
+                    store: Store::Rows,
+                }),
+            ),
+            named(
+                "epilogues",
+                Problem::Gemm(GemmProblem {
+                    epilogue: vec![
+                        EpilogueOp::Silu,
+                        EpilogueOp::Relu,
+                        EpilogueOp::Gelu,
+                        EpilogueOp::Bias,
+                    ],
+                    ..gemm.clone()
+                }),
+            ),
+            named(
+                "ln",
+                Problem::Layernorm(LayernormProblem {
+                    rows: 384,
+                    cols: 768,
+                    dtype: DType::F16,
+                    residual: false,
+                    bias: false,
+                }),
+            ),
+            named(
+                "ln fused",
+                Problem::Layernorm(LayernormProblem {
+                    rows: 100,
+                    cols: 768,
+                    dtype: DType::BF16,
+                    residual: true,
+                    bias: true,
+                }),
+            ),
+            named(
+                "ln residual",
+                Problem::Layernorm(LayernormProblem {
+                    rows: 100,
+                    cols: 768,
+                    dtype: DType::F16,
+                    residual: true,
+                    bias: false,
+                }),
+            ),
+            named(
+                "softmax",
+                Problem::Softmax(SoftmaxProblem {
+                    rows: 12,
+                    cols: 100,
+                    dtype: DType::F16,
+                    mask_period: None,
+                }),
+            ),
+            named(
+                "softmax masked",
+                Problem::Softmax(SoftmaxProblem {
+                    rows: 4608,
+                    cols: 384,
+                    dtype: DType::BF16,
+                    mask_period: Some(4608),
+                }),
+            ),
+            named("attention", Problem::Attention(attn.clone())),
+            named(
+                "attention cross gqa bshd causal",
+                Problem::Attention(AttentionProblem {
+                    kv_heads: 4,
+                    seq_q: 1,
+                    seq_kv: 300,
+                    dtype: DType::BF16,
+                    mask: Mask::Causal,
+                    layout: AttentionLayout::Bshd,
+                    ..attn.clone()
+                }),
+            ),
+            named(
+                "attention padding",
+                Problem::Attention(AttentionProblem {
+                    batch: 1,
+                    head_dim: 128,
+                    kv_heads: 1,
+                    mask: Mask::Padding,
+                    ..attn.clone()
+                }),
+            ),
+            named(
+                "packed self",
+                Problem::Attention(
+                    AttentionProblem {
+                        mask: Mask::Causal,
+                        ..AttentionProblem::new(1, 4, 1, 32)
+                    }
+                    .with_packing(Packing::uniform_self(vec![1, 77, 100, 197])),
+                ),
+            ),
+            named(
+                "packed cross gqa",
+                Problem::Attention(
+                    AttentionProblem {
+                        kv_heads: 2,
+                        ..AttentionProblem::new(1, 4, 1, 64)
+                    }
+                    .with_packing(Packing {
+                        lens_q: vec![3, 5],
+                        lens_kv: vec![7, 2],
+                    }),
+                ),
+            ),
+            named(
+                "embedding",
+                Problem::Embedding(EmbeddingProblem::new(512, 768, 128)),
+            ),
+            named(
+                "embedding one sequence",
+                Problem::Embedding(EmbeddingProblem::new(16, 64, 16)),
+            ),
+            named(
+                "embedding packed",
+                Problem::Embedding(EmbeddingProblem {
+                    vocab: 100,
+                    positions: 64,
+                    types: 1,
+                    dtype: DType::BF16,
+                    ..EmbeddingProblem::new(100, 128, 32)
+                }),
+            ),
+            named(
+                "embedding fewer tokens than seq",
+                Problem::Embedding(EmbeddingProblem::new(7, 128, 32)),
+            ),
+        ];
+        for p in &ps {
+            p.problem
+                .check()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        }
+        round_trip(&ps);
+        let text = to_yaml(&ps);
+        for want in [
+            "  - {name: \"plain gemm\", op: gemm, m: 384, n: 2304, k: 768}\n",
+            "store: {heads: 12, head_dim: 64, seq: 1}",
+            "dtype: bf16, out_dtype: f32, layout: rrr, epilogue: [beta_c, bias, gelu_tanh, residual]",
+            "fused: [residual, bias]",
+            "mask_period: 4608",
+            "kv_heads: 4, seq_q: 1, seq_kv: 300",
+            "mask: causal, dtype: bf16, layout: bshd",
+            "packed: true, lens: [1, 77, 100, 197], mask: causal",
+            "lens: [3, 5], lens_kv: [7, 2]",
+            "seq: 128, hidden: 768, batch: 4}",
+            "tokens: 100, dtype: bf16}",
+        ] {
+            assert!(text.contains(want), "lacks `{want}`:\n{text}");
+        }
+        // unnamed problems come back under their keys
+        for p in &mut ps {
+            p.name = p.problem.key();
+        }
+        round_trip(&ps);
+        assert_eq!(to_yaml(&[]), "problems: []\n");
+    }
+
+    fn gemm_strategy() -> impl proptest::strategy::Strategy<Value = Problem> {
+        use proptest::prelude::*;
+        let epilogue =
+            proptest::sample::subsequence(EpilogueOp::ALL.to_vec(), 0..=3).prop_shuffle();
+        (
+            (1u64..5000, 1u64..9000, 1u64..9000, 1u64..5),
+            (0usize..2, 0usize..3, any::<bool>()),
+            epilogue,
+            proptest::option::of((1u64..17, 1u64..65, 1u64..9)),
+        )
+            .prop_map(|((m, n, k, batch), (i, o, row), epilogue, heads)| {
+                let input = [DType::F16, DType::BF16][i];
+                let store = match heads {
+                    // sizes that fit: m = batch·seq, n = parts·heads·head_dim, head_dim even
+                    Some((h, d, seq)) => Store::Heads {
+                        heads: h,
+                        head_dim: 2 * d,
+                        seq,
+                    },
+                    None => Store::Rows,
+                };
+                let (m, n) = match store {
+                    Store::Heads {
+                        heads,
+                        head_dim,
+                        seq,
+                    } => (seq * (m % 64 + 1), heads * head_dim * (n % 3 + 1)),
+                    Store::Rows => (m, n),
+                };
+                Problem::Gemm(GemmProblem {
+                    m,
+                    n,
+                    k,
+                    batch,
+                    input,
+                    output: [DType::F16, DType::BF16, DType::F32][o],
+                    layout_b: if row { Layout::Row } else { Layout::Col },
+                    epilogue,
+                    store,
+                })
+            })
+    }
+
+    fn attention_strategy() -> impl proptest::strategy::Strategy<Value = Problem> {
+        use proptest::prelude::*;
+        let lens = proptest::collection::vec(1u64..600, 1..12);
+        (
+            (1u64..9, 1u64..17, 0usize..5, 0usize..3),
+            (1u64..2000, 1u64..2000, 0usize..2, 0usize..3, any::<bool>()),
+            proptest::option::of((lens.clone(), proptest::option::of(lens))),
+        )
+            .prop_map(
+                |((batch, heads, group, hd), (seq_q, seq_kv, dt, mask, bshd), packed)| {
+                    // kv_heads: a divisor of heads
+                    let divisors: Vec<u64> = (1..=heads).filter(|d| heads % d == 0).collect();
+                    let kv_heads = divisors[group % divisors.len()];
+                    let mut a = AttentionProblem {
+                        batch,
+                        heads,
+                        kv_heads,
+                        seq_q,
+                        seq_kv,
+                        head_dim: tessera_dsl::problem::HEAD_DIMS[hd],
+                        dtype: [DType::F16, DType::BF16][dt],
+                        mask: [Mask::None, Mask::Causal, Mask::Padding][mask],
+                        layout: if bshd {
+                            AttentionLayout::Bshd
+                        } else {
+                            AttentionLayout::Bhsd
+                        },
+                        packed: None,
+                    };
+                    if let Some((lens_q, lens_kv)) = packed {
+                        // packed: token-major, no padding mask; key lengths one per sequence
+                        a.layout = AttentionLayout::Bhsd;
+                        if a.mask == Mask::Padding {
+                            a.mask = Mask::None;
+                        }
+                        let lens_kv = match lens_kv {
+                            Some(kv) => (0..lens_q.len()).map(|i| kv[i % kv.len()]).collect(),
+                            None => lens_q.clone(),
+                        };
+                        a = a.with_packing(Packing { lens_q, lens_kv });
+                    }
+                    Problem::Attention(a)
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn to_yaml_round_trips_random_gemm_and_attention(
+            gemms in proptest::collection::vec(gemm_strategy(), 1..6),
+            attns in proptest::collection::vec(attention_strategy(), 1..6),
+        ) {
+            let mut ps: Vec<NamedProblem> = Vec::new();
+            for (i, problem) in gemms.into_iter().chain(attns).enumerate() {
+                problem.check().unwrap();
+                // a shapes file holds distinct problems
+                if ps.iter().any(|p| p.problem == problem) {
+                    continue;
+                }
+                ps.push(named(&format!("p{i}"), problem));
+            }
+            let text = to_yaml(&ps);
+            let back = parse_str(&text, "<to_yaml>");
+            proptest::prop_assert!(back.is_ok(), "{:?}\n{}", back.err(), text);
+            proptest::prop_assert_eq!(back.unwrap(), ps);
+        }
     }
 
     #[test]

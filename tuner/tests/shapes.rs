@@ -173,7 +173,7 @@ fn unknown_choices_are_listed() {
         e.to_string(),
         "bad.yaml: problems[0]: unknown key `bias`; valid keys: \
          name, op, m, n, k, rows, cols, heads, kv_heads, seq, seq_q, seq_kv, head_dim, \
-         mask_period, hidden, vocab, positions, types, packed, lens, lens_kv, fused, mask, batch, \
+         mask_period, hidden, vocab, positions, types, tokens, packed, lens, lens_kv, fused, mask, batch, \
          dtype, out_dtype, layout, epilogue, store"
     );
 }
