@@ -68,8 +68,14 @@ def graphed(fn, *args):
 from transformers import BertConfig, BertModel
 mdir, plan = os.path.join(a.work, "bench-bert-base"), os.path.join(a.work, "bench-bert-base.tsr")
 BertModel(BertConfig(num_hidden_layers=L, hidden_size=H, num_attention_heads=NH, intermediate_size=I)).save_pretrained(mdir)
-cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
-       "--packed-buckets", "0", "--quiet", "--out", plan] + ([] if a.tune else ["--no-tune"])
+
+
+def compile_cmd(out, batches, seqs, packed_steps):
+    return [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, batches)), "--seq",
+            ",".join(map(str, seqs)), "--packed-buckets", str(packed_steps), "--quiet", "--out", out] + ([] if a.tune else ["--no-tune"])
+
+
+cmd = compile_cmd(plan, BATCHES, SEQS, 0)
 print("$", " ".join(cmd), flush=True)
 import time
 started = time.time()
@@ -121,8 +127,7 @@ def tessera_bench(plan, args):
 packed_ok = True
 if a.packed_json:
     pplan = os.path.join(a.work, "bench-bert-base-packed.tsr")
-    cmd = [a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", "8,32", "--seq", "384", "--packed-buckets", "8",
-           "--quiet", "--out", pplan] + ([] if a.tune else ["--no-tune"])
+    cmd = compile_cmd(pplan, [8, 32], [384], 8)
     print("$", " ".join(cmd), flush=True)
     started = time.time()
     c = subprocess.run(cmd, capture_output=True, text=True)

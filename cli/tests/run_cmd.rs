@@ -48,6 +48,14 @@ fn write_ints(path: &Path, tensors: &[(&str, &str, Vec<u64>, Vec<i64>)]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A safetensors file's header and its data bytes.
+fn safetensors_header(path: &Path) -> (serde_json::Value, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, bytes[8 + n..].to_vec())
+}
+
 fn compiled(dir: &Path) -> std::path::PathBuf {
     let model = dir.join("bert");
     Fixture::tiny().write(&model).unwrap();
@@ -168,9 +176,7 @@ fn plans_run_and_bench() {
         let r = tessera(&args);
         assert!(r.status.success(), "{}", text(&r));
         assert!(text(&r).contains("bucket batch 1 × seq 32"), "{}", text(&r));
-        let bytes = std::fs::read(&out).unwrap();
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let (header, _) = safetensors_header(&out);
         assert_eq!(
             header["last_hidden_state"]["shape"],
             serde_json::json!([1, 20, 128])
@@ -233,16 +239,14 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
         text(&r)
     );
     assert!(text(&r).contains("padding packed"), "{}", text(&r));
-    let bytes = std::fs::read(&out).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (header, data) = safetensors_header(&out);
     assert_eq!(
         header["last_hidden_state"]["shape"],
         serde_json::json!([23, 128])
     );
     assert_eq!(header["cu_seqlens"]["dtype"], "I64");
-    let at = header["cu_seqlens"]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n;
-    let offsets: Vec<i64> = bytes[at..at + 24]
+    let at = header["cu_seqlens"]["data_offsets"][0].as_u64().unwrap() as usize;
+    let offsets: Vec<i64> = data[at..at + 24]
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
         .collect();
