@@ -268,6 +268,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             out.last_hidden_state,
         )?;
     }
+    if let Some(why) = auto_report(&exec, &inputs) {
+        eprintln!("{}", why.0);
+    }
     eprintln!(
         "ran batch {} × seq {} in bucket {} (padding {}, {}){}; wrote {}",
         out.batch,
@@ -289,6 +292,36 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With `--padding auto`: the two candidates for `x` with their replay times measured at load,
+/// as a sentence and as JSON.
+fn auto_report(exec: &Executor, x: &Inputs) -> Option<(String, serde_json::Value)> {
+    if exec.options().padding != Padding::Auto {
+        return None;
+    }
+    let lens = exec.check_inputs(x).ok()?;
+    let c = exec.auto_choice(x, &lens).ok()?;
+    let side = |s: Option<(Bucket, Option<f64>)>| match s {
+        Some((b, Some(ms))) => (
+            format!("{b} ({ms:.4} ms)"),
+            serde_json::json!({"bucket": b.to_string(), "load_ms": ms}),
+        ),
+        Some((b, None)) => (
+            format!("{b} (not measured)"),
+            serde_json::json!({"bucket": b.to_string()}),
+        ),
+        None => ("none fits".to_string(), serde_json::Value::Null),
+    };
+    let (padded, pj) = side(c.padded);
+    let (packed, kj) = side(c.packed);
+    Some((
+        format!(
+            "padding auto, by the replay times measured at load: padded {padded}, packed {packed} -> {}",
+            c.chosen
+        ),
+        serde_json::json!({"padded": pj, "packed": kj, "chosen": c.chosen.to_string()}),
+    ))
+}
+
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let device = open_device(&args.plan, args.sim)?;
     let options = ExecOptions {
@@ -305,9 +338,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let exec = Executor::load(&args.plan, device.as_ref(), options).map_err(exec_error)?;
+    let mut auto = None;
     let (bucket, t) = match (&args.lens, args.batch) {
         (Some(lens), _) => {
             let x = Inputs::with_lengths(args.seq, lens);
+            auto = auto_report(&exec, &x);
             exec.time_input(&x, 5, args.iters).map_err(exec_error)?
         }
         (None, Some(batch)) => {
@@ -348,6 +383,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "packed_tokens": bucket.packed_tokens,
             "padding": options.padding.name(),
             "lens": args.lens,
+            "auto": auto.as_ref().map(|a| a.1.clone()),
             "mode": mode,
             "iters": args.iters,
             "median_ms": t.median(),
@@ -370,6 +406,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         });
         println!("{v}");
     } else {
+        if let Some((why, _)) = &auto {
+            println!("{why}");
+        }
         println!(
             "bucket {bucket}: {mode} median {:.4} ms (p10 {:.4}, p90 {:.4}){}",
             t.median(),

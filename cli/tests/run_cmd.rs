@@ -254,6 +254,13 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     let r = tessera(&["run", p, "--input", i, "--out", o, "--sim"]);
     assert!(r.status.success(), "{}", text(&r));
     assert!(text(&r).contains("padding auto"), "{}", text(&r));
+    assert!(
+        text(&r).contains(
+            "padding auto, by the replay times measured at load: padded batch 2 × seq 32 ("
+        ) && text(&r).contains("packed packed 64 tokens (≤ 2 sequences of ≤ 32) ("),
+        "{}",
+        text(&r)
+    );
     let r = tessera(&[
         "run",
         p,
@@ -286,6 +293,20 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     assert_eq!(j["packed_tokens"], 64);
     assert_eq!(j["padding"], "packed");
     assert_eq!(j["lens"], serde_json::json!([32, 5]));
+    assert!(j["auto"].is_null(), "only auto reports its candidates");
+    let r = tessera(&[
+        "bench", p, "--seq", "32", "--lens", "32,5", "--sim", "--json", "--iters", "3",
+    ]);
+    assert!(r.status.success(), "{}", text(&r));
+    let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let auto = &j["auto"];
+    assert_eq!(auto["padded"]["bucket"], "batch 2 × seq 32");
+    assert_eq!(
+        auto["packed"]["bucket"],
+        "packed 64 tokens (≤ 2 sequences of ≤ 32)"
+    );
+    assert!(auto["padded"]["load_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(auto["chosen"], j["bucket"]);
     assert!(j["median_ms"].as_f64().unwrap() > 0.0);
     let r = tessera(&["bench", p, "--seq", "16", "--lens", "17", "--sim"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));

@@ -240,6 +240,22 @@ pub fn choose_packed(buckets: &[Bucket], lens: &[u64]) -> Result<Bucket, BucketE
         })
 }
 
+/// `--padding auto`'s rule: of the padded and the packed bucket that fit a batch (each with its
+/// replay time measured at load, if any), the faster; the packed one on a tie or when the
+/// padded one was not measured; the only one when one kind does not fit.
+pub fn faster(
+    padded: Option<(Bucket, Option<f64>)>,
+    packed: Option<(Bucket, Option<f64>)>,
+) -> Option<Bucket> {
+    match (padded, packed) {
+        (Some((a, Some(ta))), Some((_, Some(tp)))) if ta < tp => Some(a),
+        (Some((a, Some(_))), Some((_, None))) => Some(a),
+        (_, Some((p, _))) => Some(p),
+        (Some((a, _)), None) => Some(a),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +360,23 @@ mod tests {
             Bucket::packed(32, 384, 6144).to_string(),
             "packed 6144 tokens (≤ 32 sequences of ≤ 384)"
         );
+    }
+
+    #[test]
+    fn auto_takes_the_faster_measured_bucket() {
+        let (a, p) = (Bucket::padded(8, 384), Bucket::packed(8, 384, 1920));
+        assert_eq!(faster(Some((a, Some(1.4))), Some((p, Some(1.0)))), Some(p));
+        assert_eq!(faster(Some((a, Some(1.4))), Some((p, Some(1.5)))), Some(a));
+        assert_eq!(
+            faster(Some((a, Some(1.0))), Some((p, Some(1.0)))),
+            Some(p),
+            "a tie"
+        );
+        assert_eq!(faster(Some((a, None)), Some((p, Some(9.0)))), Some(p));
+        assert_eq!(faster(Some((a, Some(9.0))), Some((p, None))), Some(a));
+        assert_eq!(faster(Some((a, Some(9.0))), None), Some(a));
+        assert_eq!(faster(None, Some((p, None))), Some(p));
+        assert_eq!(faster(None, None), None);
     }
 
     proptest! {

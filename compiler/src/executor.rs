@@ -235,6 +235,15 @@ impl Inputs {
     }
 }
 
+/// The two candidates of [`Padding::Auto`] for one input, each with its replay time measured
+/// at load (`None`: not measured), and the one taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoChoice {
+    pub padded: Option<(Bucket, Option<f64>)>,
+    pub packed: Option<(Bucket, Option<f64>)>,
+    pub chosen: Bucket,
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -622,28 +631,41 @@ impl<'d> Executor<'d> {
 
     fn choose(&self, x: &Inputs, lens: &[u64]) -> Result<Bucket, ExecError> {
         let list = self.plan.bucket_list();
-        let padded = || bucket::choose(&list, x.batch, x.seq);
-        let packed = || bucket::choose_packed(&list, lens);
         match self.options.padding {
-            Padding::Padded => Ok(padded()?),
-            Padding::Packed => Ok(packed()?),
-            Padding::Auto => {
-                let ms = |b: &Bucket| {
-                    let i = list.iter().position(|l| l == b)?;
-                    self.bucket_ms.get(i).copied().flatten()
-                };
-                match (padded(), packed()) {
-                    (Ok(a), Ok(p)) => Ok(match (ms(&a), ms(&p)) {
-                        (Some(ta), Some(tp)) if ta < tp => a,
-                        (Some(_), None) => a,
-                        _ => p,
-                    }),
-                    (Ok(a), Err(_)) => Ok(a),
-                    (Err(_), Ok(p)) => Ok(p),
-                    (Err(e), Err(_)) => Err(e.into()),
-                }
-            }
+            Padding::Padded => Ok(bucket::choose(&list, x.batch, x.seq)?),
+            Padding::Packed => Ok(bucket::choose_packed(&list, lens)?),
+            Padding::Auto => Ok(self.auto_choice(x, lens)?.chosen),
         }
+    }
+
+    /// What `--padding auto` weighs for `x`: the padded and the packed bucket that fit it,
+    /// each with its replay time measured at load, and the one it takes
+    /// ([`bucket::faster`]).
+    pub fn auto_choice(&self, x: &Inputs, lens: &[u64]) -> Result<AutoChoice, ExecError> {
+        let list = self.plan.bucket_list();
+        let timed = |b: Bucket| {
+            let i = list.iter().position(|l| *l == b);
+            (b, i.and_then(|i| self.bucket_ms.get(i).copied().flatten()))
+        };
+        let padded = bucket::choose(&list, x.batch, x.seq);
+        let packed = bucket::choose_packed(&list, lens);
+        let (a, p) = (
+            padded.as_ref().ok().map(|&b| timed(b)),
+            packed.as_ref().ok().map(|&b| timed(b)),
+        );
+        let chosen = match bucket::faster(a, p) {
+            Some(b) => b,
+            None => {
+                return Err(padded
+                    .err()
+                    .map_or(ExecError::Mode("no bucket".into()), Into::into))
+            }
+        };
+        Ok(AutoChoice {
+            padded: a,
+            packed: p,
+            chosen,
+        })
     }
 
     /// Run the model on `x` (see the module docs).
