@@ -159,9 +159,10 @@ pub fn cross(batches: &[u64], seqs: &[u64], max_seq: u64) -> Result<Vec<Bucket>,
 }
 
 /// The packed buckets under each padded one: `steps` token counts `k · batch · seq / steps`
-/// (k = 1..=steps) rounded up to [`TOKEN_GRANULE`] (never past `batch · seq`), without
-/// repeats; a count below `batch` (no room for one token per sequence) is skipped. `steps`
-/// 0: none.
+/// (k = 1..=steps) rounded up to [`TOKEN_GRANULE`] (never past `batch · seq`), each with its
+/// `seq` narrowed to [`Bucket::longest`] (so buckets that hold the same batches are one, e.g.
+/// 128 tokens of one sequence under both 1 × 128 and 1 × 384), without repeats; a count below
+/// `batch` (no room for one token per sequence) is skipped. `steps` 0: none.
 pub fn packed_under(padded: &[Bucket], steps: u64) -> Vec<Bucket> {
     let mut all = Vec::new();
     for b in padded.iter().filter(|b| !b.is_packed()) {
@@ -172,7 +173,8 @@ pub fn packed_under(padded: &[Bucket], steps: u64) -> Vec<Bucket> {
                 .next_multiple_of(TOKEN_GRANULE)
                 .min(full);
             if t >= b.batch {
-                all.push(Bucket::packed(b.batch, b.seq, t));
+                let longest = Bucket::packed(b.batch, b.seq, t).longest();
+                all.push(Bucket::packed(b.batch, longest, t));
             }
         }
     }
@@ -332,6 +334,20 @@ mod tests {
         // the smallest 8-sequence bucket leaves a token for each of the other 7
         let small = Bucket::packed(8, 384, 384);
         assert_eq!(small.longest(), 377);
+        assert!(
+            packed.contains(&Bucket::packed(8, 377, 384)),
+            "narrowed to its longest"
+        );
+        // one sequence of 128 tokens under 1 × 128 and under 1 × 384: one bucket
+        let one = packed_under(&cross(&[1], &[128, 384], 512).unwrap(), 8);
+        assert_eq!(
+            one,
+            [
+                Bucket::packed(1, 128, 128),
+                Bucket::packed(1, 256, 256),
+                Bucket::packed(1, 384, 384)
+            ]
+        );
         assert!(small.admits(&[377, 1, 1, 1, 1, 1, 1, 1]));
         assert!(!small.admits(&[378]), "longer than the launch bound");
         assert!(!small.admits(&[100; 4]), "400 tokens");
@@ -342,7 +358,7 @@ mod tests {
         let all: Vec<Bucket> = padded.iter().chain(&packed).copied().collect();
         assert_eq!(
             choose_packed(&all, &[300, 5, 1]).unwrap(),
-            Bucket::packed(8, 384, 384)
+            Bucket::packed(8, 377, 384)
         );
         assert_eq!(
             choose_packed(&all, &[384; 9]).unwrap(),
