@@ -625,8 +625,14 @@ impl<'d> Executor<'d> {
 
     /// The bucket `x` runs in, by the [`Padding`] option (see the module docs).
     pub fn bucket_for(&self, x: &Inputs) -> Result<Bucket, ExecError> {
+        Ok(self.placed(x)?.1)
+    }
+
+    /// `x` checked: its lengths, the bucket it runs in and that bucket's index.
+    fn placed(&self, x: &Inputs) -> Result<(Vec<u64>, Bucket, usize), ExecError> {
         let lens = self.check_inputs(x)?;
-        self.choose(x, &lens)
+        let b = self.choose(x, &lens)?;
+        Ok((lens, b, self.bucket_index(b)?))
     }
 
     fn choose(&self, x: &Inputs, lens: &[u64]) -> Result<Bucket, ExecError> {
@@ -685,9 +691,7 @@ impl<'d> Executor<'d> {
     }
 
     fn run_into(&self, x: &Inputs, nodes: &mut NodeOutputs) -> Result<Output, ExecError> {
-        let lens = self.check_inputs(x)?;
-        let b = self.choose(x, &lens)?;
-        let i = self.bucket_index(b)?;
+        let (lens, b, i) = self.placed(x)?;
         if !self.options.debug_nodes {
             if let Some(e) = self.blocked(i) {
                 return Err(e);
@@ -790,9 +794,7 @@ impl<'d> Executor<'d> {
         warmup: u32,
         iters: u32,
     ) -> Result<(Bucket, Timing), ExecError> {
-        let lens = self.check_inputs(x)?;
-        let b = self.choose(x, &lens)?;
-        let i = self.bucket_index(b)?;
+        let (lens, b, i) = self.placed(x)?;
         self.kernels_only(i)?;
         self.upload_inputs(i, x, &lens)?;
         Ok((b, self.replays(i, warmup, iters)?))

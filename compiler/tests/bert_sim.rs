@@ -5,6 +5,8 @@
 //! Compiling with tuning needs tuner worker processes (the `tessera` binary), so that path is
 //! tested in `cli/tests/compile_cmd.rs`.
 
+mod common;
+
 use std::path::Path;
 use tessera_cache::{Cache, DeviceFingerprint};
 use tessera_compiler::fixture::Fixture;
@@ -16,16 +18,13 @@ use tessera_device::{Device, SimDevice};
 use tessera_dsl::{AttentionLayout, DType, EpilogueOp, Mask, Problem, Store, Target};
 use tessera_tuner::sweep::{device_fingerprint, Silent};
 
-/// Packed buckets under each padded one (see `common::PACKED_STEPS`).
-const PACKED_STEPS: u64 = 2;
-
 fn options(dir: &Path) -> Options {
     Options {
         model_dir: dir.to_path_buf(),
         dtype: DType::F16,
         batches: vec![1, 2],
         seqs: vec![16, 32],
-        packed_steps: PACKED_STEPS,
+        packed_steps: common::PACKED_STEPS,
         dump_graph: None,
     }
 }
