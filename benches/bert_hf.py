@@ -9,8 +9,11 @@ padding), batch 3 x seq 64 (lengths 64/1/33: bucket 4x64), batch 1 x seq 40 (buc
 batch 1 x seq 100 (bucket 1x128), and ragged batches with random lengths from 1 to the maximum (4 x
 128 with lengths 128, 1 and two random ones; 4 x 64 random with one of length 1); every case runs
 padded (`--padding padded`: the executor pads each input up to its bucket) and packed (`--padding
-packed`: the real tokens only, in a packed bucket, attention over cu_seqlens). Each row records
-the bucket `tessera run` reports.
+packed`: the real tokens only, in a packed bucket, attention over cu_seqlens). The plans have two
+tuned packed buckets under each padded one and fill buckets every 128 tokens between them
+(`--packed-buckets 2 --packed-granule 128`), so packed inputs land in both kinds (the 310 tokens
+of 128/77/5/100 in the 384-token fill under 4x128). Each row records the bucket `tessera run`
+reports.
 Usage: python3 bert_hf.py --tessera PATH --work DIR --json OUT.json [--commit C]"""
 import argparse, json, os, subprocess, sys
 import torch
@@ -52,7 +55,8 @@ for name, geo in GEOMETRIES.items():
     model = BertModel(cfg).eval()
     mdir, plan = os.path.join(a.work, name), os.path.join(a.work, name + ".tsr")
     model.save_pretrained(mdir)  # safetensors (the default)
-    r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)), "--no-tune", "--quiet", "--out", plan])
+    r = sh([a.tessera, "compile", mdir, "--gpu", a.gpu, "--batch", ",".join(map(str, BATCHES)), "--seq", ",".join(map(str, SEQS)),
+            "--packed-buckets", "2", "--packed-granule", "128", "--no-tune", "--quiet", "--out", plan])
     if r.returncode != 0:
         msg = (r.stdout + r.stderr).strip()
         if name != "bert-base":

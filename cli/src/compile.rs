@@ -36,6 +36,11 @@ pub struct Args {
     /// steps up to batch × seq, rounded up to 128; 0 compiles padded buckets only.
     #[arg(long, value_name = "N", default_value_t = tessera_compiler::bucket::DEFAULT_PACKED_STEPS)]
     packed_buckets: u64,
+    /// Packed fill buckets between those, every TOKENS tokens (a multiple of 128): their
+    /// kernels take the configs tuned for the next packed bucket up, so they add no tuning;
+    /// 0: none.
+    #[arg(long, value_name = "TOKENS", default_value_t = tessera_compiler::bucket::DEFAULT_PACKED_GRANULE)]
+    packed_granule: u64,
     /// The plan directory to write (replaced if it holds an earlier plan).
     #[arg(short = 'o', long)]
     out: PathBuf,
@@ -154,6 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batches: args.batch.clone(),
         seqs: args.seq.clone(),
         packed_steps: args.packed_buckets,
+        packed_granule: args.packed_granule,
         dump_graph: args.dump_graph.clone(),
     };
     let lookup = Lookup {
@@ -210,7 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let count = |f: fn(&TuningStatus) -> bool| plan.kernels.iter().filter(|k| f(&k.status)).count();
     let untuned = count(|s| matches!(s, TuningStatus::Untuned { .. }));
     println!(
-        "compiled {} ({} layers, hidden {}, {}) for {}{} in {:.1} s: {} bucket(s), {} kernels ({} cached, {} tuned now, {} untuned), arena {} bytes (naive {}), weights {} bytes -> {}",
+        "compiled {} ({} layers, hidden {}, {}) for {}{} in {:.1} s: {} bucket(s), {} kernels ({} cached, {} tuned now, {}{} untuned), arena {} bytes (naive {}), weights {} bytes -> {}",
         args.model_dir.display(),
         plan.model.layers,
         plan.model.hidden,
@@ -222,6 +228,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         plan.kernels.len(),
         count(|s| matches!(s, TuningStatus::Cached { .. })),
         count(|s| matches!(s, TuningStatus::Tuned { .. })),
+        match count(|s| matches!(s, TuningStatus::Borrowed { .. })) {
+            0 => String::new(),
+            n => format!("{n} borrowed by fill buckets, "),
+        },
         untuned,
         plan.arena.bytes,
         plan.arena.naive_bytes,

@@ -142,6 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             TuningStatus::Cached { median_ms } => ("cached", format!("{median_ms:.4}")),
             TuningStatus::Tuned { median_ms } => ("tuned", format!("{median_ms:.4}")),
             TuningStatus::Untuned { .. } => ("UNTUNED", "-".to_string()),
+            TuningStatus::Borrowed { .. } => ("borrowed", "-".to_string()),
         };
         println!(
             "{i:>3}  {status:<10} {ms:>9} {:>8}  {:<64} {}",
@@ -166,6 +167,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     if let Some(reason) = untuned.first() {
         println!("\n{} kernel(s) untuned: {reason}", untuned.len());
+    }
+    let borrowed = plan
+        .kernels
+        .iter()
+        .filter(|k| matches!(k.status, TuningStatus::Borrowed { .. }))
+        .count();
+    if borrowed > 0 {
+        println!(
+            "\n{borrowed} kernel(s) borrowed: a packed fill bucket's problem runs the config tuned for the same problem at the next packed bucket up (compile --packed-granule), measured there, not at its own token count"
+        );
     }
     Ok(())
 }

@@ -172,6 +172,28 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         text(&o)
     );
 
+    // a fill granule that is not a multiple of 128 tokens
+    let o = compile(
+        &model,
+        &out,
+        &cache,
+        &[
+            "--batch",
+            "1",
+            "--seq",
+            "16",
+            "--packed-granule",
+            "100",
+            "--no-tune",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("granule of 100 tokens: give a multiple of 128"),
+        "{}",
+        text(&o)
+    );
+
     // no plan was written, not even a temporary directory (the cache is opened, that is all)
     let left: Vec<String> = only_entries(dir.path())
         .into_iter()

@@ -15,6 +15,9 @@ pub const TOKEN_GRANULE: u64 = 128;
 /// Packed buckets compiled under each padded bucket when the caller does not say.
 pub const DEFAULT_PACKED_STEPS: u64 = 8;
 
+/// Packed fill buckets every this many tokens when the caller does not say ([`packed_fill`]).
+pub const DEFAULT_PACKED_GRANULE: u64 = TOKEN_GRANULE;
+
 /// One compiled shape: `batch` sequences of `seq` tokens, padded; or, with `packed_tokens`,
 /// up to `batch` sequences of up to [`Bucket::longest`] tokens, `packed_tokens` in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,6 +126,8 @@ pub enum BucketError {
         max_batch: u64,
         max_seq: u64,
     },
+    #[error("a packed-bucket granule of {granule} tokens: give a multiple of 128 (a GEMM's M tile), or 0 for none")]
+    Granule { granule: u64 },
     #[error("no packed bucket holds {count} sequences of {total} tokens, the longest {longest} (the plan's packed buckets: {have}); compile with larger --batch/--seq, or run it padded")]
     NoPackedFit {
         count: u64,
@@ -164,23 +169,86 @@ pub fn cross(batches: &[u64], seqs: &[u64], max_seq: u64) -> Result<Vec<Bucket>,
 /// 128 tokens of one sequence under both 1 × 128 and 1 × 384), without repeats; a count below
 /// `batch` (no room for one token per sequence) is skipped. `steps` 0: none.
 pub fn packed_under(padded: &[Bucket], steps: u64) -> Vec<Bucket> {
-    let mut all = Vec::new();
-    for b in padded.iter().filter(|b| !b.is_packed()) {
-        let full = b.batch * b.seq;
-        for k in 1..=steps {
+    let mut all: Vec<Bucket> = padded
+        .iter()
+        .filter(|b| !b.is_packed())
+        .flat_map(|b| anchors_of(b, steps))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The packed bucket of `tokens` under padded bucket `b`, its bound narrowed to what those
+/// tokens can hold; `None` below one token per sequence.
+fn narrowed(b: &Bucket, tokens: u64) -> Option<Bucket> {
+    (tokens >= b.batch).then(|| {
+        let longest = Bucket::packed(b.batch, b.seq, tokens).longest();
+        Bucket::packed(b.batch, longest, tokens)
+    })
+}
+
+/// [`packed_under`] for one padded bucket, in token order.
+fn anchors_of(b: &Bucket, steps: u64) -> Vec<Bucket> {
+    let full = b.batch * b.seq;
+    let mut out: Vec<Bucket> = (1..=steps)
+        .filter_map(|k| {
             let t = (k * full)
                 .div_ceil(steps)
                 .next_multiple_of(TOKEN_GRANULE)
                 .min(full);
-            if t >= b.batch {
-                let longest = Bucket::packed(b.batch, b.seq, t).longest();
-                all.push(Bucket::packed(b.batch, longest, t));
+            narrowed(b, t)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// A packed bucket between two tuned ones, and the tuned (anchor) bucket whose kernels'
+/// configs its kernels take: see [`packed_fill`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    pub bucket: Bucket,
+    pub donor: Bucket,
+}
+
+/// Fill buckets: under each padded bucket, a packed bucket at every multiple of `granule`
+/// tokens below `batch · seq` that [`packed_under`] (with the same `steps`) does not already
+/// make, each paired with its donor: the anchor under the same padded bucket with the fewest
+/// tokens at or above its own. A fill bucket's problems differ from its donor's by the token
+/// count (and the attention's representative lengths) alone, so the compiler gives them the
+/// donor's tuned configs instead of tuning them: finer buckets, no more tuning. Sorted, without
+/// repeats and without any bucket that is an anchor (the first donor is kept). `granule` 0 or
+/// `steps` 0: none; otherwise `granule` must be a multiple of [`TOKEN_GRANULE`].
+pub fn packed_fill(padded: &[Bucket], steps: u64, granule: u64) -> Result<Vec<Fill>, BucketError> {
+    if granule == 0 || steps == 0 {
+        return Ok(Vec::new());
+    }
+    if !granule.is_multiple_of(TOKEN_GRANULE) {
+        return Err(BucketError::Granule { granule });
+    }
+    let anchors = packed_under(padded, steps);
+    let mut fills: Vec<Fill> = Vec::new();
+    for b in padded.iter().filter(|b| !b.is_packed()) {
+        let own = anchors_of(b, steps);
+        let full = b.batch * b.seq;
+        for t in (granule..full).step_by(granule as usize) {
+            let Some(bucket) = narrowed(b, t) else {
+                continue;
+            };
+            if anchors.contains(&bucket) || fills.iter().any(|f| f.bucket == bucket) {
+                continue;
             }
+            let donor = own
+                .iter()
+                .find(|a| a.tokens() >= t)
+                .copied()
+                .unwrap_or(Bucket::packed(b.batch, b.seq, full));
+            fills.push(Fill { bucket, donor });
         }
     }
-    all.sort();
-    all.dedup();
-    all
+    fills.sort_by_key(|f| f.bucket);
+    Ok(fills)
 }
 
 /// The padded bucket an input of `batch` × `seq` runs in: the fitting bucket with the fewest
@@ -379,6 +447,33 @@ mod tests {
     }
 
     #[test]
+    fn fill_buckets_sit_between_anchors_and_borrow_from_the_next_one_up() {
+        let padded = cross(&[8], &[384], 512).unwrap();
+        let fills = packed_fill(&padded, 8, 128).unwrap();
+        let tokens: Vec<u64> = fills.iter().map(|f| f.bucket.tokens()).collect();
+        assert_eq!(
+            tokens,
+            [
+                128, 256, 512, 640, 896, 1024, 1280, 1408, 1664, 1792, 2048, 2176, 2432, 2560,
+                2816, 2944
+            ]
+        );
+        let f = fills.iter().find(|f| f.bucket.tokens() == 1664).unwrap();
+        assert_eq!(f.donor, Bucket::packed(8, 384, 1920));
+        let first = fills[0];
+        assert_eq!(first.bucket, Bucket::packed(8, 121, 128));
+        assert_eq!(first.donor, Bucket::packed(8, 377, 384));
+        assert!(packed_fill(&padded, 8, 0).unwrap().is_empty());
+        assert!(packed_fill(&padded, 0, 128).unwrap().is_empty());
+        assert_eq!(
+            packed_fill(&padded, 8, 100).unwrap_err(),
+            BucketError::Granule { granule: 100 }
+        );
+        // granule 384 under steps of 384 tokens: nothing to fill
+        assert!(packed_fill(&padded, 8, 384).unwrap().is_empty());
+    }
+
+    #[test]
     fn auto_takes_the_faster_measured_bucket() {
         let (a, p) = (Bucket::padded(8, 384), Bucket::packed(8, 384, 1920));
         assert_eq!(faster(Some((a, Some(1.4))), Some((p, Some(1.0)))), Some(p));
@@ -396,6 +491,41 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn anchors_and_fills_cover_every_granule_once(
+            batches in prop::collection::vec(1u64..40, 1..4),
+            seqs in prop::collection::vec(1u64..512, 1..3),
+            steps in 1u64..10,
+            g in 1u64..4,
+        ) {
+            let granule = g * TOKEN_GRANULE;
+            let padded = cross(&batches, &seqs, 512).unwrap();
+            let anchors = packed_under(&padded, steps);
+            let fills = packed_fill(&padded, steps, granule).unwrap();
+            for (i, f) in fills.iter().enumerate() {
+                prop_assert!(!anchors.contains(&f.bucket), "{} is an anchor", f.bucket);
+                prop_assert!(fills[..i].iter().all(|e| e.bucket != f.bucket));
+                prop_assert!(f.bucket.tokens().is_multiple_of(granule));
+                prop_assert!(anchors.contains(&f.donor), "donor {} is tuned", f.donor);
+                prop_assert_eq!(f.donor.batch, f.bucket.batch);
+                prop_assert!(f.donor.tokens() > f.bucket.tokens());
+                prop_assert!(f.donor.longest() >= f.bucket.longest());
+            }
+            // every multiple of the granule that holds one token per sequence is a bucket
+            for b in &padded {
+                for t in (granule..b.tokens()).step_by(granule as usize) {
+                    if t < b.batch {
+                        continue;
+                    }
+                    let want = Bucket::packed(b.batch, Bucket::packed(b.batch, b.seq, t).longest(), t);
+                    prop_assert!(
+                        anchors.contains(&want) || fills.iter().any(|f| f.bucket == want),
+                        "{} missing", want
+                    );
+                }
+            }
+        }
+
         #[test]
         fn representative_lengths_fill_a_packed_bucket(
             batch in 1u64..64,

@@ -1,5 +1,6 @@
 //! The compile pipeline end to end, in order: import → graph passes → lower every bucket →
-//! dedup problems → resolve tuning → plan memory → lay out weights → assemble the [`Plan`].
+//! dedup problems → resolve tuning (fill buckets' problems take their anchors' configs) →
+//! plan memory → lay out weights → assemble the [`Plan`].
 //! Each stage lives in its own module; this one only sequences them and reports progress.
 
 use crate::binding;
@@ -24,6 +25,9 @@ pub struct Options {
     pub seqs: Vec<u64>,
     /// Packed buckets under each padded one (`bucket::packed_under`); 0: padded buckets only.
     pub packed_steps: u64,
+    /// Packed fill buckets every this many tokens between them (`bucket::packed_fill`; their
+    /// kernels take the anchors' configs); 0: none.
+    pub packed_granule: u64,
     /// Write the graph before and after every pass here.
     pub dump_graph: Option<PathBuf>,
 }
@@ -51,6 +55,8 @@ pub struct Optimized {
     pub model: Model,
     pub passes: Vec<PassReport>,
     pub buckets: Vec<Bucket>,
+    /// Per bucket: the index of the bucket its kernels may take configs from (a fill's anchor).
+    pub donors: Vec<Option<usize>>,
 }
 
 /// A compiled model: the plan and the weights file's bytes, not yet written.
@@ -74,8 +80,20 @@ pub fn optimize(options: &Options, obs: &mut dyn Observer) -> Result<Optimized, 
     }
     obs.phase(&format!("import {}", options.model_dir.display()));
     let mut model = import::import(&options.model_dir, options.dtype)?;
-    let mut buckets = bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
-    buckets.extend(bucket::packed_under(&buckets, options.packed_steps));
+    let padded = bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
+    let fills = bucket::packed_fill(&padded, options.packed_steps, options.packed_granule)?;
+    let mut buckets = padded.clone();
+    buckets.extend(bucket::packed_under(&padded, options.packed_steps));
+    let tuned = buckets.len();
+    buckets.extend(fills.iter().map(|f| f.bucket));
+    let donors = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let fill = i.checked_sub(tuned).and_then(|j| fills.get(j))?;
+            buckets[..tuned].iter().position(|b| *b == fill.donor)
+        })
+        .collect();
     obs.phase("graph passes");
     let passes = passes::optimize(
         &mut model.graph,
@@ -86,6 +104,7 @@ pub fn optimize(options: &Options, obs: &mut dyn Observer) -> Result<Optimized, 
         model,
         passes,
         buckets,
+        donors,
     })
 }
 
@@ -100,6 +119,7 @@ pub fn compile(
         model,
         passes,
         buckets,
+        donors,
     } = optimize(options, obs)?;
     let graph = &model.graph;
     obs.phase(&format!("lower {} bucket(s)", buckets.len()));
@@ -117,7 +137,8 @@ pub fn compile(
         "{launches} kernel launches, {} distinct problems: resolving tuning",
         problems.len()
     ));
-    let kernels = tuning::resolve(&problems, lookup, mode, obs)?;
+    let problem_donors = problem_donors(&refs, &donors, problems.len());
+    let kernels = tuning::resolve(&problems, &problem_donors, lookup, mode, obs)?;
     obs.phase("memory plan");
     let (weights_bytes, table, weight_views) = binding::lay_out_weights(graph, &model.weights);
     let mut bucket_plans = Vec::with_capacity(buckets.len());
@@ -161,4 +182,43 @@ pub fn compile(
         graph: model.graph,
         weights: weights_bytes,
     })
+}
+
+/// Per problem: the problem it may take its config from. Only a problem that no tuned bucket
+/// launches has one: at its first launch in a fill bucket, the problem at the same step of the
+/// fill's donor bucket (both are lowerings of one graph, so their launch lists align).
+fn problem_donors(
+    refs: &[Vec<Callee>],
+    bucket_donors: &[Option<usize>],
+    problems: usize,
+) -> Vec<Option<usize>> {
+    let kernel = |c: &Callee| match c {
+        Callee::Kernel { kernel } => Some(*kernel),
+        Callee::Glue { .. } => None,
+    };
+    let mut tuned = vec![false; problems];
+    for (callees, donor) in refs.iter().zip(bucket_donors) {
+        if donor.is_none() {
+            for k in callees.iter().filter_map(kernel) {
+                tuned[k] = true;
+            }
+        }
+    }
+    let mut out = vec![None; problems];
+    for (callees, donor) in refs.iter().zip(bucket_donors) {
+        let Some(from) = donor.and_then(|d| refs.get(d)) else {
+            continue;
+        };
+        if from.len() != callees.len() {
+            continue;
+        }
+        for (c, f) in callees.iter().zip(from) {
+            if let (Some(k), Some(d)) = (kernel(c), kernel(f)) {
+                if !tuned[k] && out[k].is_none() && tuned[d] {
+                    out[k] = Some(d);
+                }
+            }
+        }
+    }
+    out
 }

@@ -2,7 +2,8 @@
 //! asked first (for this device and toolchain, every template of the problem's op, fastest
 //! winner kept, its config re-validated for the problem); on a miss the [`Mode`] decides: tune it
 //! now with the tuner (within its budget), use the cost model's first candidate and mark it
-//! untuned, or fail listing every miss.
+//! untuned, or fail listing every miss. A packed fill bucket's problem that misses takes its
+//! anchor bucket's config instead (marked borrowed), so finer token buckets cost no tuning.
 //!
 //! Everything here goes through the tuner's and the cache's own APIs: `tune_problem`,
 //! `first_by_prediction`, `Cache::winner`.
@@ -35,6 +36,9 @@ pub enum TuningStatus {
     Tuned { median_ms: f64 },
     /// Not measured: the cost model's first candidate.
     Untuned { reason: String },
+    /// Not measured at this size: the config of problem `from` (a packed fill bucket's kernel
+    /// takes its anchor bucket's, whose problem differs by the token count alone).
+    Borrowed { from: String },
 }
 
 /// The kernel chosen for one problem.
@@ -198,7 +202,7 @@ fn cached(
             TuningStatus::Cached { median_ms } | TuningStatus::Tuned { median_ms } => {
                 w.median_ms < median_ms
             }
-            TuningStatus::Untuned { .. } => true,
+            TuningStatus::Untuned { .. } | TuningStatus::Borrowed { .. } => true,
         };
         if best.as_ref().is_none_or(faster) {
             best = Some(choice(t, problem, &config, status));
@@ -238,53 +242,118 @@ fn predicted(
     })
 }
 
-/// A kernel for every problem (in order), resolved as the module docs say.
+/// A kernel for every problem (in order), resolved as the module docs say. A problem with a
+/// donor (`donors[i]`: the index of the problem it may take its config from, a packed fill
+/// bucket's kernel and its anchor's) that the cache has no winner for takes the donor's config
+/// when that config is valid for it ([`TuningStatus::Borrowed`]); otherwise it is resolved like
+/// any other. Donors are resolved first.
 pub fn resolve(
     problems: &[Problem],
+    donors: &[Option<usize>],
     lookup: &Lookup,
     mut mode: Mode,
     obs: &mut dyn Observer,
 ) -> Result<Vec<KernelChoice>, TuningError> {
-    let mut out = Vec::with_capacity(problems.len());
+    let donor = |i: usize| donors.get(i).copied().flatten();
+    let mut out: Vec<Option<KernelChoice>> = vec![None; problems.len()];
     let mut misses = Vec::new();
     for (i, problem) in problems.iter().enumerate() {
+        if donor(i).is_none() {
+            out[i] = resolve_one(i, problem, lookup, &mut mode, obs, &mut misses)?;
+        }
+    }
+    let mut borrowed = 0usize;
+    for (i, problem) in problems.iter().enumerate() {
+        let Some(d) = donor(i) else { continue };
         if let Some(hit) = cached(lookup, problem, true)? {
-            obs.phase(&format!(
-                "cache hit: {} -> {}",
-                problem.key(),
-                hit.kernel_name
-            ));
-            out.push(hit);
+            out[i] = Some(hit);
             continue;
         }
-        let resolved = match &mut mode {
-            Mode::Strict => {
-                misses.push(problem.key());
-                continue;
-            }
-            Mode::NoTune => predicted(lookup, problem, "--no-tune: not in the cache")?,
-            Mode::Tune(session) => {
-                let named = NamedProblem {
-                    name: format!("kernel{i}"),
-                    problem: problem.clone(),
-                };
-                for t in templates_for(problem) {
-                    tune_problem(session, &named, t, obs)?;
-                }
-                match cached(lookup, problem, false)? {
-                    Some(tuned) => tuned,
-                    None => predicted(
-                        lookup,
-                        problem,
-                        "tuning stored no winner (budget ran out or every candidate failed)",
-                    )?,
-                }
-            }
-        };
-        out.push(resolved);
+        if let Some(choice) = out
+            .get(d)
+            .and_then(Option::as_ref)
+            .and_then(|from| borrow(from, &problems[d], problem, lookup.caps))
+        {
+            borrowed += 1;
+            out[i] = Some(choice);
+            continue;
+        }
+        out[i] = resolve_one(i, problem, lookup, &mut mode, obs, &mut misses)?;
+    }
+    if borrowed > 0 {
+        obs.phase(&format!(
+            "{borrowed} packed fill-bucket kernel(s) take their anchor bucket's configs"
+        ));
     }
     if !misses.is_empty() {
         return Err(TuningError::Strict(misses));
     }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// `from`'s template and config for `problem`, if valid there.
+fn borrow(
+    from: &KernelChoice,
+    from_problem: &Problem,
+    problem: &Problem,
+    caps: &DeviceCaps,
+) -> Option<KernelChoice> {
+    if from_problem.op() != problem.op() {
+        return None;
+    }
+    let t = tessera_dsl::find(&from.template).ok()?;
+    let config = config_from(t, &from.config, problem, caps)?;
+    Some(choice(
+        t,
+        problem,
+        &config,
+        TuningStatus::Borrowed {
+            from: from_problem.key(),
+        },
+    ))
+}
+
+/// One problem without a donor: the cache, else what `mode` says (a strict miss is recorded
+/// in `misses` and gives `None`).
+fn resolve_one(
+    i: usize,
+    problem: &Problem,
+    lookup: &Lookup,
+    mode: &mut Mode,
+    obs: &mut dyn Observer,
+    misses: &mut Vec<String>,
+) -> Result<Option<KernelChoice>, TuningError> {
+    if let Some(hit) = cached(lookup, problem, true)? {
+        obs.phase(&format!(
+            "cache hit: {} -> {}",
+            problem.key(),
+            hit.kernel_name
+        ));
+        return Ok(Some(hit));
+    }
+    let resolved = match mode {
+        Mode::Strict => {
+            misses.push(problem.key());
+            return Ok(None);
+        }
+        Mode::NoTune => predicted(lookup, problem, "--no-tune: not in the cache")?,
+        Mode::Tune(session) => {
+            let named = NamedProblem {
+                name: format!("kernel{i}"),
+                problem: problem.clone(),
+            };
+            for t in templates_for(problem) {
+                tune_problem(session, &named, t, obs)?;
+            }
+            match cached(lookup, problem, false)? {
+                Some(tuned) => tuned,
+                None => predicted(
+                    lookup,
+                    problem,
+                    "tuning stored no winner (budget ran out or every candidate failed)",
+                )?,
+            }
+        }
+    };
+    Ok(Some(resolved))
 }

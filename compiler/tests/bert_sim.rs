@@ -25,6 +25,7 @@ fn options(dir: &Path) -> Options {
         batches: vec![1, 2],
         seqs: vec![16, 32],
         packed_steps: common::PACKED_STEPS,
+        packed_granule: 0,
         dump_graph: None,
     }
 }
@@ -609,9 +610,71 @@ fn bad_buckets_are_clear_errors() {
         "{e}"
     );
     opts.seqs = vec![16];
+    opts.packed_granule = 100;
+    let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
+    assert!(
+        e.contains("granule of 100 tokens: give a multiple of 128"),
+        "{e}"
+    );
+    opts.packed_granule = 0;
     opts.dtype = DType::F32;
     let e = optimize(&opts, &mut Silent).err().unwrap().to_string();
     assert!(e.contains("must be f16 or bf16"), "{e}");
+}
+
+/// Fill buckets (every 128 tokens between the tuned packed buckets) take the configs of the
+/// same problems in their anchor bucket instead of being tuned: batch 4 × seq 64 with one
+/// packed step has the anchor of 256 tokens and the fill of 128.
+#[test]
+fn fill_buckets_borrow_their_anchors_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    Fixture::tiny().write(dir.path()).unwrap();
+    let cache = Cache::open(dir.path().join("tune.db")).unwrap();
+    let (fingerprint, caps) = sim();
+    let lookup = Lookup {
+        cache: &cache,
+        fingerprint: &fingerprint,
+        caps: &caps,
+    };
+    let mut opts = options(dir.path());
+    (opts.batches, opts.seqs) = (vec![4], vec![64]);
+    (opts.packed_steps, opts.packed_granule) = (1, 128);
+    let plan = compile(&opts, &lookup, Mode::NoTune, &mut Silent)
+        .unwrap()
+        .plan;
+    let packed: Vec<u64> = plan
+        .bucket_list()
+        .iter()
+        .filter(|b| b.is_packed())
+        .map(|b| b.tokens())
+        .collect();
+    assert_eq!(packed, [256, 128]);
+    let borrowed: Vec<_> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.status {
+            TuningStatus::Borrowed { from } => Some((k, from)),
+            _ => None,
+        })
+        .collect();
+    // the fill's QKV, out-proj, FFN up (256 wide) and down GEMMs, layernorm, embedding and
+    // attention
+    // all differ from the anchor's by the token count
+    assert_eq!(borrowed.len(), 7, "{borrowed:?}");
+    for (k, from) in &borrowed {
+        let donor = plan
+            .kernels
+            .iter()
+            .find(|d| &d.problem.key() == *from)
+            .unwrap_or_else(|| panic!("no donor {from}"));
+        assert!(matches!(donor.status, TuningStatus::Untuned { .. }));
+        assert_eq!(donor.problem.op(), k.problem.op());
+        assert_eq!((&donor.template, &donor.config), (&k.template, &k.config));
+        assert_ne!(donor.problem, k.problem);
+    }
+    assert!(borrowed
+        .iter()
+        .any(|(k, _)| matches!(&k.problem, Problem::Gemm(g) if g.m == 128 && g.n == 256)));
 }
 
 #[test]

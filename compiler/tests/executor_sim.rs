@@ -252,6 +252,34 @@ fn all_kernel_plans_capture_replay_and_time() {
     assert!(g.last_hidden_state.iter().any(|v| *v != 0.0));
 }
 
+/// A batch whose tokens fit a fill bucket (128 tokens, configs borrowed from the 256-token
+/// anchor) runs there and matches the f64 forward pass.
+#[test]
+fn fill_buckets_run_and_match_the_f64_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SimDevice::new(Target::Sm90a);
+    let plan_path = common::compile_tiny_with(&d, dir.path(), &[4], &[64], (1, 128));
+    let fixture = Fixture::tiny();
+    let w = common::checkpoint(dir.path());
+    let exec = Executor::load(
+        &plan_path,
+        &d,
+        ExecOptions {
+            padding: Padding::Packed,
+            ..ExecOptions::default()
+        },
+    )
+    .unwrap();
+    let (x, lens) = common::ragged_batch(4, 30, 5);
+    let out = exec.run(&x).unwrap();
+    assert_eq!(out.bucket.packed_tokens, Some(128), "{}", out.bucket);
+    let (cos, err) = common::against_reference(&out, &w, &fixture, &x, &lens);
+    assert!(
+        cos >= 0.9999 && err < 0.05,
+        "{lens:?}: cosine {cos}, abs error {err}"
+    );
+}
+
 /// Packed buckets run the real tokens only and give the padded plan's answer: ragged batches
 /// (a full-length sequence, one of length 1, random others) against the f64 forward pass,
 /// packed, padded and auto; the packed output is the real rows; an input no packed bucket

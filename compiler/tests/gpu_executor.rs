@@ -155,7 +155,7 @@ fn gpu_executor_packed_batches_match_f64_reference() {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("a GPU");
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::tiny();
-    let plan = common::compile_tiny_with(&device, dir.path(), &[1, 4, 8], &[16, 64], 4);
+    let plan = common::compile_tiny_with(&device, dir.path(), &[1, 4, 8], &[16, 64], (4, 0));
     let w = common::checkpoint(dir.path());
     for graphs in [true, false] {
         let load = |padding| {

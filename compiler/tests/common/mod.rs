@@ -21,16 +21,16 @@ pub const PACKED_STEPS: u64 = 2;
 /// The tiny random BERT written to `dir` and compiled without tuning for `device` (buckets
 /// 1–2 × 16–32, and the packed ones under them) into `dir/model.tsr`.
 pub fn compile_tiny(device: &dyn Device, dir: &Path) -> std::path::PathBuf {
-    compile_tiny_with(device, dir, &[1, 2], &[16, 32], PACKED_STEPS)
+    compile_tiny_with(device, dir, &[1, 2], &[16, 32], (PACKED_STEPS, 0))
 }
 
-/// [`compile_tiny`] with these buckets and packed steps.
+/// [`compile_tiny`] with these buckets, packed steps and fill granule.
 pub fn compile_tiny_with(
     device: &dyn Device,
     dir: &Path,
     batches: &[u64],
     seqs: &[u64],
-    packed_steps: u64,
+    (packed_steps, packed_granule): (u64, u64),
 ) -> std::path::PathBuf {
     Fixture::tiny().write(dir).unwrap();
     let caps = device.caps().clone();
@@ -47,6 +47,7 @@ pub fn compile_tiny_with(
         batches: batches.to_vec(),
         seqs: seqs.to_vec(),
         packed_steps,
+        packed_granule,
         dump_graph: None,
     };
     let compiled = compile(&options, &lookup, Mode::NoTune, &mut Silent).unwrap();
