@@ -19,9 +19,9 @@
 //!   latency.
 //! * **Per wave**: pipeline fill and the epilogue's stores.
 //! * **Split-K** (the GEMM's `split_k`, sm_90a): a tile becomes `split_k` work units of
-//!   `K / split_k` each (the CTAs of a cluster); one unit in `split_k` stores the tile, and the
-//!   others' f32 partials (`tile_m × tile_n × 4` bytes a tile) cross distributed shared memory
-//!   with a barrier hand-off. It wins where tiles are fewer than SMs and K is long, and loses
+//!   `K / split_k` each (the CTAs of a cluster); the unit that stores the tile first reads the
+//!   others' f32 partials (`tile_m × tile_n × 4` bytes each) across distributed shared memory
+//!   after a barrier hand-off, and the wave waits for it. It wins where tiles are fewer than SMs and K is long, and loses
 //!   where tiles already fill the waves.
 //! * Row-wise ops (layernorm, softmax, embedding) are bandwidth-bound: bytes per wave over
 //!   the SMs' share of DRAM bandwidth (worse for narrow vectors and idle lanes), and never
@@ -387,17 +387,15 @@ fn gemm(
         } else {
             epilogue
         };
-        // one unit of a split tile stores it; the others' f32 partials cross the cluster
+        // the storing unit of a split tile (the busiest SM: the wave waits for it) first reads
+        // the other units' f32 partials across the cluster
         let reduction = if split > 1.0 {
-            let bytes = tm * tn * 4.0 * (split - 1.0) / split;
+            let bytes = tm * tn * 4.0 * (split - 1.0);
             bytes * b / (m.l2_per_sm * DSMEM_OVER_L2) + REDUCTION_SYNC_S
         } else {
             0.0
         };
-        k_steps as f64 * (compute.max(feed) + GEMM_STEP_S)
-            + MEM_LATENCY_S
-            + epilogue / split
-            + reduction
+        k_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue + reduction
     };
     let (count, efficiency, total) = waves(m, units, bps, wave_s);
     let flops = 2.0 * units as f64 * tm * tn * (k_steps as f64 * tk);
@@ -733,5 +731,26 @@ mod tests {
             estimate(t, &c, &p, &caps),
             Err(CostError::BadParam { .. })
         ));
+    }
+
+    #[test]
+    fn split_k_wins_on_few_tiles_with_long_k_and_loses_on_many_tiles() {
+        let caps = GpuModel::H200.caps();
+        let t = template("gemm");
+        let c = |p: &Problem, split: i64| t.config(&[128, 192, 64, 2, 4, 2, 16, split], p).unwrap();
+        let ms = |p: &Problem, split: i64| estimate(t, &c(p, split), p, &caps).unwrap();
+        // 48 tiles of 128x192 on 132 SMs: the halves of 96 units fill more of the machine
+        for p in [gemm_problem(384, 3072, 768), gemm_problem(1700, 768, 3072)] {
+            let (whole, halves) = (ms(&p, 1), ms(&p, 2));
+            assert_eq!(halves.tiles, whole.tiles);
+            assert!(halves.ms < whole.ms, "{p:?}: {whole:?} vs {halves:?}");
+        }
+        // 1024 tiles already fill many waves: the reduction is pure overhead
+        let many = gemm_problem(4096, 6144, 4096);
+        let (whole, halves) = (ms(&many, 1), ms(&many, 2));
+        assert!(halves.ms > whole.ms, "{whole:?} vs {halves:?}");
+        // a short K leaves nothing to split for
+        let short = gemm_problem(384, 3072, 128);
+        assert!(ms(&short, 2).ms > ms(&short, 1).ms);
     }
 }
