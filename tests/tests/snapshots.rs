@@ -129,6 +129,12 @@ fn split_k_gemm_sources_match_snapshots() {
             tessera_codegen::TileSchedule::PersistentClusters { ctas: 2 }
         );
         assert!(src.source.contains("__cluster_dims__(2, 1, 1)"));
+        // whole clusters: 2 x min(tiles, SMs / 2) per batch
+        let few = tessera_dsl::Problem::Gemm(tessera_dsl::GemmProblem::new(384, 1536, 768));
+        let tiles = 3 * 1536u32.div_ceil(src.tile_n);
+        assert_eq!(src.grid(&few, 132), [2 * tiles, 1, 1]);
+        assert_eq!(src.grid(problem, 132), [132, 1, 1]);
+        assert_eq!(src.grid(problem, 131), [130, 1, 1]);
         insta::assert_snapshot!(
             format!("{}__{}__{}", config.kernel_name(), target, label),
             src.source
