@@ -104,3 +104,40 @@ fn persistent_attention_sources_match_snapshots() {
         );
     }
 }
+
+/// Split-K over a 2-CTA cluster (`split_k = 2`): sm_90a only; its default keeps every other
+/// snapshot's name and source.
+#[test]
+fn split_k_gemm_sources_match_snapshots() {
+    let all = variants();
+    for (values, label) in tessera_tests::SPLIT_K {
+        let (_, problem) = all.iter().find(|(l, _)| *l == label).expect("variant");
+        for target in [Target::Sm80, Target::Gfx90a] {
+            assert!(
+                config_for(&values, problem, target).is_none(),
+                "{target} offers split_k = 2"
+            );
+        }
+        let target = Target::Sm90a;
+        let config = config_for(&values, problem, target).expect("valid on sm_90a");
+        assert!(config.kernel_name().contains("_split_k2_"), "{config}");
+        let src = tessera_codegen::generate(gemm(), &config, target).expect("codegen");
+        let again = tessera_codegen::generate(gemm(), &config, target).expect("codegen");
+        assert_eq!(src.source, again.source, "generation is not deterministic");
+        assert_eq!(
+            src.schedule,
+            tessera_codegen::TileSchedule::PersistentClusters { ctas: 2 }
+        );
+        assert!(src.source.contains("__cluster_dims__(2, 1, 1)"));
+        // whole clusters: 2 x min(tiles, SMs / 2) per batch
+        let few = tessera_dsl::Problem::Gemm(tessera_dsl::GemmProblem::new(384, 1536, 768));
+        let tiles = 3 * 1536u32.div_ceil(src.tile_n);
+        assert_eq!(src.grid(&few, 132), [2 * tiles, 1, 1]);
+        assert_eq!(src.grid(problem, 132), [132, 1, 1]);
+        assert_eq!(src.grid(problem, 131), [130, 1, 1]);
+        insta::assert_snapshot!(
+            format!("{}__{}__{}", config.kernel_name(), target, label),
+            src.source
+        );
+    }
+}
