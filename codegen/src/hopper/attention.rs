@@ -408,7 +408,6 @@ fn emit_body(
     if !persistent {
         w.line("int stage = 0, phase = 0;");
     }
-    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     if packed {
         // the last block's rows past the sequence are the next sequence's tokens (or TMA's zero
         // fill past the buffer's end): their keys are masked to -inf, so P is 0 there and those V
@@ -416,6 +415,7 @@ fn emit_body(
         w.line("// rows past the sequence's keys: the next sequence's tokens or zeros past the buffer;");
         w.line("// masked keys (P = 0) make those K and V rows add nothing");
     }
+    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     for (tensor, base, full, empty) in [
         ("k", "s_k", "k_full", "k_empty"),
         ("v", "s_v", "v_full", "v_empty"),
