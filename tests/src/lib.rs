@@ -199,7 +199,9 @@ pub fn packed_attention_problems() -> Vec<Problem> {
     let ragged = vec![1, 77, 100, 197, 384];
     let random = random_lens(16, 384);
     let short = vec![197, 1, 100, 77];
-    let cases: Vec<(Vec<u64>, Vec<u64>, u64, u64, u64, Mask)> = vec![
+    // (lens_q, lens_kv, heads, kv_heads, head_dim, mask)
+    type PackedCase = (Vec<u64>, Vec<u64>, u64, u64, u64, Mask);
+    let cases: Vec<PackedCase> = vec![
         (ragged.clone(), ragged.clone(), 4, 4, 64, Mask::None),
         (ragged.clone(), ragged, 4, 2, 128, Mask::Causal),
         (short.clone(), short.clone(), 8, 1, 32, Mask::Causal),
