@@ -166,6 +166,7 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
             }
         }
     }
+    println!("nvrtc: {packed} packed sm_90a attention configs, {packed_tma} of them TMA + wgmma");
     assert!(
         packed_tma >= 100 && packed_tma < packed,
         "{packed_tma} of {packed} packed sm_90a configs take the TMA pipeline"
