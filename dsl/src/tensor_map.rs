@@ -4,8 +4,11 @@
 //! A pipeline that copies tiles with the tensor-memory accelerator (sm_90a) declares one
 //! [`TensorMapArg`] per staged operand. It names the ABI arguments the map is built from, so the
 //! caller's argument list stays the op's ABI; the device resolves the declaration against the
-//! launch's values ([`TensorMapArg::resolve`]) and encodes the map, which is passed after the ABI
-//! arguments, in declaration order, as a 128-byte `__grid_constant__` parameter.
+//! launch's values and the size of the buffer region bound to the tensor
+//! ([`TensorMapArg::resolve_in`]: a packed batch's token count is no argument, so its maps take
+//! their line count from the region, [`Extent::RegionLines`]) and encodes the map, which is
+//! passed after the ABI arguments, in declaration order, as a 128-byte `__grid_constant__`
+//! parameter.
 //!
 //! Pure data and arithmetic: no driver, no I/O.
 
@@ -116,7 +119,8 @@ pub struct TensorMapArg {
     pub dtype: DType,
     /// The contiguous extent (elements).
     pub inner: Extent,
-    /// The number of lines.
+    /// The number of lines (an argument, or as many as the bound region holds:
+    /// [`Extent::RegionLines`]).
     pub lines: Extent,
     /// The elements between lines.
     pub line_stride: Extent,
