@@ -343,7 +343,8 @@ pub struct ResolvedTensorMap {
 /// misaligned tensor, a stride TMA cannot take) is a `Launch` error naming the kernel, which
 /// the tuner records as that candidate's rejection. A view argument's map starts at the view:
 /// its offset must be 16-byte aligned (TMA's rule for a global address) and the map must fit
-/// in the view.
+/// in the view. A map whose line count is [`tessera_dsl::Extent::RegionLines`] (a packed
+/// batch's tokens) has as many lines as the bound region (buffer or view) holds.
 pub fn resolve_tensor_maps(
     kernel: &str,
     abi: &[Arg],
@@ -382,10 +383,12 @@ pub fn resolve_tensor_maps(
                     region.offset()
                 )));
             }
+            // a map may take its line count from the region it is bound to (`RegionLines`)
             let geometry = map
-                .resolve(
+                .resolve_in(
                     &value,
                     u64::from(launch.grid[1]) * u64::from(launch.grid[2]),
+                    Some(region.len()),
                 )
                 .map_err(|e| fail(e.to_string()))?;
             let last = geometry.strides[1] * (geometry.dims[2] - 1)
@@ -567,6 +570,56 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("a view of 4096"), "{e}");
+    }
+
+    /// A packed operand's map takes its token count from the bound region, buffer or view;
+    /// a region of no whole number of tokens is a launch error naming the kernel.
+    #[test]
+    fn tensor_maps_take_lines_from_the_region() {
+        let abi = vec![
+            Arg::Ptr {
+                name: "q",
+                dtype: DType::F16,
+                written: false,
+            },
+            Arg::I32("heads"),
+        ];
+        let map = TensorMapArg {
+            name: "tmap_q".into(),
+            tensor: "q".into(),
+            dtype: DType::F16,
+            inner: tessera_dsl::Extent::Const(64),
+            lines: tessera_dsl::Extent::RegionLines,
+            line_stride: tessera_dsl::Extent::Scaled("heads".into(), 64),
+            batch_stride: tessera_dsl::Extent::Const(64),
+            batches: Some("heads".into()),
+            box_inner: 64,
+            box_lines: 64,
+            swizzle: tessera_dsl::Swizzle::B128,
+        };
+        let launch = Launch::new([3, 4, 5], [256, 1, 1]);
+        let resolve = |a: ArgValue| {
+            resolve_tensor_maps(
+                "attn",
+                &abi,
+                std::slice::from_ref(&map),
+                &[a, 4.into()],
+                &launch,
+            )
+        };
+        // 4 heads × 64 f16: 512-byte tokens
+        let buf = Buffer::fresh(77 * 512);
+        let maps = resolve(ArgValue::ptr(&buf)).unwrap();
+        assert_eq!(maps[0].geometry.dims, [64, 77, 4]);
+        assert_eq!(maps[0].geometry.strides, [512, 128]);
+        let maps = resolve(ArgValue::view(buf.view(512, 10 * 512).unwrap())).unwrap();
+        assert_eq!((maps[0].offset, maps[0].geometry.dims[1]), (512, 10));
+        let e = resolve(ArgValue::view(buf.view(512, 10 * 512 + 16).unwrap())).unwrap_err();
+        assert!(matches!(e, DeviceError::Launch { .. }), "{e}");
+        assert!(
+            e.to_string().contains("attn") && e.to_string().contains("not a whole"),
+            "{e}"
+        );
     }
 
     #[test]

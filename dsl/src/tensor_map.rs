@@ -4,8 +4,11 @@
 //! A pipeline that copies tiles with the tensor-memory accelerator (sm_90a) declares one
 //! [`TensorMapArg`] per staged operand. It names the ABI arguments the map is built from, so the
 //! caller's argument list stays the op's ABI; the device resolves the declaration against the
-//! launch's values ([`TensorMapArg::resolve`]) and encodes the map, which is passed after the ABI
-//! arguments, in declaration order, as a 128-byte `__grid_constant__` parameter.
+//! launch's values and the size of the buffer region bound to the tensor
+//! ([`TensorMapArg::resolve_in`]: a packed batch's token count is no argument, so its maps take
+//! their line count from the region, [`Extent::RegionLines`]) and encodes the map, which is
+//! passed after the ABI arguments, in declaration order, as a 128-byte `__grid_constant__`
+//! parameter.
 //!
 //! Pure data and arithmetic: no driver, no I/O.
 
@@ -59,8 +62,9 @@ impl Swizzle {
 }
 
 /// A launch quantity a tensor map is built from: an integer ABI argument, a constant fixed at
-/// code generation (a head size), or an argument times a constant (a head's elements,
-/// `seq_kv × head_dim`). A string converts to [`Extent::Arg`].
+/// code generation (a head size), an argument times a constant (a head's elements,
+/// `seq_kv × head_dim`), or (line counts only) what the bound buffer region holds. A string
+/// converts to [`Extent::Arg`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Extent {
     Arg(String),
@@ -68,6 +72,11 @@ pub enum Extent {
     Scaled(String, u64),
     /// The product of two arguments (attention's K/V heads of all batches: `batch × kv_heads`).
     Product(String, String),
+    /// As many lines as the tensor's bound region holds: its bytes over the bytes between
+    /// lines (a packed batch's token count, which no argument carries). Only for
+    /// [`TensorMapArg::lines`], and only resolved with the region's size
+    /// ([`TensorMapArg::resolve_in`]); the region must hold a whole, non-zero number of lines.
+    RegionLines,
 }
 
 impl From<&str> for Extent {
@@ -92,6 +101,9 @@ impl Extent {
             Extent::Product(a, b) => get(a)?
                 .checked_mul(get(b)?)
                 .ok_or_else(|| format!("`{a}` × `{b}` overflows")),
+            Extent::RegionLines => {
+                Err("only a map's line count can come from its region's size".into())
+            }
         }
     }
 }
@@ -107,7 +119,8 @@ pub struct TensorMapArg {
     pub dtype: DType,
     /// The contiguous extent (elements).
     pub inner: Extent,
-    /// The number of lines.
+    /// The number of lines (an argument, or as many as the bound region holds:
+    /// [`Extent::RegionLines`]).
     pub lines: Extent,
     /// The elements between lines.
     pub line_stride: Extent,
@@ -160,6 +173,18 @@ impl TensorMapArg {
         value: &dyn Fn(&str) -> Option<i64>,
         batch: u64,
     ) -> Result<TensorMapGeometry, TensorMapError> {
+        self.resolve_in(value, batch, None)
+    }
+
+    /// [`TensorMapArg::resolve`] with the byte length of the buffer region bound to
+    /// [`TensorMapArg::tensor`], which a map whose [`TensorMapArg::lines`] is
+    /// [`Extent::RegionLines`] needs (`None`: that map is an error); other maps ignore it.
+    pub fn resolve_in(
+        &self,
+        value: &dyn Fn(&str) -> Option<i64>,
+        batch: u64,
+        region_bytes: Option<u64>,
+    ) -> Result<TensorMapGeometry, TensorMapError> {
         let fail = |reason: String| TensorMapError {
             name: self.name.clone(),
             tensor: self.tensor.clone(),
@@ -171,8 +196,17 @@ impl TensorMapArg {
             None => batch,
         };
         let elem = u64::from(self.dtype.size_bytes());
-        let (inner, lines) = (get(&self.inner)?, get(&self.lines)?);
+        let inner = get(&self.inner)?;
         let line_stride = get(&self.line_stride)? * elem;
+        let lines = match (&self.lines, region_bytes) {
+            (Extent::RegionLines, None) => {
+                return Err(fail(
+                    "its line count comes from the bound region, whose size is unknown".into(),
+                ))
+            }
+            (Extent::RegionLines, Some(bytes)) => region_lines(bytes, line_stride).map_err(fail)?,
+            (lines, _) => get(lines)?,
+        };
         if inner == 0 || lines == 0 || batch == 0 {
             return Err(fail(format!(
                 "empty tensor ({batch} x {lines} x {inner} elements)"
@@ -218,6 +252,19 @@ impl TensorMapArg {
     pub fn box_bytes(&self) -> u32 {
         self.box_inner * self.box_lines * self.dtype.size_bytes()
     }
+}
+
+/// Lines of `line_stride` bytes in a region of `bytes` bytes: a whole, non-zero number.
+fn region_lines(bytes: u64, line_stride: u64) -> Result<u64, String> {
+    if line_stride == 0 {
+        return Err("a line count from the region needs a non-zero line stride".into());
+    }
+    if bytes == 0 || !bytes.is_multiple_of(line_stride) {
+        return Err(format!(
+            "its region of {bytes} bytes is not a whole, non-zero number of {line_stride}-byte lines"
+        ));
+    }
+    Ok(bytes / line_stride)
 }
 
 #[cfg(test)]
@@ -293,6 +340,75 @@ mod tests {
             .starts_with("tensor map `tmap_a` over `a`: no integer argument `K`"));
     }
 
+    /// A packed attention operand: `[tokens][heads][64]` seen as `[heads][tokens][64]`, the
+    /// token count from the region.
+    fn map_packed() -> TensorMapArg {
+        TensorMapArg {
+            name: "tmap_q".into(),
+            tensor: "q".into(),
+            dtype: DType::F16,
+            inner: Extent::Const(64),
+            lines: Extent::RegionLines,
+            line_stride: Extent::Scaled("heads".into(), 64),
+            batch_stride: Extent::Const(64),
+            batches: Some("heads".into()),
+            box_inner: 64,
+            box_lines: 64,
+            swizzle: Swizzle::B128,
+        }
+    }
+
+    fn heads(h: i64) -> impl Fn(&str) -> Option<i64> {
+        move |n| (n == "heads").then_some(h)
+    }
+
+    #[test]
+    fn lines_from_the_region() {
+        // 759 tokens of 8 heads × 64 f16 elements
+        let g = map_packed()
+            .resolve_in(&heads(8), 1, Some(759 * 8 * 64 * 2))
+            .unwrap();
+        assert_eq!(g.dims, [64, 759, 8]);
+        assert_eq!(g.strides, [8 * 64 * 2, 64 * 2]);
+        assert_eq!(g.boxes, [64, 64, 1]);
+        // one head: the batch stride is never followed
+        let g = map_packed()
+            .resolve_in(&heads(1), 1, Some(3 * 128))
+            .unwrap();
+        assert_eq!(g.dims, [64, 3, 1]);
+        // other maps ignore the region
+        assert_eq!(
+            map_a().resolve_in(&args(768, 384, 768, 0), 1, Some(7)),
+            map_a().resolve(&args(768, 384, 768, 0), 1)
+        );
+    }
+
+    #[test]
+    fn region_lines_must_be_whole_and_known() {
+        let e = map_packed().resolve_in(&heads(8), 1, Some(0)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("region of 0 bytes is not a whole, non-zero number of 1024-byte lines"),
+            "{e}"
+        );
+        let e = map_packed()
+            .resolve_in(&heads(8), 1, Some(1024 * 5 + 512))
+            .unwrap_err();
+        assert!(e.to_string().contains("5632 bytes is not a whole"), "{e}");
+        let e = map_packed().resolve(&heads(8), 1).unwrap_err();
+        assert!(e.to_string().contains("size is unknown"), "{e}");
+        let mut misplaced = map_a();
+        misplaced.inner = Extent::RegionLines;
+        let e = misplaced
+            .resolve_in(&args(64, 64, 64, 0), 1, Some(1 << 20))
+            .unwrap_err();
+        assert!(e.to_string().contains("only a map's line count"), "{e}");
+        let e = map_packed()
+            .resolve_in(&heads(0), 1, Some(1024))
+            .unwrap_err();
+        assert!(e.to_string().contains("non-zero line stride"), "{e}");
+    }
+
     #[test]
     fn swizzle_examples() {
         // 128B: line 1's chunk 0 moves to chunk 1; line 7's chunk 7 to chunk 0
@@ -306,6 +422,28 @@ mod tests {
     }
 
     proptest! {
+        /// A region of whole lines resolves to exactly its line count, and the map then spans
+        /// the region exactly; any other non-empty region is refused.
+        #[test]
+        fn region_lines_span_the_region(h in 1i64..=16, tokens in 1u64..5000, extra in 0u64..1024) {
+            let line = 64 * 2 * h as u64;
+            let bytes = tokens * line + extra;
+            match map_packed().resolve_in(&heads(h), 1, Some(bytes)) {
+                Ok(g) => {
+                    prop_assert_eq!(extra % line, 0);
+                    prop_assert_eq!(g.dims[1], bytes / line);
+                    let last = g.strides[1] * (g.dims[2] - 1)
+                        + g.strides[0] * (g.dims[1] - 1)
+                        + g.dims[0] * u64::from(g.elem_bytes);
+                    prop_assert_eq!(last, bytes);
+                }
+                Err(e) => {
+                    prop_assert!(extra % line != 0);
+                    prop_assert!(e.to_string().contains("not a whole"));
+                }
+            }
+        }
+
         /// The swizzle permutes 16-byte chunks inside each line: a bijection on every atom that
         /// keeps bytes inside their line and their offset inside their chunk.
         #[test]

@@ -2,13 +2,16 @@
 //! points when it has at most 1000, else a deterministic sample of 1000), plus every representative
 //! config × problem class. No kernel may fail, spill registers or exceed its target's shared
 //! memory. Split-K (`split_k = 2`, sm_90a): every whole-K sm_90a point (and representative)
-//! that the TMA pipeline serves is compiled split too, wherever its reduction buffer fits.
-//! Needs libnvrtc (the PyPI wheel); CI sets TESSERA_REQUIRE_NVRTC.
+//! that the TMA pipeline serves is compiled split too, wherever its reduction buffer fits. The
+//! fused templates' spaces likewise, per fixture problem, with every sm_90a attention config of
+//! the packed (`thd`) problems of the GPU check. Needs libnvrtc (the PyPI wheel); CI sets
+//! TESSERA_REQUIRE_NVRTC.
 
 use tessera_device::cuda::{nvrtc_available, nvrtc_compile};
 use tessera_dsl::{Config, GemmProblem, Problem, Target, Template};
 use tessera_tests::{
-    config_for, fused_fixtures, gemm, required, valid_config, variants, REPRESENTATIVE,
+    config_for, fused_fixtures, gemm, packed_attention_problems, required, valid_config, variants,
+    REPRESENTATIVE,
 };
 use tessera_tuner::pool::{default_jobs, parallel_map};
 
@@ -176,7 +179,8 @@ fn nvrtc_or_skip() -> bool {
 }
 
 /// Every config of the layernorm, softmax and attention spaces that fits each fixture problem,
-/// for sm_80 and sm_90a.
+/// for sm_80 and sm_90a, and every sm_90a attention config that fits a packed problem of the
+/// GPU check (`packed_attention_problems`).
 #[test]
 fn fused_spaces_compile_with_nvrtc_without_spills() {
     if !nvrtc_or_skip() {
@@ -196,6 +200,33 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
             }
         }
     }
+    // every sm_90a attention config a packed problem of the GPU check admits (the TMA +
+    // wgmma pipeline's, persistent or not, and the multistage one's), once per kernel
+    let attention = tessera_dsl::find("attention").expect("registered");
+    let mut names: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .map(|(_, c, target): &(_, Config, _)| format!("{} {target}", c.kernel_name()))
+        .collect();
+    let (mut packed, mut packed_tma) = (0, 0);
+    for problem in packed_attention_problems() {
+        for v in attention.space().enumerate() {
+            if let Some(c) = valid_config(attention, &v, &problem, Target::Sm90a) {
+                packed += 1;
+                let tile = tessera_dsl::AttentionTile::of(&c);
+                if tessera_dsl::AttentionPipeline::hopper_plan(&tile, &c.variant).is_ok() {
+                    packed_tma += 1;
+                }
+                if names.insert(format!("{} {}", c.kernel_name(), Target::Sm90a)) {
+                    jobs.push((attention, c, Target::Sm90a));
+                }
+            }
+        }
+    }
+    println!("nvrtc: {packed} packed sm_90a attention configs, {packed_tma} of them TMA + wgmma");
+    assert!(
+        packed_tma >= 100 && packed_tma < packed,
+        "{packed_tma} of {packed} packed sm_90a configs take the TMA pipeline"
+    );
     // sm_90a's persistent attention (`persistent = 1`) is part of its space
     let persistent = jobs
         .iter()

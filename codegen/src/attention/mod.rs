@@ -161,7 +161,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         &TileIndex::grid(),
         ir.variant.mask,
         layout,
-        packed,
+        packed.then_some("return"),
         bq,
         bkv,
         hd,
@@ -322,14 +322,16 @@ impl TileIndex {
 /// heads), `bh` and `bkvh` (the batch × heads indices of Q and of K/V; not for packed batches),
 /// Q/K/V/O moved to this (batch, head), `kv_end` (keys at or past it take no part for any
 /// query of the block), `kv_blocks` and `sl2` (the scale in the log2 domain). Returns the row
-/// strides of Q (and O) and of K, V: `head_dim`, or (packed) a token's heads apart.
+/// strides of Q (and O) and of K, V: `head_dim`, or (packed) a token's heads apart. `packed`
+/// is, for a packed batch, the statement that leaves a tile past its sequence's end: `return`
+/// (one tile per block, before any barrier) or `continue` (a persistent block's tile loop).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn emit_block_origin(
     w: &mut Source,
     tile: &TileIndex,
     mask: Mask,
     layout: AttentionLayout,
-    packed: bool,
+    packed: Option<&str>,
     bq: u32,
     bkv: u32,
     hd: u32,
@@ -343,8 +345,8 @@ pub(crate) fn emit_block_origin(
     w.line(format!("const int b = {z};"));
     w.line("// grouped-query attention: heads / kv_heads query heads share one K/V head");
     w.line(format!("const int kvh = {y} / (heads / kv_heads);"));
-    let strides = if packed {
-        emit_packed_bases(w, y, hd);
+    let strides = if let Some(leave) = packed {
+        emit_packed_bases(w, y, hd, leave);
         ("ldq".to_string(), "ldkv".to_string())
     } else {
         w.line(format!("const long long bh = (long long)b * heads + {y};"));
@@ -377,9 +379,10 @@ pub(crate) fn emit_block_origin(
 
 /// The bases of a packed batch's sequence `b` (`cu_seqlens_q`, `cu_seqlens_kv`): Q, O, K and
 /// V moved to the sequence's first token and this block's head, the row strides `ldq` and
-/// `ldkv`, `seq_q` / `seq_kv` narrowed to the sequence's lengths, and an early return for a
-/// block past the sequence's end (uniform over the block, before any barrier).
-fn emit_packed_bases(w: &mut Source, head: &str, hd: u32) {
+/// `ldkv`, `seq_q` / `seq_kv` narrowed to the sequence's lengths, and `leave` (`return`, or
+/// `continue` in a persistent tile loop) for a tile past the sequence's end (uniform over the
+/// block, before any barrier of the tile).
+fn emit_packed_bases(w: &mut Source, head: &str, hd: u32, leave: &str) {
     w.line("// packed batch: sequence b owns query tokens cu_seqlens_q[b] .. cu_seqlens_q[b + 1]");
     w.line("// and key tokens cu_seqlens_kv[b] .. cu_seqlens_kv[b + 1]");
     w.line("const int tq0 = cu_seqlens_q[b];");
@@ -389,7 +392,10 @@ fn emit_packed_bases(w: &mut Source, head: &str, hd: u32) {
     );
     w.line("seq_q = cu_seqlens_q[b + 1] - tq0;");
     w.line("seq_kv = cu_seqlens_kv[b + 1] - tk0;");
-    w.line("if (q0 >= seq_q) return; // the whole block is past its sequence's end");
+    let whole = if leave == "return" { "block" } else { "tile" };
+    w.line(format!(
+        "if (q0 >= seq_q) {leave}; // the whole {whole} is past its sequence's end"
+    ));
     w.line("// Q, O: [tokens, heads, head_dim]; K, V: [tokens, kv_heads, head_dim]");
     w.line(format!("const int ldq = heads * {hd};"));
     w.line(format!("const int ldkv = kv_heads * {hd};"));

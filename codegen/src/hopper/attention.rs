@@ -33,6 +33,19 @@
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
 //! the shared one, straight from registers.
+//!
+//! A packed batch (`thd`: Q, O `[tokens, heads, head_dim]`, K, V `[tokens, kv_heads,
+//! head_dim]`, sequence `b` at `cu_seqlens_*[b]`) is the token-major layout with one batch of
+//! all tokens: its maps view the tensors as `[heads][tokens][head_dim]`, their token count
+//! taken from the bound buffer ([`Extent::RegionLines`]), and a tile loads Q rows from token
+//! `tq0 + q0` and K/V rows from `tk0 + kt · block_kv` of its (K/V) head. The sequence's own
+//! lengths bound the key loop, the key mask (keys past the sequence are the next sequence's
+//! tokens, not zeros, and are masked to −∞ like any key past `seq_kv`) and the causal mask
+//! (positions from the sequence's start, as in the multistage pipeline); O is stored for the
+//! sequence's queries only, at token `tq0 + row`. A tile whose queries start past its
+//! sequence's end is skipped: one tile per block returns before the barriers are set up; a
+//! persistent block's producer and consumers skip it alike (`continue`) and count only the
+//! tiles they serve for the Q barriers' phases. A packed batch has no key-padding mask.
 
 use super::descriptor::SmemDescriptor;
 use crate::attention::plan::{AttnPlan, AttnShape};
@@ -49,18 +62,37 @@ use tessera_dsl::{
 };
 
 /// The tensor maps of Q (`block_q × panel` boxes) and K, V (`block_kv × panel` boxes), each a
-/// 3-D view `[batch × heads][seq][head_dim]` (K, V: `batch × kv_heads`).
-fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan) -> Vec<TensorMapArg> {
+/// 3-D view `[batch × heads][seq][head_dim]` (K, V: `batch × kv_heads`). A packed batch's
+/// tensors are `[tokens][heads][head_dim]`, viewed as `[heads][tokens][head_dim]` (rows a
+/// token's heads apart, heads `head_dim` apart; K, V: `kv_heads`), with as many tokens as the
+/// bound buffer holds: no argument carries the total.
+fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan, packed: bool) -> Vec<TensorMapArg> {
     let hd = u64::from(plan.head_dim);
     let map = |name: &str, tensor: &str, seq: &str, heads: &str, box_lines: u32| TensorMapArg {
         name: name.into(),
         tensor: tensor.into(),
         dtype: input,
         inner: Extent::Const(hd),
-        lines: seq.into(),
-        line_stride: Extent::Const(hd),
-        batch_stride: Extent::Scaled(seq.into(), hd),
-        batches: Some(Extent::Product("batch".into(), heads.into())),
+        lines: if packed {
+            Extent::RegionLines
+        } else {
+            seq.into()
+        },
+        line_stride: if packed {
+            Extent::Scaled(heads.into(), hd)
+        } else {
+            Extent::Const(hd)
+        },
+        batch_stride: if packed {
+            Extent::Const(hd)
+        } else {
+            Extent::Scaled(seq.into(), hd)
+        },
+        batches: Some(if packed {
+            heads.into()
+        } else {
+            Extent::Product("batch".into(), heads.into())
+        }),
         box_inner: plan.panel,
         box_lines,
         swizzle: plan.swizzle,
@@ -117,7 +149,7 @@ pub fn emit(
 ) -> Result<KernelSource, CodegenError> {
     let p = warp_plans(sh, d)?;
     let threads = plan.threads();
-    let maps = tensor_maps(ir.variant.input, plan);
+    let maps = tensor_maps(ir.variant.input, plan, ir.variant.attention_packed());
     let mut w = Source::new();
     d.prelude(&mut w);
     super::attention_prelude(&mut w, ir.variant.input, plan.block_kv, plan.head_dim);
@@ -161,6 +193,8 @@ pub fn emit(
 
 /// One tile's origin from the tile counter `tile`: its (query block, head, batch), the
 /// arguments moved from their saved values, and the TMA coordinates of its Q and K/V heads.
+/// A packed batch's tile past its sequence's end is skipped (`continue`, by the producer and
+/// every consumer alike), and `it` counts the tiles served, for the Q barriers' phases.
 fn emit_tile_origin(
     w: &mut Source,
     ir: &KernelIr,
@@ -179,12 +213,37 @@ fn emit_tile_origin(
         &index,
         ir.variant.mask,
         layout,
-        false,
+        ir.variant.attention_packed().then_some("continue"),
         plan.block_q,
         plan.block_kv,
         plan.head_dim,
     );
-    w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
+    emit_tma_heads(w, ir, &index.head);
+    if ir.variant.attention_packed() {
+        w.line("++it; // tiles served (skipped ones not counted): the Q barriers' phases");
+    }
+}
+
+/// `bh32` and `bkvh32`, the outermost TMA coordinates of the tile's Q and K/V: the (batch ×
+/// heads) index, or for a packed batch (whose maps' batches are heads) the heads themselves.
+fn emit_tma_heads(w: &mut Source, ir: &KernelIr, head: &str) {
+    if ir.variant.attention_packed() {
+        w.line("// packed maps are [heads][tokens][head_dim]: a tile's rows are tokens tq0 + q0.. (Q) and");
+        w.line("// tk0 + kv0.. (K, V) of its head");
+        w.line(format!("const int bh32 = (int){head}, bkvh32 = kvh;"));
+    } else {
+        w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
+    }
+}
+
+/// The header of a persistent block's tile loop; a packed batch counts the tiles it serves
+/// (`it`) in [`emit_tile_origin`], after skipping those past their sequence's end.
+fn tile_loop(ir: &KernelIr) -> &'static str {
+    if ir.variant.attention_packed() {
+        "for (int tile = first_tile, it = -1; tile < tiles; tile += tile_step)"
+    } else {
+        "for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)"
+    }
 }
 
 /// Issue `O += P·V` for the key block in ring slot `stage` (V N-major through its descriptor,
@@ -233,6 +292,7 @@ fn emit_body(
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
     let persistent = plan.persistent();
+    let packed = ir.variant.attention_packed();
     if persistent {
         w.line(
             "// tiles: (query block, head, batch), query blocks fastest; a persistent block walks",
@@ -246,17 +306,18 @@ fn emit_body(
             "const auto q_arg = q; const auto k_arg = k; const auto v_arg = v; const auto o_arg = o;",
         );
     } else {
+        let index = TileIndex::grid();
         emit_block_origin(
             w,
-            &TileIndex::grid(),
+            &index,
             ir.variant.mask,
             layout,
-            false,
+            packed.then_some("return"),
             bq,
             bkv,
             hd,
         );
-        w.line("const int bh32 = (int)bh, bkvh32 = (int)bkvh;");
+        emit_tma_heads(w, ir, &index.head);
     }
     w.line(format!(
         "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
@@ -324,7 +385,7 @@ fn emit_body(
         w.line("// then fills the K/V ring");
         w.open("if (tid == 0)");
         w.line("int stage = 0, phase = 0;");
-        w.open("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)");
+        w.open(tile_loop(ir));
         emit_tile_origin(w, ir, layout, plan);
         w.line("tsr_mbar_wait(q_empty, (it & 1) ^ 1);");
     } else {
@@ -332,15 +393,27 @@ fn emit_body(
         w.open("if (tid == 0)");
     }
     w.line(format!("tsr_mbar_expect_tx(q_full, {q_bytes});"));
+    let (q_row, kv_row) = if packed {
+        ("tq0 + q0", format!("tk0 + kt * {bkv}"))
+    } else {
+        ("q0", format!("kt * {bkv}"))
+    };
     for pn in 0..panels {
         w.line(format!(
-            "tsr_tma_load(s_q + {}, &tmap_q, {}, q0, bh32, q_full);",
+            "tsr_tma_load(s_q + {}, &tmap_q, {}, {q_row}, bh32, q_full);",
             pn * bq * line,
             pn * panel
         ));
     }
     if !persistent {
         w.line("int stage = 0, phase = 0;");
+    }
+    if packed {
+        // the last block's rows past the sequence are the next sequence's tokens (or TMA's zero
+        // fill past the buffer's end): their keys are masked to -inf, so P is 0 there and those V
+        // rows, finite values, add nothing to O
+        w.line("// rows past the sequence's keys: the next sequence's tokens or zeros past the buffer;");
+        w.line("// masked keys (P = 0) make those K and V rows add nothing");
     }
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
     for (tensor, base, full, empty) in [
@@ -353,7 +426,7 @@ fn emit_body(
         ));
         for pn in 0..panels {
             w.line(format!(
-                "tsr_tma_load({base} + stage * {kv_bytes} + {}, &tmap_{tensor}, {}, kt * {bkv}, bkvh32, {full} + stage * 8);",
+                "tsr_tma_load({base} + stage * {kv_bytes} + {}, &tmap_{tensor}, {}, {kv_row}, bkvh32, {full} + stage * 8);",
                 pn * bkv * line,
                 pn * panel
             ));
@@ -419,7 +492,7 @@ fn emit_consumer(
     let persistent = plan.persistent();
     if persistent {
         w.line("int stage = 0, phase = 0; // the ring slot of key block kt");
-        w.open("for (int tile = first_tile, it = 0; tile < tiles; tile += tile_step, ++it)");
+        w.open(tile_loop(ir));
         emit_tile_origin(w, ir, layout, plan);
     }
     d.declare_acc(w, &p.s);
@@ -582,12 +655,41 @@ mod tests {
     fn boxes_fill_the_tiles() {
         for (bkv, hd) in [(64, 32), (128, 64), (128, 128), (64, 128)] {
             let p = plan(bkv, hd);
-            let maps = tensor_maps(DType::F16, &p);
+            let maps = tensor_maps(DType::F16, &p, false);
             let panels = hd / p.panel;
             assert_eq!(maps[0].box_bytes() * panels, p.q_bytes());
             assert_eq!(maps[1].box_bytes() * panels, p.kv_bytes());
             assert_eq!(maps[2].box_bytes() * panels, p.kv_bytes());
             assert!(maps.iter().all(|m| m.box_inner * 2 == p.swizzle.span()));
+            // a packed batch's maps have the same boxes, over the tokens of each head
+            let packed = tensor_maps(DType::F16, &p, true);
+            for (m, t) in packed.iter().zip(&maps) {
+                assert_eq!(m.box_bytes(), t.box_bytes());
+            }
         }
+    }
+
+    /// Packed maps view `[tokens][heads][head_dim]` as `[heads][tokens][head_dim]`, the token
+    /// count from the bound buffer: Q over `heads`, K and V over `kv_heads`.
+    #[test]
+    fn packed_maps_walk_tokens_of_a_head() {
+        let maps = tensor_maps(DType::BF16, &plan(64, 128), true);
+        let heads = ["heads", "kv_heads", "kv_heads"];
+        for (m, h) in maps.iter().zip(heads) {
+            assert_eq!(m.lines, Extent::RegionLines);
+            assert_eq!(m.line_stride, Extent::Scaled(h.into(), 128));
+            assert_eq!(m.batch_stride, Extent::Const(128));
+            assert_eq!(m.batches, Some(Extent::Arg(h.into())));
+        }
+        // 300 tokens of 4 K/V heads
+        let g = maps[1]
+            .resolve_in(
+                &|n| (n == "kv_heads").then_some(4),
+                1,
+                Some(300 * 4 * 128 * 2),
+            )
+            .unwrap();
+        assert_eq!(g.dims, [128, 300, 4]);
+        assert_eq!(g.boxes, [64, 64, 1]);
     }
 }

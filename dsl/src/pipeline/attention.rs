@@ -13,6 +13,10 @@
 //! `persistent` knob, sm_90a only): one tile per block, or, for a plan that runs one block per
 //! multiprocessor, persistent blocks walking the tiles.
 //!
+//! Both pipelines serve packed (padding-free, `thd`) batches, under either schedule: the
+//! Hopper one maps the packed tensors token by token, taking the token count from the bound
+//! buffer (`Extent::RegionLines`) and each sequence's offsets from `cu_seqlens_*`.
+//!
 //! A config the Hopper pipeline cannot serve keeps the multistage one, which runs on sm_90a too;
 //! [`AttentionPipeline::hopper_plan`] says why. Pure arithmetic: no code generation, no device.
 
@@ -183,11 +187,6 @@ impl AttentionPipeline {
                 "wgmma attention takes 16-bit inputs and stores O in the same dtype ({} -> {})",
                 variant.input, variant.output
             ));
-        }
-        if variant.attention_packed() {
-            return Err(
-                "a packed batch has no TMA path yet (sequence offsets are per block)".into(),
-            );
         }
         if variant.mask == Mask::Additive {
             return Err("an additive mask has no TMA path".into());
@@ -370,6 +369,33 @@ mod tests {
             AttentionPipeline::hopper_plan(&tile(128, 128, 128, 8, 3), &variant(Mask::Additive))
                 .unwrap_err();
         assert!(e.contains("additive"), "{e}");
+    }
+
+    /// A packed batch (`thd`) takes the Hopper pipeline like any other layout, under both
+    /// schedules; an additive mask still has none.
+    #[test]
+    fn packed_batches_take_the_hopper_pipeline() {
+        let packed = |mask| Variant {
+            layout: crate::problem::PACKED_LAYOUT.into(),
+            ..variant(mask)
+        };
+        assert!(packed(Mask::Causal).attention_packed());
+        let t = tile(128, 128, 128, 8, 2);
+        assert_eq!(
+            AttentionPipeline::hopper_plan(&t, &packed(Mask::Causal)),
+            AttentionPipeline::hopper_plan(&t, &variant(Mask::Causal))
+        );
+        let walking = AttentionTile {
+            schedule: AttentionSchedule::Persistent,
+            ..t
+        };
+        let p = AttentionPipeline::hopper_plan(&walking, &packed(Mask::None)).unwrap();
+        assert!(p.persistent());
+        assert!(matches!(
+            AttentionPipeline::select(Target::Sm90a, &tile(64, 64, 64, 4, 2), &packed(Mask::None)),
+            AttentionPipeline::Warpspecialized(_)
+        ));
+        assert!(AttentionPipeline::hopper_plan(&t, &packed(Mask::Additive)).is_err());
     }
 
     proptest! {
