@@ -1,9 +1,7 @@
 //! The vendor-neutral kernel emitter: walks a `KernelIr` and writes the kernel's structure
 //! (launch ABI, tile rasterisation, shared-memory carve-up, copy loops, the multi-stage
 //! mainloop skeleton and the predicated epilogue), asking the [`Dialect`] for every
-//! vendor-specific piece. It also owns the launch geometry ([`KernelSource::grid`]), including
-//! split-K GEMMs' persistent 2-CTA clusters ([`TileSchedule::PersistentClusters`]); only the
-//! sm_90a pipeline splits K, and any other pipeline refuses a split kernel.
+//! vendor-specific piece.
 
 use crate::dialect::AccGroup;
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
@@ -42,21 +40,6 @@ pub enum TileSchedule {
     /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z` (attention: of all
     /// its (query block, head, batch) tiles).
     Persistent,
-    /// Persistent clusters of `ctas` blocks along x (`__cluster_dims__(ctas, 1, 1)` in the
-    /// source), the cluster's blocks sharing each tile (split-K): at most one block per
-    /// multiprocessor (per batch), the clusters looping over tiles `blockIdx.x / ctas,
-    /// + gridDim.x / ctas, ...`. The grid's x is a multiple of `ctas`.
-    PersistentClusters { ctas: u32 },
-}
-
-impl TileSchedule {
-    /// CTAs per cluster the launch must keep together (1: no cluster).
-    pub fn cluster_size(&self) -> u32 {
-        match self {
-            TileSchedule::PerBlock | TileSchedule::Persistent => 1,
-            TileSchedule::PersistentClusters { ctas } => (*ctas).max(1),
-        }
-    }
 }
 
 impl KernelSource {
@@ -77,12 +60,6 @@ impl KernelSource {
                         let per_batch = u64::from(sm_count) / g.batch.max(1);
                         (tm * tn).min(per_batch.max(1))
                     }
-                    TileSchedule::PersistentClusters { ctas } => {
-                        // whole clusters: ctas × min(tiles, clusters that fit beside the batches)
-                        let ctas = u64::from(ctas.max(1));
-                        let per_batch = u64::from(sm_count) / g.batch.max(1) / ctas;
-                        ctas * (tm * tn).min(per_batch.max(1))
-                    }
                 };
                 [clamp(blocks), 1, clamp(g.batch)]
             }
@@ -99,12 +76,6 @@ impl KernelSource {
                 TileSchedule::Persistent => {
                     let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
                     [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
-                }
-                TileSchedule::PersistentClusters { ctas } => {
-                    let ctas = u64::from(ctas.max(1));
-                    let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
-                    let clusters = (u64::from(sm_count) / ctas).max(1);
-                    [clamp(ctas * tiles.min(clusters).max(1)), 1, 1]
                 }
             },
         }
@@ -159,15 +130,6 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
     {
         return crate::hopper::gemm::emit(ir, d, &tile, &plan);
     }
-    if ir.split_k != 1 {
-        let why = GemmPipeline::hopper_plan(&tile, &ir.variant)
-            .err()
-            .unwrap_or_else(|| format!("{} has no TMA pipeline", d.target()));
-        return Err(CodegenError::Unsupported(format!(
-            "split_k {} needs the sm_90a warp-specialized pipeline: {why}",
-            ir.split_k
-        )));
-    }
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
     d.prelude(&mut w);
@@ -216,7 +178,6 @@ pub(crate) fn gemm_tile(ir: &KernelIr) -> Result<GemmTile, CodegenError> {
         tile_k: ir.tile_k,
         warps: ir.warps(),
         stages,
-        split_k: ir.split_k,
     })
 }
 

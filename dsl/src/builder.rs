@@ -82,7 +82,6 @@ impl KernelBuilder {
                 shared: Vec::new(),
                 body: Vec::new(),
                 persistent: false,
-                split_k: 1,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -180,21 +179,6 @@ impl KernelBuilder {
             }
             s => Err(BuildError::Malformed(format!(
                 "schedule {s}: 0 (one tile per block) or 1 (persistent)"
-            ))),
-        }
-    }
-
-    /// `mainloop ... split SPLIT`: the blocks of a cluster that share each output tile's K range
-    /// ([`KernelIr::split_k`]): 1 (whole) or 2 (a 2-CTA cluster reducing through distributed
-    /// shared memory).
-    pub fn split(&mut self, split: i64) -> Result<(), BuildError> {
-        match split {
-            1 | 2 => {
-                self.ir.split_k = split as u32;
-                Ok(())
-            }
-            s => Err(BuildError::Malformed(format!(
-                "split {s}: 1 (the whole K range per block) or 2 (halves over a 2-CTA cluster)"
             ))),
         }
     }

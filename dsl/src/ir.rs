@@ -372,20 +372,6 @@ pub struct KernelIr {
     /// walk tiles refuses it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub persistent: bool,
-    /// Blocks that share each output tile's K range (`mainloop ... split S`): 1 keeps it whole;
-    /// 2 gives each block of a 2-CTA cluster half of the K tiles and reduces the partial sums
-    /// through distributed shared memory. A pipeline that cannot split refuses anything but 1.
-    #[serde(default = "whole_k", skip_serializing_if = "is_whole_k")]
-    pub split_k: u32,
-}
-
-/// [`KernelIr::split_k`] of a kernel that keeps the K range whole.
-fn whole_k() -> u32 {
-    1
-}
-
-fn is_whole_k(split_k: &u32) -> bool {
-    *split_k == 1
 }
 
 impl KernelIr {

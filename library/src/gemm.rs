@@ -2,11 +2,7 @@
 //! f16/bf16 inputs, f32 accumulation and f16/bf16/f32 output; any M, N, K whose contiguous
 //! dimensions meet the config's alignment (edges are predicated). On AMD the `mfma` knob picks
 //! the MFMA atom (16x16x16 or 32x32x8); NVIDIA offers only its default, and kernel names show
-//! it only off the default (`..._s3_mfma32_rcr_a8`). On sm_90a the `split_k` knob (2) splits
-//! each output tile's K range over the two CTAs of a cluster, reduced through distributed
-//! shared memory, for problems with fewer tiles than SMs (`..._s2_split_k2_rcr_a8`); a config
-//! the TMA pipeline cannot serve with it (its reduction buffer overflows shared memory, say)
-//! is rejected with the pipeline's reason.
+//! it only off the default (`..._s3_mfma32_rcr_a8`).
 
 use tessera_dsl::gpu_template;
 
@@ -23,10 +19,6 @@ pub mod gemm {
         // the MFMA atom's rows on AMD: 16x16x16 everywhere, 32x32x8 (half the operand traffic
         // per flop) on CDNA; a target knob, named `_mfma32` only off its default
         mfma in [16] + gfx90a [32] + gfx942 [32],
-        // split-K over a 2-CTA cluster (each CTA runs half of a tile's K tiles, reduced through
-        // distributed shared memory): an sm_90a knob of the TMA pipeline, named `_split_k2`
-        // only off its default
-        split_k in [1] + sm_90a [2],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -42,7 +34,7 @@ pub mod gemm {
         shared sa: a[tile_m, tile_k] x stages;
         shared sb: b[tile_k, tile_n] x stages;
         fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];
-        mainloop k step tile_k stages stages split split_k {
+        mainloop k step tile_k stages stages {
             load a -> sa;
             load b -> sb;
             mma acc += sa * sb atom mfma;
@@ -72,7 +64,6 @@ pub mod gemm {
             tile_k: u("tile_k"),
             warps: u("warps_m") * u("warps_n"),
             stages: u("stages"),
-            split_k: u("split_k"),
         };
         if let GemmPipeline::Warpspecialized(_) =
             GemmPipeline::select(caps.target, &tile, &config.variant)
@@ -126,7 +117,7 @@ mod tests {
         assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
         assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
-        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16, 1], &p).unwrap();
+        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &p).unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
         // sm_80 and gfx90a do not offer 8 stages (`+ sm_90a [6, 8]`)
@@ -145,9 +136,7 @@ mod tests {
         let mut rrr = GemmProblem::new(1, 8192, 4096);
         rrr.layout_b = Layout::Row;
         let rrr = Problem::Gemm(rrr);
-        let deep_rrr = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 8, 16, 1], &rrr)
-            .unwrap();
+        let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &rrr).unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(
@@ -157,19 +146,15 @@ mod tests {
             r.reason
         );
         // 4 stages stay in the multistage space
-        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16, 1], &p).unwrap();
+        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16], &p).unwrap();
         assert_eq!(
             TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
             Ok(())
         );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
-        let wide = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 4, 16, 1], &p)
-            .unwrap();
+        let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4, 16], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
-        let narrow_k = TEMPLATE
-            .config(&[128, 192, 32, 2, 4, 3, 16, 1], &p)
-            .unwrap();
+        let narrow_k = TEMPLATE.config(&[128, 192, 32, 2, 4, 3, 16], &p).unwrap();
         assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
         let r = TEMPLATE
             .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
@@ -180,9 +165,7 @@ mod tests {
             r.reason
         );
         // a deep ring of big tiles does not fit Hopper's shared memory
-        let big = TEMPLATE
-            .config(&[128, 256, 64, 2, 4, 8, 16, 1], &p)
-            .unwrap();
+        let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8, 16], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
     }
@@ -195,12 +178,8 @@ mod tests {
         assert_eq!(mfma.values, vec![16, 32]);
         assert_eq!(mfma.default, Some(16));
         assert_eq!(mfma.only_on(32), Some(vec![Target::Gfx90a, Target::Gfx942]));
-        let at16 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 16, 1], &p)
-            .unwrap();
-        let at32 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 32, 1], &p)
-            .unwrap();
+        let at16 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 16], &p).unwrap();
+        let at32 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 32], &p).unwrap();
         // the default keeps the name (and `--config` string) every target had before the knob
         assert_eq!(
             at16.kernel_name(),
@@ -245,82 +224,5 @@ mod tests {
         let r = TEMPLATE.validate(&at32, &p, &caps).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(r.reason.contains("no 32-row MMA atom"), "{}", r.reason);
-    }
-
-    #[test]
-    fn split_k_is_an_sm90a_knob_of_the_tma_pipeline() {
-        let p = Problem::Gemm(GemmProblem::new(384, 3072, 768));
-        let space = TEMPLATE.space();
-        let split = space.params.iter().find(|p| p.name == "split_k").unwrap();
-        assert_eq!(split.values, vec![1, 2]);
-        assert_eq!(split.default, Some(1));
-        assert_eq!(split.only_on(2), Some(vec![Target::Sm90a]));
-        let hopper = Target::Sm90a.nominal_caps();
-        let whole = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 2, 16, 1], &p)
-            .unwrap();
-        let halves = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 2, 16, 2], &p)
-            .unwrap();
-        // the default keeps every name; split-K is named off it
-        assert_eq!(
-            whole.kernel_name(),
-            "gemm_f16_f32acc_128x192x64_w2x4_s2_rcr_a8"
-        );
-        assert_eq!(
-            halves.kernel_name(),
-            "gemm_f16_f32acc_128x192x64_w2x4_s2_split_k2_rcr_a8"
-        );
-        assert_eq!(
-            space.parse_point(
-                "tile_m=128,tile_n=192,tile_k=64,warps_m=2,warps_n=4,stages=2,split_k=2"
-            ),
-            Ok(halves.values())
-        );
-        assert_eq!(TEMPLATE.validate(&halves, &p, &hopper), Ok(()));
-        let ir = TEMPLATE.build(&halves).unwrap();
-        assert_eq!(ir.split_k, 2);
-        assert_eq!(TEMPLATE.build(&whole).unwrap().split_k, 1);
-        // other targets do not offer it
-        let square = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 16, 2], &p)
-            .unwrap();
-        assert_eq!(TEMPLATE.validate(&square, &p, &hopper), Ok(()));
-        for target in [Target::Sm80, Target::Gfx90a, Target::Gfx942] {
-            let r = TEMPLATE
-                .validate(&square, &p, &target.nominal_caps())
-                .unwrap_err();
-            assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
-            assert!(
-                r.reason.contains("split_k = 2 is offered on sm_90a only"),
-                "{}",
-                r.reason
-            );
-        }
-        // on sm_90a: the reduction buffer must fit beside the ring
-        let deep = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 4, 16, 2], &p)
-            .unwrap();
-        let r = TEMPLATE.validate(&deep, &p, &hopper).unwrap_err();
-        assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
-        assert!(
-            r.reason.contains("split-K reduction buffer"),
-            "{}",
-            r.reason
-        );
-        // and a config the TMA pipeline cannot serve (B row-major) has no split
-        let mut rrr = GemmProblem::new(384, 3072, 768);
-        rrr.layout_b = Layout::Row;
-        let rrr = Problem::Gemm(rrr);
-        let small = TEMPLATE
-            .config(&[64, 64, 32, 2, 2, 3, 16, 2], &rrr)
-            .unwrap();
-        let r = TEMPLATE.validate(&small, &rrr, &hopper).unwrap_err();
-        assert!(
-            r.reason.contains("split_k = 2 is a TMA-pipeline value")
-                && r.reason.contains("K-major B"),
-            "{}",
-            r.reason
-        );
     }
 }

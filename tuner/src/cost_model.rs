@@ -18,11 +18,6 @@
 //!   in flight per block, times the blocks per SM) holds too few bytes to cover the memory
 //!   latency.
 //! * **Per wave**: pipeline fill and the epilogue's stores.
-//! * **Split-K** (the GEMM's `split_k`, sm_90a): a tile becomes `split_k` work units of
-//!   `K / split_k` each (the CTAs of a cluster); the unit that stores the tile first reads the
-//!   others' f32 partials (`tile_m × tile_n × 4` bytes each) across distributed shared memory
-//!   after a barrier hand-off, and the wave waits for it. It wins where tiles are fewer than SMs and K is long, and loses
-//!   where tiles already fill the waves.
 //! * Row-wise ops (layernorm, softmax, embedding) are bandwidth-bound: bytes per wave over
 //!   the SMs' share of DRAM bandwidth (worse for narrow vectors and idle lanes), and never
 //!   less than one row's latency.
@@ -55,13 +50,6 @@ const ATTENTION_STEP_S: f64 = 0.05e-6;
 /// Fixed cost of one GEMM main-loop step (barrier or mbarrier wait, address updates), seconds:
 /// deeper K steps amortise it.
 const GEMM_STEP_S: f64 = 0.02e-6;
-/// Distributed shared memory (SM-to-SM within a cluster) bandwidth per SM as a multiple of the
-/// L2 share per SM (about the same on H100-class parts).
-const DSMEM_OVER_L2: f64 = 1.0;
-/// One split-K hand-off, seconds: rank 1 stores its partials into its buffer, arrives remotely on
-/// rank 0's barrier, rank 0 waits, all serialised before the epilogue (chosen so that the
-/// measured H200 BERT winners of a sweep without split-K stay kept; see `prune::measured`).
-const REDUCTION_SYNC_S: f64 = 2.0e-6;
 /// Threads and blocks one SM (CU) holds at most.
 const THREADS_PER_SM: u32 = 2048;
 const BLOCKS_PER_SM: u32 = 32;
@@ -313,18 +301,12 @@ fn gemm(
     );
     let (wm, wn) = (param(t, config, "warps_m")?, param(t, config, "warps_n")?);
     let stages = param(t, config, "stages")?;
-    // templates without the knob keep the K range whole
-    let split = match config.get("split_k") {
-        Some(_) => param(t, config, "split_k")?,
-        None => 1,
-    };
     let tile = GemmTile {
         tile_m: u32_of(tm),
         tile_n: u32_of(tn),
         tile_k: u32_of(tk),
         warps: u32_of(wm * wn),
         stages: u32_of(stages),
-        split_k: u32_of(split),
     };
     let v = &config.variant;
     let elem = v.input.size_bytes() as f64;
@@ -364,12 +346,8 @@ fn gemm(
             }
         };
     let bps = m.blocks_per_sm(threads, smem, regs);
-    // split-K: each tile is `split` work units (the CTAs of a cluster), each over its share of
-    // the K steps; all but one hand their partial tile to the one that stores it
     let tiles = g.m.div_ceil(tm) * g.n.div_ceil(tn) * g.batch.max(1);
-    let units = tiles * split;
-    let k_steps = g.k.div_ceil(tk).div_ceil(split);
-    let split = split as f64;
+    let k_steps = g.k.div_ceil(tk);
     let (tm, tn, tk) = (tm as f64, tn as f64, tk as f64);
     let stage_bytes = (tm + tn) * tk * elem;
     // C and a residual are read beside D's store
@@ -389,18 +367,10 @@ fn gemm(
         } else {
             epilogue
         };
-        // the storing unit of a split tile (the busiest SM: the wave waits for it) first reads
-        // the other units' f32 partials across the cluster
-        let reduction = if split > 1.0 {
-            let bytes = tm * tn * 4.0 * (split - 1.0);
-            bytes * b / (m.l2_per_sm * DSMEM_OVER_L2) + REDUCTION_SYNC_S
-        } else {
-            0.0
-        };
-        k_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue + reduction
+        k_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue
     };
-    let (count, efficiency, total) = waves(m, units, bps, wave_s);
-    let flops = 2.0 * units as f64 * tm * tn * (k_steps as f64 * tk);
+    let (count, efficiency, total) = waves(m, tiles, bps, wave_s);
+    let flops = 2.0 * tiles as f64 * tm * tn * (k_steps as f64 * tk);
     Ok(finish(
         dispatch,
         (tm as u64, tn as u64),
@@ -690,7 +660,7 @@ mod tests {
     fn a_partial_wave_costs_a_wave() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1], p).unwrap();
+        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16], p).unwrap();
         // 132 tiles of 128x128 fill one wave of one block per SM; 133 need a second wave
         let full = gemm_problem(128 * 12, 128 * 11, 768);
         let spill = gemm_problem(128 * 12 + 1, 128 * 11, 768);
@@ -713,7 +683,7 @@ mod tests {
         let caps = GpuModel::H100.caps();
         let t = template("gemm");
         let p = gemm_problem(64, 64, 64);
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
         let ln = Problem::Layernorm(LayernormProblem::new(8, 768));
         assert!(matches!(
             estimate(t, &c, &ln, &caps),
@@ -727,32 +697,11 @@ mod tests {
                 ..
             })
         ));
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
         c.params[0].1 = -64;
         assert!(matches!(
             estimate(t, &c, &p, &caps),
             Err(CostError::BadParam { .. })
         ));
-    }
-
-    #[test]
-    fn split_k_wins_on_few_tiles_with_long_k_and_loses_on_many_tiles() {
-        let caps = GpuModel::H200.caps();
-        let t = template("gemm");
-        let c = |p: &Problem, split: i64| t.config(&[128, 192, 64, 2, 4, 2, 16, split], p).unwrap();
-        let ms = |p: &Problem, split: i64| estimate(t, &c(p, split), p, &caps).unwrap();
-        // 48 tiles of 128x192 on 132 SMs: the halves of 96 units fill more of the machine
-        for p in [gemm_problem(384, 3072, 768), gemm_problem(1700, 768, 3072)] {
-            let (whole, halves) = (ms(&p, 1), ms(&p, 2));
-            assert_eq!(halves.tiles, whole.tiles);
-            assert!(halves.ms < whole.ms, "{p:?}: {whole:?} vs {halves:?}");
-        }
-        // 1024 tiles already fill many waves: the reduction is pure overhead
-        let many = gemm_problem(4096, 6144, 4096);
-        let (whole, halves) = (ms(&many, 1), ms(&many, 2));
-        assert!(halves.ms > whole.ms, "{whole:?} vs {halves:?}");
-        // a short K leaves nothing to split for
-        let short = gemm_problem(384, 3072, 128);
-        assert!(ms(&short, 2).ms > ms(&short, 1).ms);
     }
 }

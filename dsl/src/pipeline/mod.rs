@@ -11,15 +11,6 @@
 //!   swizzled shared stages guarded by an mbarrier full/empty ring; consumer warpgroups run
 //!   `wgmma` with both operands read through shared-memory descriptors.
 //!
-//! **Split-K** ([`GemmTile::split_k`] = 2) is a Hopper-pipeline knob: the two blocks of a
-//! 2-CTA cluster each run half of an output tile's K tiles; rank 1's consumers leave their f32
-//! partial sums in a reduction buffer of their own shared memory
-//! ([`WarpgroupPlan::reduction_bytes`]: one slot per consumer warpgroup), rank 0's consumers add
-//! them through distributed shared memory and run the epilogue. It helps when there are fewer
-//! output tiles than multiprocessors and K is long. The multistage pipeline has no split: a
-//! split tile that [`GemmPipeline::hopper_plan`] refuses (with its reason) has no pipeline, and
-//! the template rejects it.
-//!
 //! A config that the Hopper pipeline cannot serve (B not K-major, rows not 16-byte aligned,
 //! a warpgroup tile the instruction has no shape for) keeps the multistage pipeline, which
 //! runs on sm_90a too; [`GemmPipeline::hopper_plan`] says why.
@@ -47,8 +38,6 @@ pub struct WarpgroupPlan {
     /// Swizzle of the shared tiles: one line holds one K step (tile_k elements).
     pub swizzle: Swizzle,
     pub epilogue: EpilogueMode,
-    /// Blocks of a cluster sharing each tile's K range ([`GemmTile::split_k`]).
-    pub split_k: u32,
 }
 
 /// How consumers write their tile.
@@ -97,8 +86,6 @@ pub struct GemmTile {
     pub tile_k: u32,
     pub warps: u32,
     pub stages: u32,
-    /// Blocks (the CTAs of one cluster) that share each output tile's K range: 1 or 2.
-    pub split_k: u32,
 }
 
 impl GemmTile {
@@ -168,12 +155,6 @@ impl GemmPipeline {
         if tile.stages < 2 {
             return Err("the ring needs at least 2 stages".into());
         }
-        if !matches!(tile.split_k, 1 | 2) {
-            return Err(format!(
-                "split_k {} is not 1 or 2 (a 2-CTA cluster at most)",
-                tile.split_k
-            ));
-        }
         let mut plan = WarpgroupPlan {
             consumers,
             wg_m,
@@ -182,7 +163,6 @@ impl GemmPipeline {
             stages: tile.stages,
             swizzle,
             epilogue: EpilogueMode::Direct,
-            split_k: tile.split_k,
         };
         // 16-bit outputs leave the staging tile in 16-byte chunks: row-major, or into heads
         // whose head_dim keeps every chunk inside one head
@@ -206,64 +186,26 @@ impl GemmPipeline {
                 plan.accumulators()
             ));
         }
-        // measured with NVRTC: a head store's index arithmetic beside the split-K reduction
-        // of a full accumulator budget spills
-        if plan.split_k > 1 && plan.accumulators() == MAX_ACCUMULATORS && !variant.store.is_rows() {
-            return Err(format!(
-                "split-K with {MAX_ACCUMULATORS} accumulators per thread and a head store spills registers"
-            ));
-        }
         let smem = plan.smem_bytes(tile, variant);
         if smem > SMEM_LIMIT {
-            return Err(if plan.split_k > 1 {
-                format!(
-                    "{smem} bytes of shared memory with the split-K reduction buffer of {} bytes",
-                    plan.reduction_bytes()
-                )
-            } else {
-                format!("{smem} bytes of shared memory")
-            });
+            return Err(format!("{smem} bytes of shared memory"));
         }
         Ok(plan)
     }
 }
 
 impl WarpgroupPlan {
-    /// Dynamic shared memory: the stages, the split-K reduction buffer, the barriers, and
-    /// slack to align the base to the swizzle atom at run time.
+    /// Dynamic shared memory: the stages, the barriers, and slack to align the base to the
+    /// swizzle atom at run time.
     pub fn smem_bytes(&self, tile: &GemmTile, variant: &Variant) -> u32 {
         let (a, b) = tile.stage_bytes(variant);
-        // full + empty per stage, two order barriers for pingpong consumers, and with split-K
-        // a red_full + red_empty pair per consumer warpgroup
-        let mut barriers = 16 * self.stages + 16;
-        if self.split_k > 1 {
-            barriers += 16 * self.consumers;
-        }
+        // full + empty per stage, and two order barriers for pingpong consumers
+        let barriers = 16 * self.stages + 16;
         let staging = match self.epilogue {
             EpilogueMode::Direct => 0,
             EpilogueMode::Staged => self.consumers * self.wg_m * self.staging_pitch(),
         };
-        self.stages * (a + b)
-            + staging
-            + self.reduction_bytes()
-            + barriers
-            + self.swizzle.atom_bytes()
-    }
-
-    /// The split-K reduction buffer: one slot per consumer warpgroup holding its f32
-    /// accumulators (`4 × accumulators × 128` bytes); none without a split. Every CTA of the
-    /// cluster carves it out (rank 1 writes into its own, rank 0 reads rank 1's).
-    pub fn reduction_bytes(&self) -> u32 {
-        if self.split_k > 1 {
-            self.consumers * self.accumulators() * 128 * 4
-        } else {
-            0
-        }
-    }
-
-    /// CTAs per cluster the kernel launches with (the split-K factor; 1: no cluster).
-    pub fn cluster_size(&self) -> u32 {
-        self.split_k.max(1)
+        self.stages * (a + b) + staging + barriers + self.swizzle.atom_bytes()
     }
 
     /// Bytes between rows of a staging tile (16-bit elements, padded by 16 bytes).
@@ -298,7 +240,6 @@ mod tests {
             tile_k,
             warps,
             stages,
-            split_k: 1,
         }
     }
 
@@ -390,55 +331,5 @@ mod tests {
                 GemmPipeline::Multistage
             );
         }
-    }
-
-    #[test]
-    fn split_k_plans_carry_a_reduction_buffer_per_consumer_warpgroup() {
-        let v = variant("rcr", 8);
-        let split = |t: GemmTile| GemmTile { split_k: 2, ..t };
-        // cooperative 128x192: two warpgroups of 64x192, 96 f32 accumulators a thread
-        let t = split(tile(128, 192, 64, 8, 2));
-        let p = GemmPipeline::hopper_plan(&t, &v).unwrap();
-        assert_eq!(p.schedule, ConsumerSchedule::Cooperative);
-        assert_eq!((p.split_k, p.cluster_size()), (2, 2));
-        assert_eq!(p.reduction_bytes(), 128 * 192 * 4);
-        // the buffer and its two barriers a warpgroup come on top of the whole-K plan's bytes
-        let whole = GemmPipeline::hopper_plan(&tile(128, 192, 64, 8, 2), &v).unwrap();
-        assert_eq!(whole.reduction_bytes(), 0);
-        assert_eq!(whole.cluster_size(), 1);
-        let direct = WarpgroupPlan {
-            epilogue: EpilogueMode::Direct,
-            ..whole
-        };
-        let with_split = WarpgroupPlan {
-            epilogue: EpilogueMode::Direct,
-            ..p
-        };
-        assert_eq!(
-            with_split.smem_bytes(&t, &v),
-            direct.smem_bytes(&t, &v) + 128 * 192 * 4 + 32
-        );
-        // pingpong: a slot for each of the two warpgroups, each a whole tile
-        let p = GemmPipeline::hopper_plan(&split(tile(128, 128, 64, 8, 2)), &v).unwrap();
-        assert_eq!(p.schedule, ConsumerSchedule::Pingpong);
-        assert_eq!(p.reduction_bytes(), 2 * 128 * 128 * 4);
-        // the buffer pushes a deep ring past the limit: refused with the buffer named
-        let e = GemmPipeline::hopper_plan(&split(tile(128, 192, 64, 8, 4)), &v).unwrap_err();
-        assert!(e.contains("split-K reduction buffer"), "{e}");
-        assert!(GemmPipeline::hopper_plan(&tile(128, 192, 64, 8, 4), &v).is_ok());
-        assert_eq!(
-            GemmPipeline::select(Target::Sm90a, &split(tile(128, 192, 64, 8, 4)), &v),
-            GemmPipeline::Multistage
-        );
-        // only halves over a 2-CTA cluster
-        let e = GemmPipeline::hopper_plan(
-            &GemmTile {
-                split_k: 4,
-                ..tile(64, 64, 64, 4, 2)
-            },
-            &v,
-        )
-        .unwrap_err();
-        assert!(e.contains("split_k 4"), "{e}");
     }
 }
