@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod embedding;
+pub mod fixtures;
 pub mod gemm;
 pub mod host;
 pub mod layernorm;

@@ -179,61 +179,6 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     ]
 }
 
-/// The packed (padding-free) attention problems of the GPU check
-/// (`tuner/tests/gpu_fused.rs::gpu_attention_packed_matches_reference`, mirrored here: that
-/// crate's tests cannot share this one): ragged, random and cross lengths, causal and not,
-/// grouped K/V heads, head_dim 32/64/128, f16 and bf16.
-pub fn packed_attention_problems() -> Vec<Problem> {
-    use tessera_dsl::{AttentionProblem, Mask, Packing};
-    let mut rng_state = 0x5EED_u64;
-    let mut random_lens = |n: usize, max: u64| -> Vec<u64> {
-        (0..n)
-            .map(|_| {
-                rng_state ^= rng_state << 13;
-                rng_state ^= rng_state >> 7;
-                rng_state ^= rng_state << 17;
-                1 + rng_state % max
-            })
-            .collect()
-    };
-    let ragged = vec![1, 77, 100, 197, 384];
-    let random = random_lens(16, 384);
-    let short = vec![197, 1, 100, 77];
-    // (lens_q, lens_kv, heads, kv_heads, head_dim, mask)
-    type PackedCase = (Vec<u64>, Vec<u64>, u64, u64, u64, Mask);
-    let cases: Vec<PackedCase> = vec![
-        (ragged.clone(), ragged.clone(), 4, 4, 64, Mask::None),
-        (ragged.clone(), ragged, 4, 2, 128, Mask::Causal),
-        (short.clone(), short.clone(), 8, 1, 32, Mask::Causal),
-        (short.clone(), short, 8, 4, 32, Mask::None),
-        (
-            vec![1, 77, 100, 197],
-            vec![100, 1, 197, 384],
-            4,
-            2,
-            64,
-            Mask::Causal,
-        ),
-        (vec![384, 5], vec![7, 384], 2, 2, 128, Mask::None),
-        (vec![1], vec![1], 2, 1, 64, Mask::Causal),
-        (random.clone(), random, 12, 12, 64, Mask::None),
-    ];
-    let mut problems = Vec::new();
-    for dtype in [DType::F16, DType::BF16] {
-        for (lens_q, lens_kv, heads, kv_heads, head_dim, mask) in &cases {
-            let mut a = AttentionProblem::new(1, *heads, 1, *head_dim).with_packing(Packing {
-                lens_q: lens_q.clone(),
-                lens_kv: lens_kv.clone(),
-            });
-            a.kv_heads = *kv_heads;
-            a.dtype = dtype;
-            a.mask = *mask;
-            problems.push(Problem::Attention(a));
-        }
-    }
-    problems
-}
-
 /// Persistent sm_90a attention points (block_q, block_kv, warps, stages, persistent = 1) and
 /// the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
 /// tiles (two consumers at D128, three at D64), made persistent, and a packed batch's (whose

@@ -8,8 +8,7 @@
 use tessera_device::cuda::{nvrtc_available, nvrtc_compile};
 use tessera_dsl::{Config, GemmProblem, Problem, Target, Template};
 use tessera_tests::{
-    config_for, fused_fixtures, gemm, packed_attention_problems, required, valid_config, variants,
-    REPRESENTATIVE,
+    config_for, fused_fixtures, gemm, required, valid_config, variants, REPRESENTATIVE,
 };
 use tessera_tuner::pool::{default_jobs, parallel_map};
 
@@ -124,7 +123,7 @@ fn nvrtc_or_skip() -> bool {
 
 /// Every config of the layernorm, softmax and attention spaces that fits each fixture problem,
 /// for sm_80 and sm_90a, and every sm_90a attention config that fits a packed problem of the
-/// GPU check (`packed_attention_problems`).
+/// GPU check (`tessera_library::fixtures::packed_attention`).
 #[test]
 fn fused_spaces_compile_with_nvrtc_without_spills() {
     if !nvrtc_or_skip() {
@@ -152,7 +151,7 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
         .map(|(_, c, target): &(_, Config, _)| format!("{} {target}", c.kernel_name()))
         .collect();
     let (mut packed, mut packed_tma) = (0, 0);
-    for problem in packed_attention_problems() {
+    for problem in tessera_library::fixtures::packed_attention() {
         for v in attention.space().enumerate() {
             if let Some(c) = valid_config(attention, &v, &problem, Target::Sm90a) {
                 packed += 1;

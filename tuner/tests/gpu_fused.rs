@@ -10,8 +10,8 @@ use gpu_common::{report, verify_points};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{
-    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, LayernormProblem, Mask, Packing,
-    Problem, SoftmaxProblem, Template,
+    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, LayernormProblem, Mask, Problem,
+    SoftmaxProblem, Template,
 };
 
 /// Every point of the template's space that fits `p` on this device (at most 24, spread evenly).
@@ -165,9 +165,6 @@ fn gpu_attention_matches_reference() {
 /// A GQA case: (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout).
 type GqaCase = (u64, u64, u64, u64, u64, u64, Mask, AttentionLayout);
 
-/// A packed case: (lens_q, lens_kv, heads, kv_heads, head_dim, mask).
-type PackedCase = (Vec<u64>, Vec<u64>, u64, u64, u64, Mask);
-
 /// Grouped-query and multi-query attention: kv_heads 1, 2 and heads / 2 (and one group of 4),
 /// odd and unequal lengths, every mask, both output layouts, head_dim 32/64/128, f16 and bf16.
 #[test]
@@ -203,68 +200,16 @@ fn gpu_attention_gqa_matches_reference() {
     );
 }
 
-/// Packed (padding-free) batches: lengths 1, 77, 100, 197 and the maximum in one batch, a
-/// seeded random batch up to 384, cross lengths (seq_q ≠ seq_kv per sequence), causal and
-/// not, with and without grouped K/V heads, head_dim 32/64/128, f16 and bf16.
+/// Packed (padding-free) batches, the shared fixture (`tessera_library::fixtures::packed_attention`):
+/// lengths 1, 77, 100, 197 and the maximum in one batch, a seeded random batch up to 384, cross
+/// lengths (seq_q ≠ seq_kv per sequence), causal and not, with and without grouped K/V heads,
+/// head_dim 32/64/128, f16 and bf16.
 #[test]
 fn gpu_attention_packed_matches_reference() {
-    let mut rng_state = 0x5EED_u64;
-    let mut random_lens = |n: usize, max: u64| -> Vec<u64> {
-        (0..n)
-            .map(|_| {
-                // xorshift: deterministic lengths in 1..=max
-                rng_state ^= rng_state << 13;
-                rng_state ^= rng_state >> 7;
-                rng_state ^= rng_state << 17;
-                1 + rng_state % max
-            })
-            .collect()
-    };
-    let ragged = vec![1, 77, 100, 197, 384];
-    let random = random_lens(16, 384);
-    let cases: Vec<PackedCase> = vec![
-        (ragged.clone(), ragged.clone(), 4, 4, 64, Mask::None),
-        (ragged.clone(), ragged.clone(), 4, 2, 128, Mask::Causal),
-        (
-            vec![197, 1, 100, 77],
-            vec![197, 1, 100, 77],
-            8,
-            1,
-            32,
-            Mask::Causal,
-        ),
-        (
-            vec![197, 1, 100, 77],
-            vec![197, 1, 100, 77],
-            8,
-            4,
-            32,
-            Mask::None,
-        ),
-        (
-            vec![1, 77, 100, 197],
-            vec![100, 1, 197, 384],
-            4,
-            2,
-            64,
-            Mask::Causal,
-        ),
-        (vec![384, 5], vec![7, 384], 2, 2, 128, Mask::None),
-        (vec![1], vec![1], 2, 1, 64, Mask::Causal),
-        (random.clone(), random, 12, 12, 64, Mask::None),
-    ];
-    let mut problems = Vec::new();
-    for dtype in [DType::F16, DType::BF16] {
-        for (lens_q, lens_kv, heads, kv_heads, head_dim, mask) in &cases {
-            let mut a = AttentionProblem::new(1, *heads, 1, *head_dim).with_packing(Packing {
-                lens_q: lens_q.clone(),
-                lens_kv: lens_kv.clone(),
-            });
-            a.kv_heads = *kv_heads;
-            a.dtype = dtype;
-            a.mask = *mask;
+    let problems = tessera_library::fixtures::packed_attention();
+    for p in &problems {
+        if let Problem::Attention(a) = p {
             a.check().expect("a valid packed problem");
-            problems.push(Problem::Attention(a));
         }
     }
     run_all(
