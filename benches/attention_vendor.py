@@ -2,7 +2,11 @@
 run. F.scaled_dot_product_attention on [B, H, S, D] f16 tensors (on the H100 PyTorch picks cuDNN
 or FlashAttention; the backend it chose is not forced), causal and not. Same method as Tessera:
 warm-up, CUDA events, L2 flushed, median of 30. FLOPs: 4·B·H·Sq·Skv·D, halved when causal. Decode
-(Sq = 1) also reports K/V read bandwidth beside a device copy of the same bytes.
+(Sq = 1) also reports K/V read bandwidth beside a device copy of the same bytes. The packed case
+(rows with `packed_lens`): SDPA on the padded [B, H, S, D] batch with the boolean key-padding
+mask of those lengths; its FLOPs are the real tokens' (the Tessera row's), summary ratios
+`vs_sdpa` (SDPA on the padded batch / Tessera packed) and `vs_padded_kernel` (Tessera's padded
+kernel with key padding / Tessera packed).
 Usage: python3 attention_vendor.py TESSERA.json OUT.json COMMIT COMMAND"""
 import datetime, json, statistics, sys
 import torch
@@ -10,11 +14,11 @@ import torch.nn.functional as F
 
 from timing import timed
 
-def sdpa_backend(q, k, v, causal):
+def sdpa_backend(q, k, v, causal, mask=None):
     """The backend SDPA ran, read off the CUDA kernel names of one profiled call."""
     from torch.profiler import profile, ProfilerActivity
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         torch.cuda.synchronize()
     names = [e.key.lower() for e in prof.key_averages()]
     for tag, backend in [("cudnn", "cudnn"), ("flash", "flash"), ("fmha", "efficient"), ("efficient", "efficient")]:
@@ -31,10 +35,20 @@ for r in ours["results"]:
     sq, skv = r.get("seq_q", r["seq"]), r.get("seq_kv", r["seq"])
     q = torch.rand(b, h, sq, d, device="cuda", dtype=torch.float16) * 2 - 1
     k, v = (torch.rand(b, h, skv, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(2))
-    sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-    backend = sdpa_backend(q, k, v, causal)
+    lens = r.get("packed_lens")
+    mask = None
+    if lens:
+        mask = (torch.arange(skv, device="cuda")[None, :] < torch.tensor(lens, device="cuda")[:, None])[:, None, None, :]
+    sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal))
+    backend = sdpa_backend(q, k, v, causal, mask)
     flops = r["flops"]
     key = (f"B{b} H{h} S{sq} D{d}" if sq == skv else f"B{b} H{h} Sq{sq} Skv{skv} D{d}") + (" causal" if causal else "")
+    if lens:
+        key += f" packed ({100 * r['padding_fraction']:.0f} % padding)"
+        pk = r["padded_kernel"]
+        name = f"tessera padded {pk['kernel']}"
+        rows.append({"problem": key, "impl": name, "median_ms": pk["median_ms"], "tflops": flops / (pk["median_ms"] * 1e-3) / 1e12})
+        print(f"{key:28} {name[:54]:54} {pk['median_ms']:8.4f} {flops / (pk['median_ms'] * 1e-3) / 1e12:8.1f}")
     for name, ms in [("F.scaled_dot_product_attention", sdpa_ms), (f"tessera {r['best_kernel']}", r["median_ms"])]:
         rows.append({"problem": key, "impl": name, "median_ms": ms, "tflops": flops / (ms * 1e-3) / 1e12})
         print(f"{key:28} {name[:54]:54} {ms:8.4f} {flops / (ms * 1e-3) / 1e12:8.1f}")
@@ -50,6 +64,7 @@ for r in ours["results"]:
         r["kv_read_vs_copy"] = kv_bw / copy_bw
     summary[key] = {"vs_sdpa": sdpa_ms / r["median_ms"], "sdpa_backend": backend,
                     **({"kv_read_vs_copy": r["kv_read_vs_copy"]} if "kv_read_vs_copy" in r else {}),
+                    **({"vs_padded_kernel": r["padded_kernel"]["median_ms"] / r["median_ms"]} if lens else {}),
                     "tflops": flops / (r["median_ms"] * 1e-3) / 1e12, "sdpa_tflops": flops / (sdpa_ms * 1e-3) / 1e12,
                     "pipeline": r.get("pipeline"),
                     "ladder_tflops": {k: round(x["tflops"], 1) for k, x in r.get("best_per_pipeline", {}).items()}}
