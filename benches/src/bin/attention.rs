@@ -97,18 +97,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeded lengths in `1..=max` (xorshift), deterministic across runs.
-fn random_lens(n: usize, max: u64, mut state: u64) -> Vec<u64> {
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            1 + state % max
-        })
-        .collect()
-}
-
 /// The packed batch beside the padded kernel (see the module docs).
 fn packed_case(
     device: &CudaDevice,
@@ -116,9 +104,10 @@ fn packed_case(
     plan: TimingPlan,
 ) -> anyhow::Result<serde_json::Value> {
     let (b, h, s, d) = (32u64, 12u64, 384u64, 64u64);
-    let lens = random_lens(b as usize, s, 0x5EED_0A77);
-    let packed =
-        Problem::Attention(AttentionProblem::new(1, h, 1, d).with_packing(Packing::uniform_self(lens.clone())));
+    let lens = tessera_library::fixtures::random_lens(b as usize, s, 0x5EED_0A77);
+    let packed = Problem::Attention(
+        AttentionProblem::new(1, h, 1, d).with_packing(Packing::uniform_self(lens.clone())),
+    );
     let mut padded = AttentionProblem::new(b, h, s, d);
     padded.mask = Mask::Padding;
     let padded = Problem::Attention(padded);
@@ -143,13 +132,16 @@ fn packed_case(
             flops / (m.median_ms * 1e-3) / 1e12,
             measured.len()
         );
-        best.push(json!({"kernel": m.kernel, "median_ms": m.median_ms, "p10_ms": m.p10_ms,
+        best.push(
+            json!({"kernel": m.kernel, "median_ms": m.median_ms, "p10_ms": m.p10_ms,
                          "p90_ms": m.p90_ms, "rel_err": m.rel_err, "registers": m.registers,
                          "pipeline": pipeline(&m.kernel), "best_per_pipeline": ladder,
-                         "candidates": measured.len()}));
+                         "candidates": measured.len()}),
+        );
     }
     let tokens: u64 = lens.iter().sum();
-    Ok(json!({"batch": b, "heads": h, "seq": s, "seq_q": s, "seq_kv": s, "head_dim": d,
+    Ok(
+        json!({"batch": b, "heads": h, "seq": s, "seq_q": s, "seq_kv": s, "head_dim": d,
               "causal": false, "dtype": "f16", "flops": flops,
               "packed_lens": lens, "padding_fraction": 1.0 - tokens as f64 / (b * s) as f64,
               "best_kernel": best[0]["kernel"], "median_ms": best[0]["median_ms"],
@@ -157,7 +149,8 @@ fn packed_case(
               "tflops": flops / (best[0]["median_ms"].as_f64().unwrap_or(f64::NAN) * 1e-3) / 1e12,
               "rel_err": best[0]["rel_err"], "registers": best[0]["registers"],
               "pipeline": best[0]["pipeline"], "best_per_pipeline": best[0]["best_per_pipeline"],
-              "candidates": best[0]["candidates"], "padded_kernel": best[1]}))
+              "candidates": best[0]["candidates"], "padded_kernel": best[1]}),
+    )
 }
 
 /// Kernel name → the mainloop the dispatch policy gives that config on `target`.
