@@ -40,10 +40,6 @@ pub enum TileSchedule {
     /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z` (attention: of all
     /// its (query block, head, batch) tiles).
     Persistent,
-    /// One block per multiprocessor (per batch) whatever the tile count, the blocks splitting
-    /// the K range of the tiles a partial wave would leave idle ([`crate::hopper::stream_k`]);
-    /// blocks left without work exit.
-    StreamK,
 }
 
 impl KernelSource {
@@ -64,7 +60,6 @@ impl KernelSource {
                         let per_batch = u64::from(sm_count) / g.batch.max(1);
                         (tm * tn).min(per_batch.max(1))
                     }
-                    TileSchedule::StreamK => (u64::from(sm_count) / g.batch.max(1)).max(1),
                 };
                 [clamp(blocks), 1, clamp(g.batch)]
             }
@@ -78,7 +73,7 @@ impl KernelSource {
                 TileSchedule::PerBlock => {
                     [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)]
                 }
-                TileSchedule::Persistent | TileSchedule::StreamK => {
+                TileSchedule::Persistent => {
                     let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
                     [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
                 }

@@ -8,16 +8,8 @@
 //! stage on `empty`. Edges need no predication in the mainloop: TMA fills out-of-bounds
 //! elements with zeros. The epilogue is the shared one ([`crate::kernel::EpilogueStore`]),
 //! fed with wgmma's accumulator layout.
-//!
-//! Work is handed out as segments (a tile and a range of its K steps) by the stream-K
-//! decomposition ([`super::stream_k`]): whole tiles, one per block per wave, when the waves
-//! are full, and the partial wave's tiles cut by K over every block when they are not. The
-//! producer and the consumers walk the same segments; a consumer that ran only part of a
-//! tile's K range either leaves its accumulators in the workspace (a contributor) or adds the
-//! others' before its epilogue (the owner).
 
 use super::descriptor::SmemDescriptor;
-use super::stream_k;
 use crate::dialect::{AccGroup, Dialect};
 use crate::kernel::{
     emit_tile_counts, emit_tile_origin, EpilogueStore, KernelSource, TileSchedule,
@@ -82,25 +74,6 @@ pub fn emit(
     let mut w = Source::new();
     d.prelude(&mut w);
     super::prelude(&mut w, ir.variant.input, &[plan.wg_n]);
-    let split = stream_k_fits(ir, plan);
-    w.lines(&stream_k::defines(if split { stream_k::SLOTS } else { 0 }));
-    w.lines(stream_k::DEVICE_FN);
-    let (regions, region_f4) = workspace(plan);
-    if split {
-        w.line(format!(
-        "// the stream-K workspace: per block, {regions} region(s) of {} f32 partial sums (128 threads x {} registers), and a flag each",
-        region_f4 * 4,
-        plan.accumulators()
-    ));
-        w.line(format!(
-            "__device__ float4 tsr_sk_partials[{}];",
-            stream_k::SLOTS * regions * region_f4
-        ));
-        w.line(format!(
-            "__device__ unsigned tsr_sk_flags[{}] = {{0}};",
-            stream_k::SLOTS * regions
-        ));
-    }
     w.line("");
     w.line(format!(
         "// {} for {}: tile {}x{}x{}, TMA + wgmma, 1 producer + {} consumer warpgroups of {}x{}, {} stages",
@@ -117,7 +90,7 @@ pub fn emit(
     w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
     w.lines(&super::params_with_tensor_maps(d, ir, &maps));
     w.open(")");
-    emit_body(&mut w, ir, tile, plan, &maps, &store, acc, split)?;
+    emit_body(&mut w, ir, tile, plan, &maps, &store, acc)?;
     w.close("");
     Ok(KernelSource {
         name: ir.name.clone(),
@@ -128,30 +101,8 @@ pub fn emit(
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
         tensor_maps: maps,
-        schedule: if split {
-            TileSchedule::StreamK
-        } else {
-            TileSchedule::Persistent
-        },
+        schedule: TileSchedule::Persistent,
     })
-}
-
-/// Whether the kernel carries the stream-K fixup: not where a cooperative warpgroup's
-/// accumulators take the whole budget of 128 registers (measured with NVRTC over the sm_90a
-/// space and four epilogues: the fixup spills 16–120 bytes there, and nowhere else); those
-/// kernels keep whole tiles only.
-fn stream_k_fits(_ir: &KernelIr, plan: &WarpgroupPlan) -> bool {
-    !(plan.accumulators() == 128 && plan.schedule == ConsumerSchedule::Cooperative)
-}
-
-/// Workspace regions per block (one per consumer warpgroup sharing a tile; one for pingpong
-/// consumers, which take whole tiles) and float4s per region.
-fn workspace(plan: &WarpgroupPlan) -> (u32, u32) {
-    let regions = match plan.schedule {
-        ConsumerSchedule::Cooperative => plan.consumers,
-        ConsumerSchedule::Pingpong => 1,
-    };
-    (regions, plan.accumulators() * 128 / 4)
 }
 
 fn emit_body(
@@ -162,7 +113,6 @@ fn emit_body(
     maps: &[TensorMapArg],
     store: &EpilogueStore,
     acc: &str,
-    split: bool,
 ) -> Result<(), CodegenError> {
     let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
     let stages = plan.stages;
@@ -238,7 +188,6 @@ fn emit_body(
         "const int k_tiles = (K + {0} - 1) / {0};",
         ir.tile_k
     ));
-    w.line("const tsr_sk work = tsr_sk_plan(tiles_m * tiles_n, k_tiles);");
     w.open("if (wg == 0)");
     w.line(format!(
         "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
@@ -246,11 +195,9 @@ fn emit_body(
     w.line("// producer: one thread fills the ring, running ahead into the next tile");
     w.open("if (tid == 0)");
     w.line("int stage = 0, phase = 0;");
-    w.open("for (int s = 0; s < work.segs; ++s)");
-    w.line("const tsr_seg seg = tsr_sk_segment(work, s, k_tiles);");
-    w.line("const int pid = seg.pid;");
+    w.open(TILE_LOOP);
     emit_tile_origin(w, ir);
-    w.open("for (int kt = seg.kb; kt < seg.ke; ++kt)");
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
     w.line(format!("tsr_mbar_expect_tx(full + stage * 8, {tx_bytes});"));
     w.line(format!(
@@ -270,7 +217,7 @@ fn emit_body(
     w.line(format!(
         "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
     ));
-    emit_consumer(w, ir, tile, plan, store, acc, split)?;
+    emit_consumer(w, ir, tile, plan, store, acc)?;
     w.close("");
     Ok(())
 }
@@ -305,6 +252,9 @@ fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueSt
     w.line(sync);
 }
 
+/// The persistent loop over this block's tiles (stage and phase carry across tiles).
+const TILE_LOOP: &str = "for (int pid = blockIdx.x; pid < tiles_m * tiles_n; pid += gridDim.x)";
+
 /// `stage`/`phase` to the next slot of the ring.
 fn advance(w: &mut Source, stages: u32) {
     w.line(format!(
@@ -319,7 +269,6 @@ fn emit_consumer(
     plan: &WarpgroupPlan,
     store: &EpilogueStore,
     acc: &str,
-    split: bool,
 ) -> Result<(), CodegenError> {
     let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
     let line = plan.swizzle.span();
@@ -341,14 +290,15 @@ fn emit_consumer(
         line
     ));
     w.line(format!("float {acc}[{mi}][{regs}];"));
-    w.line("// this warpgroup's segments, each starting at its ring position");
-    w.open(format!(
-        "for (int it = {first}; it < work.segs; it += {step})"
-    ));
-    w.line("const tsr_seg seg = tsr_sk_segment(work, it, k_tiles);");
-    w.line("const int pid = seg.pid;");
+    w.line(
+        "// this warpgroup's tiles: the it-th of the block's starts at ring position it * k_tiles",
+    );
+    w.open(format!("for (int it = {first}; ; it += {step})"));
+    w.line("const int pid = blockIdx.x + it * gridDim.x;");
+    w.line("if (pid >= tiles_m * tiles_n) break;");
+    w.line("const unsigned pos = (unsigned)it * (unsigned)k_tiles;");
     w.line(format!(
-        "int stage = seg.pos % {}, phase = (seg.pos / {}) & 1;",
+        "int stage = pos % {}, phase = (pos / {}) & 1;",
         plan.stages, plan.stages
     ));
     emit_tile_origin(w, ir);
@@ -365,7 +315,7 @@ fn emit_consumer(
         // ring: a consumer starts its mainloop only once the other has passed all of its waits.
         w.line("if (it > 0) tsr_mbar_wait(order + cw * 8, ((it - 1) / 2) & 1);");
     }
-    w.open("for (int kt = seg.kb; kt < seg.ke; ++kt)");
+    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(full + stage * 8, phase);");
     w.line(format!(
         "const unsigned a0 = s_a + stage * {a_bytes} + wr0 * {line};"
@@ -396,9 +346,6 @@ fn emit_consumer(
     }
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
-    if split {
-        emit_stream_k_fixup(w, plan, acc);
-    }
     store.comment(w);
     // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
     // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
@@ -443,69 +390,4 @@ fn emit_consumer(
     }
     w.close("");
     Ok(())
-}
-
-/// After a segment's mainloop: a contributor stores its accumulators in its workspace slot and
-/// raises the flag (and skips the epilogue); an owner adds each contributor's partials, in
-/// block order, and clears its flag. Threads of one warpgroup meet on its named barrier.
-fn emit_stream_k_fixup(w: &mut Source, plan: &WarpgroupPlan, acc: &str) {
-    let (regions, region_f4) = workspace(plan);
-    let (mi, quads) = (plan.m_atoms(), plan.wg_n / 8);
-    let region = match plan.schedule {
-        ConsumerSchedule::Cooperative => "cw",
-        ConsumerSchedule::Pingpong => "0",
-    };
-    let sync = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
-    let slot = |block: &str| {
-        format!("((int)blockIdx.z * (int)gridDim.x + {block}) * {regions} + {region}")
-    };
-    let each_quad = |w: &mut Source| {
-        w.line("#pragma unroll");
-        w.open(format!("for (int i = 0; i < {mi}; ++i)"));
-        w.line("#pragma unroll");
-        w.open(format!("for (int q = 0; q < {quads}; ++q)"));
-    };
-    w.open("if (seg.kb > 0)");
-    w.line("// a contributor: partial sums to this block's slot, then the flag");
-    w.line(format!(
-        "float4* part = tsr_sk_partials + (size_t)({}) * {region_f4} + tid % 128;",
-        slot("(int)blockIdx.x")
-    ));
-    each_quad(w);
-    w.line(format!(
-        "asm volatile(\"st.global.v4.f32 [%0], {{%1, %2, %3, %4}};\" :: \"l\"(part + (i * {quads} + q) * 128), \"f\"({acc}[i][q * 4]), \"f\"({acc}[i][q * 4 + 1]), \"f\"({acc}[i][q * 4 + 2]), \"f\"({acc}[i][q * 4 + 3]) : \"memory\");"
-    ));
-    w.close("");
-    w.close("");
-    w.line(sync);
-    w.line(format!(
-        "if (tid % 128 == 0) tsr_sk_raise(tsr_sk_flags + {});",
-        slot("(int)blockIdx.x")
-    ));
-    w.line("continue;");
-    w.close("");
-    w.open("if (seg.ke < k_tiles)");
-    w.line("// the owner: add every contributor's partials");
-    w.line("const int last = tsr_sk_last(work, pid, k_tiles);");
-    w.open("for (int cb = (int)blockIdx.x + 1; cb <= last; ++cb)");
-    w.line(format!("unsigned* flag = tsr_sk_flags + {};", slot("cb")));
-    w.line("if (tid % 128 == 0) tsr_sk_await(flag);");
-    w.line(sync);
-    w.line(format!(
-        "const float4* part = tsr_sk_partials + (size_t)({}) * {region_f4} + tid % 128;",
-        slot("cb")
-    ));
-    each_quad(w);
-    w.line("float x, y, z, t;");
-    w.line("asm volatile(\"ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];\" : \"=f\"(x), \"=f\"(y), \"=f\"(z), \"=f\"(t) : \"l\"(part + (i * QUADS + q) * 128) : \"memory\");".replace("QUADS", &quads.to_string()));
-    w.line(format!("{acc}[i][q * 4] += x;"));
-    w.line(format!("{acc}[i][q * 4 + 1] += y;"));
-    w.line(format!("{acc}[i][q * 4 + 2] += z;"));
-    w.line(format!("{acc}[i][q * 4 + 3] += t;"));
-    w.close("");
-    w.close("");
-    w.line(sync);
-    w.line("if (tid % 128 == 0) *flag = 0;");
-    w.close("");
-    w.close("");
 }

@@ -9,7 +9,6 @@
 pub mod attention;
 pub mod descriptor;
 pub mod gemm;
-pub mod stream_k;
 
 use crate::dialect::Dialect;
 use crate::kernel::abi_params;
