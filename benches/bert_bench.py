@@ -18,7 +18,7 @@ torch.compile + graph on the padded batch with the key-padding mask; summary rat
 `vs_padded_plan`, `vs_eager`, `vs_eager_graph`, `vs_compile_graph` per case and padding mode.
 Usage: python3 bert_bench.py --tessera PATH --work DIR --json OUT.json [--commit C] [--tune]
        [--packed-json PACKED.json]"""
-import argparse, datetime, json, os, subprocess, sys
+import argparse, datetime, json, os, subprocess, sys, time
 import torch
 import torch.nn.functional as F
 
@@ -78,21 +78,23 @@ def compile_cmd(out, batches, seqs, packed_steps, packed_granule=0):
             "--quiet", "--out", out] + ([] if a.tune else ["--no-tune"])
 
 
+def timed_compile(cmd):
+    """Run one `tessera compile`: (wall seconds, None) or (wall seconds, its output on failure)."""
+    started = time.time()
+    c = subprocess.run(cmd, capture_output=True, text=True)
+    return time.time() - started, None if c.returncode == 0 else (c.stdout + c.stderr).strip()
+
+
 cmd = compile_cmd(plan, BATCHES, SEQS, 0)
 print("$", " ".join(cmd), flush=True)
-import time
-started = time.time()
-c = subprocess.run(cmd, capture_output=True, text=True)
-compile_s = time.time() - started
+compile_s, compile_error = timed_compile(cmd)
 print(f"tessera compile: {compile_s:.1f} s", flush=True)
-compile_error = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
 if compile_error: print("tessera compile failed:", compile_error, flush=True)
 # the same compile again: tuning cache and module cache warm
 compile_warm_s = None
 if not compile_error:
-    started = time.time()
-    c = subprocess.run(cmd, capture_output=True, text=True)
-    compile_warm_s = time.time() - started if c.returncode == 0 else None
+    warm_s, warm_error = timed_compile(cmd)
+    compile_warm_s = None if warm_error else warm_s
     print(f"tessera compile, warm caches: {compile_warm_s and round(compile_warm_s, 2)} s", flush=True)
 
 compiled = torch.compile(encoder, dynamic=True)
@@ -137,11 +139,8 @@ if a.packed_json:
     pplan = os.path.join(a.work, "bench-bert-base-packed.tsr")
     cmd = compile_cmd(pplan, [8, 32], [384], 8, 128)
     print("$", " ".join(cmd), flush=True)
-    started = time.time()
-    c = subprocess.run(cmd, capture_output=True, text=True)
-    pcompile_s = time.time() - started
+    pcompile_s, perr = timed_compile(cmd)
     print(f"tessera compile (packed buckets): {pcompile_s:.1f} s", flush=True)
-    perr = None if c.returncode == 0 else (c.stdout + c.stderr).strip()
     g = torch.Generator().manual_seed(11)
     dists = {
         "uniform": lambda b: torch.randint(1, 385, (b,), generator=g),

@@ -82,14 +82,13 @@ pub fn optimize(options: &Options, obs: &mut dyn Observer) -> Result<Optimized, 
     let mut model = import::import(&options.model_dir, options.dtype)?;
     let padded = bucket::cross(&options.batches, &options.seqs, model.config.max_positions)?;
     let fills = bucket::packed_fill(&padded, options.packed_steps, options.packed_granule)?;
-    let mut buckets = padded.clone();
-    buckets.extend(bucket::packed_under(&padded, options.packed_steps));
+    let anchors = bucket::packed_under(&padded, options.packed_steps);
+    let mut buckets = padded;
+    buckets.extend(anchors);
     let tuned = buckets.len();
     buckets.extend(fills.iter().map(|f| f.bucket));
-    let donors = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
+    let donors = (0..buckets.len())
+        .map(|i| {
             let fill = i.checked_sub(tuned).and_then(|j| fills.get(j))?;
             buckets[..tuned].iter().position(|b| *b == fill.donor)
         })

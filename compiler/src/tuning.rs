@@ -278,7 +278,7 @@ pub fn resolve(
             out[i] = Some(choice);
             continue;
         }
-        out[i] = resolve_one(i, problem, lookup, &mut mode, obs, &mut misses)?;
+        out[i] = resolve_miss(i, problem, lookup, &mut mode, obs, &mut misses)?;
     }
     if borrowed > 0 {
         obs.phase(&format!(
@@ -331,6 +331,18 @@ fn resolve_one(
         ));
         return Ok(Some(hit));
     }
+    resolve_miss(i, problem, lookup, mode, obs, misses)
+}
+
+/// A problem the cache has no winner for: what `mode` says.
+fn resolve_miss(
+    i: usize,
+    problem: &Problem,
+    lookup: &Lookup,
+    mode: &mut Mode,
+    obs: &mut dyn Observer,
+    misses: &mut Vec<String>,
+) -> Result<Option<KernelChoice>, TuningError> {
     let resolved = match mode {
         Mode::Strict => {
             misses.push(problem.key());
