@@ -40,6 +40,20 @@ pub enum TileSchedule {
     /// `blockIdx.x, blockIdx.x + gridDim.x, ...` of its batch `blockIdx.z` (attention: of all
     /// its (query block, head, batch) tiles).
     Persistent,
+    /// One tile per cluster of `ctas` blocks along x (`__cluster_dims__(ctas, 1, 1)` in the
+    /// source), which share its reduction range (attention: its keys, split-KV): the grid's x
+    /// is `ctas` times the tiles'.
+    Clustered { ctas: u32 },
+}
+
+impl TileSchedule {
+    /// Blocks per cluster the launch keeps together (1: no cluster).
+    pub fn cluster_size(&self) -> u32 {
+        match self {
+            TileSchedule::PerBlock | TileSchedule::Persistent => 1,
+            TileSchedule::Clustered { ctas } => (*ctas).max(1),
+        }
+    }
 }
 
 impl KernelSource {
@@ -56,6 +70,7 @@ impl KernelSource {
                 let tn = g.n.div_ceil(u64::from(self.tile_n));
                 let blocks = match self.schedule {
                     TileSchedule::PerBlock => tm * tn,
+                    TileSchedule::Clustered { ctas } => tm * tn * u64::from(ctas.max(1)),
                     TileSchedule::Persistent => {
                         let per_batch = u64::from(sm_count) / g.batch.max(1);
                         (tm * tn).min(per_batch.max(1))
@@ -73,6 +88,12 @@ impl KernelSource {
                 TileSchedule::PerBlock => {
                     [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)]
                 }
+                // a cluster of `ctas` blocks per tile, adjacent along x
+                TileSchedule::Clustered { ctas } => [
+                    clamp(u64::from(blocks(a.seq_q, self.tile_m)) * u64::from(ctas.max(1))),
+                    clamp(a.heads),
+                    clamp(a.batch),
+                ],
                 TileSchedule::Persistent => {
                     let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
                     [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
@@ -124,6 +145,12 @@ pub(crate) fn abi_params(d: &dyn Dialect, abi: &[Arg]) -> String {
 
 fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     check(ir, d)?;
+    if ir.split != 1 {
+        return Err(CodegenError::Unsupported(format!(
+            "split {}: no GEMM pipeline splits a tile's K range",
+            ir.split
+        )));
+    }
     let tile = gemm_tile(ir)?;
     if let GemmPipeline::Warpspecialized(plan) =
         GemmPipeline::select(d.target(), &tile, &ir.variant)

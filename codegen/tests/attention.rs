@@ -111,6 +111,7 @@ fn emits_every_config_deterministically_with_the_abi() {
                             warps: p.2,
                             stages: p.3,
                             schedule: AttentionSchedule::TilePerBlock,
+                            split_kv: 1,
                         };
                         match AttentionPipeline::select(target, &tile, &ir.variant) {
                             AttentionPipeline::Warpspecialized(plan) => {

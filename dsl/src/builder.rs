@@ -82,6 +82,7 @@ impl KernelBuilder {
                 shared: Vec::new(),
                 body: Vec::new(),
                 persistent: false,
+                split: 1,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -179,6 +180,20 @@ impl KernelBuilder {
             }
             s => Err(BuildError::Malformed(format!(
                 "schedule {s}: 0 (one tile per block) or 1 (persistent)"
+            ))),
+        }
+    }
+
+    /// `mainloop ... split SPLIT`: the blocks of one cluster that share each tile's reduction
+    /// range ([`KernelIr::split`]): 1 (whole), 2, 4 or 8.
+    pub fn split(&mut self, split: i64) -> Result<(), BuildError> {
+        match split {
+            1 | 2 | 4 | 8 => {
+                self.ir.split = split as u32;
+                Ok(())
+            }
+            s => Err(BuildError::Malformed(format!(
+                "split {s}: 1 (the whole range per block), or 2, 4 or 8 blocks of a cluster"
             ))),
         }
     }

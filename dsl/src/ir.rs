@@ -372,6 +372,21 @@ pub struct KernelIr {
     /// walk tiles refuses it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub persistent: bool,
+    /// Blocks of one cluster that share each tile's reduction range (`mainloop ... split S`;
+    /// attention: its keys, each block walking a share and the cluster combining the partial
+    /// softmaxes through distributed shared memory). 1 keeps the range whole; a pipeline that
+    /// cannot split refuses anything else.
+    #[serde(default = "whole_range", skip_serializing_if = "is_whole_range")]
+    pub split: u32,
+}
+
+/// [`KernelIr::split`] of a kernel whose blocks each walk their tile's whole range.
+fn whole_range() -> u32 {
+    1
+}
+
+fn is_whole_range(split: &u32) -> bool {
+    *split == 1
 }
 
 impl KernelIr {

@@ -7,7 +7,10 @@
 //!
 //! On sm_90a the `persistent` knob makes a warp-specialized plan of one block per SM persistent
 //! (at most one block per SM walking the tiles); kernel names show it only off its default
-//! (`..._s2_persistent1_bhsd_...`).
+//! (`..._s2_persistent1_bhsd_...`). Its `split_kv` knob (2, 4, 8) splits each tile's keys over a
+//! cluster of that many one-consumer blocks, which combine their partial softmaxes through
+//! distributed shared memory: for decode-shaped problems whose (query block, head, batch) tiles
+//! are fewer than the multiprocessors (`..._s2_split_kv4_bhsd_...`).
 
 use tessera_dsl::gpu_template;
 
@@ -23,6 +26,10 @@ pub mod attention {
         // persistent (blocks walk the tiles, prefetching the next tile's Q and K/V); a target
         // knob, named `_persistent1` only off its default
         persistent in [0] + sm_90a [1],
+        // split-KV (sm_90a): each tile's keys walked by a cluster of this many blocks, their
+        // partial softmaxes combined through distributed shared memory; named `_split_kv4` etc.
+        // only off its default
+        split_kv in [1] + sm_90a [2, 4, 8],
     }
     constraints! { block_q % (warps * 16) == 0 }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
@@ -33,7 +40,7 @@ pub mod attention {
         fragment s: acc[block_q, block_kv] warps [warps, 1];
         fragment acc: acc[block_q, head_dim] warps [warps, 1];
         load q -> sq;
-        mainloop kv step block_kv stages stages schedule persistent {
+        mainloop kv step block_kv stages stages schedule persistent split split_kv {
             load k -> sk;
             load v -> sv;
             mma s = sq * sk^T;
@@ -57,7 +64,7 @@ pub mod attention {
     /// [`MAX_ACC_PER_THREAD`] f32 registers per thread on this device's warp size. A config
     /// the sm_90a TMA + wgmma pipeline serves has passed that pipeline's own register and
     /// shared-memory budgets instead.
-    fn check(config: &Config, _problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+    fn check(config: &Config, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let ir = TEMPLATE
             .build(config)
             .map_err(|e| Reject::new(RejectKind::Unsupported, e.to_string()))?;
@@ -65,7 +72,7 @@ pub mod attention {
         if let AttentionPipeline::Warpspecialized(_) =
             AttentionPipeline::select(caps.target, &tile, &config.variant)
         {
-            return Ok(());
+            return super::split_keys_pays(&tile, problem, caps);
         }
         // `+ sm_90a` above: three consumer warpgroups of 64 rows
         crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
@@ -102,6 +109,41 @@ pub mod attention {
     }
 }
 
+/// Whether splitting each tile's keys over `split_kv` blocks can pay on this problem: only when
+/// the tiles alone leave multiprocessors idle, and every block of a cluster gets a key block.
+/// (The tuner times the rest; these only keep configs that cannot win out of the space.)
+fn split_keys_pays(
+    tile: &tessera_dsl::AttentionTile,
+    problem: &tessera_dsl::Problem,
+    caps: &tessera_dsl::DeviceCaps,
+) -> Result<(), tessera_dsl::Reject> {
+    use tessera_dsl::{Problem, Reject, RejectKind};
+    let (n, Problem::Attention(a)) = (u64::from(tile.split_kv), problem) else {
+        return Ok(());
+    };
+    if n <= 1 {
+        return Ok(());
+    }
+    let tiles = a.seq_q.div_ceil(u64::from(tile.block_q.max(1))) * a.heads * a.batch;
+    if tiles >= u64::from(caps.sm_count) {
+        return Err(Reject::new(
+            RejectKind::Unsupported,
+            format!(
+                "split_kv {n}: {tiles} tiles already fill {} multiprocessors",
+                caps.sm_count
+            ),
+        ));
+    }
+    let key_blocks = a.seq_kv.div_ceil(u64::from(tile.block_kv.max(1)));
+    if key_blocks < n {
+        return Err(Reject::new(
+            RejectKind::Unsupported,
+            format!("split_kv {n}: {key_blocks} key blocks cannot go round {n} blocks"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::attention::TEMPLATE;
@@ -116,7 +158,9 @@ mod tests {
 
     #[test]
     fn builds_the_fused_loop() {
-        let config = TEMPLATE.config(&[128, 64, 8, 2, 0], &problem(64)).unwrap();
+        let config = TEMPLATE
+            .config(&[128, 64, 8, 2, 0, 1], &problem(64))
+            .unwrap();
         let ir = TEMPLATE.build(&config).unwrap();
         // head_dim comes from the problem.
         let dims: Vec<_> = ir
@@ -198,7 +242,9 @@ mod tests {
             Stmt::Epilogue { acc, dst: Operand::O, .. } if acc == "acc"
         ));
         assert_eq!(ir.body.len(), 6);
-        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0], &problem(128)).unwrap();
+        let wide = TEMPLATE
+            .config(&[128, 64, 8, 2, 0, 1], &problem(128))
+            .unwrap();
         let wide = TEMPLATE.build(&wide).unwrap();
         assert_eq!(wide.shared[0].cols, 128);
     }
@@ -208,12 +254,12 @@ mod tests {
         let caps = Target::Sm90a.nominal_caps();
         let p = problem(128);
         // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
-        let config = TEMPLATE.config(&[128, 128, 4, 2, 0], &p).unwrap();
+        let config = TEMPLATE.config(&[128, 128, 4, 2, 0, 1], &p).unwrap();
         let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
         assert_eq!(reject.kind, RejectKind::Resources);
         assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
         // 64 × (64 + 128) / (4 · 32) = 96.
-        let config = TEMPLATE.config(&[64, 64, 4, 2, 0], &p).unwrap();
+        let config = TEMPLATE.config(&[64, 64, 4, 2, 0, 1], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
         assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
         // The same config passes the generic validation too.
@@ -225,10 +271,10 @@ mod tests {
         let p = problem(64);
         let hopper = Target::Sm90a.nominal_caps();
         // 3 consumer warpgroups of 64 rows: S, O and P of 64 keys fit their 160 registers
-        let c = TEMPLATE.config(&[192, 64, 12, 2, 0], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 64, 12, 2, 0, 1], &p).unwrap();
         TEMPLATE.check(&c, &p, &hopper).unwrap();
         // 128 keys do not: the value has no pipeline to run on, and says why
-        let c = TEMPLATE.config(&[192, 128, 12, 2, 0], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1], &p).unwrap();
         let r = TEMPLATE.check(&c, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
         assert!(
@@ -254,8 +300,8 @@ mod tests {
             .unwrap();
         assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
         assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
-        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0], &p).unwrap();
-        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1], &p).unwrap();
+        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0, 1], &p).unwrap();
+        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1, 1], &p).unwrap();
         // the default keeps the name (and `--config` string) of every kernel before the knob
         assert_eq!(
             tiled.kernel_name(),
@@ -284,14 +330,69 @@ mod tests {
         assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
         // a plan of two blocks an SM (one consumer, 64 keys of head_dim 64) is not persistent
         let p64 = problem(64);
-        let two = TEMPLATE.config(&[64, 64, 4, 2, 1], &p64).unwrap();
+        let two = TEMPLATE.config(&[64, 64, 4, 2, 1, 1], &p64).unwrap();
         let r = TEMPLATE.validate(&two, &p64, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(r.reason.contains("persistent = 1"), "{}", r.reason);
         assert!(r.reason.contains("two blocks per SM"), "{}", r.reason);
         // nor is a config the TMA pipeline does not serve at all (4 warps for 128 rows)
-        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1], &p64).unwrap();
+        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1, 1], &p64).unwrap();
         let r = TEMPLATE.validate(&multistage, &p64, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
+    }
+
+    #[test]
+    fn split_kv_is_an_sm90a_knob_for_decode_shaped_problems() {
+        let space = TEMPLATE.space();
+        let knob = space.params.iter().find(|p| p.name == "split_kv").unwrap();
+        assert_eq!(
+            (knob.values.clone(), knob.default),
+            (vec![1, 2, 4, 8], Some(1))
+        );
+        assert_eq!(knob.only_on(4), Some(vec![Target::Sm90a]));
+        // decode: 16 tiles for 132 SMs, 64 key blocks of 128
+        let mut a = AttentionProblem::new(1, 16, 1, 128);
+        a.seq_kv = 8192;
+        let decode = Problem::Attention(a);
+        let split = TEMPLATE.config(&[64, 128, 4, 2, 0, 4], &decode).unwrap();
+        assert_eq!(
+            split.kernel_name(),
+            "attention_f16_f32acc_q64_kv128_w4_s2_split_kv4_bhsd_d128_a8"
+        );
+        assert_eq!(
+            space.parse_point("block_q=64,block_kv=128,warps=4,stages=2,split_kv=4"),
+            Ok(split.values())
+        );
+        let hopper = Target::Sm90a.nominal_caps();
+        TEMPLATE.validate(&split, &decode, &hopper).unwrap();
+        assert_eq!(TEMPLATE.build(&split).unwrap().split, 4);
+        let whole = TEMPLATE.config(&[64, 128, 4, 2, 0, 1], &decode).unwrap();
+        assert_eq!(TEMPLATE.build(&whole).unwrap().split, 1);
+        // other targets are never offered it
+        let r = TEMPLATE
+            .validate(&split, &decode, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
+        // two consumers cannot split: the TMA pipeline's reason
+        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0, 2], &decode).unwrap();
+        let r = TEMPLATE.validate(&wide, &decode, &hopper).unwrap_err();
+        assert!(r.reason.contains("one consumer"), "{}", r.reason);
+        // a problem whose tiles already fill the device gains nothing from splitting
+        let mut prefill = AttentionProblem::new(4, 16, 4096, 128);
+        prefill.seq_kv = 4096;
+        let prefill = Problem::Attention(prefill);
+        let split_prefill = TEMPLATE.config(&[64, 128, 4, 2, 0, 4], &prefill).unwrap();
+        let r = TEMPLATE
+            .validate(&split_prefill, &prefill, &hopper)
+            .unwrap_err();
+        assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
+        assert!(r.reason.contains("already fill"), "{}", r.reason);
+        // nor one with fewer key blocks than blocks in the cluster
+        let mut short = AttentionProblem::new(1, 16, 1, 128);
+        short.seq_kv = 300;
+        let short = Problem::Attention(short);
+        let eight = TEMPLATE.config(&[64, 128, 4, 2, 0, 8], &short).unwrap();
+        let r = TEMPLATE.validate(&eight, &short, &hopper).unwrap_err();
+        assert!(r.reason.contains("3 key blocks"), "{}", r.reason);
     }
 }

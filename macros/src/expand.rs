@@ -270,6 +270,7 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 step,
                 stages,
                 schedule,
+                split,
                 body,
                 ..
             } => {
@@ -282,8 +283,16 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                         quote_spanned!(span=> __k.schedule(#s)?;)
                     })
                     .unwrap_or_default();
+                let split = split
+                    .as_ref()
+                    .map(|s| {
+                        let s = n(s);
+                        quote_spanned!(span=> __k.split(#s)?;)
+                    })
+                    .unwrap_or_default();
                 quote_spanned! {span=>
                     #schedule
+                    #split
                     __k.begin_mainloop(#step, #stages)?;
                     #body
                     __k.end_mainloop()?;

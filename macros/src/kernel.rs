@@ -34,7 +34,7 @@ fn grammar(word: &str) -> &'static str {
     match word {
         "shared" => "`shared NAME: OPERAND[ROWS, COLS] x STAGES;`, e.g. `shared sa: a[tile_m, tile_k] x stages;`",
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
+        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid) and `... split SPLIT { ... }` (each tile's reduction range split over SPLIT blocks of a cluster), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
         "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, optionally ending in `atom M` (the MMA atom's rows), e.g. `mma acc += sa * sb;` or `mma acc += sa * sb atom mfma;`",
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
@@ -75,6 +75,10 @@ pub enum TileOp<E> {
         /// `schedule S`: 1 asks for a persistent grid (blocks walking tiles), 0 (or no clause)
         /// one tile per block.
         schedule: Option<E>,
+        /// `split S`: each tile's reduction range (attention: its keys) split over S cooperating
+        /// blocks of a cluster, combined through distributed shared memory; 1 (or no clause)
+        /// keeps it whole.
+        split: Option<E>,
         body: Vec<Statement<E>>,
     },
     Load {
@@ -383,6 +387,11 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             } else {
                 None
             };
+            let split = if keyword(input, "split").is_ok() {
+                Some(Expr::parse_without_eager_brace(input)?)
+            } else {
+                None
+            };
             let (body, end) = block(input)?;
             (
                 TileOp::Mainloop {
@@ -390,6 +399,7 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
                     step,
                     stages,
                     schedule,
+                    split,
                     body,
                 },
                 end,
@@ -662,6 +672,18 @@ mod tests {
         assert!(matches!(
             &body[0].op,
             TileOp::Mainloop { schedule: Some(_), body, .. } if body.len() == 1
+        ));
+        // `split S` after the stages: the reduction range split over a cluster's blocks
+        let body =
+            parse("mainloop kv step block_kv stages stages split split_kv { load k -> sk; }")
+                .unwrap();
+        assert!(matches!(
+            &body[0].op,
+            TileOp::Mainloop {
+                schedule: None,
+                split: Some(_),
+                ..
+            }
         ));
     }
 }

@@ -1066,10 +1066,18 @@ impl Scope<'_> {
                     step,
                     stages,
                     schedule,
+                    split,
                     body,
                 } => {
                     let (step, stages) = (self.size(step), self.size(stages));
                     let schedule = match schedule {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    let split = match split {
                         Some(e) => match self.size(e) {
                             Some(n) => Some(n),
                             None => continue,
@@ -1086,6 +1094,7 @@ impl Scope<'_> {
                         step,
                         stages,
                         schedule,
+                        split,
                         body,
                     }
                 }

@@ -118,6 +118,16 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     });
     att_packed.kv_heads = 2;
     att_packed.mask = Mask::Causal;
+    // decode: one query row against 8192 keys, 16 heads (16 tiles for 132 SMs); and a few
+    // query rows of a GQA batch with key padding, token-major
+    let mut att_decode = AttentionProblem::new(1, 16, 1, 128);
+    att_decode.seq_kv = 8192;
+    let mut att_decode_gqa = AttentionProblem::new(2, 8, 4, 64);
+    att_decode_gqa.seq_kv = 3000;
+    att_decode_gqa.kv_heads = 2;
+    att_decode_gqa.dtype = DType::BF16;
+    att_decode_gqa.mask = Mask::Padding;
+    att_decode_gqa.layout = AttentionLayout::Bshd;
     let emb = EmbeddingProblem::new(32 * 128, 768, 128);
     let mut emb_wide = EmbeddingProblem::new(8 * 512, 1024, 512);
     emb_wide.dtype = DType::BF16;
@@ -141,9 +151,9 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         Fixture {
             template: "attention",
             points: vec![
-                vec![64, 64, 4, 2, 0],
-                vec![128, 64, 4, 2, 0],
-                vec![128, 128, 8, 3, 0],
+                vec![64, 64, 4, 2, 0, 1],
+                vec![128, 64, 4, 2, 0, 1],
+                vec![128, 128, 8, 3, 0, 1],
             ],
             problems: vec![
                 ("f16_d64_padding", Problem::Attention(att)),
@@ -161,7 +171,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // token-major O (the compiled BERT plan's attention): one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0]],
+            points: vec![vec![64, 64, 4, 2, 0, 1]],
             problems: vec![
                 ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
                 ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
@@ -170,23 +180,35 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // grouped-query and packed attention: one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0]],
+            points: vec![vec![64, 64, 4, 2, 0, 1]],
             problems: vec![
                 ("f16_d64_gqa", Problem::Attention(att_gqa)),
                 ("f16_d64_packed_causal", Problem::Attention(att_packed)),
             ],
         },
+        // split-KV decode (sm_90a only: `split_kv` is a Hopper knob): clusters of 4 and 8
+        Fixture {
+            template: "attention",
+            points: vec![vec![64, 128, 4, 2, 0, 4], vec![64, 64, 4, 3, 0, 8]],
+            problems: vec![
+                ("f16_d128_decode", Problem::Attention(att_decode)),
+                (
+                    "bf16_d64_decode_gqa_padding",
+                    Problem::Attention(att_decode_gqa),
+                ),
+            ],
+        },
     ]
 }
 
-/// Persistent sm_90a attention points (block_q, block_kv, warps, stages, persistent = 1) and
-/// the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
+/// Persistent sm_90a attention points (block_q, block_kv, warps, stages, persistent = 1,
+/// split_kv = 1) and the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
 /// tiles (two consumers at D128, three at D64), made persistent, and a packed batch's (whose
 /// blocks skip the tiles past their sequences).
-pub const PERSISTENT_ATTENTION: [([i64; 5], &str); 3] = [
-    ([128, 128, 8, 2, 1], "bf16_d128_causal"),
-    ([192, 64, 12, 2, 1], "f16_d64_padding"),
-    ([128, 128, 8, 2, 1], "f16_d64_packed_causal"),
+pub const PERSISTENT_ATTENTION: [([i64; 6], &str); 3] = [
+    ([128, 128, 8, 2, 1, 1], "bf16_d128_causal"),
+    ([192, 64, 12, 2, 1, 1], "f16_d64_padding"),
+    ([128, 128, 8, 2, 1, 1], "f16_d64_packed_causal"),
 ];
 
 /// Every (template, config, label) of the fused fixtures that is valid on `target`.

@@ -181,6 +181,12 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
         persistent >= 10,
         "only {persistent} persistent attention configs"
     );
+    // and its split-KV attention (`split_kv` 2, 4, 8) for the decode fixtures
+    let split = jobs
+        .iter()
+        .filter(|(_, c, target)| *target == Target::Sm90a && c.kernel_name().contains("_split_kv"))
+        .count();
+    assert!(split >= 10, "only {split} split-KV attention configs");
     let failures = compile_all(&jobs, "layernorm, softmax and attention spaces");
     assert!(
         failures.is_empty(),

@@ -104,3 +104,45 @@ fn persistent_attention_sources_match_snapshots() {
         );
     }
 }
+
+/// Split-KV attention (`split_kv` 4 and 8, sm_90a only): one cluster of that many blocks per
+/// tile, `__cluster_dims__` in the source, the grid's x that many times the tiles'.
+#[test]
+fn split_kv_attention_is_a_cluster_per_tile() {
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").expect("registered");
+    let mut taken = 0;
+    for f in tessera_tests::fused_fixtures() {
+        for (_, problem) in &f.problems {
+            for v in &f.points {
+                let Some(config) = tessera_tests::valid_config(t, v, problem, Target::Sm90a) else {
+                    continue;
+                };
+                let Some(n) = config.get("split_kv").filter(|n| *n > 1) else {
+                    continue;
+                };
+                let n = u32::try_from(n).unwrap();
+                let src = tessera_codegen::generate(t, &config, Target::Sm90a).expect("codegen");
+                assert_eq!(
+                    src.schedule,
+                    tessera_codegen::TileSchedule::Clustered { ctas: n }
+                );
+                assert!(src.source.contains(&format!("__cluster_dims__({n}, 1, 1)")));
+                assert!(src.source.contains("tsr_ld_cluster_v4"));
+                let tessera_dsl::Problem::Attention(a) = problem else {
+                    panic!("{config}")
+                };
+                let q_blocks = a.seq_q.div_ceil(64) as u32;
+                assert_eq!(
+                    src.grid(problem, 132),
+                    [q_blocks * n, a.heads as u32, a.batch as u32],
+                    "{config}"
+                );
+                // and no other target offers the value
+                assert!(tessera_tests::valid_config(t, v, problem, Target::Sm80).is_none());
+                taken += 1;
+            }
+        }
+    }
+    assert!(taken >= 4, "only {taken} split-KV fixtures");
+}

@@ -200,6 +200,56 @@ fn gpu_attention_gqa_matches_reference() {
     );
 }
 
+/// Decode-shaped attention, where sm_90a's split-KV configs (`split_kv` 2, 4, 8: a cluster of
+/// blocks per tile combining partial softmaxes through distributed shared memory) are valid:
+/// one to a few query rows against long and odd key lengths, GQA, every mask (causal leaves
+/// most of a cluster's blocks without keys; padding lengths vary per batch), both layouts,
+/// head_dim 32/64/128, f16 and bf16.
+#[test]
+fn gpu_attention_split_kv_matches_reference() {
+    let shapes: [GqaCase; 7] = [
+        (1, 16, 16, 1, 4100, 128, Mask::None, AttentionLayout::Bhsd),
+        (2, 8, 2, 4, 3000, 64, Mask::Padding, AttentionLayout::Bshd),
+        (1, 4, 4, 16, 1000, 32, Mask::Causal, AttentionLayout::Bhsd),
+        (1, 8, 1, 77, 2000, 64, Mask::None, AttentionLayout::Bhsd),
+        (3, 2, 2, 1, 130, 128, Mask::Padding, AttentionLayout::Bhsd),
+        (1, 32, 8, 1, 8192, 128, Mask::None, AttentionLayout::Bshd),
+        (2, 4, 4, 100, 333, 64, Mask::Causal, AttentionLayout::Bshd),
+    ];
+    let mut problems = Vec::new();
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout) in &shapes {
+            let mut a = AttentionProblem::new(batch, heads, seq_q, head_dim);
+            a.seq_kv = seq_kv;
+            a.kv_heads = kv_heads;
+            a.dtype = dtype;
+            a.mask = mask;
+            a.layout = layout;
+            a.check().expect("a valid decode problem");
+            problems.push(Problem::Attention(a));
+        }
+    }
+    // every problem admits split configs on sm_90a, so the sampling verifies them
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").unwrap();
+    let hopper = tessera_dsl::Target::Sm90a.nominal_caps();
+    for p in &problems {
+        let splits = t
+            .space()
+            .enumerate()
+            .into_iter()
+            .filter_map(|v| t.config(&v, p).ok())
+            .filter(|c| c.get("split_kv").unwrap_or(1) > 1 && t.validate(c, p, &hopper).is_ok())
+            .count();
+        assert!(splits > 0, "{p} admits no split-KV config");
+    }
+    run_all(
+        "gpu_attention_split_kv_matches_reference",
+        "attention",
+        &problems,
+    );
+}
+
 /// Packed (padding-free) batches, the shared fixture (`tessera_library::fixtures::packed_attention`):
 /// lengths 1, 77, 100, 197 and the maximum in one batch, a seeded random batch up to 384, cross
 /// lengths (seq_q ≠ seq_kv per sequence), causal and not, with and without grouped K/V heads,

@@ -5,8 +5,9 @@
 //! Each candidate is labelled with the mainloop the attention dispatch policy gives it on this
 //! device (`multistage`: `mma.sync` FlashAttention-2 style; `wgmma`: the sm_90a TMA + wgmma
 //! warp-specialized one, one tile per block; `wgmma-persistent`: the same with `persistent = 1`,
-//! one block per SM walking the tiles), and the best of each is reported: the first rung of the
-//! ladder.
+//! one block per SM walking the tiles; `wgmma-split-kv`: `split_kv` 2/4/8, a cluster of blocks
+//! per tile sharing its keys), and the best of each is reported: the first rung of the ladder.
+//! The decode cases (one query row) report K/V read bandwidth beside a device copy.
 //!
 //! The packed case (issue 10's "packed batch"): 32 sequences of seeded random lengths in 1..=384
 //! (about half padding), B32 H12 D64, as a packed (`thd`, `cu_seqlens`) problem, beside the
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         l2_flush: true,
     };
     let mut rows = Vec::new();
-    // (batch, heads, seq_q, seq_kv, head_dim, masks); the last is decode: one query row
+    // (batch, heads, seq_q, seq_kv, head_dim, masks); the last two are decode: one query row
     // against a long KV, bound by reading K and V
     let both = [Mask::None, Mask::Causal];
     for (b, h, sq, skv, d, masks) in [
@@ -51,6 +52,9 @@ fn main() -> anyhow::Result<()> {
         (8, 16, 2048, 2048, 64, &both[..]),
         (4, 16, 4096, 4096, 128, &both[..]),
         (8, 16, 1, 8192, 128, &both[..1]),
+        // a single sequence's decode: 16 (batch, head) tiles for 132 SMs, where split-KV's
+        // clusters put more multiprocessors on the K/V stream
+        (1, 16, 1, 16384, 128, &both[..1]),
     ] {
         for &mask in masks {
             let mut a = AttentionProblem::new(b, h, sq, d);
@@ -164,6 +168,7 @@ fn pipelines(
         let Ok(c) = t.config(&v, p) else { continue };
         let name = match AttentionPipeline::select(target, &AttentionTile::of(&c), &c.variant) {
             AttentionPipeline::Warpspecialized(plan) if plan.persistent() => "wgmma-persistent",
+            AttentionPipeline::Warpspecialized(plan) if plan.splits_keys() => "wgmma-split-kv",
             AttentionPipeline::Warpspecialized(_) => "wgmma",
             AttentionPipeline::Multistage => "multistage",
         };

@@ -110,18 +110,24 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         } else {
             AttentionSchedule::TilePerBlock
         },
+        split_kv: ir.split,
     };
     if let AttentionPipeline::Warpspecialized(plan) =
         AttentionPipeline::select(d.target(), &tile, &ir.variant)
     {
         return crate::hopper::attention::emit(ir, d, &sh, &plan, layout);
     }
-    if ir.persistent {
+    if ir.persistent || ir.split != 1 {
         let why = AttentionPipeline::hopper_plan(&tile, &ir.variant)
             .err()
             .unwrap_or_else(|| format!("{} has no warp-specialized pipeline", d.target()));
+        let what = if ir.persistent {
+            "a persistent attention schedule".to_string()
+        } else {
+            format!("split {} (keys over a cluster)", ir.split)
+        };
         return Err(CodegenError::Unsupported(format!(
-            "a persistent attention schedule needs the sm_90a warp-specialized pipeline: {why}"
+            "{what} needs the sm_90a warp-specialized pipeline: {why}"
         )));
     }
     let p = plan::plan(&sh, d)?;

@@ -30,6 +30,17 @@
 //!
 //! [`AttentionSchedule::Persistent`]: tessera_dsl::AttentionSchedule::Persistent
 //!
+//! A split-KV plan ([`AttentionWarpgroupPlan::split_kv`] = n, one consumer, one tile per
+//! block) launches each tile as a cluster of n blocks (`__cluster_dims__(n, 1, 1)`, adjacent
+//! along x): block `rank` walks key blocks `rank·kv_blocks/n ..` `(rank+1)·kv_blocks/n`, then
+//! leaves its partial softmax in its own shared memory (unnormalized O in f32 over the drained
+//! K/V ring, each row's max and sum where Q was). After a cluster barrier the cluster's
+//! consumer threads share the tile's valid (row, 4-column) pieces: each reads every block's
+//! max, sum and O piece through distributed shared memory (`mapa`, `ld.shared::cluster`),
+//! rescales them to the common max, divides by the combined sum and stores O; a second
+//! barrier keeps every block's shared memory alive until all have read it. The producer
+//! warpgroup takes part in both barriers.
+//!
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
 //! the shared one, straight from registers.
@@ -153,6 +164,9 @@ pub fn emit(
     let mut w = Source::new();
     d.prelude(&mut w);
     super::attention_prelude(&mut w, ir.variant.input, plan.block_kv, plan.head_dim);
+    if plan.splits_keys() {
+        w.lines(super::CLUSTER_PRELUDE);
+    }
     w.line("");
     w.line(format!(
         "// {} for {}: {} queries x {}-key blocks, head_dim {}, TMA + wgmma, 1 producer + {} consumer warpgroups, {} stages, mask {}",
@@ -166,8 +180,13 @@ pub fn emit(
         ir.variant.mask
     ));
     // sm_90a only: the launch bounds carry the blocks per multiprocessor the plan counts on
+    let cluster = if plan.splits_keys() {
+        format!(" __cluster_dims__({}, 1, 1)", plan.split_kv)
+    } else {
+        String::new()
+    };
     w.line(format!(
-        "extern \"C\" __global__ void __launch_bounds__({threads}, {}) {}(",
+        "extern \"C\" __global__ void __launch_bounds__({threads}, {}){cluster} {}(",
         plan.blocks_per_sm, ir.name
     ));
     w.lines(&super::params_with_tensor_maps(d, ir, &maps));
@@ -185,6 +204,10 @@ pub fn emit(
         tensor_maps: maps,
         schedule: if plan.persistent() {
             TileSchedule::Persistent
+        } else if plan.splits_keys() {
+            TileSchedule::Clustered {
+                ctas: plan.split_kv,
+            }
         } else {
             TileSchedule::PerBlock
         },
@@ -267,6 +290,114 @@ fn emit_pv(w: &mut Source, plan: &AttentionWarpgroupPlan, stage: &str, phase: &s
     w.line("tsr_wgmma_commit();");
 }
 
+/// The key blocks a block walks: all of its tile's, or (split-KV) its rank's share.
+fn key_range(plan: &AttentionWarpgroupPlan) -> (&'static str, &'static str) {
+    if plan.splits_keys() {
+        ("kt_begin", "kt_end")
+    } else {
+        ("0", "kv_blocks")
+    }
+}
+
+/// Split-KV's end of a consumer: leave this block's partial softmax in its shared memory, then
+/// (after a cluster barrier) combine the valid rows' pieces of every block of the cluster
+/// through distributed shared memory and store O; a last barrier keeps each block's shared
+/// memory until the whole cluster has read it. One consumer: rows `0..64` of the tile.
+fn emit_split_combine(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    plan: &AttentionWarpgroupPlan,
+    p: &AttnPlan,
+    layout: AttentionLayout,
+) -> Result<(), CodegenError> {
+    let (n, hd, rows) = (plan.split_kv, plan.head_dim, ROWS_PER_CONSUMER);
+    let (slots, slot) = d.acc_row_slots(&p.o);
+    w.line("// split-KV: this block's partial softmax of its rows below seq_q into its own shared");
+    w.line(format!(
+        "// memory: O unnormalized (f32, {rows} x {hd}) over the drained K/V ring, each row's max (log2 domain) and sum where Q was"
+    ));
+    w.line("#pragma unroll");
+    w.open(format!("for (int r = 0; r < {slots}; ++r)"));
+    d.row_allreduce(w, "row_l[r]", false);
+    w.close("");
+    w.line("const unsigned s_po = s_k, s_max = s_q, s_sum = s_q + 256;");
+    let mut bad = None;
+    d.for_each_acc(w, &p.o, &mut |w, g| {
+        if g.regs.is_empty() {
+            bad = Some(CodegenError::Malformed("empty accumulator group".into()));
+        }
+        w.line(format!("const int pr = {}, pc = {};", g.row, g.col));
+        w.open("if (q0 + pr < seq_q)");
+        for (k, reg) in g.regs.iter().enumerate() {
+            w.line(format!(
+                "tsr_st_shared_f32(s_po + (pr * {hd} + pc + {k}) * 4, {reg});"
+            ));
+        }
+        w.line(format!(
+            "if (pc == 0) {{ tsr_st_shared_f32(s_max + pr * 4, row_m[{slot}]); tsr_st_shared_f32(s_sum + pr * 4, row_l[{slot}]); }}"
+        ));
+        w.close("");
+    });
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    w.line("tsr_cluster_sync();");
+    let quads = hd / 4;
+    let ld = match layout {
+        AttentionLayout::Bhsd => format!("{hd}"),
+        AttentionLayout::Bshd => format!("heads * {hd}"),
+    };
+    let out = ir.variant.output;
+    w.line(format!(
+        "// combine: the tile's valid rows x {quads} four-column pieces, shared by the cluster's {} consumer threads",
+        128 * n
+    ));
+    w.line(format!("const int rows_here = min({rows}, seq_q - q0);"));
+    w.open(format!(
+        "for (int it = rank * 128 + (tid - 128); it < rows_here * {quads}; it += {})",
+        128 * n
+    ));
+    w.line(format!(
+        "const int r = it / {quads}, c = (it % {quads}) * 4;"
+    ));
+    w.line(format!("float mk[{n}], m = tsr_neg_inf();"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int k = 0; k < {n}; ++k)"));
+    w.line("mk[k] = tsr_ld_cluster_f32(tsr_mapa(s_max + r * 4, k));");
+    w.line("m = fmaxf(m, mk[k]);");
+    w.close("");
+    w.line(
+        "// a row no block saw a key of keeps max -inf: subtract 0 so every weight is 0, not NaN",
+    );
+    w.line("const float mu = m == tsr_neg_inf() ? 0.f : m;");
+    w.line("float l = 0.f, o0 = 0.f, o1 = 0.f, o2 = 0.f, o3 = 0.f;");
+    w.line("#pragma unroll");
+    w.open(format!("for (int k = 0; k < {n}; ++k)"));
+    w.line("const float wk = tsr_exp2(mk[k] - mu);");
+    w.line("l += wk * tsr_ld_cluster_f32(tsr_mapa(s_sum + r * 4, k));");
+    w.line("float x, y, z, t;");
+    w.line(format!(
+        "tsr_ld_cluster_v4(tsr_mapa(s_po + (r * {hd} + c) * 4, k), x, y, z, t);"
+    ));
+    w.line("o0 += wk * x; o1 += wk * y; o2 += wk * z; o3 += wk * t;");
+    w.close("");
+    w.line("const float inv = l > 0.f ? 1.f / l : 0.f;");
+    w.line(format!(
+        "const long long di = (long long)(q0 + r) * {ld} + c;"
+    ));
+    for k in 0..4 {
+        w.line(format!(
+            "o[di + {k}] = {};",
+            d.to_storage(out, &format!("(o{k} * inv)"))
+        ));
+    }
+    w.close("");
+    w.line("// every block's shared memory stays until the cluster has read it");
+    w.line("tsr_cluster_sync();");
+    Ok(())
+}
+
 /// `stage`/`phase` to the next slot of the ring.
 fn advance(w: &mut Source, stages: u32) {
     w.line(format!(
@@ -306,7 +437,15 @@ fn emit_body(
             "const auto q_arg = q; const auto k_arg = k; const auto v_arg = v; const auto o_arg = o;",
         );
     } else {
-        let index = TileIndex::grid();
+        let mut index = TileIndex::grid();
+        if plan.splits_keys() {
+            w.line(format!(
+                "// split-KV: a cluster of {} blocks per tile, adjacent along x; this block's rank",
+                plan.split_kv
+            ));
+            w.line("const int rank = (int)tsr_cluster_rank();");
+            index.query_block = format!("(blockIdx.x / {})", plan.split_kv);
+        }
         emit_block_origin(
             w,
             &index,
@@ -318,6 +457,13 @@ fn emit_body(
             hd,
         );
         emit_tma_heads(w, ir, &index.head);
+        if plan.splits_keys() {
+            let n = plan.split_kv;
+            w.line("// this block's share of the tile's key blocks");
+            w.line(format!(
+                "const int kt_begin = rank * kv_blocks / {n}, kt_end = (rank + 1) * kv_blocks / {n};"
+            ));
+        }
     }
     w.line(format!(
         "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
@@ -415,7 +561,8 @@ fn emit_body(
         w.line("// rows past the sequence's keys: the next sequence's tokens or zeros past the buffer;");
         w.line("// masked keys (P = 0) make those K and V rows add nothing");
     }
-    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
+    let (kt0, kt1) = key_range(plan);
+    w.open(format!("for (int kt = {kt0}; kt < {kt1}; ++kt)"));
     for (tensor, base, full, empty) in [
         ("k", "s_k", "k_full", "k_empty"),
         ("v", "s_v", "v_full", "v_empty"),
@@ -438,6 +585,11 @@ fn emit_body(
         w.close("");
     }
     w.close("");
+    if plan.splits_keys() {
+        w.line("// the cluster's combine: partials written, then read");
+        w.line("tsr_cluster_sync();");
+        w.line("tsr_cluster_sync();");
+    }
     w.close("");
     w.open("else");
     match split {
@@ -467,6 +619,7 @@ fn emit_consumer(
     let (line, panel) = (plan.line_bytes(), plan.panel);
     let steps_per_panel = panel / 16;
     let rows = ROWS_PER_CONSUMER;
+    let (kt0, kt1) = key_range(plan);
     let pack = match ir.variant.input {
         DType::BF16 => "tsr_pack_bf16x2",
         _ => "tsr_pack_f16x2",
@@ -530,9 +683,9 @@ fn emit_consumer(
             "// pingpong: the two consumers issue their GEMMs in turn (named barriers 1 and 2),",
         );
         w.line("// so one's softmax runs while the other's GEMMs hold the tensor cores");
-        w.line(
-            "if (cw == 1 && kv_blocks > 0) asm volatile(\"bar.arrive 1, 256;\" ::: \"memory\");",
-        );
+        w.line(format!(
+            "if (cw == 1 && {kt1} > {kt0}) asm volatile(\"bar.arrive 1, 256;\" ::: \"memory\");"
+        ));
     }
     if persistent {
         w.line("tsr_mbar_wait(q_full, it & 1);");
@@ -543,7 +696,7 @@ fn emit_consumer(
         w.line("int stage = 0, phase = 0; // key block kt");
     }
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
-    w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
+    w.open(format!("for (int kt = {kt0}; kt < {kt1}; ++kt)"));
     w.line(format!("const int kv0 = kt * {bkv};"));
     w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
     if pingpong {
@@ -578,16 +731,20 @@ fn emit_consumer(
     w.close("");
     w.line("tsr_wgmma_commit();");
     w.line("// and O += P V for block kt - 1 behind it: its softmax-rescaled O is ready");
-    w.open("if (kt > 0)");
+    w.open(format!("if (kt > {kt0})"));
     emit_pv(w, plan, "pstage", "pphase");
     w.close("");
     w.line("// S has landed once at most the P V group is in flight");
-    w.line("if (kt > 0) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();");
+    w.line(format!(
+        "if (kt > {kt0}) tsr_wgmma_wait<1>(); else tsr_wgmma_wait<0>();"
+    ));
     w.line("// K of block kt is read: its stage may take the next K block");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(k_empty + stage * 8);");
     if persistent {
         w.line("// after the tile's last scores Q is free for the next tile's");
-        w.line("if (kt + 1 == kv_blocks && tid % 128 == 0) tsr_mbar_arrive(q_empty);");
+        w.line(format!(
+            "if (kt + 1 == {kt1} && tid % 128 == 0) tsr_mbar_arrive(q_empty);"
+        ));
     }
     if pingpong {
         w.line("// the other consumer's turn to issue (its GEMMs queue behind this one's P V); consumer 1");
@@ -596,12 +753,14 @@ fn emit_consumer(
             "// an arrive or a branch between issue and wait splits the wgmma pipeline stage and",
         );
         w.line("// ptxas serializes it");
-        w.line("asm volatile(\"{ .reg .pred p; setp.ne.b32 p, %1, 0; @p bar.arrive %0, 256; }\" :: \"r\"(2 - cw), \"r\"((int)(cw == 0 || kt + 1 < kv_blocks)) : \"memory\");");
+        w.line(format!("asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %1, 0; @p bar.arrive %0, 256; }}\" :: \"r\"(2 - cw), \"r\"((int)(cw == 0 || kt + 1 < {kt1})) : \"memory\");"));
     }
     emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
     w.line("tsr_wgmma_wait<0>();");
     w.line("// P V of block kt - 1 is done: its V stage goes back to the producer");
-    w.line("if (kt > 0 && tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
+    w.line(format!(
+        "if (kt > {kt0} && tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);"
+    ));
     emit_rescale_o(w, d, p);
     w.line("// P of block kt as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
     w.line("#pragma unroll");
@@ -618,12 +777,16 @@ fn emit_consumer(
     advance(w, stages);
     w.close("");
     w.line("// the last block's O += P V");
-    w.open("if (kv_blocks > 0)");
+    w.open(format!("if ({kt1} > {kt0})"));
     emit_pv(w, plan, "pstage", "pphase");
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     w.close("");
-    emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)?;
+    if plan.splits_keys() {
+        emit_split_combine(w, ir, d, plan, p, layout)?;
+    } else {
+        emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)?;
+    }
     if persistent {
         w.close("");
     }
@@ -647,6 +810,7 @@ mod tests {
             panel,
             blocks_per_sm: 1,
             schedule: tessera_dsl::AttentionSchedule::TilePerBlock,
+            split_kv: 1,
         }
     }
 

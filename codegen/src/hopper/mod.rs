@@ -63,6 +63,37 @@ template <int N> static __device__ __forceinline__ void tsr_wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
 }"#;
 
+/// The PTX helpers of a cluster that combines partial results through distributed shared
+/// memory (after the Hopper prelude): the block's rank, a cluster-wide barrier, `mapa`, and
+/// local stores and remote loads of f32.
+pub(crate) const CLUSTER_PRELUDE: &str = r#"// clusters: distributed shared memory
+static __device__ __forceinline__ unsigned tsr_cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+// every thread of every block of the cluster: what each wrote before is visible to all after
+static __device__ __forceinline__ void tsr_cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
+}
+// the address of shared-memory location `addr` in the cluster's block `rank`
+static __device__ __forceinline__ unsigned tsr_mapa(unsigned addr, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(rank));
+  return r;
+}
+static __device__ __forceinline__ void tsr_st_shared_f32(unsigned addr, float x) {
+  asm volatile("st.shared.f32 [%0], %1;" :: "r"(addr), "f"(x) : "memory");
+}
+static __device__ __forceinline__ float tsr_ld_cluster_f32(unsigned addr) {
+  float x;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(x) : "r"(addr) : "memory");
+  return x;
+}
+static __device__ __forceinline__ void tsr_ld_cluster_v4(unsigned addr, float& x, float& y, float& z, float& t) {
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(x), "=f"(y), "=f"(z), "=f"(t) : "r"(addr) : "memory");
+}"#;
+
 /// The Hopper prelude plus one `tsr_wgmma_m64n{n}` function per instruction shape.
 pub(crate) fn prelude(w: &mut Source, input: DType, shapes: &[u32]) {
     w.lines(PRELUDE);

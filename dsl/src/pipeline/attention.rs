@@ -13,6 +13,13 @@
 //! `persistent` knob, sm_90a only): one tile per block, or, for a plan that runs one block per
 //! multiprocessor, persistent blocks walking the tiles.
 //!
+//! A one-tile-per-block Hopper plan may split each tile's keys over a cluster of 2, 4 or 8
+//! blocks (the template's `split_kv` knob, sm_90a only): each block walks its share of the key
+//! blocks and the cluster combines the partial softmaxes through distributed shared memory, so a
+//! decode (a few query rows against thousands of keys, one tile per (batch, head)) streams K and
+//! V with `split_kv` times as many multiprocessors. One consumer warpgroup only: the partial O
+//! of its 64 rows (f32) is staged in the K/V ring once the last `P·V` has read it.
+//!
 //! Both pipelines serve packed (padding-free, `thd`) batches, under either schedule: the
 //! Hopper one maps the packed tensors token by token, taking the token count from the bound
 //! buffer (`Extent::RegionLines`) and each sequence's offsets from `cu_seqlens_*`.
@@ -33,6 +40,8 @@ pub struct AttentionTile {
     pub stages: u32,
     /// The grid schedule the config asks for.
     pub schedule: AttentionSchedule,
+    /// Blocks (one cluster) sharing each tile's keys; 1: a block walks all of them.
+    pub split_kv: u32,
 }
 
 /// How an attention kernel's blocks map to its (query block, head, batch) tiles.
@@ -71,6 +80,7 @@ impl AttentionTile {
             warps: u("warps"),
             stages: u("stages"),
             schedule: AttentionSchedule::of_knob(config.get("persistent").unwrap_or(0)),
+            split_kv: u32::try_from(config.get("split_kv").unwrap_or(1)).unwrap_or(0),
         }
     }
 }
@@ -95,6 +105,9 @@ pub struct AttentionWarpgroupPlan {
     pub blocks_per_sm: u32,
     /// One tile per block, or (one block per SM only) persistent blocks walking the tiles.
     pub schedule: AttentionSchedule,
+    /// Blocks of one cluster sharing each tile's keys (1: no cluster); their partial softmaxes
+    /// are combined through distributed shared memory.
+    pub split_kv: u32,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -141,6 +154,17 @@ impl AttentionWarpgroupPlan {
     pub fn state_regs(&self) -> u32 {
         let rows = ROWS_PER_CONSUMER;
         (rows * self.block_kv + rows * self.head_dim) / 128 + rows * self.block_kv / 256
+    }
+
+    /// Whether a cluster of blocks shares each tile's keys.
+    pub fn splits_keys(&self) -> bool {
+        self.split_kv > 1
+    }
+
+    /// Bytes of one block's partial O (f32, 64 rows), staged at the K ring's start for the
+    /// cluster's combine; the per-row max and sum (2 × 64 f32) go where Q was.
+    pub fn partial_o_bytes(&self) -> u32 {
+        ROWS_PER_CONSUMER * self.head_dim * 4
     }
 
     /// Whether blocks walk the tiles (persistent) rather than own one each.
@@ -229,7 +253,9 @@ impl AttentionPipeline {
             panel,
             blocks_per_sm: 1,
             schedule: tile.schedule,
+            split_kv: tile.split_kv,
         };
+        split_keys_check(&plan, variant)?;
         let budget = MAX_STATE_REGS.min(consumer_regs - 64);
         if plan.state_regs() > budget {
             return Err(format!(
@@ -256,6 +282,50 @@ impl AttentionPipeline {
         }
         Ok(plan)
     }
+}
+
+/// Clusters of at most 8 blocks are portable.
+const MAX_SPLIT_KV: u32 = 8;
+
+/// Whether a plan's `split_kv` is one the pipeline can run: a power of two up to
+/// [`MAX_SPLIT_KV`], one tile per block, one consumer (the combine reads 64 rows per block), a
+/// padded batch (a packed tile's key count is its sequence's), and a K/V ring large enough to
+/// stage the partial O.
+fn split_keys_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result<(), String> {
+    let n = plan.split_kv;
+    if n == 1 {
+        return Ok(());
+    }
+    if n == 0 || !n.is_power_of_two() || n > MAX_SPLIT_KV {
+        return Err(format!(
+            "split_kv {n}: a cluster of 2, 4 or 8 blocks (at most {MAX_SPLIT_KV} are portable)"
+        ));
+    }
+    if plan.persistent() {
+        return Err(format!(
+            "split_kv {n} splits one tile per cluster; a persistent schedule walks tiles instead"
+        ));
+    }
+    if plan.consumers != 1 {
+        return Err(format!(
+            "split_kv {n} combines one consumer's 64 rows; {} consumers (block_q {}) are for \
+             sequences with enough query blocks to fill the device",
+            plan.consumers, plan.block_q
+        ));
+    }
+    if variant.attention_packed() {
+        return Err(format!(
+            "split_kv {n} is for padded batches, not packed ones"
+        ));
+    }
+    let ring = 2 * plan.stages * plan.kv_bytes();
+    if plan.partial_o_bytes() > ring {
+        return Err(format!(
+            "split_kv {n}: the partial O ({} bytes) does not fit the K/V ring ({ring} bytes)",
+            plan.partial_o_bytes()
+        ));
+    }
+    Ok(())
 }
 
 /// Registers a producer thread keeps and a consumer thread gets, for `consumers` consumer
@@ -297,6 +367,7 @@ mod tests {
             warps,
             stages,
             schedule: AttentionSchedule::TilePerBlock,
+            split_kv: 1,
         }
     }
 
@@ -371,6 +442,49 @@ mod tests {
         assert!(e.contains("additive"), "{e}");
     }
 
+    /// Split keys: clusters of 2, 4 or 8 one-consumer blocks, one tile per block, padded batches;
+    /// every other combination says why it has no plan.
+    #[test]
+    fn split_keys_are_for_one_consumer_tiles() {
+        let v = variant(Mask::None);
+        let split = |t: AttentionTile, n: u32| AttentionTile { split_kv: n, ..t };
+        for n in [2, 4, 8] {
+            let p =
+                AttentionPipeline::hopper_plan(&split(tile(64, 128, 128, 4, 2), n), &v).unwrap();
+            assert!(p.splits_keys());
+            assert_eq!((p.split_kv, p.consumers), (n, 1));
+            // 64 rows of 128 f32 in a ring of 2 × 2 × 32 KiB
+            assert_eq!(p.partial_o_bytes(), 32768);
+        }
+        let no = |t: AttentionTile, v: &Variant| AttentionPipeline::hopper_plan(&t, v).unwrap_err();
+        for (t, why) in [
+            (split(tile(64, 128, 128, 4, 2), 3), "2, 4 or 8"),
+            (split(tile(64, 128, 128, 4, 2), 16), "2, 4 or 8"),
+            (split(tile(128, 64, 64, 8, 2), 2), "one consumer"),
+            (
+                AttentionTile {
+                    schedule: AttentionSchedule::Persistent,
+                    ..split(tile(64, 128, 128, 4, 2), 2)
+                },
+                "persistent",
+            ),
+        ] {
+            let e = no(t, &v);
+            assert!(e.contains(why), "{t:?}: {e}");
+        }
+        let packed = Variant {
+            layout: crate::problem::PACKED_LAYOUT.into(),
+            ..variant(Mask::None)
+        };
+        assert!(no(split(tile(64, 64, 64, 4, 2), 2), &packed).contains("packed"));
+        // the multistage pipeline never splits: a split config there has no pipeline at all,
+        // which the template's check reports (sm_90a-only values)
+        assert_eq!(
+            AttentionPipeline::select(Target::Sm90a, &split(tile(128, 64, 64, 8, 2), 2), &v),
+            AttentionPipeline::Multistage
+        );
+    }
+
     /// A packed batch (`thd`) takes the Hopper pipeline like any other layout, under both
     /// schedules; an additive mask still has none.
     #[test]
@@ -417,6 +531,7 @@ mod tests {
                 prop_assert!(128 * pr + 128 * p.consumers * c <= 65536);
                 prop_assert!(p.state_regs() + 64 <= c);
                 prop_assert_eq!(p.block_q, 64 * p.consumers);
+                prop_assert!(p.partial_o_bytes() <= 2 * p.stages * p.kv_bytes() || !p.splits_keys());
                 if p.blocks_per_sm == 2 {
                     prop_assert!(2 * p.smem_bytes() <= SMEM_LIMIT);
                     prop_assert!(p.state_regs() + 48 <= SHARED_SM_REGS);
