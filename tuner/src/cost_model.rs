@@ -47,6 +47,9 @@ const RING_COVER_S: f64 = 1.5e-6;
 const L2_OVER_DRAM: f64 = 2.0;
 /// Fixed cost of one attention main-loop step (barriers, online-softmax rescale), seconds.
 const ATTENTION_STEP_S: f64 = 0.05e-6;
+/// Split-KV's combine: two cluster barriers and each block's partial softmax read back through
+/// distributed shared memory, seconds.
+const SPLIT_COMBINE_S: f64 = 2.0e-6;
 /// Fixed cost of one GEMM main-loop step (barrier or mbarrier wait, address updates), seconds:
 /// deeper K steps amortise it.
 const GEMM_STEP_S: f64 = 0.02e-6;
@@ -400,9 +403,12 @@ fn attention(
     let ir = t.build(config)?;
     let tile = tessera_dsl::AttentionTile::of(config);
     let hopper = tessera_dsl::AttentionPipeline::select(m.target, &tile, &config.variant);
+    // split-KV: `split` blocks per tile, each walking its share of the key blocks
+    let mut split = 1;
     let (dispatch, bps, mma_eff) = match hopper {
         // one block of warpgroups per SM; wgmma from shared memory
         tessera_dsl::AttentionPipeline::Warpspecialized(plan) => {
+            split = plan.split_kv.max(1);
             (Dispatch::TmaAttention, plan.blocks_per_sm, 0.75)
         }
         tessera_dsl::AttentionPipeline::Multistage => {
@@ -420,6 +426,13 @@ fn attention(
     if a.mask == tessera_dsl::Mask::Causal {
         kv_steps = (kv_steps / 2.0).ceil().max(1.0);
     }
+    let flops = 4.0 * tiles as f64 * bq as f64 * (kv_steps * bkv as f64) * a.head_dim as f64;
+    let blocks = tiles * u64::from(split);
+    let (combine, kv_steps) = if split > 1 {
+        (SPLIT_COMBINE_S, (kv_steps / f64::from(split)).ceil())
+    } else {
+        (0.0, kv_steps)
+    };
     let (bq, bkv, d) = (bq as f64, bkv as f64, a.head_dim as f64);
     let elem = a.dtype.size_bytes() as f64;
     // exp and rescale cost beside the two products; the block's occupancy and ring decide
@@ -433,16 +446,15 @@ fn attention(
         let feed = step_bytes * b / (m.l2_per_sm * hide);
         let fill = MEM_LATENCY_S + bq * d * elem * b / m.l2_per_sm;
         let store = bq * d * elem * b / m.dram_per_sm;
-        kv_steps * (compute.max(feed) + ATTENTION_STEP_S) + fill + store
+        kv_steps * (compute.max(feed) + ATTENTION_STEP_S) + fill + store + combine
     };
-    let (count, efficiency, total) = waves(m, tiles, bps, wave_s);
-    let flops = 4.0 * tiles as f64 * bq * (kv_steps * bkv) * d;
+    let (count, efficiency, total) = waves(m, blocks, bps, wave_s);
     Ok(finish(
         dispatch,
         (bq as u64, bkv as u64),
         flops,
         problem.bytes(),
-        tiles,
+        blocks,
         bps,
         count,
         efficiency,
@@ -614,6 +626,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Split-KV puts more SMs on a decode's K/V stream: on the H200 a single sequence's decode
+    /// (16 tiles) is estimated faster split than whole, and a problem that fills the device
+    /// offers no split config at all.
+    #[test]
+    fn split_kv_is_estimated_faster_for_a_lone_decode() {
+        let caps = GpuModel::H200.caps();
+        let t = template("attention");
+        let mut a = AttentionProblem::new(1, 16, 1, 128);
+        a.seq_kv = 16384;
+        let p = Problem::Attention(a);
+        let all = all(t, &p, &caps);
+        let best = |split: bool| {
+            all.iter()
+                .filter(|(c, _)| (c.get("split_kv").unwrap_or(1) > 1) == split)
+                .map(|(_, e)| e.ms)
+                .fold(f64::INFINITY, f64::min)
+        };
+        assert!(
+            best(true) < 0.5 * best(false),
+            "{} vs {}",
+            best(true),
+            best(false)
+        );
+        let split4 = all
+            .iter()
+            .find(|(c, _)| c.get("split_kv") == Some(4))
+            .expect("a split-4 config");
+        assert_eq!(split4.1.tiles, 64, "{:?}", split4.1);
+        let mut prefill = AttentionProblem::new(4, 16, 4096, 128);
+        prefill.seq_kv = 4096;
+        let prefill = Problem::Attention(prefill);
+        assert!(super::tests::all(t, &prefill, &caps)
+            .iter()
+            .all(|(c, _)| c.get("split_kv") == Some(1)));
     }
 
     #[test]
