@@ -24,9 +24,11 @@
 //! `persistent = 1`): at most one block per SM walks the tiles `gridDim.x` apart, the producer
 //! loading the next tile's Q (once the consumers have computed the last scores of the current
 //! one, on a `q_empty` barrier) and K/V while the consumers finish the current tile, so short
-//! sequences do not pay a prologue and a store per block with the tensor cores idle. A plan
-//! with one consumer whose state fits half the register file instead runs two blocks per
-//! multiprocessor, one tile each (no `setmaxnreg` then): for short sequences too.
+//! sequences do not pay a prologue and a store per block with the tensor cores idle. Under a
+//! causal mask the walk takes the query blocks slowest and heaviest first, so every block gets
+//! its share of the long tiles. A plan with one consumer whose state fits half the register
+//! file instead runs two blocks per multiprocessor, one tile each (no `setmaxnreg` then): for
+//! short sequences too.
 //!
 //! [`AttentionSchedule::Persistent`]: tessera_dsl::AttentionSchedule::Persistent
 //!
@@ -69,7 +71,7 @@ use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::pipeline::attention::ROWS_PER_CONSUMER;
 use tessera_dsl::{
-    AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, TensorMapArg,
+    AttentionLayout, AttentionWarpgroupPlan, DType, Extent, KernelIr, Layout, Mask, TensorMapArg,
 };
 
 /// The tensor maps of Q (`block_q × panel` boxes) and K, V (`block_kv × panel` boxes), each a
@@ -218,13 +220,26 @@ pub fn emit(
 /// arguments moved from their saved values, and the TMA coordinates of its Q and K/V heads.
 /// A packed batch's tile past its sequence's end is skipped (`continue`, by the producer and
 /// every consumer alike), and `it` counts the tiles served, for the Q barriers' phases.
+///
+/// Tiles are numbered query blocks fastest, so a head's query blocks run side by side and share
+/// its K/V in L2. Under a causal mask a tile's work grows with its query block, and with query
+/// blocks fastest a block striding the tiles `gridDim.x` apart meets the same query block every
+/// time whenever `gridDim.x` is a multiple of their count (132 SMs, 3 blocks of 128 at S384):
+/// some blocks would walk only the heaviest tiles. Causal tiles are therefore numbered query
+/// blocks slowest and heaviest first (longest-processing-time order): every block takes about
+/// as many heavy tiles as light ones.
 fn emit_tile_origin(
     w: &mut Source,
     ir: &KernelIr,
     layout: AttentionLayout,
     plan: &AttentionWarpgroupPlan,
 ) {
-    w.line("const int t_q = tile % q_blocks, t_h = (tile / q_blocks) % heads, t_b = tile / (q_blocks * heads);");
+    if ir.variant.mask == Mask::Causal {
+        w.line("// causal: query blocks slowest, heaviest (last) first, so blocks share the heavy tiles");
+        w.line("const int t_q = q_blocks - 1 - tile / (heads * batch), t_h = tile % heads, t_b = (tile / heads) % batch;");
+    } else {
+        w.line("const int t_q = tile % q_blocks, t_h = (tile / q_blocks) % heads, t_b = tile / (q_blocks * heads);");
+    }
     w.line("q = q_arg; k = k_arg; v = v_arg; o = o_arg;");
     let index = TileIndex {
         query_block: "t_q".into(),
