@@ -1902,6 +1902,19 @@ mod tests {
     }
 
     #[test]
+    fn the_decode_example_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shapes/decode.yaml");
+        let parsed = parse_file(path).unwrap();
+        assert_eq!(parsed.len(), 4 + 3);
+        for p in &parsed {
+            p.problem.check().unwrap();
+            if let Problem::Attention(a) = &p.problem {
+                assert_eq!((a.seq_q, a.heads, a.kv_heads), (1, 32, 8), "{}", p.name);
+            }
+        }
+    }
+
+    #[test]
     fn the_gqa_and_packed_example_parses() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
