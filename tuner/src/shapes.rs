@@ -1903,7 +1903,10 @@ mod tests {
 
     #[test]
     fn the_decode_example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shapes/decode.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/shapes/decode.yaml"
+        );
         let parsed = parse_file(path).unwrap();
         assert_eq!(parsed.len(), 4 + 3);
         for p in &parsed {
