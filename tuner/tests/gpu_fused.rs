@@ -165,6 +165,24 @@ fn gpu_attention_matches_reference() {
 /// A GQA case: (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout).
 type GqaCase = (u64, u64, u64, u64, u64, u64, Mask, AttentionLayout);
 
+/// Each case as an f16 and a bf16 problem.
+fn case_problems(cases: &[GqaCase]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for dtype in [DType::F16, DType::BF16] {
+        for &(batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout) in cases {
+            let mut a = AttentionProblem::new(batch, heads, seq_q, head_dim);
+            a.seq_kv = seq_kv;
+            a.kv_heads = kv_heads;
+            a.dtype = dtype;
+            a.mask = mask;
+            a.layout = layout;
+            a.check().expect("a valid attention case");
+            problems.push(Problem::Attention(a));
+        }
+    }
+    problems
+}
+
 /// Grouped-query and multi-query attention: kv_heads 1, 2 and heads / 2 (and one group of 4),
 /// odd and unequal lengths, every mask, both output layouts, head_dim 32/64/128, f16 and bf16.
 #[test]
@@ -180,19 +198,7 @@ fn gpu_attention_gqa_matches_reference() {
         (2, 8, 2, 100, 100, 64, Mask::Padding, AttentionLayout::Bshd),
         (1, 12, 6, 384, 384, 128, Mask::None, AttentionLayout::Bshd),
     ];
-    let mut problems = Vec::new();
-    for dtype in [DType::F16, DType::BF16] {
-        for &(batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout) in &shapes {
-            let mut a = AttentionProblem::new(batch, heads, seq_q, head_dim);
-            a.seq_kv = seq_kv;
-            a.kv_heads = kv_heads;
-            a.dtype = dtype;
-            a.mask = mask;
-            a.layout = layout;
-            a.check().expect("a valid GQA problem");
-            problems.push(Problem::Attention(a));
-        }
-    }
+    let problems = case_problems(&shapes);
     run_all(
         "gpu_attention_gqa_matches_reference",
         "attention",
@@ -216,19 +222,7 @@ fn gpu_attention_split_kv_matches_reference() {
         (1, 32, 8, 1, 8192, 128, Mask::None, AttentionLayout::Bshd),
         (2, 4, 4, 100, 333, 64, Mask::Causal, AttentionLayout::Bshd),
     ];
-    let mut problems = Vec::new();
-    for dtype in [DType::F16, DType::BF16] {
-        for &(batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout) in &shapes {
-            let mut a = AttentionProblem::new(batch, heads, seq_q, head_dim);
-            a.seq_kv = seq_kv;
-            a.kv_heads = kv_heads;
-            a.dtype = dtype;
-            a.mask = mask;
-            a.layout = layout;
-            a.check().expect("a valid decode problem");
-            problems.push(Problem::Attention(a));
-        }
-    }
+    let problems = case_problems(&shapes);
     // every problem admits split configs on sm_90a, so the sampling verifies them
     tessera_library::templates();
     let t = tessera_dsl::find("attention").unwrap();
