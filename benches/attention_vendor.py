@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 from timing import timed
 
-def sdpa_backend(q, k, v, causal, mask=None):
+def sdpa_backend(q, k, v, causal, mask=None, **kw):
     """The backend SDPA ran, read off the CUDA kernel names of one profiled call."""
     from torch.profiler import profile, ProfilerActivity
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, **kw)
         torch.cuda.synchronize()
     names = [e.key.lower() for e in prof.key_averages()]
     for tag, backend in [("cudnn", "cudnn"), ("flash", "flash"), ("fmha", "efficient"), ("efficient", "efficient")]:
@@ -33,16 +33,21 @@ print(f"{'problem':28} {'impl':54} {'ms':>8} {'TFLOP/s':>8}")
 for r in ours["results"]:
     b, h, d, causal = r["batch"], r["heads"], r["head_dim"], r["causal"]
     sq, skv = r.get("seq_q", r["seq"]), r.get("seq_kv", r["seq"])
+    kvh = r.get("kv_heads", h)
     q = torch.rand(b, h, sq, d, device="cuda", dtype=torch.float16) * 2 - 1
-    k, v = (torch.rand(b, h, skv, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(2))
+    k, v = (torch.rand(b, kvh, skv, d, device="cuda", dtype=torch.float16) * 2 - 1 for _ in range(2))
+    # grouped-query attention: SDPA's own GQA path (each K/V head serves heads / kv_heads)
+    gqa = {"enable_gqa": True} if kvh != h else {}
     lens = r.get("packed_lens")
     mask = None
     if lens:
         mask = (torch.arange(skv, device="cuda")[None, :] < torch.tensor(lens, device="cuda")[:, None])[:, None, None, :]
-    sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal))
-    backend = sdpa_backend(q, k, v, causal, mask)
+    sdpa_ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, **gqa))
+    backend = sdpa_backend(q, k, v, causal, mask, **gqa)
     flops = r["flops"]
     key = (f"B{b} H{h} S{sq} D{d}" if sq == skv else f"B{b} H{h} Sq{sq} Skv{skv} D{d}") + (" causal" if causal else "")
+    if kvh != h:
+        key = key.replace(f"H{h} ", f"H{h} KV{kvh} ")
     if lens:
         key += f" packed ({100 * r['padding_fraction']:.0f} % padding)"
         pk = r["padded_kernel"]

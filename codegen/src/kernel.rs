@@ -29,6 +29,19 @@ pub struct KernelSource {
     /// copy with ordinary loads).
     pub tensor_maps: Vec<TensorMapArg>,
     pub schedule: TileSchedule,
+    /// Attention: whose queries a tile's rows are (other ops: [`TileRows::QueryHead`]).
+    pub rows: TileRows,
+}
+
+/// Attention: the rows of a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TileRows {
+    /// One query head's queries: tiles are (query block, head, batch).
+    #[default]
+    QueryHead,
+    /// A K/V head's group of query heads, head-major, each with its queries: tiles are (row
+    /// block, K/V head, batch) over `heads / kv_heads × seq_q` rows.
+    KvGroup,
 }
 
 /// How a kernel's blocks map to its output tiles.
@@ -85,15 +98,22 @@ impl KernelSource {
             // attention: `tile_m` queries of one head per block, or (persistent) at most one
             // block per multiprocessor walking the (query block, head, batch) tiles
             Problem::Attention(a) => match self.schedule {
-                TileSchedule::PerBlock => {
-                    [blocks(a.seq_q, self.tile_m), clamp(a.heads), clamp(a.batch)]
+                TileSchedule::PerBlock | TileSchedule::Clustered { .. } => {
+                    let (rows, heads) = match self.rows {
+                        TileRows::QueryHead => (a.seq_q, a.heads),
+                        TileRows::KvGroup => {
+                            let group = a.heads / a.kv_heads.max(1);
+                            (a.seq_q * group, a.kv_heads)
+                        }
+                    };
+                    // a cluster of `ctas` blocks per tile, adjacent along x
+                    let ctas = u64::from(self.schedule.cluster_size());
+                    [
+                        clamp(u64::from(blocks(rows, self.tile_m)) * ctas),
+                        clamp(heads),
+                        clamp(a.batch),
+                    ]
                 }
-                // a cluster of `ctas` blocks per tile, adjacent along x
-                TileSchedule::Clustered { ctas } => [
-                    clamp(u64::from(blocks(a.seq_q, self.tile_m)) * u64::from(ctas.max(1))),
-                    clamp(a.heads),
-                    clamp(a.batch),
-                ],
                 TileSchedule::Persistent => {
                     let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
                     [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
@@ -186,6 +206,7 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
         tile_n: ir.tile_n,
         tensor_maps: Vec::new(),
         schedule: TileSchedule::PerBlock,
+        rows: TileRows::QueryHead,
     })
 }
 

@@ -18,7 +18,7 @@ pub mod rows;
 pub mod source;
 
 pub use dialect::Dialect;
-pub use kernel::{KernelSource, TileSchedule};
+pub use kernel::{KernelSource, TileRows, TileSchedule};
 
 use tessera_dsl::{KernelIr, Target, Vendor};
 

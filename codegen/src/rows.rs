@@ -108,6 +108,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         tile_n: ir.variant.extent,
         tensor_maps: Vec::new(),
         schedule: crate::kernel::TileSchedule::PerBlock,
+        rows: crate::kernel::TileRows::QueryHead,
     })
 }
 

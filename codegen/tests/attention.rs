@@ -112,6 +112,7 @@ fn emits_every_config_deterministically_with_the_abi() {
                             stages: p.3,
                             schedule: AttentionSchedule::TilePerBlock,
                             split_kv: 1,
+                            group_heads: false,
                         };
                         match AttentionPipeline::select(target, &tile, &ir.variant) {
                             AttentionPipeline::Warpspecialized(plan) => {

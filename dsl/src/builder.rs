@@ -83,6 +83,7 @@ impl KernelBuilder {
                 body: Vec::new(),
                 persistent: false,
                 split: 1,
+                group_heads: false,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -194,6 +195,20 @@ impl KernelBuilder {
             }
             s => Err(BuildError::Malformed(format!(
                 "split {s}: 1 (the whole range per block), or 2, 4 or 8 blocks of a cluster"
+            ))),
+        }
+    }
+
+    /// `mainloop ... group GROUP`: 1 makes each tile's rows the query heads of one K/V head's
+    /// group ([`KernelIr::group_heads`]); 0 keeps one query head per tile.
+    pub fn group(&mut self, group: i64) -> Result<(), BuildError> {
+        match group {
+            0 | 1 => {
+                self.ir.group_heads = group == 1;
+                Ok(())
+            }
+            g => Err(BuildError::Malformed(format!(
+                "group {g}: 0 (one query head per tile) or 1 (a K/V group's query heads)"
             ))),
         }
     }

@@ -378,6 +378,11 @@ pub struct KernelIr {
     /// cannot split refuses anything else.
     #[serde(default = "whole_range", skip_serializing_if = "is_whole_range")]
     pub split: u32,
+    /// Attention: each tile's rows are the query heads of one K/V head's group, head-major,
+    /// each with its queries (`mainloop ... group 1`), so grouped-query attention reads each
+    /// K/V head once per group. A pipeline that cannot group refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_heads: bool,
 }
 
 /// [`KernelIr::split`] of a kernel whose blocks each walk their tile's whole range.

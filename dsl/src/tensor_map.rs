@@ -72,6 +72,9 @@ pub enum Extent {
     Scaled(String, u64),
     /// The product of two arguments (attention's K/V heads of all batches: `batch × kv_heads`).
     Product(String, String),
+    /// The product of two arguments and a constant (the elements of a batch's queries of all
+    /// heads: `heads × seq_q × head_dim`).
+    ProductScaled(String, String, u64),
     /// As many lines as the tensor's bound region holds: its bytes over the bytes between
     /// lines (a packed batch's token count, which no argument carries). Only for
     /// [`TensorMapArg::lines`], and only resolved with the region's size
@@ -101,6 +104,10 @@ impl Extent {
             Extent::Product(a, b) => get(a)?
                 .checked_mul(get(b)?)
                 .ok_or_else(|| format!("`{a}` × `{b}` overflows")),
+            Extent::ProductScaled(a, b, c) => get(a)?
+                .checked_mul(get(b)?)
+                .and_then(|x| x.checked_mul(*c))
+                .ok_or_else(|| format!("`{a}` × `{b}` × {c} overflows")),
             Extent::RegionLines => {
                 Err("only a map's line count can come from its region's size".into())
             }

@@ -30,6 +30,10 @@ pub mod attention {
         // partial softmaxes combined through distributed shared memory; named `_split_kv4` etc.
         // only off its default
         split_kv in [1] + sm_90a [2, 4, 8],
+        // grouped heads (sm_90a): a tile's rows are a K/V head's group of query heads, each
+        // with its queries, so grouped-query decode reads each K/V head once per group; named
+        // `_group_heads1` only off its default
+        group_heads in [0] + sm_90a [1],
     }
     constraints! { block_q % (warps * 16) == 0 }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
@@ -40,7 +44,7 @@ pub mod attention {
         fragment s: acc[block_q, block_kv] warps [warps, 1];
         fragment acc: acc[block_q, head_dim] warps [warps, 1];
         load q -> sq;
-        mainloop kv step block_kv stages stages schedule persistent split split_kv {
+        mainloop kv step block_kv stages stages schedule persistent split split_kv group group_heads {
             load k -> sk;
             load v -> sv;
             mma s = sq * sk^T;
@@ -72,7 +76,8 @@ pub mod attention {
         if let AttentionPipeline::Warpspecialized(_) =
             AttentionPipeline::select(caps.target, &tile, &config.variant)
         {
-            return super::split_keys_pays(&tile, problem, caps);
+            super::split_keys_pays(&tile, problem, caps)?;
+            return super::grouped_heads_pay(&tile, problem);
         }
         // `+ sm_90a` above: three consumer warpgroups of 64 rows
         crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
@@ -124,7 +129,7 @@ fn split_keys_pays(
     if n <= 1 {
         return Ok(());
     }
-    let tiles = a.seq_q.div_ceil(u64::from(tile.block_q.max(1))) * a.heads * a.batch;
+    let tiles = attention_tiles(tile, a);
     if tiles >= u64::from(caps.sm_count) {
         return Err(Reject::new(
             RejectKind::Unsupported,
@@ -139,6 +144,58 @@ fn split_keys_pays(
         return Err(Reject::new(
             RejectKind::Unsupported,
             format!("split_kv {n}: {key_blocks} key blocks cannot go round {n} blocks"),
+        ));
+    }
+    Ok(())
+}
+
+/// The (row block, head, batch) tiles of an attention config: a query head's queries per tile,
+/// or (grouped heads) a K/V head's group of query heads with their queries.
+pub fn attention_tiles(
+    tile: &tessera_dsl::AttentionTile,
+    a: &tessera_dsl::AttentionProblem,
+) -> u64 {
+    let (rows, heads) = if tile.group_heads {
+        (a.seq_q * (a.heads / a.kv_heads.max(1)), a.kv_heads)
+    } else {
+        (a.seq_q, a.heads)
+    };
+    rows.div_ceil(u64::from(tile.block_q.max(1))) * heads * a.batch
+}
+
+/// Whether grouping a K/V head's query heads into one tile's rows can pay: only with groups
+/// (fewer K/V heads than query heads) whose rows fit one tile (decode-shaped: a few queries per
+/// head), where each tile would otherwise read its K/V head again and fill few of its rows.
+fn grouped_heads_pay(
+    tile: &tessera_dsl::AttentionTile,
+    problem: &tessera_dsl::Problem,
+) -> Result<(), tessera_dsl::Reject> {
+    use tessera_dsl::{Problem, Reject, RejectKind};
+    let Problem::Attention(a) = problem else {
+        return Ok(());
+    };
+    if !tile.group_heads {
+        return Ok(());
+    }
+    let group = a.heads / a.kv_heads.max(1);
+    if group <= 1 {
+        return Err(Reject::new(
+            RejectKind::Unsupported,
+            format!(
+                "group_heads: {} query heads over {} K/V heads have no group to share",
+                a.heads, a.kv_heads
+            ),
+        ));
+    }
+    let rows = group * a.seq_q;
+    if rows > u64::from(tile.block_q) {
+        return Err(Reject::new(
+            RejectKind::Unsupported,
+            format!(
+                "group_heads: a group's {rows} rows ({group} heads × {} queries) exceed one \
+                 tile of {}; grouping is for decode-shaped problems",
+                a.seq_q, tile.block_q
+            ),
         ));
     }
     Ok(())
@@ -159,7 +216,7 @@ mod tests {
     #[test]
     fn builds_the_fused_loop() {
         let config = TEMPLATE
-            .config(&[128, 64, 8, 2, 0, 1], &problem(64))
+            .config(&[128, 64, 8, 2, 0, 1, 0], &problem(64))
             .unwrap();
         let ir = TEMPLATE.build(&config).unwrap();
         // head_dim comes from the problem.
@@ -243,7 +300,7 @@ mod tests {
         ));
         assert_eq!(ir.body.len(), 6);
         let wide = TEMPLATE
-            .config(&[128, 64, 8, 2, 0, 1], &problem(128))
+            .config(&[128, 64, 8, 2, 0, 1, 0], &problem(128))
             .unwrap();
         let wide = TEMPLATE.build(&wide).unwrap();
         assert_eq!(wide.shared[0].cols, 128);
@@ -254,12 +311,12 @@ mod tests {
         let caps = Target::Sm90a.nominal_caps();
         let p = problem(128);
         // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
-        let config = TEMPLATE.config(&[128, 128, 4, 2, 0, 1], &p).unwrap();
+        let config = TEMPLATE.config(&[128, 128, 4, 2, 0, 1, 0], &p).unwrap();
         let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
         assert_eq!(reject.kind, RejectKind::Resources);
         assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
         // 64 × (64 + 128) / (4 · 32) = 96.
-        let config = TEMPLATE.config(&[64, 64, 4, 2, 0, 1], &p).unwrap();
+        let config = TEMPLATE.config(&[64, 64, 4, 2, 0, 1, 0], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
         assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
         // The same config passes the generic validation too.
@@ -271,10 +328,10 @@ mod tests {
         let p = problem(64);
         let hopper = Target::Sm90a.nominal_caps();
         // 3 consumer warpgroups of 64 rows: S, O and P of 64 keys fit their 160 registers
-        let c = TEMPLATE.config(&[192, 64, 12, 2, 0, 1], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 64, 12, 2, 0, 1, 0], &p).unwrap();
         TEMPLATE.check(&c, &p, &hopper).unwrap();
         // 128 keys do not: the value has no pipeline to run on, and says why
-        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1], &p).unwrap();
+        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1, 0], &p).unwrap();
         let r = TEMPLATE.check(&c, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
         assert!(
@@ -300,8 +357,8 @@ mod tests {
             .unwrap();
         assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
         assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
-        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0, 1], &p).unwrap();
-        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1, 1], &p).unwrap();
+        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0, 1, 0], &p).unwrap();
+        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1, 1, 0], &p).unwrap();
         // the default keeps the name (and `--config` string) of every kernel before the knob
         assert_eq!(
             tiled.kernel_name(),
@@ -330,13 +387,13 @@ mod tests {
         assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
         // a plan of two blocks an SM (one consumer, 64 keys of head_dim 64) is not persistent
         let p64 = problem(64);
-        let two = TEMPLATE.config(&[64, 64, 4, 2, 1, 1], &p64).unwrap();
+        let two = TEMPLATE.config(&[64, 64, 4, 2, 1, 1, 0], &p64).unwrap();
         let r = TEMPLATE.validate(&two, &p64, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(r.reason.contains("persistent = 1"), "{}", r.reason);
         assert!(r.reason.contains("two blocks per SM"), "{}", r.reason);
         // nor is a config the TMA pipeline does not serve at all (4 warps for 128 rows)
-        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1, 1], &p64).unwrap();
+        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1, 1, 0], &p64).unwrap();
         let r = TEMPLATE.validate(&multistage, &p64, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
     }
@@ -354,7 +411,7 @@ mod tests {
         let mut a = AttentionProblem::new(1, 16, 1, 128);
         a.seq_kv = 8192;
         let decode = Problem::Attention(a);
-        let split = TEMPLATE.config(&[64, 128, 4, 2, 0, 4], &decode).unwrap();
+        let split = TEMPLATE.config(&[64, 128, 4, 2, 0, 4, 0], &decode).unwrap();
         assert_eq!(
             split.kernel_name(),
             "attention_f16_f32acc_q64_kv128_w4_s2_split_kv4_bhsd_d128_a8"
@@ -366,7 +423,7 @@ mod tests {
         let hopper = Target::Sm90a.nominal_caps();
         TEMPLATE.validate(&split, &decode, &hopper).unwrap();
         assert_eq!(TEMPLATE.build(&split).unwrap().split, 4);
-        let whole = TEMPLATE.config(&[64, 128, 4, 2, 0, 1], &decode).unwrap();
+        let whole = TEMPLATE.config(&[64, 128, 4, 2, 0, 1, 0], &decode).unwrap();
         assert_eq!(TEMPLATE.build(&whole).unwrap().split, 1);
         // other targets are never offered it
         let r = TEMPLATE
@@ -374,14 +431,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
         // two consumers cannot split: the TMA pipeline's reason
-        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0, 2], &decode).unwrap();
+        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0, 2, 0], &decode).unwrap();
         let r = TEMPLATE.validate(&wide, &decode, &hopper).unwrap_err();
         assert!(r.reason.contains("one consumer"), "{}", r.reason);
         // a problem whose tiles already fill the device gains nothing from splitting
         let mut prefill = AttentionProblem::new(4, 16, 4096, 128);
         prefill.seq_kv = 4096;
         let prefill = Problem::Attention(prefill);
-        let split_prefill = TEMPLATE.config(&[64, 128, 4, 2, 0, 4], &prefill).unwrap();
+        let split_prefill = TEMPLATE
+            .config(&[64, 128, 4, 2, 0, 4, 0], &prefill)
+            .unwrap();
         let r = TEMPLATE
             .validate(&split_prefill, &prefill, &hopper)
             .unwrap_err();
@@ -391,8 +450,55 @@ mod tests {
         let mut short = AttentionProblem::new(1, 16, 1, 128);
         short.seq_kv = 300;
         let short = Problem::Attention(short);
-        let eight = TEMPLATE.config(&[64, 128, 4, 2, 0, 8], &short).unwrap();
+        let eight = TEMPLATE.config(&[64, 128, 4, 2, 0, 8, 0], &short).unwrap();
         let r = TEMPLATE.validate(&eight, &short, &hopper).unwrap_err();
         assert!(r.reason.contains("3 key blocks"), "{}", r.reason);
+    }
+
+    #[test]
+    fn group_heads_is_an_sm90a_knob_for_grouped_decode() {
+        let space = TEMPLATE.space();
+        let knob = space
+            .params
+            .iter()
+            .find(|p| p.name == "group_heads")
+            .unwrap();
+        assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
+        assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
+        // LLaMA-class decode: 32 query heads over 8 K/V heads, one query each
+        let mut a = AttentionProblem::new(1, 32, 1, 128);
+        a.seq_kv = 16384;
+        a.kv_heads = 8;
+        let decode = Problem::Attention(a.clone());
+        let grouped = TEMPLATE.config(&[64, 128, 4, 2, 0, 4, 1], &decode).unwrap();
+        assert_eq!(
+            grouped.kernel_name(),
+            "attention_f16_f32acc_q64_kv128_w4_s2_split_kv4_group_heads1_bhsd_d128_a8"
+        );
+        let hopper = Target::Sm90a.nominal_caps();
+        TEMPLATE.validate(&grouped, &decode, &hopper).unwrap();
+        assert!(TEMPLATE.build(&grouped).unwrap().group_heads);
+        // 8 tiles (one per K/V head) rather than 32
+        let tile = tessera_dsl::AttentionTile::of(&grouped);
+        assert_eq!(crate::attention::attention_tiles(&tile, &a), 8);
+        let r = TEMPLATE
+            .validate(&grouped, &decode, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
+        // no group to share, or more rows than a tile: rejected with the reason
+        let mut mha = AttentionProblem::new(1, 32, 1, 128);
+        mha.seq_kv = 16384;
+        let mha = Problem::Attention(mha);
+        let c = TEMPLATE.config(&[64, 128, 4, 2, 0, 1, 1], &mha).unwrap();
+        let r = TEMPLATE.validate(&c, &mha, &hopper).unwrap_err();
+        assert!(r.reason.contains("no group to share"), "{}", r.reason);
+        let mut prefill = a.clone();
+        prefill.seq_q = 128;
+        let prefill = Problem::Attention(prefill);
+        let c = TEMPLATE
+            .config(&[64, 128, 4, 2, 0, 1, 1], &prefill)
+            .unwrap();
+        let r = TEMPLATE.validate(&c, &prefill, &hopper).unwrap_err();
+        assert!(r.reason.contains("decode-shaped"), "{}", r.reason);
     }
 }

@@ -271,6 +271,7 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 stages,
                 schedule,
                 split,
+                group,
                 body,
                 ..
             } => {
@@ -290,9 +291,17 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                         quote_spanned!(span=> __k.split(#s)?;)
                     })
                     .unwrap_or_default();
+                let group = group
+                    .as_ref()
+                    .map(|s| {
+                        let s = n(s);
+                        quote_spanned!(span=> __k.group(#s)?;)
+                    })
+                    .unwrap_or_default();
                 quote_spanned! {span=>
                     #schedule
                     #split
+                    #group
                     __k.begin_mainloop(#step, #stages)?;
                     #body
                     __k.end_mainloop()?;

@@ -1067,6 +1067,7 @@ impl Scope<'_> {
                     stages,
                     schedule,
                     split,
+                    group,
                     body,
                 } => {
                     let (step, stages) = (self.size(step), self.size(stages));
@@ -1084,6 +1085,13 @@ impl Scope<'_> {
                         },
                         None => None,
                     };
+                    let group = match group {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
                     let mut scope = LoopScope::default();
                     let body = self.statements(body, Some(&mut scope));
                     let (Some(step), Some(stages)) = (step, stages) else {
@@ -1095,6 +1103,7 @@ impl Scope<'_> {
                         stages,
                         schedule,
                         split,
+                        group,
                         body,
                     }
                 }

@@ -128,6 +128,18 @@ pub fn fused_fixtures() -> Vec<Fixture> {
     att_decode_gqa.dtype = DType::BF16;
     att_decode_gqa.mask = Mask::Padding;
     att_decode_gqa.layout = AttentionLayout::Bshd;
+    // the same decodes with O in bhsd, where grouped heads apply
+    let att_grouped = AttentionProblem {
+        heads: 32,
+        kv_heads: 8,
+        batch: 2,
+        seq_kv: 4096,
+        ..att_decode.clone()
+    };
+    let att_grouped_padding = AttentionProblem {
+        layout: AttentionLayout::Bhsd,
+        ..att_decode_gqa.clone()
+    };
     let emb = EmbeddingProblem::new(32 * 128, 768, 128);
     let mut emb_wide = EmbeddingProblem::new(8 * 512, 1024, 512);
     emb_wide.dtype = DType::BF16;
@@ -151,9 +163,9 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         Fixture {
             template: "attention",
             points: vec![
-                vec![64, 64, 4, 2, 0, 1],
-                vec![128, 64, 4, 2, 0, 1],
-                vec![128, 128, 8, 3, 0, 1],
+                vec![64, 64, 4, 2, 0, 1, 0],
+                vec![128, 64, 4, 2, 0, 1, 0],
+                vec![128, 128, 8, 3, 0, 1, 0],
             ],
             problems: vec![
                 ("f16_d64_padding", Problem::Attention(att)),
@@ -171,7 +183,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // token-major O (the compiled BERT plan's attention): one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0, 1]],
+            points: vec![vec![64, 64, 4, 2, 0, 1, 0]],
             problems: vec![
                 ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
                 ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
@@ -180,7 +192,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // grouped-query and packed attention: one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0, 1]],
+            points: vec![vec![64, 64, 4, 2, 0, 1, 0]],
             problems: vec![
                 ("f16_d64_gqa", Problem::Attention(att_gqa)),
                 ("f16_d64_packed_causal", Problem::Attention(att_packed)),
@@ -189,12 +201,27 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // split-KV decode (sm_90a only: `split_kv` is a Hopper knob): clusters of 4 and 8
         Fixture {
             template: "attention",
-            points: vec![vec![64, 128, 4, 2, 0, 4], vec![64, 64, 4, 3, 0, 8]],
+            points: vec![vec![64, 128, 4, 2, 0, 4, 0], vec![64, 64, 4, 3, 0, 8, 0]],
             problems: vec![
                 ("f16_d128_decode", Problem::Attention(att_decode)),
                 (
                     "bf16_d64_decode_gqa_padding",
                     Problem::Attention(att_decode_gqa),
+                ),
+            ],
+        },
+        // grouped heads (sm_90a only): a K/V group's query heads in one tile, whole and split
+        Fixture {
+            template: "attention",
+            points: vec![vec![64, 128, 4, 2, 0, 1, 1], vec![64, 64, 4, 3, 0, 4, 1]],
+            problems: vec![
+                (
+                    "f16_d128_decode_gqa_grouped",
+                    Problem::Attention(att_grouped),
+                ),
+                (
+                    "bf16_d64_decode_gqa_padding_grouped",
+                    Problem::Attention(att_grouped_padding),
                 ),
             ],
         },
@@ -205,10 +232,10 @@ pub fn fused_fixtures() -> Vec<Fixture> {
 /// split_kv = 1) and the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
 /// tiles (two consumers at D128, three at D64), made persistent, and a packed batch's (whose
 /// blocks skip the tiles past their sequences).
-pub const PERSISTENT_ATTENTION: [([i64; 6], &str); 3] = [
-    ([128, 128, 8, 2, 1, 1], "bf16_d128_causal"),
-    ([192, 64, 12, 2, 1, 1], "f16_d64_padding"),
-    ([128, 128, 8, 2, 1, 1], "f16_d64_packed_causal"),
+pub const PERSISTENT_ATTENTION: [([i64; 7], &str); 3] = [
+    ([128, 128, 8, 2, 1, 1, 0], "bf16_d128_causal"),
+    ([192, 64, 12, 2, 1, 1, 0], "f16_d64_padding"),
+    ([128, 128, 8, 2, 1, 1, 0], "f16_d64_packed_causal"),
 ];
 
 /// Every (template, config, label) of the fused fixtures that is valid on `target`.

@@ -187,6 +187,17 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
         .filter(|(_, c, target)| *target == Target::Sm90a && c.kernel_name().contains("_split_kv"))
         .count();
     assert!(split >= 10, "only {split} split-KV attention configs");
+    // and grouped heads (`group_heads` 1) for the grouped decode fixtures
+    let grouped = jobs
+        .iter()
+        .filter(|(_, c, target)| {
+            *target == Target::Sm90a && c.kernel_name().contains("_group_heads1")
+        })
+        .count();
+    assert!(
+        grouped >= 10,
+        "only {grouped} grouped-heads attention configs"
+    );
     let failures = compile_all(&jobs, "layernorm, softmax and attention spaces");
     assert!(
         failures.is_empty(),

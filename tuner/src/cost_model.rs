@@ -421,7 +421,7 @@ fn attention(
             )
         }
     };
-    let tiles = a.seq_q.div_ceil(bq) * a.batch.max(1) * a.heads.max(1);
+    let tiles = tessera_library::attention::attention_tiles(&tile, a).max(1);
     let mut kv_steps = a.seq_kv.div_ceil(bkv) as f64;
     if a.mask == tessera_dsl::Mask::Causal {
         kv_steps = (kv_steps / 2.0).ceil().max(1.0);

@@ -244,6 +244,42 @@ fn gpu_attention_split_kv_matches_reference() {
     );
 }
 
+/// Grouped heads (sm_90a `group_heads = 1`: a K/V head's group of query heads in one tile's
+/// rows, whole or with split keys): decode-shaped GQA and MQA problems with O in bhsd, groups of
+/// 3 to 16 heads, 1 to 16 queries per head (a group filling 64 rows exactly), unmasked and
+/// key-padded, head_dim 32/64/128, f16 and bf16.
+#[test]
+fn gpu_attention_grouped_heads_matches_reference() {
+    let shapes: [GqaCase; 6] = [
+        (1, 32, 8, 1, 4100, 128, Mask::None, AttentionLayout::Bhsd),
+        (2, 8, 2, 4, 3000, 64, Mask::Padding, AttentionLayout::Bhsd),
+        (3, 16, 1, 1, 1000, 32, Mask::None, AttentionLayout::Bhsd),
+        (2, 12, 4, 5, 777, 64, Mask::Padding, AttentionLayout::Bhsd),
+        (1, 8, 2, 16, 300, 128, Mask::None, AttentionLayout::Bhsd),
+        (2, 64, 8, 1, 2000, 128, Mask::Padding, AttentionLayout::Bhsd),
+    ];
+    let problems = case_problems(&shapes);
+    // every problem admits grouped configs on sm_90a, so the sampling verifies them
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").unwrap();
+    let hopper = tessera_dsl::Target::Sm90a.nominal_caps();
+    for p in &problems {
+        let grouped = t
+            .space()
+            .enumerate()
+            .into_iter()
+            .filter_map(|v| t.config(&v, p).ok())
+            .filter(|c| c.get("group_heads") == Some(1) && t.validate(c, p, &hopper).is_ok())
+            .count();
+        assert!(grouped > 0, "{p} admits no grouped-heads config");
+    }
+    run_all(
+        "gpu_attention_grouped_heads_matches_reference",
+        "attention",
+        &problems,
+    );
+}
+
 /// Packed (padding-free) batches, the shared fixture (`tessera_library::fixtures::packed_attention`):
 /// lengths 1, 77, 100, 197 and the maximum in one batch, a seeded random batch up to 384, cross
 /// lengths (seq_q ≠ seq_kv per sequence), causal and not, with and without grouped K/V heads,

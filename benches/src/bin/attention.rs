@@ -47,18 +47,23 @@ fn main() -> anyhow::Result<()> {
     // (batch, heads, seq_q, seq_kv, head_dim, masks); the last two are decode: one query row
     // against a long KV, bound by reading K and V
     let both = [Mask::None, Mask::Causal];
-    for (b, h, sq, skv, d, masks) in [
-        (32u64, 12u64, 384u64, 384u64, 64u64, &both[..]),
-        (8, 16, 2048, 2048, 64, &both[..]),
-        (4, 16, 4096, 4096, 128, &both[..]),
-        (8, 16, 1, 8192, 128, &both[..1]),
+    for (b, h, kvh, sq, skv, d, masks) in [
+        (32u64, 12u64, 12u64, 384u64, 384u64, 64u64, &both[..]),
+        (8, 16, 16, 2048, 2048, 64, &both[..]),
+        (4, 16, 16, 4096, 4096, 128, &both[..]),
+        (8, 16, 16, 1, 8192, 128, &both[..1]),
         // a single sequence's decode: 16 (batch, head) tiles for 132 SMs, where split-KV's
         // clusters put more multiprocessors on the K/V stream
-        (1, 16, 1, 16384, 128, &both[..1]),
+        (1, 16, 16, 1, 16384, 128, &both[..1]),
+        // grouped-query decode (LLaMA-class, 32 query heads over 8 K/V heads), where grouped
+        // heads read each K/V head once per group
+        (1, 32, 8, 1, 16384, 128, &both[..1]),
+        (8, 32, 8, 1, 8192, 128, &both[..1]),
     ] {
         for &mask in masks {
             let mut a = AttentionProblem::new(b, h, sq, d);
             a.seq_kv = skv;
+            a.kv_heads = kvh;
             a.mask = mask;
             let p = Problem::Attention(a);
             let measured = time_candidates(&device, t, &p, plan, Search::WholeSpace)?;
@@ -80,8 +85,8 @@ fn main() -> anyhow::Result<()> {
                 tflops,
                 measured.len()
             );
-            rows.push(json!({"batch": b, "heads": h, "seq": sq, "seq_q": sq, "seq_kv": skv, "head_dim": d, "causal": mask == Mask::Causal,
-                             "kv_bytes": 2 * b * h * skv * d * 2,
+            rows.push(json!({"batch": b, "heads": h, "kv_heads": kvh, "seq": sq, "seq_q": sq, "seq_kv": skv, "head_dim": d, "causal": mask == Mask::Causal,
+                             "kv_bytes": 2 * b * kvh * skv * d * 2,
                              "dtype": "f16", "flops": p.flops(), "best_kernel": best.kernel,
                              "median_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
                              "tflops": tflops, "rel_err": best.rel_err, "registers": best.registers,
@@ -168,6 +173,10 @@ fn pipelines(
         let Ok(c) = t.config(&v, p) else { continue };
         let name = match AttentionPipeline::select(target, &AttentionTile::of(&c), &c.variant) {
             AttentionPipeline::Warpspecialized(plan) if plan.persistent() => "wgmma-persistent",
+            AttentionPipeline::Warpspecialized(plan) if plan.group_heads && plan.splits_keys() => {
+                "wgmma-grouped-split-kv"
+            }
+            AttentionPipeline::Warpspecialized(plan) if plan.group_heads => "wgmma-grouped",
             AttentionPipeline::Warpspecialized(plan) if plan.splits_keys() => "wgmma-split-kv",
             AttentionPipeline::Warpspecialized(_) => "wgmma",
             AttentionPipeline::Multistage => "multistage",

@@ -111,18 +111,21 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             AttentionSchedule::TilePerBlock
         },
         split_kv: ir.split,
+        group_heads: ir.group_heads,
     };
     if let AttentionPipeline::Warpspecialized(plan) =
         AttentionPipeline::select(d.target(), &tile, &ir.variant)
     {
         return crate::hopper::attention::emit(ir, d, &sh, &plan, layout);
     }
-    if ir.persistent || ir.split != 1 {
+    if ir.persistent || ir.split != 1 || ir.group_heads {
         let why = AttentionPipeline::hopper_plan(&tile, &ir.variant)
             .err()
             .unwrap_or_else(|| format!("{} has no warp-specialized pipeline", d.target()));
         let what = if ir.persistent {
             "a persistent attention schedule".to_string()
+        } else if ir.group_heads {
+            "grouped heads (a K/V group's query heads per tile)".to_string()
         } else {
             format!("split {} (keys over a cluster)", ir.split)
         };
@@ -301,6 +304,7 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         tile_n: hd,
         tensor_maps: Vec::new(),
         schedule: crate::kernel::TileSchedule::PerBlock,
+        rows: crate::kernel::TileRows::QueryHead,
     })
 }
 

@@ -66,7 +66,7 @@ use crate::attention::{
     emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o, TileIndex,
 };
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
-use crate::kernel::{KernelSource, TileSchedule};
+use crate::kernel::{KernelSource, TileRows, TileSchedule};
 use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::pipeline::attention::ROWS_PER_CONSUMER;
@@ -79,6 +79,9 @@ use tessera_dsl::{
 /// tensors are `[tokens][heads][head_dim]`, viewed as `[heads][tokens][head_dim]` (rows a
 /// token's heads apart, heads `head_dim` apart; K, V: `kv_heads`), with as many tokens as the
 /// bound buffer holds: no argument carries the total.
+///
+/// With grouped heads Q is viewed as `[batch][heads × seq_q][head_dim]`: a tile's rows, a K/V
+/// group's query heads with their queries, are consecutive lines.
 fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan, packed: bool) -> Vec<TensorMapArg> {
     let hd = u64::from(plan.head_dim);
     let map = |name: &str, tensor: &str, seq: &str, heads: &str, box_lines: u32| TensorMapArg {
@@ -110,8 +113,18 @@ fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan, packed: bool) -> Vec
         box_lines,
         swizzle: plan.swizzle,
     };
+    let q = if plan.group_heads {
+        TensorMapArg {
+            lines: Extent::Product("heads".into(), "seq_q".into()),
+            batch_stride: Extent::ProductScaled("heads".into(), "seq_q".into(), hd),
+            batches: Some("batch".into()),
+            ..map("tmap_q", "q", "seq_q", "heads", plan.block_q)
+        }
+    } else {
+        map("tmap_q", "q", "seq_q", "heads", plan.block_q)
+    };
     vec![
-        map("tmap_q", "q", "seq_q", "heads", plan.block_q),
+        q,
         map("tmap_k", "k", "seq_kv", "kv_heads", plan.block_kv),
         map("tmap_v", "v", "seq_kv", "kv_heads", plan.block_kv),
     ]
@@ -213,6 +226,11 @@ pub fn emit(
         } else {
             TileSchedule::PerBlock
         },
+        rows: if plan.group_heads {
+            TileRows::KvGroup
+        } else {
+            TileRows::QueryHead
+        },
     })
 }
 
@@ -260,6 +278,44 @@ fn emit_tile_origin(
     if ir.variant.attention_packed() {
         w.line("++it; // tiles served (skipped ones not counted): the Q barriers' phases");
     }
+}
+
+/// A grouped-heads tile's place (one tile per block): rows `q0 ..` of K/V head `blockIdx.y`'s
+/// group of `heads / kv_heads` query heads (head-major, `sq1` queries each) in batch
+/// `blockIdx.z`. From here on `seq_q` counts the group's rows, so the shared store (rows below
+/// `seq_q`, `head_dim` apart from the group's first) and split-KV's combine serve it unchanged;
+/// Q's TMA row is `q_row0 + q0` of batch `b` in its `[batch][heads × seq_q]` view. The same
+/// variables as [`emit_block_origin`] (no causal mask here), and `bh32`, `bkvh32`.
+fn emit_group_origin(w: &mut Source, ir: &KernelIr, query_block: &str, bq: u32, bkv: u32, hd: u32) {
+    w.line("// grouped heads: a tile's rows are the heads / kv_heads query heads of K/V head");
+    w.line("// blockIdx.y, head-major, each with its seq_q queries (contiguous in [b, h, s, d])");
+    w.line(format!("const int q0 = {query_block} * {bq};"));
+    w.line("const int b = blockIdx.z;");
+    w.line("const int kvh = blockIdx.y;");
+    w.line("const int group = heads / kv_heads;");
+    w.line("const int sq1 = seq_q; // one head's queries");
+    w.line("seq_q = group * sq1; // from here on: the group's rows");
+    w.line("const long long bkvh = (long long)b * kv_heads + kvh;");
+    w.line(format!(
+        "q += ((long long)b * heads + (long long)kvh * group) * sq1 * {hd};"
+    ));
+    w.line(format!(
+        "o += ((long long)b * heads + (long long)kvh * group) * sq1 * {hd};"
+    ));
+    w.line(format!("k += bkvh * seq_kv * {hd};"));
+    w.line(format!("v += bkvh * seq_kv * {hd};"));
+    w.line("// keys >= kv_end take no part for any query of this block");
+    w.line("int kv_end = seq_kv;");
+    if ir.variant.mask == Mask::Padding {
+        w.line("kv_end = min(kv_end, kv_lens[b]);");
+    }
+    w.line(format!(
+        "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
+    ));
+    w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+    w.line("// Q's TMA view is [batch][heads x seq_q]: the group starts at line kvh * group * sq1");
+    w.line("const int bh32 = b, bkvh32 = (int)bkvh;");
+    w.line("const int q_row0 = kvh * group * sq1;");
 }
 
 /// `bh32` and `bkvh32`, the outermost TMA coordinates of the tile's Q and K/V: the (batch ×
@@ -461,17 +517,21 @@ fn emit_body(
             w.line("const int rank = (int)tsr_cluster_rank();");
             index.query_block = format!("(blockIdx.x / {})", plan.split_kv);
         }
-        emit_block_origin(
-            w,
-            &index,
-            ir.variant.mask,
-            layout,
-            packed.then_some("return"),
-            bq,
-            bkv,
-            hd,
-        );
-        emit_tma_heads(w, ir, &index.head);
+        if plan.group_heads {
+            emit_group_origin(w, ir, &index.query_block, bq, bkv, hd);
+        } else {
+            emit_block_origin(
+                w,
+                &index,
+                ir.variant.mask,
+                layout,
+                packed.then_some("return"),
+                bq,
+                bkv,
+                hd,
+            );
+            emit_tma_heads(w, ir, &index.head);
+        }
         if plan.splits_keys() {
             let n = plan.split_kv;
             w.line("// this block's share of the tile's key blocks");
@@ -556,6 +616,8 @@ fn emit_body(
     w.line(format!("tsr_mbar_expect_tx(q_full, {q_bytes});"));
     let (q_row, kv_row) = if packed {
         ("tq0 + q0", format!("tk0 + kt * {bkv}"))
+    } else if plan.group_heads {
+        ("q_row0 + q0", format!("kt * {bkv}"))
     } else {
         ("q0", format!("kt * {bkv}"))
     };
@@ -826,6 +888,7 @@ mod tests {
             blocks_per_sm: 1,
             schedule: tessera_dsl::AttentionSchedule::TilePerBlock,
             split_kv: 1,
+            group_heads: false,
         }
     }
 

@@ -102,6 +102,7 @@ pub fn emit(
         tile_n: ir.tile_n,
         tensor_maps: maps,
         schedule: TileSchedule::Persistent,
+        rows: crate::kernel::TileRows::QueryHead,
     })
 }
 

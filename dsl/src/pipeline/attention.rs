@@ -20,6 +20,14 @@
 //! V with `split_kv` times as many multiprocessors. One consumer warpgroup only: the partial O
 //! of its 64 rows (f32) is staged in the K/V ring once the last `P·V` has read it.
 //!
+//! A one-tile-per-block Hopper plan may also group heads (the template's `group_heads` knob,
+//! sm_90a only): a tile's rows are then the query heads of one K/V head's group, head-major,
+//! each with its queries (`heads / kv_heads × seq_q` rows per (K/V head, batch), contiguous in
+//! `[batch, heads, seq_q, head_dim]`), so a grouped-query decode reads each K/V head once per
+//! group instead of once per query head and fills more of a tile's 64 `wgmma` rows. Unmasked
+//! or key-padded attention with O in `bhsd` only: a causal mask compares positions, which the
+//! grouped rows do not keep in order.
+//!
 //! Both pipelines serve packed (padding-free, `thd`) batches, under either schedule: the
 //! Hopper one maps the packed tensors token by token, taking the token count from the bound
 //! buffer (`Extent::RegionLines`) and each sequence's offsets from `cu_seqlens_*`.
@@ -42,6 +50,9 @@ pub struct AttentionTile {
     pub schedule: AttentionSchedule,
     /// Blocks (one cluster) sharing each tile's keys; 1: a block walks all of them.
     pub split_kv: u32,
+    /// A tile's rows are a K/V group's query heads (each with its queries) rather than one
+    /// query head's queries.
+    pub group_heads: bool,
 }
 
 /// How an attention kernel's blocks map to its (query block, head, batch) tiles.
@@ -81,6 +92,7 @@ impl AttentionTile {
             stages: u("stages"),
             schedule: AttentionSchedule::of_knob(config.get("persistent").unwrap_or(0)),
             split_kv: u32::try_from(config.get("split_kv").unwrap_or(1)).unwrap_or(0),
+            group_heads: config.get("group_heads").unwrap_or(0) != 0,
         }
     }
 }
@@ -108,6 +120,8 @@ pub struct AttentionWarpgroupPlan {
     /// Blocks of one cluster sharing each tile's keys (1: no cluster); their partial softmaxes
     /// are combined through distributed shared memory.
     pub split_kv: u32,
+    /// A tile's rows are the query heads of one K/V head's group, head-major.
+    pub group_heads: bool,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -254,8 +268,10 @@ impl AttentionPipeline {
             blocks_per_sm: 1,
             schedule: tile.schedule,
             split_kv: tile.split_kv,
+            group_heads: tile.group_heads,
         };
         split_keys_check(&plan, variant)?;
+        group_heads_check(&plan, variant)?;
         let budget = MAX_STATE_REGS.min(consumer_regs - 64);
         if plan.state_regs() > budget {
             return Err(format!(
@@ -328,6 +344,34 @@ fn split_keys_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result<
     Ok(())
 }
 
+/// Whether a plan that groups heads can run: one tile per block, a padded batch, no causal mask
+/// (a tile's rows are several heads' queries, not one head's in order) and O in `bhsd` (where a
+/// group's rows are contiguous).
+fn group_heads_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result<(), String> {
+    if !plan.group_heads {
+        return Ok(());
+    }
+    if plan.persistent() {
+        return Err("group_heads is for one tile per block, not a persistent schedule".into());
+    }
+    if variant.attention_packed() {
+        return Err("group_heads is for padded batches, not packed ones".into());
+    }
+    if variant.mask == Mask::Causal {
+        return Err(
+            "group_heads mixes several heads' queries in a tile; a causal mask needs them in order"
+                .into(),
+        );
+    }
+    if variant.attention_layout() != Some(crate::problem::AttentionLayout::Bhsd) {
+        return Err(format!(
+            "group_heads stores a group's rows contiguously: O in bhsd, not {}",
+            variant.layout
+        ));
+    }
+    Ok(())
+}
+
 /// Registers a producer thread keeps and a consumer thread gets, for `consumers` consumer
 /// warpgroups (Σ threads · registers ≤ 64K), or `None` for an unsupported count.
 pub fn register_split(consumers: u32) -> Option<(u32, u32)> {
@@ -368,6 +412,7 @@ mod tests {
             stages,
             schedule: AttentionSchedule::TilePerBlock,
             split_kv: 1,
+            group_heads: false,
         }
     }
 
@@ -483,6 +528,40 @@ mod tests {
             AttentionPipeline::select(Target::Sm90a, &split(tile(128, 64, 64, 8, 2), 2), &v),
             AttentionPipeline::Multistage
         );
+    }
+
+    /// Grouped heads: one tile per block, padded `bhsd` batches without a causal mask; split
+    /// keys combine with it.
+    #[test]
+    fn grouped_heads_are_for_unmasked_bhsd_tiles() {
+        let grouped = |t: AttentionTile| AttentionTile {
+            group_heads: true,
+            ..t
+        };
+        let t = grouped(tile(64, 128, 128, 4, 2));
+        for mask in [Mask::None, Mask::Padding] {
+            let p = AttentionPipeline::hopper_plan(&t, &variant(mask)).unwrap();
+            assert!(p.group_heads);
+        }
+        let split = AttentionTile { split_kv: 4, ..t };
+        assert!(AttentionPipeline::hopper_plan(&split, &variant(Mask::None)).is_ok());
+        let no = |t: &AttentionTile, v: &Variant| AttentionPipeline::hopper_plan(t, v).unwrap_err();
+        assert!(no(&t, &variant(Mask::Causal)).contains("causal"));
+        let bshd = Variant {
+            layout: "bshd".into(),
+            ..variant(Mask::None)
+        };
+        assert!(no(&t, &bshd).contains("bhsd"));
+        let packed = Variant {
+            layout: crate::problem::PACKED_LAYOUT.into(),
+            ..variant(Mask::None)
+        };
+        assert!(no(&t, &packed).contains("packed"));
+        let walking = AttentionTile {
+            schedule: AttentionSchedule::Persistent,
+            ..grouped(tile(128, 128, 128, 8, 2))
+        };
+        assert!(no(&walking, &variant(Mask::None)).contains("persistent"));
     }
 
     /// A packed batch (`thd`) takes the Hopper pipeline like any other layout, under both
