@@ -105,48 +105,57 @@ fn persistent_attention_sources_match_snapshots() {
     }
 }
 
+/// Every (config, problem, point) of the fused attention fixtures valid on sm_90a.
+fn sm90a_attention_fixtures() -> Vec<(tessera_dsl::Config, tessera_dsl::Problem, Vec<i64>)> {
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").expect("registered");
+    let mut out = Vec::new();
+    for f in tessera_tests::fused_fixtures() {
+        for (_, problem) in &f.problems {
+            for v in &f.points {
+                if let Some(c) = tessera_tests::valid_config(t, v, problem, Target::Sm90a) {
+                    out.push((c, problem.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Split-KV attention (`split_kv` 4 and 8, sm_90a only): one cluster of that many blocks per
 /// tile, `__cluster_dims__` in the source, the grid's x that many times the tiles'.
 #[test]
 fn split_kv_attention_is_a_cluster_per_tile() {
-    tessera_library::templates();
     let t = tessera_dsl::find("attention").expect("registered");
     let mut taken = 0;
-    for f in tessera_tests::fused_fixtures() {
-        for (_, problem) in &f.problems {
-            for v in &f.points {
-                let Some(config) = tessera_tests::valid_config(t, v, problem, Target::Sm90a) else {
-                    continue;
-                };
-                let Some(n) = config.get("split_kv").filter(|n| *n > 1) else {
-                    continue;
-                };
-                // grouped tiles' grid: `grouped_heads_tile_a_kv_group`
-                if config.get("group_heads") == Some(1) {
-                    continue;
-                }
-                let n = u32::try_from(n).unwrap();
-                let src = tessera_codegen::generate(t, &config, Target::Sm90a).expect("codegen");
-                assert_eq!(
-                    src.schedule,
-                    tessera_codegen::TileSchedule::Clustered { ctas: n }
-                );
-                assert!(src.source.contains(&format!("__cluster_dims__({n}, 1, 1)")));
-                assert!(src.source.contains("tsr_ld_cluster_v4"));
-                let tessera_dsl::Problem::Attention(a) = problem else {
-                    panic!("{config}")
-                };
-                let q_blocks = a.seq_q.div_ceil(64) as u32;
-                assert_eq!(
-                    src.grid(problem, 132),
-                    [q_blocks * n, a.heads as u32, a.batch as u32],
-                    "{config}"
-                );
-                // and no other target offers the value
-                assert!(tessera_tests::valid_config(t, v, problem, Target::Sm80).is_none());
-                taken += 1;
-            }
+    for (config, problem, v) in sm90a_attention_fixtures() {
+        let Some(n) = config.get("split_kv").filter(|n| *n > 1) else {
+            continue;
+        };
+        // grouped tiles' grid: `grouped_heads_tile_a_kv_group`
+        if config.get("group_heads") == Some(1) {
+            continue;
         }
+        let n = u32::try_from(n).unwrap();
+        let src = tessera_codegen::generate(t, &config, Target::Sm90a).expect("codegen");
+        assert_eq!(
+            src.schedule,
+            tessera_codegen::TileSchedule::Clustered { ctas: n }
+        );
+        assert!(src.source.contains(&format!("__cluster_dims__({n}, 1, 1)")));
+        assert!(src.source.contains("tsr_ld_cluster_v4"));
+        let tessera_dsl::Problem::Attention(a) = &problem else {
+            panic!("{config}")
+        };
+        let q_blocks = a.seq_q.div_ceil(64) as u32;
+        assert_eq!(
+            src.grid(&problem, 132),
+            [q_blocks * n, a.heads as u32, a.batch as u32],
+            "{config}"
+        );
+        // and no other target offers the value
+        assert!(tessera_tests::valid_config(t, &v, &problem, Target::Sm80).is_none());
+        taken += 1;
     }
     assert!(taken >= 4, "only {taken} split-KV fixtures");
 }
@@ -155,43 +164,35 @@ fn split_kv_attention_is_a_cluster_per_tile() {
 /// a group's `heads / kv_heads × seq_q` rows, Q read through a `[batch][heads × seq_q]` view.
 #[test]
 fn grouped_heads_tile_a_kv_group() {
-    tessera_library::templates();
     let t = tessera_dsl::find("attention").expect("registered");
     let mut taken = 0;
-    for f in tessera_tests::fused_fixtures() {
-        for (_, problem) in &f.problems {
-            for v in &f.points {
-                let Some(config) = tessera_tests::valid_config(t, v, problem, Target::Sm90a) else {
-                    continue;
-                };
-                if config.get("group_heads") != Some(1) {
-                    continue;
-                }
-                let src = tessera_codegen::generate(t, &config, Target::Sm90a).expect("codegen");
-                assert_eq!(src.rows, tessera_codegen::TileRows::KvGroup);
-                assert!(src.source.contains("q_row0 + q0"));
-                let tessera_dsl::Problem::Attention(a) = problem else {
-                    panic!("{config}")
-                };
-                let ctas = src.schedule.cluster_size();
-                let rows = a.seq_q * (a.heads / a.kv_heads);
-                assert_eq!(
-                    src.grid(problem, 132),
-                    [
-                        rows.div_ceil(64) as u32 * ctas,
-                        a.kv_heads as u32,
-                        a.batch as u32
-                    ],
-                    "{config}"
-                );
-                assert_eq!(
-                    src.tensor_maps[0].lines,
-                    tessera_dsl::Extent::Product("heads".into(), "seq_q".into())
-                );
-                assert!(tessera_tests::valid_config(t, v, problem, Target::Sm80).is_none());
-                taken += 1;
-            }
+    for (config, problem, v) in sm90a_attention_fixtures() {
+        if config.get("group_heads") != Some(1) {
+            continue;
         }
+        let src = tessera_codegen::generate(t, &config, Target::Sm90a).expect("codegen");
+        assert_eq!(src.rows, tessera_codegen::TileRows::KvGroup);
+        assert!(src.source.contains("q_row0 + q0"));
+        let tessera_dsl::Problem::Attention(a) = &problem else {
+            panic!("{config}")
+        };
+        let ctas = src.schedule.cluster_size();
+        let rows = a.seq_q * (a.heads / a.kv_heads);
+        assert_eq!(
+            src.grid(&problem, 132),
+            [
+                rows.div_ceil(64) as u32 * ctas,
+                a.kv_heads as u32,
+                a.batch as u32
+            ],
+            "{config}"
+        );
+        assert_eq!(
+            src.tensor_maps[0].lines,
+            tessera_dsl::Extent::Product("heads".into(), "seq_q".into())
+        );
+        assert!(tessera_tests::valid_config(t, &v, &problem, Target::Sm80).is_none());
+        taken += 1;
     }
     assert!(taken >= 4, "only {taken} grouped-heads fixtures");
 }

@@ -165,6 +165,28 @@ fn gpu_attention_matches_reference() {
 /// A GQA case: (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout).
 type GqaCase = (u64, u64, u64, u64, u64, u64, Mask, AttentionLayout);
 
+/// Panic unless every problem admits at least one sm_90a attention config that `wanted`
+/// picks (so [`points_for`], which covers every value some valid config takes, verifies it).
+fn assert_each_admits(
+    problems: &[Problem],
+    what: &str,
+    wanted: impl Fn(&tessera_dsl::Config) -> bool,
+) {
+    tessera_library::templates();
+    let t = tessera_dsl::find("attention").unwrap();
+    let hopper = tessera_dsl::Target::Sm90a.nominal_caps();
+    for p in problems {
+        let admitted = t
+            .space()
+            .enumerate()
+            .into_iter()
+            .filter_map(|v| t.config(&v, p).ok())
+            .filter(|c| wanted(c) && t.validate(c, p, &hopper).is_ok())
+            .count();
+        assert!(admitted > 0, "{p} admits no {what} config");
+    }
+}
+
 /// Each case as an f16 and a bf16 problem.
 fn case_problems(cases: &[GqaCase]) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -224,19 +246,9 @@ fn gpu_attention_split_kv_matches_reference() {
     ];
     let problems = case_problems(&shapes);
     // every problem admits split configs on sm_90a, so the sampling verifies them
-    tessera_library::templates();
-    let t = tessera_dsl::find("attention").unwrap();
-    let hopper = tessera_dsl::Target::Sm90a.nominal_caps();
-    for p in &problems {
-        let splits = t
-            .space()
-            .enumerate()
-            .into_iter()
-            .filter_map(|v| t.config(&v, p).ok())
-            .filter(|c| c.get("split_kv").unwrap_or(1) > 1 && t.validate(c, p, &hopper).is_ok())
-            .count();
-        assert!(splits > 0, "{p} admits no split-KV config");
-    }
+    assert_each_admits(&problems, "split-KV", |c| {
+        c.get("split_kv").unwrap_or(1) > 1
+    });
     run_all(
         "gpu_attention_split_kv_matches_reference",
         "attention",
@@ -260,19 +272,9 @@ fn gpu_attention_grouped_heads_matches_reference() {
     ];
     let problems = case_problems(&shapes);
     // every problem admits grouped configs on sm_90a, so the sampling verifies them
-    tessera_library::templates();
-    let t = tessera_dsl::find("attention").unwrap();
-    let hopper = tessera_dsl::Target::Sm90a.nominal_caps();
-    for p in &problems {
-        let grouped = t
-            .space()
-            .enumerate()
-            .into_iter()
-            .filter_map(|v| t.config(&v, p).ok())
-            .filter(|c| c.get("group_heads") == Some(1) && t.validate(c, p, &hopper).is_ok())
-            .count();
-        assert!(grouped > 0, "{p} admits no grouped-heads config");
-    }
+    assert_each_admits(&problems, "grouped-heads", |c| {
+        c.get("group_heads") == Some(1)
+    });
     run_all(
         "gpu_attention_grouped_heads_matches_reference",
         "attention",
