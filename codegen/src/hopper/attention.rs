@@ -911,6 +911,38 @@ mod tests {
         }
     }
 
+    /// Grouped heads view Q as `[batch][heads × seq_q][head_dim]`, so a K/V group's query
+    /// heads (with their queries) are consecutive lines; K and V keep their per-head view.
+    #[test]
+    fn grouped_q_map_views_a_batch_of_heads_times_queries() {
+        let p = AttentionWarpgroupPlan {
+            consumers: 1,
+            block_q: 64,
+            group_heads: true,
+            ..plan(128, 128)
+        };
+        let maps = tensor_maps(DType::F16, &p, false);
+        // batch 2, 32 query heads over 8 K/V heads, 4 queries, 4096 keys
+        let args = |n: &str| match n {
+            "batch" => Some(2),
+            "heads" => Some(32),
+            "kv_heads" => Some(8),
+            "seq_q" => Some(4),
+            "seq_kv" => Some(4096),
+            _ => None,
+        };
+        let q = maps[0].resolve_in(&args, 2, None).unwrap();
+        assert_eq!(q.dims, [128, 32 * 4, 2]);
+        assert_eq!(q.strides, [128 * 2, 32 * 4 * 128 * 2]);
+        assert_eq!(q.boxes, [64, 64, 1]);
+        let k = maps[1].resolve_in(&args, 2, None).unwrap();
+        assert_eq!(k.dims, [128, 4096, 2 * 8]);
+        // and the one-head view without grouping
+        let plain = tensor_maps(DType::F16, &plan(128, 128), false);
+        let q = plain[0].resolve_in(&args, 2, None).unwrap();
+        assert_eq!(q.dims, [128, 4, 2 * 32]);
+    }
+
     /// Packed maps view `[tokens][heads][head_dim]` as `[heads][tokens][head_dim]`, the token
     /// count from the bound buffer: Q over `heads`, K and V over `kv_heads`.
     #[test]
