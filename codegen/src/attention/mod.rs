@@ -373,6 +373,14 @@ pub(crate) fn emit_block_origin(
         w.line(format!("v += bkvh * seq_kv * {hd};"));
         (hd.to_string(), hd.to_string())
     };
+    emit_key_range(w, mask, bq, bkv);
+    strides
+}
+
+/// The keys a tile of `bq` queries from `q0` in batch `b` takes part with: `kv_end` (none at
+/// or past it, by length, key padding or the causal mask), `kv_blocks` of `bkv` keys, and
+/// `sl2` (the scale in the log2 domain).
+pub(crate) fn emit_key_range(w: &mut Source, mask: Mask, bq: u32, bkv: u32) {
     w.line("// keys >= kv_end take no part for any query of this block");
     w.line("int kv_end = seq_kv;");
     match mask {
@@ -384,7 +392,6 @@ pub(crate) fn emit_block_origin(
         "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
     ));
     w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
-    strides
 }
 
 /// The bases of a packed batch's sequence `b` (`cu_seqlens_q`, `cu_seqlens_kv`): Q, O, K and

@@ -63,7 +63,8 @@
 use super::descriptor::SmemDescriptor;
 use crate::attention::plan::{AttnPlan, AttnShape};
 use crate::attention::{
-    emit_block_origin, emit_mask_and_softmax, emit_normalize_and_store, emit_rescale_o, TileIndex,
+    emit_block_origin, emit_key_range, emit_mask_and_softmax, emit_normalize_and_store,
+    emit_rescale_o, TileIndex,
 };
 use crate::dialect::{Dialect, MmaPlan, SmemOperand};
 use crate::kernel::{KernelSource, TileRows, TileSchedule};
@@ -304,15 +305,8 @@ fn emit_group_origin(w: &mut Source, ir: &KernelIr, query_block: &str, bq: u32, 
     ));
     w.line(format!("k += bkvh * seq_kv * {hd};"));
     w.line(format!("v += bkvh * seq_kv * {hd};"));
-    w.line("// keys >= kv_end take no part for any query of this block");
-    w.line("int kv_end = seq_kv;");
-    if ir.variant.mask == Mask::Padding {
-        w.line("kv_end = min(kv_end, kv_lens[b]);");
-    }
-    w.line(format!(
-        "const int kv_blocks = (kv_end + {bkv} - 1) / {bkv};"
-    ));
-    w.line("const float sl2 = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)");
+    // the plan refuses a causal mask for grouped heads
+    emit_key_range(w, ir.variant.mask, bq, bkv);
     w.line("// Q's TMA view is [batch][heads x seq_q]: the group starts at line kvh * group * sq1");
     w.line("const int bh32 = b, bkvh32 = (int)bkvh;");
     w.line("const int q_row0 = kvh * group * sq1;");
