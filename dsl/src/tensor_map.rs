@@ -139,6 +139,11 @@ pub struct TensorMapArg {
     pub batches: Option<Extent>,
     pub box_inner: u32,
     pub box_lines: u32,
+    /// At most this many lines per box, rounded up to 8 (one swizzle atom): a GEMM's A box for
+    /// a small M, so TMA fills fewer out-of-bounds lines (`box_lines` stays the shared tile's
+    /// height; lines past the box are never read for a stored row). Absent: `box_lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_lines_cap: Option<Extent>,
     pub swizzle: Swizzle,
 }
 
@@ -247,10 +252,17 @@ impl TensorMapArg {
         if self.box_lines == 0 || self.box_lines > MAX_BOX {
             return Err(fail(format!("a box of {} lines (1..=256)", self.box_lines)));
         }
+        let box_lines = match &self.box_lines_cap {
+            Some(cap) => {
+                let cap = get(cap)?.div_ceil(8).max(1) * 8;
+                self.box_lines.min(u32::try_from(cap).unwrap_or(u32::MAX))
+            }
+            None => self.box_lines,
+        };
         Ok(TensorMapGeometry {
             dims: [inner, lines, batch],
             strides: [line_stride, batch_stride],
-            boxes: [self.box_inner, self.box_lines, 1],
+            boxes: [self.box_inner, box_lines, 1],
             elem_bytes: self.dtype.size_bytes(),
         })
     }
@@ -291,6 +303,7 @@ mod tests {
             batches: None,
             box_inner: 64,
             box_lines: 128,
+            box_lines_cap: None,
             swizzle: Swizzle::B128,
         }
     }
@@ -314,6 +327,32 @@ mod tests {
         assert_eq!(map_a().box_bytes(), 64 * 128 * 2);
         let g = map_a().resolve(&args(64, 100, 72, 7200), 3).unwrap();
         assert_eq!(g.strides, [144, 14400]);
+    }
+
+    /// A capped box copies the argument's lines rounded up to 8, never more than `box_lines`.
+    #[test]
+    fn a_capped_box_copies_a_small_m_only() {
+        let capped = TensorMapArg {
+            box_lines_cap: Some("M".into()),
+            ..map_a()
+        };
+        for (m, lines) in [
+            (1, 8),
+            (8, 8),
+            (9, 16),
+            (64, 64),
+            (100, 104),
+            (128, 128),
+            (4096, 128),
+        ] {
+            let g = capped.resolve(&args(768, m, 768, 0), 1).unwrap();
+            assert_eq!(g.boxes, [64, lines, 1], "M = {m}");
+        }
+        // the uncapped map keeps its box whatever M is
+        assert_eq!(
+            map_a().resolve(&args(768, 1, 768, 0), 1).unwrap().boxes,
+            [64, 128, 1]
+        );
     }
 
     #[test]
@@ -361,6 +400,7 @@ mod tests {
             batches: Some("heads".into()),
             box_inner: 64,
             box_lines: 64,
+            box_lines_cap: None,
             swizzle: Swizzle::B128,
         }
     }

@@ -112,6 +112,7 @@ fn tensor_maps(input: DType, plan: &AttentionWarpgroupPlan, packed: bool) -> Vec
         }),
         box_inner: plan.panel,
         box_lines,
+        box_lines_cap: None,
         swizzle: plan.swizzle,
     };
     let q = if plan.group_heads {

@@ -44,11 +44,16 @@ fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
             batches: None,
             box_inner: ir.tile_k,
             box_lines,
+            box_lines_cap: None,
             swizzle: plan.swizzle,
         }
     };
     vec![
-        map("tmap_a", "a", "M", "lda", "stride_a", ir.tile_m),
+        // a small M copies only its lines (rounded up to 8) of the tile, not tile_m
+        TensorMapArg {
+            box_lines_cap: Some("M".into()),
+            ..map("tmap_a", "a", "M", "lda", "stride_a", ir.tile_m)
+        },
         map("tmap_b", "b", "N", "ldb", "stride_b", ir.tile_n),
     ]
 }
@@ -195,12 +200,21 @@ fn emit_body(
     ));
     w.line("// producer: one thread fills the ring, running ahead into the next tile");
     w.open("if (tid == 0)");
+    w.line(format!(
+        "// a stage's bytes: A's box holds min({}, M rounded up to 8) lines (a small M's TMA fills no more out-of-bounds lines than that), B's {b_bytes} bytes",
+        ir.tile_m
+    ));
+    w.line(format!(
+        "const unsigned tx_bytes = min({}u, ((unsigned)M + 7u) & ~7u) * {}u + {b_bytes}u;",
+        ir.tile_m,
+        a_bytes / ir.tile_m
+    ));
     w.line("int stage = 0, phase = 0;");
     w.open(TILE_LOOP);
     emit_tile_origin(w, ir);
     w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
-    w.line(format!("tsr_mbar_expect_tx(full + stage * 8, {tx_bytes});"));
+    w.line(format!("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);"));
     w.line(format!(
         "tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
         maps[0].name, ir.tile_k
