@@ -537,6 +537,7 @@ mod tests {
             batches: None,
             box_inner: 64,
             box_lines: 64,
+            box_lines_cap: None,
             swizzle: tessera_dsl::Swizzle::B128,
         };
         // a 64 × 64 f16 matrix: 8 KiB
@@ -595,6 +596,7 @@ mod tests {
             batches: Some("heads".into()),
             box_inner: 64,
             box_lines: 64,
+            box_lines_cap: None,
             swizzle: tessera_dsl::Swizzle::B128,
         };
         let launch = Launch::new([3, 4, 5], [256, 1, 1]);
