@@ -12,7 +12,7 @@ pub mod gemm {
     params! {
         tile_m in [64, 128, 256],
         tile_n in [64, 128, 256] + sm_90a [192],
-        tile_k in [32, 64],
+        tile_k in [32, 64] + sm_90a [128, 256],
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],
         stages in [2, 3, 4] + sm_90a [6, 8],
@@ -47,6 +47,25 @@ pub mod gemm {
         Template,
     };
 
+    /// The most rows of A for which a K step deeper than 64 is offered.
+    const DEEP_K_MAX_M: u64 = 128;
+
+    /// A K step deeper than one 64-wide panel (several panels per stage) is for a small M,
+    /// where the GEMM streams its weights from memory and each weight row should be read in
+    /// long runs; elsewhere it only halves the stages that fit, so the space leaves it out.
+    fn deep_k_pays(tile: &GemmTile, problem: &Problem) -> Result<(), Reject> {
+        match problem {
+            Problem::Gemm(g) if tile.tile_k > 64 && g.m > DEEP_K_MAX_M => Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "tile_k {} streams weights for M <= {DEEP_K_MAX_M} only (M = {})",
+                    tile.tile_k, g.m
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
     /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
@@ -55,7 +74,7 @@ pub mod gemm {
     /// which a 64×64 warp tile (128 f32 accumulators per thread) cannot afford. Both are
     /// rejected rather than left to spill. The warp-specialized Hopper pipeline keeps its
     /// operands in shared memory and checks its own budget when it plans the warpgroups.
-    fn check(config: &Config, _problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+    fn check(config: &Config, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let v = |n: &str| config.get(n).unwrap_or(1);
         let u = |n: &str| u32::try_from(v(n)).unwrap_or(0);
         let tile = GemmTile {
@@ -68,9 +87,9 @@ pub mod gemm {
         if let GemmPipeline::Warpspecialized(_) =
             GemmPipeline::select(caps.target, &tile, &config.variant)
         {
-            return Ok(());
+            return deep_k_pays(&tile, problem);
         }
-        // `+ sm_90a` above: deep rings, 192-wide tiles
+        // `+ sm_90a` above: deep rings, 192-wide tiles, deep K steps
         crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
             GemmPipeline::hopper_plan(&tile, &config.variant)
                 .err()
@@ -168,6 +187,56 @@ mod tests {
         let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8, 16], &p).unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
+    }
+
+    /// K steps of 128 and 256 are sm_90a values, and offered for a small M only.
+    #[test]
+    fn deep_k_steps_stream_weights_for_a_small_m() {
+        let hopper = Target::Sm90a.nominal_caps();
+        let tile_k = TEMPLATE
+            .space()
+            .params
+            .into_iter()
+            .find(|p| p.name == "tile_k")
+            .unwrap();
+        assert_eq!(tile_k.values, vec![32, 64, 128, 256]);
+        assert_eq!(tile_k.only_on(256), Some(vec![Target::Sm90a]));
+        let decode = decode();
+        for (values, ok) in [
+            // 64 x 64 tiles, 256-deep steps, 3 stages of 64 KiB
+            ([64, 64, 256, 2, 2, 3, 16], true),
+            ([64, 128, 128, 2, 2, 4, 16], true),
+            // 4 stages of 64 KiB do not fit
+            ([64, 64, 256, 2, 2, 4, 16], false),
+        ] {
+            let c = TEMPLATE.config(&values, &decode).unwrap();
+            assert_eq!(
+                TEMPLATE.validate(&c, &decode, &hopper).is_ok(),
+                ok,
+                "{values:?}"
+            );
+        }
+        let c = TEMPLATE
+            .config(&[64, 64, 256, 2, 2, 3, 16], &decode)
+            .unwrap();
+        // off sm_90a, no pipeline serves a 256-deep step
+        let r = TEMPLATE
+            .validate(&c, &decode, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert!(r.reason.contains("offered on sm_90a only"), "{}", r.reason);
+        // a large M does not stream weights: the space leaves deep steps out
+        for m in [129, 384, 4096] {
+            let big = Problem::Gemm(GemmProblem::new(m, 8192, 4096));
+            let r = TEMPLATE.validate(&c, &big, &hopper).unwrap_err();
+            assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
+            assert!(
+                r.reason.contains("tile_k 256 streams weights for M <= 128"),
+                "{}",
+                r.reason
+            );
+        }
+        let at128 = Problem::Gemm(GemmProblem::new(128, 8192, 4096));
+        assert_eq!(TEMPLATE.validate(&c, &at128, &hopper), Ok(()));
     }
 
     #[test]

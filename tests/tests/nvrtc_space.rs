@@ -20,8 +20,8 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
     let t = gemm();
     let space = t.space();
     let mut jobs = Vec::new();
-    // the most points one target's space samples: every one of them must compile there
-    let mut sampled = 0;
+    // per target: (points sampled, points valid for the large or the decode problem)
+    let mut coverage = Vec::new();
     for target in [Target::Sm80, Target::Sm90a] {
         // the target's own space: knob values only AMD offers (`mfma = 32`) are no points of it
         let offered: Vec<Vec<i64>> = space
@@ -36,13 +36,18 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
                 .map(|i| &offered[i * offered.len() / 1000])
                 .collect()
         };
-        sampled = sampled.max(points.len());
+        let (sampled, before) = (points.len(), jobs.len());
+        // a point the large problem rejects may serve a decode-shaped one (deep K steps)
         let plain = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+        let decode = Problem::Gemm(GemmProblem::new(1, 8192, 4096));
         for v in points {
-            if let Some(c) = config_for(v, &plain, target) {
+            if let Some(c) =
+                config_for(v, &plain, target).or_else(|| config_for(v, &decode, target))
+            {
                 jobs.push((c, target));
             }
         }
+        coverage.push((target, sampled, jobs.len() - before));
         for (_, problem) in variants() {
             for v in REPRESENTATIVE {
                 if let Some(c) = config_for(&v, &problem, target) {
@@ -61,11 +66,27 @@ fn gemm_space_compiles_with_nvrtc_without_spills() {
         jobs.len(),
         failures.join("\n")
     );
-    assert!(
-        jobs.len() >= sampled,
-        "too few kernels compiled: {} (a target samples {sampled} points)",
-        jobs.len()
-    );
+    // every K step a target serves yields kernels (a rule that rejected all of one would show
+    // here): 32 and 64 everywhere, and the deep steps on sm_90a
+    for (target, sampled, valid) in coverage {
+        eprintln!("nvrtc: {target}: {valid} of {sampled} points are kernels");
+        let mut steps: Vec<u32> = jobs
+            .iter()
+            .filter(|(_, _, t)| *t == target)
+            .map(|(_, c, _)| {
+                c.get("tile_k")
+                    .and_then(|k| u32::try_from(k).ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let served: &[u32] = match target {
+            Target::Sm90a => &[32, 64, 128, 256],
+            _ => &[32, 64],
+        };
+        assert_eq!(steps, served, "{target}: K steps of the compiled kernels");
+    }
 }
 
 /// Compile every job with NVRTC; the failures (errors, spills, shared memory over the limit).

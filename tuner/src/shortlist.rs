@@ -44,6 +44,13 @@ const GEMM_POINTS: &[[i64; 7]] = &[
     // sm_90a 192-wide tiles: whole waves for N = 768 / 2304 / 3072 on 132 SMs
     [128, 192, 64, 2, 4, 3, 16],
     [128, 192, 64, 2, 4, 4, 16],
+    // sm_90a deep K steps for decode (M <= 128): each weight row read in 256/512-byte runs
+    [64, 64, 128, 2, 2, 6, 16],
+    [64, 64, 256, 2, 2, 3, 16],
+    [64, 128, 128, 2, 2, 4, 16],
+    [64, 128, 256, 2, 2, 2, 16],
+    [128, 64, 128, 2, 2, 4, 16],
+    [128, 64, 256, 2, 2, 2, 16],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.

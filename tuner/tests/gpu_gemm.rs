@@ -64,19 +64,25 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
     }
     tessera_library::templates();
     let t = tessera_dsl::find("gemm").unwrap();
-    let probe = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+    // a large and a decode-shaped probe: deep K steps are offered to a small M only
+    let probes = [
+        Problem::Gemm(GemmProblem::new(4096, 4096, 4096)),
+        Problem::Gemm(GemmProblem::new(1, 8192, 4096)),
+    ];
     let points: Vec<Vec<i64>> = t
         .space()
         .enumerate()
         .into_iter()
         .filter(|v| {
-            t.config(v, &probe).is_ok_and(|c| {
-                t.validate(&c, &probe, device.caps()).is_ok()
-                    && !Candidate::new(t, c, device.caps().target)
-                        .expect("codegen")
-                        .source
-                        .tensor_maps
-                        .is_empty()
+            probes.iter().any(|probe| {
+                t.config(v, probe).is_ok_and(|c| {
+                    t.validate(&c, probe, device.caps()).is_ok()
+                        && !Candidate::new(t, c, device.caps().target)
+                            .expect("codegen")
+                            .source
+                            .tensor_maps
+                            .is_empty()
+                })
             })
         })
         .collect();

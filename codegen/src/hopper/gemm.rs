@@ -1,8 +1,9 @@
 //! The sm_90a GEMM mainloop: warp-specialized TMA + `wgmma`.
 //!
 //! Warpgroup 0 produces: after `setmaxnreg.dec`, one thread waits for a free stage (`empty`
-//! barrier), announces its bytes on the stage's `full` barrier and issues two TMA box copies
-//! (A: `tile_m × tile_k`, B: `tile_n × tile_k`, both K-major, swizzled by the tensor map).
+//! barrier), announces its bytes on the stage's `full` barrier and issues the TMA box copies
+//! (A: `tile_m × tile_k`, B: `tile_n × tile_k`, both K-major, swizzled by the tensor map; a
+//! K step deeper than one 128-byte line is copied as several 64-wide panels, side by side).
 //! Warpgroups 1.. consume: after `setmaxnreg.inc`, each waits on `full`, issues its chain of
 //! `wgmma.m64nNk16` over the stage, keeps one group in flight and releases the previous
 //! stage on `empty`. Edges need no predication in the mainloop: TMA fills out-of-bounds
@@ -29,8 +30,9 @@ fn register_split(consumers: u32) -> (u32, u32) {
     }
 }
 
-/// The tensor maps of A (`tile_m × tile_k` boxes of the row-major M×K tensor) and B
-/// (`tile_n × tile_k` boxes of the K-major N×K tensor).
+/// The tensor maps of A (`tile_m × panel` boxes of the row-major M×K tensor) and B
+/// (`tile_n × panel` boxes of the K-major N×K tensor), where a panel is the K step or, for a
+/// deeper step, one 128-byte swizzled line of it.
 fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
     let map = |name: &str, tensor: &str, lines: &str, ld: &str, stride: &str, box_lines: u32| {
         TensorMapArg {
@@ -42,7 +44,7 @@ fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
             line_stride: ld.into(),
             batch_stride: stride.into(),
             batches: None,
-            box_inner: ir.tile_k,
+            box_inner: ir.tile_k / plan.panels,
             box_lines,
             box_lines_cap: None,
             swizzle: plan.swizzle,
@@ -123,7 +125,8 @@ fn emit_body(
     let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
     let stages = plan.stages;
     let atom = plan.swizzle.atom_bytes();
-    let tx_bytes: u32 = maps.iter().map(TensorMapArg::box_bytes).sum();
+    let panels = plan.panels;
+    let tx_bytes: u32 = panels * maps.iter().map(TensorMapArg::box_bytes).sum::<u32>();
     if tx_bytes != a_bytes + b_bytes {
         return Err(CodegenError::Malformed(format!(
             "TMA boxes of {tx_bytes} bytes do not fill a {}-byte stage",
@@ -214,15 +217,35 @@ fn emit_body(
     emit_tile_origin(w, ir);
     w.open("for (int kt = 0; kt < k_tiles; ++kt)");
     w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
-    w.line(format!("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);"));
-    w.line(format!(
-        "tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
-        maps[0].name, ir.tile_k
-    ));
-    w.line(format!(
-        "tsr_tma_load(s_b + stage * {b_bytes}, &{}, kt * {}, col0, (int)bz, full + stage * 8);",
-        maps[1].name, ir.tile_k
-    ));
+    w.line("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);");
+    if panels == 1 {
+        w.line(format!(
+            "tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
+            maps[0].name, ir.tile_k
+        ));
+        w.line(format!(
+            "tsr_tma_load(s_b + stage * {b_bytes}, &{}, kt * {}, col0, (int)bz, full + stage * 8);",
+            maps[1].name, ir.tile_k
+        ));
+    } else {
+        let panel = ir.tile_k / panels;
+        w.line(format!(
+            "// {panels} panels of {panel} K each, issued back to back: each row is read in runs of {} bytes",
+            ir.tile_k * 2
+        ));
+        w.line("#pragma unroll");
+        w.open(format!("for (int p = 0; p < {panels}; ++p)"));
+        for (map, bytes, origin) in [(&maps[0], a_bytes, "row0"), (&maps[1], b_bytes, "col0")] {
+            let s = if map.tensor == "a" { "s_a" } else { "s_b" };
+            w.line(format!(
+                "tsr_tma_load({s} + stage * {bytes} + p * {}, &{}, kt * {} + p * {panel}, {origin}, (int)bz, full + stage * 8);",
+                bytes / panels,
+                map.name,
+                ir.tile_k
+            ));
+        }
+        w.close("");
+    }
     advance(w, stages);
     w.close("");
     w.close("");
@@ -339,11 +362,29 @@ fn emit_consumer(
     w.line("tsr_wgmma_fence();");
     w.line("#pragma unroll");
     w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
-    w.line("const unsigned long long db = desc_hi | (((b0 + kk * 32) & 0x3FFFF) >> 4);");
+    // a k16 step's operands: 32 bytes into its panel's line (panels follow one another)
+    let (k_a, k_b) = if plan.panels == 1 {
+        ("kk * 32".to_string(), "kk * 32".to_string())
+    } else {
+        let per_panel = ir.tile_k / plan.panels / 16;
+        (
+            format!(
+                "(kk / {per_panel}) * {} + (kk % {per_panel}) * 32",
+                a_bytes / plan.panels
+            ),
+            format!(
+                "(kk / {per_panel}) * {} + (kk % {per_panel}) * 32",
+                b_bytes / plan.panels
+            ),
+        )
+    };
+    w.line(format!(
+        "const unsigned long long db = desc_hi | (((b0 + {k_b}) & 0x3FFFF) >> 4);"
+    ));
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line(format!(
-        "const unsigned long long da = desc_hi | (((a0 + i * {} + kk * 32) & 0x3FFFF) >> 4);",
+        "const unsigned long long da = desc_hi | (((a0 + i * {} + {k_a}) & 0x3FFFF) >> 4);",
         64 * line
     ));
     w.line(format!("tsr_wgmma_m64n{}({acc}[i], da, db);", plan.wg_n));

@@ -35,8 +35,13 @@ pub struct WarpgroupPlan {
     /// How the consumers share the work.
     pub schedule: ConsumerSchedule,
     pub stages: u32,
-    /// Swizzle of the shared tiles: one line holds one K step (tile_k elements).
+    /// Swizzle of the shared tiles: one line holds one panel of the K step (at most 64
+    /// 16-bit elements, the 128-byte swizzle span).
     pub swizzle: Swizzle,
+    /// Panels of one K step: a stage holds A's and B's tiles as this many `lines × panel`
+    /// boxes side by side in K (1 up to a 64-deep step; a 256-deep step has 4), so each
+    /// weight row is read in `tile_k`-long runs per stage.
+    pub panels: u32,
     pub epilogue: EpilogueMode,
 }
 
@@ -133,9 +138,12 @@ impl GemmPipeline {
                 variant.align
             ));
         }
-        let swizzle = Swizzle::for_line_bytes(tile.tile_k * 2)
-            .filter(|s| *s != Swizzle::B32)
-            .ok_or_else(|| format!("tile_k {} is not 32 or 64", tile.tile_k))?;
+        // a K step deeper than one 128-byte swizzled line takes several panels
+        let panels = (tile.tile_k * 2).div_ceil(128).max(1);
+        let swizzle = Swizzle::for_line_bytes(tile.tile_k * 2 / panels)
+            .filter(|s| *s != Swizzle::B32 && (panels == 1 || *s == Swizzle::B128))
+            .filter(|_| panels <= 4)
+            .ok_or_else(|| format!("tile_k {} is not 32, 64, 128 or 256", tile.tile_k))?;
         let consumers = match tile.warps {
             4 => 1,
             8 => 2,
@@ -162,6 +170,7 @@ impl GemmPipeline {
             schedule,
             stages: tile.stages,
             swizzle,
+            panels,
             epilogue: EpilogueMode::Direct,
         };
         // 16-bit outputs leave the staging tile in 16-byte chunks: row-major, or into heads
@@ -300,6 +309,39 @@ mod tests {
         // one consumer never takes turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 4, 4), &v).unwrap();
         assert_eq!(p.schedule, ConsumerSchedule::Cooperative);
+    }
+
+    /// A K step deeper than one 128-byte line is split into 64-wide panels, each swizzled 128 B.
+    #[test]
+    fn deep_k_steps_take_panels() {
+        let v = variant("rcr", 8);
+        for (tile_k, panels, swizzle) in [
+            (32, 1, Swizzle::B64),
+            (64, 1, Swizzle::B128),
+            (128, 2, Swizzle::B128),
+            (256, 4, Swizzle::B128),
+        ] {
+            let t = tile(64, 64, tile_k, 4, 3);
+            let p = GemmPipeline::hopper_plan(&t, &v).unwrap();
+            assert_eq!((p.panels, p.swizzle), (panels, swizzle), "tile_k {tile_k}");
+            // the stages hold the whole K step: panels side by side
+            assert_eq!(
+                p.smem_bytes(&t, &v),
+                3 * 2 * 64 * tile_k * 2
+                    + 3 * 16
+                    + 16
+                    + p.swizzle.atom_bytes()
+                    + if p.epilogue == EpilogueMode::Staged {
+                        64 * 144
+                    } else {
+                        0
+                    }
+            );
+        }
+        for tile_k in [16, 48, 96, 512] {
+            let e = GemmPipeline::hopper_plan(&tile(64, 64, tile_k, 4, 3), &v).unwrap_err();
+            assert!(e.contains("is not 32, 64, 128 or 256"), "{tile_k}: {e}");
+        }
     }
 
     #[test]
