@@ -1,31 +1,21 @@
 """GEMM benchmark, vendor side: cuBLAS through PyTorch (F.linear, i.e. the rcr layout) for the
-same shapes, with the same method as the Tessera side: warm-up, CUDA events around each run,
-L2 flushed before each timed run (a 256 MiB buffer is zeroed), median of 30.
+same shapes, with the same method as the Tessera side (benches/timing.py): warm-up, CUDA events
+around each run, L2 flushed before each timed run (a 256 MiB buffer is read), median of 30.
 Usage: python3 gemm_vendor.py OUT.json"""
 import json, statistics, sys
 import torch
 import torch.nn.functional as F
 
-WARMUP, ITERS = 5, 30
+from timing import WARMUP, ITERS, timed
 shapes = [(m, n, k) for m in (384, 12288) for (n, k) in ((2304, 768), (768, 768), (3072, 768), (768, 3072))]
 shapes += [(4096, 4096, 4096), (8192, 8192, 8192)]
 shapes += [(m, 8192, 4096) for m in (1, 8, 64, 128)]  # decode: a few tokens against a 64 MB weight
-flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
 rows = []
 for dtype, name in ((torch.float16, "f16"), (torch.bfloat16, "bf16")):
     for m, n, k in shapes:
         a = torch.rand(m, k, device="cuda", dtype=dtype) * 2 - 1
         w = torch.rand(n, k, device="cuda", dtype=dtype) * 2 - 1
-        for _ in range(WARMUP):
-            F.linear(a, w)
-        times = []
-        for _ in range(ITERS):
-            flush.zero_()
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record(); F.linear(a, w); e.record()
-            torch.cuda.synchronize()
-            times.append(s.elapsed_time(e))
-        med = statistics.median(times)
+        med = timed(lambda: F.linear(a, w))
         rows.append({"dtype": name, "m": m, "n": n, "k": k, "median_ms": med, "tflops": 2 * m * n * k / (med * 1e-3) / 1e12})
         print(f"cublas {name} {m}x{n}x{k}: {med:.3f} ms {rows[-1]['tflops']:.1f} TFLOP/s", file=sys.stderr)
 # the ceiling for the decode shapes: a device-to-device copy of 1 GiB (bytes read + written)

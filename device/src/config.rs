@@ -13,7 +13,8 @@ pub struct DeviceConfig {
     pub ordinal: u32,
     /// Folder of the on-disk module cache; `None` disables it (every compile runs NVRTC).
     pub module_cache_dir: Option<PathBuf>,
-    /// Bytes written between timed runs to flush L2; `None` means twice the device's L2 size.
+    /// Bytes read between timed runs to flush L2 (a read leaves no dirty lines for the timed
+    /// kernel to write back); `None` means twice the device's L2 size.
     pub l2_flush_bytes: Option<u64>,
 }
 

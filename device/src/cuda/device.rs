@@ -13,6 +13,7 @@
 //! This module depends on cudarc's driver bindings, the NVRTC front end and the module cache.
 
 use super::driver::{self, call_err, describe};
+use super::l2_scrub;
 use super::nvrtc;
 use super::tensor_map;
 use crate::compile::{
@@ -73,6 +74,8 @@ struct State {
     buffers: HashMap<u64, Allocation>,
     modules: HashMap<u64, Loaded>,
     flush: Option<Allocation>,
+    /// The L2 scrub's module and kernel, loaded at the first flushed timing.
+    scrub: Option<(sys::CUmodule, sys::CUfunction)>,
     streams: HashMap<u64, StreamState>,
     graphs: HashMap<u64, GraphState>,
     events: HashMap<u64, sys::CUevent>,
@@ -358,7 +361,57 @@ impl CudaDevice {
             len: self.flush_bytes,
         };
         state.flush = Some(f);
+        // written once, so the scrub's checksum is known (0) and its sink never stored
+        // SAFETY: the allocation holds `len` bytes.
+        unsafe { cu::memset_d8_sync(f.ptr, 0, len) }.map_err(call_err("cuMemsetD8"))?;
         Ok(f)
+    }
+
+    /// The L2 scrub kernel ([`l2_scrub`]), loaded on first use.
+    fn scrub(state: &mut State) -> Result<sys::CUfunction, DeviceError> {
+        if let Some((_, f)) = state.scrub {
+            return Ok(f);
+        }
+        let ptx = CString::new(l2_scrub::PTX).map_err(|_| DeviceError::Compile {
+            kernel: l2_scrub::KERNEL.into(),
+            log: "the scrub's PTX contains a NUL byte".into(),
+        })?;
+        let rejected = |e: DriverError| DeviceError::Compile {
+            kernel: l2_scrub::KERNEL.into(),
+            log: format!("the driver rejected the L2 scrub's PTX: {}", describe(e)),
+        };
+        // SAFETY: NUL-terminated PTX that outlives the call.
+        let module =
+            unsafe { cu::module::load_data(ptx.as_ptr() as *const c_void) }.map_err(rejected)?;
+        let name = CString::new(l2_scrub::KERNEL).map_err(|_| DeviceError::Compile {
+            kernel: l2_scrub::KERNEL.into(),
+            log: "kernel name contains a NUL byte".into(),
+        })?;
+        // SAFETY: `module` was just loaded.
+        match unsafe { cu::module::get_function(module, name) } {
+            Ok(f) => {
+                state.scrub = Some((module, f));
+                Ok(f)
+            }
+            Err(e) => {
+                // SAFETY: loaded above, unloaded once.
+                let _ = unsafe { cu::module::unload(module) };
+                Err(rejected(e))
+            }
+        }
+    }
+
+    /// Enqueue one read of the whole flush buffer on the default stream.
+    fn enqueue_scrub(&self, f: Allocation, scrub: sys::CUfunction) -> Result<(), DriverError> {
+        let blocks = self.caps.sm_count.max(1) * l2_scrub::BLOCKS_PER_SM;
+        let launch = Launch::new([blocks, 1, 1], [l2_scrub::THREADS, 1, 1]);
+        let mut params = [
+            ParamSlot::Word(f.ptr.to_le_bytes()),
+            ParamSlot::Word((f.len / 16).to_le_bytes()),
+            // the sink: the buffer's first word, stored only on an impossible checksum
+            ParamSlot::Word(f.ptr.to_le_bytes()),
+        ];
+        Self::enqueue(scrub, &launch, &mut params)
     }
 }
 
@@ -584,7 +637,7 @@ impl Device for CudaDevice {
         let mut state = self.enter()?;
         let (function, mut params) = self.prepare(&mut state, module, launch, args)?;
         let flush = if l2_flush {
-            Some(self.flush_buffer(&mut state)?)
+            Some((self.flush_buffer(&mut state)?, Self::scrub(&mut state)?))
         } else {
             None
         };
@@ -600,12 +653,11 @@ impl Device for CudaDevice {
                     .map_err(call_err("cuEventCreate"))?,
             );
         }
-        for (i, pair) in events.0.chunks_exact(2).enumerate() {
-            if let Some(f) = flush {
-                // A different byte each time, so no layer can skip the write.
-                // SAFETY: the flush allocation holds `f.len` bytes.
-                unsafe { cu::memset_d8_async(f.ptr, i as u8, f.len as usize, stream()) }
-                    .map_err(call_err("cuMemsetD8Async"))?;
+        for pair in events.0.chunks_exact(2) {
+            if let Some((f, scrub)) = flush {
+                // read (never write) the flush buffer: L2 is left holding clean lines only
+                self.enqueue_scrub(f, scrub)
+                    .map_err(call_err("cuLaunchKernel (L2 scrub)"))?;
             }
             // SAFETY: events created above, recorded on the default stream.
             unsafe { cu::event::record(pair[0], stream()) }.map_err(call_err("cuEventRecord"))?;
@@ -859,6 +911,10 @@ impl Drop for CudaDevice {
         if let Some(f) = state.flush.take() {
             // SAFETY: as above.
             let _ = unsafe { cu::free_sync(f.ptr) };
+        }
+        if let Some((module, _)) = state.scrub.take() {
+            // SAFETY: loaded by this device, unloaded once.
+            let _ = unsafe { cu::module::unload(module) };
         }
         for (_, m) in state.modules.drain() {
             // SAFETY: loaded by this device, unloaded once.

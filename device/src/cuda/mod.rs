@@ -14,6 +14,7 @@
 pub mod cubin;
 mod device;
 mod driver;
+mod l2_scrub;
 mod loader;
 mod nvrtc;
 pub mod ptxas_log;
