@@ -11,7 +11,7 @@ use tessera_dsl::gpu_template;
 pub mod gemm {
     params! {
         tile_m in [64, 128, 256],
-        tile_n in [64, 128, 256] + sm_90a [192],
+        tile_n in [64, 128, 256] + sm_90a [96, 160, 192],
         tile_k in [32, 64] + sm_90a [128, 256],
         warps_m in [1, 2, 4],
         warps_n in [1, 2, 4],

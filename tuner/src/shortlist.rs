@@ -44,6 +44,15 @@ const GEMM_POINTS: &[[i64; 7]] = &[
     // sm_90a 192-wide tiles: whole waves for N = 768 / 2304 / 3072 on 132 SMs
     [128, 192, 64, 2, 4, 3, 16],
     [128, 192, 64, 2, 4, 4, 16],
+    // sm_90a 96- and 160-wide tiles: fuller waves for the 384-row BERT GEMMs on 132 SMs
+    // (384x3072: 120 tiles of 64x160 against 72 of 128x128; 384x2304: 144 of 64x96)
+    [64, 160, 64, 2, 2, 4, 16],
+    [64, 160, 64, 2, 2, 6, 16],
+    [128, 96, 64, 2, 2, 6, 16],
+    [128, 96, 64, 4, 2, 4, 16],
+    [128, 96, 64, 4, 2, 6, 16],
+    [64, 96, 64, 2, 2, 6, 16],
+    [64, 96, 64, 2, 2, 8, 16],
     // sm_90a deep K steps for decode (M <= 128): each weight row read in 256/512-byte runs
     [64, 64, 128, 2, 2, 6, 16],
     [64, 64, 256, 2, 2, 3, 16],
