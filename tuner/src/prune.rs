@@ -619,9 +619,10 @@ mod measured {
     #[test]
     fn the_default_keeps_most_winners_measured_on_an_h200() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let text =
-            std::fs::read_to_string(root.join("benches/results/bert-tune-2026-11-30-h200.json"))
-                .unwrap();
+        let text = std::fs::read_to_string(
+            root.join("benches/results/bert-tune-noprune-2026-11-30-h200-1eea983.json"),
+        )
+        .unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let winners: std::collections::BTreeMap<String, String> = doc["results"]
             .as_array()
@@ -656,7 +657,9 @@ mod measured {
             }
         }
         assert_eq!(total, 36);
-        // 25 of 36 when this test was written (most misses: a same-tile twin of the winner)
+        eprintln!("the default keeps {kept} of {total} measured winners");
+        // 25 of 36 against the 37bc3a6 sweep; 23 of 36 against 1eea983's, whose space added
+        // deep K steps and 96/160-wide tiles (most misses: a same-tile twin of the winner)
         assert!(
             kept >= 22,
             "the default keeps {kept} of {total} measured winners"
