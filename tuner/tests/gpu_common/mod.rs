@@ -10,17 +10,27 @@ use tessera_tuner::measure::{compile, verify};
 use tessera_tuner::pool::{default_jobs, parallel_map};
 use tessera_tuner::{Candidate, Workload};
 
-/// Configs under test: at least 20 points of the space, spread evenly, that fit the device.
+/// Configs under test: 24 of the points that fit the problem on the device, spread evenly.
 pub fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
-    t.space()
-        .sample(48)
+    // spread over the points valid for `p`, not over the space: a space with target-only and
+    // problem-only values (deep K steps for a small M) has most of its points invalid for any
+    // one problem, so a spread of the space would keep few
+    let valid: Vec<Vec<i64>> = t
+        .space()
+        .enumerate()
         .into_iter()
         .filter(|v| {
             t.config(v, p)
                 .map(|c| t.validate(&c, p, device.caps()).is_ok())
                 .unwrap_or(false)
         })
-        .take(24)
+        .collect();
+    const POINTS: usize = 24;
+    if valid.len() <= POINTS {
+        return valid;
+    }
+    (0..POINTS)
+        .map(|i| valid[i * valid.len() / POINTS].clone())
         .collect()
 }
 
