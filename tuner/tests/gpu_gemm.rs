@@ -165,7 +165,9 @@ fn gpu_gemm_epilogues_match_reference() {
     ];
     let shapes: [(u64, u64, u64); 3] = [(384, 3072, 768), (257, 382, 520), (1, 768, 768)];
     let probe = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
-    let points: Vec<Vec<i64>> = configs(t, &device, &probe).into_iter().step_by(3).collect();
+    // every sampled point: with B row-major, the points that take sm_90a-only values (deep
+    // rings, 96/160/192-wide tiles) have no pipeline, so every third point left too few runs
+    let points = configs(t, &device, &probe);
     let (mut runs, mut failures) = (0usize, Vec::new());
     for (input, output, epilogue) in &chains {
         for layout_b in [Layout::Col, Layout::Row] {
@@ -209,11 +211,11 @@ fn gpu_gemm_epilogues_match_reference() {
         runs += n;
         failures.extend(f);
     }
-    assert!(runs >= 200, "only {runs} runs");
     report(
         "gpu_gemm_epilogues_match_reference",
         runs,
         points.len(),
         &failures,
     );
+    assert!(runs >= 200, "only {runs} runs");
 }
