@@ -106,6 +106,13 @@ fn emit_prints_fused_snapshots_for_any_op() {
             "attention_f16_f32acc_q64_kv64_w4_s2_bhsd_d64_a8__gfx90a__f16_d64_gqa",
         ),
         (
+            "gemm",
+            "tile_m=64,tile_n=64,tile_k=256,warps_m=2,warps_n=2,stages=3",
+            "sm_90a",
+            "{op: gemm, m: 1, n: 8192, k: 4096}",
+            "gemm_f16_f32acc_64x64x256_w2x2_s3_rcr_a8__sm_90a__f16_decode",
+        ),
+        (
             "embedding",
             "rows_per_block=4,threads_per_row=128,vector=8",
             "sm_80",

@@ -53,6 +53,37 @@ fn mfma32_gemm_sources_match_snapshots() {
     }
 }
 
+/// sm_90a-only GEMM geometry: a decode GEMM with 256-deep K steps (4 panels a stage) and a
+/// 384-row BERT GEMM with 160-wide tiles.
+#[test]
+fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
+    use tessera_dsl::{GemmProblem, Problem};
+    let decode = Problem::Gemm(GemmProblem::new(1, 8192, 4096));
+    let bert = Problem::Gemm(GemmProblem::new(384, 3072, 768));
+    for (values, problem, label, marker) in [
+        (
+            [64, 64, 256, 2, 2, 3, 16],
+            &decode,
+            "f16_decode",
+            "4 panels of 64 K each",
+        ),
+        (
+            [64, 160, 64, 2, 2, 6, 16],
+            &bert,
+            "f16_bert_384",
+            "tsr_wgmma_m64n160(",
+        ),
+    ] {
+        let config = config_for(&values, problem, Target::Sm90a).expect("valid on sm_90a");
+        let src = tessera_codegen::generate(gemm(), &config, Target::Sm90a).expect("codegen");
+        assert!(src.source.contains(marker), "{config}: no `{marker}`");
+        insta::assert_snapshot!(
+            format!("{}__{}__{}", config.kernel_name(), Target::Sm90a, label),
+            src.source
+        );
+    }
+}
+
 #[test]
 fn fused_sources_match_snapshots() {
     let mut taken = 0;
