@@ -201,6 +201,28 @@ fn emit_body(
     w.line(format!(
         "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
     ));
+    emit_producer(w, ir, tile, plan, maps);
+    w.close("");
+    w.open("else");
+    w.line(format!(
+        "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
+    ));
+    emit_consumer(w, ir, tile, plan, store, acc)?;
+    w.close("");
+    Ok(())
+}
+
+/// The producer warpgroup's one thread: waits for a free stage, announces its bytes on the
+/// stage's `full` barrier and issues A's and B's TMA boxes (one per panel), tile after tile.
+fn emit_producer(
+    w: &mut Source,
+    ir: &KernelIr,
+    tile: &GemmTile,
+    plan: &WarpgroupPlan,
+    maps: &[TensorMapArg],
+) {
+    let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
+    let (stages, panels) = (plan.stages, plan.panels);
     w.line("// producer: one thread fills the ring, running ahead into the next tile");
     w.open("if (tid == 0)");
     w.line(format!(
@@ -235,8 +257,10 @@ fn emit_body(
         ));
         w.line("#pragma unroll");
         w.open(format!("for (int p = 0; p < {panels}; ++p)"));
-        for (map, bytes, origin) in [(&maps[0], a_bytes, "row0"), (&maps[1], b_bytes, "col0")] {
-            let s = if map.tensor == "a" { "s_a" } else { "s_b" };
+        for (s, map, bytes, origin) in [
+            ("s_a", &maps[0], a_bytes, "row0"),
+            ("s_b", &maps[1], b_bytes, "col0"),
+        ] {
             w.line(format!(
                 "tsr_tma_load({s} + stage * {bytes} + p * {}, &{}, kt * {} + p * {panel}, {origin}, (int)bz, full + stage * 8);",
                 bytes / panels,
@@ -250,14 +274,6 @@ fn emit_body(
     w.close("");
     w.close("");
     w.close("");
-    w.close("");
-    w.open("else");
-    w.line(format!(
-        "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
-    ));
-    emit_consumer(w, ir, tile, plan, store, acc)?;
-    w.close("");
-    Ok(())
 }
 
 /// Copy a warpgroup's staged tile to global memory in 16-byte row chunks (N is a multiple of 8
