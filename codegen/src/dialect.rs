@@ -13,6 +13,25 @@ use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::{DType, Layout, MmaAtom, Target};
 
+/// [`WarpMma::for_each_acc`] over `plan`'s accumulator groups, then an error if any group had
+/// no registers (a malformed dialect: the body's per-register work would silently vanish).
+pub(crate) fn for_each_filled_acc(
+    d: &dyn Dialect,
+    w: &mut Source,
+    plan: &MmaPlan,
+    body: &mut dyn FnMut(&mut Source, &AccGroup),
+) -> Result<(), CodegenError> {
+    let mut empty = false;
+    d.for_each_acc(w, plan, &mut |w, g| {
+        empty |= g.regs.is_empty();
+        body(w, g);
+    });
+    if empty {
+        return Err(CodegenError::Malformed("empty accumulator group".into()));
+    }
+    Ok(())
+}
+
 /// A shared-memory operand of the MMA: a pointer expression to the current stage and its
 /// storage geometry.
 #[derive(Debug, Clone)]

@@ -139,11 +139,12 @@ pub struct TensorMapArg {
     pub batches: Option<Extent>,
     pub box_inner: u32,
     pub box_lines: u32,
-    /// At most this many lines per box, rounded up to 8 (one swizzle atom): a GEMM's A box for
-    /// a small M, so TMA fills fewer out-of-bounds lines (`box_lines` stays the shared tile's
-    /// height; lines past the box are never read for a stored row). Absent: `box_lines`.
+    /// The integer argument whose value, rounded up to [`TensorMapArg::CAP_LINES_MULTIPLE`],
+    /// caps the lines per box: a GEMM's A box for a small M, so TMA fills fewer out-of-bounds
+    /// lines (`box_lines` stays the shared tile's height; lines past the box are never read for
+    /// a stored row). Absent: `box_lines`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub box_lines_cap: Option<Extent>,
+    pub box_lines_cap: Option<String>,
     pub swizzle: Swizzle,
 }
 
@@ -254,7 +255,8 @@ impl TensorMapArg {
         }
         let box_lines = match &self.box_lines_cap {
             Some(cap) => {
-                let cap = get(cap)?.div_ceil(8).max(1) * 8;
+                let multiple = u64::from(Self::CAP_LINES_MULTIPLE);
+                let cap = get(&Extent::Arg(cap.clone()))?.div_ceil(multiple).max(1) * multiple;
                 self.box_lines.min(u32::try_from(cap).unwrap_or(u32::MAX))
             }
             None => self.box_lines,
@@ -267,9 +269,30 @@ impl TensorMapArg {
         })
     }
 
-    /// Bytes one box copies (out-of-bounds elements included: they are filled and counted).
+    /// A capped box's lines are its argument rounded up to this (one swizzle atom of lines).
+    pub const CAP_LINES_MULTIPLE: u32 = 8;
+
+    /// Bytes one box occupies in shared memory, and copies when uncapped (out-of-bounds
+    /// elements included: they are filled and counted).
     pub fn box_bytes(&self) -> u32 {
         self.box_inner * self.box_lines * self.dtype.size_bytes()
+    }
+
+    /// The C expression (`unsigned`) of the bytes `copies` boxes copy at a launch, what an
+    /// mbarrier expects of them: a constant, or for a capped box `min(box_lines, the cap
+    /// argument rounded up) × the line's bytes`, as [`TensorMapArg::resolve`] sizes the box.
+    pub fn copy_bytes_expr(&self, copies: u32) -> String {
+        match &self.box_lines_cap {
+            None => format!("{}u", copies * self.box_bytes()),
+            Some(cap) => {
+                let round = Self::CAP_LINES_MULTIPLE - 1;
+                format!(
+                    "min({}u, ((unsigned){cap} + {round}u) & ~{round}u) * {}u",
+                    self.box_lines,
+                    copies * self.box_inner * self.dtype.size_bytes()
+                )
+            }
+        }
     }
 }
 
@@ -348,6 +371,12 @@ mod tests {
             let g = capped.resolve(&args(768, m, 768, 0), 1).unwrap();
             assert_eq!(g.boxes, [64, lines, 1], "M = {m}");
         }
+        // what the kernel's mbarrier expects of two such boxes, in C
+        assert_eq!(
+            capped.copy_bytes_expr(2),
+            "min(128u, ((unsigned)M + 7u) & ~7u) * 256u"
+        );
+        assert_eq!(map_a().copy_bytes_expr(2), "32768u");
         // the uncapped map keeps its box whatever M is
         assert_eq!(
             map_a().resolve(&args(768, 1, 768, 0), 1).unwrap().boxes,

@@ -191,30 +191,23 @@ fn fused_spaces_compile_with_nvrtc_without_spills() {
         packed_tma >= 100 && packed_tma < packed,
         "{packed_tma} of {packed} packed sm_90a configs take the TMA pipeline"
     );
-    // sm_90a's persistent attention (`persistent = 1`) is part of its space
-    let persistent = jobs
-        .iter()
-        .filter(|(_, c, target)| {
-            *target == Target::Sm90a && c.kernel_name().contains("_persistent1_")
-        })
-        .count();
+    // sm_90a's kernels whose names carry a knob's value
+    let sm90a_named = |part: &str| {
+        jobs.iter()
+            .filter(|(_, c, target)| *target == Target::Sm90a && c.kernel_name().contains(part))
+            .count()
+    };
+    // its persistent attention (`persistent = 1`) is part of its space
+    let persistent = sm90a_named("_persistent1_");
     assert!(
         persistent >= 10,
         "only {persistent} persistent attention configs"
     );
     // and its split-KV attention (`split_kv` 2, 4, 8) for the decode fixtures
-    let split = jobs
-        .iter()
-        .filter(|(_, c, target)| *target == Target::Sm90a && c.kernel_name().contains("_split_kv"))
-        .count();
+    let split = sm90a_named("_split_kv");
     assert!(split >= 10, "only {split} split-KV attention configs");
     // and grouped heads (`group_heads` 1) for the grouped decode fixtures
-    let grouped = jobs
-        .iter()
-        .filter(|(_, c, target)| {
-            *target == Target::Sm90a && c.kernel_name().contains("_group_heads1")
-        })
-        .count();
+    let grouped = sm90a_named("_group_heads1");
     assert!(
         grouped >= 10,
         "only {grouped} grouped-heads attention configs"

@@ -36,7 +36,7 @@
 
 pub mod plan;
 
-use crate::dialect::{Dialect, MmaPlan};
+use crate::dialect::{for_each_filled_acc, Dialect, MmaPlan};
 use crate::kernel::{abi_params, KernelSource};
 use crate::source::Source;
 use crate::CodegenError;
@@ -495,11 +495,7 @@ pub(crate) fn emit_mask_and_softmax(
     w.line(format!("const bool edge = {edge};"));
     w.line("// on edge blocks masked keys become -inf (scores stay unscaled: the scale is folded");
     w.line("// into the exponent's FMA below)");
-    let mut bad = None;
-    d.for_each_acc(w, &p.s, &mut |w, g| {
-        if g.regs.is_empty() {
-            bad = Some(CodegenError::Malformed("empty accumulator group".into()));
-        }
+    for_each_filled_acc(d, w, &p.s, &mut |w, g| {
         w.open("if (edge)");
         w.line(format!("const int key = kv0 + {};", g.col));
         if causal {
@@ -514,10 +510,7 @@ pub(crate) fn emit_mask_and_softmax(
             w.line(format!("if ({cond}) {reg} = tsr_neg_inf();"));
         }
         w.close("");
-    });
-    if let Some(e) = bad {
-        return Err(e);
-    }
+    })?;
     w.line("// new row max over this block (log2 domain), shared by the threads of each row");
     w.line(format!("float mx[{slots}];"));
     w.line("#pragma unroll");

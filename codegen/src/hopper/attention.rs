@@ -66,7 +66,7 @@ use crate::attention::{
     emit_block_origin, emit_key_range, emit_mask_and_softmax, emit_normalize_and_store,
     emit_rescale_o, TileIndex,
 };
-use crate::dialect::{Dialect, MmaPlan, SmemOperand};
+use crate::dialect::{for_each_filled_acc, Dialect, MmaPlan, SmemOperand};
 use crate::kernel::{KernelSource, TileRows, TileSchedule};
 use crate::source::Source;
 use crate::CodegenError;
@@ -388,11 +388,7 @@ fn emit_split_combine(
     d.row_allreduce(w, "row_l[r]", false);
     w.close("");
     w.line("const unsigned s_po = s_k, s_max = s_q, s_sum = s_q + 256;");
-    let mut bad = None;
-    d.for_each_acc(w, &p.o, &mut |w, g| {
-        if g.regs.is_empty() {
-            bad = Some(CodegenError::Malformed("empty accumulator group".into()));
-        }
+    for_each_filled_acc(d, w, &p.o, &mut |w, g| {
         w.line(format!("const int pr = {}, pc = {};", g.row, g.col));
         w.open("if (q0 + pr < seq_q)");
         for (k, reg) in g.regs.iter().enumerate() {
@@ -404,10 +400,7 @@ fn emit_split_combine(
             "if (pc == 0) {{ tsr_st_shared_f32(s_max + pr * 4, row_m[{slot}]); tsr_st_shared_f32(s_sum + pr * 4, row_l[{slot}]); }}"
         ));
         w.close("");
-    });
-    if let Some(e) = bad {
-        return Err(e);
-    }
+    })?;
     w.line("tsr_cluster_sync();");
     let quads = hd / 4;
     let ld = match layout {

@@ -226,13 +226,14 @@ fn emit_producer(
     w.line("// producer: one thread fills the ring, running ahead into the next tile");
     w.open("if (tid == 0)");
     w.line(format!(
-        "// a stage's bytes: A's box holds min({}, M rounded up to 8) lines (a small M's TMA fills no more out-of-bounds lines than that), B's {b_bytes} bytes",
-        ir.tile_m
-    ));
-    w.line(format!(
-        "const unsigned tx_bytes = min({}u, ((unsigned)M + 7u) & ~7u) * {}u + {b_bytes}u;",
+        "// a stage's bytes: A's box holds min({}, M rounded up to {}) lines (a small M's TMA fills no more out-of-bounds lines than that), B's {b_bytes} bytes",
         ir.tile_m,
-        a_bytes / ir.tile_m
+        TensorMapArg::CAP_LINES_MULTIPLE
+    ));
+    let tx_bytes: Vec<String> = maps.iter().map(|m| m.copy_bytes_expr(panels)).collect();
+    w.line(format!(
+        "const unsigned tx_bytes = {};",
+        tx_bytes.join(" + ")
     ));
     w.line("int stage = 0, phase = 0;");
     w.open(TILE_LOOP);
@@ -379,21 +380,16 @@ fn emit_consumer(
     w.line("#pragma unroll");
     w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
     // a k16 step's operands: 32 bytes into its panel's line (panels follow one another)
-    let (k_a, k_b) = if plan.panels == 1 {
-        ("kk * 32".to_string(), "kk * 32".to_string())
-    } else {
-        let per_panel = ir.tile_k / plan.panels / 16;
-        (
-            format!(
-                "(kk / {per_panel}) * {} + (kk % {per_panel}) * 32",
-                a_bytes / plan.panels
-            ),
-            format!(
-                "(kk / {per_panel}) * {} + (kk % {per_panel}) * 32",
-                b_bytes / plan.panels
-            ),
-        )
+    let per_panel = ir.tile_k / plan.panels / 16;
+    let k_offset = |stage_bytes: u32| {
+        if plan.panels == 1 {
+            "kk * 32".to_string()
+        } else {
+            let panel_bytes = stage_bytes / plan.panels;
+            format!("(kk / {per_panel}) * {panel_bytes} + (kk % {per_panel}) * 32")
+        }
     };
+    let (k_a, k_b) = (k_offset(a_bytes), k_offset(b_bytes));
     w.line(format!(
         "const unsigned long long db = desc_hi | (((b0 + {k_b}) & 0x3FFFF) >> 4);"
     ));

@@ -190,25 +190,12 @@ impl CudaDevice {
         if report.format == ImageFormat::Ptx && image.last() != Some(&0) {
             image.push(0);
         }
-        // SAFETY: `image` is a complete CUBIN (or NUL-terminated PTX) and outlives the call.
-        let module =
-            unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }.map_err(rejected)?;
-        let name = CString::new(kernel.as_str()).map_err(|_| DeviceError::Compile {
+        let (module, function) = load_kernel(&image, kernel, rejected, |e| {
+            DeviceError::Compile {
             kernel: kernel.clone(),
-            log: "kernel name contains a NUL byte".into(),
+            log: format!("no kernel `{kernel}` in the compiled module ({}); declare it `extern \"C\" __global__`", describe(e)),
+        }
         })?;
-        // SAFETY: `module` was just loaded.
-        let function = match unsafe { cu::module::get_function(module, name) } {
-            Ok(f) => f,
-            Err(e) => {
-                // SAFETY: loaded above, unloaded once.
-                let _ = unsafe { cu::module::unload(module) };
-                return Err(DeviceError::Compile {
-                    kernel: kernel.clone(),
-                    log: format!("no kernel `{kernel}` in the compiled module ({}); declare it `extern \"C\" __global__`", describe(e)),
-                });
-            }
-        };
         // SAFETY: `function` belongs to the loaded module.
         let attr = |a: FuncAttr| {
             unsafe { cu::function::get_function_attribute(function, a) }
@@ -380,25 +367,14 @@ impl CudaDevice {
             kernel: l2_scrub::KERNEL.into(),
             log: format!("the driver rejected the L2 scrub's PTX: {}", describe(e)),
         };
-        // SAFETY: NUL-terminated PTX that outlives the call.
-        let module =
-            unsafe { cu::module::load_data(ptx.as_ptr() as *const c_void) }.map_err(rejected)?;
-        let name = CString::new(l2_scrub::KERNEL).map_err(|_| DeviceError::Compile {
-            kernel: l2_scrub::KERNEL.into(),
-            log: "kernel name contains a NUL byte".into(),
-        })?;
-        // SAFETY: `module` was just loaded.
-        match unsafe { cu::module::get_function(module, name) } {
-            Ok(f) => {
-                state.scrub = Some((module, f));
-                Ok(f)
-            }
-            Err(e) => {
-                // SAFETY: loaded above, unloaded once.
-                let _ = unsafe { cu::module::unload(module) };
-                Err(rejected(e))
-            }
-        }
+        let loaded = load_kernel(
+            ptx.as_bytes_with_nul(),
+            l2_scrub::KERNEL,
+            rejected,
+            rejected,
+        )?;
+        state.scrub = Some(loaded);
+        Ok(loaded.1)
     }
 
     /// Enqueue one read of the whole flush buffer on the default stream.
@@ -412,6 +388,33 @@ impl CudaDevice {
             ParamSlot::Word(f.ptr.to_le_bytes()),
         ];
         Self::enqueue(scrub, &launch, &mut params)
+    }
+}
+
+/// Load `image` (a complete CUBIN, or NUL-terminated PTX) into the bound context and find its
+/// kernel `kernel`; a module without it is unloaded again. `rejected` and `missing` word the
+/// driver's refusal of the image and of the name.
+fn load_kernel(
+    image: &[u8],
+    kernel: &str,
+    rejected: impl Fn(DriverError) -> DeviceError,
+    missing: impl Fn(DriverError) -> DeviceError,
+) -> Result<(sys::CUmodule, sys::CUfunction), DeviceError> {
+    let name = CString::new(kernel).map_err(|_| DeviceError::Compile {
+        kernel: kernel.to_string(),
+        log: "kernel name contains a NUL byte".into(),
+    })?;
+    // SAFETY: `image` is a complete CUBIN (or NUL-terminated PTX) and outlives the call.
+    let module =
+        unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }.map_err(rejected)?;
+    // SAFETY: `module` was just loaded.
+    match unsafe { cu::module::get_function(module, name) } {
+        Ok(f) => Ok((module, f)),
+        Err(e) => {
+            // SAFETY: loaded above, unloaded once.
+            let _ = unsafe { cu::module::unload(module) };
+            Err(missing(e))
+        }
     }
 }
 

@@ -138,12 +138,14 @@ impl GemmPipeline {
                 variant.align
             ));
         }
-        // a K step deeper than one 128-byte swizzled line takes several panels
-        let panels = (tile.tile_k * 2).div_ceil(128).max(1);
-        let swizzle = Swizzle::for_line_bytes(tile.tile_k * 2 / panels)
-            .filter(|s| *s != Swizzle::B32 && (panels == 1 || *s == Swizzle::B128))
-            .filter(|_| panels <= 4)
-            .ok_or_else(|| format!("tile_k {} is not 32, 64, 128 or 256", tile.tile_k))?;
+        // a K step deeper than one 128-byte swizzled line takes several panels of one line
+        let line_bytes = tile.tile_k * 2;
+        let panels = line_bytes.div_ceil(Swizzle::B128.span()).max(1);
+        let swizzle = match Swizzle::for_line_bytes(line_bytes / panels) {
+            Some(s) if panels == 1 && s != Swizzle::B32 => s,
+            Some(Swizzle::B128) if panels <= 4 => Swizzle::B128,
+            _ => return Err(format!("tile_k {} is not 32, 64, 128 or 256", tile.tile_k)),
+        };
         let consumers = match tile.warps {
             4 => 1,
             8 => 2,
