@@ -32,16 +32,25 @@ fn emit_prints_the_snapshot() {
         (
             "sm_80",
             "gemm_f16_f32acc_128x128x32_w2x2_s3_rcr_a8__sm_80__f16_rcr",
+            "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3",
             vec![],
         ),
         (
             "sm_90a",
             "gemm_f16_f32acc_128x256x32_w2x4_s3_rcr_a8__sm_90a__f16_rcr",
+            "tile_m=128,tile_n=256,tile_k=32,warps_m=2,warps_n=4,stages=3",
             vec![],
+        ),
+        (
+            "sm_90a",
+            "gemm_f16_f32acc_128x128x64_w4x2_s4_rcr_bias_gelu_tanh_a8__sm_90a__f16_bias_gelu_tanh",
+            "tile_m=128,tile_n=128,tile_k=64,warps_m=4,warps_n=2,stages=4",
+            vec!["--shape", "12288x3072x768", "--epilogue", "bias,gelu_tanh"],
         ),
         (
             "gfx90a",
             "gemm_bf16_f32acc_64x64x32_w2x2_s2_rrr_bias_gelu_a8__gfx90a__bf16_rrr_bias_gelu",
+            "tile_m=64,tile_n=64,tile_k=32,warps_m=2,warps_n=2,stages=2",
             vec![
                 "--shape",
                 "4096x3072x768",
@@ -54,14 +63,7 @@ fn emit_prints_the_snapshot() {
             ],
         ),
     ];
-    for (target, snap, extra) in cases {
-        let config = if snap.contains("128x128x32") {
-            "tile_m=128,tile_n=128,tile_k=32,warps_m=2,warps_n=2,stages=3"
-        } else if snap.contains("128x256x32") {
-            "tile_m=128,tile_n=256,tile_k=32,warps_m=2,warps_n=4,stages=3"
-        } else {
-            "tile_m=64,tile_n=64,tile_k=32,warps_m=2,warps_n=2,stages=2"
-        };
+    for (target, snap, config, extra) in cases {
         let mut args = vec!["emit", "gemm", "--config", config, "--target", target];
         args.extend(extra);
         let (code, out, err) = tessera(&args);

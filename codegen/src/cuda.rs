@@ -98,7 +98,6 @@ impl InstructionSet for Cuda {
     fn math(&self, f: MathFn) -> &'static str {
         match f {
             MathFn::Erf => "erff",
-            MathFn::Tanh => "tanhf",
             MathFn::Exp => "__expf",
             MathFn::Rsqrt => "rsqrtf",
             MathFn::Sqrt => "sqrtf",

@@ -80,7 +80,6 @@ pub struct AccGroup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MathFn {
     Erf,
-    Tanh,
     Exp,
     Rsqrt,
     Sqrt,

@@ -54,12 +54,16 @@ fn mfma32_gemm_sources_match_snapshots() {
 }
 
 /// sm_90a-only GEMM geometry: a decode GEMM with 256-deep K steps (4 panels a stage) and a
-/// 384-row BERT GEMM with 160-wide tiles.
+/// 384-row BERT GEMM with 160-wide tiles; and BERT's first FFN GEMM with bias + tanh GELU,
+/// the epilogue benchmark's case.
 #[test]
 fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
-    use tessera_dsl::{GemmProblem, Problem};
+    use tessera_dsl::{EpilogueOp, GemmProblem, Problem};
     let decode = Problem::Gemm(GemmProblem::new(1, 8192, 4096));
     let bert = Problem::Gemm(GemmProblem::new(384, 3072, 768));
+    let mut ffn1 = GemmProblem::new(12288, 3072, 768);
+    ffn1.epilogue = vec![EpilogueOp::Bias, EpilogueOp::GeluTanh];
+    let ffn1 = Problem::Gemm(ffn1);
     for (values, problem, label, marker) in [
         (
             [64, 64, 256, 2, 2, 3, 16],
@@ -72,6 +76,12 @@ fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
             &bert,
             "f16_bert_384",
             "tsr_wgmma_m64n160(",
+        ),
+        (
+            [128, 128, 64, 4, 2, 4, 16],
+            &ffn1,
+            "f16_bias_gelu_tanh",
+            "__expf(-1.5957691216057308f",
         ),
     ] {
         let config = config_for(&values, problem, Target::Sm90a).expect("valid on sm_90a");
