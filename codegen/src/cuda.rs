@@ -97,7 +97,6 @@ impl InstructionSet for Cuda {
 
     fn math(&self, f: MathFn) -> &'static str {
         match f {
-            MathFn::Erf => "erff",
             MathFn::Exp => "__expf",
             MathFn::Rsqrt => "rsqrtf",
             MathFn::Sqrt => "sqrtf",

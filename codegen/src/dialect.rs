@@ -79,7 +79,6 @@ pub struct AccGroup {
 /// Math functions the epilogue may call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MathFn {
-    Erf,
     Exp,
     Rsqrt,
     Sqrt,

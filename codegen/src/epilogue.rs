@@ -23,9 +23,18 @@ pub fn apply(
         EpilogueOp::BetaC => format!("{v} += beta * {};", d.to_float(out, at.c)),
         EpilogueOp::Bias => format!("{v} += {};", d.to_float(out, at.bias)),
         EpilogueOp::Relu => format!("{v} = {v} > 0.f ? {v} : 0.f;"),
+        // v·Φ(v) with Φ from erfc's rational approximation (Abramowitz & Stegun 7.1.26,
+        // |error| ≤ 1.5e-7): q = ½·erfc(|v|/√2), Φ = 1 - q for v ≥ 0 and q below, so the
+        // negative side has no cancellation. A reciprocal, an exponential and six FMAs instead
+        // of a precise erff per accumulator.
         EpilogueOp::Gelu => format!(
-            "{v} = 0.5f * {v} * (1.f + {}({v} * 0.70710678118654752f));",
-            d.math(MathFn::Erf)
+            "{{ const float tsr_z = fabsf({v}) * 0.70710678118654752f; \
+             const float tsr_t = {}; \
+             const float tsr_q = 0.5f * tsr_t * (0.254829592f + tsr_t * (-0.284496736f + tsr_t * \
+             (1.421413741f + tsr_t * (-1.453152027f + tsr_t * 1.061405429f)))) * {}(-tsr_z * tsr_z); \
+             {v} *= {v} >= 0.f ? 1.f - tsr_q : tsr_q; }}",
+            d.fast_div("1.f", "1.f + 0.3275911f * tsr_z"),
+            d.math(MathFn::Exp)
         ),
         // 0.5·v·(1 + tanh(u)) = v / (1 + exp(-2u)): one fast exponential and a reciprocal
         // instead of a precise tanh (about 20 instructions, fully unrolled per accumulator),

@@ -186,7 +186,6 @@ impl InstructionSet for Hip {
 
     fn math(&self, f: MathFn) -> &'static str {
         match f {
-            MathFn::Erf => "erff",
             MathFn::Exp => "__expf",
             MathFn::Rsqrt => "rsqrtf",
             MathFn::Sqrt => "sqrtf",
