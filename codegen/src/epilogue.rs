@@ -24,21 +24,18 @@ pub fn apply(
         EpilogueOp::Bias => format!("{v} += {};", d.to_float(out, at.bias)),
         EpilogueOp::Relu => format!("{v} = {v} > 0.f ? {v} : 0.f;"),
         // v·Φ(v) with Φ from erfc's rational approximation (Abramowitz & Stegun 7.1.26,
-        // |error| ≤ 1.5e-7): q = ½·erfc(|v|/√2), Φ = 1 - q for v ≥ 0 and q below, so the
+        // |error| ≤ 1.5e-7): q = ½·erfc(|v|/√2) = t·P(t)·exp(-v²/2), t = 1 / (1 + p·|v|/√2),
+        // with p/√2 and ½ folded into the constants; Φ = 1 - q for v ≥ 0 and q below, so the
         // negative side has no cancellation. A reciprocal, an exponential and six FMAs instead
         // of a precise erff per accumulator.
         EpilogueOp::Gelu => format!(
-            "{{ const float tsr_z = fabsf({v}) * 0.70710678118654752f; \
-             const float tsr_t = {}; \
-             const float tsr_q = 0.5f * tsr_t * (0.254829592f + tsr_t * (-0.284496736f + tsr_t * \
-             (1.421413741f + tsr_t * (-1.453152027f + tsr_t * 1.061405429f)))) * {}(-tsr_z * tsr_z); \
+            "{{ const float tsr_t = {}; \
+             const float tsr_q = tsr_t * (0.127414796f + tsr_t * (-0.142248368f + tsr_t * \
+             (0.7107068705f + tsr_t * (-0.7265760135f + tsr_t * 0.5307027145f)))) * {}({v} * (-0.5f * {v})); \
              {v} *= {v} >= 0.f ? 1.f - tsr_q : tsr_q; }}",
-            d.fast_div("1.f", "1.f + 0.3275911f * tsr_z"),
+            d.fast_div("1.f", &format!("1.f + 0.2316418882663604f * fabsf({v})")),
             d.math(MathFn::Exp)
         ),
-        // 0.5·v·(1 + tanh(u)) = v / (1 + exp(-2u)): one fast exponential and a reciprocal
-        // instead of a precise tanh (about 20 instructions, fully unrolled per accumulator),
-        // and no cancellation where tanh(u) nears -1.
         EpilogueOp::GeluTanh => format!(
             "{v} = {};",
             d.fast_div(

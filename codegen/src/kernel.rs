@@ -698,12 +698,16 @@ pub(crate) fn emit_tile_origin(w: &mut Source, ir: &KernelIr) {
 /// The epilogue of one GEMM: applies the fused ops to groups of accumulator values and stores
 /// them (row-major or into heads), predicated on the problem's edges. Every MMA lowering
 /// hands it [`AccGroup`]s in its own accumulator layout.
+#[derive(Clone)]
 pub(crate) struct EpilogueStore<'a> {
     ir: &'a KernelIr,
     d: &'a dyn Dialect,
     ops: &'a [EpilogueOp],
     pair_store: bool,
     loads_operands: bool,
+    /// Set by [`EpilogueStore::prefetch_bias`]: a C expression, in a group's scope, of the
+    /// register holding that group's two bias values (low and high 16 bits).
+    bias_pair: Option<String>,
 }
 
 impl<'a> EpilogueStore<'a> {
@@ -727,7 +731,31 @@ impl<'a> EpilogueStore<'a> {
             loads_operands: ops
                 .iter()
                 .any(|o| matches!(o, EpilogueOp::BetaC | EpilogueOp::Residual)),
+            bias_pair: None,
         })
+    }
+
+    /// Load this thread's bias values into registers where the caller emits it (before the
+    /// mainloop, so the loads' latency hides behind it instead of stalling each group of the
+    /// epilogue): `unsigned bias_pair[chunks]`, chunk `j` holding the two 16-bit values of
+    /// columns `col0 + col(j)` and the next. Groups then read `bias_pair[slot]`, `slot` a C
+    /// expression in their scope. Nothing is emitted (and groups load as before) unless the
+    /// ops read a bias and the output is 16-bit, so that a pair fits one register.
+    pub(crate) fn prefetch_bias(&mut self, w: &mut Source, chunks: u32, col: &str, slot: &str) {
+        let out = self.ir.variant.output;
+        if out.size_bytes() != 2 || !self.ops.contains(&EpilogueOp::Bias) {
+            return;
+        }
+        w.line("// this thread's bias pairs, loaded ahead of the mainloop");
+        w.line(format!("unsigned bias_pair[{chunks}];"));
+        w.line("#pragma unroll");
+        w.open(format!("for (int j = 0; j < {chunks}; ++j)"));
+        w.line(format!("const int bc = col0 + {col};"));
+        w.line(
+            "bias_pair[j] = (unsigned)bias[min(bc, N - 1)] | ((unsigned)bias[min(bc + 1, N - 1)] << 16);",
+        );
+        w.close("");
+        self.bias_pair = Some(format!("bias_pair[{slot}]"));
     }
 
     pub(crate) fn comment(&self, w: &mut Source) {
@@ -753,7 +781,11 @@ impl<'a> EpilogueStore<'a> {
                 w.line(format!("const long long ec{k} = min(cc + {k}, N - 1);"));
             }
             let c_at = format!("c[(long long){row} * ldc + ec{k}]");
-            let bias_at = format!("bias[ec{k}]");
+            let bias_at = match (&self.bias_pair, k) {
+                (Some(pair), 0) => format!("(unsigned short)({pair} & 0xFFFFu)"),
+                (Some(pair), _) => format!("(unsigned short)({pair} >> 16)"),
+                (None, _) => format!("bias[ec{k}]"),
+            };
             let res_at = format!("residual[(long long){row} * ldd + ec{k}]");
             let at = EpilogueOperands {
                 c: &c_at,

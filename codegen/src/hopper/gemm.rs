@@ -357,6 +357,14 @@ fn emit_consumer(
         plan.stages, plan.stages
     ));
     emit_tile_origin(w, ir);
+    // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
+    // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
+    let chunks = plan.wg_n / 8;
+    let local_row = "i * 64 + wq * 16 + (lane >> 2) + h * 8";
+    let local_col = "j * 8 + (lane & 3) * 2";
+    // the tile's epilogue reads this copy of the store, which knows about the prefetch
+    let mut store = store.clone();
+    store.prefetch_bias(w, chunks, local_col, "j");
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line("#pragma unroll");
@@ -415,11 +423,6 @@ fn emit_consumer(
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
     store.comment(w);
-    // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
-    // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
-    let chunks = plan.wg_n / 8;
-    let local_row = "i * 64 + wq * 16 + (lane >> 2) + h * 8";
-    let local_col = "j * 8 + (lane & 3) * 2";
     let group = AccGroup {
         regs: vec![
             format!("{acc}[i][j * 4 + h * 2]"),
@@ -454,7 +457,7 @@ fn emit_consumer(
     w.close("");
     w.close("");
     if plan.epilogue == EpilogueMode::Staged {
-        emit_staged_copy_out(w, plan, store);
+        emit_staged_copy_out(w, plan, &store);
     }
     w.close("");
     Ok(())
