@@ -8,9 +8,7 @@
 //! `wgmma.m64nNk16` over the stage, keeps one group in flight and releases the previous
 //! stage on `empty`. Edges need no predication in the mainloop: TMA fills out-of-bounds
 //! elements with zeros. The epilogue is the shared one ([`crate::kernel::EpilogueStore`]),
-//! fed with wgmma's accumulator layout; a bias is loaded into registers before the mainloop.
-//! A staged tile's coalesced copy-out is deferred: it runs behind the warpgroup's next tile's
-//! first wgmma group (or after its last tile), so the stores overlap the tensor cores.
+//! fed with wgmma's accumulator layout.
 
 use super::descriptor::SmemDescriptor;
 use crate::dialect::{AccGroup, Dialect};
@@ -347,19 +345,6 @@ fn emit_consumer(
         line
     ));
     w.line(format!("float {acc}[{mi}][{regs}];"));
-    let staged = plan.epilogue == EpilogueMode::Staged;
-    let pitch = plan.staging_pitch();
-    if staged {
-        w.line(format!(
-            "const unsigned stg = staging + cw * {};",
-            plan.wg_m * pitch
-        ));
-        w.line(
-            "// a staged tile leaves during the next tile's first wgmma (or after the last tile)",
-        );
-        w.line("bool pending = false;");
-        w.line("int pending_row0 = 0, pending_col0 = 0;");
-    }
     w.line(
         "// this warpgroup's tiles: the it-th of the block's starts at ring position it * k_tiles",
     );
@@ -426,13 +411,6 @@ fn emit_consumer(
     w.close("");
     w.close("");
     w.line("tsr_wgmma_commit();");
-    if staged {
-        // the previous tile's staged outputs leave behind this first group (problems have
-        // K >= 1, so every tile runs a first K step; the staging tile is free after it)
-        w.open("if (pending)");
-        emit_pending_copy_out(w, plan, &store);
-        w.close("");
-    }
     w.line("tsr_wgmma_wait<1>();");
     w.line("// the previous stage's wgmma has finished reading it");
     w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
@@ -454,6 +432,13 @@ fn emit_consumer(
         col: local_col.into(),
         block_end: format!("j == {} && h == 1", chunks - 1),
     };
+    let pitch = plan.staging_pitch();
+    if plan.epilogue == EpilogueMode::Staged {
+        w.line(format!(
+            "const unsigned stg = staging + cw * {};",
+            plan.wg_m * pitch
+        ));
+    }
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line("#pragma unroll");
@@ -471,25 +456,9 @@ fn emit_consumer(
     w.close("");
     w.close("");
     w.close("");
-    if staged {
-        w.line("pending = true;");
-        w.line("pending_row0 = row0;");
-        w.line("pending_col0 = col0;");
+    if plan.epilogue == EpilogueMode::Staged {
+        emit_staged_copy_out(w, plan, &store);
     }
     w.close("");
-    if staged {
-        w.open("if (pending)");
-        emit_pending_copy_out(w, plan, &store);
-        w.close("");
-    }
     Ok(())
-}
-
-/// The staged copy-out of the tile this warpgroup finished last (at `pending_row0`,
-/// `pending_col0`), issued where the warpgroup would otherwise wait: behind the next tile's
-/// first wgmma group, or after its last tile.
-fn emit_pending_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueStore) {
-    w.line("const int row0 = pending_row0, col0 = pending_col0;");
-    emit_staged_copy_out(w, plan, store);
-    w.line("pending = false;");
 }
