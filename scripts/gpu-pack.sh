@@ -3,6 +3,14 @@
 # strip it into the ignored folder .gpu/, and print the one command that runs it there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the commit the binaries are built from, read before building: the JSON of every run names it
+state() {
+  local c
+  c=$(git rev-parse --short HEAD)
+  git diff --quiet HEAD -- . ':!benches/results' || c="$c-dirty"
+  echo "$c"
+}
+commit=$(state)
 rm -rf .gpu && mkdir -p .gpu/bin
 cargo build --release --locked -p tessera -p tessera-benches
 cp target/release/tessera target/release/gemm target/release/gemm_epilogue \
@@ -21,8 +29,11 @@ for line in sys.stdin:
         print(dst)
 '
 strip .gpu/bin/*
-commit=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- . ':!benches/results' || commit="$commit-dirty"
+if [ "$(state)" != "$commit" ]; then
+  echo "gpu-pack: the tree changed while building ($commit, now $(state)); .gpu removed, pack again" >&2
+  rm -rf .gpu
+  exit 1
+fi
 echo "$commit" > .gpu/COMMIT
 du -sh .gpu
 echo "run on the GPU machine (carry .gpu):  scripts/gpu-run.sh [tests|bench|epilogue|layernorm|attention|bert|all]"
