@@ -781,10 +781,11 @@ impl<'a> EpilogueStore<'a> {
                 w.line(format!("const long long ec{k} = min(cc + {k}, N - 1);"));
             }
             let c_at = format!("c[(long long){row} * ldc + ec{k}]");
+            // a prefetched pair holds the group's first two columns; any further one loads
             let bias_at = match (&self.bias_pair, k) {
                 (Some(pair), 0) => format!("(unsigned short)({pair} & 0xFFFFu)"),
-                (Some(pair), _) => format!("(unsigned short)({pair} >> 16)"),
-                (None, _) => format!("bias[ec{k}]"),
+                (Some(pair), 1) => format!("(unsigned short)({pair} >> 16)"),
+                _ => format!("bias[ec{k}]"),
             };
             let res_at = format!("residual[(long long){row} * ldd + ec{k}]");
             let at = EpilogueOperands {
