@@ -165,17 +165,17 @@ pub(crate) fn abi_params(d: &dyn Dialect, abi: &[Arg]) -> String {
 
 fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     check(ir, d)?;
-    if ir.split != 1 {
-        return Err(CodegenError::Unsupported(format!(
-            "split {}: no GEMM pipeline splits a tile's K range",
-            ir.split
-        )));
-    }
     let tile = gemm_tile(ir)?;
     if let GemmPipeline::Warpspecialized(plan) =
         GemmPipeline::select(d.target(), &tile, &ir.variant)
     {
         return crate::hopper::gemm::emit(ir, d, &tile, &plan);
+    }
+    if ir.split != 1 {
+        return Err(CodegenError::Unsupported(format!(
+            "split {}: only the sm_90a TMA pipeline splits a tile's K range",
+            ir.split
+        )));
     }
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
@@ -226,6 +226,7 @@ pub(crate) fn gemm_tile(ir: &KernelIr) -> Result<GemmTile, CodegenError> {
         tile_k: ir.tile_k,
         warps: ir.warps(),
         stages,
+        split_k: ir.split,
     })
 }
 

@@ -19,6 +19,11 @@ pub mod gemm {
         // the MFMA atom's rows on AMD: 16x16x16 everywhere, 32x32x8 (half the operand traffic
         // per flop) on CDNA; a target knob, named `_mfma32` only off its default
         mfma in [16] + gfx90a [32] + gfx942 [32],
+        // split-K (sm_90a): each tile's K range walked by a cluster of this many blocks, whose
+        // partial accumulators meet in the first block's shared memory (distributed shared
+        // memory) before its epilogue; for long-K problems with fewer tiles than
+        // multiprocessors. Named `_split_k2` etc. only off its default
+        split_k in [1] + sm_90a [2, 4],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -34,7 +39,7 @@ pub mod gemm {
         shared sa: a[tile_m, tile_k] x stages;
         shared sb: b[tile_k, tile_n] x stages;
         fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];
-        mainloop k step tile_k stages stages {
+        mainloop k step tile_k stages stages split split_k {
             load a -> sa;
             load b -> sb;
             mma acc += sa * sb atom mfma;
@@ -66,6 +71,44 @@ pub mod gemm {
         }
     }
 
+    /// The fewest K steps each block of a split-K cluster walks.
+    const SPLIT_K_MIN_STEPS: u64 = 4;
+
+    /// Splitting each tile's K range over a cluster of `split_k` blocks is for problems whose
+    /// tiles leave multiprocessors idle: the clusters must fit one wave (one block per SM), and
+    /// each block must get a few K steps. (The tuner times the rest; these only keep configs
+    /// that cannot win out of the space.)
+    fn split_k_pays(tile: &GemmTile, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+        let (n, Problem::Gemm(g)) = (u64::from(tile.split_k), problem) else {
+            return Ok(());
+        };
+        if n <= 1 {
+            return Ok(());
+        }
+        let tiles = g.m.div_ceil(u64::from(tile.tile_m.max(1)))
+            * g.n.div_ceil(u64::from(tile.tile_n.max(1)))
+            * g.batch.max(1);
+        if tiles * n > u64::from(caps.sm_count) {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "split_k {n}: {tiles} tiles of {n} blocks are more than one wave on {} multiprocessors",
+                    caps.sm_count
+                ),
+            ));
+        }
+        let steps = g.k.div_ceil(u64::from(tile.tile_k.max(1)));
+        if steps < SPLIT_K_MIN_STEPS * n {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "split_k {n}: {steps} K steps leave a block fewer than {SPLIT_K_MIN_STEPS}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
     /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
@@ -83,11 +126,13 @@ pub mod gemm {
             tile_k: u("tile_k"),
             warps: u("warps_m") * u("warps_n"),
             stages: u("stages"),
+            split_k: u("split_k"),
         };
         if let GemmPipeline::Warpspecialized(_) =
             GemmPipeline::select(caps.target, &tile, &config.variant)
         {
-            return deep_k_pays(&tile, problem);
+            deep_k_pays(&tile, problem)?;
+            return split_k_pays(&tile, problem, caps);
         }
         // `+ sm_90a` above: deep rings, 192-wide tiles, deep K steps
         crate::tma_values::reject_unserved(&TEMPLATE.space(), config, || {
@@ -136,7 +181,7 @@ mod tests {
         assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
         assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
-        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &p).unwrap();
+        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16, 1], &p).unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
         // sm_80 and gfx90a do not offer 8 stages (`+ sm_90a [6, 8]`)
@@ -155,7 +200,9 @@ mod tests {
         let mut rrr = GemmProblem::new(1, 8192, 4096);
         rrr.layout_b = Layout::Row;
         let rrr = Problem::Gemm(rrr);
-        let deep_rrr = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16], &rrr).unwrap();
+        let deep_rrr = TEMPLATE
+            .config(&[64, 64, 64, 2, 2, 8, 16, 1], &rrr)
+            .unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(
@@ -165,15 +212,19 @@ mod tests {
             r.reason
         );
         // 4 stages stay in the multistage space
-        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16], &p).unwrap();
+        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16, 1], &p).unwrap();
         assert_eq!(
             TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
             Ok(())
         );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
-        let wide = TEMPLATE.config(&[128, 192, 64, 2, 4, 4, 16], &p).unwrap();
+        let wide = TEMPLATE
+            .config(&[128, 192, 64, 2, 4, 4, 16, 1], &p)
+            .unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
-        let narrow_k = TEMPLATE.config(&[128, 192, 32, 2, 4, 3, 16], &p).unwrap();
+        let narrow_k = TEMPLATE
+            .config(&[128, 192, 32, 2, 4, 3, 16, 1], &p)
+            .unwrap();
         assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
         let r = TEMPLATE
             .validate(&narrow_k, &p, &Target::Sm80.nominal_caps())
@@ -184,7 +235,9 @@ mod tests {
             r.reason
         );
         // a deep ring of big tiles does not fit Hopper's shared memory
-        let big = TEMPLATE.config(&[128, 256, 64, 2, 4, 8, 16], &p).unwrap();
+        let big = TEMPLATE
+            .config(&[128, 256, 64, 2, 4, 8, 16, 1], &p)
+            .unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
     }
@@ -204,10 +257,10 @@ mod tests {
         let decode = decode();
         for (values, ok) in [
             // 64 x 64 tiles, 256-deep steps, 3 stages of 64 KiB
-            ([64, 64, 256, 2, 2, 3, 16], true),
-            ([64, 128, 128, 2, 2, 4, 16], true),
+            ([64, 64, 256, 2, 2, 3, 16, 1], true),
+            ([64, 128, 128, 2, 2, 4, 16, 1], true),
             // 4 stages of 64 KiB do not fit
-            ([64, 64, 256, 2, 2, 4, 16], false),
+            ([64, 64, 256, 2, 2, 4, 16, 1], false),
         ] {
             let c = TEMPLATE.config(&values, &decode).unwrap();
             assert_eq!(
@@ -217,7 +270,7 @@ mod tests {
             );
         }
         let c = TEMPLATE
-            .config(&[64, 64, 256, 2, 2, 3, 16], &decode)
+            .config(&[64, 64, 256, 2, 2, 3, 16, 1], &decode)
             .unwrap();
         // off sm_90a, no pipeline serves a 256-deep step
         let r = TEMPLATE
@@ -247,8 +300,12 @@ mod tests {
         assert_eq!(mfma.values, vec![16, 32]);
         assert_eq!(mfma.default, Some(16));
         assert_eq!(mfma.only_on(32), Some(vec![Target::Gfx90a, Target::Gfx942]));
-        let at16 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 16], &p).unwrap();
-        let at32 = TEMPLATE.config(&[128, 128, 32, 2, 2, 3, 32], &p).unwrap();
+        let at16 = TEMPLATE
+            .config(&[128, 128, 32, 2, 2, 3, 16, 1], &p)
+            .unwrap();
+        let at32 = TEMPLATE
+            .config(&[128, 128, 32, 2, 2, 3, 32, 1], &p)
+            .unwrap();
         // the default keeps the name (and `--config` string) every target had before the knob
         assert_eq!(
             at16.kernel_name(),
@@ -293,5 +350,58 @@ mod tests {
         let r = TEMPLATE.validate(&at32, &p, &caps).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(r.reason.contains("no 32-row MMA atom"), "{}", r.reason);
+    }
+
+    /// `split_k` (2, 4) is an sm_90a knob: a cluster of blocks per tile for long-K problems
+    /// whose tiles leave multiprocessors idle, with cooperative consumers, named `_split_k2`.
+    #[test]
+    fn split_k_clusters_long_k_problems_with_few_tiles() {
+        let hopper = Target::Sm90a.nominal_caps();
+        let split = TEMPLATE
+            .space()
+            .params
+            .into_iter()
+            .find(|p| p.name == "split_k")
+            .unwrap();
+        assert_eq!(split.values, vec![1, 2, 4]);
+        assert_eq!(split.only_on(2), Some(vec![Target::Sm90a]));
+        // BERT's second FFN GEMM at 384 tokens: 36 tiles of 64x128, 48 K steps
+        let ffn2 = Problem::Gemm(GemmProblem::new(384, 768, 3072));
+        let two = TEMPLATE
+            .config(&[64, 128, 64, 2, 2, 6, 16, 2], &ffn2)
+            .unwrap();
+        assert_eq!(
+            two.kernel_name(),
+            "gemm_f16_f32acc_64x128x64_w2x2_s6_split_k2_rcr_a8"
+        );
+        assert_eq!(TEMPLATE.validate(&two, &ffn2, &hopper), Ok(()));
+        // off sm_90a the value is not offered
+        let four_stages = TEMPLATE
+            .config(&[64, 128, 64, 2, 2, 4, 16, 2], &ffn2)
+            .unwrap();
+        let r = TEMPLATE
+            .validate(&four_stages, &ffn2, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert!(r.reason.contains("split_k = 2"), "{}", r.reason);
+        let reason = |values: [i64; 8], p: &Problem| {
+            let c = TEMPLATE.config(&values, p).unwrap();
+            TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
+        };
+        // 72 tiles of 64x64 split in two are more than one wave of 132 blocks
+        let r = reason([64, 64, 64, 2, 2, 6, 16, 2], &ffn2);
+        assert!(r.contains("more than one wave"), "{r}");
+        // a short K leaves each of 2 blocks fewer than 4 steps
+        let short = Problem::Gemm(GemmProblem::new(384, 768, 448));
+        let r = reason([64, 128, 64, 2, 2, 6, 16, 2], &short);
+        assert!(r.contains("7 K steps"), "{r}");
+        // pingpong consumers walk two tiles each: no split
+        let r = reason([64, 128, 64, 2, 4, 6, 16, 2], &ffn2);
+        assert!(r.contains("pingpong"), "{r}");
+        // the ring must hold a tile's f32 partials
+        let r = reason(
+            [128, 256, 64, 2, 4, 2, 16, 2],
+            &Problem::Gemm(GemmProblem::new(128, 256, 8192)),
+        );
+        assert!(r.contains("do not fit"), "{r}");
     }
 }

@@ -50,6 +50,8 @@ const ATTENTION_STEP_S: f64 = 0.05e-6;
 /// Split-KV's combine: two cluster barriers and each block's partial softmax read back through
 /// distributed shared memory, seconds.
 const SPLIT_COMBINE_S: f64 = 2.0e-6;
+/// Split-K's combine beside the partials' transfer: three cluster barriers, seconds.
+const SPLIT_K_COMBINE_S: f64 = 1.0e-6;
 /// Fixed cost of one GEMM main-loop step (barrier or mbarrier wait, address updates), seconds:
 /// deeper K steps amortise it.
 const GEMM_STEP_S: f64 = 0.02e-6;
@@ -310,6 +312,7 @@ fn gemm(
         tile_k: u32_of(tk),
         warps: u32_of(wm * wn),
         stages: u32_of(stages),
+        split_k: u32_of(param(t, config, "split_k")?),
     };
     let v = &config.variant;
     let elem = v.input.size_bytes() as f64;
@@ -351,7 +354,16 @@ fn gemm(
     let bps = m.blocks_per_sm(threads, smem, regs);
     let tiles = g.m.div_ceil(tm) * g.n.div_ceil(tn) * g.batch.max(1);
     let k_steps = g.k.div_ceil(tk);
+    // split-K: `split` blocks per tile, each walking its share of the K steps, then the
+    // cluster's partials read into the first block
+    let split = u64::from(tile.split_k.max(1));
+    let (blocks, block_steps) = (tiles * split, k_steps.div_ceil(split));
     let (tm, tn, tk) = (tm as f64, tn as f64, tk as f64);
+    let combine = if split > 1 {
+        SPLIT_K_COMBINE_S + (split - 1) as f64 * tm * tn * 4.0 / m.l2_per_sm
+    } else {
+        0.0
+    };
     let stage_bytes = (tm + tn) * tk * elem;
     // C and a residual are read beside D's store
     let extra = v
@@ -370,16 +382,16 @@ fn gemm(
         } else {
             epilogue
         };
-        k_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue
+        block_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue + combine
     };
-    let (count, efficiency, total) = waves(m, tiles, bps, wave_s);
+    let (count, efficiency, total) = waves(m, blocks, bps, wave_s);
     let flops = 2.0 * tiles as f64 * tm * tn * (k_steps as f64 * tk);
     Ok(finish(
         dispatch,
         (tm as u64, tn as u64),
         flops,
         problem.bytes(),
-        tiles,
+        blocks,
         bps,
         count,
         efficiency,
@@ -708,7 +720,7 @@ mod tests {
     fn a_partial_wave_costs_a_wave() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16], p).unwrap();
+        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1], p).unwrap();
         // 132 tiles of 128x128 fill one wave of one block per SM; 133 need a second wave
         let full = gemm_problem(128 * 12, 128 * 11, 768);
         let spill = gemm_problem(128 * 12 + 1, 128 * 11, 768);
@@ -731,7 +743,7 @@ mod tests {
         let caps = GpuModel::H100.caps();
         let t = template("gemm");
         let p = gemm_problem(64, 64, 64);
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
         let ln = Problem::Layernorm(LayernormProblem::new(8, 768));
         assert!(matches!(
             estimate(t, &c, &ln, &caps),
@@ -745,7 +757,7 @@ mod tests {
                 ..
             })
         ));
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
         c.params[0].1 = -64;
         assert!(matches!(
             estimate(t, &c, &p, &caps),

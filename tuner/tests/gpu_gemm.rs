@@ -5,7 +5,7 @@
 
 mod gpu_common;
 
-use gpu_common::{configs, report, verify_points};
+use gpu_common::{configs, report, spread, verify_points};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{DType, GemmProblem, Layout, Problem};
@@ -143,6 +143,106 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
     }
     report(
         "gpu_gemm_hopper_pipeline_matches_reference",
+        runs,
+        points.len(),
+        &failures,
+    );
+}
+
+/// Every split-K config (`split_k` 2 or 4, sm_90a) that a long-K problem with few tiles
+/// admits, on shapes with M, N and K tails, two batches, f16 and bf16, with epilogues that read
+/// a bias, C and a residual, and a QKV store into heads: the cluster's partials must add up
+/// to the reference wherever its blocks' K shares end.
+#[test]
+fn gpu_gemm_split_k_matches_reference() {
+    use tessera_dsl::EpilogueOp::*;
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    if device.caps().target != tessera_dsl::Target::Sm90a {
+        eprintln!("gpu_gemm_split_k_matches_reference: not an sm_90a device; skipped");
+        return;
+    }
+    tessera_library::templates();
+    let t = tessera_dsl::find("gemm").unwrap();
+    let split = t
+        .space()
+        .params
+        .iter()
+        .position(|p| p.name == "split_k")
+        .expect("a split_k knob");
+    let probes = [
+        Problem::Gemm(GemmProblem::new(384, 768, 3072)),
+        Problem::Gemm(GemmProblem::new(1, 8192, 4096)),
+    ];
+    let valid: Vec<Vec<i64>> = t
+        .space()
+        .enumerate()
+        .into_iter()
+        .filter(|v| v[split] > 1)
+        .filter(|v| {
+            probes.iter().any(|probe| {
+                t.config(v, probe)
+                    .is_ok_and(|c| t.validate(&c, probe, device.caps()).is_ok())
+            })
+        })
+        .collect();
+    // 32 spread over them, and every split-K point of the benchmark's shortlist
+    let mut points = spread(valid, 32);
+    for p in tessera_tuner::shortlist::points(t, &probes[0]) {
+        if p[split] > 1 && !points.contains(&p) {
+            points.push(p);
+        }
+    }
+    assert!(points.len() >= 32, "only {} split-K configs", points.len());
+    let shapes: [(u64, u64, u64, u64); 5] = [
+        (384, 768, 3072, 1),
+        (1, 768, 4096, 1),
+        (257, 384, 2056, 2), // K steps that split unevenly, M and N tails
+        (100, 296, 1032, 1),
+        (128, 8192, 4096, 1),
+    ];
+    let (mut runs, mut failures) = (0usize, Vec::new());
+    for (input, epilogue) in [
+        (DType::F16, vec![]),
+        (DType::BF16, vec![]),
+        (DType::F16, vec![Bias, Gelu]),
+        (DType::BF16, vec![BetaC, Residual]),
+    ] {
+        for &(m, n, k, batch) in &shapes {
+            let g = GemmProblem {
+                m,
+                n,
+                k,
+                batch,
+                input,
+                output: input,
+                layout_b: Layout::Col,
+                epilogue: epilogue.clone(),
+                store: Default::default(),
+            };
+            let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 17);
+            runs += n;
+            failures.extend(f);
+        }
+    }
+    // a QKV projection of 77 tokens into 12 heads of 32, and an f32 output (direct stores)
+    let mut qkv = GemmProblem::new(77, 3 * 12 * 32, 3072);
+    qkv.epilogue = vec![Bias];
+    qkv.store = tessera_dsl::Store::Heads {
+        heads: 12,
+        head_dim: 32,
+        seq: 77,
+    };
+    let mut wide = GemmProblem::new(200, 512, 2048);
+    wide.output = DType::F32;
+    wide.epilogue = vec![Bias, Silu];
+    for g in [qkv, wide] {
+        let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 23);
+        runs += n;
+        failures.extend(f);
+    }
+    assert!(runs >= 200, "only {runs} runs");
+    report(
+        "gpu_gemm_split_k_matches_reference",
         runs,
         points.len(),
         &failures,

@@ -81,6 +81,10 @@ pub fn emit(
     let mut w = Source::new();
     d.prelude(&mut w);
     super::prelude(&mut w, ir.variant.input, &[plan.wg_n]);
+    let split = plan.split_k;
+    if split > 1 {
+        w.lines(super::CLUSTER_PRELUDE);
+    }
     w.line("");
     w.line(format!(
         "// {} for {}: tile {}x{}x{}, TMA + wgmma, 1 producer + {} consumer warpgroups of {}x{}, {} stages",
@@ -94,7 +98,12 @@ pub fn emit(
         plan.wg_n,
         plan.stages
     ));
-    w.line(format!("{} {}(", d.kernel_head(threads), ir.name));
+    let cluster = if split > 1 {
+        format!(" __cluster_dims__({split}, 1, 1)")
+    } else {
+        String::new()
+    };
+    w.line(format!("{}{cluster} {}(", d.kernel_head(threads), ir.name));
     w.lines(&super::params_with_tensor_maps(d, ir, &maps));
     w.open(")");
     emit_body(&mut w, ir, tile, plan, &maps, &store, acc)?;
@@ -108,7 +117,11 @@ pub fn emit(
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
         tensor_maps: maps,
-        schedule: TileSchedule::Persistent,
+        schedule: if split > 1 {
+            TileSchedule::Clustered { ctas: split }
+        } else {
+            TileSchedule::Persistent
+        },
         rows: crate::kernel::TileRows::QueryHead,
     })
 }
@@ -197,11 +210,27 @@ fn emit_body(
         "const int k_tiles = (K + {0} - 1) / {0};",
         ir.tile_k
     ));
+    let split = plan.split_k;
+    if split > 1 {
+        w.line(format!(
+            "// split-K: a cluster of {split} blocks per tile, adjacent along x; this block walks K steps [k_begin, k_end)"
+        ));
+        w.line("const int rank = (int)tsr_cluster_rank();");
+        w.line(format!(
+            "const int k_begin = rank * k_tiles / {split}, k_end = (rank + 1) * k_tiles / {split};"
+        ));
+    }
     w.open("if (wg == 0)");
     w.line(format!(
         "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
     ));
     emit_producer(w, ir, tile, plan, maps);
+    if split > 1 {
+        w.line("// the producer warpgroup keeps the consumers' three cluster barriers");
+        for _ in 0..SPLIT_BARRIERS {
+            w.line("tsr_cluster_sync();");
+        }
+    }
     w.close("");
     w.open("else");
     w.line(format!(
@@ -236,9 +265,9 @@ fn emit_producer(
         tx_bytes.join(" + ")
     ));
     w.line("int stage = 0, phase = 0;");
-    w.open(TILE_LOOP);
+    w.open(tile_loop(plan));
     emit_tile_origin(w, ir);
-    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    w.open(k_loop(plan));
     w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
     w.line("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);");
     if panels == 1 {
@@ -277,6 +306,55 @@ fn emit_producer(
     w.close("");
 }
 
+/// Split-K: the cluster's blocks hold partial accumulators of one tile. Each block other than
+/// rank 0 writes its consumers' accumulators over its own ring (free once every mainloop is
+/// done), `[vec4][thread]` so that rank 0's thread with the same index and registers reads
+/// them back with 16-byte `ld.shared::cluster` loads and adds them; then only rank 0 goes on
+/// to the epilogue.
+fn emit_split_combine(w: &mut Source, plan: &WarpgroupPlan, acc: &str, mi: u32, regs: u32) {
+    let quads = regs / 4;
+    let wg_bytes = mi * regs * 128 * 4;
+    w.line(format!(
+        "// split-K: the cluster's {} partial tiles meet in rank 0",
+        plan.split_k
+    ));
+    w.line(format!(
+        "const unsigned part = s_a + cw * {wg_bytes}; // this warpgroup's partials: [vec4][thread]"
+    ));
+    w.line("tsr_cluster_sync(); // every block's mainloop is done: the rings are free");
+    w.open("if (rank != 0)");
+    w.line("#pragma unroll");
+    w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int q = 0; q < {quads}; ++q)"));
+    w.line(format!(
+        "asm volatile(\"st.shared.v4.f32 [%0], {{%1, %2, %3, %4}};\" :: \"r\"(part + ((i * {quads} + q) * 128 + tid % 128) * 16), \"f\"({acc}[i][q * 4]), \"f\"({acc}[i][q * 4 + 1]), \"f\"({acc}[i][q * 4 + 2]), \"f\"({acc}[i][q * 4 + 3]) : \"memory\");"
+    ));
+    w.close("");
+    w.close("");
+    w.close("");
+    w.line("tsr_cluster_sync(); // the partials are written");
+    w.open("if (rank == 0)");
+    w.open(format!("for (int r = 1; r < {}; ++r)", plan.split_k));
+    w.line("#pragma unroll");
+    w.open(format!("for (int i = 0; i < {mi}; ++i)"));
+    w.line("#pragma unroll");
+    w.open(format!("for (int q = 0; q < {quads}; ++q)"));
+    w.line("float x, y, z, t;");
+    w.line(format!(
+        "tsr_ld_cluster_v4(tsr_mapa(part + ((i * {quads} + q) * 128 + tid % 128) * 16, r), x, y, z, t);"
+    ));
+    w.line(format!(
+        "{acc}[i][q * 4] += x; {acc}[i][q * 4 + 1] += y; {acc}[i][q * 4 + 2] += z; {acc}[i][q * 4 + 3] += t;"
+    ));
+    w.close("");
+    w.close("");
+    w.close("");
+    w.close("");
+    w.line("tsr_cluster_sync(); // rank 0 has read every partial: the other blocks may leave");
+    w.line("if (rank != 0) break;");
+}
+
 /// Copy a warpgroup's staged tile to global memory in 16-byte row chunks (N is a multiple of 8
 /// wherever the Hopper pipeline runs, and a head store's head_dim too, so no chunk straddles two
 /// heads), between two barriers of the warpgroup's own.
@@ -307,8 +385,28 @@ fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueSt
     w.line(sync);
 }
 
-/// The persistent loop over this block's tiles (stage and phase carry across tiles).
-const TILE_LOOP: &str = "for (int pid = blockIdx.x; pid < tiles_m * tiles_n; pid += gridDim.x)";
+/// The loop over this block's tiles (stage and phase carry across tiles): a persistent walk,
+/// or a split-K cluster's one tile.
+fn tile_loop(plan: &WarpgroupPlan) -> String {
+    match plan.split_k {
+        1 => "for (int pid = blockIdx.x; pid < tiles_m * tiles_n; pid += gridDim.x)".into(),
+        n => format!(
+            "for (int pid = blockIdx.x / {n}; pid < tiles_m * tiles_n; pid += gridDim.x / {n})"
+        ),
+    }
+}
+
+/// The loop over a tile's K steps: all of them, or a split-K block's share.
+fn k_loop(plan: &WarpgroupPlan) -> &'static str {
+    match plan.split_k {
+        1 => "for (int kt = 0; kt < k_tiles; ++kt)",
+        _ => "for (int kt = k_begin; kt < k_end; ++kt)",
+    }
+}
+
+/// Cluster barriers of a split-K tile: mainloops done (rings free), partials written,
+/// partials read. Every thread of every block passes each.
+const SPLIT_BARRIERS: usize = 3;
 
 /// `stage`/`phase` to the next slot of the ring.
 fn advance(w: &mut Source, stages: u32) {
@@ -349,9 +447,18 @@ fn emit_consumer(
         "// this warpgroup's tiles: the it-th of the block's starts at ring position it * k_tiles",
     );
     w.open(format!("for (int it = {first}; ; it += {step})"));
-    w.line("const int pid = blockIdx.x + it * gridDim.x;");
-    w.line("if (pid >= tiles_m * tiles_n) break;");
-    w.line("const unsigned pos = (unsigned)it * (unsigned)k_tiles;");
+    if plan.split_k > 1 {
+        let n = plan.split_k;
+        w.line(format!(
+            "const int pid = blockIdx.x / {n} + it * (gridDim.x / {n});"
+        ));
+        w.line("if (pid >= tiles_m * tiles_n) break;");
+        w.line("const unsigned pos = (unsigned)it * (unsigned)(k_end - k_begin);");
+    } else {
+        w.line("const int pid = blockIdx.x + it * gridDim.x;");
+        w.line("if (pid >= tiles_m * tiles_n) break;");
+        w.line("const unsigned pos = (unsigned)it * (unsigned)k_tiles;");
+    }
     w.line(format!(
         "int stage = pos % {}, phase = (pos / {}) & 1;",
         plan.stages, plan.stages
@@ -378,7 +485,7 @@ fn emit_consumer(
         // ring: a consumer starts its mainloop only once the other has passed all of its waits.
         w.line("if (it > 0) tsr_mbar_wait(order + cw * 8, ((it - 1) / 2) & 1);");
     }
-    w.open("for (int kt = 0; kt < k_tiles; ++kt)");
+    w.open(k_loop(plan));
     w.line("tsr_mbar_wait(full + stage * 8, phase);");
     w.line(format!(
         "const unsigned a0 = s_a + stage * {a_bytes} + wr0 * {line};"
@@ -422,6 +529,9 @@ fn emit_consumer(
     }
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
+    if plan.split_k > 1 {
+        emit_split_combine(w, plan, acc, mi, regs);
+    }
     store.comment(w);
     let group = AccGroup {
         regs: vec![

@@ -43,6 +43,11 @@ pub struct WarpgroupPlan {
     /// weight row is read in `tile_k`-long runs per stage.
     pub panels: u32,
     pub epilogue: EpilogueMode,
+    /// Split-K: a cluster of this many blocks walks each tile, one share of K each; the other
+    /// blocks' partial accumulators meet in the first block's shared memory (over its ring,
+    /// which every block's mainloop has left by then) before that block's epilogue. 1: one
+    /// block per tile on a persistent grid.
+    pub split_k: u32,
 }
 
 /// How consumers write their tile.
@@ -91,6 +96,8 @@ pub struct GemmTile {
     pub tile_k: u32,
     pub warps: u32,
     pub stages: u32,
+    /// Blocks of one cluster that share each tile's K range (1: the whole range per block).
+    pub split_k: u32,
 }
 
 impl GemmTile {
@@ -165,6 +172,29 @@ impl GemmPipeline {
         if tile.stages < 2 {
             return Err("the ring needs at least 2 stages".into());
         }
+        if tile.split_k > 1 {
+            if !matches!(tile.split_k, 2 | 4) {
+                return Err(format!(
+                    "split_k {}: a cluster of 2 or 4 blocks",
+                    tile.split_k
+                ));
+            }
+            if schedule == ConsumerSchedule::Pingpong {
+                return Err(format!(
+                    "split_k {}: one tile per cluster, but pingpong consumers take two tiles each",
+                    tile.split_k
+                ));
+            }
+            let (a, b) = tile.stage_bytes(variant);
+            let partials = tm * tn * 4;
+            if partials > tile.stages * (a + b) {
+                return Err(format!(
+                    "split_k {}: a {tm}x{tn} tile's f32 partials ({partials} bytes) do not fit the {}-byte ring",
+                    tile.split_k,
+                    tile.stages * (a + b)
+                ));
+            }
+        }
         let mut plan = WarpgroupPlan {
             consumers,
             wg_m,
@@ -174,6 +204,7 @@ impl GemmPipeline {
             swizzle,
             panels,
             epilogue: EpilogueMode::Direct,
+            split_k: tile.split_k.max(1),
         };
         // 16-bit outputs leave the staging tile in 16-byte chunks: row-major, or into heads
         // whose head_dim keeps every chunk inside one head
@@ -251,6 +282,7 @@ mod tests {
             tile_k,
             warps,
             stages,
+            split_k: 1,
         }
     }
 

@@ -25,12 +25,16 @@ pub fn configs(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i6
                 .unwrap_or(false)
         })
         .collect();
-    const POINTS: usize = 24;
-    if valid.len() <= POINTS {
-        return valid;
+    spread(valid, 24)
+}
+
+/// `n` of `points`, spread evenly over them (all of them if there are no more).
+pub fn spread(points: Vec<Vec<i64>>, n: usize) -> Vec<Vec<i64>> {
+    if points.len() <= n {
+        return points;
     }
-    (0..POINTS)
-        .map(|i| valid[i * valid.len() / POINTS].clone())
+    (0..n)
+        .map(|i| points[i * points.len() / n].clone())
         .collect()
 }
 
