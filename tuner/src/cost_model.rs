@@ -50,8 +50,10 @@ const ATTENTION_STEP_S: f64 = 0.05e-6;
 /// Split-KV's combine: two cluster barriers and each block's partial softmax read back through
 /// distributed shared memory, seconds.
 const SPLIT_COMBINE_S: f64 = 2.0e-6;
-/// Split-K's combine beside the partials' transfer: three cluster barriers, seconds.
-const SPLIT_K_COMBINE_S: f64 = 1.0e-6;
+/// Split-K's fixed cost beside the partials' transfer: cluster launch and three cluster
+/// barriers, seconds (a split kernel took about 2 µs more than a whole-K one with the same
+/// blocks on the H200, 21e2dad).
+const SPLIT_K_COMBINE_S: f64 = 2.0e-6;
 /// Fixed cost of one GEMM main-loop step (barrier or mbarrier wait, address updates), seconds:
 /// deeper K steps amortise it.
 const GEMM_STEP_S: f64 = 0.02e-6;

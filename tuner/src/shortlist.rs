@@ -61,15 +61,16 @@ const GEMM_POINTS: &[[i64; 8]] = &[
     [128, 64, 128, 2, 2, 4, 16, 1],
     [128, 64, 256, 2, 2, 2, 16, 1],
     // sm_90a split-K: a cluster of 2 or 4 blocks per tile, one share of K each, the partials
-    // combined through distributed shared memory; for long K and fewer tiles than SMs
-    // (384x768x3072: 36 tiles of 64x128 or 18 of 128x128 against 72 of 64x64)
-    [64, 128, 64, 2, 2, 6, 16, 2],
+    // combined through distributed shared memory; for long K and at most a quarter of the SMs'
+    // worth of tiles (128x768x3072: 24 tiles of 64x64 split 4 ways)
+    [64, 64, 64, 2, 2, 8, 16, 4],
+    [64, 64, 64, 2, 2, 8, 16, 2],
+    [64, 64, 128, 2, 2, 6, 16, 2],
     [64, 128, 64, 2, 2, 8, 16, 2],
-    [64, 96, 64, 2, 2, 8, 16, 2],
+    [64, 128, 64, 2, 2, 8, 16, 4],
     [64, 192, 64, 2, 2, 6, 16, 4],
     [128, 128, 64, 2, 2, 4, 16, 2],
     [128, 128, 64, 2, 2, 4, 16, 4],
-    [64, 128, 128, 2, 2, 4, 16, 2],
 ];
 
 /// The shortlisted points of `template`'s space (in space order), for a problem.

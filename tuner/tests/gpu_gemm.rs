@@ -170,6 +170,7 @@ fn gpu_gemm_split_k_matches_reference() {
         .position(|p| p.name == "split_k")
         .expect("a split_k knob");
     let probes = [
+        Problem::Gemm(GemmProblem::new(128, 768, 3072)),
         Problem::Gemm(GemmProblem::new(384, 768, 3072)),
         Problem::Gemm(GemmProblem::new(1, 8192, 4096)),
     ];
@@ -192,8 +193,9 @@ fn gpu_gemm_split_k_matches_reference() {
             points.push(p);
         }
     }
-    assert!(points.len() >= 32, "only {} split-K configs", points.len());
-    let shapes: [(u64, u64, u64, u64); 5] = [
+    assert!(points.len() >= 24, "only {} split-K configs", points.len());
+    let shapes: [(u64, u64, u64, u64); 6] = [
+        (128, 768, 3072, 1),
         (384, 768, 3072, 1),
         (1, 768, 4096, 1),
         (257, 384, 2056, 2), // K steps that split unevenly, M and N tails
