@@ -76,11 +76,27 @@ pub mod gemm {
     /// only a long share of K repays.
     const SPLIT_K_MIN_STEPS: u64 = 8;
 
-    /// Splitting each tile's K range over a cluster of `split_k` blocks is for problems whose
-    /// whole-K tiles leave at least three quarters of the multiprocessors idle (so the clusters
-    /// also fit one wave), and each block must get a long share of K. On the H200 a split
-    /// kernel lost wherever the tiles alone half-filled the device (384 rows: 72 tiles of
-    /// 64x64) and won with 24 tiles (128x768x3072: 4-way split, 10.1 µs against 11.3).
+    /// The smallest value a tile knob offers: the finest tiling of a problem, its most
+    /// whole-K tiles.
+    fn smallest(knob: &str) -> u64 {
+        TEMPLATE
+            .space()
+            .params
+            .iter()
+            .find(|p| p.name == knob)
+            .and_then(|p| p.values.iter().copied().min())
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Splitting each tile's K range over a cluster of `split_k` blocks is for problems that
+    /// leave at least three quarters of the multiprocessors idle even at the space's smallest
+    /// tile (so a whole-K kernel cannot fill the device with smaller tiles instead, and the
+    /// clusters fit one wave), and each block must get a long share of K. On the H200 a split
+    /// kernel lost wherever 64x64 tiles half-filled the device (384x768x3072: 72 tiles; the
+    /// best split kernel 13.8 µs against 12.9 whole-K at 64x64, 21e2dad and f04d3d8) and won
+    /// with 24 tiles (128x768x3072: 4-way split, 10.1 µs against 11.3).
     /// (The tuner times the rest; these only keep configs that cannot win out of the space.)
     fn split_k_pays(tile: &GemmTile, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let (n, Problem::Gemm(g)) = (u64::from(tile.split_k), problem) else {
@@ -89,14 +105,13 @@ pub mod gemm {
         if n <= 1 {
             return Ok(());
         }
-        let tiles = g.m.div_ceil(u64::from(tile.tile_m.max(1)))
-            * g.n.div_ceil(u64::from(tile.tile_n.max(1)))
-            * g.batch.max(1);
+        let (tm, tn) = (smallest("tile_m"), smallest("tile_n"));
+        let tiles = g.m.div_ceil(tm) * g.n.div_ceil(tn) * g.batch.max(1);
         if tiles * 4 > u64::from(caps.sm_count) {
             return Err(Reject::new(
                 RejectKind::Unsupported,
                 format!(
-                    "split_k {n}: {tiles} tiles already fill more than a quarter of {} multiprocessors",
+                    "split_k {n}: {tiles} whole-K tiles of {tm}x{tn} already fill more than a quarter of {} multiprocessors",
                     caps.sm_count
                 ),
             ));
@@ -391,10 +406,13 @@ mod tests {
             let c = TEMPLATE.config(&values, p).unwrap();
             TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
         };
-        // at 384 tokens, 72 tiles of 64x64 already fill more than a quarter of 132 SMs
+        // at 384 tokens, 72 tiles of 64x64 already fill more than a quarter of 132 SMs, so no
+        // tile splits, not even one of 128x128 (18 tiles)
         let ffn2_384 = Problem::Gemm(GemmProblem::new(384, 768, 3072));
-        let r = reason([64, 64, 64, 2, 2, 6, 16, 2], &ffn2_384);
-        assert!(r.contains("72 tiles already fill"), "{r}");
+        for values in [[64, 64, 64, 2, 2, 6, 16, 2], [128, 128, 64, 2, 2, 6, 16, 2]] {
+            let r = reason(values, &ffn2_384);
+            assert!(r.contains("72 whole-K tiles of 64x64 already fill"), "{r}");
+        }
         // a short K leaves each of 2 blocks fewer than 8 steps
         let short = Problem::Gemm(GemmProblem::new(128, 768, 960));
         let r = reason([64, 64, 64, 2, 2, 6, 16, 2], &short);
