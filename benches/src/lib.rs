@@ -31,9 +31,11 @@ impl Timed {
 
 /// Which configs to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
+pub enum Search<'a> {
     Shortlist,
     WholeSpace,
+    /// The whole space's configs whose kernel name contains this (one config to profile).
+    Matching(&'a str),
 }
 
 /// Compile (in parallel), verify and time every candidate for `problem`; fastest first.
@@ -47,11 +49,15 @@ pub fn time_candidates(
 ) -> anyhow::Result<Vec<Timed>> {
     let points = match search {
         Search::Shortlist => shortlist::points(t, problem),
-        Search::WholeSpace => t.space().enumerate(),
+        Search::WholeSpace | Search::Matching(_) => t.space().enumerate(),
     };
     let cands: Vec<Candidate> = points
         .into_iter()
         .filter_map(|v| t.config(&v, problem).ok())
+        .filter(|c| match search {
+            Search::Matching(part) => c.kernel_name().contains(part),
+            _ => true,
+        })
         .filter(|c| t.validate(c, problem, device.caps()).is_ok())
         .map(|c| Candidate::new(t, c, device.caps().target))
         .collect::<Result<_, _>>()?;
