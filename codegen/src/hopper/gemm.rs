@@ -491,6 +491,11 @@ fn emit_consumer(
         "const unsigned a0 = s_a + stage * {a_bytes} + wr0 * {line};"
     ));
     w.line(format!("const unsigned b0 = s_b + stage * {b_bytes};"));
+    // the low word of the stage's descriptors (LBO and the start address); each k16 step and
+    // m atom adds its offset >> 4 to it: shared addresses stay below 2^18 bytes, so the
+    // 14-bit address field never carries, and the high word stays the constant
+    w.line("const unsigned da_lo = (unsigned)desc_hi | ((a0 & 0x3FFFF) >> 4);");
+    w.line("const unsigned db_lo = (unsigned)desc_hi | ((b0 & 0x3FFFF) >> 4);");
     w.line("tsr_wgmma_fence();");
     w.line("#pragma unroll");
     w.open(format!("for (int kk = 0; kk < {ksteps}; ++kk)"));
@@ -506,12 +511,12 @@ fn emit_consumer(
     };
     let (k_a, k_b) = (k_offset(a_bytes), k_offset(b_bytes));
     w.line(format!(
-        "const unsigned long long db = desc_hi | (((b0 + {k_b}) & 0x3FFFF) >> 4);"
+        "const unsigned long long db = (desc_hi & 0xFFFFFFFF00000000ull) | (db_lo + ({k_b}) / 16);"
     ));
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line(format!(
-        "const unsigned long long da = desc_hi | (((a0 + i * {} + {k_a}) & 0x3FFFF) >> 4);",
+        "const unsigned long long da = (desc_hi & 0xFFFFFFFF00000000ull) | (da_lo + (i * {} + {k_a}) / 16);",
         64 * line
     ));
     w.line(format!("tsr_wgmma_m64n{}({acc}[i], da, db);", plan.wg_n));
