@@ -101,7 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             packed.join(", ")
         );
         println!(
-            "padding: `--padding auto` (the default of run and bench) runs a batch in the faster of the smallest padded bucket and the smallest packed bucket that hold it, by the graph replay times the executor measures for every bucket when it loads the plan on the device (packed buckets timed at their representative lengths: one longest sequence, the other tokens spread evenly); `--padding padded|packed` forces one"
+            "padding: `--padding auto` (the default of run and bench) runs a batch in the smallest packed bucket that holds it when that measured at least {:.0} % faster than the smallest padded bucket that holds it, else in the padded one, by the graph replay times the executor measures for every bucket when it loads the plan on the device (packed buckets timed at their representative lengths: one longest sequence, the other tokens spread evenly); `--padding padded|packed` forces one",
+            100.0 * tessera_compiler::bucket::AUTO_PACKED_MARGIN
         );
     }
     println!(

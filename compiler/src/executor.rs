@@ -16,9 +16,11 @@
 //! scattered back to `[batch, seq, hidden]` (padding zero; [`Output::packed`] gives it packed).
 //!
 //! Which kind of bucket a batch runs in is [`Padding`]: `padded`, `packed`, or `auto`, which
-//! takes the faster of the two buckets that fit the batch by the graph-replay times measured
-//! on this device when the plan is loaded ([`Executor::bucket_ms`]; a bucket is timed with its
-//! representative lengths, so the rule follows the device, not a fixed padding threshold).
+//! takes the packed one of the two buckets that fit the batch when it replayed at least
+//! [`bucket::AUTO_PACKED_MARGIN`] faster than the padded one, by the graph-replay times
+//! measured on this device when the plan is loaded ([`Executor::bucket_ms`]; a bucket is timed
+//! with its representative lengths, so the rule follows the device, not a fixed padding
+//! threshold), else the padded one ([`bucket::faster`]).
 //!
 //! Plans from this build are kernels only (the embedding is a kernel, attention writes
 //! token-major, the pooler is not compiled). A launch with no kernel (a `glue` step, or an

@@ -21,8 +21,8 @@ pub mod gemm {
         mfma in [16] + gfx90a [32] + gfx942 [32],
         // split-K (sm_90a): each tile's K range walked by a cluster of this many blocks, whose
         // partial accumulators meet in the first block's shared memory (distributed shared
-        // memory) before its epilogue; for long-K problems with fewer tiles than
-        // multiprocessors. Named `_split_k2` etc. only off its default
+        // memory) before its epilogue; for long-K problems whose tiles leave three quarters
+        // of the multiprocessors idle. Named `_split_k2` etc. only off its default
         split_k in [1] + sm_90a [2, 4],
     }
     constraints! {
