@@ -15,7 +15,10 @@ token-count buckets under each padded one and fill buckets every 128 tokens betw
 the tuned ones' configs; same tuning cache):
 `tessera bench --lens ... --padding packed|padded|auto` beside PyTorch eager, eager graph and
 torch.compile + graph on the padded batch with the key-padding mask; summary ratios
-`vs_padded_plan`, `vs_eager`, `vs_eager_graph`, `vs_compile_graph` per case and padding mode.
+`vs_padded_plan`, `vs_eager`, `vs_eager_graph`, `vs_compile_graph` per case and padding mode;
+for auto also `vs_padded_same_process` and `packed_vs_padded_same_process` from `--candidates`
+(the padded and the packed bucket timed in one process in interleaved rounds, so the ratio does
+not carry the device state each separate process meets) and whether auto chose the faster.
 Usage: python3 bert_bench.py --tessera PATH --work DIR --json OUT.json [--commit C] [--tune]
        [--packed-json PACKED.json]"""
 import argparse, datetime, json, os, subprocess, sys, time
@@ -165,7 +168,9 @@ if a.packed_json:
                     row["tessera_error"] = perr; packed_ok = False
                 else:
                     for mode in ["packed", "padded", "auto"]:
-                        row[mode] = tessera_bench(pplan, ["--seq", "384", "--lens", ",".join(map(str, lens)), "--padding", mode])
+                        # auto also times both buckets it weighs in its own process, interleaved
+                        extra = ["--candidates"] if mode == "auto" else []
+                        row[mode] = tessera_bench(pplan, ["--seq", "384", "--lens", ",".join(map(str, lens)), "--padding", mode] + extra)
                         packed_ok &= "median_ms" in row[mode]
                     if all("median_ms" in row[m] for m in ["packed", "padded", "auto"]):
                         for mode in ["packed", "auto"]:
@@ -173,6 +178,16 @@ if a.packed_json:
                             psummary[f"{case} {mode}"] = {"vs_padded_plan": row["padded"]["median_ms"] / t,
                                                           **{f"vs_{k}": v / t for k, v in base.items()}}
                         psummary[f"{case} padded"] = {f"vs_{k}": v / row["padded"]["median_ms"] for k, v in base.items()}
+                        # one process, interleaved rounds: what auto chose against the padded
+                        # bucket, free of the state each separate process meets
+                        cand = {("packed" if c["packed"] else "padded"): c["median_ms"] for c in row["auto"].get("candidates", [])}
+                        if "padded" in cand and "packed" in cand:
+                            chosen = "packed" if row["auto"]["bucket"].startswith("packed") else "padded"
+                            psummary[f"{case} auto"].update({
+                                "vs_padded_same_process": cand["padded"] / cand[chosen],
+                                "packed_vs_padded_same_process": cand["padded"] / cand["packed"],
+                                "chose": chosen,
+                                "chose_the_faster": cand[chosen] <= min(cand.values())})
                 print(case, f"{row['padding_fraction']:.2f} padding", {k: round(v, 3) for k, v in base.items()},
                       {m: row.get(m, {}).get("median_ms") for m in ["packed", "padded", "auto"]},
                       {m: row.get(m, {}).get("bucket") for m in ["packed", "auto"]}, flush=True)

@@ -101,6 +101,10 @@ pub struct BenchArgs {
     /// Time the eager launch list instead of the graph.
     #[arg(long)]
     pub no_graph: bool,
+    /// With --lens: also time the padded and the packed bucket that hold the batch (the two
+    /// `auto` weighs) in the same process, in interleaved rounds, on the batch's lengths.
+    #[arg(long)]
+    pub candidates: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -329,6 +333,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         debug_nodes: false,
         padding: args.padding.get(),
     };
+    if args.candidates && args.lens.is_none() {
+        return Err(usage(
+            "--candidates times the buckets that hold a batch of --lens: give --lens",
+        ));
+    }
     if let Some(lens) = &args.lens {
         if let Some(&bad) = lens.iter().find(|&&l| l == 0 || l > args.seq) {
             return Err(usage(format!(
@@ -366,6 +375,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         (None, None) => return Err(usage("give --batch or --lens")),
     };
+    let candidates = match (&args.lens, args.candidates) {
+        (Some(lens), true) => candidates(&exec, &Inputs::with_lengths(args.seq, lens), args.iters)?,
+        _ => Vec::new(),
+    };
     let breakdown = exec.breakdown(bucket, 5).map_err(exec_error)?;
     let parts = breakdown.by_kind();
     let sum = breakdown.total_ms();
@@ -384,6 +397,17 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             "padding": options.padding.name(),
             "lens": args.lens,
             "auto": auto.as_ref().map(|a| a.1.clone()),
+            "candidates": candidates
+                .iter()
+                .map(|(b, t)| serde_json::json!({
+                    "bucket": b.to_string(),
+                    "packed": b.is_packed(),
+                    "median_ms": t.median(),
+                    "p10_ms": t.p10(),
+                    "p90_ms": t.p90(),
+                    "samples": t.samples_ms().len(),
+                }))
+                .collect::<Vec<_>>(),
             "mode": mode,
             "iters": args.iters,
             "median_ms": t.median(),
@@ -409,6 +433,13 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         if let Some((why, _)) = &auto {
             println!("{why}");
         }
+        for (b, t) in &candidates {
+            println!(
+                "candidate {b}: median {:.4} ms over {} replays in {CANDIDATE_ROUNDS} interleaved rounds",
+                t.median(),
+                t.samples_ms().len()
+            );
+        }
         println!(
             "bucket {bucket}: {mode} median {:.4} ms (p10 {:.4}, p90 {:.4}){}",
             t.median(),
@@ -430,4 +461,29 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rounds of `bench --candidates`: each bucket's replays are split over this many rounds,
+/// bucket after bucket, so drift in the device's clocks reaches both alike.
+const CANDIDATE_ROUNDS: u32 = 5;
+
+/// The padded and the packed bucket that hold `x` (those that exist), timed in
+/// [`CANDIDATE_ROUNDS`] interleaved rounds of about `iters / rounds` replays each.
+fn candidates(
+    exec: &Executor,
+    x: &Inputs,
+    iters: u32,
+) -> anyhow::Result<Vec<(Bucket, tessera_device::Timing)>> {
+    let lens = exec.check_inputs(x).map_err(exec_error)?;
+    let c = exec.auto_choice(x, &lens).map_err(exec_error)?;
+    let buckets: Vec<Bucket> = [c.padded, c.packed]
+        .into_iter()
+        .flatten()
+        .map(|(b, _)| b)
+        .collect();
+    let per_round = iters.div_ceil(CANDIDATE_ROUNDS).max(1);
+    let timings = exec
+        .time_input_rounds(x, &buckets, 2, per_round, CANDIDATE_ROUNDS)
+        .map_err(exec_error)?;
+    Ok(buckets.into_iter().zip(timings).collect())
 }

@@ -308,6 +308,46 @@ fn packed_runs_write_real_rows_and_bench_ragged_batches() {
     assert!(auto["padded"]["load_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(auto["chosen"], j["bucket"]);
     assert!(j["median_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["candidates"], serde_json::json!([]), "only when asked");
+    // both buckets auto weighs, timed in one process: 5 rounds of ceil(7 / 5) = 2 replays
+    let r = tessera(&[
+        "bench",
+        p,
+        "--seq",
+        "32",
+        "--lens",
+        "32,5",
+        "--sim",
+        "--json",
+        "--iters",
+        "7",
+        "--candidates",
+    ]);
+    assert!(r.status.success(), "{}", text(&r));
+    let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let c = j["candidates"].as_array().expect("candidates");
+    assert_eq!(c.len(), 2, "{j}");
+    assert_eq!(c[0]["bucket"], "batch 2 × seq 32");
+    assert_eq!(c[0]["packed"], false);
+    assert_eq!(c[1]["bucket"], "packed 64 tokens (≤ 2 sequences of ≤ 32)");
+    assert_eq!(c[1]["packed"], true);
+    for k in c {
+        assert_eq!(k["samples"], 10, "{k}");
+        assert!(k["median_ms"].as_f64().unwrap() > 0.0, "{k}");
+    }
+    // --candidates needs --lens
+    let r = tessera(&[
+        "bench",
+        p,
+        "--seq",
+        "32",
+        "--batch",
+        "2",
+        "--sim",
+        "--candidates",
+    ]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(text(&r).contains("give --lens"), "{}", text(&r));
     let r = tessera(&["bench", p, "--seq", "16", "--lens", "17", "--sim"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
     assert!(

@@ -802,6 +802,54 @@ impl<'d> Executor<'d> {
         Ok((b, self.replays(i, warmup, iters)?))
     }
 
+    /// `x` timed in each of `buckets`, in `rounds` interleaved rounds (bucket after bucket,
+    /// each round `warmup` untimed and `iters` timed replays per bucket, the inputs uploaded
+    /// before each), so that the buckets meet the same device state (clocks, temperature, what
+    /// ran just before) instead of each its own process: the fair comparison of the two
+    /// buckets `--padding auto` weighs. Each bucket must hold `x` (a padded one its shape, a
+    /// packed one its lengths); one [`Timing`] per bucket, with every round's samples.
+    pub fn time_input_rounds(
+        &self,
+        x: &Inputs,
+        buckets: &[Bucket],
+        warmup: u32,
+        iters: u32,
+        rounds: u32,
+    ) -> Result<Vec<Timing>, ExecError> {
+        let lens = self.check_inputs(x)?;
+        let mut slots = Vec::with_capacity(buckets.len());
+        for &b in buckets {
+            let holds = if b.is_packed() {
+                b.admits(&lens)
+            } else {
+                b.fits(x.batch, x.seq)
+            };
+            if !holds {
+                return Err(ExecError::Mode(format!(
+                    "bucket {b} does not hold a batch of {} sequences of {} tokens",
+                    x.batch, x.seq
+                )));
+            }
+            let i = self.bucket_index(b)?;
+            self.kernels_only(i)?;
+            slots.push(i);
+        }
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); slots.len()];
+        let mut flags = (false, false);
+        for _ in 0..rounds.max(1) {
+            for (k, &i) in slots.iter().enumerate() {
+                self.upload_inputs(i, x, &lens)?;
+                let t = self.replays(i, warmup, iters)?;
+                flags = (t.simulated(), t.l2_flushed());
+                samples[k].extend_from_slice(t.samples_ms());
+            }
+        }
+        samples
+            .into_iter()
+            .map(|s| Timing::new(s, flags.0, flags.1).map_err(dev("timing")))
+            .collect()
+    }
+
     /// `iters` timed runs of bucket `i` on the uploaded inputs, after `warmup` untimed ones.
     fn replays(&self, i: usize, warmup: u32, iters: u32) -> Result<Timing, ExecError> {
         if iters == 0 {
