@@ -95,30 +95,7 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
         (384, 2304, 768, 1),
         (4096, 4096, 4096, 1),
     ];
-    let (mut runs, mut failures) = (0usize, Vec::new());
-    for (input, epilogue) in [
-        (DType::F16, vec![]),
-        (DType::BF16, vec![]),
-        (DType::F16, vec![Bias, Gelu]),
-        (DType::BF16, vec![BetaC, Residual]),
-    ] {
-        for &(m, n, k, batch) in &shapes {
-            let g = GemmProblem {
-                m,
-                n,
-                k,
-                batch,
-                input,
-                output: input,
-                layout_b: Layout::Col,
-                epilogue: epilogue.clone(),
-                store: Default::default(),
-            };
-            let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 5);
-            runs += n;
-            failures.extend(f);
-        }
-    }
+    let (mut runs, mut failures) = verify_dtype_epilogue_grid(&device, t, &points, &shapes, 5);
     // QKV projections into heads (a staged epilogue leaves in 16-byte chunks, one head each):
     // BERT-base's 12 x 64, and 12 x 32 with a sequence that is no multiple of any tile
     for (m, seq, head_dim) in [(2 * 384u64, 384u64, 64u64), (3 * 77, 77, 32)] {
@@ -202,30 +179,7 @@ fn gpu_gemm_split_k_matches_reference() {
         (100, 296, 1032, 1),
         (128, 8192, 4096, 1),
     ];
-    let (mut runs, mut failures) = (0usize, Vec::new());
-    for (input, epilogue) in [
-        (DType::F16, vec![]),
-        (DType::BF16, vec![]),
-        (DType::F16, vec![Bias, Gelu]),
-        (DType::BF16, vec![BetaC, Residual]),
-    ] {
-        for &(m, n, k, batch) in &shapes {
-            let g = GemmProblem {
-                m,
-                n,
-                k,
-                batch,
-                input,
-                output: input,
-                layout_b: Layout::Col,
-                epilogue: epilogue.clone(),
-                store: Default::default(),
-            };
-            let (n, f) = verify_points(&device, t, &points, &Problem::Gemm(g), runs as u64 + 17);
-            runs += n;
-            failures.extend(f);
-        }
-    }
+    let (mut runs, mut failures) = verify_dtype_epilogue_grid(&device, t, &points, &shapes, 17);
     // a QKV projection of 77 tokens into 12 heads of 32, and an f32 output (direct stores)
     let mut qkv = GemmProblem::new(77, 3 * 12 * 32, 3072);
     qkv.epilogue = vec![Bias];
@@ -320,4 +274,42 @@ fn gpu_gemm_epilogues_match_reference() {
         &failures,
     );
     assert!(runs >= 200, "only {runs} runs");
+}
+
+/// Every point on every shape (M, N, K, batch), row-major A and K-major B, as f16 and bf16
+/// without an epilogue, f16 with bias + GELU and bf16 with beta·C + residual: the grid the
+/// Hopper pipeline's checks share. Each problem's inputs are seeded `seed` + the runs so far.
+fn verify_dtype_epilogue_grid(
+    device: &CudaDevice,
+    t: &'static dyn tessera_dsl::Template,
+    points: &[Vec<i64>],
+    shapes: &[(u64, u64, u64, u64)],
+    seed: u64,
+) -> (usize, Vec<String>) {
+    use tessera_dsl::EpilogueOp::*;
+    let (mut runs, mut failures) = (0usize, Vec::new());
+    for (input, epilogue) in [
+        (DType::F16, vec![]),
+        (DType::BF16, vec![]),
+        (DType::F16, vec![Bias, Gelu]),
+        (DType::BF16, vec![BetaC, Residual]),
+    ] {
+        for &(m, n, k, batch) in shapes {
+            let g = GemmProblem {
+                m,
+                n,
+                k,
+                batch,
+                input,
+                output: input,
+                layout_b: Layout::Col,
+                epilogue: epilogue.clone(),
+                store: Default::default(),
+            };
+            let (n, f) = verify_points(device, t, points, &Problem::Gemm(g), runs as u64 + seed);
+            runs += n;
+            failures.extend(f);
+        }
+    }
+    (runs, failures)
 }
