@@ -120,5 +120,25 @@ mod tests {
                 }
             }
         }
+
+        /// The sm_90a GEMM's mainloop builds a stage's descriptor low word once,
+        /// `(u32)high_bits | (base >> 4)`, and each wgmma adds its k16 step's and m atom's
+        /// offset `>> 4` to it under the constant high word: that is the full encoding of
+        /// `base + offset` for every 16-byte aligned address inside the shared memory a block
+        /// may have (227 KiB, below 2^18: the 14-bit field never carries).
+        #[test]
+        fn offset_low_words_encode_the_offset_address(
+            base in (0u32..(227 * 1024 / 16)).prop_map(|x| x * 16),
+            offset in (0u32..(227 * 1024 / 16)).prop_map(|x| x * 16),
+        ) {
+            prop_assume!(base + offset < 227 * 1024);
+            for s in [Swizzle::B32, Swizzle::B64, Swizzle::B128] {
+                let hi = SmemDescriptor::high_bits(s);
+                let low = (hi as u32) | ((base & 0x3FFFF) >> 4);
+                let emitted = (hi & 0xFFFF_FFFF_0000_0000) | u64::from(low + offset / 16);
+                let whole = SmemDescriptor { start: base + offset, swizzle: s }.encode();
+                prop_assert_eq!(emitted, whole);
+            }
+        }
     }
 }
