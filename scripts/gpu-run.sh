@@ -8,7 +8,9 @@
 # it needs its own command's time); `tune`: `tessera tune --gpu h200 --shapes examples/shapes/bert.yaml`
 # from empty caches, then warm (wall times, JSON summaries, `cache ls`); `tune-gpus` (a machine
 # with two GPUs): the same tune from empty caches on `--gpus 0` and on `--gpus 0,1`, pruned and
-# with `--no-prune` (wall times, JSON summaries); `all`: everything else.
+# with `--no-prune` (wall times, JSON summaries); `profile`: ncu on one fused-epilogue config
+# (PROFILE_CONFIG, default 128x128x64_w4x2_s4_rcr: plain, bias+tanh, bias+erf; counters, stalls and
+# SASS hot spots via benches/ncu_summary.py); `all`: everything else.
 # Results go to $OUT (or ./gpu-out), benchmark JSON named as benches/results/ keeps it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +82,24 @@ if [ "$what" = tune-gpus ]; then
       echo "$tag: $(( ($(date +%s%N) - start) / 1000000 )) ms wall" | tee -a "$out/tune-gpus.log"
     done
   done
+fi
+if [ "$what" = profile ]; then
+  # ncu (counters and SASS stall sampling) on one config of the fused-epilogue benchmark's shape,
+  # plain / bias+tanh GELU / bias+erf GELU, one launch each; PROFILE_CONFIG is a kernel-name part
+  day=$(date -u +%Y-%m-%d)
+  cfg=${PROFILE_CONFIG:-128x128x64_w4x2_s4_rcr}
+  tmp=${TMPDIR:-/tmp}
+  specs=""
+  for pair in plain:a8 bias_gelu_tanh:bias_gelu_tanh_a8 bias_gelu_erf:bias_gelu_a8; do
+    label=${pair%%:*}; v=${pair#*:}
+    ncu --clock-control none --set full -k "regex:gemm_f16_f32acc_${cfg}_${v}\$" -s 3 -c 1 -f -o "$tmp/ncu-$v" \
+      .gpu/bin/gemm_epilogue "$tmp/only-$v.json" --only "$cfg" > "$out/ncu-$label.log" 2>&1 || status=1
+    ncu -i "$tmp/ncu-$v.ncu-rep" --page raw --csv > "$tmp/ncu-$v-raw.csv" 2>> "$out/ncu-$label.log" || status=1
+    ncu -i "$tmp/ncu-$v.ncu-rep" --page source --csv --print-source sass > "$tmp/ncu-$v-sass.csv" 2>> "$out/ncu-$label.log" || status=1
+    specs="$specs $label=$tmp/ncu-$v-raw.csv,$tmp/ncu-$v-sass.csv"
+  done
+  python3 benches/ncu_summary.py "$out/gemm-epilogue-ncu-$day.json" "$commit" "scripts/gpu-run.sh profile (PROFILE_CONFIG=$cfg)" $specs \
+    | tee "$out/ncu-table.txt" || status=1
 fi
 if [ "$what" = bert ]; then
   work=${TMPDIR:-/tmp}/tessera-bert
