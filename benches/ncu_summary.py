@@ -3,7 +3,8 @@ clock, cycles, warp instructions, tensor-pipe and issue-slot use and the warp-st
 (from `ncu -i REP --page raw --csv`), and, where a SASS page is given (`ncu -i REP --page source
 --csv --print-source sass`), where the stall samples fall: the hottest instructions and a
 histogram over windows of 64 instructions (mainloop, epilogue and copy-out show as separate
-windows). What `scripts/gpu-run.sh profile` runs on the GPU machine.
+windows). The summary gives each kernel `vs_<first label>`: the first kernel's SM cycles over
+its own. What `scripts/gpu-run.sh profile` runs on the GPU machine.
 Usage: python3 ncu_summary.py OUT.json COMMIT COMMAND LABEL=RAW.csv[,SASS.csv] ..."""
 import csv, datetime, json, sys
 
@@ -85,10 +86,14 @@ def main(argv):
         results[label] = kernel(raw_page(raw_path))
         if sass_path:
             results[label]["sass"] = sass_page(sass_path)
+    # the first kernel is the baseline: vs_<it> = its SM cycles / this kernel's (> 1: faster)
+    base = next(iter(results))
     cases = {}
     for label, k in results.items():
         cases[label] = {"sm_cycles": k.get("sm_cycles"), "warp_instructions": k.get("warp_instructions"),
                         "tensor_pipe_active_pct": k.get("tensor_pipe_active_pct")}
+        if results[base].get("sm_cycles") and k.get("sm_cycles"):
+            cases[label][f"vs_{base}"] = results[base]["sm_cycles"] / k["sm_cycles"]
     doc = {"benchmark": "ncu_profile", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "commit": commit, "command": command, "summary": {"cases": cases}, "results": results}
     json.dump(doc, open(out, "w"), indent=1)

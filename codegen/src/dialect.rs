@@ -76,7 +76,8 @@ pub struct AccGroup {
     pub block_end: String,
 }
 
-/// Math functions the epilogue may call.
+/// Math functions the row kernels' expressions may call (the GEMM epilogue's exponentials
+/// take the preludes' `tsr_exp2`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MathFn {
     Exp,

@@ -1,5 +1,5 @@
-//! Lowering of epilogue ops to per-element C expressions (vendor-neutral except for math
-//! function names, which come from the dialect; both dialects define `tsr_exp2`).
+//! Lowering of epilogue ops to per-element C expressions (vendor-neutral: conversions and the
+//! fast division come from the dialect, and both dialects' preludes define `tsr_exp2`).
 
 use crate::dialect::Dialect;
 use tessera_dsl::{DType, EpilogueOp};

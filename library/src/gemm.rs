@@ -76,18 +76,21 @@ pub mod gemm {
     /// only a long share of K repays.
     const SPLIT_K_MIN_STEPS: u64 = 8;
 
-    /// The smallest value a tile knob offers: the finest tiling of a problem, its most
-    /// whole-K tiles.
-    fn smallest(knob: &str) -> u64 {
-        TEMPLATE
-            .space()
-            .params
-            .iter()
-            .find(|p| p.name == knob)
-            .and_then(|p| p.values.iter().copied().min())
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(1)
-            .max(1)
+    /// The smallest tile the space offers (`tile_m`, `tile_n`): the finest tiling of a
+    /// problem, its most whole-K tiles.
+    fn smallest_tile() -> (u64, u64) {
+        let space = TEMPLATE.space();
+        let smallest = |knob: &str| {
+            space
+                .params
+                .iter()
+                .find(|p| p.name == knob)
+                .and_then(|p| p.values.iter().copied().min())
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(1)
+                .max(1)
+        };
+        (smallest("tile_m"), smallest("tile_n"))
     }
 
     /// Splitting each tile's K range over a cluster of `split_k` blocks is for problems that
@@ -105,7 +108,7 @@ pub mod gemm {
         if n <= 1 {
             return Ok(());
         }
-        let (tm, tn) = (smallest("tile_m"), smallest("tile_n"));
+        let (tm, tn) = smallest_tile();
         let tiles = g.m.div_ceil(tm) * g.n.div_ceil(tn) * g.batch.max(1);
         if tiles * 4 > u64::from(caps.sm_count) {
             return Err(Reject::new(

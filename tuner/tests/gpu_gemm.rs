@@ -57,13 +57,9 @@ fn gpu_gemm_matches_reference() {
 #[test]
 fn gpu_gemm_hopper_pipeline_matches_reference() {
     use tessera_dsl::EpilogueOp::*;
-    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
-    if device.caps().target != tessera_dsl::Target::Sm90a {
-        eprintln!("gpu_gemm_hopper_pipeline_matches_reference: not an sm_90a device; skipped");
+    let Some((device, t)) = sm90a_gemm("gpu_gemm_hopper_pipeline_matches_reference") else {
         return;
-    }
-    tessera_library::templates();
-    let t = tessera_dsl::find("gemm").unwrap();
+    };
     // a large and a decode-shaped probe: deep K steps are offered to a small M only
     let probes = [
         Problem::Gemm(GemmProblem::new(4096, 4096, 4096)),
@@ -133,13 +129,9 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
 #[test]
 fn gpu_gemm_split_k_matches_reference() {
     use tessera_dsl::EpilogueOp::*;
-    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
-    if device.caps().target != tessera_dsl::Target::Sm90a {
-        eprintln!("gpu_gemm_split_k_matches_reference: not an sm_90a device; skipped");
+    let Some((device, t)) = sm90a_gemm("gpu_gemm_split_k_matches_reference") else {
         return;
-    }
-    tessera_library::templates();
-    let t = tessera_dsl::find("gemm").unwrap();
+    };
     let split = t
         .space()
         .params
@@ -312,4 +304,16 @@ fn verify_dtype_epilogue_grid(
         }
     }
     (runs, failures)
+}
+
+/// GPU 0 and the gemm template, or `None` (after saying so) when GPU 0 is not sm_90a: the
+/// Hopper pipeline's checks run there only.
+fn sm90a_gemm(test: &str) -> Option<(CudaDevice, &'static dyn tessera_dsl::Template)> {
+    let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
+    if device.caps().target != tessera_dsl::Target::Sm90a {
+        eprintln!("{test}: not an sm_90a device; skipped");
+        return None;
+    }
+    tessera_library::templates();
+    Some((device, tessera_dsl::find("gemm").unwrap()))
 }
