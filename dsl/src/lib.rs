@@ -29,7 +29,9 @@ pub use layout::Layout;
 pub use pipeline::attention::{
     AttentionPipeline, AttentionSchedule, AttentionTile, AttentionWarpgroupPlan,
 };
-pub use pipeline::{ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan};
+pub use pipeline::{
+    ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan, TMA_STORE_PANEL,
+};
 pub use problem::{
     head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,
     LayernormProblem, Mask, OpKind, Packing, Problem, SoftmaxProblem, Store, HEAD_DIMS,

@@ -19,7 +19,8 @@ use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::Stmt;
 use tessera_dsl::{
-    ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, TensorMapArg, WarpgroupPlan,
+    ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, Swizzle, TensorMapArg, WarpgroupPlan,
+    TMA_STORE_PANEL,
 };
 
 /// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
@@ -30,9 +31,13 @@ fn register_split(consumers: u32) -> (u32, u32) {
     }
 }
 
+/// The maps the producer loads a stage through (A's and B's); a TMA-stored D's follows them.
+const LOAD_MAPS: usize = 2;
+
 /// The tensor maps of A (`tile_m × panel` boxes of the row-major M×K tensor) and B
 /// (`tile_n × panel` boxes of the K-major N×K tensor), where a panel is the K step or, for a
-/// deeper step, one 128-byte swizzled line of it.
+/// deeper step, one 128-byte swizzled line of it), then, with a TMA-store epilogue, D's
+/// (`wg_m × 64` boxes of the row-major M×N output).
 fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
     let map = |name: &str, tensor: &str, lines: &str, ld: &str, stride: &str, box_lines: u32| {
         TensorMapArg {
@@ -58,6 +63,25 @@ fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
         },
         map("tmap_b", "b", "N", "ldb", "stride_b", ir.tile_n),
     ]
+    .into_iter()
+    .chain(
+        (plan.epilogue == EpilogueMode::TmaStore).then(|| TensorMapArg {
+            // D's boxes: one warpgroup's rows by a 64-column panel, swizzled as staged
+            name: "tmap_d".into(),
+            tensor: "d".into(),
+            dtype: ir.variant.output,
+            inner: "N".into(),
+            lines: "M".into(),
+            line_stride: "ldd".into(),
+            batch_stride: "stride_d".into(),
+            batches: None,
+            box_inner: TMA_STORE_PANEL,
+            box_lines: plan.wg_m,
+            box_lines_cap: None,
+            swizzle: Swizzle::B128,
+        }),
+    )
+    .collect()
 }
 
 pub fn emit(
@@ -139,7 +163,12 @@ fn emit_body(
     let stages = plan.stages;
     let atom = plan.swizzle.atom_bytes();
     let panels = plan.panels;
-    let tx_bytes: u32 = panels * maps.iter().map(TensorMapArg::box_bytes).sum::<u32>();
+    let tx_bytes: u32 = panels
+        * maps
+            .iter()
+            .take(LOAD_MAPS)
+            .map(TensorMapArg::box_bytes)
+            .sum::<u32>();
     if tx_bytes != a_bytes + b_bytes {
         return Err(CodegenError::Malformed(format!(
             "TMA boxes of {tx_bytes} bytes do not fill a {}-byte stage",
@@ -167,17 +196,32 @@ fn emit_body(
     w.line(format!("const unsigned s_b = s_a + {};", stages * a_bytes));
     let mut after_b = "s_b".to_string();
     let mut after_b_bytes = stages * b_bytes;
-    if plan.epilogue == EpilogueMode::Staged {
-        w.line(format!(
-            "const unsigned staging = s_b + {}; // {} x {}x{} outputs, rows of {} bytes",
-            stages * b_bytes,
-            plan.consumers,
-            plan.wg_m,
-            plan.wg_n,
-            plan.staging_pitch()
-        ));
-        after_b = "staging".into();
-        after_b_bytes = plan.consumers * plan.wg_m * plan.staging_pitch();
+    match plan.epilogue {
+        EpilogueMode::Staged => {
+            w.line(format!(
+                "const unsigned staging = s_b + {}; // {} x {}x{} outputs, rows of {} bytes",
+                stages * b_bytes,
+                plan.consumers,
+                plan.wg_m,
+                plan.wg_n,
+                plan.staging_pitch()
+            ));
+            after_b = "staging".into();
+            after_b_bytes = plan.consumers * plan.wg_m * plan.staging_pitch();
+        }
+        EpilogueMode::TmaStore => {
+            w.line(format!(
+                "const unsigned staging = (s_b + {} + 1023) & ~1023u; // {} x {}x{} outputs in {}-column panels swizzled 128 B",
+                stages * b_bytes,
+                plan.consumers,
+                plan.wg_m,
+                plan.wg_n,
+                TMA_STORE_PANEL
+            ));
+            after_b = "staging".into();
+            after_b_bytes = plan.consumers * plan.wg_m * plan.wg_n * 2;
+        }
+        EpilogueMode::Direct => {}
     }
     w.line(format!(
         "const unsigned full = {after_b} + {after_b_bytes}; // {stages} x 8 bytes"
@@ -548,11 +592,21 @@ fn emit_consumer(
         block_end: format!("j == {} && h == 1", chunks - 1),
     };
     let pitch = plan.staging_pitch();
-    if plan.epilogue == EpilogueMode::Staged {
-        w.line(format!(
+    match plan.epilogue {
+        EpilogueMode::Staged => w.line(format!(
             "const unsigned stg = staging + cw * {};",
             plan.wg_m * pitch
-        ));
+        )),
+        EpilogueMode::TmaStore => {
+            w.line(format!(
+                "const unsigned stg = staging + cw * {};",
+                plan.wg_m * plan.wg_n * 2
+            ));
+            w.line("// the TMA store of this warpgroup's last tile has read its staging tile");
+            w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
+            w.line(WARPGROUP_SYNC);
+        }
+        EpilogueMode::Direct => {}
     }
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
@@ -567,13 +621,91 @@ fn emit_consumer(
             &group,
             &format!("stg + ({local_row}) * {pitch} + ({local_col}) * 2"),
         )?,
+        EpilogueMode::TmaStore => store.group_to_shared(
+            w,
+            &group,
+            &format!(
+                "stg + (j / 8) * {} + ({local_row}) * 128 + (((j % 8) ^ (lane >> 2)) * 16) + (lane & 3) * 4",
+                plan.wg_m * 128
+            ),
+        )?,
     }
     w.close("");
     w.close("");
     w.close("");
-    if plan.epilogue == EpilogueMode::Staged {
-        emit_staged_copy_out(w, plan, &store);
+    match plan.epilogue {
+        EpilogueMode::Staged => emit_staged_copy_out(w, plan, &store),
+        EpilogueMode::TmaStore => emit_tma_store(w, plan),
+        EpilogueMode::Direct => {}
     }
     w.close("");
+    if plan.epilogue == EpilogueMode::TmaStore {
+        w.line("// the last TMA stores complete before the block leaves");
+        w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group 0;\" ::: \"memory\");");
+    }
     Ok(())
+}
+
+/// A consumer warpgroup's named barrier (ids 1 and 2; 0 is the block's).
+const WARPGROUP_SYNC: &str = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
+
+/// Store a warpgroup's staged tile with one TMA bulk copy per 64-column panel: the generic-proxy
+/// writes are made visible to the async proxy, the warpgroup meets, and one thread issues the
+/// copies as one bulk group (TMA clips rows past M and columns past N). Staging the next tile
+/// waits for this group to have read its shared memory.
+fn emit_tma_store(w: &mut Source, plan: &WarpgroupPlan) {
+    w.line("// the staged tile leaves by TMA, one bulk copy per 64-column panel");
+    w.line("asm volatile(\"fence.proxy.async.shared::cta;\" ::: \"memory\");");
+    w.line(WARPGROUP_SYNC);
+    w.open("if (tid % 128 == 0)");
+    w.line("#pragma unroll");
+    w.open(format!(
+        "for (int p = 0; p < {}; ++p)",
+        plan.wg_n / TMA_STORE_PANEL
+    ));
+    w.line(format!(
+        "asm volatile(\"cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {{%1, %2, %3}}], [%4];\" :: \"l\"(&tmap_d), \"r\"(col0 + p * {TMA_STORE_PANEL}), \"r\"(row0 + wr0), \"r\"((int)bz), \"r\"(stg + p * {}) : \"memory\");",
+        plan.wg_m * 128
+    ));
+    w.close("");
+    w.line("asm volatile(\"cp.async.bulk.commit_group;\" ::: \"memory\");");
+    w.close("");
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_dsl::Swizzle;
+
+    /// The staging address the TMA-store epilogue writes a thread's pair to, as emitted:
+    /// `(j / 8) * wg_m * 128 + row * 128 + (((j % 8) ^ (lane >> 2)) * 16) + (lane & 3) * 4`,
+    /// for local row `row` and the pair's first column `j * 8 + (lane & 3) * 2`.
+    fn emitted(wg_m: u32, row: u32, j: u32, lane: u32) -> u32 {
+        (j / 8) * wg_m * 128 + row * 128 + (((j % 8) ^ (lane >> 2)) * 16) + (lane & 3) * 4
+    }
+
+    /// Every pair lands where a TMA box of 64 columns swizzled 128 B expects it (panel after
+    /// panel, each `wg_m` lines of 128 bytes), and a warp's 32 pairs of one step hit 32
+    /// different banks.
+    #[test]
+    fn tma_store_staging_is_the_box_layout_without_bank_conflicts() {
+        let wg_m = 128;
+        for (i, wq, h, j) in (0..2).flat_map(|i| {
+            (0..4).flat_map(move |wq| (0..2).flat_map(move |h| (0..16).map(move |j| (i, wq, h, j))))
+        }) {
+            let mut banks = [false; 32];
+            for lane in 0..32u32 {
+                let row = i * 64 + wq * 16 + (lane >> 2) + h * 8;
+                let col = j * 8 + (lane & 3) * 2;
+                let (panel, in_panel) = (col / 64, col % 64);
+                let want = panel * wg_m * 128 + Swizzle::B128.apply(row * 128 + in_panel * 2);
+                assert_eq!(emitted(wg_m, row, j, lane), want, "row {row} col {col}");
+                let bank = (want / 4 % 32) as usize;
+                assert!(
+                    !banks[bank],
+                    "bank {bank} twice at i {i} wq {wq} h {h} j {j}"
+                );
+                banks[bank] = true;
+            }
+        }
+    }
 }

@@ -60,7 +60,20 @@ pub enum EpilogueMode {
     /// row-major or into heads of a head_dim that is a multiple of 8, when the staging fits
     /// beside the stages.
     Staged,
+    /// Staged like [`EpilogueMode::Staged`], but in 64-column panels swizzled 128 B (the
+    /// layout of a TMA box of [`TMA_STORE_PANEL`] 16-bit columns), and one thread of the
+    /// warpgroup stores each panel with a TMA bulk copy (`cp.async.bulk.tensor`), which clips
+    /// rows and columns past the edges: the warpgroup leaves its epilogue as soon as its
+    /// values are in shared memory and waits for the copies to have read them only before it
+    /// stages its next tile. 16-bit row-major outputs whose warpgroup tile is a whole number of
+    /// panels wide.
+    TmaStore,
 }
+
+/// Columns of one TMA-stored panel: 128 bytes of 16-bit outputs, one swizzled line.
+pub const TMA_STORE_PANEL: u32 = 64;
+/// The alignment a 128-byte-swizzled staging tile needs (one swizzle atom), bytes.
+const TMA_STORE_ALIGN: u32 = 1024;
 
 /// How consumer warpgroups share a block's tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,11 +227,20 @@ impl GemmPipeline {
                 Store::Heads { head_dim, .. } => head_dim % 8 == 0,
             };
         if stageable {
-            let staged = WarpgroupPlan {
-                epilogue: EpilogueMode::Staged,
-                ..plan
+            // a TMA store where the tile is whole panels of a row-major output, else the
+            // warpgroup's own coalesced stores
+            let tma =
+                matches!(variant.store, Store::Rows) && plan.wg_n.is_multiple_of(TMA_STORE_PANEL);
+            let modes: &[EpilogueMode] = if tma {
+                &[EpilogueMode::TmaStore, EpilogueMode::Staged]
+            } else {
+                &[EpilogueMode::Staged]
             };
-            if staged.smem_bytes(tile, variant) <= SMEM_LIMIT {
+            if let Some(staged) = modes
+                .iter()
+                .map(|&epilogue| WarpgroupPlan { epilogue, ..plan })
+                .find(|p| p.smem_bytes(tile, variant) <= SMEM_LIMIT)
+            {
                 plan = staged;
             }
         }
@@ -246,6 +268,7 @@ impl WarpgroupPlan {
         let staging = match self.epilogue {
             EpilogueMode::Direct => 0,
             EpilogueMode::Staged => self.consumers * self.wg_m * self.staging_pitch(),
+            EpilogueMode::TmaStore => self.consumers * self.wg_m * self.wg_n * 2 + TMA_STORE_ALIGN,
         };
         self.stages * (a + b) + staging + barriers + self.swizzle.atom_bytes()
     }
@@ -303,11 +326,15 @@ mod tests {
         assert_eq!(p.epilogue, EpilogueMode::Direct);
         assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 16 + 1024);
         let p3 = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &v).unwrap();
-        assert_eq!(p3.epilogue, EpilogueMode::Staged);
+        assert_eq!(p3.epilogue, EpilogueMode::TmaStore);
+        // unpadded 64-column panels, on a 1024-byte boundary
         assert_eq!(
             p3.smem_bytes(&tile(128, 256, 64, 8, 3), &v),
-            3 * 49152 + 2 * 64 * 528 + 48 + 16 + 1024
+            3 * 49152 + 2 * 64 * 512 + 1024 + 48 + 16 + 1024
         );
+        // 96 columns are not whole panels: the warpgroup's own stores
+        let p96 = GemmPipeline::hopper_plan(&tile(128, 96, 64, 8, 4), &v).unwrap();
+        assert_eq!(p96.epilogue, EpilogueMode::Staged);
         let mut heads = v.clone();
         heads.store = Store::Heads {
             heads: 12,
@@ -365,10 +392,10 @@ mod tests {
                     + 3 * 16
                     + 16
                     + p.swizzle.atom_bytes()
-                    + if p.epilogue == EpilogueMode::Staged {
-                        64 * 144
-                    } else {
-                        0
+                    + match p.epilogue {
+                        EpilogueMode::Staged => 64 * 144,
+                        EpilogueMode::TmaStore => 64 * 64 * 2 + 1024,
+                        EpilogueMode::Direct => 0,
                     }
             );
         }
