@@ -268,7 +268,7 @@ fn emit_body(
     w.line(format!(
         "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
     ));
-    emit_producer(w, ir, tile, plan, maps);
+    emit_producer(w, ir, tile, plan, &maps[..LOAD_MAPS]);
     if split > 1 {
         w.line("// the producer warpgroup keeps the consumers' three cluster barriers");
         for _ in 0..SPLIT_BARRIERS {
@@ -287,6 +287,7 @@ fn emit_body(
 
 /// The producer warpgroup's one thread: waits for a free stage, announces its bytes on the
 /// stage's `full` barrier and issues A's and B's TMA boxes (one per panel), tile after tile.
+/// `maps` are the load maps only: a stage's transaction bytes are theirs, never D's.
 fn emit_producer(
     w: &mut Source,
     ir: &KernelIr,
