@@ -177,6 +177,11 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
             ir.split
         )));
     }
+    if ir.bulk_store {
+        return Err(CodegenError::Unsupported(
+            "bulk 1: only the sm_90a TMA pipeline stores a tile with bulk tensor copies".into(),
+        ));
+    }
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
     d.prelude(&mut w);
@@ -227,6 +232,7 @@ pub(crate) fn gemm_tile(ir: &KernelIr) -> Result<GemmTile, CodegenError> {
         warps: ir.warps(),
         stages,
         split_k: ir.split,
+        bulk_store: ir.bulk_store,
     })
 }
 

@@ -84,6 +84,7 @@ impl KernelBuilder {
                 persistent: false,
                 split: 1,
                 group_heads: false,
+                bulk_store: false,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -209,6 +210,20 @@ impl KernelBuilder {
             }
             g => Err(BuildError::Malformed(format!(
                 "group {g}: 0 (one query head per tile) or 1 (a K/V group's query heads)"
+            ))),
+        }
+    }
+
+    /// `epilogue ... bulk BULK`: 1 asks for the output tile to leave by bulk tensor copies
+    /// ([`KernelIr::bulk_store`]); 0 keeps the warps' own stores.
+    pub fn bulk_store(&mut self, bulk: i64) -> Result<(), BuildError> {
+        match bulk {
+            0 | 1 => {
+                self.ir.bulk_store = bulk == 1;
+                Ok(())
+            }
+            b => Err(BuildError::Malformed(format!(
+                "bulk {b}: 0 (the warps' own stores) or 1 (bulk tensor copies)"
             ))),
         }
     }

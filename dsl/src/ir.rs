@@ -383,6 +383,11 @@ pub struct KernelIr {
     /// K/V head once per group. A pipeline that cannot group refuses it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub group_heads: bool,
+    /// The output tile leaves by bulk tensor copies (`epilogue ... bulk 1`: on sm_90a a TMA
+    /// store from a swizzled staging tile) rather than the warps' own stores. A pipeline that
+    /// cannot refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bulk_store: bool,
 }
 
 /// [`KernelIr::split`] of a kernel whose blocks each walk their tile's whole range.

@@ -24,6 +24,11 @@ pub mod gemm {
         // memory) before its epilogue; for long-K problems whose tiles leave three quarters
         // of the multiprocessors idle. Named `_split_k2` etc. only off its default
         split_k in [1] + sm_90a [2, 4],
+        // TMA store (sm_90a): the output tile leaves shared memory by bulk tensor copies, so a
+        // persistent block's next mainloop starts while its last tile is still being written;
+        // measured faster where blocks store several tiles, slower for one tile per block, so
+        // the tuner times both. Named `_tma_store1` only off its default
+        tma_store in [0] + sm_90a [1],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -44,7 +49,7 @@ pub mod gemm {
             load b -> sb;
             mma acc += sa * sb atom mfma;
         }
-        epilogue acc -> d;
+        epilogue acc -> d bulk tma_store;
     }
 
     use tessera_dsl::{
@@ -149,6 +154,7 @@ pub mod gemm {
             warps: u("warps_m") * u("warps_n"),
             stages: u("stages"),
             split_k: u("split_k"),
+            bulk_store: v("tma_store") == 1,
         };
         if let GemmPipeline::Warpspecialized(_) =
             GemmPipeline::select(caps.target, &tile, &config.variant)
@@ -203,7 +209,9 @@ mod tests {
         assert_eq!(stages.only_on(6), Some(vec![Target::Sm90a]));
         assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
-        let deep = TEMPLATE.config(&[64, 64, 64, 2, 2, 8, 16, 1], &p).unwrap();
+        let deep = TEMPLATE
+            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0], &p)
+            .unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
         // sm_80 and gfx90a do not offer 8 stages (`+ sm_90a [6, 8]`)
@@ -223,7 +231,7 @@ mod tests {
         rrr.layout_b = Layout::Row;
         let rrr = Problem::Gemm(rrr);
         let deep_rrr = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 8, 16, 1], &rrr)
+            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0], &rrr)
             .unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
@@ -234,18 +242,20 @@ mod tests {
             r.reason
         );
         // 4 stages stay in the multistage space
-        let four = TEMPLATE.config(&[64, 64, 64, 2, 2, 4, 16, 1], &p).unwrap();
+        let four = TEMPLATE
+            .config(&[64, 64, 64, 2, 2, 4, 16, 1, 0], &p)
+            .unwrap();
         assert_eq!(
             TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
             Ok(())
         );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
         let wide = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 4, 16, 1], &p)
+            .config(&[128, 192, 64, 2, 4, 4, 16, 1, 0], &p)
             .unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
         let narrow_k = TEMPLATE
-            .config(&[128, 192, 32, 2, 4, 3, 16, 1], &p)
+            .config(&[128, 192, 32, 2, 4, 3, 16, 1, 0], &p)
             .unwrap();
         assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
         let r = TEMPLATE
@@ -258,7 +268,7 @@ mod tests {
         );
         // a deep ring of big tiles does not fit Hopper's shared memory
         let big = TEMPLATE
-            .config(&[128, 256, 64, 2, 4, 8, 16, 1], &p)
+            .config(&[128, 256, 64, 2, 4, 8, 16, 1, 0], &p)
             .unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
@@ -279,10 +289,10 @@ mod tests {
         let decode = decode();
         for (values, ok) in [
             // 64 x 64 tiles, 256-deep steps, 3 stages of 64 KiB
-            ([64, 64, 256, 2, 2, 3, 16, 1], true),
-            ([64, 128, 128, 2, 2, 4, 16, 1], true),
+            ([64, 64, 256, 2, 2, 3, 16, 1, 0], true),
+            ([64, 128, 128, 2, 2, 4, 16, 1, 0], true),
             // 4 stages of 64 KiB do not fit
-            ([64, 64, 256, 2, 2, 4, 16, 1], false),
+            ([64, 64, 256, 2, 2, 4, 16, 1, 0], false),
         ] {
             let c = TEMPLATE.config(&values, &decode).unwrap();
             assert_eq!(
@@ -292,7 +302,7 @@ mod tests {
             );
         }
         let c = TEMPLATE
-            .config(&[64, 64, 256, 2, 2, 3, 16, 1], &decode)
+            .config(&[64, 64, 256, 2, 2, 3, 16, 1, 0], &decode)
             .unwrap();
         // off sm_90a, no pipeline serves a 256-deep step
         let r = TEMPLATE
@@ -323,10 +333,10 @@ mod tests {
         assert_eq!(mfma.default, Some(16));
         assert_eq!(mfma.only_on(32), Some(vec![Target::Gfx90a, Target::Gfx942]));
         let at16 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 16, 1], &p)
+            .config(&[128, 128, 32, 2, 2, 3, 16, 1, 0], &p)
             .unwrap();
         let at32 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 32, 1], &p)
+            .config(&[128, 128, 32, 2, 2, 3, 32, 1, 0], &p)
             .unwrap();
         // the default keeps the name (and `--config` string) every target had before the knob
         assert_eq!(
@@ -390,7 +400,7 @@ mod tests {
         // BERT's second FFN GEMM at 128 tokens: 24 tiles of 64x64, 48 K steps
         let ffn2 = Problem::Gemm(GemmProblem::new(128, 768, 3072));
         let two = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 6, 16, 2], &ffn2)
+            .config(&[64, 64, 64, 2, 2, 6, 16, 2, 0], &ffn2)
             .unwrap();
         assert_eq!(
             two.kernel_name(),
@@ -399,35 +409,75 @@ mod tests {
         assert_eq!(TEMPLATE.validate(&two, &ffn2, &hopper), Ok(()));
         // off sm_90a the value is not offered
         let four_stages = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 4, 16, 2], &ffn2)
+            .config(&[64, 64, 64, 2, 2, 4, 16, 2, 0], &ffn2)
             .unwrap();
         let r = TEMPLATE
             .validate(&four_stages, &ffn2, &Target::Sm80.nominal_caps())
             .unwrap_err();
         assert!(r.reason.contains("split_k = 2"), "{}", r.reason);
-        let reason = |values: [i64; 8], p: &Problem| {
+        let reason = |values: [i64; 9], p: &Problem| {
             let c = TEMPLATE.config(&values, p).unwrap();
             TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
         };
         // at 384 tokens, 72 tiles of 64x64 already fill more than a quarter of 132 SMs, so no
         // tile splits, not even one of 128x128 (18 tiles)
         let ffn2_384 = Problem::Gemm(GemmProblem::new(384, 768, 3072));
-        for values in [[64, 64, 64, 2, 2, 6, 16, 2], [128, 128, 64, 2, 2, 6, 16, 2]] {
+        for values in [
+            [64, 64, 64, 2, 2, 6, 16, 2, 0],
+            [128, 128, 64, 2, 2, 6, 16, 2, 0],
+        ] {
             let r = reason(values, &ffn2_384);
             assert!(r.contains("72 whole-K tiles of 64x64 already fill"), "{r}");
         }
         // a short K leaves each of 2 blocks fewer than 8 steps
         let short = Problem::Gemm(GemmProblem::new(128, 768, 960));
-        let r = reason([64, 64, 64, 2, 2, 6, 16, 2], &short);
+        let r = reason([64, 64, 64, 2, 2, 6, 16, 2, 0], &short);
         assert!(r.contains("15 K steps"), "{r}");
         // pingpong consumers walk two tiles each: no split
-        let r = reason([64, 128, 64, 2, 4, 6, 16, 2], &ffn2);
+        let r = reason([64, 128, 64, 2, 4, 6, 16, 2, 0], &ffn2);
         assert!(r.contains("pingpong"), "{r}");
         // the ring must hold a tile's f32 partials
         let r = reason(
-            [128, 256, 64, 2, 4, 2, 16, 2],
+            [128, 256, 64, 2, 4, 2, 16, 2, 0],
             &Problem::Gemm(GemmProblem::new(128, 256, 8192)),
         );
         assert!(r.contains("do not fit"), "{r}");
+    }
+
+    /// `tma_store` (1) is an sm_90a knob, named `_tma_store1`: the tuner times the TMA store
+    /// beside the warpgroups' own stores where the output is 16-bit row-major and a
+    /// warpgroup's tile is whole 64-column panels, and the rest is rejected with the reason.
+    #[test]
+    fn tma_store_is_an_sm90a_knob_for_whole_panels_of_16_bit_rows() {
+        let hopper = Target::Sm90a.nominal_caps();
+        let space = TEMPLATE.space();
+        let knob = space.params.iter().find(|p| p.name == "tma_store").unwrap();
+        assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
+        assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
+        let ffn1 = Problem::Gemm(GemmProblem::new(12288, 3072, 768));
+        let tma = TEMPLATE
+            .config(&[128, 128, 64, 4, 2, 4, 16, 1, 1], &ffn1)
+            .unwrap();
+        assert_eq!(
+            tma.kernel_name(),
+            "gemm_f16_f32acc_128x128x64_w4x2_s4_tma_store1_rcr_a8"
+        );
+        assert_eq!(TEMPLATE.validate(&tma, &ffn1, &hopper), Ok(()));
+        let r = TEMPLATE
+            .validate(&tma, &ffn1, &Target::Sm80.nominal_caps())
+            .unwrap_err();
+        assert!(r.reason.contains("tma_store = 1"), "{}", r.reason);
+        let reason = |values: [i64; 9], p: &Problem| {
+            let c = TEMPLATE.config(&values, p).unwrap();
+            TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
+        };
+        // 96 columns are one and a half panels
+        let r = reason([128, 96, 64, 4, 2, 4, 16, 1, 1], &ffn1);
+        assert!(r.contains("whole 64-column panels"), "{r}");
+        // an f32 output is not a 16-bit TMA box
+        let mut wide = GemmProblem::new(12288, 3072, 768);
+        wide.output = tessera_dsl::DType::F32;
+        let r = reason([128, 128, 64, 4, 2, 4, 16, 1, 1], &Problem::Gemm(wide));
+        assert!(r.contains("16-bit row-major output"), "{r}");
     }
 }

@@ -406,9 +406,23 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 let (name, operand) = (name.to_string(), operand.to_string());
                 quote_spanned!(span=> __k.row_store(#name, #operand)?;)
             }
-            TileOp::Epilogue { acc: f, operand } => {
+            TileOp::Epilogue {
+                acc: f,
+                operand,
+                bulk,
+            } => {
                 let (f, operand) = (f.to_string(), operand.to_string());
-                quote_spanned!(span=> __k.epilogue(#f, #operand)?;)
+                let bulk = bulk
+                    .as_ref()
+                    .map(|b| {
+                        let b = n(b);
+                        quote_spanned!(span=> __k.bulk_store(#b)?;)
+                    })
+                    .unwrap_or_default();
+                quote_spanned! {span=>
+                    #bulk
+                    __k.epilogue(#f, #operand)?;
+                }
             }
         }
     });

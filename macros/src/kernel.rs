@@ -46,7 +46,7 @@ fn grammar(word: &str) -> &'static str {
         "let" => "`let NAME = EXPR;`, e.g. `let mean = total / cols;`",
         "store" => "`store NAME -> OPERAND;`, e.g. `store h -> y;`",
         "=" => "`NAME = EXPR;`, e.g. `h = h * scale;`",
-        _ => "`epilogue ACC -> OPERAND;`, e.g. `epilogue acc -> d;`",
+        _ => "`epilogue ACC -> OPERAND;`, optionally `... -> OPERAND bulk BULK;` (1: the output tile leaves by bulk tensor copies where the pipeline has them), e.g. `epilogue acc -> d;` or `epilogue acc -> d bulk tma_store;`",
     }
 }
 
@@ -104,6 +104,9 @@ pub enum TileOp<E> {
     Epilogue {
         acc: Ident,
         operand: Ident,
+        /// `bulk B`: 1 stores the output tile with bulk tensor copies where the target's
+        /// pipeline has them; absent or 0, the warps' own stores.
+        bulk: Option<E>,
     },
     /// `mask S;`
     Mask {
@@ -552,8 +555,13 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             let acc: Ident = input.parse()?;
             input.parse::<Token![->]>()?;
             let operand = input.call(Ident::parse_any)?;
+            let bulk = if keyword(input, "bulk").is_ok() {
+                Some(input.parse::<Expr>()?)
+            } else {
+                None
+            };
             let end = semi(input)?;
-            (TileOp::Epilogue { acc, operand }, end)
+            (TileOp::Epilogue { acc, operand, bulk }, end)
         }
     })
 }
@@ -695,5 +703,12 @@ mod tests {
                 ..
             }
         ));
+        // `bulk B` after the output: how the tile leaves (1: bulk tensor copies)
+        let body = parse("epilogue acc -> d bulk tma_store; epilogue acc -> d;").unwrap();
+        assert!(matches!(
+            &body[0].op,
+            TileOp::Epilogue { bulk: Some(_), .. }
+        ));
+        assert!(matches!(&body[1].op, TileOp::Epilogue { bulk: None, .. }));
     }
 }

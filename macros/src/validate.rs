@@ -1398,8 +1398,15 @@ impl Scope<'_> {
                         operand: operand.clone(),
                     }
                 }
-                TileOp::Epilogue { acc, operand } => {
+                TileOp::Epilogue { acc, operand, bulk } => {
                     let acc_ok = self.fragment(acc, "`epilogue`");
+                    let bulk = match bulk {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
                     let Some(o) = self.operand(operand) else {
                         continue;
                     };
@@ -1421,6 +1428,7 @@ impl Scope<'_> {
                     TileOp::Epilogue {
                         acc: acc.clone(),
                         operand: operand.clone(),
+                        bulk,
                     }
                 }
             };

@@ -55,7 +55,8 @@ fn mfma32_gemm_sources_match_snapshots() {
 
 /// sm_90a-only GEMM geometry: a decode GEMM with 256-deep K steps (4 panels a stage) and a
 /// 384-row BERT GEMM with 160-wide tiles; BERT's first FFN GEMM with bias + tanh GELU, the
-/// epilogue benchmark's case; and its second at 128 tokens split over 4-block clusters.
+/// epilogue benchmark's case, with the warpgroups' stores and with a TMA store; and its second
+/// at 128 tokens split over 4-block clusters.
 #[test]
 fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
     use tessera_dsl::{EpilogueOp, GemmProblem, Problem};
@@ -69,25 +70,31 @@ fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
     let ffn2 = Problem::Gemm(ffn2);
     for (values, problem, label, marker) in [
         (
-            [64, 64, 256, 2, 2, 3, 16, 1],
+            [64, 64, 256, 2, 2, 3, 16, 1, 0],
             &decode,
             "f16_decode",
             "4 panels of 64 K each",
         ),
         (
-            [64, 160, 64, 2, 2, 6, 16, 1],
+            [64, 160, 64, 2, 2, 6, 16, 1, 0],
             &bert,
             "f16_bert_384",
             "tsr_wgmma_m64n160(",
         ),
         (
-            [128, 128, 64, 4, 2, 4, 16, 1],
+            [128, 128, 64, 4, 2, 4, 16, 1, 0],
             &ffn1,
             "f16_bias_gelu_tanh",
             "tsr_exp2(v0 * (-2.3022082f + -0.10294324f * (v0 * v0)))",
         ),
         (
-            [64, 64, 64, 2, 2, 8, 16, 4],
+            [128, 128, 64, 4, 2, 4, 16, 1, 1],
+            &ffn1,
+            "f16_bias_gelu_tanh_tma_store",
+            "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group",
+        ),
+        (
+            [64, 64, 64, 2, 2, 8, 16, 4, 0],
             &ffn2,
             "f16_split_k_bert_128",
             "__cluster_dims__(4, 1, 1)",

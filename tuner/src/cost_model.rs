@@ -57,6 +57,14 @@ const SPLIT_K_COMBINE_S: f64 = 2.0e-6;
 /// Fixed cost of one GEMM main-loop step (barrier or mbarrier wait, address updates), seconds:
 /// deeper K steps amortise it.
 const GEMM_STEP_S: f64 = 0.02e-6;
+/// A TMA-stored tile's fence, warpgroup barrier and bulk-copy issue, seconds per wave: what
+/// a block pays before its stores run on their own (on the H200 a TMA store cost the
+/// one-tile-per-block 384-row GEMMs 0.3-0.4 µs and won 1-4 % where blocks walk several
+/// tiles, 3682b2e).
+const TMA_STORE_S: f64 = 0.2e-6;
+/// The part of a TMA-stored tile's write the block still waits for: the rest overlaps the
+/// next tile's mainloop (the last wave's has no next tile and is waited for whole).
+const TMA_STORE_EXPOSED: f64 = 0.5;
 /// Threads and blocks one SM (CU) holds at most.
 const THREADS_PER_SM: u32 = 2048;
 const BLOCKS_PER_SM: u32 = 32;
@@ -315,6 +323,7 @@ fn gemm(
         warps: u32_of(wm * wn),
         stages: u32_of(stages),
         split_k: u32_of(param(t, config, "split_k")?),
+        bulk_store: config.get("tma_store") == Some(1),
     };
     let v = &config.variant;
     let elem = v.input.size_bytes() as f64;
@@ -373,20 +382,32 @@ fn gemm(
         .iter()
         .filter(|e| matches!(e, EpilogueOp::BetaC | EpilogueOp::Residual))
         .count() as f64;
-    let wave_s = |b: u32| {
-        let b = f64::from(b);
-        let hide = m.latency_hiding((stages as f64 - 1.0).max(0.5) * stage_bytes * b);
-        let compute = 2.0 * tm * tn * tk * b / (m.sm_flops * mma_eff);
-        let feed = stage_bytes * b / (m.l2_per_sm * hide * feed_eff);
-        let epilogue = tm * tn * out * (1.0 + extra) * b / m.dram_per_sm;
-        let epilogue = if dispatch == Dispatch::TmaPingpong {
+    // a wave's epilogue stores, `b` blocks per SM
+    let stores_s = |b: u32| {
+        let epilogue = tm * tn * out * (1.0 + extra) * f64::from(b) / m.dram_per_sm;
+        if dispatch == Dispatch::TmaPingpong {
             0.3 * epilogue // overlapped with the other consumer's main loop
         } else {
             epilogue
+        }
+    };
+    let wave_s = |b: u32| {
+        let hide = m.latency_hiding((stages as f64 - 1.0).max(0.5) * stage_bytes * f64::from(b));
+        let b_blocks = f64::from(b);
+        let compute = 2.0 * tm * tn * tk * b_blocks / (m.sm_flops * mma_eff);
+        let feed = stage_bytes * b_blocks / (m.l2_per_sm * hide * feed_eff);
+        let epilogue = if tile.bulk_store {
+            TMA_STORE_EXPOSED * stores_s(b) + TMA_STORE_S
+        } else {
+            stores_s(b)
         };
         block_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue + combine
     };
-    let (count, efficiency, total) = waves(m, blocks, bps, wave_s);
+    let (count, efficiency, mut total) = waves(m, blocks, bps, wave_s);
+    if tile.bulk_store {
+        // the last wave's TMA stores overlap no further mainloop
+        total += (1.0 - TMA_STORE_EXPOSED) * stores_s(bps);
+    }
     let flops = 2.0 * tiles as f64 * tm * tn * (k_steps as f64 * tk);
     Ok(finish(
         dispatch,
@@ -718,11 +739,35 @@ mod tests {
         d
     }
 
+    /// A TMA store pays where a block's next tile hides its writes (many waves of wide
+    /// tiles), and costs its fence and barrier where each block stores one tile.
+    #[test]
+    fn a_tma_store_is_estimated_to_pay_only_across_waves() {
+        let caps = GpuModel::H200.caps();
+        let t = template("gemm");
+        let ms = |values: [i64; 9], p: &Problem| {
+            let c = t.config(&values, p).unwrap();
+            estimate(t, &c, p, &caps).unwrap().ms
+        };
+        let (staged, bulk) = (
+            [128, 256, 64, 2, 4, 3, 16, 1, 0],
+            [128, 256, 64, 2, 4, 3, 16, 1, 1],
+        );
+        let big = gemm_problem(12288, 3072, 768);
+        assert!(ms(bulk, &big) < ms(staged, &big));
+        let one_wave = gemm_problem(384, 768, 768);
+        let (staged, bulk) = (
+            [64, 64, 64, 2, 2, 8, 16, 1, 0],
+            [64, 64, 64, 2, 2, 8, 16, 1, 1],
+        );
+        assert!(ms(bulk, &one_wave) > ms(staged, &one_wave));
+    }
+
     #[test]
     fn a_partial_wave_costs_a_wave() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1], p).unwrap();
+        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1, 0], p).unwrap();
         // 132 tiles of 128x128 fill one wave of one block per SM; 133 need a second wave
         let full = gemm_problem(128 * 12, 128 * 11, 768);
         let spill = gemm_problem(128 * 12 + 1, 128 * 11, 768);
@@ -745,7 +790,7 @@ mod tests {
         let caps = GpuModel::H100.caps();
         let t = template("gemm");
         let p = gemm_problem(64, 64, 64);
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0], &p).unwrap();
         let ln = Problem::Layernorm(LayernormProblem::new(8, 768));
         assert!(matches!(
             estimate(t, &c, &ln, &caps),
@@ -759,7 +804,7 @@ mod tests {
                 ..
             })
         ));
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0], &p).unwrap();
         c.params[0].1 = -64;
         assert!(matches!(
             estimate(t, &c, &p, &caps),

@@ -66,7 +66,7 @@ pub enum EpilogueMode {
     /// rows and columns past the edges: the warpgroup leaves its epilogue as soon as its
     /// values are in shared memory and waits for the copies to have read them only before it
     /// stages its next tile. 16-bit row-major outputs whose warpgroup tile is a whole number of
-    /// panels wide.
+    /// panels wide, where the kernel asks for it ([`GemmTile::bulk_store`]).
     TmaStore,
 }
 
@@ -111,6 +111,9 @@ pub struct GemmTile {
     pub stages: u32,
     /// Blocks of one cluster that share each tile's K range (1: the whole range per block).
     pub split_k: u32,
+    /// The output tile leaves by TMA ([`EpilogueMode::TmaStore`], `epilogue ... bulk 1`);
+    /// otherwise by the warpgroups' own stores, staged where they can be.
+    pub bulk_store: bool,
 }
 
 impl GemmTile {
@@ -226,21 +229,26 @@ impl GemmPipeline {
                 Store::Rows => true,
                 Store::Heads { head_dim, .. } => head_dim % 8 == 0,
             };
-        if stageable {
-            // a TMA store where the tile is whole panels of a row-major output, else the
-            // warpgroup's own coalesced stores
-            let tma =
-                matches!(variant.store, Store::Rows) && plan.wg_n.is_multiple_of(TMA_STORE_PANEL);
-            let modes: &[EpilogueMode] = if tma {
-                &[EpilogueMode::TmaStore, EpilogueMode::Staged]
-            } else {
-                &[EpilogueMode::Staged]
+        if tile.bulk_store {
+            // a TMA store: whole 64-column panels of a 16-bit row-major output; the tuner
+            // times it against the staged stores (it pays where a block stores several tiles)
+            if !(stageable && matches!(variant.store, Store::Rows)) {
+                return Err("a TMA store needs a 16-bit row-major output".into());
+            }
+            if !plan.wg_n.is_multiple_of(TMA_STORE_PANEL) {
+                return Err(format!(
+                    "a TMA store needs whole {TMA_STORE_PANEL}-column panels (a warpgroup's tile is {} wide)",
+                    plan.wg_n
+                ));
+            }
+            plan.epilogue = EpilogueMode::TmaStore;
+        } else if stageable {
+            // the warpgroup's own coalesced stores through a staging tile, where it fits
+            let staged = WarpgroupPlan {
+                epilogue: EpilogueMode::Staged,
+                ..plan
             };
-            if let Some(staged) = modes
-                .iter()
-                .map(|&epilogue| WarpgroupPlan { epilogue, ..plan })
-                .find(|p| p.smem_bytes(tile, variant) <= SMEM_LIMIT)
-            {
+            if staged.smem_bytes(tile, variant) <= SMEM_LIMIT {
                 plan = staged;
             }
         }
@@ -306,6 +314,7 @@ mod tests {
             warps,
             stages,
             split_k: 1,
+            bulk_store: false,
         }
     }
 
@@ -326,15 +335,11 @@ mod tests {
         assert_eq!(p.epilogue, EpilogueMode::Direct);
         assert_eq!(p.smem_bytes(&t, &v), 4 * 49152 + 64 + 16 + 1024);
         let p3 = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &v).unwrap();
-        assert_eq!(p3.epilogue, EpilogueMode::TmaStore);
-        // unpadded 64-column panels, on a 1024-byte boundary
+        assert_eq!(p3.epilogue, EpilogueMode::Staged);
         assert_eq!(
             p3.smem_bytes(&tile(128, 256, 64, 8, 3), &v),
-            3 * 49152 + 2 * 64 * 512 + 1024 + 48 + 16 + 1024
+            3 * 49152 + 2 * 64 * 528 + 48 + 16 + 1024
         );
-        // 96 columns are not whole panels: the warpgroup's own stores
-        let p96 = GemmPipeline::hopper_plan(&tile(128, 96, 64, 8, 4), &v).unwrap();
-        assert_eq!(p96.epilogue, EpilogueMode::Staged);
         let mut heads = v.clone();
         heads.store = Store::Heads {
             heads: 12,
@@ -355,6 +360,25 @@ mod tests {
         wide.output = DType::F32;
         let pw = GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 3), &wide).unwrap();
         assert_eq!(pw.epilogue, EpilogueMode::Direct);
+        // `bulk 1`: a TMA store of unpadded 64-column panels on a 1024-byte boundary, or no plan
+        let bulk = |t: GemmTile| GemmTile {
+            bulk_store: true,
+            ..t
+        };
+        let pb = GemmPipeline::hopper_plan(&bulk(tile(128, 256, 64, 8, 3)), &v).unwrap();
+        assert_eq!(pb.epilogue, EpilogueMode::TmaStore);
+        assert_eq!(
+            pb.smem_bytes(&tile(128, 256, 64, 8, 3), &v),
+            3 * 49152 + 2 * 64 * 512 + 1024 + 48 + 16 + 1024
+        );
+        for (t, variant, why) in [
+            (tile(128, 96, 64, 8, 4), &v, "whole 64-column panels"),
+            (tile(128, 256, 64, 8, 3), &wide, "16-bit row-major output"),
+            (tile(128, 256, 64, 8, 4), &v, "bytes of shared memory"),
+        ] {
+            let e = GemmPipeline::hopper_plan(&bulk(t), variant).unwrap_err();
+            assert!(e.contains(why), "{t:?}: {e}");
+        }
         // a tile one warpgroup can hold alone: two consumers take turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 8, 4), &v).unwrap();
         assert_eq!(
