@@ -48,6 +48,12 @@ fn emit_prints_the_snapshot() {
             vec!["--shape", "12288x3072x768", "--epilogue", "bias,gelu_tanh"],
         ),
         (
+            "sm_90a",
+            "gemm_f16_f32acc_128x128x64_w4x2_s4_tma_store1_rcr_bias_gelu_tanh_a8__sm_90a__f16_bias_gelu_tanh_tma_store",
+            "tile_m=128,tile_n=128,tile_k=64,warps_m=4,warps_n=2,stages=4,tma_store=1",
+            vec!["--shape", "12288x3072x768", "--epilogue", "bias,gelu_tanh"],
+        ),
+        (
             "gfx90a",
             "gemm_bf16_f32acc_64x64x32_w2x2_s2_rrr_bias_gelu_a8__gfx90a__bf16_rrr_bias_gelu",
             "tile_m=64,tile_n=64,tile_k=32,warps_m=2,warps_n=2,stages=2",
