@@ -61,7 +61,7 @@ const GEMM_STEP_S: f64 = 0.02e-6;
 /// a block pays before its stores run on their own (on the H200 a TMA store cost the
 /// one-tile-per-block 384-row GEMMs 0.3-0.4 µs and won 1-4 % where blocks walk several
 /// tiles, 3682b2e).
-const TMA_STORE_S: f64 = 0.2e-6;
+const TMA_STORE_S: f64 = 0.35e-6;
 /// The part of a TMA-stored tile's write the block still waits for: the rest overlaps the
 /// next tile's mainloop (the last wave's has no next tile and is waited for whole).
 const TMA_STORE_EXPOSED: f64 = 0.5;
