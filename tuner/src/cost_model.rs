@@ -392,10 +392,10 @@ fn gemm(
         }
     };
     let wave_s = |b: u32| {
-        let hide = m.latency_hiding((stages as f64 - 1.0).max(0.5) * stage_bytes * f64::from(b));
-        let b_blocks = f64::from(b);
-        let compute = 2.0 * tm * tn * tk * b_blocks / (m.sm_flops * mma_eff);
-        let feed = stage_bytes * b_blocks / (m.l2_per_sm * hide * feed_eff);
+        let per_sm = f64::from(b);
+        let hide = m.latency_hiding((stages as f64 - 1.0).max(0.5) * stage_bytes * per_sm);
+        let compute = 2.0 * tm * tn * tk * per_sm / (m.sm_flops * mma_eff);
+        let feed = stage_bytes * per_sm / (m.l2_per_sm * hide * feed_eff);
         let epilogue = if tile.bulk_store {
             TMA_STORE_EXPOSED * stores_s(b) + TMA_STORE_S
         } else {

@@ -20,7 +20,7 @@ use crate::CodegenError;
 use tessera_dsl::ir::Stmt;
 use tessera_dsl::{
     ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, Swizzle, TensorMapArg, WarpgroupPlan,
-    TMA_STORE_PANEL,
+    TMA_STORE_ALIGN, TMA_STORE_PANEL,
 };
 
 /// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
@@ -207,19 +207,21 @@ fn emit_body(
                 plan.staging_pitch()
             ));
             after_b = "staging".into();
-            after_b_bytes = plan.consumers * plan.wg_m * plan.staging_pitch();
+            after_b_bytes = plan.consumers * plan.staging_tile_bytes();
         }
         EpilogueMode::TmaStore => {
             w.line(format!(
-                "const unsigned staging = (s_b + {} + 1023) & ~1023u; // {} x {}x{} outputs in {}-column panels swizzled 128 B",
+                "const unsigned staging = (s_b + {} + {}) & ~{}u; // {} x {}x{} outputs in {}-column panels swizzled 128 B",
                 stages * b_bytes,
+                TMA_STORE_ALIGN - 1,
+                TMA_STORE_ALIGN - 1,
                 plan.consumers,
                 plan.wg_m,
                 plan.wg_n,
                 TMA_STORE_PANEL
             ));
             after_b = "staging".into();
-            after_b_bytes = plan.consumers * plan.wg_m * plan.wg_n * 2;
+            after_b_bytes = plan.consumers * plan.staging_tile_bytes();
         }
         EpilogueMode::Direct => {}
     }
@@ -406,9 +408,8 @@ fn emit_split_combine(w: &mut Source, plan: &WarpgroupPlan, acc: &str, mi: u32, 
 fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueStore) {
     let per_row = plan.wg_n / 8;
     let pitch = plan.staging_pitch();
-    let sync = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
     w.line("// the staged tile leaves in coalesced 16-byte stores");
-    w.line(sync);
+    w.line(WARPGROUP_SYNC);
     w.line("#pragma unroll 4");
     w.open(format!(
         "for (int idx = tid % 128; idx < {}; idx += 128)",
@@ -427,7 +428,7 @@ fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueSt
     w.line("asm volatile(\"st.global.v4.b32 [%0], {%1, %2, %3, %4};\" :: \"l\"(d + di), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(t) : \"memory\");");
     w.close("");
     w.close("");
-    w.line(sync);
+    w.line(WARPGROUP_SYNC);
 }
 
 /// The loop over this block's tiles (stage and phase carry across tiles): a persistent walk,
@@ -593,21 +594,16 @@ fn emit_consumer(
         block_end: format!("j == {} && h == 1", chunks - 1),
     };
     let pitch = plan.staging_pitch();
-    match plan.epilogue {
-        EpilogueMode::Staged => w.line(format!(
+    if plan.epilogue != EpilogueMode::Direct {
+        w.line(format!(
             "const unsigned stg = staging + cw * {};",
-            plan.wg_m * pitch
-        )),
-        EpilogueMode::TmaStore => {
-            w.line(format!(
-                "const unsigned stg = staging + cw * {};",
-                plan.wg_m * plan.wg_n * 2
-            ));
-            w.line("// the TMA store of this warpgroup's last tile has read its staging tile");
-            w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
-            w.line(WARPGROUP_SYNC);
-        }
-        EpilogueMode::Direct => {}
+            plan.staging_tile_bytes()
+        ));
+    }
+    if plan.epilogue == EpilogueMode::TmaStore {
+        w.line("// the TMA store of this warpgroup's last tile has read its staging tile");
+        w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
+        w.line(WARPGROUP_SYNC);
     }
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));

@@ -73,7 +73,7 @@ pub enum EpilogueMode {
 /// Columns of one TMA-stored panel: 128 bytes of 16-bit outputs, one swizzled line.
 pub const TMA_STORE_PANEL: u32 = 64;
 /// The alignment a 128-byte-swizzled staging tile needs (one swizzle atom), bytes.
-const TMA_STORE_ALIGN: u32 = 1024;
+pub const TMA_STORE_ALIGN: u32 = 1024;
 
 /// How consumer warpgroups share a block's tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,12 +273,22 @@ impl WarpgroupPlan {
         let (a, b) = tile.stage_bytes(variant);
         // full + empty per stage, and two order barriers for pingpong consumers
         let barriers = 16 * self.stages + 16;
-        let staging = match self.epilogue {
-            EpilogueMode::Direct => 0,
-            EpilogueMode::Staged => self.consumers * self.wg_m * self.staging_pitch(),
-            EpilogueMode::TmaStore => self.consumers * self.wg_m * self.wg_n * 2 + TMA_STORE_ALIGN,
+        let align = match self.epilogue {
+            EpilogueMode::TmaStore => TMA_STORE_ALIGN,
+            EpilogueMode::Direct | EpilogueMode::Staged => 0,
         };
+        let staging = self.consumers * self.staging_tile_bytes() + align;
         self.stages * (a + b) + staging + barriers + self.swizzle.atom_bytes()
+    }
+
+    /// Bytes of one consumer warpgroup's staging tile: padded rows ([`Self::staging_pitch`])
+    /// for its own stores, unpadded 64-column panels for a TMA store, none for direct stores.
+    pub fn staging_tile_bytes(&self) -> u32 {
+        match self.epilogue {
+            EpilogueMode::Direct => 0,
+            EpilogueMode::Staged => self.wg_m * self.staging_pitch(),
+            EpilogueMode::TmaStore => self.wg_m * self.wg_n * 2,
+        }
     }
 
     /// Bytes between rows of a staging tile (16-bit elements, padded by 16 bytes).
