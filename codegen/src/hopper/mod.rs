@@ -102,9 +102,10 @@ static __device__ __forceinline__ void tsr_tma_load_multicast(unsigned dst, cons
   asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;"
                :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(mask) : "memory");
 }
-// arrive on the barrier at shared-memory offset `bar` of the cluster's block `rank`
+// arrive on the barrier at shared-memory offset `bar` of the cluster's block `rank` (a release
+// at CTA scope, the default, as CUTLASS's cluster barrier arrives)
 static __device__ __forceinline__ void tsr_mbar_arrive_cluster(unsigned bar, unsigned rank) {
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" :: "r"(tsr_mapa(bar, rank)) : "memory");
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" :: "r"(tsr_mapa(bar, rank)) : "memory");
 }"#;
 
 /// The Hopper prelude plus one `tsr_wgmma_m64n{n}` function per instruction shape.
