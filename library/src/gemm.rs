@@ -140,19 +140,37 @@ pub mod gemm {
         Ok(())
     }
 
-    /// A B-multicast cluster pairs M-tiles: a problem of one M-tile has nothing to share (its
-    /// second block would only copy B for the first).
-    fn multicast_pays(tile: &GemmTile, problem: &Problem) -> Result<(), Reject> {
+    /// B multicast over a cluster is offered where the config's tiles fill at least one wave
+    /// (blocks walk several tiles) and M has a tile for each block of a cluster. On the H200
+    /// (08afa7a beside its plain twins) it cost one-tile-per-block kernels 0.5-1.9 us (cluster
+    /// launch and barriers: 384-row BERT GEMMs 3-11 % slower) and was within -2..+1 % where
+    /// blocks walk several tiles, so only those are worth timing.
+    fn multicast_pays(tile: &GemmTile, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
         let (n, Problem::Gemm(g)) = (u64::from(tile.multicast), problem) else {
             return Ok(());
         };
+        if n <= 1 {
+            return Ok(());
+        }
         let tiles_m = g.m.div_ceil(u64::from(tile.tile_m.max(1)));
-        if n > 1 && tiles_m < n {
+        if tiles_m < n {
             return Err(Reject::new(
                 RejectKind::Unsupported,
                 format!(
                     "multicast {n}: {tiles_m} M-tile(s) of {} rows leave a cluster of {n} nothing to share",
                     tile.tile_m
+                ),
+            ));
+        }
+        let tiles = tiles_m * g.n.div_ceil(u64::from(tile.tile_n.max(1))) * g.batch.max(1);
+        if tiles < u64::from(caps.sm_count) {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "multicast {n}: {tiles} tiles of {}x{} do not fill one wave of {} multiprocessors (a cluster's launch and barriers cost a one-tile block more than sharing B saves)",
+                    tile.tile_m,
+                    tile.tile_n,
+                    caps.sm_count
                 ),
             ));
         }
@@ -184,7 +202,7 @@ pub mod gemm {
             GemmPipeline::select(caps.target, &tile, &config.variant)
         {
             deep_k_pays(&tile, problem)?;
-            multicast_pays(&tile, problem)?;
+            multicast_pays(&tile, problem, caps)?;
             return split_k_pays(&tile, problem, caps);
         }
         // `+ sm_90a` above: deep rings, 192-wide tiles, deep K steps

@@ -105,10 +105,13 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
         all_multicast.min(64)
     );
     assert!(points.len() >= 10, "only {} Hopper configs", points.len());
-    let shapes: [(u64, u64, u64, u64); 6] = [
+    // (1100 rows: an odd number of 128- and 256-row tiles, so a B-multicast cluster's last
+    // block lies past M, in a problem large enough for multicast to be offered)
+    let shapes: [(u64, u64, u64, u64); 7] = [
         (1, 768, 768, 1),
         (100, 200, 72, 2),
         (1000, 1000, 1000, 1),
+        (1100, 4096, 264, 1),
         (257, 384, 520, 2),
         (384, 2304, 768, 1),
         (4096, 4096, 4096, 1),

@@ -13,8 +13,7 @@
 use super::descriptor::SmemDescriptor;
 use crate::dialect::{AccGroup, Dialect};
 use crate::kernel::{
-    emit_cluster_tile_counts, emit_cluster_tile_origin, EpilogueStore, KernelSource,
-    TileSchedule,
+    emit_cluster_tile_counts, emit_cluster_tile_origin, EpilogueStore, KernelSource, TileSchedule,
 };
 use crate::source::Source;
 use crate::CodegenError;
@@ -178,8 +177,7 @@ fn emit_body(
     let atom = plan.swizzle.atom_bytes();
     let panels = plan.panels;
     // B's box is a block's share of the stage where the cluster multicasts it
-    let tx_bytes: u32 = panels
-        * (maps[0].box_bytes() + maps[1].box_bytes() * plan.multicast);
+    let tx_bytes: u32 = panels * (maps[0].box_bytes() + maps[1].box_bytes() * plan.multicast);
     if tx_bytes != a_bytes + b_bytes {
         return Err(CodegenError::Malformed(format!(
             "TMA boxes of {tx_bytes} bytes do not fill a {}-byte stage",
@@ -302,7 +300,9 @@ fn emit_body(
         }
     }
     if plan.multicast > 1 {
-        w.line("// and their last one: no block leaves while another may still arrive on its barriers");
+        w.line(
+            "// and their last one: no block leaves while another may still arrive on its barriers",
+        );
         w.line("tsr_cluster_sync();");
     }
     w.close("");

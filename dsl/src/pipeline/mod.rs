@@ -469,7 +469,7 @@ mod tests {
             (
                 GemmTile {
                     split_k: 2,
-                    ..mc(tile(128, 128, 64, 8, 4), 2)
+                    ..mc(tile(128, 256, 64, 8, 4), 2)
                 },
                 "a block is in one cluster",
             ),
