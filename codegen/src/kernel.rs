@@ -57,6 +57,11 @@ pub enum TileSchedule {
     /// source), which share its reduction range (attention: its keys, split-KV): the grid's x
     /// is `ctas` times the tiles'.
     Clustered { ctas: u32 },
+    /// [`TileSchedule::Persistent`] by clusters of `ctas` blocks along x
+    /// (`__cluster_dims__(ctas, 1, 1)`): each cluster walks tiles of `ctas` M-tiles (one per
+    /// block, by cluster rank) and its blocks share each B tile: at most one block per
+    /// multiprocessor (per batch), the grid's x a multiple of `ctas`.
+    PersistentClusters { ctas: u32 },
 }
 
 impl TileSchedule {
@@ -64,7 +69,9 @@ impl TileSchedule {
     pub fn cluster_size(&self) -> u32 {
         match self {
             TileSchedule::PerBlock | TileSchedule::Persistent => 1,
-            TileSchedule::Clustered { ctas } => (*ctas).max(1),
+            TileSchedule::Clustered { ctas } | TileSchedule::PersistentClusters { ctas } => {
+                (*ctas).max(1)
+            }
         }
     }
 }
@@ -87,6 +94,11 @@ impl KernelSource {
                     TileSchedule::Persistent => {
                         let per_batch = u64::from(sm_count) / g.batch.max(1);
                         (tm * tn).min(per_batch.max(1))
+                    }
+                    TileSchedule::PersistentClusters { ctas } => {
+                        let ctas = u64::from(ctas.max(1));
+                        let clusters = (u64::from(sm_count) / g.batch.max(1) / ctas).max(1);
+                        (tm.div_ceil(ctas) * tn).min(clusters) * ctas
                     }
                 };
                 [clamp(blocks), 1, clamp(g.batch)]
@@ -114,7 +126,8 @@ impl KernelSource {
                         clamp(a.batch),
                     ]
                 }
-                TileSchedule::Persistent => {
+                // (no attention pipeline walks tiles by clusters)
+                TileSchedule::Persistent | TileSchedule::PersistentClusters { .. } => {
                     let tiles = u64::from(blocks(a.seq_q, self.tile_m)) * a.heads * a.batch;
                     [clamp(tiles.min(u64::from(sm_count)).max(1)), 1, 1]
                 }
@@ -182,6 +195,12 @@ fn emit_gemm(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenErro
             "bulk 1: only the sm_90a TMA pipeline stores a tile with bulk tensor copies".into(),
         ));
     }
+    if ir.multicast != 1 {
+        return Err(CodegenError::Unsupported(format!(
+            "multicast {}: only the sm_90a TMA pipeline multicasts B tiles over a cluster",
+            ir.multicast
+        )));
+    }
     let threads = ir.threads(d.warp_size());
     let mut w = Source::new();
     d.prelude(&mut w);
@@ -233,6 +252,7 @@ pub(crate) fn gemm_tile(ir: &KernelIr) -> Result<GemmTile, CodegenError> {
         stages,
         split_k: ir.split,
         bulk_store: ir.bulk_store,
+        multicast: ir.multicast,
     })
 }
 
@@ -677,7 +697,13 @@ pub(crate) fn emit_raster(w: &mut Source, ir: &KernelIr) {
 
 /// `tiles_m` and `tiles_n`: output tiles along M and N.
 pub(crate) fn emit_tile_counts(w: &mut Source, ir: &KernelIr) {
-    let (tm, tn) = (ir.tile_m, ir.tile_n);
+    emit_cluster_tile_counts(w, ir, 1);
+}
+
+/// [`emit_tile_counts`] where a cluster of `ctas` blocks along M takes `ctas` M-tiles at a
+/// time: `tiles_m` counts those cluster tiles (the last may reach past M).
+pub(crate) fn emit_cluster_tile_counts(w: &mut Source, ir: &KernelIr, ctas: u32) {
+    let (tm, tn) = (ir.tile_m * ctas, ir.tile_n);
     w.line(format!(
         "// tile rasterisation: groups of {GROUP_M} M-tiles share B tiles in L2"
     ));
@@ -688,15 +714,30 @@ pub(crate) fn emit_tile_counts(w: &mut Source, ir: &KernelIr) {
 /// `row0`/`col0` of output tile `pid` in the grouped order every GEMM pipeline shares: groups of
 /// [`GROUP_M`] M-tiles walk N together, so they share B tiles in L2.
 pub(crate) fn emit_tile_origin(w: &mut Source, ir: &KernelIr) {
+    emit_cluster_tile_origin(w, ir, 1);
+}
+
+/// [`emit_tile_origin`] for clusters of `ctas` blocks along M: `pid` numbers cluster tiles
+/// (`ctas` M-tiles by one N-tile, `tiles_m` counting them) in the same grouped order, and the
+/// block of cluster rank `rank` takes its M-tile of the cluster's. One block (`ctas` 1) is
+/// [`emit_tile_origin`].
+pub(crate) fn emit_cluster_tile_origin(w: &mut Source, ir: &KernelIr, ctas: u32) {
     let (tm, tn) = (ir.tile_m, ir.tile_n);
     w.line(format!("const int group = {GROUP_M} * tiles_n;"));
     w.line(format!("const int first_m = (pid / group) * {GROUP_M};"));
     w.line(format!(
         "const int group_m = min(tiles_m - first_m, {GROUP_M});"
     ));
-    w.line(format!(
-        "const int row0 = (first_m + (pid % group) % group_m) * {tm};"
-    ));
+    if ctas > 1 {
+        w.line(format!(
+            "const int row0 = (first_m + (pid % group) % group_m) * {} + rank * {tm};",
+            tm * ctas
+        ));
+    } else {
+        w.line(format!(
+            "const int row0 = (first_m + (pid % group) % group_m) * {tm};"
+        ));
+    }
     w.line(format!(
         "const int col0 = ((pid % group) / group_m) * {tn};"
     ));

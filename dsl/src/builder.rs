@@ -85,6 +85,7 @@ impl KernelBuilder {
                 split: 1,
                 group_heads: false,
                 bulk_store: false,
+                multicast: 1,
             },
             open: vec![Vec::new()],
             loop_header: None,
@@ -196,6 +197,20 @@ impl KernelBuilder {
             }
             s => Err(BuildError::Malformed(format!(
                 "split {s}: 1 (the whole range per block), or 2, 4 or 8 blocks of a cluster"
+            ))),
+        }
+    }
+
+    /// `mainloop ... multicast CTAS`: the blocks of one cluster, adjacent along M, that share
+    /// each B tile ([`KernelIr::multicast`]): 1 (each block copies its own) or 2.
+    pub fn multicast(&mut self, ctas: i64) -> Result<(), BuildError> {
+        match ctas {
+            1 | 2 => {
+                self.ir.multicast = ctas as u32;
+                Ok(())
+            }
+            c => Err(BuildError::Malformed(format!(
+                "multicast {c}: 1 (each block copies its own B tile) or 2 blocks of a cluster"
             ))),
         }
     }

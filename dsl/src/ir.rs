@@ -388,6 +388,12 @@ pub struct KernelIr {
     /// cannot refuses it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bulk_store: bool,
+    /// Blocks of one cluster, adjacent along M, that share each B tile they all read
+    /// (`mainloop ... multicast C`: on sm_90a each block copies 1/C of it, multicast by TMA
+    /// into every block of the cluster). 1: every block copies its own; a pipeline that cannot
+    /// multicast refuses anything else.
+    #[serde(default = "whole_range", skip_serializing_if = "is_whole_range")]
+    pub multicast: u32,
 }
 
 /// [`KernelIr::split`] of a kernel whose blocks each walk their tile's whole range.

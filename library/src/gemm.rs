@@ -29,6 +29,10 @@ pub mod gemm {
         // measured faster where blocks store several tiles, slower for one tile per block, so
         // the tuner times both. Named `_tma_store1` only off its default
         tma_store in [0] + sm_90a [1],
+        // B multicast (sm_90a): clusters of this many blocks, adjacent along M, walk their
+        // tiles in step and share each B stage, every block copying its part by TMA into all
+        // of them (B crosses L2 once per cluster). Named `_multicast2` only off its default
+        multicast in [1] + sm_90a [2],
     }
     constraints! {
         tile_m % (warps_m * 16) == 0,
@@ -44,7 +48,7 @@ pub mod gemm {
         shared sa: a[tile_m, tile_k] x stages;
         shared sb: b[tile_k, tile_n] x stages;
         fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];
-        mainloop k step tile_k stages stages split split_k {
+        mainloop k step tile_k stages stages split split_k multicast multicast {
             load a -> sa;
             load b -> sb;
             mma acc += sa * sb atom mfma;
@@ -136,6 +140,43 @@ pub mod gemm {
         Ok(())
     }
 
+    /// B multicast over a cluster is offered where the config's tiles fill at least one wave
+    /// (blocks walk several tiles) and M has a tile for each block of a cluster. On the H200
+    /// (08afa7a beside its plain twins) it cost one-tile-per-block kernels 0.5-1.9 us (cluster
+    /// launch and barriers: 384-row BERT GEMMs 3-11 % slower) and was within -2..+1 % where
+    /// blocks walk several tiles, so only those are worth timing.
+    fn multicast_pays(tile: &GemmTile, problem: &Problem, caps: &DeviceCaps) -> Result<(), Reject> {
+        let (n, Problem::Gemm(g)) = (u64::from(tile.multicast), problem) else {
+            return Ok(());
+        };
+        if n <= 1 {
+            return Ok(());
+        }
+        let tiles_m = g.m.div_ceil(u64::from(tile.tile_m.max(1)));
+        if tiles_m < n {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "multicast {n}: {tiles_m} M-tile(s) of {} rows leave a cluster of {n} nothing to share",
+                    tile.tile_m
+                ),
+            ));
+        }
+        let tiles = tiles_m * g.n.div_ceil(u64::from(tile.tile_n.max(1))) * g.batch.max(1);
+        if tiles < u64::from(caps.sm_count) {
+            return Err(Reject::new(
+                RejectKind::Unsupported,
+                format!(
+                    "multicast {n}: {tiles} tiles of {}x{} do not fill one wave of {} multiprocessors (a cluster's launch and barriers cost a one-tile block more than sharing B saves)",
+                    tile.tile_m,
+                    tile.tile_n,
+                    caps.sm_count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Resource rules of the pipeline the target's dispatch policy picks for this config.
     ///
     /// The multistage (`mma.sync` / MFMA) pipeline double-buffers operand fragments in
@@ -155,11 +196,13 @@ pub mod gemm {
             stages: u("stages"),
             split_k: u("split_k"),
             bulk_store: v("tma_store") == 1,
+            multicast: u("multicast"),
         };
         if let GemmPipeline::Warpspecialized(_) =
             GemmPipeline::select(caps.target, &tile, &config.variant)
         {
             deep_k_pays(&tile, problem)?;
+            multicast_pays(&tile, problem, caps)?;
             return split_k_pays(&tile, problem, caps);
         }
         // `+ sm_90a` above: deep rings, 192-wide tiles, deep K steps
@@ -210,7 +253,7 @@ mod tests {
         assert_eq!(stages.only_on(4), None);
         // 64x64x64, one consumer warpgroup, 8 stages
         let deep = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0], &p)
+            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0, 1], &p)
             .unwrap();
         let hopper = Target::Sm90a.nominal_caps();
         assert_eq!(TEMPLATE.validate(&deep, &p, &hopper), Ok(()));
@@ -231,7 +274,7 @@ mod tests {
         rrr.layout_b = Layout::Row;
         let rrr = Problem::Gemm(rrr);
         let deep_rrr = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0], &rrr)
+            .config(&[64, 64, 64, 2, 2, 8, 16, 1, 0, 1], &rrr)
             .unwrap();
         let r = TEMPLATE.validate(&deep_rrr, &rrr, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
@@ -243,7 +286,7 @@ mod tests {
         );
         // 4 stages stay in the multistage space
         let four = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 4, 16, 1, 0], &p)
+            .config(&[64, 64, 64, 2, 2, 4, 16, 1, 0, 1], &p)
             .unwrap();
         assert_eq!(
             TEMPLATE.validate(&four, &p, &Target::Sm80.nominal_caps()),
@@ -251,11 +294,11 @@ mod tests {
         );
         // 192-wide tiles: a wgmma N on sm_90a, not a multistage width
         let wide = TEMPLATE
-            .config(&[128, 192, 64, 2, 4, 4, 16, 1, 0], &p)
+            .config(&[128, 192, 64, 2, 4, 4, 16, 1, 0, 1], &p)
             .unwrap();
         assert_eq!(TEMPLATE.validate(&wide, &p, &hopper), Ok(()));
         let narrow_k = TEMPLATE
-            .config(&[128, 192, 32, 2, 4, 3, 16, 1, 0], &p)
+            .config(&[128, 192, 32, 2, 4, 3, 16, 1, 0, 1], &p)
             .unwrap();
         assert_eq!(TEMPLATE.validate(&narrow_k, &p, &hopper), Ok(()));
         let r = TEMPLATE
@@ -268,7 +311,7 @@ mod tests {
         );
         // a deep ring of big tiles does not fit Hopper's shared memory
         let big = TEMPLATE
-            .config(&[128, 256, 64, 2, 4, 8, 16, 1, 0], &p)
+            .config(&[128, 256, 64, 2, 4, 8, 16, 1, 0, 1], &p)
             .unwrap();
         let r = TEMPLATE.validate(&big, &p, &hopper).unwrap_err();
         assert!(r.reason.contains("bytes of shared memory"), "{}", r.reason);
@@ -289,10 +332,10 @@ mod tests {
         let decode = decode();
         for (values, ok) in [
             // 64 x 64 tiles, 256-deep steps, 3 stages of 64 KiB
-            ([64, 64, 256, 2, 2, 3, 16, 1, 0], true),
-            ([64, 128, 128, 2, 2, 4, 16, 1, 0], true),
+            ([64, 64, 256, 2, 2, 3, 16, 1, 0, 1], true),
+            ([64, 128, 128, 2, 2, 4, 16, 1, 0, 1], true),
             // 4 stages of 64 KiB do not fit
-            ([64, 64, 256, 2, 2, 4, 16, 1, 0], false),
+            ([64, 64, 256, 2, 2, 4, 16, 1, 0, 1], false),
         ] {
             let c = TEMPLATE.config(&values, &decode).unwrap();
             assert_eq!(
@@ -302,7 +345,7 @@ mod tests {
             );
         }
         let c = TEMPLATE
-            .config(&[64, 64, 256, 2, 2, 3, 16, 1, 0], &decode)
+            .config(&[64, 64, 256, 2, 2, 3, 16, 1, 0, 1], &decode)
             .unwrap();
         // off sm_90a, no pipeline serves a 256-deep step
         let r = TEMPLATE
@@ -333,10 +376,10 @@ mod tests {
         assert_eq!(mfma.default, Some(16));
         assert_eq!(mfma.only_on(32), Some(vec![Target::Gfx90a, Target::Gfx942]));
         let at16 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 16, 1, 0], &p)
+            .config(&[128, 128, 32, 2, 2, 3, 16, 1, 0, 1], &p)
             .unwrap();
         let at32 = TEMPLATE
-            .config(&[128, 128, 32, 2, 2, 3, 32, 1, 0], &p)
+            .config(&[128, 128, 32, 2, 2, 3, 32, 1, 0, 1], &p)
             .unwrap();
         // the default keeps the name (and `--config` string) every target had before the knob
         assert_eq!(
@@ -400,7 +443,7 @@ mod tests {
         // BERT's second FFN GEMM at 128 tokens: 24 tiles of 64x64, 48 K steps
         let ffn2 = Problem::Gemm(GemmProblem::new(128, 768, 3072));
         let two = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 6, 16, 2, 0], &ffn2)
+            .config(&[64, 64, 64, 2, 2, 6, 16, 2, 0, 1], &ffn2)
             .unwrap();
         assert_eq!(
             two.kernel_name(),
@@ -409,13 +452,13 @@ mod tests {
         assert_eq!(TEMPLATE.validate(&two, &ffn2, &hopper), Ok(()));
         // off sm_90a the value is not offered
         let four_stages = TEMPLATE
-            .config(&[64, 64, 64, 2, 2, 4, 16, 2, 0], &ffn2)
+            .config(&[64, 64, 64, 2, 2, 4, 16, 2, 0, 1], &ffn2)
             .unwrap();
         let r = TEMPLATE
             .validate(&four_stages, &ffn2, &Target::Sm80.nominal_caps())
             .unwrap_err();
         assert!(r.reason.contains("split_k = 2"), "{}", r.reason);
-        let reason = |values: [i64; 9], p: &Problem| {
+        let reason = |values: [i64; 10], p: &Problem| {
             let c = TEMPLATE.config(&values, p).unwrap();
             TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
         };
@@ -423,22 +466,22 @@ mod tests {
         // tile splits, not even one of 128x128 (18 tiles)
         let ffn2_384 = Problem::Gemm(GemmProblem::new(384, 768, 3072));
         for values in [
-            [64, 64, 64, 2, 2, 6, 16, 2, 0],
-            [128, 128, 64, 2, 2, 6, 16, 2, 0],
+            [64, 64, 64, 2, 2, 6, 16, 2, 0, 1],
+            [128, 128, 64, 2, 2, 6, 16, 2, 0, 1],
         ] {
             let r = reason(values, &ffn2_384);
             assert!(r.contains("72 whole-K tiles of 64x64 already fill"), "{r}");
         }
         // a short K leaves each of 2 blocks fewer than 8 steps
         let short = Problem::Gemm(GemmProblem::new(128, 768, 960));
-        let r = reason([64, 64, 64, 2, 2, 6, 16, 2, 0], &short);
+        let r = reason([64, 64, 64, 2, 2, 6, 16, 2, 0, 1], &short);
         assert!(r.contains("15 K steps"), "{r}");
         // pingpong consumers walk two tiles each: no split
-        let r = reason([64, 128, 64, 2, 4, 6, 16, 2, 0], &ffn2);
+        let r = reason([64, 128, 64, 2, 4, 6, 16, 2, 0, 1], &ffn2);
         assert!(r.contains("pingpong"), "{r}");
         // the ring must hold a tile's f32 partials
         let r = reason(
-            [128, 256, 64, 2, 4, 2, 16, 2, 0],
+            [128, 256, 64, 2, 4, 2, 16, 2, 0, 1],
             &Problem::Gemm(GemmProblem::new(128, 256, 8192)),
         );
         assert!(r.contains("do not fit"), "{r}");
@@ -456,7 +499,7 @@ mod tests {
         assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
         let ffn1 = Problem::Gemm(GemmProblem::new(12288, 3072, 768));
         let tma = TEMPLATE
-            .config(&[128, 128, 64, 4, 2, 4, 16, 1, 1], &ffn1)
+            .config(&[128, 128, 64, 4, 2, 4, 16, 1, 1, 1], &ffn1)
             .unwrap();
         assert_eq!(
             tma.kernel_name(),
@@ -467,17 +510,17 @@ mod tests {
             .validate(&tma, &ffn1, &Target::Sm80.nominal_caps())
             .unwrap_err();
         assert!(r.reason.contains("tma_store = 1"), "{}", r.reason);
-        let reason = |values: [i64; 9], p: &Problem| {
+        let reason = |values: [i64; 10], p: &Problem| {
             let c = TEMPLATE.config(&values, p).unwrap();
             TEMPLATE.validate(&c, p, &hopper).unwrap_err().reason
         };
         // 96 columns are one and a half panels
-        let r = reason([128, 96, 64, 4, 2, 4, 16, 1, 1], &ffn1);
+        let r = reason([128, 96, 64, 4, 2, 4, 16, 1, 1, 1], &ffn1);
         assert!(r.contains("whole 64-column panels"), "{r}");
         // an f32 output is not a 16-bit TMA box
         let mut wide = GemmProblem::new(12288, 3072, 768);
         wide.output = tessera_dsl::DType::F32;
-        let r = reason([128, 128, 64, 4, 2, 4, 16, 1, 1], &Problem::Gemm(wide));
+        let r = reason([128, 128, 64, 4, 2, 4, 16, 1, 1, 1], &Problem::Gemm(wide));
         assert!(r.contains("16-bit row-major output"), "{r}");
     }
 }

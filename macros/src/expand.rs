@@ -271,6 +271,7 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 stages,
                 schedule,
                 split,
+                multicast,
                 group,
                 body,
                 ..
@@ -291,6 +292,13 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                         quote_spanned!(span=> __k.split(#s)?;)
                     })
                     .unwrap_or_default();
+                let multicast = multicast
+                    .as_ref()
+                    .map(|s| {
+                        let s = n(s);
+                        quote_spanned!(span=> __k.multicast(#s)?;)
+                    })
+                    .unwrap_or_default();
                 let group = group
                     .as_ref()
                     .map(|s| {
@@ -301,6 +309,7 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 quote_spanned! {span=>
                     #schedule
                     #split
+                    #multicast
                     #group
                     __k.begin_mainloop(#step, #stages)?;
                     #body

@@ -34,7 +34,7 @@ fn grammar(word: &str) -> &'static str {
     match word {
         "shared" => "`shared NAME: OPERAND[ROWS, COLS] x STAGES;`, e.g. `shared sa: a[tile_m, tile_k] x stages;`",
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid) and `... split SPLIT { ... }` (each tile's reduction range split over SPLIT blocks of a cluster) and `... group GROUP { ... }` (1: a tile's rows span a K/V group's query heads), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
+        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid) and `... split SPLIT { ... }` (each tile's reduction range split over SPLIT blocks of a cluster) and `... multicast CTAS { ... }` (CTAS blocks of a cluster share each B tile) and `... group GROUP { ... }` (1: a tile's rows span a K/V group's query heads), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
         "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, optionally ending in `atom M` (the MMA atom's rows), e.g. `mma acc += sa * sb;` or `mma acc += sa * sb atom mfma;`",
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
@@ -79,6 +79,9 @@ pub enum TileOp<E> {
         /// blocks of a cluster, combined through distributed shared memory; 1 (or no clause)
         /// keeps it whole.
         split: Option<E>,
+        /// `multicast C`: C blocks of a cluster, adjacent along M, share each B tile (each
+        /// copies 1/C of it for all); 1 (or no clause): every block copies its own.
+        multicast: Option<E>,
         /// `group G`: 1 makes a tile's rows the query heads of one K/V head's group (each with
         /// its queries), so grouped-query attention reads each K/V head once per group; 0 (or
         /// no clause) keeps one query head per tile.
@@ -399,6 +402,11 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             } else {
                 None
             };
+            let multicast = if keyword(input, "multicast").is_ok() {
+                Some(Expr::parse_without_eager_brace(input)?)
+            } else {
+                None
+            };
             let group = if keyword(input, "group").is_ok() {
                 Some(Expr::parse_without_eager_brace(input)?)
             } else {
@@ -412,6 +420,7 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
                     stages,
                     schedule,
                     split,
+                    multicast,
                     group,
                     body,
                 },
@@ -700,6 +709,20 @@ mod tests {
             TileOp::Mainloop {
                 schedule: None,
                 split: Some(_),
+                ..
+            }
+        ));
+        // `multicast C` after the split: C blocks of a cluster share each B tile
+        let body = parse(
+            "mainloop k step tile_k stages stages split split_k multicast multicast { load b -> sb; }",
+        )
+        .unwrap();
+        assert!(matches!(
+            &body[0].op,
+            TileOp::Mainloop {
+                split: Some(_),
+                multicast: Some(_),
+                group: None,
                 ..
             }
         ));

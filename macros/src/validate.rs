@@ -1067,6 +1067,7 @@ impl Scope<'_> {
                     stages,
                     schedule,
                     split,
+                    multicast,
                     group,
                     body,
                 } => {
@@ -1079,6 +1080,13 @@ impl Scope<'_> {
                         None => None,
                     };
                     let split = match split {
+                        Some(e) => match self.size(e) {
+                            Some(n) => Some(n),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    let multicast = match multicast {
                         Some(e) => match self.size(e) {
                             Some(n) => Some(n),
                             None => continue,
@@ -1103,6 +1111,7 @@ impl Scope<'_> {
                         stages,
                         schedule,
                         split,
+                        multicast,
                         group,
                         body,
                     }

@@ -12,16 +12,16 @@ pub fn gemm() -> &'static dyn Template {
 
 /// Representative points of the GEMM space (tile_m, tile_n, tile_k, warps_m, warps_n, stages,
 /// mfma).
-pub const REPRESENTATIVE: [[i64; 9]; 3] = [
-    [64, 64, 32, 2, 2, 2, 16, 1, 0],
-    [128, 128, 32, 2, 2, 3, 16, 1, 0],
-    [128, 256, 32, 2, 4, 3, 16, 1, 0],
+pub const REPRESENTATIVE: [[i64; 10]; 3] = [
+    [64, 64, 32, 2, 2, 2, 16, 1, 0, 1],
+    [128, 128, 32, 2, 2, 3, 16, 1, 0, 1],
+    [128, 256, 32, 2, 4, 3, 16, 1, 0, 1],
 ];
 
 /// Representative points with AMD's 32x32x8 MFMA atom (`mfma = 32`, gfx90a and gfx942 only).
-pub const REPRESENTATIVE_MFMA32: [[i64; 9]; 2] = [
-    [64, 64, 32, 2, 2, 2, 32, 1, 0],
-    [128, 128, 32, 2, 2, 3, 32, 1, 0],
+pub const REPRESENTATIVE_MFMA32: [[i64; 10]; 2] = [
+    [64, 64, 32, 2, 2, 2, 32, 1, 0, 1],
+    [128, 128, 32, 2, 2, 3, 32, 1, 0, 1],
 ];
 
 /// Representative problem classes: (label, problem).

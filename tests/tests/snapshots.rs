@@ -55,8 +55,8 @@ fn mfma32_gemm_sources_match_snapshots() {
 
 /// sm_90a-only GEMM geometry: a decode GEMM with 256-deep K steps (4 panels a stage) and a
 /// 384-row BERT GEMM with 160-wide tiles; BERT's first FFN GEMM with bias + tanh GELU, the
-/// epilogue benchmark's case, with the warpgroups' stores and with a TMA store; and its second
-/// at 128 tokens split over 4-block clusters.
+/// epilogue benchmark's case, with the warpgroups' stores and with a TMA store; its second
+/// at 128 tokens split over 4-block clusters; and 4096^3 with B multicast over 2-block clusters.
 #[test]
 fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
     use tessera_dsl::{EpilogueOp, GemmProblem, Problem};
@@ -68,36 +68,43 @@ fn sm90a_deep_k_and_wide_tile_gemm_sources_match_snapshots() {
     let mut ffn2 = GemmProblem::new(128, 768, 3072);
     ffn2.epilogue = vec![EpilogueOp::Bias];
     let ffn2 = Problem::Gemm(ffn2);
+    let square = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
     for (values, problem, label, marker) in [
         (
-            [64, 64, 256, 2, 2, 3, 16, 1, 0],
+            [64, 64, 256, 2, 2, 3, 16, 1, 0, 1],
             &decode,
             "f16_decode",
             "4 panels of 64 K each",
         ),
         (
-            [64, 160, 64, 2, 2, 6, 16, 1, 0],
+            [64, 160, 64, 2, 2, 6, 16, 1, 0, 1],
             &bert,
             "f16_bert_384",
             "tsr_wgmma_m64n160(",
         ),
         (
-            [128, 128, 64, 4, 2, 4, 16, 1, 0],
+            [128, 128, 64, 4, 2, 4, 16, 1, 0, 1],
             &ffn1,
             "f16_bias_gelu_tanh",
             "tsr_exp2(v0 * (-2.3022082f + -0.10294324f * (v0 * v0)))",
         ),
         (
-            [128, 128, 64, 4, 2, 4, 16, 1, 1],
+            [128, 128, 64, 4, 2, 4, 16, 1, 1, 1],
             &ffn1,
             "f16_bias_gelu_tanh_tma_store",
             "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group",
         ),
         (
-            [64, 64, 64, 2, 2, 8, 16, 4, 0],
+            [64, 64, 64, 2, 2, 8, 16, 4, 0, 1],
             &ffn2,
             "f16_split_k_bert_128",
             "__cluster_dims__(4, 1, 1)",
+        ),
+        (
+            [128, 256, 64, 2, 4, 3, 16, 1, 1, 2],
+            &square,
+            "f16_multicast_4096",
+            ".multicast::cluster",
         ),
     ] {
         let config = config_for(&values, problem, Target::Sm90a).expect("valid on sm_90a");
@@ -177,6 +184,39 @@ fn sm90a_attention_fixtures() -> Vec<(tessera_dsl::Config, tessera_dsl::Problem,
         }
     }
     out
+}
+
+/// B multicast (`multicast = 2`, sm_90a only): a persistent grid of 2-block clusters, each
+/// block copying half of every B stage (its tensor map's box is half the tile's lines), the
+/// grid a whole number of clusters that walk pairs of M-tiles (an odd count rounds up).
+#[test]
+fn multicast_gemm_is_a_persistent_grid_of_block_pairs() {
+    use tessera_dsl::{GemmProblem, Problem};
+    let square = Problem::Gemm(GemmProblem::new(4096, 4096, 4096));
+    let values = [128, 256, 64, 2, 4, 4, 16, 1, 0, 2];
+    let config = config_for(&values, &square, Target::Sm90a).expect("valid on sm_90a");
+    assert!(config.kernel_name().contains("_multicast2"), "{config}");
+    let src = tessera_codegen::generate(gemm(), &config, Target::Sm90a).expect("codegen");
+    assert_eq!(
+        src.schedule,
+        tessera_codegen::TileSchedule::PersistentClusters { ctas: 2 }
+    );
+    assert_eq!(src.schedule.cluster_size(), 2);
+    assert!(src.source.contains("__cluster_dims__(2, 1, 1)"));
+    assert_eq!(src.tensor_maps[1].box_lines, 128);
+    // 32 x 16 tiles: 256 tile pairs, more than the 66 clusters of 132 SMs
+    assert_eq!(src.grid(&square, 132), [132, 1, 1]);
+    // 5 x 2 tiles: 3 pairs of M-tiles (the last half past M) by 2
+    let odd = Problem::Gemm(GemmProblem::new(640, 512, 256));
+    assert_eq!(src.grid(&odd, 132), [12, 1, 1]);
+    // two batches share the SMs: 33 clusters each
+    let mut batched = GemmProblem::new(4096, 4096, 4096);
+    batched.batch = 2;
+    assert_eq!(src.grid(&Problem::Gemm(batched), 132), [66, 1, 2]);
+    // a problem of one M-tile has nothing to share, and no other target offers the knob
+    let one_tile = Problem::Gemm(GemmProblem::new(128, 4096, 4096));
+    assert!(config_for(&values, &one_tile, Target::Sm90a).is_none());
+    assert!(config_for(&values, &square, Target::Sm80).is_none());
 }
 
 /// Split-KV attention (`split_kv` 4 and 8, sm_90a only): one cluster of that many blocks per

@@ -65,6 +65,10 @@ const TMA_STORE_S: f64 = 0.35e-6;
 /// The part of a TMA-stored tile's write the block still waits for: the rest overlaps the
 /// next tile's mainloop (the last wave's has no next tile and is waited for whole).
 const TMA_STORE_EXPOSED: f64 = 0.5;
+/// A B-multicast cluster's fixed cost per wave, seconds: cluster launch, the cluster barriers at
+/// its start and end and the remote releases of each stage (on the H200 one-tile-per-block
+/// kernels took 0.5-1.9 us longer than their plain twins, 08afa7a).
+const MULTICAST_S: f64 = 1.0e-6;
 /// Threads and blocks one SM (CU) holds at most.
 const THREADS_PER_SM: u32 = 2048;
 const BLOCKS_PER_SM: u32 = 32;
@@ -324,6 +328,7 @@ fn gemm(
         stages: u32_of(stages),
         split_k: u32_of(param(t, config, "split_k")?),
         bulk_store: config.get("tma_store") == Some(1),
+        multicast: u32_of(param(t, config, "multicast").unwrap_or(1)),
     };
     let v = &config.variant;
     let elem = v.input.size_bytes() as f64;
@@ -368,7 +373,11 @@ fn gemm(
     // split-K: `split` blocks per tile, each walking its share of the K steps, then the
     // cluster's partials read into the first block
     let split = u64::from(tile.split_k.max(1));
-    let (blocks, block_steps) = (tiles * split, k_steps.div_ceil(split));
+    // B multicast: clusters take whole groups of M-tiles (the last may reach past M)
+    let mc_ctas = u64::from(tile.multicast.max(1));
+    let cluster_tiles =
+        g.m.div_ceil(tm).div_ceil(mc_ctas) * mc_ctas * g.n.div_ceil(tn) * g.batch.max(1);
+    let (blocks, block_steps) = (cluster_tiles * split, k_steps.div_ceil(split));
     let (tm, tn, tk) = (tm as f64, tn as f64, tk as f64);
     let combine = if split > 1 {
         SPLIT_K_COMBINE_S + (split - 1) as f64 * tm * tn * 4.0 / m.l2_per_sm
@@ -376,6 +385,9 @@ fn gemm(
         0.0
     };
     let stage_bytes = (tm + tn) * tk * elem;
+    // what one block copies of a stage through L2: B multicast over a cluster copies a share
+    let mc = f64::from(tile.multicast.max(1));
+    let copied_bytes = (tm + tn / mc) * tk * elem;
     // C and a residual are read beside D's store
     let extra = v
         .epilogue
@@ -395,13 +407,18 @@ fn gemm(
         let per_sm = f64::from(b);
         let hide = m.latency_hiding((stages as f64 - 1.0).max(0.5) * stage_bytes * per_sm);
         let compute = 2.0 * tm * tn * tk * per_sm / (m.sm_flops * mma_eff);
-        let feed = stage_bytes * per_sm / (m.l2_per_sm * hide * feed_eff);
+        let feed = copied_bytes * per_sm / (m.l2_per_sm * hide * feed_eff);
         let epilogue = if tile.bulk_store {
             TMA_STORE_EXPOSED * stores_s(b) + TMA_STORE_S
         } else {
             stores_s(b)
         };
-        block_steps as f64 * (compute.max(feed) + GEMM_STEP_S) + MEM_LATENCY_S + epilogue + combine
+        let cluster = if mc > 1.0 { MULTICAST_S } else { 0.0 };
+        block_steps as f64 * (compute.max(feed) + GEMM_STEP_S)
+            + MEM_LATENCY_S
+            + epilogue
+            + combine
+            + cluster
     };
     let (count, efficiency, mut total) = waves(m, blocks, bps, wave_s);
     if tile.bulk_store {
@@ -745,29 +762,46 @@ mod tests {
     fn a_tma_store_is_estimated_to_pay_only_across_waves() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let ms = |values: [i64; 9], p: &Problem| {
+        let ms = |values: [i64; 10], p: &Problem| {
             let c = t.config(&values, p).unwrap();
             estimate(t, &c, p, &caps).unwrap().ms
         };
         let (staged, bulk) = (
-            [128, 256, 64, 2, 4, 3, 16, 1, 0],
-            [128, 256, 64, 2, 4, 3, 16, 1, 1],
+            [128, 256, 64, 2, 4, 3, 16, 1, 0, 1],
+            [128, 256, 64, 2, 4, 3, 16, 1, 1, 1],
         );
         let big = gemm_problem(12288, 3072, 768);
         assert!(ms(bulk, &big) < ms(staged, &big));
         let one_wave = gemm_problem(384, 768, 768);
         let (staged, bulk) = (
-            [64, 64, 64, 2, 2, 8, 16, 1, 0],
-            [64, 64, 64, 2, 2, 8, 16, 1, 1],
+            [64, 64, 64, 2, 2, 8, 16, 1, 0, 1],
+            [64, 64, 64, 2, 2, 8, 16, 1, 1, 1],
         );
         assert!(ms(bulk, &one_wave) > ms(staged, &one_wave));
+    }
+
+    /// B multicast saves L2 traffic, which a compute-bound tile does not wait for: at 4096^3
+    /// with 128x256 tiles it is estimated no faster than its plain twin (the H200 measured it
+    /// 1 % slower, 08afa7a), so a pruned tune keeps the plain one first.
+    #[test]
+    fn multicast_is_not_estimated_to_speed_up_a_compute_bound_tile() {
+        let caps = GpuModel::H200.caps();
+        let t = template("gemm");
+        let ms = |values: [i64; 10], p: &Problem| {
+            let c = t.config(&values, p).unwrap();
+            estimate(t, &c, p, &caps).unwrap().ms
+        };
+        let square = gemm_problem(4096, 4096, 4096);
+        let wide = [128, 256, 64, 2, 4, 3, 16, 1, 0, 1];
+        let wide_mc = [128, 256, 64, 2, 4, 3, 16, 1, 0, 2];
+        assert!(ms(wide_mc, &square) >= ms(wide, &square));
     }
 
     #[test]
     fn a_partial_wave_costs_a_wave() {
         let caps = GpuModel::H200.caps();
         let t = template("gemm");
-        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1, 0], p).unwrap();
+        let c = |p: &Problem| t.config(&[128, 128, 64, 2, 2, 4, 16, 1, 0, 1], p).unwrap();
         // 132 tiles of 128x128 fill one wave of one block per SM; 133 need a second wave
         let full = gemm_problem(128 * 12, 128 * 11, 768);
         let spill = gemm_problem(128 * 12 + 1, 128 * 11, 768);
@@ -790,7 +824,7 @@ mod tests {
         let caps = GpuModel::H100.caps();
         let t = template("gemm");
         let p = gemm_problem(64, 64, 64);
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0, 1], &p).unwrap();
         let ln = Problem::Layernorm(LayernormProblem::new(8, 768));
         assert!(matches!(
             estimate(t, &c, &ln, &caps),
@@ -804,7 +838,7 @@ mod tests {
                 ..
             })
         ));
-        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0], &p).unwrap();
+        let mut c = t.config(&[64, 64, 32, 2, 2, 2, 16, 1, 0, 1], &p).unwrap();
         c.params[0].1 = -64;
         assert!(matches!(
             estimate(t, &c, &p, &caps),

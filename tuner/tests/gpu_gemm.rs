@@ -82,27 +82,36 @@ fn gpu_gemm_hopper_pipeline_matches_reference() {
             })
         })
         .collect();
-    // every point with the warpgroups' own stores, and 64 spread over the TMA-store twins
-    // (the same mainloops; all of them would take the check past one 10-minute GPU call)
-    let bulk = t
-        .space()
-        .param_names()
-        .iter()
-        .position(|n| *n == "tma_store")
-        .expect("the gemm space has tma_store");
+    // every point with the warpgroups' own stores and no cluster, and 64 spread over the
+    // TMA-store twins and 64 over the B-multicast ones (the same mainloops; all of them would
+    // take the check past one 10-minute GPU call)
+    let knob = |name: &str| {
+        t.space()
+            .param_names()
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("the gemm space has {name}"))
+    };
+    let (bulk, mc) = (knob("tma_store"), knob("multicast"));
+    let (multicast, points): (Vec<_>, Vec<_>) = points.into_iter().partition(|v| v[mc] > 1);
     let (twins, mut points): (Vec<_>, Vec<_>) = points.into_iter().partition(|v| v[bulk] == 1);
-    let all_twins = twins.len();
+    let (all_twins, all_multicast) = (twins.len(), multicast.len());
     points.extend(spread(twins, 64));
+    points.extend(spread(multicast, 64));
     eprintln!(
-        "hopper check: {} points, {} of {all_twins} TMA-store twins",
+        "hopper check: {} points, {} of {all_twins} TMA-store twins, {} of {all_multicast} multicast twins",
         points.len(),
-        all_twins.min(64)
+        all_twins.min(64),
+        all_multicast.min(64)
     );
     assert!(points.len() >= 10, "only {} Hopper configs", points.len());
-    let shapes: [(u64, u64, u64, u64); 6] = [
+    // (1100 rows: an odd number of 128- and 256-row tiles, so a B-multicast cluster's last
+    // block lies past M, in a problem large enough for multicast to be offered)
+    let shapes: [(u64, u64, u64, u64); 7] = [
         (1, 768, 768, 1),
         (100, 200, 72, 2),
         (1000, 1000, 1000, 1),
+        (1100, 4096, 264, 1),
         (257, 384, 520, 2),
         (384, 2304, 768, 1),
         (4096, 4096, 4096, 1),

@@ -13,7 +13,7 @@
 use super::descriptor::SmemDescriptor;
 use crate::dialect::{AccGroup, Dialect};
 use crate::kernel::{
-    emit_tile_counts, emit_tile_origin, EpilogueStore, KernelSource, TileSchedule,
+    emit_cluster_tile_counts, emit_cluster_tile_origin, EpilogueStore, KernelSource, TileSchedule,
 };
 use crate::source::Source;
 use crate::CodegenError;
@@ -35,8 +35,9 @@ fn register_split(consumers: u32) -> (u32, u32) {
 const LOAD_MAPS: usize = 2;
 
 /// The tensor maps of A (`tile_m × panel` boxes of the row-major M×K tensor) and B
-/// (`tile_n × panel` boxes of the K-major N×K tensor), where a panel is the K step or, for a
-/// deeper step, one 128-byte swizzled line of it), then, with a TMA-store epilogue, D's
+/// (`tile_n × panel` boxes of the K-major N×K tensor, or a block's `tile_n / multicast` lines
+/// of them where a cluster multicasts B), where a panel is the K step or, for a deeper step,
+/// one 128-byte swizzled line of it), then, with a TMA-store epilogue, D's
 /// (`wg_m × 64` boxes of the row-major M×N output).
 fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
     let map = |name: &str, tensor: &str, lines: &str, ld: &str, stride: &str, box_lines: u32| {
@@ -61,7 +62,14 @@ fn tensor_maps(ir: &KernelIr, plan: &WarpgroupPlan) -> Vec<TensorMapArg> {
             box_lines_cap: Some("M".into()),
             ..map("tmap_a", "a", "M", "lda", "stride_a", ir.tile_m)
         },
-        map("tmap_b", "b", "N", "ldb", "stride_b", ir.tile_n),
+        map(
+            "tmap_b",
+            "b",
+            "N",
+            "ldb",
+            "stride_b",
+            ir.tile_n / plan.multicast,
+        ),
     ]
     .into_iter()
     .chain(
@@ -105,9 +113,12 @@ pub fn emit(
     let mut w = Source::new();
     d.prelude(&mut w);
     super::prelude(&mut w, ir.variant.input, &[plan.wg_n]);
-    let split = plan.split_k;
-    if split > 1 {
+    let ctas = plan.cluster_ctas();
+    if ctas > 1 {
         w.lines(super::CLUSTER_PRELUDE);
+    }
+    if plan.multicast > 1 {
+        w.lines(super::MULTICAST_PRELUDE);
     }
     w.line("");
     w.line(format!(
@@ -122,8 +133,8 @@ pub fn emit(
         plan.wg_n,
         plan.stages
     ));
-    let cluster = if split > 1 {
-        format!(" __cluster_dims__({split}, 1, 1)")
+    let cluster = if ctas > 1 {
+        format!(" __cluster_dims__({ctas}, 1, 1)")
     } else {
         String::new()
     };
@@ -141,8 +152,10 @@ pub fn emit(
         tile_m: ir.tile_m,
         tile_n: ir.tile_n,
         tensor_maps: maps,
-        schedule: if split > 1 {
-            TileSchedule::Clustered { ctas: split }
+        schedule: if plan.split_k > 1 {
+            TileSchedule::Clustered { ctas }
+        } else if plan.multicast > 1 {
+            TileSchedule::PersistentClusters { ctas }
         } else {
             TileSchedule::Persistent
         },
@@ -163,12 +176,8 @@ fn emit_body(
     let stages = plan.stages;
     let atom = plan.swizzle.atom_bytes();
     let panels = plan.panels;
-    let tx_bytes: u32 = panels
-        * maps
-            .iter()
-            .take(LOAD_MAPS)
-            .map(TensorMapArg::box_bytes)
-            .sum::<u32>();
+    // B's box is a block's share of the stage where the cluster multicasts it
+    let tx_bytes: u32 = panels * (maps[0].box_bytes() + maps[1].box_bytes() * plan.multicast);
     if tx_bytes != a_bytes + b_bytes {
         return Err(CodegenError::Malformed(format!(
             "TMA boxes of {tx_bytes} bytes do not fill a {}-byte stage",
@@ -179,7 +188,7 @@ fn emit_body(
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
-    emit_tile_counts(w, ir);
+    emit_cluster_tile_counts(w, ir, plan.multicast);
     w.line("const long long bz = blockIdx.z;");
     w.line("d += bz * stride_d;");
     w.line("if (c) c += bz * stride_c;");
@@ -243,7 +252,14 @@ fn emit_body(
         ConsumerSchedule::Cooperative => plan.consumers,
         ConsumerSchedule::Pingpong => 1,
     };
-    w.line(format!("tsr_mbar_init(empty + s * 8, {releasers});"));
+    if plan.multicast > 1 {
+        w.line(format!(
+            "tsr_mbar_init(empty + s * 8, {}); // every block's consumers release a stage: each block's producer fills part of it in all",
+            releasers * plan.multicast
+        ));
+    } else {
+        w.line(format!("tsr_mbar_init(empty + s * 8, {releasers});"));
+    }
     w.close("");
     if pingpong {
         w.line("tsr_mbar_init(order, 1);");
@@ -251,7 +267,13 @@ fn emit_body(
     }
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
     w.close("");
-    w.line("__syncthreads();");
+    if plan.multicast > 1 {
+        w.line("// the cluster's barriers are initialised before any block copies into another's stages");
+        w.line("tsr_cluster_sync();");
+        w.line("const int rank = (int)tsr_cluster_rank();");
+    } else {
+        w.line("__syncthreads();");
+    }
     w.line(format!(
         "const int k_tiles = (K + {0} - 1) / {0};",
         ir.tile_k
@@ -276,6 +298,12 @@ fn emit_body(
         for _ in 0..SPLIT_BARRIERS {
             w.line("tsr_cluster_sync();");
         }
+    }
+    if plan.multicast > 1 {
+        w.line(
+            "// and their last one: no block leaves while another may still arrive on its barriers",
+        );
+        w.line("tsr_cluster_sync();");
     }
     w.close("");
     w.open("else");
@@ -307,24 +335,64 @@ fn emit_producer(
         TensorMapArg::CAP_LINES_MULTIPLE
     ));
     let tx_bytes: Vec<String> = maps.iter().map(|m| m.copy_bytes_expr(panels)).collect();
-    w.line(format!(
-        "const unsigned tx_bytes = {};",
-        tx_bytes.join(" + ")
-    ));
-    w.line("int stage = 0, phase = 0;");
-    w.open(tile_loop(plan));
-    emit_tile_origin(w, ir);
-    w.open(k_loop(plan));
-    w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
-    w.line("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);");
-    if panels == 1 {
+    let mc = plan.multicast;
+    if mc > 1 {
+        // the other blocks' shares of B arrive on this block's barrier too
         w.line(format!(
-            "tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
-            maps[0].name, ir.tile_k
+            "const unsigned tx_b = {}u; // B's whole stage: this block's share and {} multicast into it",
+            panels * maps[1].box_bytes() * mc,
+            mc - 1
         ));
         w.line(format!(
-            "tsr_tma_load(s_b + stage * {b_bytes}, &{}, kt * {}, col0, (int)bz, full + stage * 8);",
-            maps[1].name, ir.tile_k
+            "const unsigned tx_bytes = {} + tx_b;",
+            maps[0].copy_bytes_expr(panels)
+        ));
+    } else {
+        w.line(format!(
+            "const unsigned tx_bytes = {};",
+            tx_bytes.join(" + ")
+        ));
+    }
+    w.line("int stage = 0, phase = 0;");
+    w.open(tile_loop(plan));
+    emit_cluster_tile_origin(w, ir, mc);
+    if mc > 1 {
+        w.line("// past M (the last cluster tile of an odd count): no A to copy, only B's share for the others");
+        w.line("const bool a_live = row0 < M;");
+    }
+    w.open(k_loop(plan));
+    w.line("tsr_mbar_wait(empty + stage * 8, phase ^ 1);");
+    if mc > 1 {
+        w.line("tsr_mbar_expect_tx(full + stage * 8, a_live ? tx_bytes : tx_b);");
+    } else {
+        w.line("tsr_mbar_expect_tx(full + stage * 8, tx_bytes);");
+    }
+    // a block's share of B: `tile_n / mc` lines at its rank's offset, multicast to the cluster
+    let share = b_bytes / panels / mc;
+    let b_copy = |dst: String, k: String| {
+        if mc > 1 {
+            format!(
+                "tsr_tma_load_multicast({dst} + rank * {share}, &{}, {k}, col0 + rank * {}, (int)bz, full + stage * 8, (unsigned short){});",
+                maps[1].name,
+                ir.tile_n / mc,
+                (1u32 << mc) - 1
+            )
+        } else {
+            format!(
+                "tsr_tma_load({dst}, &{}, {k}, col0, (int)bz, full + stage * 8);",
+                maps[1].name
+            )
+        }
+    };
+    let a_guard = if mc > 1 { "if (a_live) " } else { "" };
+    if panels == 1 {
+        w.line(format!(
+            "{a_guard}tsr_tma_load(s_a + stage * {a_bytes}, &{}, kt * {}, row0, (int)bz, full + stage * 8);",
+            maps[0].name, ir.tile_k
+        ));
+        w.line(b_copy(
+            format!("s_b + stage * {b_bytes}"),
+            format!("kt * {}", ir.tile_k),
         ));
     } else {
         let panel = ir.tile_k / panels;
@@ -334,17 +402,16 @@ fn emit_producer(
         ));
         w.line("#pragma unroll");
         w.open(format!("for (int p = 0; p < {panels}; ++p)"));
-        for (s, map, bytes, origin) in [
-            ("s_a", &maps[0], a_bytes, "row0"),
-            ("s_b", &maps[1], b_bytes, "col0"),
-        ] {
-            w.line(format!(
-                "tsr_tma_load({s} + stage * {bytes} + p * {}, &{}, kt * {} + p * {panel}, {origin}, (int)bz, full + stage * 8);",
-                bytes / panels,
-                map.name,
-                ir.tile_k
-            ));
-        }
+        w.line(format!(
+            "{a_guard}tsr_tma_load(s_a + stage * {a_bytes} + p * {}, &{}, kt * {} + p * {panel}, row0, (int)bz, full + stage * 8);",
+            a_bytes / panels,
+            maps[0].name,
+            ir.tile_k
+        ));
+        w.line(b_copy(
+            format!("s_b + stage * {b_bytes} + p * {}", b_bytes / panels),
+            format!("kt * {} + p * {panel}", ir.tile_k),
+        ));
         w.close("");
     }
     advance(w, stages);
@@ -434,7 +501,7 @@ fn emit_staged_copy_out(w: &mut Source, plan: &WarpgroupPlan, store: &EpilogueSt
 /// The loop over this block's tiles (stage and phase carry across tiles): a persistent walk,
 /// or a split-K cluster's one tile.
 fn tile_loop(plan: &WarpgroupPlan) -> String {
-    match plan.split_k {
+    match plan.cluster_ctas() {
         1 => "for (int pid = blockIdx.x; pid < tiles_m * tiles_n; pid += gridDim.x)".into(),
         n => format!(
             "for (int pid = blockIdx.x / {n}; pid < tiles_m * tiles_n; pid += gridDim.x / {n})"
@@ -493,13 +560,17 @@ fn emit_consumer(
         "// this warpgroup's tiles: the it-th of the block's starts at ring position it * k_tiles",
     );
     w.open(format!("for (int it = {first}; ; it += {step})"));
-    if plan.split_k > 1 {
-        let n = plan.split_k;
+    if plan.cluster_ctas() > 1 {
+        let n = plan.cluster_ctas();
         w.line(format!(
             "const int pid = blockIdx.x / {n} + it * (gridDim.x / {n});"
         ));
         w.line("if (pid >= tiles_m * tiles_n) break;");
-        w.line("const unsigned pos = (unsigned)it * (unsigned)(k_end - k_begin);");
+        if plan.split_k > 1 {
+            w.line("const unsigned pos = (unsigned)it * (unsigned)(k_end - k_begin);");
+        } else {
+            w.line("const unsigned pos = (unsigned)it * (unsigned)k_tiles;");
+        }
     } else {
         w.line("const int pid = blockIdx.x + it * gridDim.x;");
         w.line("if (pid >= tiles_m * tiles_n) break;");
@@ -509,7 +580,7 @@ fn emit_consumer(
         "int stage = pos % {}, phase = (pos / {}) & 1;",
         plan.stages, plan.stages
     ));
-    emit_tile_origin(w, ir);
+    emit_cluster_tile_origin(w, ir, plan.multicast);
     // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
     // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
     let chunks = plan.wg_n / 8;
@@ -571,7 +642,7 @@ fn emit_consumer(
     w.line("tsr_wgmma_commit();");
     w.line("tsr_wgmma_wait<1>();");
     w.line("// the previous stage's wgmma has finished reading it");
-    w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
+    release(w, plan);
     w.line("held = stage;");
     advance(w, plan.stages);
     w.close("");
@@ -579,7 +650,7 @@ fn emit_consumer(
         w.line("if (tid % 128 == 0) tsr_mbar_arrive(order + (1 - cw) * 8);");
     }
     w.line("tsr_wgmma_wait<0>();");
-    w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
+    release(w, plan);
     if plan.split_k > 1 {
         emit_split_combine(w, plan, acc, mi, regs);
     }
@@ -643,7 +714,28 @@ fn emit_consumer(
         w.line("// the last TMA stores have read their staging tile before the block leaves");
         w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
     }
+    if plan.multicast > 1 {
+        w.line("// no block leaves while another may still arrive on its barriers");
+        w.line("tsr_cluster_sync();");
+    }
     Ok(())
+}
+
+/// A consumer warpgroup frees the stage it held: on its own block's `empty` barrier, or where
+/// the cluster multicasts B, on that barrier in every block of the cluster (each block's
+/// producer fills part of the stage in all of them).
+fn release(w: &mut Source, plan: &WarpgroupPlan) {
+    if plan.multicast > 1 {
+        w.open("if (held >= 0 && tid % 128 == 0)");
+        w.line("#pragma unroll");
+        w.line(format!(
+            "for (int r = 0; r < {}; ++r) tsr_mbar_arrive_cluster(empty + held * 8, r);",
+            plan.multicast
+        ));
+        w.close("");
+    } else {
+        w.line("if (held >= 0 && tid % 128 == 0) tsr_mbar_arrive(empty + held * 8);");
+    }
 }
 
 /// A consumer warpgroup's named barrier (ids 1 and 2; 0 is the block's).
@@ -657,7 +749,12 @@ fn emit_tma_store(w: &mut Source, plan: &WarpgroupPlan) {
     w.line("// the staged tile leaves by TMA, one bulk copy per 64-column panel");
     w.line("asm volatile(\"fence.proxy.async.shared::cta;\" ::: \"memory\");");
     w.line(WARPGROUP_SYNC);
-    w.open("if (tid % 128 == 0)");
+    if plan.multicast > 1 {
+        // a cluster tile's last block may lie wholly past M: it stores nothing
+        w.open("if (tid % 128 == 0 && row0 + wr0 < M)");
+    } else {
+        w.open("if (tid % 128 == 0)");
+    }
     w.line("#pragma unroll");
     w.open(format!(
         "for (int p = 0; p < {}; ++p)",

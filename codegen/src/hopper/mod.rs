@@ -94,6 +94,20 @@ static __device__ __forceinline__ void tsr_ld_cluster_v4(unsigned addr, float& x
   asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(x), "=f"(y), "=f"(z), "=f"(t) : "r"(addr) : "memory");
 }"#;
 
+/// The PTX helpers of a cluster whose blocks share B tiles (after the cluster prelude): a TMA
+/// box copied into the same shared-memory offset of every block in `mask`, completing on the
+/// barrier at the same offset in each, and an arrive on a barrier of another block.
+pub(crate) const MULTICAST_PRELUDE: &str = r#"// clusters: TMA multicast
+static __device__ __forceinline__ void tsr_tma_load_multicast(unsigned dst, const tsr_tmap* map, int c0, int c1, int c2, unsigned bar, unsigned short mask) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;"
+               :: "r"(dst), "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "h"(mask) : "memory");
+}
+// arrive on the barrier at shared-memory offset `bar` of the cluster's block `rank` (a release
+// at CTA scope, the default, as CUTLASS's cluster barrier arrives)
+static __device__ __forceinline__ void tsr_mbar_arrive_cluster(unsigned bar, unsigned rank) {
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" :: "r"(tsr_mapa(bar, rank)) : "memory");
+}"#;
+
 /// The Hopper prelude plus one `tsr_wgmma_m64n{n}` function per instruction shape.
 pub(crate) fn prelude(w: &mut Source, input: DType, shapes: &[u32]) {
     w.lines(PRELUDE);

@@ -48,6 +48,12 @@ pub struct WarpgroupPlan {
     /// which every block's mainloop has left by then) before that block's epilogue. 1: one
     /// block per tile on a persistent grid.
     pub split_k: u32,
+    /// B multicast: a cluster of this many blocks, adjacent along M, walks its tiles in step;
+    /// each block copies `1 / multicast` of every B stage and TMA multicasts it into every
+    /// block of the cluster, so B crosses L2 once per cluster. A stage is free again only when
+    /// every block's consumers have released it (they arrive on each block's `empty` barrier).
+    /// 1: each block copies its own.
+    pub multicast: u32,
 }
 
 /// How consumers write their tile.
@@ -99,6 +105,12 @@ impl WarpgroupPlan {
     pub fn threads(&self) -> u32 {
         128 * (self.consumers + 1)
     }
+
+    /// Blocks of one cluster (`__cluster_dims__`): a split-K tile's or a B-multicast group's;
+    /// 1 without a cluster.
+    pub fn cluster_ctas(&self) -> u32 {
+        self.split_k.max(self.multicast).max(1)
+    }
 }
 
 /// The GEMM geometry the policy looks at: block tile, K step, warps and pipeline depth.
@@ -114,6 +126,8 @@ pub struct GemmTile {
     /// The output tile leaves by TMA ([`EpilogueMode::TmaStore`], `epilogue ... bulk 1`);
     /// otherwise by the warpgroups' own stores, staged where they can be.
     pub bulk_store: bool,
+    /// Blocks of one cluster that share each B tile ([`WarpgroupPlan::multicast`]; 1: none).
+    pub multicast: u32,
 }
 
 impl GemmTile {
@@ -211,6 +225,28 @@ impl GemmPipeline {
                 ));
             }
         }
+        if tile.multicast > 1 {
+            if tile.multicast != 2 {
+                return Err(format!(
+                    "multicast {}: a cluster of 2 blocks",
+                    tile.multicast
+                ));
+            }
+            if tile.split_k > 1 {
+                return Err(format!(
+                    "multicast {} with split_k {}: a block is in one cluster",
+                    tile.multicast, tile.split_k
+                ));
+            }
+            // each block's share of B is whole swizzle atoms (8 lines), so the shares side by
+            // side are the layout of one box
+            if !(tn / tile.multicast).is_multiple_of(8) {
+                return Err(format!(
+                    "multicast {}: a {tn}-wide B tile does not split into shares of whole 8-line swizzle atoms",
+                    tile.multicast
+                ));
+            }
+        }
         let mut plan = WarpgroupPlan {
             consumers,
             wg_m,
@@ -221,6 +257,7 @@ impl GemmPipeline {
             panels,
             epilogue: EpilogueMode::Direct,
             split_k: tile.split_k.max(1),
+            multicast: tile.multicast.max(1),
         };
         // 16-bit outputs leave the staging tile in 16-byte chunks: row-major, or into heads
         // whose head_dim keeps every chunk inside one head
@@ -325,6 +362,7 @@ mod tests {
             stages,
             split_k: 1,
             bulk_store: false,
+            multicast: 1,
         }
     }
 
@@ -404,6 +442,42 @@ mod tests {
         // one consumer never takes turns
         let p = GemmPipeline::hopper_plan(&tile(128, 128, 64, 4, 4), &v).unwrap();
         assert_eq!(p.schedule, ConsumerSchedule::Cooperative);
+    }
+
+    /// `multicast 2`: a cluster pair shares B in shares of whole swizzle atoms; never with a
+    /// split K range.
+    #[test]
+    fn multicast_plans() {
+        let v = variant("rcr", 8);
+        let mc = |t: GemmTile, n: u32| GemmTile { multicast: n, ..t };
+        let p = GemmPipeline::hopper_plan(&mc(tile(128, 256, 64, 8, 4), 2), &v).unwrap();
+        assert_eq!(p.multicast, 2);
+        assert_eq!(
+            p.smem_bytes(&tile(128, 256, 64, 8, 4), &v),
+            GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 4), &v)
+                .unwrap()
+                .smem_bytes(&tile(128, 256, 64, 8, 4), &v)
+        );
+        assert_eq!(
+            GemmPipeline::hopper_plan(&tile(128, 256, 64, 8, 4), &v)
+                .unwrap()
+                .multicast,
+            1
+        );
+        for (t, why) in [
+            (mc(tile(128, 256, 64, 8, 4), 4), "a cluster of 2 blocks"),
+            (
+                GemmTile {
+                    split_k: 2,
+                    ..mc(tile(128, 256, 64, 8, 4), 2)
+                },
+                "a block is in one cluster",
+            ),
+            (mc(tile(64, 8, 64, 4, 4), 2), "whole 8-line swizzle atoms"),
+        ] {
+            let e = GemmPipeline::hopper_plan(&t, &v).unwrap_err();
+            assert!(e.contains(why), "{t:?}: {e}");
+        }
     }
 
     /// A K step deeper than one 128-byte line is split into 64-wide panels, each swizzled 128 B.
