@@ -106,7 +106,7 @@ fn rows(problem: &Problem, pi: u64, scale: f64) -> Vec<ResultRow> {
             for tk in [32i64, 64] {
                 for stages in [3i64, 4] {
                     i += 1;
-                    let values = [tm, tn, tk, 2, 2, stages, 16, 1, 0];
+                    let values = [tm, tn, tk, 2, 2, stages, 16, 1, 0, 1];
                     let config = t.config(&values, problem).expect("config");
                     let smem = (tm + tn) * tk * 2 * stages;
                     let (status, reason) = if smem > 232_448 {

@@ -278,34 +278,20 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
             } => {
                 let (step, stages) = (n(step), n(stages));
                 let body = statements(body, params, acc);
-                let schedule = schedule
-                    .as_ref()
-                    .map(|s| {
-                        let s = n(s);
-                        quote_spanned!(span=> __k.schedule(#s)?;)
-                    })
-                    .unwrap_or_default();
-                let split = split
-                    .as_ref()
-                    .map(|s| {
-                        let s = n(s);
-                        quote_spanned!(span=> __k.split(#s)?;)
-                    })
-                    .unwrap_or_default();
-                let multicast = multicast
-                    .as_ref()
-                    .map(|s| {
-                        let s = n(s);
-                        quote_spanned!(span=> __k.multicast(#s)?;)
-                    })
-                    .unwrap_or_default();
-                let group = group
-                    .as_ref()
-                    .map(|s| {
-                        let s = n(s);
-                        quote_spanned!(span=> __k.group(#s)?;)
-                    })
-                    .unwrap_or_default();
+                // an optional clause: `__k.METHOD(VALUE)?;` when it is given
+                let clause = |e: &Option<Node>, method: &str| {
+                    let method = format_ident!("{method}");
+                    e.as_ref()
+                        .map(|s| {
+                            let s = n(s);
+                            quote_spanned!(span=> __k.#method(#s)?;)
+                        })
+                        .unwrap_or_default()
+                };
+                let schedule = clause(schedule, "schedule");
+                let split = clause(split, "split");
+                let multicast = clause(multicast, "multicast");
+                let group = clause(group, "group");
                 quote_spanned! {span=>
                     #schedule
                     #split

@@ -608,6 +608,15 @@ struct LoopScope {
 }
 
 impl Scope<'_> {
+    /// An optional clause's size (`mainloop ... split S`): `Ok(None)` when it is left out,
+    /// `Err(())` when it does not resolve (its diagnostic is already emitted).
+    fn clause(&mut self, e: &Option<Expr>) -> Result<Option<Node>, ()> {
+        match e {
+            Some(e) => self.size(e).map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    }
+
     fn size(&mut self, e: &Expr) -> Option<Node> {
         self.diags.take(expr::resolve_in(
             e,
@@ -1072,33 +1081,13 @@ impl Scope<'_> {
                     body,
                 } => {
                     let (step, stages) = (self.size(step), self.size(stages));
-                    let schedule = match schedule {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    let split = match split {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    let multicast = match multicast {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    let group = match group {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
+                    let (Ok(schedule), Ok(split), Ok(multicast), Ok(group)) = (
+                        self.clause(schedule),
+                        self.clause(split),
+                        self.clause(multicast),
+                        self.clause(group),
+                    ) else {
+                        continue;
                     };
                     let mut scope = LoopScope::default();
                     let body = self.statements(body, Some(&mut scope));

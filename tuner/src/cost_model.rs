@@ -386,6 +386,8 @@ fn gemm(
     };
     let stage_bytes = (tm + tn) * tk * elem;
     // what one block copies of a stage through L2: B multicast over a cluster copies a share
+    // (an upper bound on its gain: the H200 measured -2..+1 % where blocks walk several tiles,
+    // 08afa7a, and it is offered nowhere else; the pruned tune keeps the twins and times them)
     let mc = f64::from(tile.multicast.max(1));
     let copied_bytes = (tm + tn / mc) * tk * elem;
     // C and a residual are read beside D's store
@@ -756,16 +758,18 @@ mod tests {
         d
     }
 
+    /// The H200 estimate of the GEMM config with these point values, ms.
+    fn h200_gemm_ms(values: [i64; 10], p: &Problem) -> f64 {
+        let t = template("gemm");
+        let c = t.config(&values, p).unwrap();
+        estimate(t, &c, p, &GpuModel::H200.caps()).unwrap().ms
+    }
+
     /// A TMA store pays where a block's next tile hides its writes (many waves of wide
     /// tiles), and costs its fence and barrier where each block stores one tile.
     #[test]
     fn a_tma_store_is_estimated_to_pay_only_across_waves() {
-        let caps = GpuModel::H200.caps();
-        let t = template("gemm");
-        let ms = |values: [i64; 10], p: &Problem| {
-            let c = t.config(&values, p).unwrap();
-            estimate(t, &c, p, &caps).unwrap().ms
-        };
+        let ms = h200_gemm_ms;
         let (staged, bulk) = (
             [128, 256, 64, 2, 4, 3, 16, 1, 0, 1],
             [128, 256, 64, 2, 4, 3, 16, 1, 1, 1],
@@ -780,21 +784,22 @@ mod tests {
         assert!(ms(bulk, &one_wave) > ms(staged, &one_wave));
     }
 
-    /// B multicast saves L2 traffic, which a compute-bound tile does not wait for: at 4096^3
-    /// with 128x256 tiles it is estimated no faster than its plain twin (the H200 measured it
-    /// 1 % slower, 08afa7a), so a pruned tune keeps the plain one first.
+    /// B multicast: clusters take M-tiles in pairs, so an odd count runs one more block per
+    /// N-tile (its second block past M), and each cluster pays its launch and barriers.
     #[test]
-    fn multicast_is_not_estimated_to_speed_up_a_compute_bound_tile() {
-        let caps = GpuModel::H200.caps();
+    fn multicast_clusters_take_m_tiles_in_pairs() {
         let t = template("gemm");
-        let ms = |values: [i64; 10], p: &Problem| {
-            let c = t.config(&values, p).unwrap();
-            estimate(t, &c, p, &caps).unwrap().ms
+        let caps = GpuModel::H200.caps();
+        let p = gemm_problem(1100, 4096, 264);
+        let est = |mc: i64| {
+            let c = t
+                .config(&[128, 256, 64, 2, 4, 3, 16, 1, 0, mc], &p)
+                .unwrap();
+            estimate(t, &c, &p, &caps).unwrap()
         };
-        let square = gemm_problem(4096, 4096, 4096);
-        let wide = [128, 256, 64, 2, 4, 3, 16, 1, 0, 1];
-        let wide_mc = [128, 256, 64, 2, 4, 3, 16, 1, 0, 2];
-        assert!(ms(wide_mc, &square) >= ms(wide, &square));
+        // 9 M-tiles by 16 N-tiles; with pairs, 10 by 16
+        assert_eq!(est(1).tiles, 144);
+        assert_eq!(est(2).tiles, 160);
     }
 
     #[test]
