@@ -54,6 +54,12 @@ fn emit_prints_the_snapshot() {
             vec!["--shape", "12288x3072x768", "--epilogue", "bias,gelu_tanh"],
         ),
         (
+            "sm_90a",
+            "gemm_f16_f32acc_128x256x64_w2x4_s3_tma_store1_multicast2_rcr_a8__sm_90a__f16_multicast_4096",
+            "tile_m=128,tile_n=256,tile_k=64,warps_m=2,warps_n=4,stages=3,tma_store=1,multicast=2",
+            vec!["--shape", "4096x4096x4096"],
+        ),
+        (
             "gfx90a",
             "gemm_bf16_f32acc_64x64x32_w2x2_s2_rrr_bias_gelu_a8__gfx90a__bf16_rrr_bias_gelu",
             "tile_m=64,tile_n=64,tile_k=32,warps_m=2,warps_n=2,stages=2",
