@@ -30,8 +30,8 @@ pub use pipeline::attention::{
     AttentionPipeline, AttentionSchedule, AttentionTile, AttentionWarpgroupPlan,
 };
 pub use pipeline::{
-    ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan, TMA_STORE_ALIGN,
-    TMA_STORE_PANEL,
+    register_split, ConsumerSchedule, EpilogueMode, GemmPipeline, GemmTile, WarpgroupPlan,
+    TMA_STORE_ALIGN, TMA_STORE_PANEL,
 };
 pub use problem::{
     head_dims_text, AttentionLayout, AttentionProblem, EmbeddingProblem, GemmProblem,

@@ -19,17 +19,9 @@ use crate::source::Source;
 use crate::CodegenError;
 use tessera_dsl::ir::Stmt;
 use tessera_dsl::{
-    ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, Swizzle, TensorMapArg, WarpgroupPlan,
-    TMA_STORE_ALIGN, TMA_STORE_PANEL,
+    register_split, ConsumerSchedule, EpilogueMode, GemmTile, KernelIr, Swizzle, TensorMapArg,
+    WarpgroupPlan, TMA_STORE_ALIGN, TMA_STORE_PANEL,
 };
-
-/// Registers a producer thread keeps, and a consumer thread gets (Σ threads·regs ≤ 64K).
-fn register_split(consumers: u32) -> (u32, u32) {
-    match consumers {
-        1 => (40, 232),
-        _ => (24, 240),
-    }
-}
 
 /// The maps the producer loads a stage through (A's and B's); a TMA-stored D's follows them.
 const LOAD_MAPS: usize = 2;
@@ -184,7 +176,9 @@ fn emit_body(
             a_bytes + b_bytes
         )));
     }
-    let (producer_regs, consumer_regs) = register_split(plan.consumers);
+    let (consumer_regs, producer_regs) = register_split(plan.consumers).ok_or_else(|| {
+        CodegenError::Malformed(format!("{} consumer warpgroups", plan.consumers))
+    })?;
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
@@ -738,7 +732,7 @@ fn release(w: &mut Source, plan: &WarpgroupPlan) {
     }
 }
 
-/// A consumer warpgroup's named barrier (ids 1 and 2; 0 is the block's).
+/// A consumer warpgroup's named barrier (ids 1 to 3; 0 is the block's).
 const WARPGROUP_SYNC: &str = "asm volatile(\"bar.sync %0, 128;\" :: \"r\"(1 + cw) : \"memory\");";
 
 /// Store a warpgroup's staged tile with one TMA bulk copy per 64-column panel: the generic-proxy

@@ -35,6 +35,7 @@
 //! A config the Hopper pipeline cannot serve keeps the multistage one, which runs on sm_90a too;
 //! [`AttentionPipeline::hopper_plan`] says why. Pure arithmetic: no code generation, no device.
 
+use super::register_split;
 use crate::{Config, Mask, Swizzle, Target, Variant};
 
 /// The attention geometry the policy looks at (from the template's config and the problem's
@@ -370,17 +371,6 @@ fn group_heads_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result
         ));
     }
     Ok(())
-}
-
-/// Registers a producer thread keeps and a consumer thread gets, for `consumers` consumer
-/// warpgroups (Σ threads · registers ≤ 64K), or `None` for an unsupported count.
-pub fn register_split(consumers: u32) -> Option<(u32, u32)> {
-    match consumers {
-        1 => Some((232, 40)),
-        2 => Some((240, 24)),
-        3 => Some((160, 24)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

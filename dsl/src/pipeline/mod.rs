@@ -91,6 +91,18 @@ pub enum ConsumerSchedule {
     Pingpong,
 }
 
+/// Registers a consumer thread gets and a producer thread keeps (`setmaxnreg`), for
+/// `consumers` consumer warpgroups beside one producer warpgroup (Σ threads · registers ≤ 64K),
+/// or `None` for an unsupported count. The GEMM's and the attention's pipelines share it.
+pub fn register_split(consumers: u32) -> Option<(u32, u32)> {
+    match consumers {
+        1 => Some((232, 40)),
+        2 => Some((240, 24)),
+        3 => Some((160, 24)),
+        _ => None,
+    }
+}
+
 impl WarpgroupPlan {
     /// m64 wgmma instructions per k16 step of one warpgroup.
     pub fn m_atoms(&self) -> u32 {
