@@ -273,7 +273,7 @@ impl AttentionPipeline {
         };
         split_keys_check(&plan, variant)?;
         group_heads_check(&plan, variant)?;
-        let budget = MAX_STATE_REGS.min(consumer_regs - 64);
+        let budget = MAX_STATE_REGS.min(consumer_regs - 32);
         if plan.state_regs() > budget {
             return Err(format!(
                 "S, O and P need {} registers per consumer thread (at most {budget})",
