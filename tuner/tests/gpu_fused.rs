@@ -10,12 +10,18 @@ use gpu_common::{report, verify_points};
 use tessera_device::cuda::CudaDevice;
 use tessera_device::{Device, DeviceConfig};
 use tessera_dsl::{
-    AttentionLayout, AttentionProblem, DType, EmbeddingProblem, LayernormProblem, Mask, Problem,
-    SoftmaxProblem, Template,
+    AttentionLayout, AttentionProblem, Config, DType, EmbeddingProblem, LayernormProblem, Mask,
+    Problem, SoftmaxProblem, Template,
 };
 
-/// Every point of the template's space that fits `p` on this device (at most 24, spread evenly).
-fn points_for(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64>> {
+/// Every point of the template's space that fits `p` on this device (at most 24, spread evenly),
+/// then every fitting point that `always` picks.
+fn points_for(
+    t: &dyn Template,
+    device: &dyn Device,
+    p: &Problem,
+    always: &dyn Fn(&Config) -> bool,
+) -> Vec<Vec<i64>> {
     let valid: Vec<Vec<i64>> = t
         .space()
         .enumerate()
@@ -31,6 +37,11 @@ fn points_for(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64
         return valid;
     }
     let mut points: Vec<Vec<i64>> = (0..24).map(|i| valid[i * n / 24].clone()).collect();
+    for v in &valid {
+        if !points.contains(v) && t.config(v, p).is_ok_and(|c| always(&c)) {
+            points.push(v.clone());
+        }
+    }
     // every value of every parameter that some valid config takes is verified at least once
     // (a per-target knob such as attention's `persistent` is not left to the sampling)
     for v in &valid {
@@ -46,12 +57,17 @@ fn points_for(t: &dyn Template, device: &dyn Device, p: &Problem) -> Vec<Vec<i64
 }
 
 fn run_all(test: &str, template: &str, problems: &[Problem]) {
+    run_all_and(test, template, problems, &|_| false);
+}
+
+/// [`run_all`], verifying besides the sampled points every fitting config `always` picks.
+fn run_all_and(test: &str, template: &str, problems: &[Problem], always: &dyn Fn(&Config) -> bool) {
     let device = CudaDevice::open(&DeviceConfig::default()).expect("open GPU 0");
     tessera_library::templates();
     let t = tessera_dsl::find(template).unwrap();
     let (mut runs, mut configs, mut failures) = (0usize, 0usize, Vec::new());
     for (i, p) in problems.iter().enumerate() {
-        let points = points_for(t, &device, p);
+        let points = points_for(t, &device, p, always);
         assert!(!points.is_empty(), "no config of {template} fits {p}");
         configs = configs.max(points.len());
         let (n, f) = verify_points(&device, t, &points, p, 1000 + i as u64);
@@ -159,7 +175,14 @@ fn gpu_attention_matches_reference() {
             problems.push(Problem::Attention(a));
         }
     }
-    run_all("gpu_attention_matches_reference", "attention", &problems);
+    // every three-consumer plan (192 query rows): their S, O and P take 128 of a consumer's 160
+    // registers at head_dim 64, so none is left to the sampling
+    run_all_and(
+        "gpu_attention_matches_reference",
+        "attention",
+        &problems,
+        &|c: &Config| c.get("warps") == Some(12),
+    );
 }
 
 /// A GQA case: (batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, layout).
