@@ -327,12 +327,17 @@ mod tests {
     fn three_consumer_values_exist_for_the_tma_pipeline_only() {
         let p = problem(64);
         let hopper = Target::Sm90a.nominal_caps();
-        // 3 consumer warpgroups of 64 rows: S, O and P of 64 keys fit their 160 registers
-        let c = TEMPLATE.config(&[192, 64, 12, 2, 0, 1, 0], &p).unwrap();
-        TEMPLATE.check(&c, &p, &hopper).unwrap();
-        // 128 keys do not: the value has no pipeline to run on, and says why
-        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1, 0], &p).unwrap();
-        let r = TEMPLATE.check(&c, &p, &hopper).unwrap_err();
+        // 3 consumer warpgroups of 64 rows: S, O and P of 64 and of 128 keys at head_dim 64
+        // (80 and 128 registers) fit beside the 32 a consumer keeps of its 160
+        for keys in [64, 128] {
+            let c = TEMPLATE.config(&[192, keys, 12, 2, 0, 1, 0], &p).unwrap();
+            TEMPLATE.check(&c, &p, &hopper).unwrap();
+        }
+        // 128 keys at head_dim 128 (160 registers) do not: the value has no pipeline to run
+        // on, and says why
+        let wide = problem(128);
+        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1, 0], &wide).unwrap();
+        let r = TEMPLATE.check(&c, &wide, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
         assert!(
             r.reason.contains("registers per consumer thread"),
