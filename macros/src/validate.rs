@@ -959,483 +959,507 @@ impl Scope<'_> {
     ) -> Vec<Statement<Node>> {
         let mut out = Vec::new();
         for s in stmts {
-            let word = s.word.to_string();
-            let key = statement_key(&s.op);
-            if !self.op.statements.contains(&key) {
-                self.foreign_statement(s, key);
+            if !self.placed(s, in_loop.is_some()) {
                 continue;
             }
-            if !self.present.is_empty() && !matches!(s.op, TileOp::Map { .. }) {
-                let operand = self.present.last().cloned().unwrap_or_default();
-                self.diags.error(
-                    &s.at,
-                    format!(
-                        "`{word}` is not allowed inside `when {operand}`: only `NAME = EXPR;` updates \
-                         may depend on an optional operand (anything declared or stored there would \
-                         be missing when `{operand}` is absent); move it out of the block"
-                    ),
-                );
-                continue;
+            if let Some(op) = self.statement(s, in_loop.as_deref_mut()) {
+                out.push(Statement {
+                    word: s.word.clone(),
+                    at: s.at.clone(),
+                    op,
+                });
             }
-            let misplaced = match (&s.op, in_loop.is_some()) {
-                (TileOp::Shared { .. }, true) => {
-                    Some("declare shared tiles before the mainloop, at the top level of `kernel!`")
-                }
-                (TileOp::Fragment { .. }, true) => {
-                    Some("declare fragments before the mainloop, at the top level of `kernel!`")
-                }
-                (TileOp::Mainloop { .. }, true) => {
-                    Some("mainloops do not nest; close the first one before opening another")
-                }
-                (TileOp::Epilogue { .. }, true) => {
-                    Some("`epilogue` runs once after the mainloop; move it after the loop's `}`")
-                }
-                (TileOp::Normalize { .. }, true) => {
-                    Some("`normalize` runs once after the mainloop; move it after the loop's `}`")
-                }
-                (TileOp::Mma { .. }, false) => {
-                    Some("`mma` reads the current K slice; move it into a `mainloop k ... { }`")
-                }
-                (TileOp::Mask { .. }, false) => Some(
-                    "`mask` works on the current key block's scores; move it into the mainloop",
+        }
+        out
+    }
+
+    /// Whether `s` may stand where it is: a statement of this op, outside `when` blocks (other
+    /// than updates), and inside or outside the mainloop as its kind requires. Emits the
+    /// diagnostic otherwise.
+    fn placed(&mut self, s: &Statement<Expr>, in_loop: bool) -> bool {
+        let word = s.word.to_string();
+        let key = statement_key(&s.op);
+        if !self.op.statements.contains(&key) {
+            self.foreign_statement(s, key);
+            return false;
+        }
+        if !self.present.is_empty() && !matches!(s.op, TileOp::Map { .. }) {
+            let operand = self.present.last().cloned().unwrap_or_default();
+            self.diags.error(
+                &s.at,
+                format!(
+                    "`{word}` is not allowed inside `when {operand}`: only `NAME = EXPR;` updates \
+                     may depend on an optional operand (anything declared or stored there would \
+                     be missing when `{operand}` is absent); move it out of the block"
                 ),
-                (TileOp::Softmax { .. }, false) => Some(
-                    "`softmax ... online` updates running statistics per key block; move it into the mainloop",
-                ),
-                _ => None,
-            };
-            if let Some(hint) = misplaced {
-                self.diags
-                    .error(&s.at, format!("`{word}` is not allowed here: {hint}"));
-                continue;
+            );
+            return false;
+        }
+        let misplaced = match (&s.op, in_loop) {
+            (TileOp::Shared { .. }, true) => {
+                Some("declare shared tiles before the mainloop, at the top level of `kernel!`")
             }
-            let op = match &s.op {
+            (TileOp::Fragment { .. }, true) => {
+                Some("declare fragments before the mainloop, at the top level of `kernel!`")
+            }
+            (TileOp::Mainloop { .. }, true) => {
+                Some("mainloops do not nest; close the first one before opening another")
+            }
+            (TileOp::Epilogue { .. }, true) => {
+                Some("`epilogue` runs once after the mainloop; move it after the loop's `}`")
+            }
+            (TileOp::Normalize { .. }, true) => {
+                Some("`normalize` runs once after the mainloop; move it after the loop's `}`")
+            }
+            (TileOp::Mma { .. }, false) => {
+                Some("`mma` reads the current K slice; move it into a `mainloop k ... { }`")
+            }
+            (TileOp::Mask { .. }, false) => {
+                Some("`mask` works on the current key block's scores; move it into the mainloop")
+            }
+            (TileOp::Softmax { .. }, false) => Some(
+                "`softmax ... online` updates running statistics per key block; move it into the mainloop",
+            ),
+            _ => None,
+        };
+        if let Some(hint) = misplaced {
+            self.diags
+                .error(&s.at, format!("`{word}` is not allowed here: {hint}"));
+            return false;
+        }
+        true
+    }
+
+    /// One statement with its sizes resolved and its names checked, or `None` where a
+    /// diagnostic was emitted.
+    fn statement(
+        &mut self,
+        s: &Statement<Expr>,
+        in_loop: Option<&mut LoopScope>,
+    ) -> Option<TileOp<Node>> {
+        Some(match &s.op {
+            TileOp::Shared {
+                name,
+                operand,
+                rows,
+                cols,
+                stages,
+            } => {
+                let operand_def = self.operand(operand);
+                let fresh = self.declare(name);
+                let (rows, cols) = (self.size(rows), self.size(cols));
+                let stages = self.clause(stages);
+                if fresh {
+                    self.shared.push((name.clone(), operand_def));
+                }
+                let (Some(_), true, Some(rows), Some(cols), Ok(stages)) =
+                    (operand_def, fresh, rows, cols, stages)
+                else {
+                    return None;
+                };
                 TileOp::Shared {
-                    name,
-                    operand,
+                    name: name.clone(),
+                    operand: operand.clone(),
                     rows,
                     cols,
                     stages,
-                } => {
-                    let operand_def = self.operand(operand);
-                    let fresh = self.declare(name);
-                    let (rows, cols) = (self.size(rows), self.size(cols));
-                    let stages = match stages {
-                        Some(e) => self.size(e).map(Some),
-                        None => Some(None),
-                    };
-                    if fresh {
-                        self.shared.push((name.clone(), operand_def));
-                    }
-                    let (Some(_), true, Some(rows), Some(cols), Some(stages)) =
-                        (operand_def, fresh, rows, cols, stages)
-                    else {
-                        continue;
-                    };
-                    TileOp::Shared {
-                        name: name.clone(),
-                        operand: operand.clone(),
-                        rows,
-                        cols,
-                        stages,
-                    }
                 }
+            }
+            TileOp::Fragment {
+                name,
+                rows,
+                cols,
+                warps_m,
+                warps_n,
+            } => {
+                let fresh = self.declare(name);
+                let dims = (
+                    self.size(rows),
+                    self.size(cols),
+                    self.size(warps_m),
+                    self.size(warps_n),
+                );
+                if fresh {
+                    self.fragments.push(name.clone());
+                }
+                let (true, (Some(rows), Some(cols), Some(warps_m), Some(warps_n))) = (fresh, dims)
+                else {
+                    return None;
+                };
                 TileOp::Fragment {
-                    name,
+                    name: name.clone(),
                     rows,
                     cols,
                     warps_m,
                     warps_n,
-                } => {
-                    let fresh = self.declare(name);
-                    let dims = (
-                        self.size(rows),
-                        self.size(cols),
-                        self.size(warps_m),
-                        self.size(warps_n),
-                    );
-                    if fresh {
-                        self.fragments.push(name.clone());
-                    }
-                    let (true, (Some(rows), Some(cols), Some(warps_m), Some(warps_n))) =
-                        (fresh, dims)
-                    else {
-                        continue;
-                    };
-                    TileOp::Fragment {
-                        name: name.clone(),
-                        rows,
-                        cols,
-                        warps_m,
-                        warps_n,
-                    }
                 }
+            }
+            TileOp::Mainloop {
+                var,
+                step,
+                stages,
+                schedule,
+                split,
+                multicast,
+                group,
+                body,
+            } => {
+                let (step, stages) = (self.size(step), self.size(stages));
+                let (Ok(schedule), Ok(split), Ok(multicast), Ok(group)) = (
+                    self.clause(schedule),
+                    self.clause(split),
+                    self.clause(multicast),
+                    self.clause(group),
+                ) else {
+                    return None;
+                };
+                let mut scope = LoopScope::default();
+                let body = self.statements(body, Some(&mut scope));
                 TileOp::Mainloop {
-                    var,
-                    step,
-                    stages,
+                    var: var.clone(),
+                    step: step?,
+                    stages: stages?,
                     schedule,
                     split,
                     multicast,
                     group,
                     body,
-                } => {
-                    let (step, stages) = (self.size(step), self.size(stages));
-                    let (Ok(schedule), Ok(split), Ok(multicast), Ok(group)) = (
-                        self.clause(schedule),
-                        self.clause(split),
-                        self.clause(multicast),
-                        self.clause(group),
-                    ) else {
-                        continue;
-                    };
-                    let mut scope = LoopScope::default();
-                    let body = self.statements(body, Some(&mut scope));
-                    let (Some(step), Some(stages)) = (step, stages) else {
-                        continue;
-                    };
-                    TileOp::Mainloop {
-                        var: var.clone(),
-                        step,
-                        stages,
-                        schedule,
-                        split,
-                        multicast,
-                        group,
-                        body,
-                    }
                 }
-                TileOp::Load { operand, shared } => {
-                    let Some(o) = self.operand(operand) else {
-                        continue;
-                    };
-                    if o.written {
-                        let inputs = self.op.operand_names(|o| !o.written);
-                        self.diags.error(
-                            operand,
-                            format!(
-                                "`{operand}` is an output of {}; `load` reads an input: {}",
-                                self.op.name,
-                                list(&inputs)
-                            ),
-                        );
-                        continue;
-                    }
-                    let Ok(Some(staged)) = self.shared_tile(shared, "`load`") else {
-                        continue;
-                    };
-                    if staged.name != o.name {
-                        let intended = self
-                            .shared
-                            .iter()
-                            .find(|(_, x)| x.is_some_and(|x| x.name == o.name))
-                            .map(|(n, _)| n.clone());
-                        let fix = match &intended {
-                            Some(t) => format!("did you mean `load {operand} -> {t};`?"),
-                            None => format!("write `load {} -> {shared};`", staged.name),
-                        };
-                        self.diags.error(
-                            &s.at,
-                            format!(
-                                "`{shared}` stages operand `{}`, not `{operand}`; {fix}",
-                                staged.name
-                            ),
-                        );
-                        // Count the intended tile as loaded: this error is the one to fix.
-                        if let (Some(l), Some(t)) = (in_loop.as_deref_mut(), intended) {
-                            l.loaded.push(t);
-                        }
-                        continue;
-                    }
-                    match in_loop.as_deref_mut() {
-                        Some(l) => l.loaded.push(shared.clone()),
-                        None => self.loaded_once.push(shared.clone()),
-                    }
-                    TileOp::Load {
-                        operand: operand.clone(),
-                        shared: shared.clone(),
-                    }
+            }
+            TileOp::Load { operand, shared } => {
+                self.load(s, operand, shared, in_loop)?;
+                TileOp::Load {
+                    operand: operand.clone(),
+                    shared: shared.clone(),
                 }
+            }
+            TileOp::Mma {
+                acc,
+                a,
+                b,
+                b_transposed,
+                fresh,
+                atom,
+            } => {
+                let atom = self.clause(atom).ok()?;
+                self.mma_operands(acc, a, b, in_loop.as_deref())?;
                 TileOp::Mma {
-                    acc,
-                    a,
-                    b,
-                    b_transposed,
-                    fresh,
+                    acc: acc.clone(),
+                    a: a.clone(),
+                    b: b.clone(),
+                    b_transposed: *b_transposed,
+                    fresh: *fresh,
                     atom,
-                } => {
-                    let atom = match atom {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    let acc_ok = self.fragment(acc, "`mma` accumulating into it");
-                    // A may be a fragment (attention's probabilities feeding the second MMA).
-                    let a_def = if self.fragments.contains(a) {
-                        if a == acc {
-                            self.diags.error(
-                                a,
-                                format!("`mma` cannot read `{a}` while accumulating into it; use another fragment"),
-                            );
-                            Err(())
-                        } else {
-                            Ok(None)
-                        }
-                    } else {
-                        match self.shared_tile(a, "`mma`") {
-                            Ok(Some(d)) => Ok(Some(d)),
-                            _ => Err(()),
-                        }
-                    };
-                    let b_def = self.shared_tile(b, "`mma`");
-                    let (true, Ok(a_def), Ok(Some(b_def))) = (acc_ok, a_def, b_def) else {
-                        continue;
-                    };
-                    let loaded = in_loop
-                        .as_deref()
-                        .map(|l| l.loaded.clone())
-                        .unwrap_or_default();
-                    let mut ok = true;
-                    let tiles = a_def.map(|d| (a, d)).into_iter().chain([(b, b_def)]);
-                    for (tile, def) in tiles {
-                        if !loaded.contains(tile) && !self.loaded_once.contains(tile) {
-                            self.diags.error(
-                                tile,
-                                format!(
-                                    "`{tile}` is read by `mma` but not loaded in this mainloop; add `load {} -> {tile};` before the `mma`",
-                                    def.name
-                                ),
-                            );
-                            ok = false;
-                        }
-                    }
-                    if !ok {
-                        continue;
-                    }
-                    TileOp::Mma {
-                        acc: acc.clone(),
-                        a: a.clone(),
-                        b: b.clone(),
-                        b_transposed: *b_transposed,
-                        fresh: *fresh,
-                        atom,
-                    }
                 }
-                TileOp::Mask { frag } => {
-                    if !self.fragment(frag, "`mask`") {
-                        continue;
-                    }
-                    TileOp::Mask { frag: frag.clone() }
+            }
+            TileOp::Mask { frag } => {
+                self.fragment(frag, "`mask`").then_some(())?;
+                TileOp::Mask { frag: frag.clone() }
+            }
+            TileOp::Softmax { scores, acc } => {
+                let ok =
+                    self.fragment(scores, "`softmax`") & self.fragment(acc, "`softmax ... online`");
+                ok.then_some(())?;
+                TileOp::Softmax {
+                    scores: scores.clone(),
+                    acc: acc.clone(),
                 }
-                TileOp::Softmax { scores, acc } => {
-                    let ok = self.fragment(scores, "`softmax`")
-                        & self.fragment(acc, "`softmax ... online`");
-                    if !ok {
-                        continue;
-                    }
-                    TileOp::Softmax {
-                        scores: scores.clone(),
-                        acc: acc.clone(),
-                    }
-                }
-                TileOp::Normalize { acc } => {
-                    if !self.fragment(acc, "`normalize`") {
-                        continue;
-                    }
-                    TileOp::Normalize { acc: acc.clone() }
-                }
+            }
+            TileOp::Normalize { acc } => {
+                self.fragment(acc, "`normalize`").then_some(())?;
+                TileOp::Normalize { acc: acc.clone() }
+            }
+            TileOp::Rows {
+                name,
+                operand,
+                index,
+                rows,
+                threads,
+                vector,
+            } => {
+                let sizes = (self.size(rows), self.size(threads), self.size(vector));
+                let source = match index {
+                    None => self.row_source(operand),
+                    Some(index) => self.gather(&Gather {
+                        table: operand.clone(),
+                        index: index.clone(),
+                    }),
+                };
+                let fresh = self.row_tile_decl(s, name);
+                let (true, true, (Some(rows), Some(threads), Some(vector))) =
+                    (source, fresh, sizes)
+                else {
+                    return None;
+                };
                 TileOp::Rows {
-                    name,
-                    operand,
-                    index,
+                    name: name.clone(),
+                    operand: operand.clone(),
+                    index: index.clone(),
                     rows,
                     threads,
                     vector,
-                } => {
-                    let sizes = (self.size(rows), self.size(threads), self.size(vector));
-                    let source = match index {
-                        None => self.row_source(operand),
-                        Some(index) => self.gather(&Gather {
-                            table: operand.clone(),
-                            index: index.clone(),
-                        }),
-                    };
-                    let fresh = if let Some(first) = &self.row_tile {
-                        self.diags.error(
-                            &s.at,
-                            format!("a kernel has one row tile and `{first}` is already declared; update it with `{first} = EXPR;` instead"),
-                        );
-                        false
-                    } else {
-                        self.declare(name)
-                    };
-                    if fresh {
-                        self.row_tile = Some(name.clone());
-                    }
-                    let (true, true, (Some(rows), Some(threads), Some(vector))) =
-                        (source, fresh, sizes)
-                    else {
-                        continue;
-                    };
-                    TileOp::Rows {
-                        name: name.clone(),
-                        operand: operand.clone(),
-                        index: index.clone(),
-                        rows,
-                        threads,
-                        vector,
-                    }
                 }
-                TileOp::When { operand, body } => {
-                    let Some(o) = self.operand(operand) else {
-                        continue;
-                    };
-                    if !o.optional {
-                        let optional = self.op.operand_names(|o| o.optional);
-                        let fix = if optional.is_empty() {
-                            format!(
-                                "{} has no optional operand; remove the `when`",
-                                self.op.name
-                            )
-                        } else {
-                            format!(
-                                "`when` takes an optional operand of {}: {}",
-                                self.op.name,
-                                list(&optional)
-                            )
-                        };
-                        self.diags.error(
-                            operand,
-                            format!("`{operand}` is always present in {}; {fix}", self.op.name),
-                        );
-                        continue;
-                    }
-                    self.present.push(operand.to_string());
-                    let body = self.statements(body, in_loop.as_deref_mut());
-                    self.present.pop();
-                    TileOp::When {
-                        operand: operand.clone(),
-                        body,
-                    }
+            }
+            TileOp::When { operand, body } => {
+                self.optional_operand(operand)?;
+                self.present.push(operand.to_string());
+                let body = self.statements(body, in_loop);
+                self.present.pop();
+                TileOp::When {
+                    operand: operand.clone(),
+                    body,
                 }
-                TileOp::Map { name, expr } => {
-                    let target = self.row_target(name);
-                    let reads = self.row_expr(expr);
-                    let (true, Some(_)) = (target, reads) else {
-                        continue;
-                    };
-                    TileOp::Map {
-                        name: name.clone(),
-                        expr: expr.clone(),
-                    }
+            }
+            TileOp::Map { name, expr } => {
+                let target = self.row_target(name);
+                let reads = self.row_expr(expr);
+                let (true, Some(_)) = (target, reads) else {
+                    return None;
+                };
+                TileOp::Map {
+                    name: name.clone(),
+                    expr: expr.clone(),
                 }
-                TileOp::Reduce { name, op, expr } => {
-                    let reads = self.row_expr(expr);
-                    let fresh = self.declare(name);
-                    if fresh {
-                        self.scalars.push(name.clone());
-                    }
-                    let (true, Some(_)) = (fresh, reads) else {
-                        continue;
-                    };
-                    TileOp::Reduce {
-                        name: name.clone(),
-                        op: *op,
-                        expr: expr.clone(),
-                    }
+            }
+            TileOp::Reduce { name, op, expr } => {
+                let reads = self.row_expr(expr);
+                let (true, Some(_)) = (self.row_scalar_decl(name), reads) else {
+                    return None;
+                };
+                TileOp::Reduce {
+                    name: name.clone(),
+                    op: *op,
+                    expr: expr.clone(),
                 }
-                TileOp::Let { name, expr } => {
-                    let reads = self.row_expr(expr);
-                    let fresh = self.declare(name);
-                    if fresh {
-                        self.scalars.push(name.clone());
-                    }
-                    let (true, Some(per_element)) = (fresh, reads) else {
-                        continue;
-                    };
-                    if let Some(element) = per_element {
-                        self.diags.error(
-                            &element,
-                            format!(
-                                "`let {name}` reads `{element}`, which differs per element; `let` \
-                                 computes one value per row from row scalars: reduce the row first, \
-                                 e.g. `reduce total = sum({element});`"
-                            ),
-                        );
-                        continue;
-                    }
-                    TileOp::Let {
-                        name: name.clone(),
-                        expr: expr.clone(),
-                    }
+            }
+            TileOp::Let { name, expr } => {
+                self.row_let(name, expr)?;
+                TileOp::Let {
+                    name: name.clone(),
+                    expr: expr.clone(),
                 }
-                TileOp::Store { name, operand } => {
-                    let target = self.row_target(name);
-                    let Some(o) = self.operand(operand) else {
-                        continue;
-                    };
-                    if !o.written {
-                        let outputs = self.op.operand_names(|o| o.written);
-                        self.diags.error(
-                            operand,
-                            format!(
-                                "`{operand}` is an input of {}; `store` writes an output: {}",
-                                self.op.name,
-                                list(&outputs)
-                            ),
-                        );
-                        continue;
-                    }
-                    if !target {
-                        continue;
-                    }
-                    TileOp::Store {
-                        name: name.clone(),
-                        operand: operand.clone(),
-                    }
+            }
+            TileOp::Store { name, operand } => {
+                let target = self.row_target(name);
+                self.output(operand, "`store` writes an output")?;
+                target.then_some(())?;
+                TileOp::Store {
+                    name: name.clone(),
+                    operand: operand.clone(),
                 }
-                TileOp::Epilogue { acc, operand, bulk } => {
-                    let acc_ok = self.fragment(acc, "`epilogue`");
-                    let bulk = match bulk {
-                        Some(e) => match self.size(e) {
-                            Some(n) => Some(n),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    let Some(o) = self.operand(operand) else {
-                        continue;
-                    };
-                    if !o.written {
-                        let outputs = self.op.operand_names(|o| o.written);
-                        self.diags.error(
-                            operand,
-                            format!(
-                                "`{operand}` is an input of {}; `epilogue` stores to an output: {}",
-                                self.op.name,
-                                list(&outputs)
-                            ),
-                        );
-                        continue;
-                    }
-                    if !acc_ok {
-                        continue;
-                    }
-                    TileOp::Epilogue {
-                        acc: acc.clone(),
-                        operand: operand.clone(),
-                        bulk,
-                    }
+            }
+            TileOp::Epilogue { acc, operand, bulk } => {
+                let acc_ok = self.fragment(acc, "`epilogue`");
+                let bulk = self.clause(bulk).ok()?;
+                self.output(operand, "`epilogue` stores to an output")?;
+                acc_ok.then_some(())?;
+                TileOp::Epilogue {
+                    acc: acc.clone(),
+                    operand: operand.clone(),
+                    bulk,
                 }
-            };
-            out.push(Statement {
-                word: s.word.clone(),
-                at: s.at.clone(),
-                op,
-            });
+            }
+        })
+    }
+
+    /// `load OPERAND -> SHARED;`: an input operand into the shared tile that stages it, recorded
+    /// as loaded in this mainloop (or once, before it). `None` where a diagnostic was emitted.
+    fn load(
+        &mut self,
+        s: &Statement<Expr>,
+        operand: &Ident,
+        shared: &Ident,
+        mut in_loop: Option<&mut LoopScope>,
+    ) -> Option<()> {
+        let o = self.operand(operand)?;
+        if o.written {
+            let inputs = self.op.operand_names(|o| !o.written);
+            self.diags.error(
+                operand,
+                format!(
+                    "`{operand}` is an output of {}; `load` reads an input: {}",
+                    self.op.name,
+                    list(&inputs)
+                ),
+            );
+            return None;
         }
-        out
+        let Ok(Some(staged)) = self.shared_tile(shared, "`load`") else {
+            return None;
+        };
+        if staged.name != o.name {
+            let intended = self
+                .shared
+                .iter()
+                .find(|(_, x)| x.is_some_and(|x| x.name == o.name))
+                .map(|(n, _)| n.clone());
+            let fix = match &intended {
+                Some(t) => format!("did you mean `load {operand} -> {t};`?"),
+                None => format!("write `load {} -> {shared};`", staged.name),
+            };
+            self.diags.error(
+                &s.at,
+                format!(
+                    "`{shared}` stages operand `{}`, not `{operand}`; {fix}",
+                    staged.name
+                ),
+            );
+            // Count the intended tile as loaded: this error is the one to fix.
+            if let (Some(l), Some(t)) = (in_loop.as_deref_mut(), intended) {
+                l.loaded.push(t);
+            }
+            return None;
+        }
+        match in_loop {
+            Some(l) => l.loaded.push(shared.clone()),
+            None => self.loaded_once.push(shared.clone()),
+        }
+        Some(())
+    }
+
+    /// The operands of `mma ACC += A * B`: ACC a fragment; A a fragment other than ACC
+    /// (attention's probabilities feeding the second MMA) or a shared tile; B a shared tile;
+    /// every shared tile loaded in this mainloop or once before it. `None` where a diagnostic
+    /// was emitted.
+    fn mma_operands(
+        &mut self,
+        acc: &Ident,
+        a: &Ident,
+        b: &Ident,
+        in_loop: Option<&LoopScope>,
+    ) -> Option<()> {
+        let acc_ok = self.fragment(acc, "`mma` accumulating into it");
+        let a_def = if self.fragments.contains(a) {
+            if a == acc {
+                self.diags.error(
+                    a,
+                    format!(
+                        "`mma` cannot read `{a}` while accumulating into it; use another fragment"
+                    ),
+                );
+                Err(())
+            } else {
+                Ok(None)
+            }
+        } else {
+            match self.shared_tile(a, "`mma`") {
+                Ok(Some(d)) => Ok(Some(d)),
+                _ => Err(()),
+            }
+        };
+        let b_def = self.shared_tile(b, "`mma`");
+        let (true, Ok(a_def), Ok(Some(b_def))) = (acc_ok, a_def, b_def) else {
+            return None;
+        };
+        let loaded = in_loop.map(|l| l.loaded.clone()).unwrap_or_default();
+        let mut ok = true;
+        let tiles = a_def.map(|d| (a, d)).into_iter().chain([(b, b_def)]);
+        for (tile, def) in tiles {
+            if !loaded.contains(tile) && !self.loaded_once.contains(tile) {
+                self.diags.error(
+                    tile,
+                    format!(
+                        "`{tile}` is read by `mma` but not loaded in this mainloop; add `load {} -> {tile};` before the `mma`",
+                        def.name
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(())
+    }
+
+    /// Declares the kernel's one row tile (`rows NAME: ...`); false (with a diagnostic) for a
+    /// second one or a name already taken.
+    fn row_tile_decl(&mut self, s: &Statement<Expr>, name: &Ident) -> bool {
+        let fresh = if let Some(first) = &self.row_tile {
+            self.diags.error(
+                &s.at,
+                format!("a kernel has one row tile and `{first}` is already declared; update it with `{first} = EXPR;` instead"),
+            );
+            false
+        } else {
+            self.declare(name)
+        };
+        if fresh {
+            self.row_tile = Some(name.clone());
+        }
+        fresh
+    }
+
+    /// Declares a per-row scalar (`reduce NAME = ...`, `let NAME = ...`); false where the name
+    /// is taken.
+    fn row_scalar_decl(&mut self, name: &Ident) -> bool {
+        let fresh = self.declare(name);
+        if fresh {
+            self.scalars.push(name.clone());
+        }
+        fresh
+    }
+
+    /// `let NAME = EXPR;`: one value per row, from row scalars only. `None` where a diagnostic
+    /// was emitted.
+    fn row_let(&mut self, name: &Ident, expr: &RowTree) -> Option<()> {
+        let reads = self.row_expr(expr);
+        let (true, Some(per_element)) = (self.row_scalar_decl(name), reads) else {
+            return None;
+        };
+        if let Some(element) = per_element {
+            self.diags.error(
+                &element,
+                format!(
+                    "`let {name}` reads `{element}`, which differs per element; `let` \
+                     computes one value per row from row scalars: reduce the row first, \
+                     e.g. `reduce total = sum({element});`"
+                ),
+            );
+            return None;
+        }
+        Some(())
+    }
+
+    /// `when OPERAND`: an optional operand of the op. `None` where a diagnostic was emitted.
+    fn optional_operand(&mut self, operand: &Ident) -> Option<()> {
+        let o = self.operand(operand)?;
+        if o.optional {
+            return Some(());
+        }
+        let optional = self.op.operand_names(|o| o.optional);
+        let fix = if optional.is_empty() {
+            format!(
+                "{} has no optional operand; remove the `when`",
+                self.op.name
+            )
+        } else {
+            format!(
+                "`when` takes an optional operand of {}: {}",
+                self.op.name,
+                list(&optional)
+            )
+        };
+        self.diags.error(
+            operand,
+            format!("`{operand}` is always present in {}; {fix}", self.op.name),
+        );
+        None
+    }
+
+    /// The operand a `store` or `epilogue` writes: an output of the op (`what` says how the
+    /// statement uses it). `None` where a diagnostic was emitted.
+    fn output(&mut self, operand: &Ident, what: &str) -> Option<()> {
+        let o = self.operand(operand)?;
+        if o.written {
+            return Some(());
+        }
+        let outputs = self.op.operand_names(|o| o.written);
+        self.diags.error(
+            operand,
+            format!(
+                "`{operand}` is an input of {}; {what}: {}",
+                self.op.name,
+                list(&outputs)
+            ),
+        );
+        None
     }
 }
