@@ -62,43 +62,11 @@ fn smem_layout(sh: &AttnShape, d: &dyn Dialect, p: &AttnPlan) -> (u32, u32, u32,
     (q, k, v, scratch, total)
 }
 
-/// Generate a fused-attention kernel.
+/// Generate a fused-attention kernel: the sm_90a warp-specialized one where the dispatch
+/// policy gives the config that pipeline, else the multistage one (this module).
 pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError> {
     let sh = plan::shape(ir)?;
-    if !ir.variant.align.is_multiple_of(CHUNK) {
-        return Err(CodegenError::Unsupported(format!(
-            "attention copies 16-byte chunks; alignment {} is too small",
-            ir.variant.align
-        )));
-    }
-    if ir.variant.output != ir.variant.input {
-        return Err(CodegenError::Unsupported(format!(
-            "attention stores O as its input dtype {}, not {}",
-            ir.variant.input, ir.variant.output
-        )));
-    }
-    if matches!(ir.variant.mask, Mask::Additive) {
-        return Err(CodegenError::Unsupported(
-            "attention takes a causal or padding mask, not an additive one".into(),
-        ));
-    }
-    let packed = ir.variant.attention_packed();
-    if packed && ir.variant.mask == Mask::Padding {
-        return Err(CodegenError::Unsupported(
-            "a packed batch has no key padding: its sequences have their own lengths".into(),
-        ));
-    }
-    // a packed O is [tokens, heads, head_dim]: stored as token-major rows from its base
-    let layout = match ir.variant.attention_layout() {
-        _ if packed => AttentionLayout::Bshd,
-        Some(l) => l,
-        None => {
-            return Err(CodegenError::Malformed(format!(
-                "attention variant has layout `{}`, not an attention layout",
-                ir.variant.layout
-            )))
-        }
-    };
+    let layout = output_layout(ir)?;
     let tile = AttentionTile {
         block_q: sh.block_q,
         block_kv: sh.block_kv,
@@ -133,9 +101,59 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             "{what} needs the sm_90a warp-specialized pipeline: {why}"
         )));
     }
-    let p = plan::plan(&sh, d)?;
+    emit_multistage(ir, d, &sh, layout)
+}
+
+/// The variant's checks, and the layout O is stored in (a packed O is token-major rows).
+fn output_layout(ir: &KernelIr) -> Result<AttentionLayout, CodegenError> {
+    if !ir.variant.align.is_multiple_of(CHUNK) {
+        return Err(CodegenError::Unsupported(format!(
+            "attention copies 16-byte chunks; alignment {} is too small",
+            ir.variant.align
+        )));
+    }
+    if ir.variant.output != ir.variant.input {
+        return Err(CodegenError::Unsupported(format!(
+            "attention stores O as its input dtype {}, not {}",
+            ir.variant.input, ir.variant.output
+        )));
+    }
+    if matches!(ir.variant.mask, Mask::Additive) {
+        return Err(CodegenError::Unsupported(
+            "attention takes a causal or padding mask, not an additive one".into(),
+        ));
+    }
+    let packed = ir.variant.attention_packed();
+    if packed && ir.variant.mask == Mask::Padding {
+        return Err(CodegenError::Unsupported(
+            "a packed batch has no key padding: its sequences have their own lengths".into(),
+        ));
+    }
+    // a packed O is [tokens, heads, head_dim]: stored as token-major rows from its base
+    Ok(match ir.variant.attention_layout() {
+        _ if packed => AttentionLayout::Bshd,
+        Some(l) => l,
+        None => {
+            return Err(CodegenError::Malformed(format!(
+                "attention variant has layout `{}`, not an attention layout",
+                ir.variant.layout
+            )))
+        }
+    })
+}
+
+/// The multistage (FlashAttention-2 style) kernel: Q once into shared memory, K and V
+/// through a `stages`-deep copy pipeline, one barrier per key block.
+fn emit_multistage(
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    sh: &AttnShape,
+    layout: AttentionLayout,
+) -> Result<KernelSource, CodegenError> {
+    let packed = ir.variant.attention_packed();
+    let p = plan::plan(sh, d)?;
     let threads = sh.s.warps_m * d.warp_size();
-    let (q_off, k_off, v_off, p_off, smem_bytes) = smem_layout(&sh, d, &p);
+    let (q_off, k_off, v_off, p_off, smem_bytes) = smem_layout(sh, d, &p);
     let mut w = Source::new();
     d.prelude(&mut w);
     w.line("");
@@ -244,20 +262,48 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     if p.q_resident {
         d.attn_load_q(&mut w, &p);
     }
+    emit_kv_loop(&mut w, ir, d, sh, &p)?;
+    emit_normalize_and_store(&mut w, d, &p, &ir.variant, layout, hd)?;
+    w.close("");
+    Ok(KernelSource {
+        name: ir.name.clone(),
+        target: d.target(),
+        source: w.finish(),
+        threads,
+        smem_bytes,
+        tile_m: bq,
+        tile_n: hd,
+        tensor_maps: Vec::new(),
+        schedule: crate::kernel::TileSchedule::PerBlock,
+        rows: crate::kernel::TileRows::QueryHead,
+    })
+}
+
+/// The walk over the key blocks: wait for block kt, start copying block kt + stages - 1,
+/// scores, mask and online softmax, rescale O, `O += P·V`.
+fn emit_kv_loop(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    sh: &AttnShape,
+    p: &AttnPlan,
+) -> Result<(), CodegenError> {
+    let ty = d.storage_type(sh.sq.dtype);
+    let (bq, bkv, hd, stages) = (sh.block_q, sh.block_kv, sh.head_dim, sh.stages);
     for t in [sh.sk, sh.sv] {
         w.line(format!("const {ty}* s_{0}_r = s_{0};", t.name));
     }
     w.line("int read = 0;");
     w.line(format!("int write = {};", stages - 1));
     w.open("for (int kt = 0; kt < kv_blocks; ++kt)");
-    d.copy_wait(&mut w, stages - 2);
+    d.copy_wait(w, stages - 2);
     w.line("// key block kt has landed; every warp is done with block kt - 1's stage");
-    d.barrier(&mut w);
+    d.barrier(w);
     w.line(format!(
         "if (kt + {0} < kv_blocks) load_stage(write, kt + {0});",
         stages - 1
     ));
-    d.copy_commit(&mut w);
+    d.copy_commit(w);
     let advance = |w: &mut Source, var: &str| {
         w.line(format!("{var} = {var} + 1 == {stages} ? 0 : {var} + 1;"))
     };
@@ -273,39 +319,25 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
     // scores are all -inf, the rescale is 1), so it skips the block. Only where the warp's work
     // has no block-wide barrier inside (P stays in registers), and only where such a block can
     // exist: key blocks shorter than the query block (otherwise the branch only costs).
-    let warp_skip = ir.variant.mask == Mask::Causal
-        && bkv < bq
-        && d.attn_p_scratch_bytes(&p, sh.s.warps_m) == 0;
+    let warp_skip =
+        ir.variant.mask == Mask::Causal && bkv < bq && d.attn_p_scratch_bytes(p, sh.s.warps_m) == 0;
     if warp_skip {
         w.line("// causal: skip a key block that lies entirely after this warp's queries");
         w.open(format!("if (kv0 <= q0 + wr0 + {})", p.s.wm - 1));
     }
     w.line(format!("// S = Q K^T ({} x {bkv} per warp)", p.s.wm));
-    d.attn_scores(&mut w, &p);
-    emit_mask_and_softmax(&mut w, d, &p, ir.variant.mask, bkv)?;
-    emit_rescale_o(&mut w, d, &p);
+    d.attn_scores(w, p);
+    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
+    emit_rescale_o(w, d, p);
     w.line(format!("// O += P V ({} x {hd} per warp)", p.o.wm));
-    d.attn_pv(&mut w, &p);
+    d.attn_pv(w, p);
     if warp_skip {
         w.close("");
     }
-    advance(&mut w, "read");
-    advance(&mut w, "write");
+    advance(w, "read");
+    advance(w, "write");
     w.close("");
-    emit_normalize_and_store(&mut w, d, &p, &ir.variant, layout, hd)?;
-    w.close("");
-    Ok(KernelSource {
-        name: ir.name.clone(),
-        target: d.target(),
-        source: w.finish(),
-        threads,
-        smem_bytes,
-        tile_m: bq,
-        tile_n: hd,
-        tensor_maps: Vec::new(),
-        schedule: crate::kernel::TileSchedule::PerBlock,
-        rows: crate::kernel::TileRows::QueryHead,
-    })
+    Ok(())
 }
 
 /// Where a tile's (query block, head, batch) indices come from: the block's own grid position,
