@@ -522,6 +522,13 @@ fn advance(w: &mut Source, stages: u32) {
     ));
 }
 
+/// A wgmma m64nN accumulator's layout: register 4j + 2h + e of an m64 atom `i` holds row
+/// 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e (of the warpgroup's tile).
+const LOCAL_ROW: &str = "i * 64 + wq * 16 + (lane >> 2) + h * 8";
+const LOCAL_COL: &str = "j * 8 + (lane & 3) * 2";
+
+/// A consumer warpgroup: its tiles (every tile with its own rows when cooperative, alternate
+/// tiles when pingpong), each one mainloop and one epilogue, then the block's last waits.
 fn emit_consumer(
     w: &mut Source,
     ir: &KernelIr,
@@ -530,10 +537,8 @@ fn emit_consumer(
     store: &EpilogueStore,
     acc: &str,
 ) -> Result<(), CodegenError> {
-    let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
     let line = plan.swizzle.span();
     let (mi, regs) = (plan.m_atoms(), plan.wg_n / 2);
-    let ksteps = ir.tile_k / 16;
     w.line("// consumer warpgroup: wgmma over each stage, one group in flight");
     w.line("const int cw = wg - 1;");
     w.line("const int lane = tid % 32;");
@@ -575,14 +580,9 @@ fn emit_consumer(
         plan.stages, plan.stages
     ));
     emit_cluster_tile_origin(w, ir, plan.multicast);
-    // wgmma m64nN accumulator: register 4j + 2h + e of an m64 atom holds row
-    // 16·warp + lane/4 + 8h, column 8j + 2·(lane%4) + e
-    let chunks = plan.wg_n / 8;
-    let local_row = "i * 64 + wq * 16 + (lane >> 2) + h * 8";
-    let local_col = "j * 8 + (lane & 3) * 2";
     // the tile's epilogue reads this copy of the store, which knows about the prefetch
     let mut store = store.clone();
-    store.prefetch_bias(w, chunks, local_col, "j");
+    store.prefetch_bias(w, plan.wg_n / 8, LOCAL_COL, "j");
     w.line("#pragma unroll");
     w.open(format!("for (int i = 0; i < {mi}; ++i)"));
     w.line("#pragma unroll");
@@ -590,6 +590,40 @@ fn emit_consumer(
         "for (int j = 0; j < {regs}; ++j) {acc}[i][j] = 0.f;"
     ));
     w.close("");
+    emit_consumer_mainloop(w, ir, tile, plan, acc);
+    if plan.split_k > 1 {
+        emit_split_combine(w, plan, acc, mi, regs);
+    }
+    emit_tile_store(w, plan, &store, acc, mi)?;
+    w.close("");
+    if plan.epilogue == EpilogueMode::TmaStore {
+        // only the shared-memory reads need to finish before the block leaves: the global
+        // writes complete with the grid, and waiting for them put a store's whole latency on
+        // the tail of every short kernel (one tile per block: 384-row GEMMs 3-4 % slower)
+        w.line("// the last TMA stores have read their staging tile before the block leaves");
+        w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
+    }
+    if plan.multicast > 1 {
+        w.line("// no block leaves while another may still arrive on its barriers");
+        w.line("tsr_cluster_sync();");
+    }
+    Ok(())
+}
+
+/// One tile's mainloop in a consumer warpgroup: wait for each stage, issue its chain of
+/// `wgmma`s, keep one group in flight and release the stage before it; at the end wait for
+/// the last group and release its stage.
+fn emit_consumer_mainloop(
+    w: &mut Source,
+    ir: &KernelIr,
+    tile: &GemmTile,
+    plan: &WarpgroupPlan,
+    acc: &str,
+) {
+    let (a_bytes, b_bytes) = tile.stage_bytes(&ir.variant);
+    let line = plan.swizzle.span();
+    let mi = plan.m_atoms();
+    let ksteps = ir.tile_k / 16;
     w.line("int held = -1;");
     if plan.schedule == ConsumerSchedule::Pingpong {
         // A full-barrier wait is by parity, so it may not run more than one round ahead of the
@@ -645,9 +679,19 @@ fn emit_consumer(
     }
     w.line("tsr_wgmma_wait<0>();");
     release(w, plan);
-    if plan.split_k > 1 {
-        emit_split_combine(w, plan, acc, mi, regs);
-    }
+}
+
+/// One tile's epilogue in a consumer warpgroup: its accumulators through the shared epilogue,
+/// stored directly, staged and copied out, or staged and stored by TMA.
+fn emit_tile_store(
+    w: &mut Source,
+    plan: &WarpgroupPlan,
+    store: &EpilogueStore,
+    acc: &str,
+    mi: u32,
+) -> Result<(), CodegenError> {
+    let chunks = plan.wg_n / 8;
+    let (local_row, local_col) = (LOCAL_ROW, LOCAL_COL);
     store.comment(w);
     let group = AccGroup {
         regs: vec![
@@ -696,21 +740,9 @@ fn emit_consumer(
     w.close("");
     w.close("");
     match plan.epilogue {
-        EpilogueMode::Staged => emit_staged_copy_out(w, plan, &store),
+        EpilogueMode::Staged => emit_staged_copy_out(w, plan, store),
         EpilogueMode::TmaStore => emit_tma_store(w, plan),
         EpilogueMode::Direct => {}
-    }
-    w.close("");
-    if plan.epilogue == EpilogueMode::TmaStore {
-        // only the shared-memory reads need to finish before the block leaves: the global
-        // writes complete with the grid, and waiting for them put a store's whole latency on
-        // the tail of every short kernel (one tile per block: 384-row GEMMs 3-4 % slower)
-        w.line("// the last TMA stores have read their staging tile before the block leaves");
-        w.line("if (tid % 128 == 0) asm volatile(\"cp.async.bulk.wait_group.read 0;\" ::: \"memory\");");
-    }
-    if plan.multicast > 1 {
-        w.line("// no block leaves while another may still arrive on its barriers");
-        w.line("tsr_cluster_sync();");
     }
     Ok(())
 }
