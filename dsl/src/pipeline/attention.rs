@@ -133,10 +133,14 @@ const MAX_STATE_REGS: u32 = 176;
 /// Registers a consumer thread keeps beside S, O and P (addresses, descriptors, softmax state,
 /// loop counters). With three consumers (160 registers each) this lets S, O and P take 128:
 /// 192 queries by 128-key blocks at head_dim 64 (and 64-key blocks at 128), which NVRTC 13.0
-/// compiles without spills for every mask, persistent or not. On the H200 (5dcdf02, one
-/// benchmark run) they beat every plan a 64-register slack allowed: at head_dim 64 by 8 %
-/// (B32 H12 S384, B8 H16 S2048) and 15 % (S2048 causal), at head_dim 128 by 2 %.
+/// compiles without spills for every mask, persistent or not, on padded batches. On the H200
+/// (5dcdf02, one benchmark run) they beat every plan a 64-register slack allowed: at head_dim
+/// 64 by 8 % (B32 H12 S384, B8 H16 S2048) and 15 % (S2048 causal), at head_dim 128 by 2 %.
 const STATE_SLACK_REGS: u32 = 32;
+/// The slack of a persistent walk over a packed (`thd`) batch, which keeps each tile's
+/// sequence bounds and offsets live besides: with 32, NVRTC 13.0 spilled 8 bytes (84 causal)
+/// of the 192 × 128-key plans at head_dim 64, so these keep the 64 they had.
+const PACKED_PERSISTENT_SLACK_REGS: u32 = 64;
 /// Shared memory a block may use on sm_90a.
 const SMEM_LIMIT: u32 = 227 * 1024;
 /// Registers per thread when two 256-thread blocks share a multiprocessor (64K / 512); 48 of
@@ -280,7 +284,12 @@ impl AttentionPipeline {
         };
         split_keys_check(&plan, variant)?;
         group_heads_check(&plan, variant)?;
-        let budget = MAX_STATE_REGS.min(consumer_regs - STATE_SLACK_REGS);
+        let slack = if plan.persistent() && variant.attention_packed() {
+            PACKED_PERSISTENT_SLACK_REGS
+        } else {
+            STATE_SLACK_REGS
+        };
+        let budget = MAX_STATE_REGS.min(consumer_regs - slack);
         if plan.state_regs() > budget {
             return Err(format!(
                 "S, O and P need {} registers per consumer thread (at most {budget})",
@@ -411,6 +420,32 @@ mod tests {
             split_kv: 1,
             group_heads: false,
         }
+    }
+
+    /// Three consumers give S, O and P 128 registers (192 × 128-key blocks at head_dim 64),
+    /// except on a persistent walk over a packed batch, which keeps its sequence bounds live.
+    #[test]
+    fn three_consumers_take_128_key_blocks_except_packed_persistent_walks() {
+        let t = tile(192, 128, 64, 12, 2);
+        let persistent = AttentionTile {
+            schedule: AttentionSchedule::Persistent,
+            ..t
+        };
+        let mut packed = variant(Mask::None);
+        packed.layout = crate::problem::PACKED_LAYOUT.into();
+        for (t, v) in [
+            (t, variant(Mask::None)),
+            (persistent, variant(Mask::Causal)),
+            (t, packed.clone()),
+        ] {
+            let p = AttentionPipeline::hopper_plan(&t, &v).unwrap();
+            assert_eq!((p.consumers, p.state_regs()), (3, 128));
+        }
+        let e = AttentionPipeline::hopper_plan(&persistent, &packed).unwrap_err();
+        assert!(
+            e.contains("need 128 registers per consumer thread (at most 96)"),
+            "{e}"
+        );
     }
 
     #[test]
