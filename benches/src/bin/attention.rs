@@ -16,8 +16,8 @@
 //! work (Σ len²) for both, so the ratio is a time ratio. The PyTorch side runs SDPA on the padded
 //! batch with the boolean key-padding mask.
 //!
-//! Usage: `attention OUT.json`; `scripts/gpu-run.sh attention` runs it beside
-//! `F.scaled_dot_product_attention`.
+//! Usage: `attention OUT.json [--prefill]` (`--prefill`: the six prefill cases only);
+//! `scripts/gpu-run.sh attention` runs all of them beside `F.scaled_dot_product_attention`.
 
 use anyhow::Context;
 use serde_json::json;
@@ -31,9 +31,13 @@ use tessera_dsl::{
 use tessera_tuner::measure::TimingPlan;
 
 fn main() -> anyhow::Result<()> {
-    let out = std::env::args()
-        .nth(1)
-        .context("usage: attention OUT.json")?;
+    let usage = "usage: attention OUT.json [--prefill]";
+    let out = std::env::args().nth(1).context(usage)?;
+    let prefill_only = match std::env::args().nth(2).as_deref() {
+        None => false,
+        Some("--prefill") => true,
+        Some(other) => anyhow::bail!("unknown argument {other:?}; {usage}"),
+    };
     let device = CudaDevice::open(&DeviceConfig::default())?;
     let info = device.info();
     tessera_library::templates();
@@ -60,6 +64,9 @@ fn main() -> anyhow::Result<()> {
         (1, 32, 8, 1, 16384, 128, &both[..1]),
         (8, 32, 8, 1, 8192, 128, &both[..1]),
     ] {
+        if prefill_only && sq == 1 {
+            continue;
+        }
         for &mask in masks {
             let mut a = AttentionProblem::new(b, h, sq, d);
             a.seq_kv = skv;
@@ -99,7 +106,9 @@ fn main() -> anyhow::Result<()> {
                              }).collect::<Vec<_>>()}));
         }
     }
-    rows.push(packed_case(&device, t, plan)?);
+    if !prefill_only {
+        rows.push(packed_case(&device, t, plan)?);
+    }
     let doc = json!({"benchmark": "attention", "side": "tessera", "device": info,
                      "timing": {"warmup": plan.warmup, "iters": plan.iters, "l2_flush": plan.l2_flush}, "results": rows});
     std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
