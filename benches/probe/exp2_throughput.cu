@@ -7,6 +7,10 @@
 // per SM) and the max relative error of each form against exp2 in double on [-30, 0].
 //
 // Build and run (sm_90a): nvcc -O3 -gencode=arch=compute_90a,code=sm_90a exp2_throughput.cu -o p && ./p
+// Measured on the H200 (2026-12-02, with the attention kernels at 2ee4b91 beside it):
+// benches/results/attention-fma-exp2-2026-12-02-h200-2ee4b91.json. The FMA share speeds this
+// probe up (18.1 vs 15.8 scores a cycle) and slows the attention kernels down (they are not
+// MUFU-bound), so codegen keeps every exponential on the MUFU.
 #include <cstdio>
 #include <cmath>
 #include <cuda_fp16.h>

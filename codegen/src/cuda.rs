@@ -233,7 +233,6 @@ impl WarpMma for Cuda {
                 row: format!("{} + i * 16 + (lane >> 2) + h * 8", p.warp_row),
                 col: format!("{} + j * 8 + (lane & 3) * 2", p.warp_col),
                 block_end: format!("j == {} && h == 1", ni - 1),
-                ordinal: format!("((i * {ni} + j) * 2 + h)"),
             },
         );
         w.close("");

@@ -74,9 +74,6 @@ pub struct AccGroup {
     /// C condition, constant after unrolling, true for the last group of one block of rows:
     /// the epilogue fences memory there so fused-operand loads are not all hoisted at once.
     pub block_end: String,
-    /// C expression, constant after unrolling: the group's place in the thread's walk
-    /// (0, 1, 2, ...), so its values are the thread's `ordinal · regs.len() + r`-th.
-    pub ordinal: String,
 }
 
 /// Math functions the row kernels' expressions may call (the GEMM epilogue's exponentials

@@ -340,7 +340,6 @@ impl WarpMma for Hip {
                 row: format!("{} + i * {m} + {}", p.warp_row, f.acc_row("e")),
                 col: format!("{} + j * {m} + {}", p.warp_col, f.lane_line()),
                 block_end: format!("j == {} && e == {}", ni - 1, regs - 1),
-                ordinal: format!("((i * {ni} + j) * {regs} + e)"),
             },
         );
         w.close("");

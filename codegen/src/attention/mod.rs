@@ -327,7 +327,7 @@ fn emit_kv_loop(
     }
     w.line(format!("// S = Q K^T ({} x {bkv} per warp)", p.s.wm));
     d.attn_scores(w, p);
-    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv, 0)?;
+    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
     emit_rescale_o(w, d, p);
     w.line(format!("// O += P V ({} x {hd} per warp)", p.o.wm));
     d.attn_pv(w, p);
@@ -508,16 +508,13 @@ fn emit_copy(
 }
 
 /// Scale, mask (edge blocks only) and the online-softmax update of one key block: P in the
-/// score registers, `alpha` per row for [`emit_rescale_o`]. Of every 16 scores a thread holds,
-/// `fma_exp2` take `2^x` on the FMA pipe (`tsr_exp2_fma`, which the caller's prelude defines),
-/// spread evenly over them; the rest, on the multi-function unit.
+/// score registers, `alpha` per row for [`emit_rescale_o`].
 pub(crate) fn emit_mask_and_softmax(
     w: &mut Source,
     d: &dyn Dialect,
     p: &AttnPlan,
     mask: Mask,
     bkv: u32,
-    fma_exp2: u32,
 ) -> Result<(), CodegenError> {
     let (slots, slot) = d.acc_row_slots(&p.s);
     let causal = mask == Mask::Causal;
@@ -571,25 +568,9 @@ pub(crate) fn emit_mask_and_softmax(
     w.line("row_l[r] *= alpha[r];");
     w.close("");
     w.line("// P = exp2(S·scale·log2 e - m), one FMA per score; l += this thread's part of the row sum");
-    if fma_exp2 > 0 {
-        w.line(format!(
-            "// {fma_exp2} of every 16 exponentials on the FMA pipe, the rest on the MUFU"
-        ));
-    }
     d.for_each_acc(w, &p.s, &mut |w, g| {
-        let n = g.regs.len();
-        for (r, reg) in g.regs.iter().enumerate() {
-            let x = format!("fmaf({reg}, sl2, -mx[{slot}])");
-            if fma_exp2 == 0 {
-                w.line(format!("{reg} = tsr_exp2({x});"));
-            } else {
-                // score e of the thread goes to the FMA pipe when (e · k) mod 16 < k: k of
-                // every 16 consecutive ones for an even k, evenly spaced
-                let e = format!("({} * {n} + {r})", g.ordinal);
-                w.line(format!(
-                    "{reg} = ({e} * {fma_exp2}) % 16 < {fma_exp2} ? tsr_exp2_fma({x}) : tsr_exp2({x});"
-                ));
-            }
+        for reg in &g.regs {
+            w.line(format!("{reg} = tsr_exp2(fmaf({reg}, sl2, -mx[{slot}]));"));
             w.line(format!("row_l[{slot}] += {reg};"));
         }
     });

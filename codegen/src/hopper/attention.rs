@@ -180,7 +180,7 @@ pub fn emit(
     let maps = tensor_maps(ir.variant.input, plan, ir.variant.attention_packed());
     let mut w = Source::new();
     d.prelude(&mut w);
-    super::attention_prelude(&mut w, ir.variant.input, plan);
+    super::attention_prelude(&mut w, ir.variant.input, plan.block_kv, plan.head_dim);
     if plan.splits_keys() {
         w.lines(super::CLUSTER_PRELUDE);
     }
@@ -820,7 +820,7 @@ fn emit_consumer(
         w.line("// ptxas serializes it");
         w.line(format!("asm volatile(\"{{ .reg .pred p; setp.ne.b32 p, %1, 0; @p bar.arrive %0, 256; }}\" :: \"r\"(2 - cw), \"r\"((int)(cw == 0 || kt + 1 < {kt1})) : \"memory\");"));
     }
-    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv, plan.fma_exp2)?;
+    emit_mask_and_softmax(w, d, p, ir.variant.mask, bkv)?;
     w.line("tsr_wgmma_wait<0>();");
     w.line("// P V of block kt - 1 is done: its V stage goes back to the producer");
     w.line(format!(
@@ -877,7 +877,6 @@ mod tests {
             schedule: tessera_dsl::AttentionSchedule::TilePerBlock,
             split_kv: 1,
             group_heads: false,
-            fma_exp2: 0,
         }
     }
 

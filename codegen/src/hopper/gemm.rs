@@ -701,7 +701,6 @@ fn emit_tile_store(
         row: format!("wr0 + {local_row}"),
         col: local_col.into(),
         block_end: format!("j == {} && h == 1", chunks - 1),
-        ordinal: format!("((i * {chunks} + j) * 2 + h)"),
     };
     let pitch = plan.staging_pitch();
     if plan.epilogue != EpilogueMode::Direct {

@@ -14,7 +14,7 @@ use crate::dialect::Dialect;
 use crate::kernel::abi_params;
 use crate::source::Source;
 use tessera_dsl::ir::abi;
-use tessera_dsl::{AttentionWarpgroupPlan, DType, KernelIr, TensorMapArg};
+use tessera_dsl::{DType, KernelIr, TensorMapArg};
 
 /// The kernel's parameter list: its launch ABI, then one `__grid_constant__` tensor map per
 /// TMA-copied operand, in declaration order.
@@ -117,37 +117,11 @@ pub(crate) fn prelude(w: &mut Source, input: DType, shapes: &[u32]) {
 }
 
 /// The Hopper prelude plus the wgmma functions of attention: `S = Q·Kᵀ` (both operands from
-/// shared memory, N = `block_kv`) and `O += P·V` (P from registers, V N-major, N = `head_dim`),
-/// and `2^x` on the FMA pipe where the plan moves exponentials there.
-pub(crate) fn attention_prelude(w: &mut Source, input: DType, plan: &AttentionWarpgroupPlan) {
+/// shared memory, N = `block_kv`) and `O += P·V` (P from registers, V N-major, N = `head_dim`).
+pub(crate) fn attention_prelude(w: &mut Source, input: DType, block_kv: u32, head_dim: u32) {
     w.lines(PRELUDE);
-    wgmma_fn(w, input, plan.block_kv);
-    wgmma_rs_fn(w, input, plan.head_dim);
-    if plan.fma_exp2 > 0 {
-        w.lines(&fma_exp2_source());
-    }
-}
-
-/// The coefficients of the polynomial for 2^f on [−0.5, 0.5] in [`fma_exp2_source`],
-/// constant term first: degree-3 minimax of the relative error (Remez), 7.5e-5, under half an
-/// f16 ulp.
-const FMA_EXP2_POLY: [f32; 4] = [0.999_928_07, 0.693_260_96, 0.242_611_12, 0.055_171_67];
-
-/// `tsr_exp2_fma`: `2^x` for x ≤ 0 (−inf included) on the FMA pipe. x = j + f with
-/// j = round(x) (adding 1.5 · 2^23 leaves j in the low mantissa bits), 2^f by
-/// [`FMA_EXP2_POLY`], j added to the exponent bits. x is clamped at −126 so the exponent field
-/// stays ≥ 0 (2^−126 and below read as ~0, which is what P keeps of them in 16 bits anyway).
-fn fma_exp2_source() -> String {
-    let [c0, c1, c2, c3] = FMA_EXP2_POLY;
-    format!(
-        "static __device__ __forceinline__ float tsr_exp2_fma(float x) {{
-  x = fmaxf(x, -126.f);
-  const float t = x + 12582912.f;
-  const float f = x - (t - 12582912.f);
-  const float p = fmaf(fmaf(fmaf({c3:?}f, f, {c2:?}f), f, {c1:?}f), f, {c0:?}f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(t) << 23));
-}}"
-    )
+    wgmma_fn(w, input, block_kv);
+    wgmma_rs_fn(w, input, head_dim);
 }
 
 /// The accumulator operands `"+f"(d[0]), ...` of an `n`-wide wgmma, eight a line.
@@ -208,57 +182,4 @@ fn wgmma_fn(w: &mut Source, input: DType, n: u32) {
     accumulator_operands(w, n);
     w.line("    : \"l\"(da), \"l\"(db), \"r\"(1));");
     w.line("}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// `tsr_exp2_fma` in Rust, operation for operation (f32 adds, `fmaf` as `mul_add`, the
-    /// exponent added as integer bits).
-    fn fma_exp2(x: f32) -> f32 {
-        let [c0, c1, c2, c3] = FMA_EXP2_POLY;
-        let x = x.max(-126.0);
-        let t = x + 12_582_912.0;
-        let f = x - (t - 12_582_912.0);
-        let p = c3.mul_add(f, c2).mul_add(f, c1).mul_add(f, c0);
-        f32::from_bits(p.to_bits().wrapping_add(t.to_bits() << 23))
-    }
-
-    proptest! {
-        /// Where 2^x is a normal f32 the relative error stays under 8e-5 (half an f16 ulp is
-        /// 2.4e-4 at least); below, the result is a finite value under 2^-124.
-        #[test]
-        fn fma_exp2_is_exp2_to_under_half_an_f16_ulp(x in -140.0f32..0.6) {
-            let got = fma_exp2(x);
-            let want = f64::from(x).exp2();
-            prop_assert!(got.is_finite() && got >= 0.0, "2^{x} gave {got}");
-            if x >= -125.0 {
-                let rel = (f64::from(got) / want - 1.0).abs();
-                prop_assert!(rel < 8e-5, "2^{x}: {got} vs {want} ({rel:e})");
-            } else {
-                prop_assert!(got < 2f32.powi(-124), "2^{x} gave {got}");
-            }
-        }
-    }
-
-    /// A masked key's score is −inf: its probability is (about) 0, never NaN.
-    #[test]
-    fn fma_exp2_of_a_masked_score_is_about_zero() {
-        for x in [f32::NEG_INFINITY, -1e30, -126.5, -127.0] {
-            let got = fma_exp2(x);
-            assert!(got.is_finite() && (0.0..2f32.powi(-124)).contains(&got), "2^{x} gave {got}");
-        }
-        assert_eq!(fma_exp2(0.0), FMA_EXP2_POLY[0]);
-    }
-
-    /// The prelude's function carries the very coefficients the tests above check.
-    #[test]
-    fn the_source_states_the_tested_coefficients() {
-        let src = fma_exp2_source();
-        for c in FMA_EXP2_POLY {
-            assert!(src.contains(&format!("{c:?}f")), "{c:?} missing from\n{src}");
-        }
-    }
 }

@@ -123,10 +123,6 @@ pub struct AttentionWarpgroupPlan {
     pub split_kv: u32,
     /// A tile's rows are the query heads of one K/V head's group, head-major.
     pub group_heads: bool,
-    /// Of every 16 scores a consumer thread exponentiates, how many take `2^x` on the FMA
-    /// pipe (a polynomial) instead of the multi-function unit (`ex2.approx`): see
-    /// [`fma_exp2_of_16`].
-    pub fma_exp2: u32,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -285,7 +281,6 @@ impl AttentionPipeline {
             schedule: tile.schedule,
             split_kv: tile.split_kv,
             group_heads: tile.group_heads,
-            fma_exp2: fma_exp2_of_16(hd),
         };
         split_keys_check(&plan, variant)?;
         group_heads_check(&plan, variant)?;
@@ -320,24 +315,6 @@ impl AttentionPipeline {
         }
         Ok(plan)
     }
-}
-
-/// How many of every 16 scores' exponentials a consumer computes on the FMA pipe.
-///
-/// An SM's multi-function units return 16 `ex2.approx` a cycle; its tensor cores do 4096 16-bit
-/// FLOP a cycle. A 64-query × N-key block at head_dim d costs 4·64·N·d FLOP of `wgmma` and
-/// 64·N exponentials: at d = 64, 64·N/16 cycles of `ex2` against 64·N/16 of `wgmma`, as many;
-/// at d = 128 half as many. The FMA pipe (128 lanes a cycle) computes `2^x` as `2^j · 2^f`
-/// (j = round(x), a degree-3 polynomial for 2^f) in about 9 instructions, so moving a share of
-/// the exponentials there shortens the softmax while its other per-score work (scale, max,
-/// sum, pack: ~4 instructions) still fits the issue slots.
-pub fn fma_exp2_of_16(head_dim: u32) -> u32 {
-    // experiment only: the share comes from the environment
-    let _ = head_dim;
-    std::env::var("TESSERA_FMA_EXP2")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Clusters of at most 8 blocks are portable.
