@@ -234,12 +234,14 @@ pub fn fused_fixtures() -> Vec<Fixture> {
 /// split_kv = 1) and the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
 /// tiles (two consumers at D128, three at D64), made persistent, and a packed batch's (whose
 /// blocks skip the tiles past their sequences).
-pub const PERSISTENT_ATTENTION: [([i64; 7], &str); 4] = [
+pub const PERSISTENT_ATTENTION: [([i64; 7], &str); 5] = [
     ([128, 128, 8, 2, 1, 1, 0], "bf16_d128_causal"),
     ([192, 64, 12, 2, 1, 1, 0], "f16_d64_padding"),
     // three consumers with 128-key blocks: S, O and P in 128 of their 160 registers
     ([192, 128, 12, 3, 1, 1, 0], "f16_d64_padding"),
     ([128, 128, 8, 2, 1, 1, 0], "f16_d64_packed_causal"),
+    // three causal consumers: each stops at the key blocks its own 64 rows reach
+    ([192, 64, 12, 2, 1, 1, 0], "f16_d64_packed_causal"),
 ];
 
 /// Every (template, config, label) of the fused fixtures that is valid on `target`.

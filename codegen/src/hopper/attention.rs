@@ -45,7 +45,11 @@
 //!
 //! With two consumers the GEMM issue alternates between them (pingpong, two named barriers),
 //! so one warpgroup's softmax runs while the other's GEMMs hold the tensor cores. The store is
-//! the shared one, straight from registers.
+//! the shared one, straight from registers. Three consumers run free; under a causal mask each
+//! stops at the key blocks its own 64 rows reach (the tile's first consumer does one block of
+//! 128 keys fewer than its last) and hands the later slots of the tile back unread, after
+//! waiting for each to fill so its arrivals land in that slot's phase: the tensor cores it
+//! leaves go to the others.
 //!
 //! A packed batch (`thd`: Q, O `[tokens, heads, head_dim]`, K, V `[tokens, kv_heads,
 //! head_dim]`, sequence `b` at `cu_seqlens_*[b]`) is the token-major layout with one batch of
@@ -684,7 +688,11 @@ fn emit_consumer(
     let (line, panel) = (plan.line_bytes(), plan.panel);
     let steps_per_panel = panel / 16;
     let rows = ROWS_PER_CONSUMER;
-    let (kt0, kt1) = key_range(plan);
+    let (kt0, tile_kt1) = key_range(plan);
+    // causal, three consumers (free-running, no turns to keep): a consumer stops at the key
+    // blocks its own 64 rows reach and hands the rest of the tile's slots back uncomputed
+    let own_keys = ir.variant.mask == Mask::Causal && plan.consumers > 2;
+    let kt1 = if own_keys { "kv_blocks_c" } else { tile_kt1 };
     let pack = match ir.variant.input {
         DType::BF16 => "tsr_pack_bf16x2",
         _ => "tsr_pack_f16x2",
@@ -761,6 +769,22 @@ fn emit_consumer(
         w.line("int stage = 0, phase = 0; // key block kt");
     }
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
+    if own_keys {
+        w.line(format!(
+            "// causal: this consumer's rows end at q0 + {}(cw + 1); later key blocks are masked for all of them",
+            rows
+        ));
+        w.line(
+            "// (cw read through a shuffle, so the compiler knows it is warp-uniform and keeps the",
+        );
+        w.line("// loop's counters in uniform registers)");
+        w.line(format!(
+            "kv_end = min(kv_end, q0 + (__shfl_sync(0xffffffff, cw, 0) + 1) * {rows});"
+        ));
+        w.line(format!(
+            "const int kv_blocks_c = (kv_end + {bkv} - 1) / {bkv};"
+        ));
+    }
     w.open(format!("for (int kt = {kt0}; kt < {kt1}; ++kt)"));
     w.line(format!("const int kv0 = kt * {bkv};"));
     w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
@@ -847,6 +871,18 @@ fn emit_consumer(
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     w.close("");
+    if own_keys {
+        w.line(
+            "// the tile's key blocks past this consumer's rows: once each slot is full (so the",
+        );
+        w.line("// arrivals land in its phase) its K and V go back to the producer unread");
+        w.open(format!("for (int kt = {kt1}; kt < {tile_kt1}; ++kt)"));
+        w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
+        w.line("tsr_mbar_wait(v_full + stage * 8, phase);");
+        w.line("if (tid % 128 == 0) { tsr_mbar_arrive(k_empty + stage * 8); tsr_mbar_arrive(v_empty + stage * 8); }");
+        advance(w, stages);
+        w.close("");
+    }
     if plan.splits_keys() {
         emit_split_combine(w, ir, d, plan, p, layout)?;
     } else {
