@@ -9,8 +9,8 @@ use crate::emulation::{self, Fault};
 use crate::error::TunerError;
 use crate::workload::Workload;
 use std::time::Instant;
-use tessera_device::{Device, DeviceError, Module, Timing};
-use tessera_dsl::Problem;
+use tessera_device::{Device, DeviceError, Module, ModuleReport, Timing};
+use tessera_dsl::{Problem, Target, Vendor};
 use tessera_library::verify::{Expected, Verdict};
 
 /// What happened to a candidate.
@@ -125,6 +125,30 @@ pub fn verify_against(
     Ok(w.check(expected, &out))
 }
 
+/// Why a compiled candidate is not worth verifying and timing, from its compile report: ptxas
+/// serialized its `wgmma` pipeline, or (NVIDIA targets) it spilled registers. Every sm_80 and
+/// sm_90a config of the spaces compiles without spills by its pipeline's register budget (CI
+/// compiles them all with NVRTC and fails on a spill: `tests/tests/nvrtc_space.rs`), so a spill
+/// means a compiler that allocates differently, and local-memory traffic in the mainloop that
+/// the timing would only confirm. AMD spaces carry no such guarantee: their spills are recorded
+/// (`spill_bytes`) and timed like any other candidate.
+pub fn compile_rejection(target: Target, report: &ModuleReport) -> Option<String> {
+    if let Some(line) = tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log) {
+        return Some(format!("ptxas serialized the wgmma pipeline: {line}"));
+    }
+    let spilled = report.usage.spill_bytes().unwrap_or(0);
+    if target.vendor() == Vendor::Nvidia && spilled > 0 {
+        return Some(format!(
+            "spilled registers ({} bytes stored, {} loaded); the {} spaces are spill-free with CI's NVRTC ({})",
+            report.usage.spill_store_bytes.unwrap_or(0),
+            report.usage.spill_load_bytes.unwrap_or(0),
+            target.name(),
+            report.toolchain
+        ));
+    }
+    None
+}
+
 /// Compile, verify on `w`, and time a candidate. Infrastructure failures are errors; the
 /// candidate's own failures are outcomes.
 pub fn measure(
@@ -174,8 +198,8 @@ pub fn measure_with(
     let report = module.report();
     m.registers = report.usage.registers;
     m.spill_bytes = report.usage.spill_bytes();
-    if let Some(line) = tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log) {
-        m.outcome = Outcome::CompileError(format!("ptxas serialized the wgmma pipeline: {line}"));
+    if let Some(why) = compile_rejection(c.source.target, report) {
+        m.outcome = Outcome::CompileError(why);
         return Ok(m);
     }
     let result = (|| -> Result<(), DeviceError> {
@@ -231,5 +255,61 @@ pub fn measure_with(
             m.outcome = Outcome::LaunchError(e.to_string());
             Ok(m)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_device::{CacheOutcome, ResourceUsage};
+
+    fn report(stores: u32, loads: u32, log: &str) -> ModuleReport {
+        ModuleReport {
+            usage: ResourceUsage {
+                registers: Some(168),
+                spill_store_bytes: Some(stores),
+                spill_load_bytes: Some(loads),
+                ..ResourceUsage::default()
+            },
+            compile_seconds: 0.3,
+            cache: CacheOutcome::Miss,
+            toolchain: "nvrtc 13.0".into(),
+            log: log.into(),
+        }
+    }
+
+    #[test]
+    fn a_spilling_nvidia_candidate_is_rejected_with_its_bytes() {
+        for target in [Target::Sm80, Target::Sm90a] {
+            let why = compile_rejection(target, &report(28, 40, "")).expect("rejected");
+            assert!(why.contains("28 bytes stored, 40 loaded"), "{why}");
+            assert!(
+                why.contains(target.name()) && why.contains("nvrtc 13.0"),
+                "{why}"
+            );
+        }
+        assert_eq!(compile_rejection(Target::Sm90a, &report(0, 0, "")), None);
+        // a store-only spill counts too
+        assert!(compile_rejection(Target::Sm90a, &report(4, 0, "")).is_some());
+    }
+
+    #[test]
+    fn amd_spills_are_timed_and_an_unknown_spill_count_is_no_spill() {
+        assert_eq!(compile_rejection(Target::Gfx90a, &report(64, 64, "")), None);
+        assert_eq!(compile_rejection(Target::Gfx942, &report(64, 64, "")), None);
+        let mut unknown = report(0, 0, "");
+        unknown.usage.spill_store_bytes = None;
+        unknown.usage.spill_load_bytes = None;
+        assert_eq!(compile_rejection(Target::Sm90a, &unknown), None);
+    }
+
+    #[test]
+    fn serialized_wgmma_is_rejected_before_spills_are_looked_at() {
+        let log = "ptxas /tmp/k.ptx, line 9; warning : (C7515) Potential Performance Loss: wgmma.mma_async instructions are serialized due to non wgmma instructions defining accumulator registers of a wgmma between start and end of the pipeline stage in the function 'k'\n";
+        let why = compile_rejection(Target::Sm90a, &report(8, 8, log)).expect("rejected");
+        assert!(
+            why.starts_with("ptxas serialized the wgmma pipeline"),
+            "{why}"
+        );
     }
 }
