@@ -683,20 +683,11 @@ fn emit_consumer(
     p: &AttnPlan,
     layout: AttentionLayout,
 ) -> Result<(), CodegenError> {
-    let (bq, bkv, hd, stages) = (plan.block_q, plan.block_kv, plan.head_dim, plan.stages);
-    let kv_bytes = plan.kv_bytes();
-    let (line, panel) = (plan.line_bytes(), plan.panel);
-    let steps_per_panel = panel / 16;
+    let (bkv, hd) = (plan.block_kv, plan.head_dim);
+    let line = plan.line_bytes();
     let rows = ROWS_PER_CONSUMER;
-    let (kt0, tile_kt1) = key_range(plan);
-    // causal, three consumers (free-running, no turns to keep): a consumer stops at the key
-    // blocks its own 64 rows reach and hands the rest of the tile's slots back uncomputed
-    let own_keys = ir.variant.mask == Mask::Causal && plan.consumers > 2;
-    let kt1 = if own_keys { "kv_blocks_c" } else { tile_kt1 };
-    let pack = match ir.variant.input {
-        DType::BF16 => "tsr_pack_bf16x2",
-        _ => "tsr_pack_f16x2",
-    };
+    let keys = ConsumerKeys::of(ir, plan);
+    let (kt0, kt1) = (keys.first, keys.end);
     w.line(format!(
         "// consumer warpgroup: {rows} query rows; warp wq owns 16 of them"
     ));
@@ -750,8 +741,7 @@ fn emit_consumer(
         "unsigned pa[{}][4]; // P of the previous key block: wgmma A fragments",
         bkv / 16
     ));
-    let pingpong = plan.consumers == 2;
-    if pingpong {
+    if plan.consumers == 2 {
         w.line(
             "// pingpong: the two consumers issue their GEMMs in turn (named barriers 1 and 2),",
         );
@@ -768,8 +758,53 @@ fn emit_consumer(
         w.line("tsr_mbar_wait(q_full, 0);");
         w.line("int stage = 0, phase = 0; // key block kt");
     }
+    emit_key_loop(w, ir, d, plan, p, &keys)?;
+    emit_consumer_end(w, ir, d, plan, p, layout, &keys)?;
+    if persistent {
+        w.close("");
+    }
+    Ok(())
+}
+
+/// The key blocks a consumer walks, as C expressions: `first .. end` of its tile's
+/// `first .. tile_end`. They differ only under a causal mask with three consumers (free-running,
+/// no turns to keep): a consumer stops at the key blocks its own 64 rows reach (`own`) and
+/// hands the rest of the tile's slots back uncomputed.
+struct ConsumerKeys {
+    first: &'static str,
+    end: &'static str,
+    tile_end: &'static str,
+    own: bool,
+}
+
+impl ConsumerKeys {
+    fn of(ir: &KernelIr, plan: &AttentionWarpgroupPlan) -> ConsumerKeys {
+        let (first, tile_end) = key_range(plan);
+        let own = ir.variant.mask == Mask::Causal && plan.consumers > 2;
+        ConsumerKeys {
+            first,
+            end: if own { "kv_blocks_c" } else { tile_end },
+            tile_end,
+            own,
+        }
+    }
+}
+
+/// A consumer's key loop: per block `kt`, issue its scores and block `kt − 1`'s `P·V`, then
+/// mask, softmax, rescale O and pack P (the module docs' steps 1–4).
+fn emit_key_loop(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    plan: &AttentionWarpgroupPlan,
+    p: &AttnPlan,
+    keys: &ConsumerKeys,
+) -> Result<(), CodegenError> {
+    let (bkv, rows) = (plan.block_kv, ROWS_PER_CONSUMER);
+    let (kt0, kt1) = (keys.first, keys.end);
+    let pingpong = plan.consumers == 2;
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
-    if own_keys {
+    if keys.own {
         w.line(format!(
             "// causal: this consumer's rows end at q0 + {}(cw + 1); later key blocks are masked for all of them",
             rows
@@ -791,34 +826,7 @@ fn emit_consumer(
     if pingpong {
         w.line("asm volatile(\"bar.sync %0, 256;\" :: \"r\"(1 + cw) : \"memory\");");
     }
-    w.line(format!(
-        "// issue S = Q K^T ({rows} x {bkv} per warpgroup) for block kt"
-    ));
-    w.line("#pragma unroll");
-    w.line(format!(
-        "for (int j = 0; j < {}; ++j) s_acc[j] = 0.f;",
-        bkv / 2
-    ));
-    w.line(format!(
-        "const unsigned k_stage = s_k + stage * {kv_bytes};"
-    ));
-    w.line("tsr_wgmma_fence();");
-    w.line("#pragma unroll");
-    w.open(format!("for (int kk = 0; kk < {}; ++kk)", hd / 16));
-    w.line(format!(
-        "const unsigned pn = kk / {steps_per_panel}, k32 = (kk % {steps_per_panel}) * 32;"
-    ));
-    w.line(format!(
-        "const unsigned long long da = desc_k | (((q_wg + pn * {} + k32) & 0x3FFFF) >> 4);",
-        bq * line
-    ));
-    w.line(format!(
-        "const unsigned long long db = desc_k | (((k_stage + pn * {} + k32) & 0x3FFFF) >> 4);",
-        bkv * line
-    ));
-    w.line(format!("tsr_wgmma_m64n{bkv}(s_acc, da, db);"));
-    w.close("");
-    w.line("tsr_wgmma_commit();");
+    emit_scores_issue(w, plan);
     w.line("// and O += P V for block kt - 1 behind it: its softmax-rescaled O is ready");
     w.open(format!("if (kt > {kt0})"));
     emit_pv(w, plan, "pstage", "pphase");
@@ -829,7 +837,7 @@ fn emit_consumer(
     ));
     w.line("// K of block kt is read: its stage may take the next K block");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(k_empty + stage * 8);");
-    if persistent {
+    if plan.persistent() {
         w.line("// after the tile's last scores Q is free for the next tile's");
         w.line(format!(
             "if (kt + 1 == {kt1} && tid % 128 == 0) tsr_mbar_arrive(q_empty);"
@@ -851,9 +859,64 @@ fn emit_consumer(
         "if (kt > {kt0} && tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);"
     ));
     emit_rescale_o(w, d, p);
+    emit_pack_p(w, plan, ir.variant.input);
+    w.line("pstage = stage; pphase = phase;");
+    advance(w, plan.stages);
+    w.close("");
+    Ok(())
+}
+
+/// Issue `S = Q·Kᵀ` for key block `kt` (64 × `block_kv` per warpgroup), K from ring slot
+/// `stage`; committed as one group, not waited for.
+fn emit_scores_issue(w: &mut Source, plan: &AttentionWarpgroupPlan) {
+    let (bq, bkv, hd) = (plan.block_q, plan.block_kv, plan.head_dim);
+    let line = plan.line_bytes();
+    let steps_per_panel = plan.panel / 16;
+    w.line(format!(
+        "// issue S = Q K^T ({} x {bkv} per warpgroup) for block kt",
+        ROWS_PER_CONSUMER
+    ));
+    w.line("#pragma unroll");
+    w.line(format!(
+        "for (int j = 0; j < {}; ++j) s_acc[j] = 0.f;",
+        bkv / 2
+    ));
+    w.line(format!(
+        "const unsigned k_stage = s_k + stage * {};",
+        plan.kv_bytes()
+    ));
+    w.line("tsr_wgmma_fence();");
+    w.line("#pragma unroll");
+    w.open(format!("for (int kk = 0; kk < {}; ++kk)", hd / 16));
+    w.line(format!(
+        "const unsigned pn = kk / {steps_per_panel}, k32 = (kk % {steps_per_panel}) * 32;"
+    ));
+    w.line(format!(
+        "const unsigned long long da = desc_k | (((q_wg + pn * {} + k32) & 0x3FFFF) >> 4);",
+        bq * line
+    ));
+    w.line(format!(
+        "const unsigned long long db = desc_k | (((k_stage + pn * {} + k32) & 0x3FFFF) >> 4);",
+        bkv * line
+    ));
+    w.line(format!("tsr_wgmma_m64n{bkv}(s_acc, da, db);"));
+    w.close("");
+    w.line("tsr_wgmma_commit();");
+}
+
+/// Block `kt`'s probabilities (in the score registers) packed into `pa`, the RS-form `wgmma`'s
+/// A fragments.
+fn emit_pack_p(w: &mut Source, plan: &AttentionWarpgroupPlan, input: DType) {
+    let pack = match input {
+        DType::BF16 => "tsr_pack_bf16x2",
+        _ => "tsr_pack_f16x2",
+    };
     w.line("// P of block kt as wgmma A fragments: keys 16kk..16kk+15 are n8 tiles 2kk and 2kk+1");
     w.line("#pragma unroll");
-    w.open(format!("for (int kk = 0; kk < {}; ++kk)", bkv / 16));
+    w.open(format!(
+        "for (int kk = 0; kk < {}; ++kk)",
+        plan.block_kv / 16
+    ));
     for r in 0..4 {
         w.line(format!(
             "pa[kk][{r}] = {pack}(s_acc[8 * kk + {}], s_acc[8 * kk + {}]);",
@@ -862,36 +925,46 @@ fn emit_consumer(
         ));
     }
     w.close("");
-    w.line("pstage = stage; pphase = phase;");
-    advance(w, stages);
-    w.close("");
+}
+
+/// After the key loop: the last block's `P·V`, the ring slots of the tile's key blocks this
+/// consumer skipped ([`ConsumerKeys::own`]), then the store (or split-KV's combine).
+fn emit_consumer_end(
+    w: &mut Source,
+    ir: &KernelIr,
+    d: &dyn Dialect,
+    plan: &AttentionWarpgroupPlan,
+    p: &AttnPlan,
+    layout: AttentionLayout,
+    keys: &ConsumerKeys,
+) -> Result<(), CodegenError> {
+    let (kt0, kt1) = (keys.first, keys.end);
     w.line("// the last block's O += P V");
     w.open(format!("if ({kt1} > {kt0})"));
     emit_pv(w, plan, "pstage", "pphase");
     w.line("tsr_wgmma_wait<0>();");
     w.line("if (tid % 128 == 0) tsr_mbar_arrive(v_empty + pstage * 8);");
     w.close("");
-    if own_keys {
+    if keys.own {
         w.line(
             "// the tile's key blocks past this consumer's rows: once each slot is full (so the",
         );
         w.line("// arrivals land in its phase) its K and V go back to the producer unread");
-        w.open(format!("for (int kt = {kt1}; kt < {tile_kt1}; ++kt)"));
+        w.open(format!(
+            "for (int kt = {kt1}; kt < {}; ++kt)",
+            keys.tile_end
+        ));
         w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
         w.line("tsr_mbar_wait(v_full + stage * 8, phase);");
         w.line("if (tid % 128 == 0) { tsr_mbar_arrive(k_empty + stage * 8); tsr_mbar_arrive(v_empty + stage * 8); }");
-        advance(w, stages);
+        advance(w, plan.stages);
         w.close("");
     }
     if plan.splits_keys() {
-        emit_split_combine(w, ir, d, plan, p, layout)?;
+        emit_split_combine(w, ir, d, plan, p, layout)
     } else {
-        emit_normalize_and_store(w, d, p, &ir.variant, layout, hd)?;
+        emit_normalize_and_store(w, d, p, &ir.variant, layout, plan.head_dim)
     }
-    if persistent {
-        w.close("");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
