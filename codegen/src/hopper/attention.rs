@@ -468,6 +468,8 @@ fn advance(w: &mut Source, stages: u32) {
     ));
 }
 
+/// The kernel's body: the tile schedule, the shared-memory carve-out with its barriers, then
+/// the producer warpgroup (`wg == 0`) and the consumers.
 fn emit_body(
     w: &mut Source,
     ir: &KernelIr,
@@ -476,18 +478,37 @@ fn emit_body(
     p: &AttnPlan,
     layout: AttentionLayout,
 ) -> Result<(), CodegenError> {
-    let (bq, bkv, hd, stages) = (plan.block_q, plan.block_kv, plan.head_dim, plan.stages);
-    let (q_bytes, kv_bytes) = (plan.q_bytes(), plan.kv_bytes());
-    let (line, panel) = (plan.line_bytes(), plan.panel);
-    let panels = hd / panel;
-    let atom = plan.swizzle.atom_bytes();
-    let split = plan.register_split();
     w.line("extern __shared__ __align__(1024) unsigned char smem[];");
     w.line("const int tid = threadIdx.x;");
     w.line("const int wg = tid / 128;");
-    let persistent = plan.persistent();
-    let packed = ir.variant.attention_packed();
-    if persistent {
+    emit_schedule(w, ir, plan, layout);
+    emit_smem_carve(w, plan);
+    emit_producer(w, ir, plan, layout);
+    w.open("else");
+    match plan.register_split() {
+        Some((consumer_regs, _)) => w.line(format!(
+            "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
+        )),
+        None => w.line(format!(
+            "// {} blocks share a multiprocessor: every thread keeps its even register share",
+            plan.blocks_per_sm
+        )),
+    }
+    emit_consumer(w, ir, d, plan, p, layout)?;
+    w.close("");
+    Ok(())
+}
+
+/// Which tiles this block serves: a persistent walk (the arguments saved for each tile's
+/// origin), or one tile from the grid index (with a split-KV block's rank and share of keys).
+fn emit_schedule(
+    w: &mut Source,
+    ir: &KernelIr,
+    plan: &AttentionWarpgroupPlan,
+    layout: AttentionLayout,
+) {
+    let (bq, bkv, hd) = (plan.block_q, plan.block_kv, plan.head_dim);
+    if plan.persistent() {
         w.line(
             "// tiles: (query block, head, batch), query blocks fastest; a persistent block walks",
         );
@@ -517,7 +538,7 @@ fn emit_body(
                 &index,
                 ir.variant.mask,
                 layout,
-                packed.then_some("return"),
+                ir.variant.attention_packed().then_some("return"),
                 bq,
                 bkv,
                 hd,
@@ -532,6 +553,16 @@ fn emit_body(
             ));
         }
     }
+}
+
+/// Shared memory: Q, the K and V rings, then the mbarriers (Q's, and per stage K/V full and
+/// empty), initialized by thread 0 before every warpgroup starts.
+fn emit_smem_carve(w: &mut Source, plan: &AttentionWarpgroupPlan) {
+    let (stages, panel) = (plan.stages, plan.panel);
+    let (q_bytes, kv_bytes) = (plan.q_bytes(), plan.kv_bytes());
+    let panels = plan.head_dim / panel;
+    let atom = plan.swizzle.atom_bytes();
+    let persistent = plan.persistent();
     w.line(format!(
         "// Q ({q_bytes} B), {stages} stages of K and V ({kv_bytes} B each), in {panels} panel(s) of {panel} columns, swizzled {} B, on a {atom}-byte boundary; then the barriers",
         plan.swizzle.span()
@@ -585,8 +616,24 @@ fn emit_body(
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
     w.close("");
     w.line("__syncthreads();");
+}
+
+/// The producer warpgroup: one thread loads each tile's Q (once the consumers are done with
+/// the last, when persistent), then fills the K/V ring stage by stage.
+fn emit_producer(
+    w: &mut Source,
+    ir: &KernelIr,
+    plan: &AttentionWarpgroupPlan,
+    layout: AttentionLayout,
+) {
+    let (bq, bkv, stages) = (plan.block_q, plan.block_kv, plan.stages);
+    let (q_bytes, kv_bytes) = (plan.q_bytes(), plan.kv_bytes());
+    let (line, panel) = (plan.line_bytes(), plan.panel);
+    let panels = plan.head_dim / panel;
+    let persistent = plan.persistent();
+    let packed = ir.variant.attention_packed();
     w.open("if (wg == 0)");
-    if let Some((_, producer_regs)) = split {
+    if let Some((_, producer_regs)) = plan.register_split() {
         w.line(format!(
             "asm volatile(\"setmaxnreg.dec.sync.aligned.u32 {producer_regs};\");"
         ));
@@ -660,19 +707,6 @@ fn emit_body(
         w.line("tsr_cluster_sync();");
     }
     w.close("");
-    w.open("else");
-    match split {
-        Some((consumer_regs, _)) => w.line(format!(
-            "asm volatile(\"setmaxnreg.inc.sync.aligned.u32 {consumer_regs};\");"
-        )),
-        None => w.line(format!(
-            "// {} blocks share a multiprocessor: every thread keeps its even register share",
-            plan.blocks_per_sm
-        )),
-    }
-    emit_consumer(w, ir, d, plan, p, layout)?;
-    w.close("");
-    Ok(())
 }
 
 fn emit_consumer(
