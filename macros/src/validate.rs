@@ -1102,14 +1102,16 @@ impl Scope<'_> {
                 split,
                 multicast,
                 group,
+                consumers,
                 body,
             } => {
                 let (step, stages) = (self.size(step), self.size(stages));
-                let (Ok(schedule), Ok(split), Ok(multicast), Ok(group)) = (
+                let (Ok(schedule), Ok(split), Ok(multicast), Ok(group), Ok(consumers)) = (
                     self.clause(schedule),
                     self.clause(split),
                     self.clause(multicast),
                     self.clause(group),
+                    self.clause(consumers),
                 ) else {
                     return None;
                 };
@@ -1123,6 +1125,7 @@ impl Scope<'_> {
                     split,
                     multicast,
                     group,
+                    consumers,
                     body,
                 }
             }
