@@ -113,7 +113,6 @@ fn emits_every_config_deterministically_with_the_abi() {
                             schedule: AttentionSchedule::TilePerBlock,
                             split_kv: 1,
                             group_heads: false,
-                            kv_consumers: 1,
                         };
                         match AttentionPipeline::select(target, &tile, &ir.variant) {
                             AttentionPipeline::Warpspecialized(plan) => {

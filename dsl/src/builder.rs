@@ -84,7 +84,6 @@ impl KernelBuilder {
                 persistent: false,
                 split: 1,
                 group_heads: false,
-                key_consumers: 1,
                 bulk_store: false,
                 multicast: 1,
             },
@@ -240,20 +239,6 @@ impl KernelBuilder {
             }
             b => Err(BuildError::Malformed(format!(
                 "bulk {b}: 0 (the warps' own stores) or 1 (bulk tensor copies)"
-            ))),
-        }
-    }
-
-    /// `mainloop ... consumers C`: consumer warpgroups sharing each row block's keys
-    /// ([`KernelIr::key_consumers`]): 1 (one per row block), 2 or 3.
-    pub fn consumers(&mut self, consumers: i64) -> Result<(), BuildError> {
-        match consumers {
-            1..=3 => {
-                self.ir.key_consumers = consumers as u32;
-                Ok(())
-            }
-            c => Err(BuildError::Malformed(format!(
-                "consumers {c}: 1 (one consumer per row block), 2 or 3 sharing its keys"
             ))),
         }
     }

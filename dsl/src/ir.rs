@@ -383,12 +383,6 @@ pub struct KernelIr {
     /// K/V head once per group. A pipeline that cannot group refuses it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub group_heads: bool,
-    /// Attention: consumer warpgroups that share each 64-row block's keys
-    /// (`mainloop ... consumers C`), each walking every C-th key block and the block combining
-    /// their partial softmaxes, so a decode's one row block keeps C warpgroups of tensor cores
-    /// busy. 1 keeps one consumer per row block; a pipeline that cannot share refuses the rest.
-    #[serde(default = "whole_range", skip_serializing_if = "is_whole_range")]
-    pub key_consumers: u32,
     /// The output tile leaves by bulk tensor copies (`epilogue ... bulk 1`: on sm_90a a TMA
     /// store from a swizzled staging tile) rather than the warps' own stores. A pipeline that
     /// cannot refuses it.

@@ -34,11 +34,6 @@ pub mod attention {
         // with its queries, so grouped-query decode reads each K/V head once per group; named
         // `_group_heads1` only off its default
         group_heads in [0] + sm_90a [1],
-        // key-sharing consumers (sm_90a): this many consumer warpgroups share a 64-row block's
-        // keys, each walking every second (third) key block, the block combining their partial
-        // softmaxes with the cluster's; for split-KV decodes, whose one row block leaves a
-        // block's tensor cores to a single warpgroup. Named `_kv_consumers2` only off its default
-        kv_consumers in [1] + sm_90a [2],
     }
     constraints! { block_q % (warps * 16) == 0 }
     dtypes! { input: [f16, bf16], acc: f32, output: [f16, bf16] }
@@ -49,7 +44,7 @@ pub mod attention {
         fragment s: acc[block_q, block_kv] warps [warps, 1];
         fragment acc: acc[block_q, head_dim] warps [warps, 1];
         load q -> sq;
-        mainloop kv step block_kv stages stages schedule persistent split split_kv group group_heads consumers kv_consumers {
+        mainloop kv step block_kv stages stages schedule persistent split split_kv group group_heads {
             load k -> sk;
             load v -> sv;
             mma s = sq * sk^T;
@@ -145,16 +140,10 @@ fn split_keys_pays(
         ));
     }
     let key_blocks = a.seq_kv.div_ceil(u64::from(tile.block_kv.max(1)));
-    // every consumer of every block of the cluster gets a key block
-    let walkers = n * u64::from(tile.kv_consumers.max(1));
-    if key_blocks < walkers {
+    if key_blocks < n {
         return Err(Reject::new(
             RejectKind::Unsupported,
-            format!(
-                "split_kv {n} with {} consumer(s) a block: {key_blocks} key blocks cannot go round \
-                 {walkers} consumers",
-                tile.kv_consumers
-            ),
+            format!("split_kv {n}: {key_blocks} key blocks cannot go round {n} blocks"),
         ));
     }
     Ok(())
@@ -227,7 +216,7 @@ mod tests {
     #[test]
     fn builds_the_fused_loop() {
         let config = TEMPLATE
-            .config(&[128, 64, 8, 2, 0, 1, 0, 1], &problem(64))
+            .config(&[128, 64, 8, 2, 0, 1, 0], &problem(64))
             .unwrap();
         let ir = TEMPLATE.build(&config).unwrap();
         // head_dim comes from the problem.
@@ -311,7 +300,7 @@ mod tests {
         ));
         assert_eq!(ir.body.len(), 6);
         let wide = TEMPLATE
-            .config(&[128, 64, 8, 2, 0, 1, 0, 1], &problem(128))
+            .config(&[128, 64, 8, 2, 0, 1, 0], &problem(128))
             .unwrap();
         let wide = TEMPLATE.build(&wide).unwrap();
         assert_eq!(wide.shared[0].cols, 128);
@@ -322,12 +311,12 @@ mod tests {
         let caps = Target::Sm90a.nominal_caps();
         let p = problem(128);
         // 128 × (128 + 128) / (4 · 32) = 256 accumulators per thread.
-        let config = TEMPLATE.config(&[128, 128, 4, 2, 0, 1, 0, 1], &p).unwrap();
+        let config = TEMPLATE.config(&[128, 128, 4, 2, 0, 1, 0], &p).unwrap();
         let reject = TEMPLATE.check(&config, &p, &caps).unwrap_err();
         assert_eq!(reject.kind, RejectKind::Resources);
         assert!(reject.reason.contains("256 f32"), "{}", reject.reason);
         // 64 × (64 + 128) / (4 · 32) = 96.
-        let config = TEMPLATE.config(&[64, 64, 4, 2, 0, 1, 0, 1], &p).unwrap();
+        let config = TEMPLATE.config(&[64, 64, 4, 2, 0, 1, 0], &p).unwrap();
         TEMPLATE.check(&config, &p, &caps).unwrap();
         assert_eq!(TEMPLATE.build(&config).unwrap().acc_per_thread(32), 96);
         // The same config passes the generic validation too.
@@ -341,17 +330,13 @@ mod tests {
         // 3 consumer warpgroups of 64 rows: S, O and P of 64 and of 128 keys at head_dim 64
         // (80 and 128 registers) fit beside the 32 a consumer keeps of its 160
         for keys in [64, 128] {
-            let c = TEMPLATE
-                .config(&[192, keys, 12, 2, 0, 1, 0, 1], &p)
-                .unwrap();
+            let c = TEMPLATE.config(&[192, keys, 12, 2, 0, 1, 0], &p).unwrap();
             TEMPLATE.check(&c, &p, &hopper).unwrap();
         }
         // 128 keys at head_dim 128 (160 registers) do not: the value has no pipeline to run
         // on, and says why
         let wide = problem(128);
-        let c = TEMPLATE
-            .config(&[192, 128, 12, 2, 0, 1, 0, 1], &wide)
-            .unwrap();
+        let c = TEMPLATE.config(&[192, 128, 12, 2, 0, 1, 0], &wide).unwrap();
         let r = TEMPLATE.check(&c, &wide, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
         assert!(
@@ -377,8 +362,8 @@ mod tests {
             .unwrap();
         assert_eq!((knob.values.clone(), knob.default), (vec![0, 1], Some(0)));
         assert_eq!(knob.only_on(1), Some(vec![Target::Sm90a]));
-        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0, 1, 0, 1], &p).unwrap();
-        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1, 1, 0, 1], &p).unwrap();
+        let tiled = TEMPLATE.config(&[128, 128, 8, 2, 0, 1, 0], &p).unwrap();
+        let walking = TEMPLATE.config(&[128, 128, 8, 2, 1, 1, 0], &p).unwrap();
         // the default keeps the name (and `--config` string) of every kernel before the knob
         assert_eq!(
             tiled.kernel_name(),
@@ -407,13 +392,13 @@ mod tests {
         assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
         // a plan of two blocks an SM (one consumer, 64 keys of head_dim 64) is not persistent
         let p64 = problem(64);
-        let two = TEMPLATE.config(&[64, 64, 4, 2, 1, 1, 0, 1], &p64).unwrap();
+        let two = TEMPLATE.config(&[64, 64, 4, 2, 1, 1, 0], &p64).unwrap();
         let r = TEMPLATE.validate(&two, &p64, &hopper).unwrap_err();
         assert_eq!(r.kind, RejectKind::Unsupported, "{r:?}");
         assert!(r.reason.contains("persistent = 1"), "{}", r.reason);
         assert!(r.reason.contains("two blocks per SM"), "{}", r.reason);
         // nor is a config the TMA pipeline does not serve at all (4 warps for 128 rows)
-        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1, 1, 0, 1], &p64).unwrap();
+        let multistage = TEMPLATE.config(&[128, 64, 4, 2, 1, 1, 0], &p64).unwrap();
         let r = TEMPLATE.validate(&multistage, &p64, &hopper).unwrap_err();
         assert!(r.reason.contains("TMA-pipeline value"), "{}", r.reason);
     }
@@ -431,9 +416,7 @@ mod tests {
         let mut a = AttentionProblem::new(1, 16, 1, 128);
         a.seq_kv = 8192;
         let decode = Problem::Attention(a);
-        let split = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 4, 0, 1], &decode)
-            .unwrap();
+        let split = TEMPLATE.config(&[64, 128, 4, 2, 0, 4, 0], &decode).unwrap();
         assert_eq!(
             split.kernel_name(),
             "attention_f16_f32acc_q64_kv128_w4_s2_split_kv4_bhsd_d128_a8"
@@ -445,9 +428,7 @@ mod tests {
         let hopper = Target::Sm90a.nominal_caps();
         TEMPLATE.validate(&split, &decode, &hopper).unwrap();
         assert_eq!(TEMPLATE.build(&split).unwrap().split, 4);
-        let whole = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 1, 0, 1], &decode)
-            .unwrap();
+        let whole = TEMPLATE.config(&[64, 128, 4, 2, 0, 1, 0], &decode).unwrap();
         assert_eq!(TEMPLATE.build(&whole).unwrap().split, 1);
         // other targets are never offered it
         let r = TEMPLATE
@@ -455,9 +436,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.kind, RejectKind::OutsideSpace, "{r:?}");
         // two consumers cannot split: the TMA pipeline's reason
-        let wide = TEMPLATE
-            .config(&[128, 64, 8, 2, 0, 2, 0, 1], &decode)
-            .unwrap();
+        let wide = TEMPLATE.config(&[128, 64, 8, 2, 0, 2, 0], &decode).unwrap();
         let r = TEMPLATE.validate(&wide, &decode, &hopper).unwrap_err();
         assert!(r.reason.contains("one consumer"), "{}", r.reason);
         // a problem whose tiles already fill the device gains nothing from splitting
@@ -465,7 +444,7 @@ mod tests {
         prefill.seq_kv = 4096;
         let prefill = Problem::Attention(prefill);
         let split_prefill = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 4, 0, 1], &prefill)
+            .config(&[64, 128, 4, 2, 0, 4, 0], &prefill)
             .unwrap();
         let r = TEMPLATE
             .validate(&split_prefill, &prefill, &hopper)
@@ -476,9 +455,7 @@ mod tests {
         let mut short = AttentionProblem::new(1, 16, 1, 128);
         short.seq_kv = 300;
         let short = Problem::Attention(short);
-        let eight = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 8, 0, 1], &short)
-            .unwrap();
+        let eight = TEMPLATE.config(&[64, 128, 4, 2, 0, 8, 0], &short).unwrap();
         let r = TEMPLATE.validate(&eight, &short, &hopper).unwrap_err();
         assert!(r.reason.contains("3 key blocks"), "{}", r.reason);
     }
@@ -498,9 +475,7 @@ mod tests {
         a.seq_kv = 16384;
         a.kv_heads = 8;
         let decode = Problem::Attention(a.clone());
-        let grouped = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 4, 1, 1], &decode)
-            .unwrap();
+        let grouped = TEMPLATE.config(&[64, 128, 4, 2, 0, 4, 1], &decode).unwrap();
         assert_eq!(
             grouped.kernel_name(),
             "attention_f16_f32acc_q64_kv128_w4_s2_split_kv4_group_heads1_bhsd_d128_a8"
@@ -519,14 +494,14 @@ mod tests {
         let mut mha = AttentionProblem::new(1, 32, 1, 128);
         mha.seq_kv = 16384;
         let mha = Problem::Attention(mha);
-        let c = TEMPLATE.config(&[64, 128, 4, 2, 0, 1, 1, 1], &mha).unwrap();
+        let c = TEMPLATE.config(&[64, 128, 4, 2, 0, 1, 1], &mha).unwrap();
         let r = TEMPLATE.validate(&c, &mha, &hopper).unwrap_err();
         assert!(r.reason.contains("no group to share"), "{}", r.reason);
         let mut prefill = a.clone();
         prefill.seq_q = 128;
         let prefill = Problem::Attention(prefill);
         let c = TEMPLATE
-            .config(&[64, 128, 4, 2, 0, 1, 1, 1], &prefill)
+            .config(&[64, 128, 4, 2, 0, 1, 1], &prefill)
             .unwrap();
         let r = TEMPLATE.validate(&c, &prefill, &hopper).unwrap_err();
         assert!(r.reason.contains("decode-shaped"), "{}", r.reason);

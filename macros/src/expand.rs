@@ -273,7 +273,6 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 split,
                 multicast,
                 group,
-                consumers,
                 body,
                 ..
             } => {
@@ -293,13 +292,11 @@ fn statements(stmts: &[Statement<Node>], params: &[Ident], acc: &TokenStream) ->
                 let split = clause(split, "split");
                 let multicast = clause(multicast, "multicast");
                 let group = clause(group, "group");
-                let consumers = clause(consumers, "consumers");
                 quote_spanned! {span=>
                     #schedule
                     #split
                     #multicast
                     #group
-                    #consumers
                     __k.begin_mainloop(#step, #stages)?;
                     #body
                     __k.end_mainloop()?;

@@ -34,7 +34,7 @@ fn grammar(word: &str) -> &'static str {
     match word {
         "shared" => "`shared NAME: OPERAND[ROWS, COLS] x STAGES;`, e.g. `shared sa: a[tile_m, tile_k] x stages;`",
         "fragment" => "`fragment NAME: acc[ROWS, COLS] warps [WM, WN];`, e.g. `fragment acc: acc[tile_m, tile_n] warps [warps_m, warps_n];`",
-        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid) and `... split SPLIT { ... }` (each tile's reduction range split over SPLIT blocks of a cluster) and `... multicast CTAS { ... }` (CTAS blocks of a cluster share each B tile) and `... group GROUP { ... }` (1: a tile's rows span a K/V group's query heads) and `... consumers C { ... }` (C consumer warpgroups share each row block's keys), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
+        "mainloop" => "`mainloop VAR step STEP stages STAGES { ... }`, optionally `... stages STAGES schedule SCHEDULE { ... }` (1: a persistent grid) and `... split SPLIT { ... }` (each tile's reduction range split over SPLIT blocks of a cluster) and `... multicast CTAS { ... }` (CTAS blocks of a cluster share each B tile) and `... group GROUP { ... }` (1: a tile's rows span a K/V group's query heads), e.g. `mainloop k step tile_k stages stages { load a -> sa; ... }`",
         "load" => "`load OPERAND -> SHARED;`, e.g. `load a -> sa;`",
         "mma" => "`mma ACC += A * B;` or `mma ACC = A * B^T;`, optionally ending in `atom M` (the MMA atom's rows), e.g. `mma acc += sa * sb;` or `mma acc += sa * sb atom mfma;`",
         "mask" => "`mask FRAGMENT;`, e.g. `mask s;`",
@@ -86,9 +86,6 @@ pub enum TileOp<E> {
         /// its queries), so grouped-query attention reads each K/V head once per group; 0 (or
         /// no clause) keeps one query head per tile.
         group: Option<E>,
-        /// `consumers C`: C consumer warpgroups share each row block's keys (each every C-th
-        /// key block, their partial softmaxes combined); 1 (or no clause): one per row block.
-        consumers: Option<E>,
         body: Vec<Statement<E>>,
     },
     Load {
@@ -415,11 +412,6 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
             } else {
                 None
             };
-            let consumers = if keyword(input, "consumers").is_ok() {
-                Some(Expr::parse_without_eager_brace(input)?)
-            } else {
-                None
-            };
             let (body, end) = block(input)?;
             (
                 TileOp::Mainloop {
@@ -430,7 +422,6 @@ fn parse_op(word: &str, input: ParseStream) -> Result<(TileOp<Expr>, TokenStream
                     split,
                     multicast,
                     group,
-                    consumers,
                     body,
                 },
                 end,

@@ -1102,16 +1102,14 @@ impl Scope<'_> {
                 split,
                 multicast,
                 group,
-                consumers,
                 body,
             } => {
                 let (step, stages) = (self.size(step), self.size(stages));
-                let (Ok(schedule), Ok(split), Ok(multicast), Ok(group), Ok(consumers)) = (
+                let (Ok(schedule), Ok(split), Ok(multicast), Ok(group)) = (
                     self.clause(schedule),
                     self.clause(split),
                     self.clause(multicast),
                     self.clause(group),
-                    self.clause(consumers),
                 ) else {
                     return None;
                 };
@@ -1125,7 +1123,6 @@ impl Scope<'_> {
                     split,
                     multicast,
                     group,
-                    consumers,
                     body,
                 }
             }

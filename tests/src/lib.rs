@@ -165,9 +165,9 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         Fixture {
             template: "attention",
             points: vec![
-                vec![64, 64, 4, 2, 0, 1, 0, 1],
-                vec![128, 64, 4, 2, 0, 1, 0, 1],
-                vec![128, 128, 8, 3, 0, 1, 0, 1],
+                vec![64, 64, 4, 2, 0, 1, 0],
+                vec![128, 64, 4, 2, 0, 1, 0],
+                vec![128, 128, 8, 3, 0, 1, 0],
             ],
             problems: vec![
                 ("f16_d64_padding", Problem::Attention(att)),
@@ -185,7 +185,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // token-major O (the compiled BERT plan's attention): one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0, 1, 0, 1]],
+            points: vec![vec![64, 64, 4, 2, 0, 1, 0]],
             problems: vec![
                 ("f16_d64_padding_bshd", Problem::Attention(att_tokens)),
                 ("f16_d32_padding_bshd", Problem::Attention(att_narrow)),
@@ -194,7 +194,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // grouped-query and packed attention: one config per target
         Fixture {
             template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0, 1, 0, 1]],
+            points: vec![vec![64, 64, 4, 2, 0, 1, 0]],
             problems: vec![
                 ("f16_d64_gqa", Problem::Attention(att_gqa)),
                 ("f16_d64_packed_causal", Problem::Attention(att_packed)),
@@ -203,23 +203,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // split-KV decode (sm_90a only: `split_kv` is a Hopper knob): clusters of 4 and 8
         Fixture {
             template: "attention",
-            points: vec![
-                vec![64, 128, 4, 2, 0, 4, 0, 1],
-                vec![64, 64, 4, 3, 0, 8, 0, 1],
-            ],
-            problems: vec![
-                ("f16_d128_decode", Problem::Attention(att_decode.clone())),
-                (
-                    "bf16_d64_decode_gqa_padding",
-                    Problem::Attention(att_decode_gqa.clone()),
-                ),
-            ],
-        },
-        // key-sharing consumers (sm_90a only): two warpgroups on a split-KV block's 64 rows,
-        // each walking every second key block from its own ring slots
-        Fixture {
-            template: "attention",
-            points: vec![vec![64, 64, 4, 2, 0, 4, 0, 2]],
+            points: vec![vec![64, 128, 4, 2, 0, 4, 0], vec![64, 64, 4, 3, 0, 8, 0]],
             problems: vec![
                 ("f16_d128_decode", Problem::Attention(att_decode)),
                 (
@@ -231,10 +215,7 @@ pub fn fused_fixtures() -> Vec<Fixture> {
         // grouped heads (sm_90a only): a K/V group's query heads in one tile, whole and split
         Fixture {
             template: "attention",
-            points: vec![
-                vec![64, 128, 4, 2, 0, 1, 1, 1],
-                vec![64, 64, 4, 3, 0, 4, 1, 1],
-            ],
+            points: vec![vec![64, 128, 4, 2, 0, 1, 1], vec![64, 64, 4, 3, 0, 4, 1]],
             problems: vec![
                 (
                     "f16_d128_decode_gqa_grouped",
@@ -250,17 +231,17 @@ pub fn fused_fixtures() -> Vec<Fixture> {
 }
 
 /// Persistent sm_90a attention points (block_q, block_kv, warps, stages, persistent = 1,
-/// split_kv = 1, group_heads = 0, kv_consumers = 1) and the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
+/// split_kv = 1) and the fixture problem class each is snapshotted on: the benchmark's best one-tile-per-block
 /// tiles (two consumers at D128, three at D64), made persistent, and a packed batch's (whose
 /// blocks skip the tiles past their sequences).
-pub const PERSISTENT_ATTENTION: [([i64; 8], &str); 5] = [
-    ([128, 128, 8, 2, 1, 1, 0, 1], "bf16_d128_causal"),
-    ([192, 64, 12, 2, 1, 1, 0, 1], "f16_d64_padding"),
+pub const PERSISTENT_ATTENTION: [([i64; 7], &str); 5] = [
+    ([128, 128, 8, 2, 1, 1, 0], "bf16_d128_causal"),
+    ([192, 64, 12, 2, 1, 1, 0], "f16_d64_padding"),
     // three consumers with 128-key blocks: S, O and P in 128 of their 160 registers
-    ([192, 128, 12, 3, 1, 1, 0, 1], "f16_d64_padding"),
-    ([128, 128, 8, 2, 1, 1, 0, 1], "f16_d64_packed_causal"),
+    ([192, 128, 12, 3, 1, 1, 0], "f16_d64_padding"),
+    ([128, 128, 8, 2, 1, 1, 0], "f16_d64_packed_causal"),
     // three causal consumers: each stops at the key blocks its own 64 rows reach
-    ([192, 64, 12, 2, 1, 1, 0, 1], "f16_d64_packed_causal"),
+    ([192, 64, 12, 2, 1, 1, 0], "f16_d64_packed_causal"),
 ];
 
 /// Every (template, config, label) of the fused fixtures that is valid on `target`.

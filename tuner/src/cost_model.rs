@@ -457,14 +457,12 @@ fn attention(
     let ir = t.build(config)?;
     let tile = tessera_dsl::AttentionTile::of(config);
     let hopper = tessera_dsl::AttentionPipeline::select(m.target, &tile, &config.variant);
-    // split-KV: `split` blocks per tile, each walking its share of the key blocks; `sharing`
-    // consumers of a block walk alternate key blocks, their step latencies overlapping
-    let (mut split, mut sharing) = (1, 1.0);
+    // split-KV: `split` blocks per tile, each walking its share of the key blocks
+    let mut split = 1;
     let (dispatch, bps, mma_eff) = match hopper {
         // one block of warpgroups per SM; wgmma from shared memory
         tessera_dsl::AttentionPipeline::Warpspecialized(plan) => {
             split = plan.split_kv.max(1);
-            sharing = f64::from(plan.kv_consumers.max(1));
             (Dispatch::TmaAttention, plan.blocks_per_sm, 0.75)
         }
         tessera_dsl::AttentionPipeline::Multistage => {
@@ -502,11 +500,7 @@ fn attention(
         let feed = step_bytes * b / (m.l2_per_sm * hide);
         let fill = MEM_LATENCY_S + bq * d * elem * b / m.l2_per_sm;
         let store = bq * d * elem * b / m.dram_per_sm;
-        kv_steps * compute.max(feed)
-            + kv_steps / sharing * ATTENTION_STEP_S
-            + fill
-            + store
-            + combine
+        kv_steps * (compute.max(feed) + ATTENTION_STEP_S) + fill + store + combine
     };
     let (count, efficiency, total) = waves(m, blocks, bps, wave_s);
     Ok(finish(
@@ -716,19 +710,6 @@ mod tests {
             .find(|(c, _)| c.get("split_kv") == Some(4))
             .expect("a split-4 config");
         assert_eq!(split4.1.tiles, 64, "{:?}", split4.1);
-        // two consumers sharing each split block's keys overlap their step latencies
-        let est = |kv_consumers: i64| {
-            all.iter()
-                .find(|(c, _)| {
-                    c.get("split_kv") == Some(4)
-                        && c.get("block_kv") == Some(64)
-                        && c.get("stages") == Some(2)
-                        && c.get("kv_consumers").unwrap_or(1) == kv_consumers
-                })
-                .map(|(_, e)| e.ms)
-                .expect("a split-4 config of 64-key blocks")
-        };
-        assert!(est(2) < est(1), "{} vs {}", est(2), est(1));
         let mut prefill = AttentionProblem::new(4, 16, 4096, 128);
         prefill.seq_kv = 4096;
         let prefill = Problem::Attention(prefill);

@@ -6,9 +6,7 @@
 //! device (`multistage`: `mma.sync` FlashAttention-2 style; `wgmma`: the sm_90a TMA + wgmma
 //! warp-specialized one, one tile per block; `wgmma-persistent`: the same with `persistent = 1`,
 //! one block per SM walking the tiles; `wgmma-split-kv`: `split_kv` 2/4/8, a cluster of blocks
-//! per tile sharing its keys; `wgmma-split-kv-shared`: split-KV with `kv_consumers` 2, two
-//! consumer warpgroups of a block walking alternate key blocks), and the best of each is
-//! reported: the first rung of the ladder.
+//! per tile sharing its keys), and the best of each is reported: the first rung of the ladder.
 //! The decode cases (one query row) report K/V read bandwidth beside a device copy.
 //!
 //! The packed case (issue 10's "packed batch"): 32 sequences of seeded random lengths in 1..=384
@@ -184,12 +182,6 @@ fn pipelines(
         let Ok(c) = t.config(&v, p) else { continue };
         let name = match AttentionPipeline::select(target, &AttentionTile::of(&c), &c.variant) {
             AttentionPipeline::Warpspecialized(plan) if plan.persistent() => "wgmma-persistent",
-            AttentionPipeline::Warpspecialized(plan) if plan.group_heads && plan.shares_keys() => {
-                "wgmma-grouped-split-kv-shared"
-            }
-            AttentionPipeline::Warpspecialized(plan) if plan.shares_keys() => {
-                "wgmma-split-kv-shared"
-            }
             AttentionPipeline::Warpspecialized(plan) if plan.group_heads && plan.splits_keys() => {
                 "wgmma-grouped-split-kv"
             }

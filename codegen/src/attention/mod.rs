@@ -80,14 +80,13 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
         },
         split_kv: ir.split,
         group_heads: ir.group_heads,
-        kv_consumers: ir.key_consumers,
     };
     if let AttentionPipeline::Warpspecialized(plan) =
         AttentionPipeline::select(d.target(), &tile, &ir.variant)
     {
         return crate::hopper::attention::emit(ir, d, &sh, &plan, layout);
     }
-    if ir.persistent || ir.split != 1 || ir.group_heads || ir.key_consumers != 1 {
+    if ir.persistent || ir.split != 1 || ir.group_heads {
         let why = AttentionPipeline::hopper_plan(&tile, &ir.variant)
             .err()
             .unwrap_or_else(|| format!("{} has no warp-specialized pipeline", d.target()));
@@ -95,8 +94,6 @@ pub fn emit(ir: &KernelIr, d: &dyn Dialect) -> Result<KernelSource, CodegenError
             "a persistent attention schedule".to_string()
         } else if ir.group_heads {
             "grouped heads (a K/V group's query heads per tile)".to_string()
-        } else if ir.key_consumers != 1 {
-            format!("{} consumers sharing a row block's keys", ir.key_consumers)
         } else {
             format!("split {} (keys over a cluster)", ir.split)
         };

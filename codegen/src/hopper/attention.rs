@@ -372,8 +372,7 @@ fn key_range(plan: &AttentionWarpgroupPlan) -> (&'static str, &'static str) {
 /// Split-KV's end of a consumer: leave this block's partial softmax in its shared memory, then
 /// (after a cluster barrier) combine the valid rows' pieces of every block of the cluster
 /// through distributed shared memory and store O; a last barrier keeps each block's shared
-/// memory until the whole cluster has read it. Rows `0..64` of the tile, from one consumer or
-/// from each of the key-sharing consumers (their partials side by side, once all are done).
+/// memory until the whole cluster has read it. One consumer: rows `0..64` of the tile.
 fn emit_split_combine(
     w: &mut Source,
     ir: &KernelIr,
@@ -383,7 +382,6 @@ fn emit_split_combine(
     layout: AttentionLayout,
 ) -> Result<(), CodegenError> {
     let (n, hd, rows) = (plan.split_kv, plan.head_dim, ROWS_PER_CONSUMER);
-    let c = plan.kv_consumers;
     let (slots, slot) = d.acc_row_slots(&p.o);
     w.line("// split-KV: this block's partial softmax of its rows below seq_q into its own shared");
     w.line(format!(
@@ -394,32 +392,16 @@ fn emit_split_combine(
     d.row_allreduce(w, "row_l[r]", false);
     w.close("");
     w.line("const unsigned s_po = s_k, s_max = s_q, s_sum = s_q + 256;");
-    // a key-sharing consumer's partials: its O after the others', its statistics 512 B on
-    let (po_mine, stats_mine) = if c > 1 {
-        w.line(format!(
-            "// the {c} consumers' partials side by side, written once every consumer's GEMMs are done with Q and the ring"
-        ));
-        w.line(format!(
-            "asm volatile(\"bar.sync 3, {};\" ::: \"memory\");",
-            128 * plan.consumers
-        ));
-        (
-            format!(" + cw * {}", plan.partial_o_bytes()),
-            " + cw * 512".to_string(),
-        )
-    } else {
-        (String::new(), String::new())
-    };
     for_each_filled_acc(d, w, &p.o, &mut |w, g| {
         w.line(format!("const int pr = {}, pc = {};", g.row, g.col));
         w.open("if (q0 + pr < seq_q)");
         for (k, reg) in g.regs.iter().enumerate() {
             w.line(format!(
-                "tsr_st_shared_f32(s_po{po_mine} + (pr * {hd} + pc + {k}) * 4, {reg});"
+                "tsr_st_shared_f32(s_po + (pr * {hd} + pc + {k}) * 4, {reg});"
             ));
         }
         w.line(format!(
-            "if (pc == 0) {{ tsr_st_shared_f32(s_max{stats_mine} + pr * 4, row_m[{slot}]); tsr_st_shared_f32(s_sum{stats_mine} + pr * 4, row_l[{slot}]); }}"
+            "if (pc == 0) {{ tsr_st_shared_f32(s_max + pr * 4, row_m[{slot}]); tsr_st_shared_f32(s_sum + pr * 4, row_l[{slot}]); }}"
         ));
         w.close("");
     })?;
@@ -430,36 +412,22 @@ fn emit_split_combine(
         AttentionLayout::Bshd => format!("heads * {hd}"),
     };
     let out = ir.variant.output;
-    let threads = 128 * n * c;
     w.line(format!(
-        "// combine: the tile's valid rows x {quads} four-column pieces, shared by the cluster's {threads} consumer threads"
+        "// combine: the tile's valid rows x {quads} four-column pieces, shared by the cluster's {} consumer threads",
+        128 * n
     ));
     w.line(format!("const int rows_here = min({rows}, seq_q - q0);"));
     w.open(format!(
-        "for (int it = rank * {} + (tid - 128); it < rows_here * {quads}; it += {threads})",
-        128 * c
+        "for (int it = rank * 128 + (tid - 128); it < rows_here * {quads}; it += {})",
+        128 * n
     ));
     w.line(format!(
         "const int r = it / {quads}, c = (it % {quads}) * 4;"
     ));
-    // partial k: block `k` of the cluster, or (key-sharing consumers) consumer `k % C` of
-    // block `k / C`
-    let pieces = n * c;
-    let (rank_of, po_of, stats_of) = if c > 1 {
-        (
-            format!("k / {c}"),
-            format!(" + (k % {c}) * {}", plan.partial_o_bytes()),
-            format!(" + (k % {c}) * 512"),
-        )
-    } else {
-        ("k".to_string(), String::new(), String::new())
-    };
-    w.line(format!("float mk[{pieces}], m = tsr_neg_inf();"));
+    w.line(format!("float mk[{n}], m = tsr_neg_inf();"));
     w.line("#pragma unroll");
-    w.open(format!("for (int k = 0; k < {pieces}; ++k)"));
-    w.line(format!(
-        "mk[k] = tsr_ld_cluster_f32(tsr_mapa(s_max{stats_of} + r * 4, {rank_of}));"
-    ));
+    w.open(format!("for (int k = 0; k < {n}; ++k)"));
+    w.line("mk[k] = tsr_ld_cluster_f32(tsr_mapa(s_max + r * 4, k));");
     w.line("m = fmaxf(m, mk[k]);");
     w.close("");
     w.line(
@@ -468,14 +436,12 @@ fn emit_split_combine(
     w.line("const float mu = m == tsr_neg_inf() ? 0.f : m;");
     w.line("float l = 0.f, o0 = 0.f, o1 = 0.f, o2 = 0.f, o3 = 0.f;");
     w.line("#pragma unroll");
-    w.open(format!("for (int k = 0; k < {pieces}; ++k)"));
+    w.open(format!("for (int k = 0; k < {n}; ++k)"));
     w.line("const float wk = tsr_exp2(mk[k] - mu);");
-    w.line(format!(
-        "l += wk * tsr_ld_cluster_f32(tsr_mapa(s_sum{stats_of} + r * 4, {rank_of}));"
-    ));
+    w.line("l += wk * tsr_ld_cluster_f32(tsr_mapa(s_sum + r * 4, k));");
     w.line("float x, y, z, t;");
     w.line(format!(
-        "tsr_ld_cluster_v4(tsr_mapa(s_po{po_of} + (r * {hd} + c) * 4, {rank_of}), x, y, z, t);"
+        "tsr_ld_cluster_v4(tsr_mapa(s_po + (r * {hd} + c) * 4, k), x, y, z, t);"
     ));
     w.line("o0 += wk * x; o1 += wk * y; o2 += wk * z; o3 += wk * t;");
     w.close("");
@@ -497,21 +463,9 @@ fn emit_split_combine(
 
 /// `stage`/`phase` to the next slot of the ring.
 fn advance(w: &mut Source, stages: u32) {
-    advance_by(w, stages, 1);
-}
-
-/// `stage`/`phase` to the slot `step` further on (`stages` a multiple of `step`: the slots a
-/// key-sharing consumer owns).
-fn advance_by(w: &mut Source, stages: u32, step: u32) {
-    if step == 1 {
-        w.line(format!(
-            "if (++stage == {stages}) {{ stage = 0; phase ^= 1; }}"
-        ));
-    } else {
-        w.line(format!(
-            "stage += {step}; if (stage >= {stages}) {{ stage -= {stages}; phase ^= 1; }}"
-        ));
-    }
+    w.line(format!(
+        "if (++stage == {stages}) {{ stage = 0; phase ^= 1; }}"
+    ));
 }
 
 /// The kernel's body: the tile schedule, the shared-memory carve-out with its barriers, then
@@ -652,11 +606,11 @@ fn emit_smem_carve(w: &mut Source, plan: &AttentionWarpgroupPlan) {
     w.line("tsr_mbar_init(v_full + s * 8, 1);");
     w.line(format!(
         "tsr_mbar_init(k_empty + s * 8, {});",
-        plan.ring_readers()
+        plan.consumers
     ));
     w.line(format!(
         "tsr_mbar_init(v_empty + s * 8, {});",
-        plan.ring_readers()
+        plan.consumers
     ));
     w.close("");
     w.line("asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");");
@@ -767,24 +721,14 @@ fn emit_consumer(
     let line = plan.line_bytes();
     let rows = ROWS_PER_CONSUMER;
     let keys = ConsumerKeys::of(ir, plan);
-    let (kt0, kt1) = (&keys.first, keys.end);
+    let (kt0, kt1) = (keys.first, keys.end);
     w.line(format!(
         "// consumer warpgroup: {rows} query rows; warp wq owns 16 of them"
     ));
     w.line("const int cw = wg - 1;");
     w.line("const int lane = tid % 32;");
     w.line("const int wq = (tid / 32) % 4;");
-    // the row block a consumer computes: its own, or the one every key-sharing consumer shares
-    let row_block = if plan.shares_keys() {
-        w.line(format!(
-            "// {} consumers share the block's rows: consumer cw walks key blocks cw, cw + {}, ...",
-            plan.kv_consumers, plan.kv_consumers
-        ));
-        "0".to_string()
-    } else {
-        format!("cw * {rows}")
-    };
-    w.line(format!("const int wr0 = {row_block} + wq * 16;"));
+    w.line(format!("const int wr0 = cw * {rows} + wq * 16;"));
     w.line(format!(
         "const unsigned long long desc_k = 0x{:016x}ull; // K-major, SBO {} B, swizzle {} B",
         SmemDescriptor::high_bits(plan.swizzle),
@@ -826,16 +770,12 @@ fn emit_consumer(
     w.line(format!(
         "for (int r = 0; r < {slots}; ++r) {{ row_m[r] = tsr_neg_inf(); row_l[r] = 0.f; }}"
     ));
-    if plan.shares_keys() {
-        w.line("const unsigned q_wg = s_q;");
-    } else {
-        w.line(format!("const unsigned q_wg = s_q + cw * {};", rows * line));
-    }
+    w.line(format!("const unsigned q_wg = s_q + cw * {};", rows * line));
     w.line(format!(
         "unsigned pa[{}][4]; // P of the previous key block: wgmma A fragments",
         bkv / 16
     ));
-    if plan.pingpong() {
+    if plan.consumers == 2 {
         w.line(
             "// pingpong: the two consumers issue their GEMMs in turn (named barriers 1 and 2),",
         );
@@ -850,11 +790,7 @@ fn emit_consumer(
         w.line("if (kv_blocks == 0 && tid % 128 == 0) tsr_mbar_arrive(q_empty);");
     } else {
         w.line("tsr_mbar_wait(q_full, 0);");
-        if plan.shares_keys() {
-            w.line("int stage = cw, phase = 0; // key block kt: this consumer's ring slots");
-        } else {
-            w.line("int stage = 0, phase = 0; // key block kt");
-        }
+        w.line("int stage = 0, phase = 0; // key block kt");
     }
     emit_key_loop(w, ir, d, plan, p, &keys)?;
     emit_consumer_end(w, ir, d, plan, p, layout, &keys)?;
@@ -864,15 +800,13 @@ fn emit_consumer(
     Ok(())
 }
 
-/// The key blocks a consumer walks, as C expressions: `first .. end` every `step` of its
-/// tile's `.. tile_end`. Consumers sharing a row block's keys start at their own index and step
-/// by their count. Under a causal mask with three consumers of different rows (free-running,
-/// no turns to keep) a consumer stops at the key blocks its own 64 rows reach (`own`) and
+/// The key blocks a consumer walks, as C expressions: `first .. end` of its tile's
+/// `first .. tile_end`. They differ only under a causal mask with three consumers (free-running,
+/// no turns to keep): a consumer stops at the key blocks its own 64 rows reach (`own`) and
 /// hands the rest of the tile's slots back uncomputed.
 struct ConsumerKeys {
-    first: String,
+    first: &'static str,
     end: &'static str,
-    step: u32,
     tile_end: &'static str,
     own: bool,
 }
@@ -880,15 +814,10 @@ struct ConsumerKeys {
 impl ConsumerKeys {
     fn of(ir: &KernelIr, plan: &AttentionWarpgroupPlan) -> ConsumerKeys {
         let (first, tile_end) = key_range(plan);
-        let own = ir.variant.mask == Mask::Causal && plan.consumers > 2 && !plan.shares_keys();
+        let own = ir.variant.mask == Mask::Causal && plan.consumers > 2;
         ConsumerKeys {
-            first: if plan.shares_keys() {
-                format!("{first} + cw")
-            } else {
-                first.to_string()
-            },
+            first,
             end: if own { "kv_blocks_c" } else { tile_end },
-            step: plan.kv_consumers,
             tile_end,
             own,
         }
@@ -906,8 +835,8 @@ fn emit_key_loop(
     keys: &ConsumerKeys,
 ) -> Result<(), CodegenError> {
     let (bkv, rows) = (plan.block_kv, ROWS_PER_CONSUMER);
-    let (kt0, kt1) = (&keys.first, keys.end);
-    let pingpong = plan.pingpong();
+    let (kt0, kt1) = (keys.first, keys.end);
+    let pingpong = plan.consumers == 2;
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
     if keys.own {
         w.line(format!(
@@ -925,11 +854,7 @@ fn emit_key_loop(
             "const int kv_blocks_c = (kv_end + {bkv} - 1) / {bkv};"
         ));
     }
-    let next = match keys.step {
-        1 => "++kt".to_string(),
-        s => format!("kt += {s}"),
-    };
-    w.open(format!("for (int kt = {kt0}; kt < {kt1}; {next})"));
+    w.open(format!("for (int kt = {kt0}; kt < {kt1}; ++kt)"));
     w.line(format!("const int kv0 = kt * {bkv};"));
     w.line("tsr_mbar_wait(k_full + stage * 8, phase);");
     if pingpong {
@@ -970,7 +895,7 @@ fn emit_key_loop(
     emit_rescale_o(w, d, p);
     emit_pack_p(w, plan, ir.variant.input);
     w.line("pstage = stage; pphase = phase;");
-    advance_by(w, plan.stages, keys.step);
+    advance(w, plan.stages);
     w.close("");
     Ok(())
 }
@@ -1047,7 +972,7 @@ fn emit_consumer_end(
     layout: AttentionLayout,
     keys: &ConsumerKeys,
 ) -> Result<(), CodegenError> {
-    let (kt0, kt1) = (&keys.first, keys.end);
+    let (kt0, kt1) = (keys.first, keys.end);
     w.line("// the last block's O += P V");
     w.open(format!("if ({kt1} > {kt0})"));
     emit_pv(w, plan, "pstage", "pphase");
@@ -1095,7 +1020,6 @@ mod tests {
             schedule: tessera_dsl::AttentionSchedule::TilePerBlock,
             split_kv: 1,
             group_heads: false,
-            kv_consumers: 1,
         }
     }
 

@@ -20,13 +20,6 @@
 //! V with `split_kv` times as many multiprocessors. One consumer warpgroup only: the partial O
 //! of its 64 rows (f32) is staged in the K/V ring once the last `P·V` has read it.
 //!
-//! A split-KV plan of one 64-row block may share that block's keys among 2 or 3 consumer
-//! warpgroups (the template's `kv_consumers` knob, sm_90a only): consumer `c` walks every
-//! `kv_consumers`-th key block of the block's share, each from its own ring slots (the config's
-//! `stages` per consumer: slot `s` of the ring is read by consumer `s mod kv_consumers` only), and
-//! the cluster's combine takes every consumer's partial softmax. A decode's row block otherwise
-//! leaves each block's tensor cores to one warpgroup whose 64-row `wgmma` carries a few rows.
-//!
 //! A one-tile-per-block Hopper plan may also group heads (the template's `group_heads` knob,
 //! sm_90a only): a tile's rows are then the query heads of one K/V head's group, head-major,
 //! each with its queries (`heads / kv_heads × seq_q` rows per (K/V head, batch), contiguous in
@@ -61,8 +54,6 @@ pub struct AttentionTile {
     /// A tile's rows are a K/V group's query heads (each with its queries) rather than one
     /// query head's queries.
     pub group_heads: bool,
-    /// Consumer warpgroups sharing each 64-row block's keys (1: one consumer per row block).
-    pub kv_consumers: u32,
 }
 
 /// How an attention kernel's blocks map to its (query block, head, batch) tiles.
@@ -103,7 +94,6 @@ impl AttentionTile {
             schedule: AttentionSchedule::of_knob(config.get("persistent").unwrap_or(0)),
             split_kv: u32::try_from(config.get("split_kv").unwrap_or(1)).unwrap_or(0),
             group_heads: config.get("group_heads").unwrap_or(0) != 0,
-            kv_consumers: u32::try_from(config.get("kv_consumers").unwrap_or(1)).unwrap_or(0),
         }
     }
 }
@@ -111,14 +101,11 @@ impl AttentionTile {
 /// The geometry of the warp-specialized attention kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionWarpgroupPlan {
-    /// Consumer warpgroups: 64 query rows each, or `kv_consumers` sharing one 64-row block's
-    /// keys; one more warpgroup produces.
+    /// Consumer warpgroups, 64 query rows each; one more warpgroup produces.
     pub consumers: u32,
     pub block_q: u32,
     pub block_kv: u32,
     pub head_dim: u32,
-    /// Slots of the K/V ring: the config's stages, times [`Self::kv_consumers`] (each consumer
-    /// owning that many).
     pub stages: u32,
     /// Swizzle of every shared tile: one line holds one panel row.
     pub swizzle: Swizzle,
@@ -136,10 +123,6 @@ pub struct AttentionWarpgroupPlan {
     pub split_kv: u32,
     /// A tile's rows are the query heads of one K/V head's group, head-major.
     pub group_heads: bool,
-    /// Consumers sharing each 64-row block's keys (1: each consumer walks every key block of
-    /// its own rows); consumer `c` takes key blocks `c, c + kv_consumers, ...` from ring slots
-    /// `c mod kv_consumers`.
-    pub kv_consumers: u32,
 }
 
 /// Query rows one consumer warpgroup owns (the M of `wgmma`).
@@ -204,29 +187,8 @@ impl AttentionWarpgroupPlan {
         self.split_kv > 1
     }
 
-    /// Whether consumers share a row block's keys ([`Self::kv_consumers`] > 1).
-    pub fn shares_keys(&self) -> bool {
-        self.kv_consumers > 1
-    }
-
-    /// Consumers that read each ring slot (and arrive on its empty barriers): every consumer,
-    /// or the one slot owner when consumers share keys.
-    pub fn ring_readers(&self) -> u32 {
-        if self.shares_keys() {
-            1
-        } else {
-            self.consumers
-        }
-    }
-
-    /// Whether two consumers of different rows take turns issuing their GEMMs (pingpong).
-    pub fn pingpong(&self) -> bool {
-        self.consumers == 2 && !self.shares_keys()
-    }
-
-    /// Bytes of one consumer's partial O (f32, 64 rows), staged in the K ring for the
-    /// cluster's combine (consumer `c` at `c` times this from the ring's start); the per-row
-    /// max and sum (2 × 64 f32 per consumer) go where Q was.
+    /// Bytes of one block's partial O (f32, 64 rows), staged at the K ring's start for the
+    /// cluster's combine; the per-row max and sum (2 × 64 f32) go where Q was.
     pub fn partial_o_bytes(&self) -> u32 {
         ROWS_PER_CONSUMER * self.head_dim * 4
     }
@@ -285,13 +247,7 @@ impl AttentionPipeline {
                 tile.warps, tile.block_q
             ));
         }
-        if tile.kv_consumers > 1 && tile.block_q != ROWS_PER_CONSUMER {
-            return Err(format!(
-                "kv_consumers {} share one 64-row block's keys; block_q {} has several row blocks",
-                tile.kv_consumers, tile.block_q
-            ));
-        }
-        let consumers = tile.warps / 4 * tile.kv_consumers;
+        let consumers = tile.warps / 4;
         let (consumer_regs, _) = register_split(consumers)
             .ok_or_else(|| format!("{consumers} consumer warpgroups (1 to 3)"))?;
         let hd = tile.head_dim;
@@ -318,18 +274,15 @@ impl AttentionPipeline {
             block_q: tile.block_q,
             block_kv: tile.block_kv,
             head_dim: hd,
-            // key-sharing consumers each get the config's stages: slot s is consumer s mod C's
-            stages: tile.stages * tile.kv_consumers.max(1),
+            stages: tile.stages,
             swizzle,
             panel,
             blocks_per_sm: 1,
             schedule: tile.schedule,
             split_kv: tile.split_kv,
             group_heads: tile.group_heads,
-            kv_consumers: tile.kv_consumers,
         };
         split_keys_check(&plan, variant)?;
-        shared_keys_check(&plan)?;
         group_heads_check(&plan, variant)?;
         let slack = if plan.persistent() && variant.attention_packed() {
             PACKED_PERSISTENT_SLACK_REGS
@@ -386,11 +339,11 @@ fn split_keys_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result<
             "split_kv {n} splits one tile per cluster; a persistent schedule walks tiles instead"
         ));
     }
-    if plan.block_q != ROWS_PER_CONSUMER {
+    if plan.consumers != 1 {
         return Err(format!(
-            "split_kv {n} combines one 64-row block; block_q {} is for sequences with enough \
-             query blocks to fill the device",
-            plan.block_q
+            "split_kv {n} combines one consumer's 64 rows; {} consumers (block_q {}) are for \
+             sequences with enough query blocks to fill the device",
+            plan.consumers, plan.block_q
         ));
     }
     if variant.attention_packed() {
@@ -399,33 +352,10 @@ fn split_keys_check(plan: &AttentionWarpgroupPlan, variant: &Variant) -> Result<
         ));
     }
     let ring = 2 * plan.stages * plan.kv_bytes();
-    let partials = plan.kv_consumers * plan.partial_o_bytes();
-    if partials > ring {
+    if plan.partial_o_bytes() > ring {
         return Err(format!(
-            "split_kv {n}: the partial O of {} consumer(s) ({partials} bytes) does not fit the \
-             K/V ring ({ring} bytes)",
-            plan.kv_consumers
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a plan's `kv_consumers` is one the pipeline can run: 1, or 2 to 3 consumers sharing
-/// one 64-row block's keys in a split-KV cluster (whose combine takes their partials).
-fn shared_keys_check(plan: &AttentionWarpgroupPlan) -> Result<(), String> {
-    let c = plan.kv_consumers;
-    if c == 1 {
-        return Ok(());
-    }
-    if c == 0 || c > 3 {
-        return Err(format!(
-            "kv_consumers {c}: 1 to 3 consumer warpgroups per row block"
-        ));
-    }
-    if !plan.splits_keys() {
-        return Err(format!(
-            "kv_consumers {c} combine their partial softmaxes in split-KV's cluster combine; \
-             split_kv is 1"
+            "split_kv {n}: the partial O ({} bytes) does not fit the K/V ring ({ring} bytes)",
+            plan.partial_o_bytes()
         ));
     }
     Ok(())
@@ -489,7 +419,6 @@ mod tests {
             schedule: AttentionSchedule::TilePerBlock,
             split_kv: 1,
             group_heads: false,
-            kv_consumers: 1,
         }
     }
 
@@ -608,7 +537,7 @@ mod tests {
         for (t, why) in [
             (split(tile(64, 128, 128, 4, 2), 3), "2, 4 or 8"),
             (split(tile(64, 128, 128, 4, 2), 16), "2, 4 or 8"),
-            (split(tile(128, 64, 64, 8, 2), 2), "one 64-row block"),
+            (split(tile(128, 64, 64, 8, 2), 2), "one consumer"),
             (
                 AttentionTile {
                     schedule: AttentionSchedule::Persistent,
@@ -631,46 +560,6 @@ mod tests {
             AttentionPipeline::select(Target::Sm90a, &split(tile(128, 64, 64, 8, 2), 2), &v),
             AttentionPipeline::Multistage
         );
-    }
-
-    /// Key-sharing consumers: 2 or 3 warpgroups on one 64-row block of a split-KV cluster,
-    /// each owning the config's stages of ring slots (slot s read by consumer s mod C only), no
-    /// pingpong; nothing else takes them.
-    #[test]
-    fn key_sharing_consumers_split_one_row_blocks_keys() {
-        let v = variant(Mask::None);
-        let shared = |t: AttentionTile, n: u32, c: u32| AttentionTile {
-            split_kv: n,
-            kv_consumers: c,
-            ..t
-        };
-        for (c, stages) in [(2, 2), (2, 3), (3, 2)] {
-            let p = AttentionPipeline::hopper_plan(&shared(tile(64, 64, 64, 4, stages), 4, c), &v)
-                .unwrap();
-            assert!(p.shares_keys() && !p.pingpong());
-            assert_eq!(
-                (p.consumers, p.stages, p.ring_readers()),
-                (c, stages * c, 1)
-            );
-            assert_eq!((p.threads(), p.blocks_per_sm), (128 * (c + 1), 1));
-            // every consumer's partial O fits the ring it leaves
-            assert!(c * p.partial_o_bytes() <= 2 * p.stages * p.kv_bytes());
-        }
-        // a plain plan: every consumer reads every slot
-        let plain = AttentionPipeline::hopper_plan(&tile(128, 64, 64, 8, 2), &v).unwrap();
-        assert!(!plain.shares_keys() && plain.pingpong());
-        assert_eq!(plain.ring_readers(), 2);
-        let no = |t: AttentionTile| AttentionPipeline::hopper_plan(&t, &v).unwrap_err();
-        for (t, why) in [
-            (shared(tile(64, 64, 64, 4, 2), 1, 2), "split_kv is 1"),
-            (shared(tile(128, 64, 64, 8, 2), 2, 2), "64-row block"),
-            (shared(tile(64, 64, 64, 4, 2), 4, 4), "1 to 3"),
-            // 16 KiB of Q and 2 x 2 x 2 slots of 32 KiB
-            (shared(tile(64, 128, 128, 4, 2), 4, 2), "shared memory"),
-        ] {
-            let e = no(t);
-            assert!(e.contains(why), "{t:?}: {e}");
-        }
     }
 
     /// Grouped heads: one tile per block, padded `bhsd` batches without a causal mask; split
