@@ -10,7 +10,7 @@ use crate::error::TunerError;
 use crate::workload::Workload;
 use std::time::Instant;
 use tessera_device::{Device, DeviceError, Module, ModuleReport, Timing};
-use tessera_dsl::{Problem, Target, Vendor};
+use tessera_dsl::Problem;
 use tessera_library::verify::{Expected, Verdict};
 
 /// What happened to a candidate.
@@ -126,27 +126,16 @@ pub fn verify_against(
 }
 
 /// Why a compiled candidate is not worth verifying and timing, from its compile report: ptxas
-/// serialized its `wgmma` pipeline, or (NVIDIA targets) it spilled registers. Every sm_80 and
-/// sm_90a config of the spaces compiles without spills by its pipeline's register budget (CI
-/// compiles them all with NVRTC and fails on a spill: `tests/tests/nvrtc_space.rs`), so a spill
-/// means a compiler that allocates differently, and local-memory traffic in the mainloop that
-/// the timing would only confirm. AMD spaces carry no such guarantee: their spills are recorded
-/// (`spill_bytes`) and timed like any other candidate.
-pub fn compile_rejection(target: Target, report: &ModuleReport) -> Option<String> {
-    if let Some(line) = tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log) {
-        return Some(format!("ptxas serialized the wgmma pipeline: {line}"));
-    }
-    let spilled = report.usage.spill_bytes().unwrap_or(0);
-    if target.vendor() == Vendor::Nvidia && spilled > 0 {
-        return Some(format!(
-            "spilled registers ({} bytes stored, {} loaded); the {} spaces are spill-free with CI's NVRTC ({})",
-            report.usage.spill_store_bytes.unwrap_or(0),
-            report.usage.spill_load_bytes.unwrap_or(0),
-            target.name(),
-            report.toolchain
-        ));
-    }
-    None
+/// serialized its `wgmma` pipeline (every `wgmma` waits for the one before, a cliff no tile
+/// recovers from). A spill is no reason: it is recorded (`spill_bytes`) and the candidate timed
+/// like any other on every target. The spaces are spill-free for their plain epilogues (CI
+/// compiles them with NVRTC: `tests/tests/nvrtc_space.rs`), but a fused epilogue adds live
+/// values: BERT's FFN-down GEMM with bias and residual at 128 × 160 × 32, 6 stages, spills 128
+/// bytes (NVRTC 13.0) and was the H200's fastest kernel for 3072 rows (c8100b0); rejecting
+/// spills (00e3235) left that problem with no candidate at all.
+pub fn compile_rejection(report: &ModuleReport) -> Option<String> {
+    tessera_device::cuda::ptxas_log::serialized_wgmma(&report.log)
+        .map(|line| format!("ptxas serialized the wgmma pipeline: {line}"))
 }
 
 /// Compile, verify on `w`, and time a candidate. Infrastructure failures are errors; the
@@ -198,7 +187,7 @@ pub fn measure_with(
     let report = module.report();
     m.registers = report.usage.registers;
     m.spill_bytes = report.usage.spill_bytes();
-    if let Some(why) = compile_rejection(c.source.target, report) {
+    if let Some(why) = compile_rejection(report) {
         m.outcome = Outcome::CompileError(why);
         return Ok(m);
     }
@@ -262,6 +251,7 @@ pub fn measure_with(
 mod tests {
     use super::*;
     use tessera_device::{CacheOutcome, ResourceUsage};
+    use tessera_dsl::Target;
 
     fn report(stores: u32, loads: u32, log: &str) -> ModuleReport {
         ModuleReport {
@@ -279,37 +269,27 @@ mod tests {
     }
 
     #[test]
-    fn a_spilling_nvidia_candidate_is_rejected_with_its_bytes() {
-        for target in [Target::Sm80, Target::Sm90a] {
-            let why = compile_rejection(target, &report(28, 40, "")).expect("rejected");
-            assert!(why.contains("28 bytes stored, 40 loaded"), "{why}");
+    fn spills_are_timed_on_every_target() {
+        for target in [Target::Sm80, Target::Sm90a, Target::Gfx90a, Target::Gfx942] {
+            let mut r = report(64, 64, "");
+            r.toolchain = format!("{} toolchain", target.name());
+            assert_eq!(compile_rejection(&r), None, "{target:?}");
+        }
+        assert_eq!(compile_rejection(&report(0, 0, "")), None);
+    }
+
+    #[test]
+    fn serialized_wgmma_is_rejected_spilling_or_not() {
+        let log = "ptxas /tmp/k.ptx, line 9; warning : (C7515) Potential Performance Loss: wgmma.mma_async instructions are serialized due to non wgmma instructions defining accumulator registers of a wgmma between start and end of the pipeline stage in the function 'k'\n";
+        for (stores, loads) in [(0, 0), (8, 8)] {
+            let why = compile_rejection(&report(stores, loads, log)).expect("rejected");
             assert!(
-                why.contains(target.name()) && why.contains("nvrtc 13.0"),
+                why.starts_with("ptxas serialized the wgmma pipeline") && why.contains("C7515"),
                 "{why}"
             );
         }
-        assert_eq!(compile_rejection(Target::Sm90a, &report(0, 0, "")), None);
-        // a store-only spill counts too
-        assert!(compile_rejection(Target::Sm90a, &report(4, 0, "")).is_some());
-    }
-
-    #[test]
-    fn amd_spills_are_timed_and_an_unknown_spill_count_is_no_spill() {
-        assert_eq!(compile_rejection(Target::Gfx90a, &report(64, 64, "")), None);
-        assert_eq!(compile_rejection(Target::Gfx942, &report(64, 64, "")), None);
-        let mut unknown = report(0, 0, "");
-        unknown.usage.spill_store_bytes = None;
-        unknown.usage.spill_load_bytes = None;
-        assert_eq!(compile_rejection(Target::Sm90a, &unknown), None);
-    }
-
-    #[test]
-    fn serialized_wgmma_is_rejected_before_spills_are_looked_at() {
-        let log = "ptxas /tmp/k.ptx, line 9; warning : (C7515) Potential Performance Loss: wgmma.mma_async instructions are serialized due to non wgmma instructions defining accumulator registers of a wgmma between start and end of the pipeline stage in the function 'k'\n";
-        let why = compile_rejection(Target::Sm90a, &report(8, 8, log)).expect("rejected");
-        assert!(
-            why.starts_with("ptxas serialized the wgmma pipeline"),
-            "{why}"
-        );
+        // other ptxas warnings are no reason
+        let other = "ptxas warning : Registers are spilled to local memory in function 'k'\n";
+        assert_eq!(compile_rejection(&report(8, 8, other)), None);
     }
 }
