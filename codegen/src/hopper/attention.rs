@@ -775,7 +775,7 @@ fn emit_consumer(
         "unsigned pa[{}][4]; // P of the previous key block: wgmma A fragments",
         bkv / 16
     ));
-    if plan.consumers == 2 {
+    if plan.pingpong() {
         w.line(
             "// pingpong: the two consumers issue their GEMMs in turn (named barriers 1 and 2),",
         );
@@ -836,7 +836,7 @@ fn emit_key_loop(
 ) -> Result<(), CodegenError> {
     let (bkv, rows) = (plan.block_kv, ROWS_PER_CONSUMER);
     let (kt0, kt1) = (keys.first, keys.end);
-    let pingpong = plan.consumers == 2;
+    let pingpong = plan.pingpong();
     w.line("int pstage = 0, pphase = 0; // key block kt - 1, whose P is in pa");
     if keys.own {
         w.line(format!(

@@ -182,6 +182,12 @@ impl AttentionWarpgroupPlan {
         (rows * self.block_kv + rows * self.head_dim) / 128 + rows * self.block_kv / 256
     }
 
+    /// Whether the consumers take turns issuing their GEMMs (pingpong: two consumers, named
+    /// barriers 1 and 2), so one's softmax runs under the other's GEMMs.
+    pub fn pingpong(&self) -> bool {
+        self.consumers == 2
+    }
+
     /// Whether a cluster of blocks shares each tile's keys.
     pub fn splits_keys(&self) -> bool {
         self.split_kv > 1
