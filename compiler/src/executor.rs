@@ -898,6 +898,79 @@ impl<'d> Executor<'d> {
         Ok(())
     }
 
+    /// Batches timed running concurrently, each by its own executor (a lane: its own arena,
+    /// stream and graphs) on its own stream: every part placed and uploaded as
+    /// [`Executor::time_input`] places it, then `iters` rounds in which every part's graph is
+    /// launched on its stream, each round's time from the first start event to the last end
+    /// event. Every part must replay a captured graph.
+    pub fn time_concurrent(
+        parts: &[(&Executor, &Inputs)],
+        warmup: u32,
+        iters: u32,
+    ) -> Result<(Vec<Bucket>, Timing), ExecError> {
+        if iters == 0 || parts.is_empty() {
+            return Err(ExecError::Mode(
+                "concurrent timing needs at least one part and one iteration".into(),
+            ));
+        }
+        let mut placed = Vec::with_capacity(parts.len());
+        for (e, x) in parts {
+            let (lens, b, i) = e.placed(x)?;
+            e.kernels_only(i)?;
+            e.upload_inputs(i, x, &lens)?;
+            let g = e.buckets[i].graph.as_ref().ok_or_else(|| {
+                ExecError::Mode(format!("bucket {b} has no graph to replay concurrently"))
+            })?;
+            placed.push((*e, b, g));
+        }
+        let sync = || -> Result<(), ExecError> {
+            for (e, _, _) in &placed {
+                e.device
+                    .synchronize_stream(&e.stream)
+                    .map_err(dev("concurrent replay"))?;
+            }
+            Ok(())
+        };
+        for _ in 0..warmup {
+            for (e, _, g) in &placed {
+                e.device
+                    .launch_graph(g, &e.stream)
+                    .map_err(dev("concurrent replay"))?;
+            }
+        }
+        sync()?;
+        let mut samples = Vec::with_capacity(iters as usize);
+        for _ in 0..iters {
+            let mut events = Vec::with_capacity(placed.len());
+            for (e, _, g) in &placed {
+                let start = e.device.record_event(&e.stream).map_err(dev("timing"))?;
+                e.device
+                    .launch_graph(g, &e.stream)
+                    .map_err(dev("concurrent replay"))?;
+                let end = e.device.record_event(&e.stream).map_err(dev("timing"))?;
+                events.push((start, end));
+            }
+            sync()?;
+            let device = placed[0].0.device;
+            let first = &events[0].0;
+            let mut lo = 0.0f64;
+            let mut hi = 0.0f64;
+            for (s, e) in &events {
+                lo = lo.min(device.elapsed_ms(first, s).map_err(dev("timing"))?);
+                hi = hi.max(device.elapsed_ms(first, e).map_err(dev("timing"))?);
+            }
+            for (s, e) in events {
+                let _ = device.destroy_event(s);
+                let _ = device.destroy_event(e);
+            }
+            samples.push(hi - lo);
+        }
+        let buckets = placed.iter().map(|p| p.1).collect();
+        let t = Timing::new(samples, placed[0].0.device.info().simulated, false)
+            .map_err(dev("timing"))?;
+        Ok((buckets, t))
+    }
+
     /// Each launch of bucket `b` timed alone (eagerly, device events, median of `iters`), in
     /// launch order.
     pub fn breakdown(&self, b: Bucket, iters: u32) -> Result<Breakdown, ExecError> {
