@@ -453,7 +453,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         plan: TimingPlan {
             warmup: 3,
             iters: args.iters,
-            l2_flush: true,
+            // EXPERIMENT (not for main): time with a warm L2
+            l2_flush: std::env::var_os("TESSERA_EXPERIMENT_WARM_L2").is_none(),
         },
         slow_factor: 3.0,
         timeout: Duration::from_secs_f64(args.timeout),
