@@ -453,8 +453,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         plan: TimingPlan {
             warmup: 3,
             iters: args.iters,
-            // EXPERIMENT (not for main): time with a warm L2
-            l2_flush: std::env::var_os("TESSERA_EXPERIMENT_WARM_L2").is_none(),
+            l2_flush: true,
         },
         slow_factor: 3.0,
         timeout: Duration::from_secs_f64(args.timeout),
