@@ -10,13 +10,19 @@ use crate::tune::{
 use crate::usage::usage;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tessera_compiler::tuning::TuningStatus;
+use tessera_compiler::tuning::{FillConfigs, TuningStatus};
 use tessera_compiler::{CompileError, Lookup, Mode, Options};
 use tessera_device::{Device, SimDevice};
 use tessera_dsl::DType;
 use tessera_tuner::measure::TimingPlan;
 use tessera_tuner::supervisor::Worker;
 use tessera_tuner::sweep::{Observer, ProblemSummary, Session, TuneSettings};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FillChoice {
+    Pick,
+    Borrow,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,6 +47,12 @@ pub struct Args {
     /// 0: none.
     #[arg(long, value_name = "TOKENS", default_value_t = tessera_compiler::bucket::DEFAULT_PACKED_GRANULE)]
     packed_granule: u64,
+    /// How a fill bucket's kernels that the cache has no winner for get their configs when
+    /// tuning: `pick` measures, at the fill's own token count, its anchor's config beside the
+    /// cost model's two best (their rows go to the cache, no winner); `borrow` takes the
+    /// anchor's config unmeasured. Without tuning (--no-tune, --strict) fills borrow.
+    #[arg(long, value_enum, default_value = "pick")]
+    fill_configs: FillChoice,
     /// The plan directory to write (replaced if it holds an earlier plan).
     #[arg(short = 'o', long)]
     out: PathBuf,
@@ -160,6 +172,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seqs: args.seq.clone(),
         packed_steps: args.packed_buckets,
         packed_granule: args.packed_granule,
+        fill_configs: match args.fill_configs {
+            FillChoice::Pick => FillConfigs::Pick,
+            FillChoice::Borrow => FillConfigs::Borrow,
+        },
         dump_graph: args.dump_graph.clone(),
     };
     let lookup = Lookup {
@@ -228,9 +244,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         plan.kernels.len(),
         count(|s| matches!(s, TuningStatus::Cached { .. })),
         count(|s| matches!(s, TuningStatus::Tuned { .. })),
-        match count(|s| matches!(s, TuningStatus::Borrowed { .. })) {
-            0 => String::new(),
-            n => format!("{n} borrowed by fill buckets, "),
+        match (
+            count(|s| matches!(s, TuningStatus::Picked { .. })),
+            count(|s| matches!(s, TuningStatus::Borrowed { .. })),
+        ) {
+            (0, 0) => String::new(),
+            (0, b) => format!("{b} borrowed by fill buckets, "),
+            (p, 0) => format!("{p} picked for fill buckets, "),
+            (p, b) => format!("{p} picked and {b} borrowed for fill buckets, "),
         },
         untuned,
         plan.arena.bytes,

@@ -144,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             TuningStatus::Tuned { median_ms } => ("tuned", format!("{median_ms:.4}")),
             TuningStatus::Untuned { .. } => ("UNTUNED", "-".to_string()),
             TuningStatus::Borrowed { .. } => ("borrowed", "-".to_string()),
+            TuningStatus::Picked { median_ms, .. } => ("picked", format!("{median_ms:.4}")),
         };
         println!(
             "{i:>3}  {status:<10} {ms:>9} {:>8}  {:<64} {}",
@@ -177,6 +178,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if borrowed > 0 {
         println!(
             "\n{borrowed} kernel(s) borrowed: a packed fill bucket's problem runs the config tuned for the same problem at the next packed bucket up (compile --packed-granule), measured there, not at its own token count"
+        );
+    }
+    let picked = plan
+        .kernels
+        .iter()
+        .filter(|k| matches!(k.status, TuningStatus::Picked { .. }))
+        .count();
+    if picked > 0 {
+        println!(
+            "\n{picked} kernel(s) picked: a packed fill bucket's problem measured at its own token count among its anchor's config and the cost model's best there (compile --fill-configs pick), not a sweep of the space"
         );
     }
     Ok(())

@@ -126,6 +126,92 @@ fn sim_compile_tunes_misses_then_strict_compiles_from_the_cache() {
 }
 
 #[test]
+fn sim_fill_buckets_pick_at_their_own_size_or_borrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bert");
+    Fixture::tiny().write(&model).unwrap();
+    let out = dir.path().join("bert.tsr");
+    let cache = dir.path().join("tune.db");
+    // one padded bucket of 256 tokens, its one packed anchor (256) and a 128-token fill
+    let buckets = [
+        "--batch",
+        "4",
+        "--seq",
+        "64",
+        "--packed-buckets",
+        "1",
+        "--packed-granule",
+        "128",
+    ];
+    let o = compile(&model, &out, &cache, &buckets);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = text(&o);
+    assert!(first.contains("picked for fill buckets"), "{first}");
+    let inspect = |out: &Path| text(&tessera(&["inspect", out.to_str().unwrap()]));
+    let t = inspect(&out);
+    assert!(
+        t.contains("picked: a packed fill bucket's problem measured at its own token count"),
+        "{t}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&tessera(&["inspect", out.to_str().unwrap(), "--json"]).stdout)
+            .unwrap();
+    let picked: Vec<&serde_json::Value> = plan["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["status"] == "picked")
+        .collect();
+    assert!(!picked.is_empty(), "{plan}");
+    for k in &picked {
+        // measured among more than one candidate, the anchor's among them
+        assert!(k["among"].as_u64().unwrap() >= 2, "{k}");
+        assert!(k["median_ms"].as_f64().unwrap() > 0.0, "{k}");
+        assert!(k["anchor"].is_string(), "{k}");
+    }
+    // a pick stores its candidates' rows but no winner: the fill's problems are not cached
+    // winners, so --strict (which borrows for fills) still compiles, and a second tuned
+    // compile picks the same kernels from the stored rows
+    let ls = text(&tessera(&[
+        "cache",
+        "--cache",
+        cache.to_str().unwrap(),
+        "ls",
+    ]));
+    assert!(
+        ls.contains("gemm m=256 ") && !ls.contains("gemm m=128 "),
+        "the anchor's problems have winners, the fill's none:\n{ls}"
+    );
+    let o = compile(&model, &out, &cache, &buckets);
+    assert!(o.status.success(), "{}", text(&o));
+    let again: serde_json::Value =
+        serde_json::from_slice(&tessera(&["inspect", out.to_str().unwrap(), "--json"]).stdout)
+            .unwrap();
+    // the same kernels; the anchors' now cached, the fills' picked again
+    let names = |p: &serde_json::Value, status: &str| -> Vec<String> {
+        p["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| status.is_empty() || k["status"] == status)
+            .map(|k| k["kernel_name"].to_string())
+            .collect()
+    };
+    assert_eq!(names(&plan, ""), names(&again, ""));
+    assert_eq!(names(&plan, "picked"), names(&again, "picked"));
+    assert_eq!(names(&again, "tuned"), Vec::<String>::new());
+    let borrow = [&buckets[..], &["--fill-configs", "borrow"]].concat();
+    let o = compile(&model, &out, &cache, &borrow);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("borrowed by fill buckets"),
+        "{}",
+        text(&o)
+    );
+    assert!(inspect(&out).contains("borrowed"), "{}", inspect(&out));
+}
+
+#[test]
 fn bad_input_is_a_clear_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("bert");

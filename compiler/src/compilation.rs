@@ -11,7 +11,7 @@ use crate::lower::{self, LowerError, Step};
 use crate::memory::ALIGN;
 use crate::passes::{self, PassError, PassReport};
 use crate::plan::{self, ArenaSummary, Callee, Plan, PlanDevice, PlanError};
-use crate::tuning::{self, Lookup, Mode, TuningError};
+use crate::tuning::{self, FillConfigs, Lookup, Mode, TuningError};
 use std::path::{Path, PathBuf};
 use tessera_dsl::DType;
 use tessera_tuner::sweep::Observer;
@@ -28,6 +28,8 @@ pub struct Options {
     /// Packed fill buckets every this many tokens between them (`bucket::packed_fill`; their
     /// kernels take the anchors' configs); 0: none.
     pub packed_granule: u64,
+    /// How fill buckets' kernels missing from the cache get their configs.
+    pub fill_configs: FillConfigs,
     /// Write the graph before and after every pass here.
     pub dump_graph: Option<PathBuf>,
 }
@@ -137,7 +139,14 @@ pub fn compile(
         problems.len()
     ));
     let problem_donors = problem_donors(&refs, &donors, problems.len());
-    let kernels = tuning::resolve(&problems, &problem_donors, lookup, mode, obs)?;
+    let kernels = tuning::resolve(
+        &problems,
+        &problem_donors,
+        options.fill_configs,
+        lookup,
+        mode,
+        obs,
+    )?;
     obs.phase("memory plan");
     let (weights_bytes, table, weight_views) = binding::lay_out_weights(graph, &model.weights);
     let mut bucket_plans = Vec::with_capacity(buckets.len());

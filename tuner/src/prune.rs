@@ -14,6 +14,7 @@
 
 use crate::cost_model::{self, CostError, Dispatch, Estimate};
 use crate::error::TunerError;
+use std::collections::BTreeSet;
 use std::fmt;
 use tessera_dsl::{Config, DeviceCaps, Problem, Reject, Template};
 
@@ -286,6 +287,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Keep the candidates named in `also` as well (a narrow pick's must-measure configs):
+    /// each one the ranking pruned moves to the end of `kept` with its rank; names that are
+    /// kept already, or not candidates, change nothing.
+    pub fn keep_also(&mut self, also: &BTreeSet<String>) {
+        let (moved, rest): (Vec<Planned>, Vec<Planned>) = std::mem::take(&mut self.pruned)
+            .into_iter()
+            .partition(|p| also.contains(&p.name()));
+        self.pruned = rest;
+        for mut p in moved {
+            p.verdict = Verdict::Kept {
+                rank: p.verdict.rank(),
+                floor: false,
+            };
+            self.kept.push(p);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.kept.len() + self.pruned.len()
     }
@@ -665,5 +683,45 @@ mod measured {
             kept >= 22,
             "the default keeps {kept} of {total} measured winners"
         );
+    }
+
+    #[test]
+    fn keep_also_moves_named_pruned_candidates_into_kept_and_nothing_else() {
+        let problem = Problem::Gemm(tessera_dsl::problem::GemmProblem::new(1664, 3072, 768));
+        let caps = tessera_dsl::GpuModel::H200.caps();
+        let t = tessera_library::templates()
+            .into_iter()
+            .find(|t| t.op() == problem.op())
+            .unwrap();
+        let (valid, _) = validate_space(t, &problem, &caps).unwrap();
+        let base = plan(t, &problem, &caps, valid, PruneConfig::top(2));
+        let (a, b) = (
+            base.pruned[0].name(),
+            base.pruned[base.pruned.len() - 1].name(),
+        );
+        let kept_name = base.kept[0].name();
+        let also: BTreeSet<String> = [a.clone(), b.clone(), kept_name, "no such kernel".into()]
+            .into_iter()
+            .collect();
+        let mut p = base.clone();
+        p.keep_also(&also);
+        assert_eq!(p.len(), base.len());
+        assert_eq!(p.kept.len(), base.kept.len() + 2);
+        // the ranking's own choices first and unchanged, then the named ones with their ranks
+        let names = |v: &[Planned]| v.iter().map(Planned::name).collect::<Vec<_>>();
+        assert_eq!(names(&p.kept[..base.kept.len()]), names(&base.kept));
+        assert_eq!(names(&p.kept[base.kept.len()..]), [a.clone(), b.clone()]);
+        for k in &p.kept[base.kept.len()..] {
+            let was = base.pruned.iter().find(|q| q.name() == k.name()).unwrap();
+            assert_eq!(
+                k.verdict,
+                Verdict::Kept {
+                    rank: was.verdict.rank(),
+                    floor: false
+                }
+            );
+        }
+        assert!(p.pruned.iter().all(|q| q.name() != a && q.name() != b));
+        assert_eq!(p.pruned.len(), base.pruned.len() - 2);
     }
 }

@@ -273,6 +273,19 @@ fn apply_reply(row: &mut ResultRow, reply: &Reply, problem: &Problem, compiled_s
     }
 }
 
+/// What one problem's sweep measures and stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SweepScope {
+    /// The template's space: every rejected and pruned candidate stored as a row with its
+    /// reason, the kept ones measured, the winner stored (`tessera tune`, a compile's misses).
+    Space,
+    /// A narrow pick: the cost model's best `keep` (and each dispatch policy's best) plus the
+    /// candidates named in `also`, measured unless the cache already holds their rows; only
+    /// their rows are stored, and no winner (the pick is not a sweep of the space, so a later
+    /// `tessera tune` of the problem still sweeps it). A packed fill bucket's kernels.
+    Among { keep: usize, also: BTreeSet<String> },
+}
+
 /// Tune `template` for one problem and store the results and the winner.
 pub fn tune_problem(
     s: &mut Session,
@@ -280,7 +293,33 @@ pub fn tune_problem(
     t: &'static dyn Template,
     obs: &mut dyn Observer,
 ) -> Result<ProblemSummary, TunerError> {
+    sweep(s, named, t, &SweepScope::Space, obs).map(|(summary, _)| summary)
+}
+
+/// The fastest of a [`SweepScope::Among`] pick for one problem (its rows stored, no winner):
+/// the summary, and the chosen config (`None` when no candidate measured ok). A problem
+/// whose winner is cached returns that winner's summary and no config: the caller reads the
+/// cache.
+pub fn pick_among(
+    s: &mut Session,
+    named: &NamedProblem,
+    t: &'static dyn Template,
+    keep: usize,
+    also: BTreeSet<String>,
+    obs: &mut dyn Observer,
+) -> Result<(ProblemSummary, Option<Config>), TunerError> {
+    sweep(s, named, t, &SweepScope::Among { keep, also }, obs)
+}
+
+fn sweep(
+    s: &mut Session,
+    named: &NamedProblem,
+    t: &'static dyn Template,
+    scope: &SweepScope,
+    obs: &mut dyn Observer,
+) -> Result<(ProblemSummary, Option<Config>), TunerError> {
     let started = Instant::now();
+    let among = matches!(scope, SweepScope::Among { .. });
     let problem = &named.problem;
     let key = problem.key();
     let tk = TemplateKey::new(t.name(), t.source_hash());
@@ -296,7 +335,7 @@ pub fn tune_problem(
         summary.median_ms = Some(w.median_ms);
         set_throughput(&mut summary, problem, w.median_ms);
         obs.problem_done(&summary);
-        return Ok(summary);
+        return Ok((summary, None));
     }
     // rows an earlier run stored for this key: `--resume` keeps the measured ones (a pruned
     // row is a decision, not work done: it is planned again)
@@ -306,7 +345,8 @@ pub fn tune_problem(
         .filter(|r| r.status != Status::Pruned)
         .map(|r| r.kernel_name.clone())
         .collect();
-    let done: BTreeSet<String> = if s.settings.resume {
+    // a narrow pick never measures a candidate twice: its rows are what it keeps
+    let done: BTreeSet<String> = if s.settings.resume || among {
         earlier.clone()
     } else {
         summary.resumable = earlier.len();
@@ -316,19 +356,30 @@ pub fn tune_problem(
     let (valid, invalid) = validate_space(t, problem, &s.caps)?;
     let rejected: Vec<ResultRow> = invalid
         .iter()
+        .filter(|_| !among)
         .filter(|(c, _)| !done.contains(&c.kernel_name()))
         .map(|(c, r)| s.row(t, problem, c, Status::Rejected, r.to_string()))
         .collect();
     s.cache.record_results(&rejected)?;
-    *summary.counts.entry("rejected".into()).or_default() += rejected.len();
+    if !among {
+        *summary.counts.entry("rejected".into()).or_default() += rejected.len();
+    }
     // prune: rank every valid candidate (done ones too, so a resumed sweep keeps the same
     // set) by the cost model; keep the best few, store the rest as `pruned` rows with their
     // rank and estimate. Nothing pruned is generated or compiled.
     obs.phase("prune");
-    let plan = plan(t, problem, &s.caps, valid, s.settings.prune);
+    let plan = match scope {
+        SweepScope::Space => plan(t, problem, &s.caps, valid, s.settings.prune),
+        SweepScope::Among { keep, also } => {
+            let mut p = plan(t, problem, &s.caps, valid, PruneConfig::top(*keep));
+            p.keep_also(also);
+            p
+        }
+    };
     let pruned: Vec<ResultRow> = plan
         .pruned
         .iter()
+        .filter(|_| !among)
         .filter(|p| !earlier.contains(&p.name()))
         .filter_map(|p| match p.verdict {
             Verdict::Pruned(why) => {
@@ -342,6 +393,15 @@ pub fn tune_problem(
         *summary.counts.entry("pruned".into()).or_default() += pruned.len();
     }
     summary.kept = plan.kept.len();
+    // a narrow pick chooses among its kept candidates only (their configs by kernel name)
+    let kept_configs: BTreeMap<String, Config> = if among {
+        plan.kept
+            .iter()
+            .map(|p| (p.name(), p.config.clone()))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     // the kept candidates still to measure, best estimate first (so the best-so-far, and the
     // early stop, come early)
     let ordered: Vec<(Vec<i64>, Config)> = plan
@@ -466,18 +526,24 @@ pub fn tune_problem(
     }
     summary.worker_restarts = s.measure.starts.saturating_sub(1);
     // select → store the winner (near-ties broken by kernel name, as the cache's policy does)
-    let rows = s.cache.results_for(&key, &s.fingerprint, Some(&tk))?;
+    let mut rows = s.cache.results_for(&key, &s.fingerprint, Some(&tk))?;
+    if among {
+        rows.retain(|r| kept_configs.contains_key(&r.kernel_name));
+    }
+    let mut chosen = None;
     if let Some(w) = policy::choose_winner(&rows).and_then(WinnerRow::from_result) {
         summary.winner = Some(w.kernel_name.clone());
         summary.median_ms = Some(w.median_ms);
         set_throughput(&mut summary, problem, w.median_ms);
-        if !summary.budget_exhausted {
+        if among {
+            chosen = kept_configs.get(&w.kernel_name).cloned();
+        } else if !summary.budget_exhausted {
             s.cache.record_winner(&w)?;
         }
     }
     summary.wall_s = started.elapsed().as_secs_f64();
     obs.problem_done(&summary);
-    Ok(summary)
+    Ok((summary, chosen))
 }
 
 /// The simulated device's cost ([`sim_cost`]) for one config of `t` on `problem` (lower is
