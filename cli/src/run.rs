@@ -105,11 +105,6 @@ pub struct BenchArgs {
     /// `auto` weighs) in the same process, in interleaved rounds, on the batch's lengths.
     #[arg(long)]
     pub candidates: bool,
-    /// With --lens: also time the batch split into two groups of sequences of about equal
-    /// tokens, each in its packed bucket on its own lane (a second copy of the plan loaded,
-    /// its own stream), both replayed concurrently.
-    #[arg(long)]
-    pub split: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -384,11 +379,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         (Some(lens), true) => candidates(&exec, &Inputs::with_lengths(args.seq, lens), args.iters)?,
         _ => Vec::new(),
     };
-    let split = match (&args.lens, args.split) {
-        (Some(lens), true) => Some(split_timing(&exec, &args, device.as_ref(), lens)?),
-        (None, true) => return Err(usage("--split splits a batch of --lens: give --lens")),
-        _ => None,
-    };
     let breakdown = exec.breakdown(bucket, 5).map_err(exec_error)?;
     let parts = breakdown.by_kind();
     let sum = breakdown.total_ms();
@@ -418,14 +408,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     "samples": t.samples_ms().len(),
                 }))
                 .collect::<Vec<_>>(),
-            "split": split.as_ref().map(|s| serde_json::json!({
-                "groups": s.groups,
-                "buckets": s.buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-                "median_ms": s.concurrent.median(),
-                "p10_ms": s.concurrent.p10(),
-                "p90_ms": s.concurrent.p90(),
-                "whole_median_ms": s.whole.median(),
-            })),
             "mode": mode,
             "iters": args.iters,
             "median_ms": t.median(),
@@ -456,17 +438,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 "candidate {b}: median {:.4} ms over {} replays in {CANDIDATE_ROUNDS} interleaved rounds",
                 t.median(),
                 t.samples_ms().len()
-            );
-        }
-        if let Some(s) = &split {
-            println!(
-                "split {:?} into {}: concurrent median {:.4} ms (p10 {:.4}, p90 {:.4}); whole batch, same rounds, {:.4} ms",
-                s.groups,
-                s.buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" + "),
-                s.concurrent.median(),
-                s.concurrent.p10(),
-                s.concurrent.p90(),
-                s.whole.median()
             );
         }
         println!(
@@ -515,59 +486,4 @@ fn candidates(
         .time_input_rounds(x, &buckets, 2, per_round, CANDIDATE_ROUNDS)
         .map_err(exec_error)?;
     Ok(buckets.into_iter().zip(timings).collect())
-}
-
-/// `bench --split`: the batch's two groups, their buckets, their concurrent replay time, and
-/// the whole batch's replay time in the same interleaved rounds.
-struct SplitTiming {
-    groups: [Vec<u64>; 2],
-    buckets: Vec<Bucket>,
-    concurrent: tessera_device::Timing,
-    whole: tessera_device::Timing,
-}
-
-/// Time `lens` split in two ([`tessera_compiler::bucket::split_two`]), each group on its own
-/// lane (a second executor on the same device), against the whole batch on `exec`, in
-/// [`CANDIDATE_ROUNDS`] interleaved rounds.
-fn split_timing(
-    exec: &Executor,
-    args: &BenchArgs,
-    device: &dyn Device,
-    lens: &[u64],
-) -> anyhow::Result<SplitTiming> {
-    if lens.len() < 2 {
-        return Err(usage("--split needs a batch of at least two sequences"));
-    }
-    let [a, b] = tessera_compiler::bucket::split_two(lens);
-    let pick = |g: &[usize]| g.iter().map(|&i| lens[i]).collect::<Vec<u64>>();
-    let groups = [pick(&a), pick(&b)];
-    let options = ExecOptions {
-        padding: Padding::Packed,
-        ..exec.options()
-    };
-    let first = Executor::load(&args.plan, device, options).map_err(exec_error)?;
-    let second = Executor::load(&args.plan, device, options).map_err(exec_error)?;
-    let xa = Inputs::with_lengths(args.seq, &groups[0]);
-    let xb = Inputs::with_lengths(args.seq, &groups[1]);
-    let whole = Inputs::with_lengths(args.seq, lens);
-    let per_round = args.iters.div_ceil(CANDIDATE_ROUNDS).max(1);
-    let (mut conc, mut all) = (Vec::new(), Vec::new());
-    let mut buckets = Vec::new();
-    let mut flags = (false, false);
-    for _ in 0..CANDIDATE_ROUNDS {
-        let (bs, t) = Executor::time_concurrent(&[(&first, &xa), (&second, &xb)], 2, per_round)
-            .map_err(exec_error)?;
-        buckets = bs;
-        conc.extend_from_slice(t.samples_ms());
-        let (_, t) = exec.time_input(&whole, 2, per_round).map_err(exec_error)?;
-        flags = (t.simulated(), t.l2_flushed());
-        all.extend_from_slice(t.samples_ms());
-    }
-    let timing = |s| tessera_device::Timing::new(s, flags.0, flags.1).context("timing");
-    Ok(SplitTiming {
-        groups,
-        buckets,
-        concurrent: timing(conc)?,
-        whole: timing(all)?,
-    })
 }

@@ -310,25 +310,6 @@ pub fn choose_packed(buckets: &[Bucket], lens: &[u64]) -> Result<Bucket, BucketE
         })
 }
 
-/// Sequences of these lengths dealt into two groups of about equal tokens (longest first,
-/// each to the group with fewer tokens so far): the indices of each group, in input order.
-/// Fewer than two sequences leave the second group empty.
-pub fn split_two(lens: &[u64]) -> [Vec<usize>; 2] {
-    let mut order: Vec<usize> = (0..lens.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(lens[i]), i));
-    let mut groups: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
-    let mut tokens = [0u64; 2];
-    for i in order {
-        let g = usize::from(tokens[1] < tokens[0]);
-        groups[g].push(i);
-        tokens[g] += lens[i];
-    }
-    for g in &mut groups {
-        g.sort_unstable();
-    }
-    groups
-}
-
 /// How much faster than the padded bucket the packed one must have measured for `--padding
 /// auto` to take it. The load-time timings are medians of a few replays (a few per cent apart
 /// between runs), and with little padding both buckets do the same work: on the H200 at
