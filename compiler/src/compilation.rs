@@ -26,7 +26,7 @@ pub struct Options {
     /// Packed buckets under each padded one (`bucket::packed_under`); 0: padded buckets only.
     pub packed_steps: u64,
     /// Packed fill buckets every this many tokens between them (`bucket::packed_fill`; their
-    /// kernels take the anchors' configs); 0: none.
+    /// kernels take the anchors' configs, or pick by `fill_configs`); 0: none.
     pub packed_granule: u64,
     /// How fill buckets' kernels missing from the cache get their configs.
     pub fill_configs: FillConfigs,

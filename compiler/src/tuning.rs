@@ -3,10 +3,12 @@
 //! winner kept, its config re-validated for the problem); on a miss the [`Mode`] decides: tune it
 //! now with the tuner (within its budget), use the cost model's first candidate and mark it
 //! untuned, or fail listing every miss. A packed fill bucket's problem that misses takes its
-//! anchor bucket's config instead (marked borrowed), so finer token buckets cost no tuning.
+//! anchor bucket's config instead (marked borrowed), so finer token buckets cost no tuning;
+//! with [`FillConfigs::Pick`] a tuning compile measures that config beside the cost model's
+//! best at the fill's own size and takes the fastest (marked picked).
 //!
 //! Everything here goes through the tuner's and the cache's own APIs: `tune_problem`,
-//! `first_by_prediction`, `Cache::winner`.
+//! `pick_among`, `first_by_prediction`, `Cache::winner`.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,23 +55,31 @@ pub enum TuningStatus {
 }
 
 /// How a packed fill bucket's kernels that the cache has no winner for get their configs.
+///
+/// Measured on the H200 at 03e09cc (`benches/bert_fill_configs.sh`: BERT-base, `--batch 8,32
+/// --seq 384 --packed-buckets 8 --packed-granule 128`, 599 fill kernels, each compile from
+/// empty caches): `Pick` ran the ragged batches of `benches/bert_bench.py` 1–5 % faster packed
+/// (batch 8: 0.925 → 0.907 ms uniform, 0.544 → 0.519 short-heavy; batch 32: 2.776 → 2.745,
+/// 0.840 → 0.806; in one process −2 to +8 %, short-heavy batches gaining most), but the
+/// compile took 286 s against `Borrow`'s 92 s. So borrowing stays the default and picking is
+/// asked for (`tessera compile --fill-configs pick`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FillConfigs {
     /// Take the anchor bucket's config unmeasured ([`TuningStatus::Borrowed`]): no tuning.
+    #[default]
     Borrow,
     /// When tuning: measure the anchor's config beside the cost model's best
     /// [`FILL_PICK_KEEP`] at the fill's own size and take the fastest
     /// ([`TuningStatus::Picked`]); otherwise borrow.
-    #[default]
     Pick,
 }
 
 /// How many of the cost model's best candidates a fill's pick measures (besides each dispatch
-/// policy's best and the anchor's config). On the H200 at f379038 every 128-token bucket of
-/// BERT-base at batch 8 tuned in full (`benches/bert_fill_tuning.sh`) ran the ragged batches
-/// 3 % (uniform lengths) and 6 % (short-heavy) faster than with borrowed configs, mostly
-/// from tiles that fit the fill's own token count (FFN-up at 1664 tokens: 128 × 160, 260
-/// tiles in 1.97 waves, against the 1920-token anchor's 128 × 192, 208 tiles in 1.58).
+/// policy's best and the anchor's config). Every 128-token bucket of BERT-base at batch 8 tuned
+/// in full (`--packed-buckets 24`, H200, f379038) ran the batch-8 ragged batches 3 % (uniform
+/// lengths) and 6 % (short-heavy) faster than with borrowed configs, mostly from tiles that
+/// fit the fill's own token count (FFN-up at 1664 tokens: 128 × 160, 260 tiles in 1.97 waves
+/// of 132 SMs, against the 1920-token anchor's 128 × 192, 208 tiles in 1.58).
 pub const FILL_PICK_KEEP: usize = 2;
 
 /// The kernel chosen for one problem.

@@ -26,7 +26,7 @@ fn options(dir: &Path) -> Options {
         seqs: vec![16, 32],
         packed_steps: common::PACKED_STEPS,
         packed_granule: 0,
-        fill_configs: tessera_compiler::tuning::FillConfigs::Pick,
+        fill_configs: tessera_compiler::tuning::FillConfigs::Borrow,
         dump_graph: None,
     }
 }

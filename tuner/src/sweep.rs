@@ -5,6 +5,8 @@
 //! GPU over a shared job queue, each problem claimed in the cache while its session works. A problem whose winner is cached
 //! costs one lookup: nothing is enumerated, compiled or measured. Every finished candidate is written to the cache at once, so
 //! a run that is killed loses nothing it finished, and `resume` picks up where it stopped.
+//! [`pick_among`] is the narrow form a compile's packed fill buckets can ask for: a few
+//! candidates measured and stored, no rejected or pruned rows and no winner ([`SweepScope`]).
 
 use crate::candidate::{sim_cost, Candidate};
 use crate::error::TunerError;

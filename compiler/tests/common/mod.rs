@@ -48,7 +48,7 @@ pub fn compile_tiny_with(
         seqs: seqs.to_vec(),
         packed_steps,
         packed_granule,
-        fill_configs: tessera_compiler::tuning::FillConfigs::Pick,
+        fill_configs: tessera_compiler::tuning::FillConfigs::Borrow,
         dump_graph: None,
     };
     let compiled = compile(&options, &lookup, Mode::NoTune, &mut Silent).unwrap();
