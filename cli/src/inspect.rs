@@ -170,25 +170,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(reason) = untuned.first() {
         println!("\n{} kernel(s) untuned: {reason}", untuned.len());
     }
-    let borrowed = plan
+    // how a packed fill bucket's kernels got their configs (compile --fill-configs)
+    let (borrowed, picked) = plan
         .kernels
         .iter()
-        .filter(|k| matches!(k.status, TuningStatus::Borrowed { .. }))
-        .count();
-    if borrowed > 0 {
-        println!(
-            "\n{borrowed} kernel(s) borrowed: a packed fill bucket's problem runs the config tuned for the same problem at the next packed bucket up (compile --packed-granule), measured there, not at its own token count"
-        );
-    }
-    let picked = plan
-        .kernels
-        .iter()
-        .filter(|k| matches!(k.status, TuningStatus::Picked { .. }))
-        .count();
-    if picked > 0 {
-        println!(
-            "\n{picked} kernel(s) picked: a packed fill bucket's problem measured at its own token count among its anchor's config and the cost model's best there (compile --fill-configs pick), not a sweep of the space"
-        );
+        .fold((0, 0), |(b, p), k| match k.status {
+            TuningStatus::Borrowed { .. } => (b + 1, p),
+            TuningStatus::Picked { .. } => (b, p + 1),
+            _ => (b, p),
+        });
+    for (n, what) in [
+        (
+            borrowed,
+            "borrowed: a packed fill bucket's problem runs the config tuned for the same problem at the next packed bucket up (compile --packed-granule), measured there, not at its own token count",
+        ),
+        (
+            picked,
+            "picked: a packed fill bucket's problem measured at its own token count among its anchor's config and the cost model's best there (compile --fill-configs pick), not a sweep of the space",
+        ),
+    ] {
+        if n > 0 {
+            println!("\n{n} kernel(s) {what}");
+        }
     }
     Ok(())
 }
