@@ -51,7 +51,8 @@ pub struct Args {
     /// `borrow` takes the anchor's config unmeasured; `pick` (when tuning) measures, at the
     /// fill's own token count, the anchor's config beside the cost model's two best (their
     /// rows go to the cache, no winner): packed BERT batches 1–5 % faster on an H200 (most
-    /// for short-heavy ones), for about 3× the compile time of a plan with many fills. Without tuning fills borrow.
+    /// for short-heavy ones), for about 3× the compile time of a plan with many fills.
+    /// Without tuning, fills borrow.
     #[arg(long, value_enum, default_value = "borrow")]
     fill_configs: FillChoice,
     /// The plan directory to write (replaced if it holds an earlier plan).
